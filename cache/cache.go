@@ -1,0 +1,228 @@
+// Package cache is edged's HTTP cache: primary keys, RFC 9111 storability and
+// freshness, the memory tier and coalesced origin fills.
+//
+// The cache fetches from origins only through the http.RoundTripper a Request
+// carries; it never knows about shards or pools. It writes nothing to clients:
+// it returns a Result, and the edge package turns it into a response and the
+// Cache-Status header.
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+)
+
+// ErrOnlyIfCached is returned by Get when the request carries
+// Cache-Control: only-if-cached and no usable stored response exists; the
+// edge answers 504 (RFC 9111 §5.2.1.7).
+var ErrOnlyIfCached = errors.New("cache: only-if-cached and nothing usable is stored")
+
+// Config configures a Cache. The zero value is usable.
+type Config struct {
+	// MaxBytes is the memory tier's byte budget. Zero means 256 MiB.
+	MaxBytes int64
+	// MaxObjectBytes is the largest entry the memory tier keeps; larger
+	// bodies are streamed to the client and not stored. Zero means 8 MiB.
+	MaxObjectBytes int64
+	// FillTimeout bounds one origin fill, headers and body. It runs detached
+	// from the client that started it. Zero means 60 s.
+	FillTimeout time.Duration
+	// Registerer receives the cache's metrics; nil means unregistered.
+	Registerer prometheus.Registerer
+	// Logger is for fill errors; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Cache is a shared HTTP cache. It is safe for concurrent use.
+type Cache struct {
+	mem         *memoryTier
+	flights     singleflight.Group
+	m           *metrics
+	fillTimeout time.Duration
+	log         *slog.Logger
+	now         func() time.Time
+}
+
+// New returns a Cache built from cfg.
+func New(cfg Config) (*Cache, error) {
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = 256 << 20
+	}
+	if cfg.MaxObjectBytes == 0 {
+		cfg.MaxObjectBytes = 8 << 20
+	}
+	if cfg.FillTimeout == 0 {
+		cfg.FillTimeout = 60 * time.Second
+	}
+	switch {
+	case cfg.MaxBytes < 0, cfg.MaxObjectBytes < 0, cfg.FillTimeout < 0:
+		return nil, errors.New("cache: negative size or timeout in Config")
+	case cfg.MaxObjectBytes > cfg.MaxBytes:
+		return nil, fmt.Errorf("cache: MaxObjectBytes %d exceeds MaxBytes %d", cfg.MaxObjectBytes, cfg.MaxBytes)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	mem, err := newMemoryTier(cfg.MaxBytes, cfg.MaxObjectBytes)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer, mem)
+	if err != nil {
+		mem.close()
+		return nil, err
+	}
+	return &Cache{mem: mem, m: m, fillTimeout: cfg.FillTimeout, log: cfg.Logger, now: cfg.Now}, nil
+}
+
+// Close releases the memory tier.
+func (c *Cache) Close() { c.mem.close() }
+
+// Request is one cacheable client request.
+type Request struct {
+	// Key is the primary cache key (KeyFor, or a lifecycle hook's choice).
+	Key string
+	// In is the client's request: its headers select Vary variants and carry
+	// the request Cache-Control directives and Authorization.
+	In *http.Request
+	// Out is the GET request to send to the origin on a miss. The cache owns
+	// it: it removes conditional and Range fields and replaces its context
+	// with a fill context detached from the client (keeping its values).
+	Out *http.Request
+	// Transport reaches the origin.
+	Transport http.RoundTripper
+	// Policy holds the site's freshness knobs.
+	Policy Policy
+}
+
+// Result is how a request was answered. Exactly one of Entry and Response
+// is set.
+type Result struct {
+	// Entry is the stored (or just filled and shared) response to serve.
+	Entry *Entry
+	// Response is an origin response streamed through without being stored;
+	// the caller must close its Body.
+	Response *http.Response
+	// Hit reports that no origin was contacted.
+	Hit bool
+	// Fwd is the RFC 9211 fwd reason when the origin was contacted:
+	// "uri-miss", "vary-miss", "stale" or "request".
+	Fwd string
+	// Stored reports that this request's fill stored the response.
+	Stored bool
+	// Collapsed reports that the request waited on another request's fill.
+	Collapsed bool
+	// NotStored is why the response was not stored: a Decision.Reason or
+	// "too-large".
+	NotStored string
+	// Age and TTL describe Entry at the time of the lookup.
+	Age, TTL time.Duration
+}
+
+// Get answers r from the memory tier, or fetches it from the origin. Misses
+// for one key are coalesced: one origin fetch, shared by every waiter whose
+// request selects the same variant. A waiter whose context ends stops waiting
+// without cancelling the fetch.
+func (c *Cache) Get(ctx context.Context, r *Request) (*Result, error) {
+	dirs := ParseRequestDirectives(r.In.Header)
+	fwd := "uri-miss"
+	if e, ok := c.mem.get(r.Key); ok {
+		if !e.matchesVary(r.In.Header) {
+			fwd = "vary-miss"
+		} else {
+			now := c.now()
+			age := e.Age(now)
+			if dirs.Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache) {
+				return &Result{Entry: e, Hit: true, Age: age, TTL: e.Lifetime - age}, nil
+			}
+			fwd = "stale"
+			if age < e.Lifetime && !e.NoCache {
+				fwd = "request"
+			}
+		}
+	}
+	if dirs.OnlyIfCached {
+		return nil, ErrOnlyIfCached
+	}
+	return c.fill(ctx, r, fwd)
+}
+
+// Invalidate removes the stored response for key from every tier.
+func (c *Cache) Invalidate(key string) { c.mem.del(key) }
+
+// errNotShared means the fill's response may not be shared: the leader
+// streams it, every waiter fetches on its own.
+type errNotShared struct{ reason string }
+
+func (e *errNotShared) Error() string { return "cache: response not shareable: " + e.reason }
+
+func (c *Cache) fill(ctx context.Context, r *Request, fwd string) (*Result, error) {
+	var led bool
+	h := new(handoff)
+	ch := c.flights.DoChan(r.Key, func() (any, error) {
+		led = true
+		return c.lead(ctx, r, fwd, h)
+	})
+	var res singleflight.Result
+	select {
+	case res = <-ch:
+	case <-ctx.Done():
+		h.abandon()
+		return nil, ctx.Err()
+	}
+	if !led {
+		c.m.coalesced.Inc()
+	}
+	var ns *errNotShared
+	switch {
+	case errors.As(res.Err, &ns) && led:
+		return &Result{Response: h.take(), Fwd: fwd, NotStored: ns.reason}, nil
+	case errors.As(res.Err, &ns):
+		return c.direct(ctx, r, fwd)
+	case res.Err != nil:
+		return nil, res.Err
+	}
+	fr := res.Val.(*fillResult)
+	if !led && !fr.entry.matchesVary(r.In.Header) {
+		return c.direct(ctx, r, fwd)
+	}
+	now := c.now()
+	age := fr.entry.Age(now)
+	return &Result{
+		Entry:     fr.entry,
+		Hit:       fr.hit,
+		Fwd:       fwd,
+		Stored:    fr.stored && led,
+		Collapsed: !led,
+		Age:       age,
+		TTL:       fr.entry.Lifetime - age,
+	}, nil
+}
+
+// direct fetches for one request without joining a flight: a waiter whose
+// leader's response could not be shared.
+func (c *Cache) direct(ctx context.Context, r *Request, fwd string) (*Result, error) {
+	h := new(handoff)
+	fr, err := c.lead(ctx, r, fwd, h)
+	var ns *errNotShared
+	switch {
+	case errors.As(err, &ns):
+		return &Result{Response: h.take(), Fwd: fwd, NotStored: ns.reason}, nil
+	case err != nil:
+		return nil, err
+	}
+	age := fr.entry.Age(c.now())
+	return &Result{Entry: fr.entry, Fwd: fwd, Stored: fr.stored, Age: age, TTL: fr.entry.Lifetime - age}, nil
+}

@@ -1,0 +1,181 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/edged-proxy/edged/internal/httpx"
+)
+
+// fillResult is what a fill shares with its waiters.
+type fillResult struct {
+	entry  *Entry
+	stored bool
+	hit    bool // the re-check inside the flight found a usable entry
+}
+
+// handoff passes an unshareable live origin response from the fill to the
+// request that led it. If that request has gone away, the body is closed.
+type handoff struct {
+	mu   sync.Mutex
+	gone bool
+	resp *http.Response
+}
+
+func (h *handoff) give(resp *http.Response) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gone {
+		resp.Body.Close()
+		return
+	}
+	h.resp = resp
+}
+
+func (h *handoff) abandon() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gone = true
+	if h.resp != nil {
+		h.resp.Body.Close()
+		h.resp = nil
+	}
+}
+
+func (h *handoff) take() *http.Response {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	resp := h.resp
+	h.resp = nil
+	return resp
+}
+
+// conditionalFields are removed from fill requests: a fill needs the whole
+// representation, not the client's 304 or 206.
+var conditionalFields = [...]string{
+	"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range", "Range",
+}
+
+// lead performs one origin fetch for r. A shareable response is stored (when
+// it fits) and returned; an unshareable one is handed to the leading request
+// through h and reported as *errNotShared.
+func (c *Cache) lead(ctx context.Context, r *Request, fwd string, h *handoff) (fr *fillResult, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			fr, err = nil, fmt.Errorf("cache: fill of %s panicked: %v", r.Key, p)
+		}
+	}()
+	if fwd == "uri-miss" || fwd == "vary-miss" {
+		// A fill that ended just before this flight began may have stored it.
+		if e, ok := c.mem.get(r.Key); ok && e.matchesVary(r.In.Header) {
+			if age := e.Age(c.now()); ParseRequestDirectives(r.In.Header).Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache) {
+				return &fillResult{entry: e, hit: true}, nil
+			}
+		}
+	}
+
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.fillTimeout)
+	out := r.Out.WithContext(fctx)
+	for _, f := range conditionalFields {
+		out.Header.Del(f)
+	}
+	reqTime := c.now()
+	resp, err := r.Transport.RoundTrip(out)
+	respTime := c.now()
+	if err != nil {
+		cancel()
+		c.m.fills.WithLabelValues("error").Inc()
+		return nil, fmt.Errorf("cache: fetching %s: %w", r.Key, err)
+	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+
+	d := r.Policy.Evaluate(r.In, resp)
+	if d.Storable && (resp.StatusCode == http.StatusPartialContent || resp.StatusCode == http.StatusNotModified) {
+		d.Storable, d.Reason = false, "status"
+	}
+	if !d.Storable {
+		c.m.fills.WithLabelValues("not_storable").Inc()
+		h.give(resp)
+		return nil, &errNotShared{reason: d.Reason}
+	}
+	limit := c.mem.maxObject
+	if resp.ContentLength > limit {
+		c.m.fills.WithLabelValues("too_large").Inc()
+		h.give(resp)
+		return nil, &errNotShared{reason: "too-large"}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		resp.Body.Close()
+		c.m.fills.WithLabelValues("error").Inc()
+		return nil, fmt.Errorf("cache: reading %s from origin: %w", r.Key, err)
+	}
+	if int64(len(body)) > limit {
+		c.m.fills.WithLabelValues("too_large").Inc()
+		resp.Body = readCloser{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		h.give(resp)
+		return nil, &errNotShared{reason: "too-large"}
+	}
+	resp.Body.Close()
+	if resp.ContentLength >= 0 && int64(len(body)) != resp.ContentLength {
+		c.m.fills.WithLabelValues("error").Inc()
+		return nil, fmt.Errorf("cache: %s: origin sent %d body bytes, Content-Length said %d", r.Key, len(body), resp.ContentLength)
+	}
+	c.m.fillTime.Observe(c.now().Sub(reqTime).Seconds())
+
+	e := newEntry(r, resp, body, d, NewTiming(reqTime, respTime, resp.Header))
+	stored := c.mem.set(e)
+	if stored {
+		c.m.fills.WithLabelValues("stored").Inc()
+	} else {
+		c.m.fills.WithLabelValues("too_large").Inc()
+	}
+	return &fillResult{entry: e, stored: stored}, nil
+}
+
+func newEntry(r *Request, resp *http.Response, body []byte, d Decision, t Timing) *Entry {
+	hdr := resp.Header.Clone()
+	httpx.RemoveHopByHop(hdr)
+	hdr.Del("Age") // recomputed on every use from Timing
+	names, _ := parseVary(resp.Header)
+	values := make([]string, len(names))
+	for i, n := range names {
+		values[i] = varyValue(r.In.Header, n)
+	}
+	return &Entry{
+		Key:            r.Key,
+		Status:         resp.StatusCode,
+		Header:         hdr,
+		Body:           body,
+		Timing:         t,
+		Lifetime:       d.Lifetime,
+		Heuristic:      d.Heuristic,
+		NoCache:        d.NoCache,
+		MustRevalidate: d.MustRevalidate,
+		Vary:           names,
+		VaryValues:     values,
+	}
+}
+
+// cancelBody releases the fill context when the body is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.cancel)
+	return err
+}
+
+// readCloser joins a Reader with the Closer of the body it continues.
+type readCloser struct {
+	io.Reader
+	io.Closer
+}

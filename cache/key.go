@@ -1,0 +1,178 @@
+package cache
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// KeyFor returns the primary cache key of r: the normalized absolute URI
+// scheme://host/path?query. scheme is "http" or "https" (the edge knows
+// whether the request came over TLS).
+//
+// Normalization, in order:
+//   - scheme and host are lowercased; a trailing dot on the host and the
+//     scheme's default port (:80 for http, :443 for https) are removed;
+//   - an empty path becomes "/";
+//   - in path and query, percent-encoded unreserved characters
+//     (ALPHA / DIGIT / "-" / "." / "_" / "~") are decoded and the hex digits
+//     of every other percent-encoding are uppercased (RFC 3986 §6.2.2);
+//   - dot segments ("." and "..") are removed from the path (RFC 3986 §5.2.4);
+//     repeated slashes are kept, origins may give them meaning;
+//   - the query's parameters are stable-sorted by name, empty parameters
+//     ("&&") are dropped and an empty query loses its "?"; parameters with the
+//     same name keep their relative order, so "a=1&a=2" and "a=2&a=1" stay
+//     distinct;
+//   - the fragment is never part of the key.
+//
+// The key is only used to find stored responses: the origin always receives
+// the client's request-target unchanged.
+func KeyFor(r *http.Request, scheme string) string {
+	host := r.Host
+	if host == "" {
+		host = r.URL.Host
+	}
+	return NormalizeKey(scheme, host, r.URL.EscapedPath(), r.URL.RawQuery)
+}
+
+// NormalizeKey builds a primary cache key from its parts; see KeyFor.
+func NormalizeKey(scheme, host, path, rawQuery string) string {
+	scheme = strings.ToLower(scheme)
+	host = normalizeHost(scheme, host)
+	path = removeDotSegments(normalizePercent(path))
+	if path == "" || path[0] != '/' {
+		path = "/" + path
+	}
+	var b strings.Builder
+	b.Grow(len(scheme) + 3 + len(host) + len(path) + 1 + len(rawQuery))
+	b.WriteString(scheme)
+	b.WriteString("://")
+	b.WriteString(host)
+	b.WriteString(path)
+	if q := normalizeQuery(rawQuery); q != "" {
+		b.WriteByte('?')
+		b.WriteString(q)
+	}
+	return b.String()
+}
+
+func normalizeHost(scheme, host string) string {
+	host = strings.ToLower(host)
+	name, port := host, ""
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		name, port = host[:i], host[i+1:]
+	}
+	name = strings.TrimSuffix(name, ".")
+	if port == "" || (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+		return name
+	}
+	return name + ":" + port
+}
+
+func normalizeQuery(q string) string {
+	if q == "" {
+		return ""
+	}
+	params := strings.Split(q, "&")
+	params = slices.DeleteFunc(params, func(p string) bool { return p == "" })
+	for i, p := range params {
+		params[i] = normalizePercent(p)
+	}
+	slices.SortStableFunc(params, func(a, b string) int {
+		return strings.Compare(paramName(a), paramName(b))
+	})
+	return strings.Join(params, "&")
+}
+
+func paramName(p string) string {
+	if i := strings.IndexByte(p, '='); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// normalizePercent decodes percent-encoded unreserved characters and
+// uppercases the hex digits of the remaining escapes. Malformed escapes are
+// kept as they are.
+func normalizePercent(s string) string {
+	if strings.IndexByte(s, '%') < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '%' || i+2 >= len(s) {
+			b = append(b, c)
+			continue
+		}
+		hi, ok1 := unhex(s[i+1])
+		lo, ok2 := unhex(s[i+2])
+		if !ok1 || !ok2 {
+			b = append(b, c)
+			continue
+		}
+		if d := hi<<4 | lo; unreserved(d) {
+			b = append(b, d)
+		} else {
+			b = append(b, '%', upperHex(s[i+1]), upperHex(s[i+2]))
+		}
+		i += 2
+	}
+	return string(b)
+}
+
+func upperHex(c byte) byte {
+	if 'a' <= c && c <= 'f' {
+		return c - 'a' + 'A'
+	}
+	return c
+}
+
+// removeDotSegments implements RFC 3986 §5.2.4 on an absolute path.
+func removeDotSegments(p string) string {
+	if !strings.Contains(p, ".") {
+		return p
+	}
+	segs := strings.Split(p, "/")
+	out := make([]string, 0, len(segs))
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case ".":
+			if last {
+				out = append(out, "")
+			}
+		case "..":
+			if len(out) > 1 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, s)
+		}
+	}
+	r := strings.Join(out, "/")
+	if r == "" || r[0] != '/' {
+		r = "/" + r
+	}
+	return r
+}

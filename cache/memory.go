@@ -1,0 +1,62 @@
+package cache
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// memoryTier is the in-process tier: ristretto with cost = bytes and TinyLFU
+// admission. It holds whole entries up to maxObject bytes.
+type memoryTier struct {
+	c         *ristretto.Cache[string, *Entry]
+	maxObject int64
+	evictions atomic.Uint64
+	rejects   atomic.Uint64
+}
+
+func newMemoryTier(maxBytes, maxObject int64) (*memoryTier, error) {
+	m := &memoryTier{maxObject: maxObject}
+	// Ristretto wants ~10 counters per expected item; assume a 4 KiB mean.
+	counters := max(maxBytes/4096*10, 10_000)
+	c, err := ristretto.NewCache(&ristretto.Config[string, *Entry]{
+		NumCounters:        counters,
+		MaxCost:            maxBytes,
+		BufferItems:        64,
+		IgnoreInternalCost: false,
+		OnEvict:            func(*ristretto.Item[*Entry]) { m.evictions.Add(1) },
+		OnReject:           func(*ristretto.Item[*Entry]) { m.rejects.Add(1) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: memory tier: %w", err)
+	}
+	m.c = c
+	return m, nil
+}
+
+func (m *memoryTier) get(key string) (*Entry, bool) { return m.c.Get(key) }
+
+// set offers e to the tier and waits until the admission decision is applied,
+// so that the next lookup sees it. It returns false if e is too large.
+func (m *memoryTier) set(e *Entry) bool {
+	cost := e.cost()
+	if cost > m.maxObject {
+		return false
+	}
+	m.c.Set(e.Key, e, cost)
+	m.c.Wait()
+	return true
+}
+
+func (m *memoryTier) del(key string) { m.c.Del(key) }
+
+func (m *memoryTier) bytes() int64 { return m.c.MaxCost() - m.c.RemainingCost() }
+
+func (m *memoryTier) objects() int {
+	n := 0
+	m.c.IterValues(func(*Entry) bool { n++; return false })
+	return n
+}
+
+func (m *memoryTier) close() { m.c.Close() }

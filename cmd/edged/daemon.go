@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/internal/config"
+	"github.com/edged-proxy/edged/internal/sampleorigin"
+	"github.com/edged-proxy/edged/lb"
+)
+
+// listening reports the bound addresses once the daemon accepts requests.
+type listening struct {
+	Edge, Admin string
+	// Sample is the built-in sample origin's address, or "".
+	Sample string
+}
+
+// run is the whole daemon: flags, configuration, wiring, serving until ctx
+// ends, graceful shutdown. ready, if not nil, is called once listening.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(listening)) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if o.checkConfig != "" {
+		cfg, err := config.Load(o.checkConfig)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: configuration is valid (%d sites)\n", o.checkConfig, len(cfg.Sites))
+		return nil
+	}
+	cfg, err := loadConfig(o)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var access *slog.Logger
+	if cfg.Log.Access {
+		access = slog.New(slog.NewJSONHandler(stdout, nil))
+	}
+	d, err := newDaemon(cfg, logger, access)
+	if err != nil {
+		return err
+	}
+	return d.serve(ctx, ready)
+}
+
+// loadConfig reads the file (or the embedded default) and applies the
+// command-line overrides, which win.
+func loadConfig(o *options) (*config.Config, error) {
+	cfg := config.Default()
+	if o.config != "" {
+		var err error
+		if cfg, err = config.Load(o.config); err != nil {
+			return nil, err
+		}
+	}
+	if o.set["origin"] {
+		cfg.Sites = []config.Site{config.NewSite("default", []string{"*"}, o.origin)}
+	}
+	if o.set["listen"] {
+		cfg.Listen = o.listen
+	}
+	if o.set["admin"] {
+		cfg.Admin.Listen = o.admin
+	}
+	if o.set["log-level"] {
+		cfg.Log.Level = o.logLevel
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("after applying command-line flags: %w", err)
+	}
+	return cfg, nil
+}
+
+// daemon is one running edged: its servers and what they share.
+type daemon struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	cache    *cache.Cache
+	pools    []*lb.Pool
+	edgeSrv  *http.Server
+	adminSrv *http.Server
+	sample   *http.Server
+	sampleLn net.Listener
+}
+
+func newDaemon(cfg *config.Config, logger, access *slog.Logger) (*daemon, error) {
+	d := &daemon{cfg: cfg, log: logger}
+	if len(cfg.Sites) == 0 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("sample origin: %w", err)
+		}
+		d.sampleLn = ln
+		d.sample = &http.Server{Handler: sampleorigin.New(), ReadHeaderTimeout: 10 * time.Second}
+		cfg.Sites = []config.Site{config.NewSite("sample", []string{"*"}, "http://"+ln.Addr().String())}
+		if err := cfg.Validate(); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c, err := cache.New(cache.Config{
+		MaxBytes:       cfg.Cache.Memory.MaxBytes.Int64(),
+		MaxObjectBytes: cfg.Cache.Memory.MaxObjectBytes.Int64(),
+		FillTimeout:    cfg.Cache.FillTimeout.Std(),
+		Registerer:     reg,
+		Logger:         logger,
+	})
+	if err != nil {
+		d.closeSample()
+		return nil, err
+	}
+	d.cache = c
+	lbm := lb.NewMetrics(reg)
+	var sites []*edge.Site
+	for _, s := range cfg.Sites {
+		shards := make([]lb.Shard, len(s.Origins))
+		for i, o := range s.Origins {
+			shards[i] = lb.Shard{Name: o.Name, URL: o.URL, Weight: o.Weight}
+		}
+		pool, err := lb.NewPool(lb.Config{
+			Name:                  s.Name,
+			Shards:                shards,
+			MaxIdleConnsPerShard:  s.Upstream.MaxIdleConnsPerShard,
+			MaxConnsPerShard:      s.Upstream.MaxConnsPerShard,
+			IdleConnTimeout:       s.Upstream.IdleConnTimeout.Std(),
+			DialTimeout:           s.Upstream.DialTimeout.Std(),
+			ResponseHeaderTimeout: s.Upstream.ResponseHeaderTimeout.Std(),
+			DownFor:               s.Upstream.DownFor.Std(),
+			Metrics:               lbm,
+			Logger:                logger,
+		})
+		if err != nil {
+			d.close()
+			return nil, fmt.Errorf("site %s: %w", s.Name, err)
+		}
+		d.pools = append(d.pools, pool)
+		sites = append(sites, &edge.Site{
+			Name:          s.Name,
+			Hosts:         s.Hosts,
+			OriginHost:    s.OriginHost,
+			Transport:     pool,
+			CacheDisabled: !s.Cache.Enabled,
+			Policy: cache.Policy{
+				DefaultTTL:        s.Cache.DefaultTTL.Std(),
+				HeuristicFraction: s.Cache.HeuristicFraction,
+				HeuristicMax:      s.Cache.HeuristicMax.Std(),
+			},
+		})
+	}
+	em, err := edge.NewMetrics(reg)
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	h, err := edge.New(edge.Config{
+		Sites:             sites,
+		UnknownHostStatus: cfg.UnknownHostStatus,
+		Cache:             c,
+		Metrics:           em,
+		AccessLog:         access,
+		Logger:            logger,
+		WriteTimeout:      cfg.Server.WriteTimeout.Std(),
+	})
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	d.edgeSrv = edge.NewServer(h, edge.ServerConfig{
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.Std(),
+		ReadTimeout:       cfg.Server.ReadTimeout.Std(),
+		IdleTimeout:       cfg.Server.IdleTimeout.Std(),
+		MaxHeaderBytes:    int(cfg.Server.MaxHeaderBytes.Int64()),
+		ErrorLog:          logger,
+	})
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, "ok\n")
+	})
+	d.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	return d, nil
+}
+
+// serve listens, serves until ctx ends, then drains within the configured
+// shutdown timeout.
+func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
+	defer d.close()
+	edgeLn, err := net.Listen("tcp", d.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("edge listener: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", d.cfg.Admin.Listen)
+	if err != nil {
+		edgeLn.Close()
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	errc := make(chan error, 3)
+	serveOn := func(name string, srv *http.Server, ln net.Listener) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	l := listening{Edge: edgeLn.Addr().String(), Admin: adminLn.Addr().String()}
+	if d.sample != nil {
+		l.Sample = d.sampleLn.Addr().String()
+		go serveOn("sample origin", d.sample, d.sampleLn)
+	}
+	go serveOn("edge", d.edgeSrv, edgeLn)
+	go serveOn("admin", d.adminSrv, adminLn)
+	sites := make([]string, len(d.cfg.Sites))
+	for i, s := range d.cfg.Sites {
+		sites[i] = s.Name + "=" + strings.Join(s.Hosts, ",")
+	}
+	d.log.Info("edged listening", "edge", l.Edge, "admin", l.Admin, "sample_origin", l.Sample, "sites", sites)
+	if ready != nil {
+		ready(l)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	d.log.Info("edged shutting down", "timeout", d.cfg.Server.ShutdownTimeout.Std().String())
+	sctx, cancel := context.WithTimeout(context.Background(), d.cfg.Server.ShutdownTimeout.Std())
+	defer cancel()
+	serr := errors.Join(d.edgeSrv.Shutdown(sctx), d.adminSrv.Shutdown(sctx))
+	if d.sample != nil {
+		serr = errors.Join(serr, d.sample.Shutdown(sctx))
+	}
+	if serr != nil {
+		d.log.Warn("shutdown did not finish cleanly", "err", serr)
+	}
+	return err
+}
+
+func (d *daemon) closeSample() {
+	if d.sampleLn != nil && d.sample != nil {
+		d.sample.Close()
+		d.sampleLn.Close()
+	}
+}
+
+func (d *daemon) close() {
+	for _, p := range d.pools {
+		p.CloseIdleConnections()
+	}
+	if d.cache != nil {
+		d.cache.Close()
+	}
+	d.closeSample()
+}

@@ -1,0 +1,596 @@
+package edge_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/lb"
+)
+
+// origin is a test origin that counts requests per path.
+type origin struct {
+	*httptest.Server
+	mu    sync.Mutex
+	count map[string]int
+	last  *http.Request
+}
+
+func newOrigin(t *testing.T, h http.HandlerFunc) *origin {
+	t.Helper()
+	o := &origin{count: map[string]int{}}
+	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.mu.Lock()
+		o.count[r.URL.Path]++
+		o.last = r.Clone(context.Background())
+		o.mu.Unlock()
+		h(w, r)
+	}))
+	t.Cleanup(o.Close)
+	return o
+}
+
+func (o *origin) hits(path string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.count[path]
+}
+
+func (o *origin) lastRequest() *http.Request {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.last
+}
+
+type edgeOpts struct {
+	hooks      edge.Hooks
+	site       func(*edge.Site)
+	maxObject  int64
+	unknown    int
+	cacheBytes int64
+}
+
+// newEdge starts a real edge listener in front of the origins and returns
+// its base URL and cache.
+func newEdge(t *testing.T, opts edgeOpts, origins ...*origin) (string, *cache.Cache) {
+	t.Helper()
+	shards := make([]lb.Shard, len(origins))
+	for i, o := range origins {
+		shards[i] = lb.Shard{Name: fmt.Sprintf("o%d", i), URL: o.URL, Weight: 1}
+	}
+	pool, err := lb.NewPool(lb.Config{Name: "test", Shards: shards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	site := &edge.Site{Name: "test", Hosts: []string{"*.example.com", "example.com"}, Transport: pool}
+	if opts.site != nil {
+		opts.site(site)
+	}
+	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Hooks: opts.hooks, UnknownHostStatus: opts.unknown})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config = edge.NewServer(h, edge.ServerConfig{})
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.URL, c
+}
+
+// get sends a request with the given Host and extra header lines.
+func get(t *testing.T, base, method, host, path string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+func cacheable(body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		io.WriteString(w, body+r.URL.Path)
+	}
+}
+
+func TestMissThenHit(t *testing.T) {
+	o := newOrigin(t, cacheable("hello "))
+	base, _ := newEdge(t, edgeOpts{}, o)
+
+	resp, body := get(t, base, "GET", "example.com", "/a")
+	if resp.StatusCode != 200 || body != "hello /a" {
+		t.Fatalf("first: %d %q", resp.StatusCode, body)
+	}
+	if cs := resp.Header.Get("Cache-Status"); cs != "edged; fwd=uri-miss; stored; ttl=60" {
+		t.Errorf("first Cache-Status = %q", cs)
+	}
+	if resp.Header.Get("Age") != "0" {
+		t.Errorf("first Age = %q", resp.Header.Get("Age"))
+	}
+	resp, body = get(t, base, "GET", "example.com", "/a")
+	if resp.StatusCode != 200 || body != "hello /a" {
+		t.Fatalf("second: %d %q", resp.StatusCode, body)
+	}
+	if cs := resp.Header.Get("Cache-Status"); !strings.HasPrefix(cs, "edged; hit; ttl=") {
+		t.Errorf("second Cache-Status = %q", cs)
+	}
+	if resp.Header.Get("Age") == "" {
+		t.Error("hit has no Age header")
+	}
+	if got := o.hits("/a"); got != 1 {
+		t.Errorf("origin saw %d requests, want 1", got)
+	}
+	// HEAD is answered from the same entry, without a body.
+	resp, body = get(t, base, "HEAD", "example.com", "/a")
+	if !strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit") || body != "" || resp.ContentLength != int64(len("hello /a")) {
+		t.Errorf("HEAD: %q body %q length %d", resp.Header.Get("Cache-Status"), body, resp.ContentLength)
+	}
+	// The normalized key makes an equivalent URL a hit too.
+	resp, _ = get(t, base, "GET", "EXAMPLE.com:80", "/x/../%61")
+	if !strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit") {
+		t.Errorf("equivalent URL: Cache-Status %q", resp.Header.Get("Cache-Status"))
+	}
+}
+
+func TestCoalescing100ConcurrentMisses(t *testing.T) {
+	release := make(chan struct{})
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "shared body")
+	})
+	base, _ := newEdge(t, edgeOpts{}, o)
+
+	const n = 100
+	var wg sync.WaitGroup
+	var bad atomic.Int32
+	collapsed := atomic.Int32{}
+	started := make(chan struct{}, n)
+	for range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", base+"/one", nil)
+			req.Host = "example.com"
+			started <- struct{}{}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				bad.Add(1)
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != "shared body" {
+				bad.Add(1)
+			}
+			if strings.Contains(resp.Header.Get("Cache-Status"), "collapsed") {
+				collapsed.Add(1)
+			}
+		})
+	}
+	for range n {
+		<-started
+	}
+	// Let every request reach the edge before the origin answers.
+	waitFor(t, func() bool { return o.hits("/one") == 1 })
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if bad.Load() != 0 {
+		t.Fatalf("%d requests failed or got a wrong body", bad.Load())
+	}
+	if got := o.hits("/one"); got != 1 {
+		t.Errorf("origin saw %d requests for one key, want 1", got)
+	}
+	if collapsed.Load() == 0 {
+		t.Error("no response said collapsed")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A client that gives up while its request leads the fill must not cancel
+// the fill for the others.
+func TestLeaderDisconnectDoesNotCancelFill(t *testing.T) {
+	release := make(chan struct{})
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "survived")
+	})
+	base, _ := newEdge(t, edgeOpts{}, o)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	leaderDone := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/slow", nil)
+		req.Host = "example.com"
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		leaderDone <- err
+	}()
+	waitFor(t, func() bool { return o.hits("/slow") == 1 })
+
+	waiter := make(chan string, 1)
+	go func() {
+		_, body := get(t, base, "GET", "example.com", "/slow")
+		waiter <- body
+	}()
+	time.Sleep(50 * time.Millisecond) // let the waiter join the flight
+	cancel()
+	if err := <-leaderDone; err == nil {
+		t.Fatal("leader request succeeded; it should have been cancelled")
+	}
+	close(release)
+	if got := <-waiter; got != "survived" {
+		t.Fatalf("waiter got %q", got)
+	}
+	resp, _ := get(t, base, "GET", "example.com", "/slow")
+	if !strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit") {
+		t.Errorf("after the fill: Cache-Status %q, want a hit", resp.Header.Get("Cache-Status"))
+	}
+	if got := o.hits("/slow"); got != 1 {
+		t.Errorf("origin saw %d requests, want 1", got)
+	}
+}
+
+// Responses a shared cache must not store are never served to another client.
+func TestUnshareableResponsesNotServedToOthers(t *testing.T) {
+	var n atomic.Int32
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/nostore":
+			w.Header().Set("Cache-Control", "no-store")
+		case "/private":
+			w.Header().Set("Cache-Control", "private, max-age=600")
+		case "/auth":
+			w.Header().Set("Cache-Control", "max-age=600") // no public/s-maxage/must-revalidate
+		case "/auth-public":
+			w.Header().Set("Cache-Control", "public, max-age=600")
+		case "/cookie":
+			w.Header().Set("Cache-Control", "max-age=600")
+			w.Header().Set("Set-Cookie", "session=secret")
+		}
+		fmt.Fprintf(w, "user=%s n=%d", r.Header.Get("Authorization"), n.Add(1))
+	})
+	base, _ := newEdge(t, edgeOpts{}, o)
+
+	tests := []struct {
+		path      string
+		auth      string
+		wantShare bool
+		detail    string
+	}{
+		{"/nostore", "", false, "no-store"},
+		{"/private", "", false, "private"},
+		{"/auth", "Bearer alice", false, "authorization"},
+		{"/auth-public", "Bearer alice", true, ""},
+		{"/cookie", "", false, "set-cookie"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			var hdr []string
+			if tt.auth != "" {
+				hdr = []string{"Authorization", tt.auth}
+			}
+			r1, b1 := get(t, base, "GET", "example.com", tt.path, hdr...)
+			r2, b2 := get(t, base, "GET", "example.com", tt.path)
+			shared := b1 == b2
+			if shared != tt.wantShare {
+				t.Fatalf("first %q, second %q: shared=%v, want %v", b1, b2, shared, tt.wantShare)
+			}
+			if !tt.wantShare {
+				if cs := r1.Header.Get("Cache-Status"); !strings.Contains(cs, "detail="+tt.detail) {
+					t.Errorf("Cache-Status %q lacks detail=%s", cs, tt.detail)
+				}
+				if strings.Contains(r2.Header.Get("Cache-Status"), "hit") {
+					t.Errorf("second request was a hit: %q", r2.Header.Get("Cache-Status"))
+				}
+			}
+		})
+	}
+}
+
+// Concurrent requests for an unshareable response each get their own.
+func TestUnshareableNotCoalesced(t *testing.T) {
+	release := make(chan struct{})
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Cache-Control", "private")
+		io.WriteString(w, "for "+r.Header.Get("X-User"))
+	})
+	base, _ := newEdge(t, edgeOpts{}, o)
+	var wg sync.WaitGroup
+	bodies := make([]string, 5)
+	for i := range bodies {
+		wg.Go(func() {
+			_, bodies[i] = get(t, base, "GET", "example.com", "/me", "X-User", fmt.Sprint(i))
+		})
+	}
+	waitFor(t, func() bool { return o.hits("/me") >= 1 })
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	for i, b := range bodies {
+		if b != fmt.Sprintf("for %d", i) {
+			t.Errorf("client %d got %q", i, b)
+		}
+	}
+}
+
+func TestUnsafeMethodInvalidates(t *testing.T) {
+	var version atomic.Int32
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case "POST", "PUT", "DELETE":
+			version.Add(1)
+			if r.URL.Path == "/fail" {
+				w.WriteHeader(500)
+				return
+			}
+			w.Header().Set("Location", "/other")
+			w.WriteHeader(204)
+		default:
+			w.Header().Set("Cache-Control", "max-age=600")
+			fmt.Fprintf(w, "v%d", version.Load())
+		}
+	})
+	base, _ := newEdge(t, edgeOpts{}, o)
+
+	for _, path := range []string{"/doc", "/other", "/fail"} {
+		if _, b := get(t, base, "GET", "example.com", path); b != "v0" {
+			t.Fatalf("warm %s: %q", path, b)
+		}
+	}
+	resp, _ := get(t, base, "POST", "example.com", "/doc")
+	if resp.StatusCode != 204 || resp.Header.Get("Cache-Status") != "edged; fwd=method" {
+		t.Fatalf("POST: %d %q", resp.StatusCode, resp.Header.Get("Cache-Status"))
+	}
+	if _, b := get(t, base, "GET", "example.com", "/doc"); b != "v1" {
+		t.Errorf("after POST, /doc = %q, want the origin's new v1", b)
+	}
+	if _, b := get(t, base, "GET", "example.com", "/other"); b != "v1" {
+		t.Errorf("after POST with Location: /other, /other = %q, want v1", b)
+	}
+	get(t, base, "DELETE", "example.com", "/fail") // 500: no invalidation
+	if _, b := get(t, base, "GET", "example.com", "/fail"); b != "v0" {
+		t.Errorf("after a failed DELETE, /fail = %q, want the stored v0", b)
+	}
+}
+
+func TestRequestHeadersToOrigin(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "X-Hop")
+		w.Header().Set("X-Hop", "must not reach the client")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		io.WriteString(w, "ok")
+	})
+	base, _ := newEdge(t, edgeOpts{}, o)
+	resp, _ := get(t, base, "GET", "www.example.com", "/h", "Connection", "X-Secret", "X-Secret", "hop", "X-Forwarded-For", "10.1.2.3", "Te", "trailers")
+	r := o.lastRequest()
+	if r.Host != "www.example.com" {
+		t.Errorf("origin saw Host %q, want the client's", r.Host)
+	}
+	if r.Header.Get("X-Secret") != "" || r.Header.Get("Te") != "" {
+		t.Errorf("hop-by-hop fields reached the origin: %v", r.Header)
+	}
+	if got := r.Header.Get("Via"); got != "1.1 edged" {
+		t.Errorf("Via = %q", got)
+	}
+	if got := r.Header.Get("X-Forwarded-For"); got != "10.1.2.3, 127.0.0.1" {
+		t.Errorf("X-Forwarded-For = %q", got)
+	}
+	if resp.Header.Get("X-Hop") != "" || resp.Header.Get("Keep-Alive") != "" {
+		t.Errorf("hop-by-hop fields reached the client: %v", resp.Header)
+	}
+	if resp.Header.Get("Via") != "1.1 edged" {
+		t.Errorf("response Via = %q", resp.Header.Get("Via"))
+	}
+}
+
+func TestOriginHostOverride(t *testing.T) {
+	o := newOrigin(t, cacheable(""))
+	base, _ := newEdge(t, edgeOpts{site: func(s *edge.Site) { s.OriginHost = "origin.internal" }}, o)
+	get(t, base, "GET", "example.com", "/x")
+	if got := o.lastRequest().Host; got != "origin.internal" {
+		t.Errorf("origin saw Host %q, want origin.internal", got)
+	}
+}
+
+func TestUnknownHost(t *testing.T) {
+	o := newOrigin(t, cacheable(""))
+	for _, code := range []int{0, 404} {
+		base, _ := newEdge(t, edgeOpts{unknown: code}, o)
+		resp, body := get(t, base, "GET", "other.org", "/")
+		want := code
+		if want == 0 {
+			want = 421
+		}
+		if resp.StatusCode != want || !strings.Contains(body, "other.org") {
+			t.Errorf("unknown host with UnknownHostStatus=%d: %d %q", code, resp.StatusCode, body)
+		}
+	}
+	if o.hits("/") != 0 {
+		t.Error("an unknown host reached the origin")
+	}
+}
+
+// Bodies over the memory tier's object limit stream through, unstored.
+func TestLargeBodyStreamsUnstored(t *testing.T) {
+	big := strings.Repeat("x", 3<<20)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		if r.URL.Path == "/chunked" {
+			w.(http.Flusher).Flush() // no Content-Length: the edge must discover the size
+		}
+		io.WriteString(w, big)
+	})
+	base, _ := newEdge(t, edgeOpts{maxObject: 1 << 20}, o)
+	for _, path := range []string{"/sized", "/chunked"} {
+		for i := range 2 {
+			resp, body := get(t, base, "GET", "example.com", path)
+			if body != big {
+				t.Fatalf("%s #%d: got %d bytes, want %d", path, i, len(body), len(big))
+			}
+			if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "detail=too-large") {
+				t.Errorf("%s #%d: Cache-Status %q", path, i, cs)
+			}
+		}
+		if got := o.hits(path); got != 2 {
+			t.Errorf("%s: origin saw %d requests, want 2 (not stored)", path, got)
+		}
+	}
+}
+
+func TestOriginDownGives502(t *testing.T) {
+	o := newOrigin(t, cacheable(""))
+	base, _ := newEdge(t, edgeOpts{}, o)
+	o.Close()
+	resp, _ := get(t, base, "GET", "example.com", "/gone")
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("status %d, want 502", resp.StatusCode)
+	}
+}
+
+func TestClientConditionalOnHit(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("Last-Modified", "Mon, 02 Jan 2006 15:04:05 GMT")
+		io.WriteString(w, "body")
+	})
+	base, _ := newEdge(t, edgeOpts{}, o)
+	get(t, base, "GET", "example.com", "/c")
+	tests := []struct {
+		name string
+		hdr  []string
+		want int
+	}{
+		{"etag match", []string{"If-None-Match", `"v1"`}, 304},
+		{"weak etag match", []string{"If-None-Match", `W/"v1"`}, 304},
+		{"etag list", []string{"If-None-Match", `"v0", "v1"`}, 304},
+		{"etag mismatch", []string{"If-None-Match", `"v2"`}, 200},
+		{"ims not modified", []string{"If-Modified-Since", "Mon, 02 Jan 2006 15:04:05 GMT"}, 304},
+		{"ims modified", []string{"If-Modified-Since", "Sun, 01 Jan 2006 15:04:05 GMT"}, 200},
+		{"inm wins over ims", []string{"If-None-Match", `"v2"`, "If-Modified-Since", "Mon, 02 Jan 2006 15:04:05 GMT"}, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := get(t, base, "GET", "example.com", "/c", tt.hdr...)
+			if resp.StatusCode != tt.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.want)
+			}
+			if tt.want == 304 && body != "" {
+				t.Errorf("304 with body %q", body)
+			}
+		})
+	}
+	if o.hits("/c") != 1 {
+		t.Errorf("origin saw %d requests", o.hits("/c"))
+	}
+}
+
+func TestOnlyIfCached(t *testing.T) {
+	o := newOrigin(t, cacheable(""))
+	base, _ := newEdge(t, edgeOpts{}, o)
+	resp, _ := get(t, base, "GET", "example.com", "/oic", "Cache-Control", "only-if-cached")
+	if resp.StatusCode != http.StatusGatewayTimeout || o.hits("/oic") != 0 {
+		t.Errorf("only-if-cached miss: %d, origin hits %d", resp.StatusCode, o.hits("/oic"))
+	}
+	get(t, base, "GET", "example.com", "/oic")
+	resp, _ = get(t, base, "GET", "example.com", "/oic", "Cache-Control", "only-if-cached")
+	if resp.StatusCode != 200 {
+		t.Errorf("only-if-cached hit: %d", resp.StatusCode)
+	}
+}
+
+// versionHooks changes only the cache key and one response header; every
+// other phase comes from DefaultHooks.
+type versionHooks struct{ edge.DefaultHooks }
+
+func (versionHooks) CacheKey(s *edge.Session) string {
+	return cache.KeyFor(s.Req, s.Scheme) + "|v=" + s.Req.Header.Get("X-App-Version")
+}
+
+func (versionHooks) ResponseFilter(s *edge.Session, status int, h http.Header) {
+	h.Set("X-Edge-Key", s.Key)
+}
+
+func TestCustomHooks(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "app "+r.Header.Get("X-App-Version"))
+	})
+	base, _ := newEdge(t, edgeOpts{hooks: versionHooks{}}, o)
+	_, b1 := get(t, base, "GET", "example.com", "/app", "X-App-Version", "1")
+	_, b2 := get(t, base, "GET", "example.com", "/app", "X-App-Version", "2")
+	r3, b3 := get(t, base, "GET", "example.com", "/app", "X-App-Version", "1")
+	if b1 != "app 1" || b2 != "app 2" || b3 != "app 1" {
+		t.Fatalf("bodies %q %q %q", b1, b2, b3)
+	}
+	if o.hits("/app") != 2 {
+		t.Errorf("origin saw %d requests, want 2 (one per version)", o.hits("/app"))
+	}
+	if !strings.HasPrefix(r3.Header.Get("Cache-Status"), "edged; hit") {
+		t.Errorf("third request: %q", r3.Header.Get("Cache-Status"))
+	}
+	if got := r3.Header.Get("X-Edge-Key"); got != "http://example.com/app|v=1" {
+		t.Errorf("X-Edge-Key = %q", got)
+	}
+}
+
+// A Vary response is reused only for requests with the same selecting
+// header values.
+func TestVaryMismatchIsMiss(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "Accept-Language")
+		io.WriteString(w, "lang="+r.Header.Get("Accept-Language"))
+	})
+	base, _ := newEdge(t, edgeOpts{}, o)
+	_, b := get(t, base, "GET", "example.com", "/v", "Accept-Language", "en")
+	resp, b2 := get(t, base, "GET", "example.com", "/v", "Accept-Language", "fr")
+	if b != "lang=en" || b2 != "lang=fr" {
+		t.Fatalf("bodies %q %q", b, b2)
+	}
+	if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "fwd=vary-miss") {
+		t.Errorf("Cache-Status %q, want fwd=vary-miss", cs)
+	}
+}

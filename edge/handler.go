@@ -1,0 +1,350 @@
+// Package edge is edged's HTTP front end: it routes a request to its site,
+// runs the lifecycle hooks, asks the cache, forwards what bypasses it, and
+// writes every response with its Cache-Status and Age. It is the only
+// package that writes to clients.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/internal/httpx"
+	"github.com/edged-proxy/edged/internal/route"
+)
+
+// Config configures a Handler.
+type Config struct {
+	// Sites are the sites served. A host may belong to one site only.
+	Sites []*Site
+	// UnknownHostStatus answers requests for a host no site serves: 421
+	// (Misdirected Request) or 404. Zero means 421.
+	UnknownHostStatus int
+	// Cache stores and coalesces cacheable requests. Required.
+	Cache *cache.Cache
+	// Hooks are the lifecycle phases; nil means DefaultHooks.
+	Hooks Hooks
+	// Metrics receives request series; nil records none.
+	Metrics *Metrics
+	// AccessLog receives one line per request; nil writes none.
+	AccessLog *slog.Logger
+	// Logger receives operational errors; nil discards them.
+	Logger *slog.Logger
+	// WriteTimeout bounds each write to a client (it is re-armed per
+	// write, so a slow but moving download is not cut off); zero means none.
+	WriteTimeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Handler is the edge's http.Handler.
+type Handler struct {
+	sites        *router
+	unknownHost  int
+	cache        *cache.Cache
+	hooks        Hooks
+	metrics      *Metrics
+	access       *slog.Logger
+	log          *slog.Logger
+	writeTimeout time.Duration
+	now          func() time.Time
+}
+
+// New returns a Handler built from cfg.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Cache == nil {
+		return nil, errors.New("edge: Config.Cache is required")
+	}
+	switch cfg.UnknownHostStatus {
+	case 0:
+		cfg.UnknownHostStatus = http.StatusMisdirectedRequest
+	case http.StatusMisdirectedRequest, http.StatusNotFound:
+	default:
+		return nil, fmt.Errorf("edge: UnknownHostStatus must be 421 or 404, got %d", cfg.UnknownHostStatus)
+	}
+	rt, err := newRouter(cfg.Sites)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Hooks == nil {
+		cfg.Hooks = DefaultHooks{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Handler{
+		sites:        rt,
+		unknownHost:  cfg.UnknownHostStatus,
+		cache:        cfg.Cache,
+		hooks:        cfg.Hooks,
+		metrics:      cfg.Metrics,
+		access:       cfg.AccessLog,
+		log:          cfg.Logger,
+		writeTimeout: cfg.WriteTimeout,
+		now:          cfg.Now,
+	}, nil
+}
+
+// ServeHTTP runs one request through the lifecycle.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := &Session{Req: r, Start: h.now(), Scheme: "http", ClientIP: clientIP(r)}
+	if r.TLS != nil {
+		s.Scheme = "https"
+	}
+	rw := &responseWriter{ResponseWriter: w, s: s, h: h}
+	defer h.finish(s)
+
+	s.Site = h.sites.match(r.Host)
+	if s.Site == nil {
+		s.CacheResult = "reject"
+		rw.plainError(h.unknownHost, "edged; fwd=bypass; detail=unknown-host", fmt.Sprintf("no site is configured for host %q", r.Host))
+		return
+	}
+	if h.hooks.RequestFilter(s, rw) {
+		if s.CacheResult == "" {
+			s.CacheResult = "bypass"
+		}
+		return
+	}
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !s.Site.CacheDisabled {
+		h.serveCached(rw, s)
+		return
+	}
+	h.servePass(rw, s)
+}
+
+// serveCached answers GET and HEAD through the cache.
+func (h *Handler) serveCached(rw *responseWriter, s *Session) {
+	s.Key = h.hooks.CacheKey(s)
+	s.RouteKey = h.hooks.UpstreamSelect(s)
+	rt := &route.Route{Key: s.RouteKey}
+	ctx := route.With(s.Req.Context(), rt)
+	out := h.outRequest(ctx, s, http.MethodGet)
+	if err := h.hooks.UpstreamRequestFilter(s, out); err != nil {
+		s.CacheResult, s.Err = "error", err
+		rw.plainError(http.StatusInternalServerError, "edged; fwd=miss; detail=hook-error", "upstream request filter failed")
+		return
+	}
+	res, err := h.cache.Get(ctx, &cache.Request{
+		Key:       s.Key,
+		In:        s.Req,
+		Out:       out,
+		Transport: s.Site.Transport,
+		Policy:    s.Site.Policy,
+	})
+	if err != nil {
+		h.fail(rw, s, err, "edged; fwd=miss")
+		return
+	}
+	if !res.Hit && !res.Collapsed {
+		s.Shard = rt.Shard
+	}
+	switch {
+	case res.Hit:
+		s.CacheResult = "hit"
+	case res.NotStored != "":
+		s.CacheResult = "pass"
+	case res.Fwd == "stale":
+		s.CacheResult = "stale"
+	default:
+		s.CacheResult = "miss"
+	}
+	if res.Entry != nil {
+		rw.writeEntry(res)
+		return
+	}
+	rw.writeLive(res.Response, cacheStatus(res))
+}
+
+// servePass forwards a request that bypasses the cache, and invalidates the
+// target URI when an unsafe method succeeds (RFC 9111 §4.4).
+func (h *Handler) servePass(rw *responseWriter, s *Session) {
+	r := s.Req
+	s.CacheResult = "bypass"
+	s.Key = h.hooks.CacheKey(s)
+	s.RouteKey = h.hooks.UpstreamSelect(s)
+	rt := &route.Route{Key: s.RouteKey}
+	out := h.outRequest(route.With(r.Context(), rt), s, r.Method)
+	if err := h.hooks.UpstreamRequestFilter(s, out); err != nil {
+		s.CacheResult, s.Err = "error", err
+		rw.plainError(http.StatusInternalServerError, "edged; fwd=bypass; detail=hook-error", "upstream request filter failed")
+		return
+	}
+	resp, err := s.Site.Transport.RoundTrip(out)
+	s.Shard = rt.Shard
+	if err != nil {
+		h.fail(rw, s, err, "edged; fwd=bypass")
+		return
+	}
+	if !safeMethod(r.Method) && resp.StatusCode < 400 {
+		h.invalidate(s, resp.Header)
+	}
+	fwd := "edged; fwd=bypass"
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		fwd = "edged; fwd=method"
+	}
+	rw.writeLive(resp, fwd)
+}
+
+func safeMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// invalidate drops the target URI and the same-host Location and
+// Content-Location URIs of a successful unsafe request.
+func (h *Handler) invalidate(s *Session, respHeader http.Header) {
+	keys := []string{s.Key}
+	for _, f := range [...]string{"Location", "Content-Location"} {
+		v := respHeader.Get(f)
+		if v == "" {
+			continue
+		}
+		u, err := s.Req.URL.Parse(v)
+		if err != nil {
+			continue
+		}
+		if u.Host != "" && !strings.EqualFold(u.Host, s.Req.Host) {
+			continue // RFC 9111 §4.4: only same-origin URIs
+		}
+		keys = append(keys, cache.NormalizeKey(s.Scheme, s.Req.Host, u.EscapedPath(), u.RawQuery))
+	}
+	for _, k := range keys {
+		h.cache.Invalidate(k)
+	}
+	if h.metrics != nil {
+		h.metrics.invalidations.WithLabelValues(s.Site.Name).Add(float64(len(keys)))
+	}
+}
+
+// outRequest builds the request for the origin: hop-by-hop fields removed,
+// Via and X-Forwarded-For added, Host preserved unless the site overrides it.
+// Requests other than pass-through ones carry no body.
+func (h *Handler) outRequest(ctx context.Context, s *Session, method string) *http.Request {
+	in := s.Req
+	out := in.Clone(ctx)
+	out.Method = method
+	out.RequestURI = ""
+	out.Close = false
+	if method != in.Method || method == http.MethodGet || method == http.MethodHead {
+		out.Body, out.ContentLength, out.GetBody = nil, 0, nil
+	} else if in.ContentLength == 0 {
+		out.Body = nil // lets the pool retry idempotent requests on dial errors
+	}
+	out.URL = &url.URL{Scheme: "http", Host: in.Host, Path: in.URL.Path, RawPath: in.URL.RawPath, RawQuery: in.URL.RawQuery}
+	if s.Site.OriginHost != "" {
+		out.Host = s.Site.OriginHost
+	}
+	httpx.RemoveHopByHop(out.Header)
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header.Set("User-Agent", "") // keep Go's default User-Agent off
+	}
+	httpx.AppendValue(out.Header, "Via", viaValue(in))
+	if s.ClientIP != "" {
+		httpx.AppendValue(out.Header, "X-Forwarded-For", s.ClientIP)
+	}
+	return out
+}
+
+func viaValue(r *http.Request) string {
+	switch {
+	case r.ProtoMajor == 2:
+		return "2 edged"
+	case r.ProtoMajor == 1 && r.ProtoMinor == 0:
+		return "1.0 edged"
+	}
+	return "1.1 edged"
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// fail answers a request whose origin exchange failed: 504 for timeouts and
+// only-if-cached misses, 502 otherwise; a client that went away gets nothing
+// (logged as 499).
+func (h *Handler) fail(rw *responseWriter, s *Session, err error, cs string) {
+	s.CacheResult, s.Err = "error", err
+	code := StatusForError(err)
+	if code == StatusClientClosed {
+		s.Status = code
+		return
+	}
+	if errors.Is(err, cache.ErrOnlyIfCached) {
+		cs += "; detail=only-if-cached"
+	} else {
+		h.log.Warn("origin request failed", "site", s.Site.Name, "key", s.Key, "shard", s.Shard, "err", err)
+	}
+	rw.plainError(code, cs, http.StatusText(code))
+}
+
+// StatusClientClosed is logged (never sent) for requests whose client went
+// away before the answer, as nginx's 499.
+const StatusClientClosed = 499
+
+// StatusForError maps an error from the cache or the origin to the status
+// sent to the client.
+func StatusForError(err error) int {
+	var ne net.Error
+	switch {
+	case errors.Is(err, cache.ErrOnlyIfCached):
+		return http.StatusGatewayTimeout
+	case errors.Is(err, context.Canceled):
+		return StatusClientClosed
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+// finish records metrics, runs the Logging phase and writes the access log.
+func (h *Handler) finish(s *Session) {
+	d := h.now().Sub(s.Start)
+	if s.Status == 0 {
+		s.Status = http.StatusOK
+	}
+	if h.metrics != nil {
+		h.metrics.observe(s, d.Seconds())
+	}
+	h.hooks.Logging(s)
+	if h.access == nil {
+		return
+	}
+	site := ""
+	if s.Site != nil {
+		site = s.Site.Name
+	}
+	attrs := []slog.Attr{
+		slog.String("method", s.Req.Method),
+		slog.String("host", s.Req.Host),
+		slog.String("path", s.Req.URL.RequestURI()),
+		slog.Int("status", s.Status),
+		slog.Int64("bytes", s.Bytes),
+		slog.String("cache", s.CacheResult),
+		slog.String("site", site),
+		slog.String("shard", s.Shard),
+		slog.String("client", s.ClientIP),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+	}
+	if s.Err != nil {
+		attrs = append(attrs, slog.String("err", s.Err.Error()))
+	}
+	h.access.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
+}

@@ -1,0 +1,94 @@
+package edge
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/edged-proxy/edged/cache"
+)
+
+// Session is the state of one request as it moves through the lifecycle
+// phases. Hooks may read every field and set the ones documented as theirs.
+// A Session lives for one request and must not be retained after Logging.
+type Session struct {
+	// Req is the client's request. RequestFilter may modify its headers.
+	Req *http.Request
+	// Site is the site serving the request (nil in Logging when no site
+	// matched the Host).
+	Site *Site
+	// Scheme is "https" for requests that arrived over TLS, else "http".
+	Scheme string
+	// ClientIP is the peer address of the client connection.
+	ClientIP string
+	// Start is when the request arrived.
+	Start time.Time
+	// Key is the primary cache key, set by the CacheKey phase.
+	Key string
+	// RouteKey is the consistent-hash key choosing the origin shard, set by
+	// the UpstreamSelect phase.
+	RouteKey string
+
+	// The fields below are filled in as the response is produced.
+
+	// Status is the status code sent to the client.
+	Status int
+	// Bytes counts body bytes sent to the client.
+	Bytes int64
+	// CacheResult is "hit", "miss", "stale", "pass", "bypass", "error" or
+	// "reject".
+	CacheResult string
+	// Shard names the origin shard that answered, when one did for this
+	// request (not for hits or collapsed waiters).
+	Shard string
+	// Err is the error that ended the request, if any.
+	Err error
+}
+
+// Hooks are the programmable phases of a request, in the spirit of
+// Pingora's ProxyHttp. Embed DefaultHooks in your type and override only
+// the phases you need.
+type Hooks interface {
+	// RequestFilter runs first. It may rewrite s.Req, or answer the request
+	// itself through w and return true to end it there.
+	RequestFilter(s *Session, w http.ResponseWriter) (handled bool)
+	// CacheKey returns the primary cache key for s.Req.
+	CacheKey(s *Session) string
+	// UpstreamSelect returns the consistent-hash key that picks the origin
+	// shard; objects with one key always go to one shard.
+	UpstreamSelect(s *Session) string
+	// UpstreamRequestFilter may modify the request about to be sent to the
+	// origin. An error ends the request with 500.
+	UpstreamRequestFilter(s *Session, out *http.Request) error
+	// ResponseFilter may modify the response header before it is sent,
+	// for hits and misses alike. Replace values with Set or Del; do not
+	// write into the existing value slices, which may be shared with the
+	// stored entry.
+	ResponseFilter(s *Session, status int, h http.Header)
+	// Logging runs after the response has been sent.
+	Logging(s *Session)
+}
+
+// DefaultHooks gives the standard CDN behaviour: no request filtering, the
+// normalized URL as cache key (cache.KeyFor), the cache key as ring key, and
+// no upstream-request, response or logging changes.
+type DefaultHooks struct{}
+
+var _ Hooks = DefaultHooks{}
+
+// RequestFilter lets every request through.
+func (DefaultHooks) RequestFilter(*Session, http.ResponseWriter) bool { return false }
+
+// CacheKey returns cache.KeyFor(s.Req, s.Scheme).
+func (DefaultHooks) CacheKey(s *Session) string { return cache.KeyFor(s.Req, s.Scheme) }
+
+// UpstreamSelect returns s.Key, so each object sticks to one shard.
+func (DefaultHooks) UpstreamSelect(s *Session) string { return s.Key }
+
+// UpstreamRequestFilter changes nothing.
+func (DefaultHooks) UpstreamRequestFilter(*Session, *http.Request) error { return nil }
+
+// ResponseFilter changes nothing.
+func (DefaultHooks) ResponseFilter(*Session, int, http.Header) {}
+
+// Logging does nothing; the edge writes its own access log line.
+func (DefaultHooks) Logging(*Session) {}

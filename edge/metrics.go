@@ -1,0 +1,71 @@
+package edge
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the edge's Prometheus series; see docs/metrics.md.
+type Metrics struct {
+	requests      *prometheus.CounterVec
+	bytes         *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	invalidations *prometheus.CounterVec
+}
+
+// NewMetrics creates the edge series and registers them on reg (nil leaves
+// them unregistered).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_requests_total",
+			Help: "Client requests by site, cache result (hit, miss, stale, pass, bypass, error, reject) and status class.",
+		}, []string{"site", "cache", "code"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_response_bytes_total",
+			Help: "Response body bytes sent to clients, by site and cache result.",
+		}, []string{"site", "cache"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "edged_request_duration_seconds",
+			Help:    "Time from request arrival until the last response byte was written, by site and cache result.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"site", "cache"}),
+		invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_invalidations_total",
+			Help: "Cache keys invalidated because an unsafe method (POST, PUT, DELETE, ...) succeeded on them (RFC 9111 §4.4).",
+		}, []string{"site"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("edge: registering metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+func statusClass(code int) string {
+	switch {
+	case code >= 500:
+		return "5xx"
+	case code >= 400:
+		return "4xx"
+	case code >= 300:
+		return "3xx"
+	case code >= 200:
+		return "2xx"
+	}
+	return "1xx"
+}
+
+func (m *Metrics) observe(s *Session, seconds float64) {
+	site := "_none"
+	if s.Site != nil {
+		site = s.Site.Name
+	}
+	m.requests.WithLabelValues(site, s.CacheResult, statusClass(s.Status)).Inc()
+	m.bytes.WithLabelValues(site, s.CacheResult).Add(float64(s.Bytes))
+	m.duration.WithLabelValues(site, s.CacheResult).Observe(seconds)
+}

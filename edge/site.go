@@ -1,0 +1,96 @@
+package edge
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/edged-proxy/edged/cache"
+)
+
+// Site is one set of host names served from one origin group with one cache
+// policy.
+type Site struct {
+	// Name labels the site in metrics and logs.
+	Name string
+	// Hosts are the host names the site serves: exact names, "*.suffix"
+	// wildcards (matching any name ending in ".suffix", not "suffix" itself),
+	// or "*" for every host.
+	Hosts []string
+	// OriginHost, when set, replaces the client's Host header on requests to
+	// the origin; empty preserves it.
+	OriginHost string
+	// Transport reaches the site's origin shards (an *lb.Pool in the daemon).
+	Transport http.RoundTripper
+	// CacheDisabled makes every request bypass the cache.
+	CacheDisabled bool
+	// Policy holds the site's freshness defaults.
+	Policy cache.Policy
+}
+
+// router finds the site serving a host: exact names first, then the longest
+// matching wildcard suffix, then the catch-all.
+type router struct {
+	exact    map[string]*Site
+	suffixes []suffixSite // longest suffix first
+	any      *Site
+}
+
+type suffixSite struct {
+	suffix string // ".example.com"
+	site   *Site
+}
+
+func newRouter(sites []*Site) (*router, error) {
+	r := &router{exact: make(map[string]*Site)}
+	seen := make(map[string]string)
+	for _, s := range sites {
+		if s.Transport == nil {
+			return nil, fmt.Errorf("edge: site %q has no Transport", s.Name)
+		}
+		for _, h := range s.Hosts {
+			h = strings.ToLower(h)
+			if prev, dup := seen[h]; dup {
+				return nil, fmt.Errorf("edge: host %q is served by both site %q and site %q", h, prev, s.Name)
+			}
+			seen[h] = s.Name
+			switch {
+			case h == "*":
+				r.any = s
+			case strings.HasPrefix(h, "*."):
+				r.suffixes = append(r.suffixes, suffixSite{suffix: h[1:], site: s})
+			default:
+				r.exact[h] = s
+			}
+		}
+	}
+	sort.SliceStable(r.suffixes, func(i, j int) bool { return len(r.suffixes[i].suffix) > len(r.suffixes[j].suffix) })
+	return r, nil
+}
+
+// match returns the site for a Host header value (port and trailing dot
+// ignored, case-insensitive), or nil.
+func (r *router) match(hostport string) *Site {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(host, ".")
+	if s, ok := r.exact[host]; ok {
+		return s
+	}
+	lower := strings.ToLower(host)
+	if lower != host {
+		if s, ok := r.exact[lower]; ok {
+			return s
+		}
+	}
+	for _, ss := range r.suffixes {
+		if strings.HasSuffix(lower, ss.suffix) {
+			return ss.site
+		}
+	}
+	return r.any
+}

@@ -1,0 +1,43 @@
+// Package lb sends origin requests to a sharded set of origin servers.
+//
+// A Pool is an http.RoundTripper. For each request it computes a key (the
+// Route.Key carried in the request's context, or the request's scheme, host
+// and request URI), asks a ketama consistent-hash ring (package lb/ketama)
+// which shards own that key in ring order, and sends the request to the first
+// available one. The same key therefore always reaches the same origin shard,
+// which keeps origin-side caches warm, and adding a shard only moves the keys
+// that the new shard takes over.
+//
+// # Health and failover
+//
+// Health is passive and lives on the shard as one atomic value: the time until
+// which the shard is marked down. A shard is marked down for Config.DownFor
+// when a connection to it cannot be established. Picks skip down shards unless
+// every shard is down, in which case all are tried in ring order. There is no
+// background goroutine: a shard becomes eligible again when its time passes.
+//
+// Only dial failures cause failover, because only then is it certain the
+// origin never saw the request. The request moves to the next shard in ring
+// order if it is replayable: an idempotent method (GET, HEAD, OPTIONS, TRACE,
+// PUT, DELETE) with no body or a body recreatable through Request.GetBody.
+// Any other error, and any response, whatever its status, is returned to the
+// caller as is; retrying after a response is the caller's decision.
+//
+// # Requests
+//
+// The Pool clones each request and replaces only the URL's scheme and host by
+// the shard's. Request.Host, the path and the query are kept, so the caller
+// decides the Host header the origin sees. Each shard has its own
+// http.Transport (HTTP/1.1, keep-alive, no proxy, compression left as the
+// origin sent it), so connection limits and idle pools are per shard.
+//
+// To learn which shard answered, attach a Route with WithRoute; RoundTrip fills
+// in Route.Shard and Route.Attempts.
+//
+// # Metrics
+//
+// Metrics, created once with NewMetrics and shared by pools through
+// Config.Metrics, counts attempts by status code, new and reused connections
+// (through net/http/httptrace), time to response headers, failovers and the
+// up/down state of each shard.
+package lb

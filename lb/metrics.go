@@ -1,0 +1,171 @@
+package lb
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics holds the Prometheus collectors for upstream traffic. One Metrics
+// may be shared by any number of pools; each pool's series carry its
+// Config.Name in the "pool" label and the shard name in the "shard" label.
+// Pools sharing a Metrics should have distinct names: series of pools with the
+// same name are merged, and edged_upstream_shard_up reports the pool created
+// last.
+//
+// The series are:
+//
+//	edged_upstream_requests_total{pool,shard,code}      counter: attempts by status code, or code="error"
+//	edged_upstream_connections_total{pool,shard,reused} counter: connections obtained, reused="true"/"false"
+//	edged_upstream_duration_seconds{pool,shard}         histogram: time to response headers
+//	edged_upstream_failovers_total{pool,shard}          counter: dial failures after which another shard was tried
+//	edged_upstream_shard_up{pool,shard}                 gauge: 1, or 0 while the shard is marked down
+type Metrics struct {
+	requests    *prometheus.CounterVec
+	connections *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	failovers   *prometheus.CounterVec
+	up          *upCollector
+}
+
+// durationBuckets spans 1ms to 30s, roughly ×2.5 per step.
+var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// NewMetrics creates the upstream collectors and registers them with reg. A
+// nil reg leaves them unregistered (the Metrics still works, which suits
+// tests). It panics if reg already holds collectors with these names, as
+// prometheus.Registerer.MustRegister does.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_upstream_requests_total",
+			Help: "Requests sent to origin shards, by status code (\"error\" when no response was received).",
+		}, []string{"pool", "shard", "code"}),
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_upstream_connections_total",
+			Help: "Connections obtained for origin requests, by whether an idle connection was reused.",
+		}, []string{"pool", "shard", "reused"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "edged_upstream_duration_seconds",
+			Help:    "Time from sending a request to an origin shard until its response headers arrived.",
+			Buckets: durationBuckets,
+		}, []string{"pool", "shard"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_upstream_failovers_total",
+			Help: "Dial failures of a shard after which the request was sent to the next shard.",
+		}, []string{"pool", "shard"}),
+		up: &upCollector{
+			desc: prometheus.NewDesc("edged_upstream_shard_up",
+				"Whether the shard is eligible for picks (1) or marked down after a dial failure (0).",
+				[]string{"pool", "shard"}, nil),
+			shards: make(map[upKey]upEntry),
+		},
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.up)
+	}
+	return m
+}
+
+// shardMetrics is one shard's view of Metrics with the pool and shard labels
+// bound. A nil *shardMetrics records nothing.
+type shardMetrics struct {
+	requests   *prometheus.CounterVec // curried: only "code" left
+	errors     prometheus.Counter
+	connNew    prometheus.Counter
+	connReused prometheus.Counter
+	duration   prometheus.Observer
+	failovers  prometheus.Counter
+}
+
+// forShard binds the labels of one shard and makes the shard visible to the
+// shard_up gauge.
+func (m *Metrics) forShard(pool string, s *shard, now func() time.Time) *shardMetrics {
+	if m == nil {
+		return nil
+	}
+	l := prometheus.Labels{"pool": pool, "shard": s.name}
+	m.up.add(upKey{pool, s.name}, upEntry{s, now})
+	reqs := m.requests.MustCurryWith(l)
+	return &shardMetrics{
+		requests:   reqs,
+		errors:     reqs.WithLabelValues("error"),
+		connNew:    m.connections.WithLabelValues(pool, s.name, "false"),
+		connReused: m.connections.WithLabelValues(pool, s.name, "true"),
+		duration:   m.duration.With(l),
+		failovers:  m.failovers.With(l),
+	}
+}
+
+func (sm *shardMetrics) response(code int, d time.Duration) {
+	if sm == nil {
+		return
+	}
+	sm.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+	sm.duration.Observe(d.Seconds())
+}
+
+func (sm *shardMetrics) error() {
+	if sm != nil {
+		sm.errors.Inc()
+	}
+}
+
+func (sm *shardMetrics) gotConn(reused bool) {
+	switch {
+	case sm == nil:
+	case reused:
+		sm.connReused.Inc()
+	default:
+		sm.connNew.Inc()
+	}
+}
+
+func (sm *shardMetrics) failover() {
+	if sm != nil {
+		sm.failovers.Inc()
+	}
+}
+
+// upCollector reports edged_upstream_shard_up from each shard's down-until
+// state at scrape time, so the gauge returns to 1 when DownFor expires even if
+// no request touches the shard.
+type upCollector struct {
+	desc *prometheus.Desc
+
+	mu     sync.Mutex
+	shards map[upKey]upEntry
+}
+
+type upKey struct{ pool, shard string }
+
+type upEntry struct {
+	s   *shard
+	now func() time.Time
+}
+
+func (c *upCollector) add(k upKey, e upEntry) {
+	c.mu.Lock()
+	c.shards[k] = e
+	c.mu.Unlock()
+}
+
+func (c *upCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *upCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	ms := make([]prometheus.Metric, 0, len(c.shards))
+	for k, e := range c.shards {
+		v := 0.0
+		if e.s.available(e.now()) {
+			v = 1
+		}
+		ms = append(ms, prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, k.pool, k.shard))
+	}
+	c.mu.Unlock()
+	for _, m := range ms {
+		ch <- m
+	}
+}

@@ -1,0 +1,311 @@
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/edged-proxy/edged/lb/ketama"
+)
+
+// Shard describes one origin server of a pool.
+type Shard struct {
+	// Name identifies the shard on the ring, in Route.Shard and in metric
+	// labels. Empty means the host[:port] of URL. Names must be unique
+	// within a pool.
+	Name string
+	// URL is the origin's base address: scheme http or https, a host with
+	// an optional port, and a path of "" or "/" only. For example
+	// "http://127.0.0.1:8081". The request's path and query are kept.
+	URL string
+	// Weight scales the shard's share of keys. Zero or negative means 1.
+	Weight int
+}
+
+// Config configures a Pool. The zero value of every field except Shards is
+// usable; negative numbers and durations are rejected by NewPool.
+type Config struct {
+	// Name is the pool's name (the site); it labels the pool's metrics.
+	Name string
+
+	// Shards are the origin servers; at least one is required.
+	Shards []Shard
+
+	// MaxIdleConnsPerShard caps the idle keep-alive connections kept per
+	// shard. Zero means 64.
+	MaxIdleConnsPerShard int
+
+	// MaxConnsPerShard caps the connections (dialling, active and idle) per
+	// shard; requests beyond it wait for a connection. Zero means no limit.
+	MaxConnsPerShard int
+
+	// IdleConnTimeout is how long an idle connection is kept. Zero means
+	// 90s.
+	IdleConnTimeout time.Duration
+
+	// DialTimeout bounds establishing a TCP connection. Zero means 5s.
+	DialTimeout time.Duration
+
+	// ResponseHeaderTimeout bounds the wait for an origin's response
+	// headers once the request is written. Zero means 30s.
+	ResponseHeaderTimeout time.Duration
+
+	// DownFor is how long a shard whose dial failed is skipped by later
+	// picks. Zero means 5s.
+	DownFor time.Duration
+
+	// Metrics receives the pool's metrics. Nil means none are recorded.
+	Metrics *Metrics
+
+	// Logger receives shard state changes. Nil means discard.
+	Logger *slog.Logger
+
+	// Now is the clock for the down state of shards. Nil means time.Now.
+	// Request durations are always measured with the real clock.
+	Now func() time.Time
+}
+
+// Config defaults, applied by NewPool to zero fields.
+const (
+	defaultMaxIdleConnsPerShard  = 64
+	defaultIdleConnTimeout       = 90 * time.Second
+	defaultDialTimeout           = 5 * time.Second
+	defaultResponseHeaderTimeout = 30 * time.Second
+	defaultDownFor               = 5 * time.Second
+)
+
+// Pool is an http.RoundTripper that sends each request to one of a set of
+// origin shards, chosen by consistent hashing of the request's key, and fails
+// over to the next shard on the ring when a shard cannot be dialled. It is
+// safe for concurrent use. Its shard set is fixed; build a new Pool to change
+// it.
+type Pool struct {
+	name    string
+	ring    *ketama.Ring
+	shards  []*shard          // config order
+	byName  map[string]*shard // ring member name → shard
+	downFor time.Duration
+	now     func() time.Time
+	logger  *slog.Logger
+}
+
+var _ http.RoundTripper = (*Pool)(nil)
+
+// NewPool validates cfg, applies its defaults and builds the pool: one ketama
+// ring over the shards and one http.Transport per shard. The transports speak
+// HTTP/1.1, use no proxy and leave bodies compressed as the origin sent them.
+func NewPool(cfg Config) (*Pool, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if len(cfg.Shards) == 0 {
+		return nil, errors.New("lb: pool needs at least one shard")
+	}
+	p := &Pool{
+		name:    cfg.Name,
+		byName:  make(map[string]*shard, len(cfg.Shards)),
+		downFor: cfg.DownFor,
+		now:     cfg.Now,
+		logger:  cfg.Logger,
+	}
+	members := make([]ketama.Member, 0, len(cfg.Shards))
+	for i, sc := range cfg.Shards {
+		u, err := parseShardURL(sc.URL)
+		if err != nil {
+			return nil, fmt.Errorf("lb: shard %d (%q): bad URL %q: %w", i, sc.Name, sc.URL, err)
+		}
+		name := sc.Name
+		if name == "" {
+			name = u.Host
+		}
+		if _, dup := p.byName[name]; dup {
+			return nil, fmt.Errorf("lb: shard %d: duplicate shard name %q", i, name)
+		}
+		s := &shard{name: name, scheme: u.Scheme, host: u.Host, transport: newTransport(&cfg)}
+		s.metrics = cfg.Metrics.forShard(cfg.Name, s, cfg.Now)
+		p.byName[name] = s
+		p.shards = append(p.shards, s)
+		members = append(members, ketama.Member{Name: name, Weight: sc.Weight})
+	}
+	ring, err := ketama.New(members)
+	if err != nil {
+		return nil, fmt.Errorf("lb: %w", err)
+	}
+	p.ring = ring
+	return p, nil
+}
+
+func (c *Config) setDefaults() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxIdleConnsPerShard", int64(c.MaxIdleConnsPerShard)},
+		{"MaxConnsPerShard", int64(c.MaxConnsPerShard)},
+		{"IdleConnTimeout", int64(c.IdleConnTimeout)},
+		{"DialTimeout", int64(c.DialTimeout)},
+		{"ResponseHeaderTimeout", int64(c.ResponseHeaderTimeout)},
+		{"DownFor", int64(c.DownFor)},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("lb: Config.%s is negative", f.name)
+		}
+	}
+	if c.MaxIdleConnsPerShard == 0 {
+		c.MaxIdleConnsPerShard = defaultMaxIdleConnsPerShard
+	}
+	if c.IdleConnTimeout == 0 {
+		c.IdleConnTimeout = defaultIdleConnTimeout
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = defaultDialTimeout
+	}
+	if c.ResponseHeaderTimeout == 0 {
+		c.ResponseHeaderTimeout = defaultResponseHeaderTimeout
+	}
+	if c.DownFor == 0 {
+		c.DownFor = defaultDownFor
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Pick returns the name of the shard the ring assigns to key, whether or not
+// that shard is currently marked down.
+func (p *Pool) Pick(key string) string {
+	return p.ring.Lookup(key)
+}
+
+// CloseIdleConnections closes the idle connections of every shard. In-use
+// connections are not interrupted.
+func (p *Pool) CloseIdleConnections() {
+	for _, s := range p.shards {
+		s.transport.CloseIdleConnections()
+	}
+}
+
+// RoundTrip sends req to the shard owning its key (see Route.Key) and returns
+// that shard's response. The request is cloned: its URL scheme and host are
+// replaced by the shard's, while req.Host, the path and the query are kept.
+//
+// Shards marked down are skipped unless every shard is down, in which case all
+// are tried in ring order. If a shard cannot be dialled, it is marked down for
+// Config.DownFor and, when req can be replayed, the request goes to the next
+// shard in ring order. Replayable means an idempotent method (GET, HEAD,
+// OPTIONS, TRACE, PUT, DELETE) and a body that is nil, http.NoBody or
+// recreatable through req.GetBody. Once a shard has responded, there is no
+// retry.
+//
+// A dial failure is returned as a *DialError (from the last shard tried);
+// other errors are wrapped with the shard's name. If req's context carries a
+// Route, its Shard and Attempts fields are set before RoundTrip returns.
+func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	route := RouteFrom(ctx)
+	key := ""
+	if route != nil {
+		key = route.Key
+	}
+	if key == "" {
+		key = defaultKey(req)
+	}
+	cands := p.candidates(key)
+	replay := replayable(req)
+
+	var lastErr error
+	for i, s := range cands {
+		body := req.Body
+		if i > 0 && body != nil && body != http.NoBody {
+			// The transport closed the previous attempt's body;
+			// replayable guarantees GetBody is set.
+			var err error
+			if body, err = req.GetBody(); err != nil {
+				return nil, fmt.Errorf("lb: shard %s: recreating request body: %w", s.name, err)
+			}
+		}
+		resp, err := s.roundTrip(req, body)
+		if route != nil {
+			route.Shard, route.Attempts = s.name, i+1
+		}
+		if err == nil {
+			return resp, nil
+		}
+		if !isDialError(err) || ctx.Err() != nil {
+			// Either the request may have reached the origin, or the
+			// caller gave up (which is not the shard's fault).
+			return nil, fmt.Errorf("lb: shard %s: %w", s.name, err)
+		}
+		p.markDown(s, err)
+		lastErr = &DialError{Shard: s.name, Err: err}
+		if !replay || i == len(cands)-1 {
+			break
+		}
+		s.metrics.failover()
+	}
+	return nil, lastErr
+}
+
+// candidates returns the shards to try for key, in ring order: the available
+// ones, or all of them when none is available.
+func (p *Pool) candidates(key string) []*shard {
+	names := p.ring.LookupN(key, len(p.shards))
+	now := p.now()
+	out := make([]*shard, 0, len(names))
+	for _, n := range names {
+		if s := p.byName[n]; s.available(now) {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		for _, n := range names {
+			out = append(out, p.byName[n])
+		}
+	}
+	return out
+}
+
+func (p *Pool) markDown(s *shard, err error) {
+	now := p.now()
+	if s.markDown(now, now.Add(p.downFor)) {
+		p.logger.Warn("upstream shard marked down",
+			slog.String("pool", p.name), slog.String("shard", s.name),
+			slog.Duration("down_for", p.downFor), slog.Any("error", err))
+	}
+}
+
+// defaultKey is the ring key of a request without a Route key.
+func defaultKey(req *http.Request) string {
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	return req.URL.Scheme + "://" + host + req.URL.RequestURI()
+}
+
+// isDialError reports whether err means no connection was established, so
+// the request never reached the shard.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// replayable reports whether req may be sent to another shard after a dial
+// failure: an idempotent method (RFC 9110, 9.2.2) and a body that is absent or
+// can be recreated.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace,
+		http.MethodPut, http.MethodDelete:
+	default:
+		return false
+	}
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}

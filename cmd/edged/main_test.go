@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for the daemon's loggers and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startDaemon runs edged in-process on loopback ports and stops it at the
+// end of the test.
+func startDaemon(t *testing.T, args ...string) (listening, *syncBuffer) {
+	t.Helper()
+	args = append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0"}, args...)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := new(syncBuffer)
+	readyc := make(chan listening, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, out, out, func(l listening) { readyc <- l }) }()
+	select {
+	case l := <-readyc:
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("daemon exited with %v", err)
+			}
+		})
+		return l, out
+	case err := <-done:
+		cancel()
+		t.Fatalf("daemon did not start: %v\n%s", err, out.String())
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("daemon did not start within 10s")
+	}
+	return listening{}, nil
+}
+
+func fetch(t *testing.T, url string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// The README's first command: no arguments serves the sample origin, a miss
+// then a hit, with metrics and health on the admin listener.
+func TestDefaultConfigServesSampleOrigin(t *testing.T) {
+	l, out := startDaemon(t)
+	if l.Sample == "" {
+		t.Fatal("no sample origin started without a configured origin")
+	}
+	r1, b1 := fetch(t, "http://"+l.Edge+"/")
+	r2, b2 := fetch(t, "http://"+l.Edge+"/")
+	if r1.StatusCode != 200 || !strings.Contains(b1, "edged is running") || b1 != b2 {
+		t.Fatalf("sample page: %d %q", r1.StatusCode, b1)
+	}
+	if cs := r1.Header.Get("Cache-Status"); !strings.Contains(cs, "fwd=uri-miss; stored") {
+		t.Errorf("first Cache-Status %q", cs)
+	}
+	if cs := r2.Header.Get("Cache-Status"); !strings.HasPrefix(cs, "edged; hit") {
+		t.Errorf("second Cache-Status %q", cs)
+	}
+	_, health := fetch(t, "http://"+l.Admin+"/healthz")
+	if health != "ok\n" {
+		t.Errorf("/healthz = %q", health)
+	}
+	_, metrics := fetch(t, "http://"+l.Admin+"/metrics")
+	for _, want := range []string{
+		`edged_requests_total{cache="hit",code="2xx",site="sample"} 1`,
+		`edged_requests_total{cache="miss",code="2xx",site="sample"} 1`,
+		`edged_cache_fills_total{result="stored"} 1`,
+		`edged_upstream_connections_total{pool="sample",reused="false",shard=`,
+		"edged_memory_objects 1",
+		"edged_request_duration_seconds_bucket",
+		"edged_upstream_duration_seconds_bucket",
+		"go_goroutines",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	// One JSON access-log line per request, naming the shard on a miss.
+	waitLog(t, out, `"cache":"hit"`)
+	if !strings.Contains(out.String(), `"cache":"miss","site":"sample","shard":"127.0.0.1:`) {
+		t.Errorf("access log lacks the miss with its shard:\n%s", out.String())
+	}
+}
+
+func waitLog(t *testing.T, out *syncBuffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log lacks %q:\n%s", want, out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestOriginFlag(t *testing.T) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=30")
+		io.WriteString(w, "from the flag's origin, host "+r.Host)
+	}))
+	defer o.Close()
+	l, _ := startDaemon(t, "-origin", o.URL)
+	if l.Sample != "" {
+		t.Error("sample origin started although -origin was given")
+	}
+	req, _ := http.NewRequest("GET", "http://"+l.Edge+"/x", nil)
+	req.Host = "any.example"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "from the flag's origin, host any.example" {
+		t.Errorf("body %q", b)
+	}
+}
+
+// Two shards, one refusing connections: every object is still served, by
+// the live shard, for the whole key space.
+func TestShardFailoverThroughConfig(t *testing.T) {
+	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=30")
+		io.WriteString(w, "live "+r.URL.Path)
+	}))
+	defer live.Close()
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "http://" + dead.Addr().String()
+	dead.Close()
+
+	cfg := fmt.Sprintf(`sites:
+  - name: shop
+    hosts: ["*"]
+    origins:
+      - url: %q
+      - url: %q
+`, deadURL, live.URL)
+	path := filepath.Join(t.TempDir(), "edged.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := startDaemon(t, "-config", path)
+	for i := range 20 {
+		p := fmt.Sprintf("/obj/%d", i)
+		resp, body := fetch(t, "http://"+l.Edge+p)
+		if resp.StatusCode != 200 || body != "live "+p {
+			t.Fatalf("%s: %d %q", p, resp.StatusCode, body)
+		}
+	}
+	_, metrics := fetch(t, "http://"+l.Admin+"/metrics")
+	if !strings.Contains(metrics, "edged_upstream_failovers_total") {
+		t.Error("no failover was counted")
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("listen: 127.0.0.1:8081\n"), 0o644)
+	os.WriteFile(bad, []byte("listen: 127.0.0.1:8081\ncache:\n  memroy: {}\n"), 0o644)
+
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-check-config", good}, &out, &out, nil); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+	if !strings.Contains(out.String(), "valid") {
+		t.Errorf("output %q", out.String())
+	}
+	err := run(context.Background(), []string{"-check-config", bad}, &out, &out, nil)
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml:3") || !strings.Contains(err.Error(), "cache.memroy") {
+		t.Errorf("bad config error %v, want file, line 3 and key cache.memroy", err)
+	}
+	// The example configuration shipped in docs/ is valid.
+	if err := run(context.Background(), []string{"-check-config", "../../docs/edged.example.yaml"}, &out, &out, nil); err != nil {
+		t.Errorf("docs/edged.example.yaml: %v", err)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-h"}, &out, &out, nil)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	for _, f := range []string{"-config", "-check-config", "-origin", "-listen", "-admin", "-log-level"} {
+		if !strings.Contains(out.String(), f) {
+			t.Errorf("-h does not document %s:\n%s", f, out.String())
+		}
+	}
+	for _, args := range [][]string{{"-nope"}, {"extra"}} {
+		if err := run(context.Background(), args, &out, &out, nil); !errors.Is(err, errUsage) {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+	if err := run(context.Background(), []string{"-origin", "ftp://x"}, &out, &out, nil); err == nil || !strings.Contains(err.Error(), "origins[0].url") {
+		t.Errorf("-origin ftp://x: %v", err)
+	}
+	if err := run(context.Background(), []string{"-listen", "nonsense"}, &out, &out, nil); err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Errorf("-listen nonsense: %v", err)
+	}
+}

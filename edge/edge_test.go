@@ -63,32 +63,44 @@ type edgeOpts struct {
 // its base URL and cache.
 func newEdge(t *testing.T, opts edgeOpts, origins ...*origin) (string, *cache.Cache) {
 	t.Helper()
-	shards := make([]lb.Shard, len(origins))
+	urls := make([]string, len(origins))
 	for i, o := range origins {
-		shards[i] = lb.Shard{Name: fmt.Sprintf("o%d", i), URL: o.URL, Weight: 1}
+		urls[i] = o.URL
+	}
+	base, _, c := buildEdge(t, opts, urls...)
+	return base, c
+}
+
+// buildEdge wires a pool over the origin URLs, a cache and a Handler, and
+// serves the Handler on a loopback listener.
+func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handler, *cache.Cache) {
+	tb.Helper()
+	shards := make([]lb.Shard, len(urls))
+	for i, u := range urls {
+		shards[i] = lb.Shard{Name: fmt.Sprintf("o%d", i), URL: u, Weight: 1}
 	}
 	pool, err := lb.NewPool(lb.Config{Name: "test", Shards: shards})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: 10 * time.Second})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(c.Close)
+	tb.Cleanup(c.Close)
 	site := &edge.Site{Name: "test", Hosts: []string{"*.example.com", "example.com"}, Transport: pool}
 	if opts.site != nil {
 		opts.site(site)
 	}
 	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Hooks: opts.hooks, UnknownHostStatus: opts.unknown})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config = edge.NewServer(h, edge.ServerConfig{})
 	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv.URL, c
+	tb.Cleanup(srv.Close)
+	return srv.URL, h, c
 }
 
 // get sends a request with the given Host and extra header lines.

@@ -1,0 +1,289 @@
+// Package config decodes, defaults and validates edged's YAML configuration
+// file.
+//
+// Decoding is strict: unknown keys, duplicate keys, values of the wrong YAML
+// type, more than one YAML document and malformed durations or sizes are all
+// errors. Every problem is reported as an *Error whose text has the form
+//
+//	FILE:LINE: KEY.PATH: message
+//
+// for example "edged.yaml:9: sites[0].origins[1].weight: must be at least 1,
+// got 0". Keys omitted from the file, and keys whose value is null (written
+// as "key:" with nothing after it, or "~"), take the defaults documented on
+// each field. The defaults are also written out in the embedded default.yaml
+// (see DefaultYAML).
+package config
+
+import (
+	_ "embed"
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// Config is the whole configuration of one edged process. Build one with
+// Parse, Load or Default; a Config changed in code afterwards (for example
+// from command-line flags) should be checked again with Validate.
+type Config struct {
+	// Listen is the host:port of the edge (client-facing) HTTP listener.
+	// Default "127.0.0.1:8080". The port is required; port 0 picks a free
+	// port.
+	Listen string
+	// Admin configures the admin listener (/metrics, /healthz).
+	Admin Admin
+	// UnknownHostStatus is the status code answered for a request whose Host
+	// no site serves: 421 (Misdirected Request) or 404. Default 421.
+	UnknownHostStatus int
+	// Server holds the timeouts and limits of the edge HTTP server.
+	Server Server
+	// Cache configures the cache shared by all sites.
+	Cache Cache
+	// Log configures logging.
+	Log Log
+	// Sites lists the sites edged serves, matched by the request's Host.
+	// Default empty (the daemon then adds a built-in sample origin). A host
+	// may appear in only one site.
+	Sites []Site
+}
+
+// Admin configures the admin HTTP listener.
+type Admin struct {
+	// Listen is the host:port of the admin listener. Default
+	// "127.0.0.1:9090". It must differ from Config.Listen.
+	Listen string
+}
+
+// Server holds the timeouts and limits of the edge HTTP server.
+type Server struct {
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s;
+	// must be greater than 0.
+	ReadHeaderTimeout Duration
+	// ReadTimeout bounds reading a whole request, body included. Default
+	// 60s; 0 means no limit.
+	ReadTimeout Duration
+	// WriteTimeout is the longest a single write to the client may block;
+	// it is applied per write, not to the whole response, so long downloads
+	// are not cut off. Default 60s; 0 means no limit.
+	WriteTimeout Duration
+	// IdleTimeout is how long a keep-alive connection may sit idle between
+	// requests. Default 120s; must be greater than 0.
+	IdleTimeout Duration
+	// MaxHeaderBytes limits the size of request headers. Default 64KiB;
+	// allowed 1KiB to 16MiB.
+	MaxHeaderBytes ByteSize
+	// ShutdownTimeout is how long a graceful shutdown waits for in-flight
+	// requests before closing connections. Default 30s; 0 means close at
+	// once.
+	ShutdownTimeout Duration
+}
+
+// Cache configures the cache shared by all sites.
+type Cache struct {
+	// FillTimeout is the longest one origin fill may take, however many
+	// clients wait on it; a fill outlives the client that started it.
+	// Default 60s; must be greater than 0.
+	FillTimeout Duration
+	// Memory configures the in-memory tier.
+	Memory Memory
+}
+
+// Memory configures the in-memory cache tier.
+type Memory struct {
+	// MaxBytes is the memory tier's budget; an entry costs its size in
+	// bytes. Default 256MiB; must be at least 1MiB.
+	MaxBytes ByteSize
+	// MaxObjectBytes is the largest body kept in memory; larger bodies are
+	// streamed and never held in memory whole. Default 8MiB; must be greater
+	// than 0 and at most MaxBytes.
+	MaxObjectBytes ByteSize
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is the minimum level logged: "debug", "info", "warn" or
+	// "error". Default "info".
+	Level string
+	// Access turns on one JSON access-log line per request on stdout.
+	// Default true.
+	Access bool
+}
+
+// Site is one set of host names served from one set of origins.
+type Site struct {
+	// Name identifies the site in logs and metrics. Required; must match
+	// [a-z0-9_-]+ and be unique among sites.
+	Name string
+	// Hosts are the request hosts this site serves: exact names
+	// ("example.com"), wildcards that match any subdomain ("*.example.com";
+	// it does not match example.com itself), or "*" for every host no other
+	// site serves. Required and non-empty; lowercase, without ports. Parse
+	// lowercases them.
+	Hosts []string
+	// OriginHost is the Host header sent to the origins. Default "", which
+	// sends the client's Host unchanged.
+	OriginHost string
+	// Origins are the origin shards the site's requests are spread over.
+	// Required and non-empty.
+	Origins []Origin
+	// Upstream configures the connections to the origins.
+	Upstream Upstream
+	// Cache configures caching for this site.
+	Cache SiteCache
+}
+
+// Origin is one origin shard of a site.
+type Origin struct {
+	// URL is the origin's base URL: "http" or "https", a host and an
+	// optional port, and nothing else (no path, query, fragment or
+	// userinfo), e.g. "http://127.0.0.1:8081". Required.
+	URL string
+	// Weight is the origin's share of keys relative to the site's other
+	// origins. Default 1; allowed 1 to 1000.
+	Weight int
+	// Name identifies the origin in logs and metrics. Default: the URL's
+	// host (with port, if any). Must be unique within the site.
+	Name string
+}
+
+// Upstream configures the connections from one site to its origins. "Shard"
+// means one origin.
+type Upstream struct {
+	// MaxIdleConnsPerShard caps the idle keep-alive connections kept per
+	// origin. Default 64; 0 keeps no idle connections. Must not be negative.
+	MaxIdleConnsPerShard int
+	// MaxConnsPerShard caps all connections (dialing, active, idle) per
+	// origin. Default 0, meaning unlimited. Must not be negative.
+	MaxConnsPerShard int
+	// IdleConnTimeout closes keep-alive connections idle this long. Default
+	// 90s; 0 means never.
+	IdleConnTimeout Duration
+	// DialTimeout bounds establishing a TCP connection (and TLS handshake)
+	// to an origin. Default 5s; must be greater than 0.
+	DialTimeout Duration
+	// ResponseHeaderTimeout bounds the wait for an origin's response headers
+	// after the request is written. Default 30s; 0 means no limit.
+	ResponseHeaderTimeout Duration
+	// DownFor is how long an origin that refused a dial is skipped before it
+	// is tried again. Default 5s; 0 means it is never skipped.
+	DownFor Duration
+}
+
+// SiteCache configures caching for one site.
+type SiteCache struct {
+	// Enabled turns caching on; false makes every request bypass the cache.
+	// Default true.
+	Enabled bool
+	// DefaultTTL is the freshness lifetime given to storable responses that
+	// carry no explicit freshness (no max-age, s-maxage or Expires). Default
+	// 0, meaning heuristic freshness is used instead.
+	DefaultTTL Duration
+	// HeuristicFraction is the fraction of (Date - Last-Modified) used as a
+	// heuristic freshness lifetime. Default 0.1; must satisfy 0 < x <= 1.
+	HeuristicFraction float64
+	// HeuristicMax caps a heuristic freshness lifetime. Default 24h; 0
+	// turns heuristic freshness off.
+	HeuristicMax Duration
+}
+
+// DefaultYAML returns the embedded default configuration file, which spells
+// out every default and has no sites. The caller owns the returned slice.
+func DefaultYAML() []byte {
+	return append([]byte(nil), defaultYAML...)
+}
+
+// Default returns a new Config holding the defaults, parsed from the
+// embedded default configuration (DefaultYAML). It panics only if that
+// embedded file is broken, which the package's tests rule out.
+func Default() *Config {
+	c, err := Parse("default.yaml", defaultYAML)
+	if err != nil {
+		panic("config: embedded default.yaml is invalid: " + err.Error())
+	}
+	return c
+}
+
+// Load reads the file at path and parses it with Parse, using path as the
+// file name in errors.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// NewSite returns a Site with the given name and hosts, one origin of weight
+// 1 per URL, and every other field at its default, as Parse would build it
+// from a file. It does not validate; call Config.Validate afterwards. The
+// daemon's -origin flag uses it to build its catch-all site.
+func NewSite(name string, hosts []string, originURLs ...string) Site {
+	s := defaultSite()
+	s.Name = name
+	s.Hosts = append([]string(nil), hosts...)
+	for _, u := range originURLs {
+		s.Origins = append(s.Origins, Origin{URL: u, Weight: 1})
+	}
+	fillOriginNames(&s)
+	return s
+}
+
+// defaults returns the configuration used for omitted keys. default.yaml
+// must agree with it; a test checks that.
+func defaults() Config {
+	return Config{
+		Listen:            "127.0.0.1:8080",
+		Admin:             Admin{Listen: "127.0.0.1:9090"},
+		UnknownHostStatus: 421,
+		Server: Server{
+			ReadHeaderTimeout: Duration(10 * time.Second),
+			ReadTimeout:       Duration(60 * time.Second),
+			WriteTimeout:      Duration(60 * time.Second),
+			IdleTimeout:       Duration(120 * time.Second),
+			MaxHeaderBytes:    64 * KiB,
+			ShutdownTimeout:   Duration(30 * time.Second),
+		},
+		Cache: Cache{
+			FillTimeout: Duration(60 * time.Second),
+			Memory:      Memory{MaxBytes: 256 * MiB, MaxObjectBytes: 8 * MiB},
+		},
+		Log: Log{Level: "info", Access: true},
+	}
+}
+
+// defaultSite returns a Site with every defaulted field set.
+func defaultSite() Site {
+	return Site{
+		Upstream: Upstream{
+			MaxIdleConnsPerShard:  64,
+			MaxConnsPerShard:      0,
+			IdleConnTimeout:       Duration(90 * time.Second),
+			DialTimeout:           Duration(5 * time.Second),
+			ResponseHeaderTimeout: Duration(30 * time.Second),
+			DownFor:               Duration(5 * time.Second),
+		},
+		Cache: SiteCache{
+			Enabled:           true,
+			DefaultTTL:        0,
+			HeuristicFraction: 0.1,
+			HeuristicMax:      Duration(24 * time.Hour),
+		},
+	}
+}
+
+// fillOriginNames gives each unnamed origin of s its URL's host as name, if
+// the URL parses.
+func fillOriginNames(s *Site) {
+	for i := range s.Origins {
+		o := &s.Origins[i]
+		if o.Name != "" {
+			continue
+		}
+		if u, err := url.Parse(o.URL); err == nil {
+			o.Name = u.Host
+		}
+	}
+}

@@ -97,10 +97,12 @@ type Request struct {
 	// In is the client's request: its headers select Vary variants and carry
 	// the request Cache-Control directives and Authorization.
 	In *http.Request
-	// Out is the GET request to send to the origin on a miss. The cache owns
-	// it: it removes conditional and Range fields and replaces its context
-	// with a fill context detached from the client (keeping its values).
-	Out *http.Request
+	// NewOut builds the GET request to send to the origin. It is called only
+	// on a miss, at most once per fill, possibly on another goroutine, with
+	// the fill's context: detached from the client's cancellation but
+	// keeping its values. The cache owns the request it returns and removes
+	// its conditional and Range fields. An error fails the fill.
+	NewOut func(ctx context.Context) (*http.Request, error)
 	// Transport reaches the origin.
 	Transport http.RoundTripper
 	// Policy holds the site's freshness knobs.
@@ -135,7 +137,7 @@ type Result struct {
 // for one key are coalesced: one origin fetch, shared by every waiter whose
 // request selects the same variant. A waiter whose context ends stops waiting
 // without cancelling the fetch.
-func (c *Cache) Get(ctx context.Context, r *Request) (*Result, error) {
+func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 	dirs := ParseRequestDirectives(r.In.Header)
 	fwd := "uri-miss"
 	if e, ok := c.mem.get(r.Key); ok {
@@ -145,7 +147,7 @@ func (c *Cache) Get(ctx context.Context, r *Request) (*Result, error) {
 			now := c.now()
 			age := e.Age(now)
 			if dirs.Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache) {
-				return &Result{Entry: e, Hit: true, Age: age, TTL: e.Lifetime - age}, nil
+				return Result{Entry: e, Hit: true, Age: age, TTL: e.Lifetime - age}, nil
 			}
 			fwd = "stale"
 			if age < e.Lifetime && !e.NoCache {
@@ -154,7 +156,7 @@ func (c *Cache) Get(ctx context.Context, r *Request) (*Result, error) {
 		}
 	}
 	if dirs.OnlyIfCached {
-		return nil, ErrOnlyIfCached
+		return Result{}, ErrOnlyIfCached
 	}
 	return c.fill(ctx, r, fwd)
 }
@@ -168,7 +170,7 @@ type errNotShared struct{ reason string }
 
 func (e *errNotShared) Error() string { return "cache: response not shareable: " + e.reason }
 
-func (c *Cache) fill(ctx context.Context, r *Request, fwd string) (*Result, error) {
+func (c *Cache) fill(ctx context.Context, r *Request, fwd string) (Result, error) {
 	var led bool
 	h := new(handoff)
 	ch := c.flights.DoChan(r.Key, func() (any, error) {
@@ -180,7 +182,7 @@ func (c *Cache) fill(ctx context.Context, r *Request, fwd string) (*Result, erro
 	case res = <-ch:
 	case <-ctx.Done():
 		h.abandon()
-		return nil, ctx.Err()
+		return Result{}, ctx.Err()
 	}
 	if !led {
 		c.m.coalesced.Inc()
@@ -188,11 +190,11 @@ func (c *Cache) fill(ctx context.Context, r *Request, fwd string) (*Result, erro
 	var ns *errNotShared
 	switch {
 	case errors.As(res.Err, &ns) && led:
-		return &Result{Response: h.take(), Fwd: fwd, NotStored: ns.reason}, nil
+		return Result{Response: h.take(), Fwd: fwd, NotStored: ns.reason}, nil
 	case errors.As(res.Err, &ns):
 		return c.direct(ctx, r, fwd)
 	case res.Err != nil:
-		return nil, res.Err
+		return Result{}, res.Err
 	}
 	fr := res.Val.(*fillResult)
 	if !led && !fr.entry.matchesVary(r.In.Header) {
@@ -200,7 +202,7 @@ func (c *Cache) fill(ctx context.Context, r *Request, fwd string) (*Result, erro
 	}
 	now := c.now()
 	age := fr.entry.Age(now)
-	return &Result{
+	return Result{
 		Entry:     fr.entry,
 		Hit:       fr.hit,
 		Fwd:       fwd,
@@ -213,16 +215,16 @@ func (c *Cache) fill(ctx context.Context, r *Request, fwd string) (*Result, erro
 
 // direct fetches for one request without joining a flight: a waiter whose
 // leader's response could not be shared.
-func (c *Cache) direct(ctx context.Context, r *Request, fwd string) (*Result, error) {
+func (c *Cache) direct(ctx context.Context, r *Request, fwd string) (Result, error) {
 	h := new(handoff)
 	fr, err := c.lead(ctx, r, fwd, h)
 	var ns *errNotShared
 	switch {
 	case errors.As(err, &ns):
-		return &Result{Response: h.take(), Fwd: fwd, NotStored: ns.reason}, nil
+		return Result{Response: h.take(), Fwd: fwd, NotStored: ns.reason}, nil
 	case err != nil:
-		return nil, err
+		return Result{}, err
 	}
 	age := fr.entry.Age(c.now())
-	return &Result{Entry: fr.entry, Fwd: fwd, Stored: fr.stored, Age: age, TTL: fr.entry.Lifetime - age}, nil
+	return Result{Entry: fr.entry, Fwd: fwd, Stored: fr.stored, Age: age, TTL: fr.entry.Lifetime - age}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 
 	"github.com/edged-proxy/edged/internal/httpx"
@@ -79,7 +80,12 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, h *handoff) (f
 	}
 
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.fillTimeout)
-	out := r.Out.WithContext(fctx)
+	out, err := r.NewOut(fctx)
+	if err != nil {
+		cancel()
+		c.m.fills.WithLabelValues("error").Inc()
+		return nil, fmt.Errorf("cache: building the origin request for %s: %w", r.Key, err)
+	}
 	for _, f := range conditionalFields {
 		out.Header.Del(f)
 	}
@@ -141,6 +147,9 @@ func newEntry(r *Request, resp *http.Response, body []byte, d Decision, t Timing
 	hdr := resp.Header.Clone()
 	httpx.RemoveHopByHop(hdr)
 	hdr.Del("Age") // recomputed on every use from Timing
+	// Set once here rather than on every hit.
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	httpx.AppendValue(hdr, "Via", httpx.Via(resp.ProtoMajor, resp.ProtoMinor))
 	names, _ := parseVary(resp.Header)
 	values := make([]string, len(names))
 	for i, n := range names {

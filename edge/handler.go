@@ -97,11 +97,17 @@ func New(cfg Config) (*Handler, error) {
 
 // ServeHTTP runs one request through the lifecycle.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s := &Session{Req: r, Start: h.now(), Scheme: "http", ClientIP: clientIP(r)}
+	// One allocation for the request's state and its writer.
+	st := &struct {
+		s  Session
+		rw responseWriter
+	}{}
+	s, rw := &st.s, &st.rw
+	*s = Session{Req: r, Start: h.now(), Scheme: "http", ClientIP: clientIP(r)}
 	if r.TLS != nil {
 		s.Scheme = "https"
 	}
-	rw := &responseWriter{ResponseWriter: w, s: s, h: h}
+	*rw = responseWriter{ResponseWriter: w, s: s, h: h}
 	defer h.finish(s)
 
 	s.Site = h.sites.match(r.Host)
@@ -123,22 +129,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.servePass(rw, s)
 }
 
-// serveCached answers GET and HEAD through the cache.
+// serveCached answers GET and HEAD through the cache. The origin request
+// is built only on a miss.
 func (h *Handler) serveCached(rw *responseWriter, s *Session) {
 	s.Key = h.hooks.CacheKey(s)
 	s.RouteKey = h.hooks.UpstreamSelect(s)
-	rt := &route.Route{Key: s.RouteKey}
-	ctx := route.With(s.Req.Context(), rt)
-	out := h.outRequest(ctx, s, http.MethodGet)
-	if err := h.hooks.UpstreamRequestFilter(s, out); err != nil {
-		s.CacheResult, s.Err = "error", err
-		rw.plainError(http.StatusInternalServerError, "edged; fwd=miss; detail=hook-error", "upstream request filter failed")
-		return
+	var rt *route.Route // set by newOut, read only after Get returns our own fill
+	newOut := func(ctx context.Context) (*http.Request, error) {
+		rt = &route.Route{Key: s.RouteKey}
+		out := h.outRequest(route.With(ctx, rt), s, http.MethodGet)
+		if err := h.hooks.UpstreamRequestFilter(s, out); err != nil {
+			return nil, &hookError{err}
+		}
+		return out, nil
 	}
-	res, err := h.cache.Get(ctx, &cache.Request{
+	res, err := h.cache.Get(s.Req.Context(), &cache.Request{
 		Key:       s.Key,
 		In:        s.Req,
-		Out:       out,
+		NewOut:    newOut,
 		Transport: s.Site.Transport,
 		Policy:    s.Site.Policy,
 	})
@@ -146,7 +154,7 @@ func (h *Handler) serveCached(rw *responseWriter, s *Session) {
 		h.fail(rw, s, err, "edged; fwd=miss")
 		return
 	}
-	if !res.Hit && !res.Collapsed {
+	if !res.Hit && !res.Collapsed && rt != nil {
 		s.Shard = rt.Shard
 	}
 	switch {
@@ -160,11 +168,17 @@ func (h *Handler) serveCached(rw *responseWriter, s *Session) {
 		s.CacheResult = "miss"
 	}
 	if res.Entry != nil {
-		rw.writeEntry(res)
+		rw.writeEntry(&res)
 		return
 	}
-	rw.writeLive(res.Response, cacheStatus(res))
+	rw.writeLive(res.Response, cacheStatus(&res))
 }
+
+// hookError marks a failure of a lifecycle hook: a 500, not an origin error.
+type hookError struct{ err error }
+
+func (e *hookError) Error() string { return "edge: hook failed: " + e.err.Error() }
+func (e *hookError) Unwrap() error { return e.err }
 
 // servePass forwards a request that bypasses the cache, and invalidates the
 // target URI when an unsafe method succeeds (RFC 9111 §4.4).
@@ -252,21 +266,11 @@ func (h *Handler) outRequest(ctx context.Context, s *Session, method string) *ht
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header.Set("User-Agent", "") // keep Go's default User-Agent off
 	}
-	httpx.AppendValue(out.Header, "Via", viaValue(in))
+	httpx.AppendValue(out.Header, "Via", httpx.Via(in.ProtoMajor, in.ProtoMinor))
 	if s.ClientIP != "" {
 		httpx.AppendValue(out.Header, "X-Forwarded-For", s.ClientIP)
 	}
 	return out
-}
-
-func viaValue(r *http.Request) string {
-	switch {
-	case r.ProtoMajor == 2:
-		return "2 edged"
-	case r.ProtoMajor == 1 && r.ProtoMinor == 0:
-		return "1.0 edged"
-	}
-	return "1.1 edged"
 }
 
 func clientIP(r *http.Request) string {
@@ -303,7 +307,10 @@ const StatusClientClosed = 499
 // sent to the client.
 func StatusForError(err error) int {
 	var ne net.Error
+	var he *hookError
 	switch {
+	case errors.As(err, &he):
+		return http.StatusInternalServerError
 	case errors.Is(err, cache.ErrOnlyIfCached):
 		return http.StatusGatewayTimeout
 	case errors.Is(err, context.Canceled):

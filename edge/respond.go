@@ -106,9 +106,9 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 	for k, vv := range e.Header {
 		hd[k] = vv // shared, not copied: Header.Clone clipped these slices, so appends reallocate
 	}
-	hd.Set("Age", cache.AgeHeaderValue(res.Age))
-	hd.Set("Cache-Status", cacheStatus(res))
-	httpx.AppendValue(hd, "Via", viaValue(w.s.Req))
+	vals := make([]string, 2) // one allocation for both per-response fields
+	vals[0], vals[1] = cache.AgeHeaderValue(res.Age), cacheStatus(res)
+	hd["Age"], hd["Cache-Status"] = vals[0:1:1], vals[1:2:2]
 	status := e.Status
 	if status == http.StatusOK && notModified(w.s.Req, e.Header) {
 		status = http.StatusNotModified
@@ -117,7 +117,6 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 		w.WriteHeader(status)
 		return
 	}
-	hd.Set("Content-Length", strconv.Itoa(len(e.Body)))
 	w.h.hooks.ResponseFilter(w.s, status, hd)
 	w.WriteHeader(status)
 	if w.s.Req.Method == http.MethodHead || !bodyAllowed(status) {
@@ -141,7 +140,7 @@ func (w *responseWriter) writeLive(resp *http.Response, cs string) {
 	hd := w.Header()
 	httpx.CopyHeader(hd, resp.Header)
 	hd.Set("Cache-Status", cs)
-	httpx.AppendValue(hd, "Via", viaValue(w.s.Req))
+	httpx.AppendValue(hd, "Via", httpx.Via(resp.ProtoMajor, resp.ProtoMinor))
 	if resp.ContentLength >= 0 && hd.Get("Content-Length") == "" && bodyAllowed(resp.StatusCode) {
 		hd.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -73,10 +72,7 @@ func newRouter(sites []*Site) (*router, error) {
 // match returns the site for a Host header value (port and trailing dot
 // ignored, case-insensitive), or nil.
 func (r *router) match(hostport string) *Site {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
+	host := stripPort(hostport)
 	host = strings.TrimSuffix(host, ".")
 	if s, ok := r.exact[host]; ok {
 		return s
@@ -93,4 +89,20 @@ func (r *router) match(hostport string) *Site {
 		}
 	}
 	return r.any
+}
+
+// stripPort removes a ":port" suffix and IPv6 brackets without allocating.
+func stripPort(hostport string) string {
+	i := strings.LastIndexByte(hostport, ':')
+	if i < 0 {
+		return hostport
+	}
+	if strings.IndexByte(hostport, ']') > i { // bare IPv6 literal, no port
+		return hostport
+	}
+	host := hostport[:i]
+	if len(host) >= 2 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	return host
 }

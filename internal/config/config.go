@@ -153,7 +153,7 @@ type Origin struct {
 // means one origin.
 type Upstream struct {
 	// MaxIdleConnsPerShard caps the idle keep-alive connections kept per
-	// origin. Default 64; 0 keeps no idle connections. Must not be negative.
+	// origin. Default 64; 0 also means the default. Must not be negative.
 	MaxIdleConnsPerShard int
 	// MaxConnsPerShard caps all connections (dialing, active, idle) per
 	// origin. Default 0, meaning unlimited. Must not be negative.
@@ -185,7 +185,7 @@ type SiteCache struct {
 	// heuristic freshness lifetime. Default 0.1; must satisfy 0 < x <= 1.
 	HeuristicFraction float64
 	// HeuristicMax caps a heuristic freshness lifetime. Default 24h; 0
-	// turns heuristic freshness off.
+	// also means the default.
 	HeuristicMax Duration
 }
 

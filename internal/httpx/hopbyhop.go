@@ -52,3 +52,17 @@ func AppendValue(h http.Header, name, v string) {
 	}
 	h.Set(name, v)
 }
+
+// Via returns this proxy's Via entry for a message received with protocol
+// version major.minor (RFC 9110 §7.6.3): "1.1 edged", "1.0 edged" or "2 edged".
+func Via(major, minor int) string {
+	switch {
+	case major == 2:
+		return "2 edged"
+	case major == 3:
+		return "3 edged"
+	case major == 1 && minor == 0:
+		return "1.0 edged"
+	}
+	return "1.1 edged"
+}

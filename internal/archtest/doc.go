@@ -1,0 +1,3 @@
+// Package archtest holds no code: its test keeps the package dependency
+// rules of docs/architecture.md true by running `go list -deps`.
+package archtest

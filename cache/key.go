@@ -39,10 +39,11 @@ func KeyFor(r *http.Request, scheme string) string {
 func NormalizeKey(scheme, host, path, rawQuery string) string {
 	scheme = strings.ToLower(scheme)
 	host = normalizeHost(scheme, host)
-	path = removeDotSegments(normalizePercent(path))
+	path = normalizePercent(path)
 	if path == "" || path[0] != '/' {
 		path = "/" + path
 	}
+	path = removeDotSegments(path)
 	var b strings.Builder
 	b.Grow(len(scheme) + 3 + len(host) + len(path) + 1 + len(rawQuery))
 	b.WriteString(scheme)
@@ -70,8 +71,8 @@ func normalizeHost(scheme, host string) string {
 }
 
 func normalizeQuery(q string) string {
-	if q == "" {
-		return ""
+	if q == "" || queryNormal(q) {
+		return q
 	}
 	params := strings.Split(q, "&")
 	params = slices.DeleteFunc(params, func(p string) bool { return p == "" })
@@ -82,6 +83,35 @@ func normalizeQuery(q string) string {
 		return strings.Compare(paramName(a), paramName(b))
 	})
 	return strings.Join(params, "&")
+}
+
+// queryNormal reports, without allocating, whether q is already in normal
+// form: no escapes to rewrite, no empty parameters, names in sorted order.
+func queryNormal(q string) bool {
+	if strings.IndexByte(q, '%') >= 0 {
+		return false
+	}
+	prev := ""
+	for len(q) > 0 {
+		p := q
+		if i := strings.IndexByte(q, '&'); i >= 0 {
+			p, q = q[:i], q[i+1:]
+			if q == "" {
+				return false // trailing '&'
+			}
+		} else {
+			q = ""
+		}
+		if p == "" {
+			return false
+		}
+		name := paramName(p)
+		if name < prev {
+			return false
+		}
+		prev = name
+	}
+	return true
 }
 
 func paramName(p string) string {
@@ -109,10 +139,11 @@ func unreserved(c byte) bool {
 }
 
 // normalizePercent decodes percent-encoded unreserved characters and
-// uppercases the hex digits of the remaining escapes. Malformed escapes are
-// kept as they are.
+// uppercases the hex digits of the remaining escapes. A string with a
+// malformed escape is left as it is: decoding around it could form a new
+// escape ("%7%30" → "%70") and the key would not be stable.
 func normalizePercent(s string) string {
-	if strings.IndexByte(s, '%') < 0 {
+	if strings.IndexByte(s, '%') < 0 || !wellEscaped(s) {
 		return s
 	}
 	b := make([]byte, 0, len(s))
@@ -138,6 +169,25 @@ func normalizePercent(s string) string {
 	return string(b)
 }
 
+func wellEscaped(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			continue
+		}
+		if i+2 >= len(s) {
+			return false
+		}
+		if _, ok := unhex(s[i+1]); !ok {
+			return false
+		}
+		if _, ok := unhex(s[i+2]); !ok {
+			return false
+		}
+		i += 2
+	}
+	return true
+}
+
 func upperHex(c byte) byte {
 	if 'a' <= c && c <= 'f' {
 		return c - 'a' + 'A'
@@ -147,7 +197,7 @@ func upperHex(c byte) byte {
 
 // removeDotSegments implements RFC 3986 §5.2.4 on an absolute path.
 func removeDotSegments(p string) string {
-	if !strings.Contains(p, ".") {
+	if !strings.Contains(p, "/.") { // every dot segment follows a slash
 		return p
 	}
 	segs := strings.Split(p, "/")

@@ -1,0 +1,126 @@
+package storage
+
+// entry is the in-memory shadow of one index record: just enough to account
+// bytes, order eviction and batch access-time writes. It is deliberately small
+// (the index may hold millions of objects); see BenchmarkIndexMemory100k.
+type entry struct {
+	key        string
+	id         uint64 // blob id of the indexed version
+	size       int64
+	atime      int64 // Unix nanoseconds of the last access
+	expires    int64 // Unix nanoseconds; 0 = unknown
+	prev, next *entry
+	dirty      bool // atime not yet flushed to the index
+}
+
+// lru is an unsynchronized map + intrusive doubly linked list ordered by
+// access (front = most recent). Store guards it with Store.mu.
+type lru struct {
+	m     map[string]*entry
+	root  entry // sentinel: root.next is the front, root.prev the back
+	bytes int64
+	dirty []*entry // entries whose atime changed since the last flush
+}
+
+func newLRU() *lru {
+	l := &lru{m: make(map[string]*entry)}
+	l.root.next, l.root.prev = &l.root, &l.root
+	return l
+}
+
+func (l *lru) unlink(e *entry) {
+	e.prev.next = e.next
+	e.next.prev = e.prev
+	e.prev, e.next = nil, nil
+}
+
+func (l *lru) pushFront(e *entry) {
+	e.prev = &l.root
+	e.next = l.root.next
+	l.root.next.prev = e
+	l.root.next = e
+}
+
+func (l *lru) pushBack(e *entry) {
+	e.next = &l.root
+	e.prev = l.root.prev
+	l.root.prev.next = e
+	l.root.prev = e
+}
+
+// set installs (or replaces) the entry for key as the most recently used.
+func (l *lru) set(key string, id uint64, size, atime, expires int64) {
+	e := l.m[key]
+	if e != nil {
+		l.bytes -= e.size
+		l.unlink(e)
+	} else {
+		e = &entry{key: key}
+		l.m[key] = e
+	}
+	e.id, e.size, e.atime, e.expires = id, size, atime, expires
+	l.bytes += size
+	l.pushFront(e)
+}
+
+// remove deletes key if its entry names blob id (id 0 matches any).
+func (l *lru) remove(key string, id uint64) bool {
+	e := l.m[key]
+	if e == nil || (id != 0 && e.id != id) {
+		return false
+	}
+	l.unlink(e)
+	delete(l.m, key)
+	l.bytes -= e.size
+	return true
+}
+
+// touch records an access at atime and moves the entry to the front.
+func (l *lru) touch(key string, atime int64) {
+	e := l.m[key]
+	if e == nil {
+		return
+	}
+	e.atime = atime
+	l.unlink(e)
+	l.pushFront(e)
+	if !e.dirty {
+		e.dirty = true
+		l.dirty = append(l.dirty, e)
+	}
+}
+
+// victim names an index entry chosen for removal.
+type victim struct {
+	key string
+	id  uint64
+}
+
+// pickVictims chooses entries whose sizes add up to at least need bytes,
+// at most max of them. Within the expiredWindow coldest entries, ones already
+// expired at now go first; then plain least-recently-used order.
+func (l *lru) pickVictims(need int64, max, expiredWindow int, now int64) []victim {
+	var out []victim
+	var picked map[*entry]bool
+	var got int64
+	i := 0
+	for e := l.root.prev; e != &l.root && i < expiredWindow && got < need && len(out) < max; e = e.prev {
+		i++
+		if e.expires != 0 && e.expires < now {
+			if picked == nil {
+				picked = make(map[*entry]bool)
+			}
+			picked[e] = true
+			out = append(out, victim{e.key, e.id})
+			got += e.size
+		}
+	}
+	for e := l.root.prev; e != &l.root && got < need && len(out) < max; e = e.prev {
+		if picked[e] {
+			continue
+		}
+		out = append(out, victim{e.key, e.id})
+		got += e.size
+	}
+	return out
+}

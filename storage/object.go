@@ -1,0 +1,276 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Meta is the typed metadata stored with an object.
+type Meta struct {
+	// Key is the cache key the object is stored under.
+	Key string
+	// Header is an opaque block (the cache package's encoding of status,
+	// response headers and timing); storage never parses it. Get returns a
+	// copy the caller owns.
+	Header []byte
+	// Size is the body length in bytes. For Commit, a negative Size skips the
+	// length check.
+	Size int64
+	// Stored is when the object was stored; Commit sets a zero value to now.
+	Stored time.Time
+	// Expires is the freshness deadline the cache computed; storage uses it
+	// only to prefer evicting already-expired objects. Zero means unknown.
+	Expires time.Time
+	// Tags are the object's purge tags (indexed for KeysByTag). They must be
+	// non-empty, at most 1 KiB and contain no NUL byte.
+	Tags []string
+}
+
+// Object is one committed version of an object, opened for reading. It keeps
+// reading that version even if a newer one is committed or the key is
+// deleted meanwhile. Close it when done.
+type Object struct {
+	// Meta is the object's metadata; the caller may keep it after Close.
+	Meta Meta
+
+	s         *Store
+	id        uint64
+	f         *os.File
+	blockSize int64
+	crcs      []uint32
+}
+
+// Get opens the committed object stored under key. A missing key, or an
+// entry whose blob is missing or has the wrong size, yields ErrNotFound (the
+// broken entry is dropped and counted in Stats.SizeMismatches). Get records
+// the access in memory only; access times reach the index in batches.
+func (s *Store) Get(key string) (*Object, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.end()
+	for attempt := 0; ; attempt++ {
+		r, err := s.lookup(key)
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.Open(s.blobPath(r.id))
+		var size int64 = -1
+		if err == nil {
+			var fi os.FileInfo
+			if fi, err = f.Stat(); err == nil {
+				size = fi.Size()
+			}
+		}
+		if err == nil && size == r.size {
+			s.mu.Lock()
+			s.lru.touch(key, s.now().UnixNano())
+			s.mu.Unlock()
+			return &Object{
+				Meta: Meta{
+					Key: r.key, Header: r.header, Size: r.size,
+					Stored: r.stored, Expires: r.expires, Tags: r.tags,
+				},
+				s: s, id: r.id, f: f, blockSize: r.blockSize, crcs: r.crcs,
+			}, nil
+		}
+		if f != nil {
+			f.Close()
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("storage: opening blob: %w", err)
+		}
+		// Missing or wrong size. If the entry still names this blob it is
+		// broken: drop it. Otherwise a newer version replaced it while we
+		// looked; try again.
+		n, rerr := s.removeEntries([]victim{{key, r.id}})
+		if rerr != nil {
+			return nil, rerr
+		}
+		if n > 0 {
+			s.sizeMismatches.Add(1)
+			s.log.Warn("storage: blob missing or wrong size; entry dropped",
+				"key", key, "id", r.id, "want", r.size, "got", size)
+			return nil, ErrNotFound
+		}
+		if attempt >= 3 {
+			return nil, ErrNotFound
+		}
+	}
+}
+
+// lookup reads and decodes key's record. An undecodable record is dropped.
+func (s *Store) lookup(key string) (*record, error) {
+	var r *record
+	var derr error
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketObjects).Get([]byte(key))
+		if v == nil {
+			return nil
+		}
+		r, derr = decodeRecord(v)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: reading index: %w", err)
+	}
+	if derr != nil {
+		s.log.Error("storage: undecodable index record; dropping", "key", key, "err", derr)
+		s.deleteLocked(key)
+		return nil, ErrNotFound
+	}
+	if r == nil {
+		return nil, ErrNotFound
+	}
+	return r, nil
+}
+
+// deleteLocked removes key's record whatever it names; for callers already
+// inside begin/end. The blob, if any, is left to recovery.
+func (s *Store) deleteLocked(key string) {
+	mu := s.stripe(key)
+	mu.Lock()
+	defer mu.Unlock()
+	s.db.Update(func(tx *bolt.Tx) error {
+		_, err := deleteRecord(tx, key, 0)
+		return err
+	})
+	s.mu.Lock()
+	s.lru.remove(key, 0)
+	s.mu.Unlock()
+}
+
+// Size returns the body length.
+func (o *Object) Size() int64 { return o.Meta.Size }
+
+// File returns the open blob, for sendfile-style copying after Verify. The
+// caller must not close it (use Object.Close) and should read it with
+// ReadAt or an io.SectionReader, as the offset is shared.
+func (o *Object) File() *os.File { return o.f }
+
+// Close closes the blob file. Idempotent.
+func (o *Object) Close() error {
+	if o.f == nil {
+		return nil
+	}
+	err := o.f.Close()
+	o.f = nil
+	return err
+}
+
+// Verify reads every block and checks its CRC32C. On a mismatch (or a short
+// read) it drops the entry and its blob, counts Stats.ChecksumFailures and
+// returns ErrCorrupt.
+func (o *Object) Verify() error {
+	bp := o.s.blocks.Get().(*[]byte)
+	defer o.s.blocks.Put(bp)
+	for i := range o.crcs {
+		if _, err := o.readBlock(i, *bp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readBlock reads block i into buf (len ≥ blockSize) and verifies it,
+// returning the block's bytes.
+func (o *Object) readBlock(i int, buf []byte) ([]byte, error) {
+	if o.f == nil {
+		return nil, ErrClosed
+	}
+	start := int64(i) * o.blockSize
+	n := min(o.blockSize, o.Meta.Size-start)
+	b := buf[:n]
+	if _, err := o.f.ReadAt(b, start); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, o.corrupt(i, "short read")
+		}
+		return nil, fmt.Errorf("storage: reading blob: %w", err)
+	}
+	if crc32.Checksum(b, castagnoli) != o.crcs[i] {
+		return nil, o.corrupt(i, "checksum mismatch")
+	}
+	return b, nil
+}
+
+// corrupt drops the object's entry (if it still names this version) and
+// returns ErrCorrupt.
+func (o *Object) corrupt(block int, why string) error {
+	s := o.s
+	o.s.checksumFailures.Add(1)
+	s.log.Error("storage: corrupt blob; entry dropped", "key", o.Meta.Key, "id", o.id, "block", block, "why", why)
+	if s.begin() == nil {
+		if _, err := s.removeEntries([]victim{{o.Meta.Key, o.id}}); err != nil {
+			s.log.Error("storage: dropping corrupt entry", "err", err)
+		}
+		s.end()
+	}
+	return fmt.Errorf("%w: %s: block %d: %s", ErrCorrupt, o.Meta.Key, block, why)
+}
+
+// NewReader returns a verifying reader over the body bytes [off, off+n),
+// clamped to the body (n < 0 means to the end). It reads whole blocks and
+// checks each block's CRC32C before returning any byte of it; on a mismatch
+// it returns ErrCorrupt (and drops the entry as Verify does). The reader
+// reads through the Object's file, so it must not be used after Close.
+func (o *Object) NewReader(off, n int64) io.Reader {
+	off = max(0, min(off, o.Meta.Size))
+	end := o.Meta.Size
+	if n >= 0 && off+n < end {
+		end = off + n
+	}
+	return &blockReader{o: o, pos: off, end: end, cur: -1}
+}
+
+type blockReader struct {
+	o        *Object
+	pos, end int64
+	bp       *[]byte
+	block    []byte // verified bytes of block cur
+	cur      int
+	err      error
+}
+
+func (r *blockReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.pos >= r.end {
+		r.release()
+		r.err = io.EOF
+		return 0, io.EOF
+	}
+	bs := r.o.blockSize
+	i := int(r.pos / bs)
+	if i != r.cur {
+		if r.bp == nil {
+			r.bp = r.o.s.blocks.Get().(*[]byte)
+		}
+		b, err := r.o.readBlock(i, *r.bp)
+		if err != nil {
+			r.release()
+			r.err = err
+			return 0, err
+		}
+		r.block, r.cur = b, i
+	}
+	inBlock := r.pos - int64(i)*bs
+	avail := min(int64(len(r.block))-inBlock, r.end-r.pos)
+	n := copy(p, r.block[inBlock:inBlock+avail])
+	r.pos += int64(n)
+	return n, nil
+}
+
+func (r *blockReader) release() {
+	if r.bp != nil {
+		r.o.s.blocks.Put(r.bp)
+		r.bp, r.block = nil, nil
+	}
+}

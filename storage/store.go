@@ -1,0 +1,519 @@
+package storage
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrNotFound means no committed object is stored under the key (or its
+	// blob was missing or had the wrong size; the entry has been dropped).
+	ErrNotFound = errors.New("storage: not found")
+	// ErrCorrupt means the stored body failed its checksum or length check;
+	// the entry has been dropped and must be treated as a miss.
+	ErrCorrupt = errors.New("storage: corrupt object")
+	// ErrClosed means the store (or the writer) was closed.
+	ErrClosed = errors.New("storage: closed")
+	// ErrSizeMismatch means Commit was given a Meta.Size different from the
+	// number of bytes written; the version has been aborted.
+	ErrSizeMismatch = errors.New("storage: size mismatch")
+	// ErrTooLarge means the body is larger than Options.MaxBytes and can never
+	// be stored; the caller should Abort the writer.
+	ErrTooLarge = errors.New("storage: object larger than the store")
+	// ErrAborted is returned by Writer methods after Abort.
+	ErrAborted = errors.New("storage: write aborted")
+	// ErrInUse means another process (or another Store in this process)
+	// holds the data directory's index lock.
+	ErrInUse = errors.New("storage: data directory is in use")
+)
+
+// FsyncPolicy says how hard Commit works to make a blob durable.
+type FsyncPolicy int
+
+const (
+	// FsyncAlways fsyncs each blob before it is renamed into place and the
+	// blob directory after the rename; bbolt commits are synced. The default.
+	FsyncAlways FsyncPolicy = iota
+	// FsyncNever does not fsync blobs or directories (bbolt still syncs its
+	// own commits). The store survives process crashes (kill -9) but not
+	// power loss; after a power loss the per-block checksums catch torn data
+	// on read, and recovery drops entries whose blobs are short or missing.
+	FsyncNever
+)
+
+// Options configures Open. The zero value of every field but Dir is useful.
+type Options struct {
+	// Dir is the data directory; required. It is created if missing.
+	Dir string
+	// MaxBytes is the budget for the sum of all body sizes; 0 means 10 GiB.
+	// Eviction keeps the total at or below it; a single body larger than
+	// MaxBytes fails with ErrTooLarge.
+	MaxBytes int64
+	// Fsync is the durability policy; the zero value is FsyncAlways.
+	Fsync FsyncPolicy
+	// Logger receives recovery and error reports; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for stored and access times and expiry checks; nil
+	// means time.Now.
+	Now func() time.Time
+	// OpenTimeout bounds the wait for the index file lock; 0 means 5s. If
+	// another process holds the directory, Open fails with ErrInUse.
+	OpenTimeout time.Duration
+	// AccessFlushInterval is how often batched access times are written to
+	// the index; 0 means 30s, negative disables the background flusher
+	// (FlushAccess and Close still flush).
+	AccessFlushInterval time.Duration
+}
+
+// Stats is a snapshot of the store's counters. The cache package turns it
+// into metrics.
+type Stats struct {
+	Bytes                  int64 // sum of indexed body sizes
+	Objects                int64 // indexed objects
+	Evictions              int64 // objects evicted to stay under MaxBytes
+	ChecksumFailures       int64 // objects dropped because a block failed its CRC (or was short)
+	SizeMismatches         int64 // objects dropped by Get because the blob was missing or the wrong size
+	RecoveryDroppedEntries int64 // index entries dropped at Open/recovery (blob missing, wrong size, undecodable)
+	RecoveryDeletedOrphans int64 // blob files recovery deleted because no entry named them
+	RecoveryDone           bool  // background recovery has finished
+	MovedAsideIndex        bool  // index.db was unreadable and was renamed aside at Open
+}
+
+const (
+	defaultMaxBytes      = 10 << 30
+	defaultOpenTimeout   = 5 * time.Second
+	defaultFlushInterval = 30 * time.Second
+	formatVersion        = 1
+	numStripes           = 256
+	evictBatch           = 256  // victims removed per bbolt transaction
+	expiredWindow        = 1024 // coldest entries scanned for expired ones
+)
+
+var (
+	bucketObjects = []byte("objects")
+	bucketTags    = []byte("tags")
+	bucketMeta    = []byte("meta")
+	keyFormat     = []byte("format")
+	keyIDBase     = []byte("idbase")
+)
+
+// Store is the disk tier. It is safe for concurrent use.
+type Store struct {
+	opts   Options
+	dir    string
+	log    *slog.Logger
+	now    func() time.Time
+	db     *bolt.DB
+	idBase uint64
+	idSeq  atomic.Uint64
+
+	// closeMu is held shared by every operation that touches db and
+	// exclusively by Close, so Close waits for operations in flight.
+	closeMu sync.RWMutex
+	closed  atomic.Bool
+	stop    chan struct{}
+	bg      sync.WaitGroup
+
+	// stripes serialize index mutations (commit, delete, drop, eviction) per
+	// key, so the in-memory shadow is updated in the same order as the index.
+	stripes [numStripes]sync.Mutex
+	evictMu sync.Mutex
+
+	mu      sync.Mutex // guards everything below
+	lru     *lru
+	writers map[*Writer]struct{}
+	fresh   map[uint64]struct{} // blob ids renamed in while recovery runs; nil after
+
+	recoveryDone chan struct{}
+	dirsMade     sync.Map  // "xx/yy" → struct{}: blob dirs known to exist
+	blocks       sync.Pool // *[]byte of BlockSize, for verifying reads
+
+	evictions, checksumFailures, sizeMismatches   atomic.Int64
+	recoveryDropped, recoveryOrphans              atomic.Int64
+	movedAside                                    bool
+}
+
+// Open opens or creates the store in opts.Dir.
+//
+// It takes bbolt's exclusive file lock on index.db (waiting up to
+// OpenTimeout; another holder yields ErrInUse), deletes everything in tmp/,
+// and loads the in-memory eviction index. If index.db is not a readable bbolt
+// file it is renamed aside to index.db.corrupt-<unix> with an Error log line
+// and an empty index is created; the old blobs are then orphans.
+//
+// Recovery (dropping entries whose blob is missing or the wrong size, deleting
+// blobs no entry names) runs in a background goroutine; WaitRecovery waits
+// for it and Stats reports its results.
+func Open(opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("storage: Options.Dir is required")
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = defaultMaxBytes
+	}
+	if opts.OpenTimeout <= 0 {
+		opts.OpenTimeout = defaultOpenTimeout
+	}
+	if opts.AccessFlushInterval == 0 {
+		opts.AccessFlushInterval = defaultFlushInterval
+	}
+	s := &Store{
+		opts:         opts,
+		dir:          opts.Dir,
+		log:          opts.Logger,
+		now:          opts.Now,
+		stop:         make(chan struct{}),
+		lru:          newLRU(),
+		writers:      make(map[*Writer]struct{}),
+		fresh:        make(map[uint64]struct{}),
+		recoveryDone: make(chan struct{}),
+	}
+	s.blocks.New = func() any { b := make([]byte, BlockSize); return &b }
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	for _, d := range []string{s.dir, filepath.Join(s.dir, "blobs"), filepath.Join(s.dir, "tmp")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("storage: %w", err)
+		}
+	}
+	if err := s.openIndex(); err != nil {
+		return nil, err
+	}
+	// Only now, holding the index lock, is it safe to clear tmp/: a live
+	// process using this directory would have made openIndex fail.
+	if err := cleanDir(filepath.Join(s.dir, "tmp")); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("storage: cleaning tmp: %w", err)
+	}
+	s.bg.Add(1)
+	go s.recover()
+	if s.opts.AccessFlushInterval > 0 {
+		s.bg.Add(1)
+		go s.flushLoop()
+	}
+	return s, nil
+}
+
+// cleanDir removes everything inside dir, keeping dir.
+func cleanDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close stops the background goroutines, aborts writers that were neither
+// committed nor aborted, flushes batched access times and closes the index,
+// releasing its file lock so a successor process can open the directory.
+// Objects already returned by Get stay readable until they are closed.
+// Close is idempotent.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	close(s.stop)
+	s.mu.Lock()
+	ws := make([]*Writer, 0, len(s.writers))
+	for w := range s.writers {
+		ws = append(ws, w)
+	}
+	s.mu.Unlock()
+	for _, w := range ws {
+		w.Abort()
+	}
+	s.bg.Wait()
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	ferr := s.flushAccess()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("storage: closing index: %w", err)
+	}
+	return ferr
+}
+
+// begin registers an operation against the open index; end must follow.
+func (s *Store) begin() error {
+	s.closeMu.RLock()
+	if s.closed.Load() {
+		s.closeMu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) end() { s.closeMu.RUnlock() }
+
+// Stats returns a snapshot of the counters.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	st := Stats{Bytes: s.lru.bytes, Objects: int64(len(s.lru.m))}
+	s.mu.Unlock()
+	st.Evictions = s.evictions.Load()
+	st.ChecksumFailures = s.checksumFailures.Load()
+	st.SizeMismatches = s.sizeMismatches.Load()
+	st.RecoveryDroppedEntries = s.recoveryDropped.Load()
+	st.RecoveryDeletedOrphans = s.recoveryOrphans.Load()
+	select {
+	case <-s.recoveryDone:
+		st.RecoveryDone = true
+	default:
+	}
+	st.MovedAsideIndex = s.movedAside
+	return st
+}
+
+// WaitRecovery blocks until the background recovery started by Open has
+// finished (or was stopped by Close).
+func (s *Store) WaitRecovery() { <-s.recoveryDone }
+
+func (s *Store) stripe(key string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return &s.stripes[h.Sum32()%numStripes]
+}
+
+// blobRel is the blob's path relative to Dir/blobs: xx/yy/<16 hex digits>,
+// fanned out on the id's low bytes (the per-Open counter) for an even spread.
+func blobRel(id uint64) string {
+	return fmt.Sprintf("%02x/%02x/%016x", byte(id), byte(id>>8), id)
+}
+
+func (s *Store) blobPath(id uint64) string {
+	return filepath.Join(s.dir, "blobs", blobRel(id))
+}
+
+// removeBlob deletes a blob file; a missing file is fine. Readers that have
+// it open keep reading (Unix unlink semantics).
+func (s *Store) removeBlob(id uint64) {
+	if err := os.Remove(s.blobPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("storage: removing blob", "id", id, "err", err)
+	}
+}
+
+// Delete removes the object under key: its record, tag rows and blob.
+// Deleting a missing key is not an error. Readers holding an Object of it
+// keep reading their version.
+func (s *Store) Delete(key string) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.end()
+	mu := s.stripe(key)
+	mu.Lock()
+	defer mu.Unlock()
+	var oldID uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		oldID = 0
+		old, err := deleteRecord(tx, key, 0)
+		if old != nil {
+			oldID = old.id
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("storage: delete: %w", err)
+	}
+	s.mu.Lock()
+	s.lru.remove(key, 0)
+	s.mu.Unlock()
+	if oldID != 0 {
+		s.removeBlob(oldID)
+	}
+	return nil
+}
+
+// deleteRecord removes key's record and tag rows inside tx if its blob id is
+// id (0 matches any). It returns the removed record, or nil. An undecodable
+// record is removed too (with nil returned).
+func deleteRecord(tx *bolt.Tx, key string, id uint64) (*record, error) {
+	objs := tx.Bucket(bucketObjects)
+	v := objs.Get([]byte(key))
+	if v == nil {
+		return nil, nil
+	}
+	r, derr := decodeRecord(v)
+	if derr == nil && id != 0 && r.id != id {
+		return nil, nil
+	}
+	if err := objs.Delete([]byte(key)); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, nil
+	}
+	tags := tx.Bucket(bucketTags)
+	for _, t := range r.tags {
+		if err := tags.Delete(tagRow(t, key)); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func tagRow(tag, key string) []byte {
+	b := make([]byte, 0, len(tag)+1+len(key))
+	b = append(b, tag...)
+	b = append(b, 0)
+	return append(b, key...)
+}
+
+// removeEntries drops the given index entries, each only if its record still
+// names the victim's blob id, in one transaction; then updates the in-memory
+// index and deletes the blobs. It returns how many entries it removed. The
+// caller must hold begin/end.
+func (s *Store) removeEntries(vs []victim) (int, error) {
+	if len(vs) == 0 {
+		return 0, nil
+	}
+	// Lock the stripes in ascending order (the only multi-stripe holder).
+	var need [numStripes]bool
+	for _, v := range vs {
+		h := fnv.New32a()
+		h.Write([]byte(v.key))
+		need[h.Sum32()%numStripes] = true
+	}
+	for i := range need {
+		if need[i] {
+			s.stripes[i].Lock()
+			defer s.stripes[i].Unlock()
+		}
+	}
+	var removed []victim
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		removed = removed[:0]
+		for _, v := range vs {
+			r, err := deleteRecord(tx, v.key, v.id)
+			if err != nil {
+				return err
+			}
+			if r != nil {
+				removed = append(removed, v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("storage: removing entries: %w", err)
+	}
+	s.mu.Lock()
+	for _, v := range vs {
+		s.lru.remove(v.key, v.id)
+	}
+	s.mu.Unlock()
+	for _, v := range removed {
+		s.removeBlob(v.id)
+	}
+	return len(removed), nil
+}
+
+// evict removes least recently accessed objects (expired ones first among
+// the coldest) until the total is within MaxBytes. The caller must hold
+// begin/end and no stripe.
+func (s *Store) evict() {
+	s.evictMu.Lock()
+	defer s.evictMu.Unlock()
+	for range 1 << 16 { // bounded: each round removes or the state changed
+		s.mu.Lock()
+		over := s.lru.bytes - s.opts.MaxBytes
+		var vs []victim
+		if over > 0 {
+			vs = s.lru.pickVictims(over, evictBatch, expiredWindow, s.now().UnixNano())
+		}
+		s.mu.Unlock()
+		if len(vs) == 0 {
+			return
+		}
+		n, err := s.removeEntries(vs)
+		s.evictions.Add(int64(n))
+		if err != nil {
+			s.log.Error("storage: eviction failed", "err", err)
+			return
+		}
+	}
+}
+
+// Keys calls fn for every indexed key in key order until fn returns false.
+// fn runs outside any index transaction, so it may call Delete; keys
+// committed or deleted during the iteration may or may not be seen.
+func (s *Store) Keys(fn func(key string) bool) {
+	s.scan(bucketObjects, nil, fn)
+}
+
+// KeysWithPrefix calls fn for every key starting with prefix, in key order,
+// until fn returns false. It seeks to the prefix; it does not scan the rest.
+func (s *Store) KeysWithPrefix(prefix string, fn func(key string) bool) {
+	s.scan(bucketObjects, []byte(prefix), fn)
+}
+
+// KeysByTag calls fn for every key whose current version carries tag, until
+// fn returns false. It is a prefix scan of the tag index.
+func (s *Store) KeysByTag(tag string, fn func(key string) bool) {
+	s.scan(bucketTags, append([]byte(tag), 0), fn)
+}
+
+// scan walks bucket keys with prefix in chunks, calling fn between
+// transactions. For the tags bucket the prefix is stripped from what fn sees.
+func (s *Store) scan(bucket, prefix []byte, fn func(string) bool) {
+	const chunk = 512
+	strip := bytes.Equal(bucket, bucketTags)
+	seek := append([]byte(nil), prefix...)
+	first := true
+	for {
+		var keys []string
+		var last []byte
+		if err := s.begin(); err != nil {
+			return
+		}
+		err := s.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucket).Cursor()
+			k, _ := c.Seek(seek)
+			if !first && k != nil && bytes.Equal(k, seek) {
+				k, _ = c.Next()
+			}
+			for ; k != nil && bytes.HasPrefix(k, prefix) && len(keys) < chunk; k, _ = c.Next() {
+				if strip {
+					keys = append(keys, string(k[len(prefix):]))
+				} else {
+					keys = append(keys, string(k))
+				}
+				last = append(last[:0], k...)
+			}
+			return nil
+		})
+		s.end()
+		if err != nil {
+			s.log.Error("storage: scanning index", "err", err)
+			return
+		}
+		for _, k := range keys {
+			if !fn(k) {
+				return
+			}
+		}
+		if len(keys) < chunk {
+			return
+		}
+		seek, first = last, false
+	}
+}

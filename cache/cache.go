@@ -13,10 +13,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/edged-proxy/edged/storage"
 )
 
 // ErrOnlyIfCached is returned by Get when the request carries
@@ -40,12 +43,30 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Disk is the disk tier; nil runs with the memory tier only. The Cache
+	// does not close it.
+	Disk *storage.Store
+	// VerifyLimit is the largest disk object whose checksums are all
+	// verified before its first byte is sent (then it is sent with
+	// sendfile); larger ones are verified block by block as they stream.
+	// Zero means 32 MiB.
+	VerifyLimit int64
+	// WriteBehind bounds the concurrent background copies of memory-filled
+	// entries to the disk tier; when all are busy a copy is skipped. Zero
+	// means 16.
+	WriteBehind int
 }
 
 // Cache is a shared HTTP cache. It is safe for concurrent use.
 type Cache struct {
 	mem         *memoryTier
+	disk        *storage.Store // nil: memory only
 	flights     singleflight.Group
+	streams     sync.Map // key → *stream: fills being written to disk
+	inval       invalidations
+	writeSlots  chan struct{}
+	writers     sync.WaitGroup
+	verifyLimit int64
 	m           *metrics
 	fillTimeout time.Duration
 	log         *slog.Logger
@@ -63,6 +84,12 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.FillTimeout == 0 {
 		cfg.FillTimeout = 60 * time.Second
 	}
+	if cfg.VerifyLimit == 0 {
+		cfg.VerifyLimit = 32 << 20
+	}
+	if cfg.WriteBehind == 0 {
+		cfg.WriteBehind = 16
+	}
 	switch {
 	case cfg.MaxBytes < 0, cfg.MaxObjectBytes < 0, cfg.FillTimeout < 0:
 		return nil, errors.New("cache: negative size or timeout in Config")
@@ -79,16 +106,30 @@ func New(cfg Config) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Registerer, mem)
+	m, err := newMetrics(cfg.Registerer, mem, cfg.Disk)
 	if err != nil {
 		mem.close()
 		return nil, err
 	}
-	return &Cache{mem: mem, m: m, fillTimeout: cfg.FillTimeout, log: cfg.Logger, now: cfg.Now}, nil
+	return &Cache{
+		mem:         mem,
+		disk:        cfg.Disk,
+		inval:       invalidations{ttl: 2 * cfg.FillTimeout},
+		writeSlots:  make(chan struct{}, cfg.WriteBehind),
+		verifyLimit: cfg.VerifyLimit,
+		m:           m,
+		fillTimeout: cfg.FillTimeout,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+	}, nil
 }
 
-// Close releases the memory tier.
-func (c *Cache) Close() { c.mem.close() }
+// Close waits for pending disk writes and releases the memory tier. Fills
+// still streaming finish on their own (bounded by FillTimeout).
+func (c *Cache) Close() {
+	c.writers.Wait()
+	c.mem.close()
+}
 
 // Request is one cacheable client request.
 type Request struct {
@@ -109,11 +150,15 @@ type Request struct {
 	Policy Policy
 }
 
-// Result is how a request was answered. Exactly one of Entry and Response
-// is set.
+// Result is how a request was answered: either Entry (with its body in
+// Entry.Body, or in Body) or Response is set.
 type Result struct {
 	// Entry is the stored (or just filled and shared) response to serve.
+	// Its Body is nil when the body comes from Body.
 	Entry *Entry
+	// Body is the entry's body when it is not in memory: a disk object or
+	// a fill being streamed. The caller must Close it.
+	Body Body
 	// Response is an origin response streamed through without being stored;
 	// the caller must close its Body.
 	Response *http.Response
@@ -155,14 +200,55 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 			}
 		}
 	}
+	if fwd == "uri-miss" {
+		if res, ok := c.joinStream(r); ok {
+			return res, nil
+		}
+		if c.disk != nil {
+			res, f, ok := c.diskLookup(r, dirs)
+			if ok {
+				return res, nil
+			}
+			fwd = f
+		}
+	}
 	if dirs.OnlyIfCached {
 		return Result{}, ErrOnlyIfCached
 	}
 	return c.fill(ctx, r, fwd)
 }
 
-// Invalidate removes the stored response for key from every tier.
-func (c *Cache) Invalidate(key string) { c.mem.del(key) }
+// joinStream attaches r to a fill of its key that is being streamed to
+// disk, when r selects the same variant.
+func (c *Cache) joinStream(r *Request) (Result, bool) {
+	v, ok := c.streams.Load(r.Key)
+	if !ok {
+		return Result{}, false
+	}
+	st := v.(*stream)
+	if !st.entry.matchesVary(r.In.Header) {
+		return Result{}, false
+	}
+	body, ok := st.open()
+	if !ok {
+		return Result{}, false
+	}
+	c.m.coalesced.Inc()
+	c.m.streamReaders.Inc()
+	return Result{Entry: st.entry, Body: body, Fwd: "uri-miss", Collapsed: true, TTL: st.entry.Lifetime}, true
+}
+
+// Invalidate removes the stored response for key from every tier. A fill
+// of key already in flight still answers its waiters but is not stored.
+func (c *Cache) Invalidate(key string) {
+	c.inval.invalidate(key, c.now())
+	c.mem.del(key)
+	if c.disk != nil {
+		if err := c.disk.Delete(key); err != nil {
+			c.log.Warn("disk tier delete failed", "key", key, "err", err)
+		}
+	}
+}
 
 // errNotShared means the fill's response may not be shared: the leader
 // streams it, every waiter fetches on its own.
@@ -200,9 +286,13 @@ func (c *Cache) fill(ctx context.Context, r *Request, fwd string) (Result, error
 	if !led && !fr.entry.matchesVary(r.In.Header) {
 		return c.direct(ctx, r, fwd)
 	}
-	now := c.now()
-	age := fr.entry.Age(now)
-	return Result{
+	return c.result(ctx, r, fr, fwd, led)
+}
+
+// result turns a fill's outcome into one request's Result.
+func (c *Cache) result(ctx context.Context, r *Request, fr *fillResult, fwd string, led bool) (Result, error) {
+	age := fr.entry.Age(c.now())
+	res := Result{
 		Entry:     fr.entry,
 		Hit:       fr.hit,
 		Fwd:       fwd,
@@ -210,7 +300,27 @@ func (c *Cache) fill(ctx context.Context, r *Request, fwd string) (Result, error
 		Collapsed: !led,
 		Age:       age,
 		TTL:       fr.entry.Lifetime - age,
-	}, nil
+	}
+	if fr.stream != nil {
+		body, ok := fr.stream.open()
+		if !ok {
+			// The stream ended before this request attached: its object
+			// is on disk now, or the fill failed and this request fetches
+			// on its own.
+			if c.disk != nil {
+				if dres, _, ok := c.diskLookup(r, ParseRequestDirectives(r.In.Header)); ok {
+					dres.Hit, dres.Fwd, dres.Collapsed = false, fwd, !led
+					return dres, nil
+				}
+			}
+			return c.direct(ctx, r, fwd)
+		}
+		if !led {
+			c.m.streamReaders.Inc()
+		}
+		res.Body = body
+	}
+	return res, nil
 }
 
 // direct fetches for one request without joining a flight: a waiter whose
@@ -224,6 +334,14 @@ func (c *Cache) direct(ctx context.Context, r *Request, fwd string) (Result, err
 		return Result{Response: h.take(), Fwd: fwd, NotStored: ns.reason}, nil
 	case err != nil:
 		return Result{}, err
+	}
+	if fr.stream != nil {
+		body, ok := fr.stream.open()
+		if !ok {
+			return Result{}, ErrFillFailed
+		}
+		age := fr.entry.Age(c.now())
+		return Result{Entry: fr.entry, Body: body, Fwd: fwd, Stored: fr.stored, Age: age, TTL: fr.entry.Lifetime - age}, nil
 	}
 	age := fr.entry.Age(c.now())
 	return Result{Entry: fr.entry, Fwd: fwd, Stored: fr.stored, Age: age, TTL: fr.entry.Lifetime - age}, nil

@@ -15,6 +15,7 @@ import (
 // fillResult is what a fill shares with its waiters.
 type fillResult struct {
 	entry  *Entry
+	stream *stream // set when the body is being streamed through the disk tier
 	stored bool
 	hit    bool // the re-check inside the flight found a usable entry
 }
@@ -79,6 +80,7 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, h *handoff) (f
 		}
 	}
 
+	start := c.inval.begin()
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.fillTimeout)
 	out, err := r.NewOut(fctx)
 	if err != nil {
@@ -109,6 +111,20 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, h *handoff) (f
 		return nil, &errNotShared{reason: d.Reason}
 	}
 	limit := c.mem.maxObject
+	timing := NewTiming(reqTime, respTime, resp.Header)
+	if c.disk != nil && (resp.ContentLength < 0 || resp.ContentLength > limit) {
+		// Large or of unknown length: write it to disk while every waiter
+		// reads it (read-while-write).
+		w, err := c.disk.Create(r.Key)
+		if err == nil {
+			e := newEntry(r, resp, nil, d, timing, resp.ContentLength)
+			st := newStream(e, w, resp.ContentLength)
+			c.streams.Store(r.Key, st)
+			go c.pump(st, resp.Body, start, reqTime)
+			return &fillResult{entry: e, stream: st, stored: true}, nil
+		}
+		c.log.Warn("disk tier cannot take a fill; streaming it unstored", "key", r.Key, "err", err)
+	}
 	if resp.ContentLength > limit {
 		c.m.fills.WithLabelValues("too_large").Inc()
 		h.give(resp)
@@ -133,8 +149,17 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, h *handoff) (f
 	}
 	c.m.fillTime.Observe(c.now().Sub(reqTime).Seconds())
 
-	e := newEntry(r, resp, body, d, NewTiming(reqTime, respTime, resp.Header))
+	e := newEntry(r, resp, body, d, timing, int64(len(body)))
+	if c.inval.stale(r.Key, start) {
+		// Invalidated while in flight: answer the waiters, store nothing.
+		c.m.fills.WithLabelValues("invalidated").Inc()
+		return &fillResult{entry: e}, nil
+	}
 	stored := c.mem.set(e)
+	if c.disk != nil {
+		c.writeBehind(e, start)
+		stored = true
+	}
 	if stored {
 		c.m.fills.WithLabelValues("stored").Inc()
 	} else {
@@ -143,12 +168,18 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, h *handoff) (f
 	return &fillResult{entry: e, stored: stored}, nil
 }
 
-func newEntry(r *Request, resp *http.Response, body []byte, d Decision, t Timing) *Entry {
+// newEntry builds the stored form of resp. size is the body length, or -1
+// when it is not known yet (a streaming fill).
+func newEntry(r *Request, resp *http.Response, body []byte, d Decision, t Timing, size int64) *Entry {
 	hdr := resp.Header.Clone()
 	httpx.RemoveHopByHop(hdr)
 	hdr.Del("Age") // recomputed on every use from Timing
 	// Set once here rather than on every hit.
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	if size >= 0 {
+		hdr.Set("Content-Length", itoa(size))
+	} else {
+		hdr.Del("Content-Length")
+	}
 	httpx.AppendValue(hdr, "Via", httpx.Via(resp.ProtoMajor, resp.ProtoMinor))
 	names, _ := parseVary(resp.Header)
 	values := make([]string, len(names))
@@ -188,3 +219,5 @@ type readCloser struct {
 	io.Reader
 	io.Closer
 }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

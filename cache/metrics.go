@@ -3,18 +3,23 @@ package cache
 import (
 	"fmt"
 
+	"github.com/edged-proxy/edged/storage"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // metrics are the cache's Prometheus series. They are registered on the
 // Registerer given in Config; a nil Registerer leaves them unregistered.
 type metrics struct {
-	fills     *prometheus.CounterVec
-	fillTime  prometheus.Histogram
-	coalesced prometheus.Counter
+	fills         *prometheus.CounterVec
+	fillTime      prometheus.Histogram
+	coalesced     prometheus.Counter
+	promotions    prometheus.Counter
+	streamReaders prometheus.Counter
+	diskWrites    *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, mem *memoryTier) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store) (*metrics, error) {
 	m := &metrics{
 		fills: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_cache_fills_total",
@@ -29,11 +34,27 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier) (*metrics, error) {
 			Name: "edged_cache_coalesced_waiters_total",
 			Help: "Requests that waited on another request's in-flight origin fetch instead of fetching themselves.",
 		}),
+		promotions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edged_disk_promotions_total",
+			Help: "Disk-tier hits on objects small enough for memory that were copied into the memory tier.",
+		}),
+		streamReaders: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edged_cache_stream_readers_total",
+			Help: "Requests that read an object while its fill was still being written to disk (read-while-write), leader excluded.",
+		}),
+		diskWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_disk_writes_total",
+			Help: "Background copies of memory-filled entries to the disk tier, by result (stored, error, skipped when all write slots were busy, invalidated).",
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.fills, m.fillTime, m.coalesced,
+	cs := []prometheus.Collector{m.fills, m.fillTime, m.coalesced, m.promotions, m.streamReaders, m.diskWrites}
+	if disk != nil {
+		cs = append(cs, newDiskCollector(disk))
+	}
+	for _, c := range append(cs,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "edged_memory_bytes",
 			Help: "Bytes held by the memory tier (bodies, headers and per-item overhead).",
@@ -54,10 +75,64 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier) (*metrics, error) {
 			Name: "edged_memory_rejections_total",
 			Help: "Objects the memory tier's TinyLFU admission policy refused.",
 		}, func() float64 { return float64(mem.rejects.Load()) }),
-	} {
+	) {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("cache: registering metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// diskCollector exports the disk tier's Stats at scrape time.
+type diskCollector struct {
+	disk  *storage.Store
+	descs []*prometheus.Desc
+}
+
+var diskSeries = []struct {
+	name, help string
+	counter    bool
+	value      func(storage.Stats) float64
+}{
+	{"edged_disk_bytes", "Body bytes held by the disk tier.", false, func(s storage.Stats) float64 { return float64(s.Bytes) }},
+	{"edged_disk_objects", "Objects held by the disk tier.", false, func(s storage.Stats) float64 { return float64(s.Objects) }},
+	{"edged_disk_evictions_total", "Objects the disk tier evicted to stay within cache.disk.max_bytes.", true, func(s storage.Stats) float64 { return float64(s.Evictions) }},
+	{"edged_disk_checksum_failures_total", "Disk objects dropped because a block failed its checksum on read; the client was served from the origin.", true, func(s storage.Stats) float64 { return float64(s.ChecksumFailures) }},
+	{"edged_disk_size_mismatches_total", "Disk objects dropped on read because the blob file was missing or had the wrong size.", true, func(s storage.Stats) float64 { return float64(s.SizeMismatches) }},
+	{"edged_disk_recovery_dropped_entries_total", "Index entries the start-up recovery dropped (blob missing, wrong size, undecodable).", true, func(s storage.Stats) float64 { return float64(s.RecoveryDroppedEntries) }},
+	{"edged_disk_recovery_deleted_orphans_total", "Blob files the start-up recovery deleted because no index entry named them.", true, func(s storage.Stats) float64 { return float64(s.RecoveryDeletedOrphans) }},
+	{"edged_disk_recovery_done", "1 once the start-up recovery has finished.", false, func(s storage.Stats) float64 { return b2f(s.RecoveryDone) }},
+	{"edged_disk_index_moved_aside", "1 if the index was unreadable at start and was moved aside (the node started with an empty disk tier).", false, func(s storage.Stats) float64 { return b2f(s.MovedAsideIndex) }},
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func newDiskCollector(disk *storage.Store) *diskCollector {
+	c := &diskCollector{disk: disk}
+	for _, s := range diskSeries {
+		c.descs = append(c.descs, prometheus.NewDesc(s.name, s.help, nil, nil))
+	}
+	return c
+}
+
+func (c *diskCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *diskCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.disk.Stats()
+	for i, s := range diskSeries {
+		t := prometheus.GaugeValue
+		if s.counter {
+			t = prometheus.CounterValue
+		}
+		ch <- prometheus.MustNewConstMetric(c.descs[i], t, s.value(st))
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,10 +99,14 @@ func cacheStatus(res *cache.Result) string {
 	return b.String()
 }
 
-// writeEntry serves a stored entry, answering the client's conditional
-// request with 304 when it matches (RFC 9110 §13.2.2).
+// writeEntry serves a stored entry, from memory or from res.Body (a disk
+// object or a fill being streamed). It answers a matching conditional
+// request with 304 (RFC 9110 §13.2.2) and a single byte range with 206.
 func (w *responseWriter) writeEntry(res *cache.Result) {
 	e := res.Entry
+	if res.Body != nil {
+		defer res.Body.Close()
+	}
 	hd := w.Header()
 	for k, vv := range e.Header {
 		hd[k] = vv // shared, not copied: Header.Clone clipped these slices, so appends reallocate
@@ -109,6 +114,13 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 	vals := make([]string, 2) // one allocation for both per-response fields
 	vals[0], vals[1] = cache.AgeHeaderValue(res.Age), cacheStatus(res)
 	hd["Age"], hd["Cache-Status"] = vals[0:1:1], vals[1:2:2]
+	size := int64(len(e.Body))
+	if res.Body != nil {
+		size = res.Body.Size()
+		if size < 0 {
+			hd.Del("Content-Length") // still streaming in: chunked
+		}
+	}
 	status := e.Status
 	if status == http.StatusOK && notModified(w.s.Req, e.Header) {
 		status = http.StatusNotModified
@@ -117,14 +129,70 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 		w.WriteHeader(status)
 		return
 	}
+	off, n := int64(0), size
+	if status == http.StatusOK {
+		switch rng, out := evalRange(w.s.Req, e.Header, size); out {
+		case rangeUnsatisfiable:
+			hd.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+			hd.Set("Content-Length", "0")
+			status = http.StatusRequestedRangeNotSatisfiable
+			w.h.hooks.ResponseFilter(w.s, status, hd)
+			w.WriteHeader(status)
+			return
+		case rangePartial:
+			status, off, n = http.StatusPartialContent, rng.start, rng.length
+			hd.Set("Content-Range", contentRange(rng, size))
+			hd.Set("Content-Length", strconv.FormatInt(n, 10))
+		}
+	}
 	w.h.hooks.ResponseFilter(w.s, status, hd)
 	w.WriteHeader(status)
 	if w.s.Req.Method == http.MethodHead || !bodyAllowed(status) {
 		return
 	}
-	if _, err := w.Write(e.Body); err != nil {
-		w.s.Err = err
+	if res.Body == nil {
+		if _, err := w.Write(e.Body[off : off+n]); err != nil {
+			w.s.Err = err
+		}
+		return
 	}
+	if err := w.copyFrom(res.Body.NewReader(off, n)); err != nil {
+		w.s.Err = err
+		panic(http.ErrAbortHandler) // the client must not take a short body for a whole one
+	}
+}
+
+// copyFrom sends a body that is not in memory. A verified disk object
+// arrives as an *io.LimitedReader over an *os.File and goes to the
+// connection's ReadFrom in chunks, so HTTP/1.1 uses sendfile and the write
+// timeout is re-armed per chunk; anything else is copied through a pooled
+// buffer.
+func (w *responseWriter) copyFrom(src io.Reader) error {
+	lr, ok := src.(*io.LimitedReader)
+	f, isFile := (*os.File)(nil), false
+	if ok {
+		f, isFile = lr.R.(*os.File)
+	}
+	rf, canReadFrom := w.ResponseWriter.(io.ReaderFrom)
+	if !isFile || !canReadFrom {
+		return w.copyBody(src, false)
+	}
+	const chunk = 4 << 20
+	for lr.N > 0 {
+		if w.h.writeTimeout > 0 {
+			_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(w.h.writeTimeout))
+		}
+		n, err := rf.ReadFrom(&io.LimitedReader{R: f, N: min(lr.N, chunk)})
+		lr.N -= n
+		w.s.Bytes += n
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrUnexpectedEOF
+		}
+	}
+	return nil
 }
 
 func bodyAllowed(status int) bool {

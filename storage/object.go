@@ -265,6 +265,9 @@ func (r *blockReader) Read(p []byte) (int, error) {
 	avail := min(int64(len(r.block))-inBlock, r.end-r.pos)
 	n := copy(p, r.block[inBlock:inBlock+avail])
 	r.pos += int64(n)
+	if r.pos >= r.end {
+		r.release() // readers often stop at the end without reading EOF
+	}
 	return n, nil
 }
 

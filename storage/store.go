@@ -130,6 +130,9 @@ type Store struct {
 	stripes [numStripes]sync.Mutex
 	evictMu sync.Mutex
 
+	gcMu sync.Mutex // guards gc
+	gc   groupCommit
+
 	mu      sync.Mutex // guards everything below
 	lru     *lru
 	writers map[*Writer]struct{}
@@ -139,9 +142,9 @@ type Store struct {
 	dirsMade     sync.Map  // "xx/yy" → struct{}: blob dirs known to exist
 	blocks       sync.Pool // *[]byte of BlockSize, for verifying reads
 
-	evictions, checksumFailures, sizeMismatches   atomic.Int64
-	recoveryDropped, recoveryOrphans              atomic.Int64
-	movedAside                                    bool
+	evictions, checksumFailures, sizeMismatches atomic.Int64
+	recoveryDropped, recoveryOrphans            atomic.Int64
+	movedAside                                  bool
 }
 
 // Open opens or creates the store in opts.Dir.

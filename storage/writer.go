@@ -251,7 +251,7 @@ func (w *Writer) Commit(meta Meta) (err error) {
 	mu := s.stripe(w.key)
 	mu.Lock()
 	var old *record
-	err = s.db.Batch(func(tx *bolt.Tx) error {
+	err = s.groupUpdate(func(tx *bolt.Tx) error {
 		var err error
 		if old, err = deleteRecord(tx, w.key, 0); err != nil {
 			return err

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/edged-proxy/edged/internal/config"
 	"github.com/edged-proxy/edged/internal/sampleorigin"
 	"github.com/edged-proxy/edged/lb"
+	"github.com/edged-proxy/edged/storage"
 )
 
 // listening reports the bound addresses once the daemon accepts requests.
@@ -86,6 +89,10 @@ func loadConfig(o *options) (*config.Config, error) {
 	if o.set["log-level"] {
 		cfg.Log.Level = o.logLevel
 	}
+	if o.set["data"] {
+		cfg.Cache.Disk.Enabled = true
+		cfg.Cache.Disk.Path = o.data
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("after applying command-line flags: %w", err)
 	}
@@ -97,6 +104,7 @@ type daemon struct {
 	cfg      *config.Config
 	log      *slog.Logger
 	cache    *cache.Cache
+	disk     *storage.Store
 	pools    []*lb.Pool
 	edgeSrv  *http.Server
 	adminSrv *http.Server
@@ -120,9 +128,19 @@ func newDaemon(cfg *config.Config, logger, access *slog.Logger) (*daemon, error)
 		}
 	}
 
+	if cfg.Cache.Disk.Enabled {
+		disk, err := openDisk(cfg.Cache.Disk, logger)
+		if err != nil {
+			d.closeSample()
+			return nil, err
+		}
+		d.disk = disk
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c, err := cache.New(cache.Config{
+		Disk:           d.disk,
 		MaxBytes:       cfg.Cache.Memory.MaxBytes.Int64(),
 		MaxObjectBytes: cfg.Cache.Memory.MaxObjectBytes.Int64(),
 		FillTimeout:    cfg.Cache.FillTimeout.Std(),
@@ -130,7 +148,7 @@ func newDaemon(cfg *config.Config, logger, access *slog.Logger) (*daemon, error)
 		Logger:         logger,
 	})
 	if err != nil {
-		d.closeSample()
+		d.close()
 		return nil, err
 	}
 	d.cache = c
@@ -272,7 +290,35 @@ func (d *daemon) close() {
 		p.CloseIdleConnections()
 	}
 	if d.cache != nil {
-		d.cache.Close()
+		d.cache.Close() // waits for pending disk writes
+	}
+	if d.disk != nil {
+		if err := d.disk.Close(); err != nil {
+			d.log.Warn("closing the disk tier", "err", err)
+		}
 	}
 	d.closeSample()
+}
+
+// openDisk opens the disk tier, in the user's cache directory when no path
+// is configured.
+func openDisk(cfg config.Disk, logger *slog.Logger) (*storage.Store, error) {
+	dir := cfg.Path
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("cache.disk.path is empty and there is no user cache directory (%v); set it or use -data", err)
+		}
+		dir = filepath.Join(base, "edged")
+	}
+	fsync := storage.FsyncAlways
+	if cfg.Fsync == "never" {
+		fsync = storage.FsyncNever
+	}
+	s, err := storage.Open(storage.Options{Dir: dir, MaxBytes: cfg.MaxBytes.Int64(), Fsync: fsync, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("disk tier at %s: %w", dir, err)
+	}
+	logger.Info("disk tier open", "path", dir, "max_bytes", cfg.MaxBytes.String(), "fsync", cfg.Fsync)
+	return s, nil
 }

@@ -43,6 +43,7 @@ type options struct {
 	listen      string
 	admin       string
 	logLevel    string
+	data        string
 	set         map[string]bool // flags given on the command line
 }
 
@@ -68,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.listen, "listen", "", "edge listener `ADDR` (host:port; default 127.0.0.1:8080)")
 	fs.StringVar(&o.admin, "admin", "", "admin listener `ADDR` for /metrics and /healthz (default 127.0.0.1:9090)")
 	fs.StringVar(&o.logLevel, "log-level", "", "operational log `LEVEL`: debug, info, warn or error (default info)")
+	fs.StringVar(&o.data, "data", "", "disk-tier data `DIR` (overrides cache.disk.path; default: the user's cache directory + /edged)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)
 		fs.PrintDefaults()

@@ -40,7 +40,7 @@ func (s *syncBuffer) String() string {
 // end of the test.
 func startDaemon(t *testing.T, args ...string) (listening, *syncBuffer) {
 	t.Helper()
-	args = append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0"}, args...)
+	args = append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-data", t.TempDir()}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
 	out := new(syncBuffer)
 	readyc := make(chan listening, 1)
@@ -224,7 +224,7 @@ func TestFlags(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
 	}
-	for _, f := range []string{"-config", "-check-config", "-origin", "-listen", "-admin", "-log-level"} {
+	for _, f := range []string{"-config", "-check-config", "-origin", "-listen", "-admin", "-log-level", "-data"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("-h does not document %s:\n%s", f, out.String())
 		}

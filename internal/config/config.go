@@ -89,6 +89,27 @@ type Cache struct {
 	FillTimeout Duration
 	// Memory configures the in-memory tier.
 	Memory Memory
+	// Disk configures the disk tier.
+	Disk Disk
+}
+
+// Disk configures the disk tier: a bbolt index plus blob files that survive
+// restarts.
+type Disk struct {
+	// Enabled turns the disk tier on. Default true.
+	Enabled bool
+	// Path is the data directory. Default "": the user's cache directory
+	// plus "edged" ($XDG_CACHE_HOME/edged, usually ~/.cache/edged).
+	// The -data flag overrides it.
+	Path string
+	// MaxBytes is the budget for stored bodies. Default 10GiB; must be at
+	// least 1MiB.
+	MaxBytes ByteSize
+	// Fsync is "always" (fsync each blob and its directory before the
+	// index commit: survives power loss) or "never" (survives process
+	// crashes; a torn body after power loss is caught by its checksum).
+	// Default "always".
+	Fsync string
 }
 
 // Memory configures the in-memory cache tier.
@@ -249,6 +270,7 @@ func defaults() Config {
 		Cache: Cache{
 			FillTimeout: Duration(60 * time.Second),
 			Memory:      Memory{MaxBytes: 256 * MiB, MaxObjectBytes: 8 * MiB},
+			Disk:        Disk{Enabled: true, MaxBytes: 10 * GiB, Fsync: "always"},
 		},
 		Log: Log{Level: "info", Access: true},
 	}

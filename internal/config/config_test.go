@@ -66,6 +66,7 @@ func TestDefaultValues(t *testing.T) {
 		Cache: config.Cache{
 			FillTimeout: config.Duration(60 * time.Second),
 			Memory:      config.Memory{MaxBytes: 256 << 20, MaxObjectBytes: 8 << 20},
+			Disk:        config.Disk{Enabled: true, MaxBytes: 10 << 30, Fsync: "always"},
 		},
 		Log: config.Log{Level: "info", Access: true},
 		Sites: []config.Site{{
@@ -188,7 +189,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown nested key",
 			yaml: "cache:\n  fill_timeout: 1s\n  memroy: {}\n",
-			want: "edged.yaml:3: cache.memroy: unknown key (known: memory, fill_timeout)",
+			want: "edged.yaml:3: cache.memroy: unknown key (known: memory, disk, fill_timeout)",
 			line: 3, path: "cache.memroy",
 		},
 		{

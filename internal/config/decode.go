@@ -480,6 +480,12 @@ func configFields(c *Config) []field {
 				{"max_bytes", size(&c.Cache.Memory.MaxBytes)},
 				{"max_object_bytes", size(&c.Cache.Memory.MaxObjectBytes)},
 			})},
+			{"disk", sub([]field{
+				{"enabled", boolean(&c.Cache.Disk.Enabled)},
+				{"path", str(&c.Cache.Disk.Path)},
+				{"max_bytes", size(&c.Cache.Disk.MaxBytes)},
+				{"fsync", str(&c.Cache.Disk.Fsync)},
+			})},
 		})},
 		{"log", sub([]field{
 			{"level", str(&c.Log.Level)},

@@ -94,6 +94,15 @@ func (c *Config) validate() []*Error {
 		v.add("cache.memory.max_object_bytes", "must not exceed cache.memory.max_bytes (%s), got %s", m.MaxBytes, m.MaxObjectBytes)
 	}
 
+	if d := &c.Cache.Disk; d.Enabled {
+		if d.MaxBytes < MiB {
+			v.add("cache.disk.max_bytes", "must be at least 1MiB, got %s", d.MaxBytes)
+		}
+	}
+	if f := c.Cache.Disk.Fsync; f != "always" && f != "never" {
+		v.add("cache.disk.fsync", "must be always or never; got %q", f)
+	}
+
 	if !slices.Contains(logLevels, c.Log.Level) {
 		v.add("log.level", "must be one of %s; got %q", strings.Join(logLevels, ", "), c.Log.Level)
 	}

@@ -1,0 +1,193 @@
+package cache
+
+import (
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/edged-proxy/edged/storage"
+)
+
+// Body is a response body served from outside memory: a disk object, or a
+// fill still being written (read-while-write). The edge reads ranges of it
+// with NewReader and closes it when the response is done.
+type Body interface {
+	// Size is the body length, or -1 while a streaming fill of unknown
+	// length is still running.
+	Size() int64
+	// NewReader reads n bytes from off (n < 0: to the end). Readers of a
+	// streaming fill block until the bytes arrive; a failed fill or a
+	// failed checksum ends the reader with an error, never with wrong bytes.
+	NewReader(off, n int64) io.Reader
+	// Close releases the body; it must be called once.
+	Close() error
+}
+
+// ErrFillFailed ends readers of a streaming fill that did not complete.
+var ErrFillFailed = errors.New("cache: origin fill failed")
+
+// diskBody is a disk-tier object. Verified objects are read straight from
+// the file (so HTTP/1.1 can use sendfile); others through the block
+// verifying reader.
+type diskBody struct {
+	obj      *storage.Object
+	verified bool
+}
+
+func (b *diskBody) Size() int64 { return b.obj.Size() }
+
+func (b *diskBody) NewReader(off, n int64) io.Reader {
+	if n < 0 {
+		n = b.obj.Size() - off
+	}
+	if !b.verified {
+		return b.obj.NewReader(off, n)
+	}
+	// The file is this request's own descriptor: seeking it is safe, and a
+	// LimitedReader over an *os.File lets the edge use sendfile.
+	f := b.obj.File()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return errReader{err}
+	}
+	return &io.LimitedReader{R: f, N: n}
+}
+
+func (b *diskBody) Close() error { return b.obj.Close() }
+
+// stream is a fill in progress whose body is written to a disk-tier Writer
+// while any number of readers read what has arrived so far.
+type stream struct {
+	entry *Entry // metadata (no Body)
+	w     *storage.Writer
+	size  int64 // expected length, -1 if unknown
+
+	mu      sync.Mutex
+	cond    sync.Cond
+	written int64
+	done    bool  // the fill ended (err tells how)
+	err     error // non-nil: the fill failed
+	refs    int   // open readers' bodies + the filler
+}
+
+func newStream(e *Entry, w *storage.Writer, size int64) *stream {
+	s := &stream{entry: e, w: w, size: size, refs: 1}
+	s.cond.L = &s.mu
+	return s
+}
+
+// open returns a Body over the stream for one request, or false when the
+// stream has ended and released its writer (the object is then on disk, or
+// the fill failed).
+func (s *stream) open() (Body, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refs == 0 || (s.done && s.err != nil) {
+		return nil, false
+	}
+	s.refs++
+	return &streamBody{s: s}, true
+}
+
+// progress records n more bytes written.
+func (s *stream) progress(n int) {
+	s.mu.Lock()
+	s.written += int64(n)
+	s.mu.Unlock()
+	s.cond.Broadcast()
+}
+
+// finish ends the fill (err nil: complete) and drops the filler's reference.
+func (s *stream) finish(err error) {
+	s.mu.Lock()
+	s.done = true
+	s.err = err
+	if err == nil {
+		s.size = s.written
+	}
+	s.mu.Unlock()
+	s.cond.Broadcast()
+	s.release()
+}
+
+func (s *stream) release() {
+	s.mu.Lock()
+	s.refs--
+	last := s.refs == 0
+	s.mu.Unlock()
+	if last {
+		s.w.Close()
+	}
+}
+
+type streamBody struct {
+	s      *stream
+	closed bool
+}
+
+func (b *streamBody) Size() int64 {
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	return b.s.size
+}
+
+func (b *streamBody) NewReader(off, n int64) io.Reader {
+	end := int64(-1)
+	if n >= 0 {
+		end = off + n
+	}
+	return &streamReader{s: b.s, off: off, end: end}
+}
+
+func (b *streamBody) Close() error {
+	if !b.closed {
+		b.closed = true
+		b.s.release()
+	}
+	return nil
+}
+
+type streamReader struct {
+	s        *stream
+	off, end int64 // end < 0: to the end of the body
+}
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	if r.end >= 0 && r.off >= r.end {
+		return 0, io.EOF
+	}
+	s := r.s
+	s.mu.Lock()
+	for s.written <= r.off && !s.done {
+		s.cond.Wait()
+	}
+	avail, done, err := s.written, s.done, s.err
+	s.mu.Unlock()
+	if err != nil {
+		return 0, ErrFillFailed
+	}
+	if avail <= r.off {
+		if done {
+			if r.end >= 0 {
+				return 0, io.ErrUnexpectedEOF
+			}
+			return 0, io.EOF
+		}
+	}
+	limit := avail
+	if r.end >= 0 && r.end < limit {
+		limit = r.end
+	}
+	if int64(len(p)) > limit-r.off {
+		p = p[:limit-r.off]
+	}
+	n, rerr := s.w.ReadAt(p, r.off)
+	r.off += int64(n)
+	if rerr == io.EOF && n > 0 {
+		rerr = nil
+	}
+	return n, rerr
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }

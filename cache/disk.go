@@ -1,0 +1,228 @@
+package cache
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/edged-proxy/edged/storage"
+)
+
+// The disk tier glue: lookups with promotion to memory, write-behind of
+// entries filled into memory, and streaming fills that are written to disk
+// while clients read them.
+
+// invalidations remembers, per key, the sequence number of its latest
+// invalidation, so that a fill that began before it does not store its
+// (now outdated) response after it.
+type invalidations struct {
+	mu   sync.Mutex
+	seq  uint64
+	keys map[string]invalidation
+	ttl  time.Duration // how long a record must outlive any fill
+}
+
+type invalidation struct {
+	seq uint64
+	at  time.Time
+}
+
+// begin returns the sequence number a fill starting now carries.
+func (iv *invalidations) begin() uint64 {
+	iv.mu.Lock()
+	defer iv.mu.Unlock()
+	iv.seq++
+	return iv.seq
+}
+
+// invalidate records an invalidation of key at now.
+func (iv *invalidations) invalidate(key string, now time.Time) {
+	iv.mu.Lock()
+	defer iv.mu.Unlock()
+	iv.seq++
+	if iv.keys == nil {
+		iv.keys = make(map[string]invalidation)
+	}
+	iv.keys[key] = invalidation{seq: iv.seq, at: now}
+	if len(iv.keys)%1024 == 0 { // prune records no running fill can predate
+		for k, v := range iv.keys {
+			if now.Sub(v.at) > iv.ttl {
+				delete(iv.keys, k)
+			}
+		}
+	}
+}
+
+// stale reports whether a fill of key that began at sequence start was
+// overtaken by an invalidation.
+func (iv *invalidations) stale(key string, start uint64) bool {
+	iv.mu.Lock()
+	defer iv.mu.Unlock()
+	v, ok := iv.keys[key]
+	return ok && v.seq > start
+}
+
+// diskLookup looks key up in the disk tier. A usable small object is read,
+// verified and promoted to memory; a larger one is returned as a Body.
+func (c *Cache) diskLookup(r *Request, dirs RequestDirectives) (Result, string, bool) {
+	obj, err := c.disk.Get(r.Key)
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			c.log.Warn("disk tier lookup failed", "key", r.Key, "err", err)
+		}
+		return Result{}, "uri-miss", false
+	}
+	e, err := decodeEntry(obj.Meta.Header)
+	if err != nil {
+		obj.Close()
+		c.log.Warn("dropping undecodable disk entry", "key", r.Key, "err", err)
+		c.disk.Delete(r.Key)
+		return Result{}, "uri-miss", false
+	}
+	e.Key = r.Key
+	if !e.matchesVary(r.In.Header) {
+		obj.Close()
+		return Result{}, "vary-miss", false
+	}
+	age := e.Age(c.now())
+	if !dirs.Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache) {
+		obj.Close()
+		if age < e.Lifetime && !e.NoCache {
+			return Result{}, "request", false
+		}
+		return Result{}, "stale", false
+	}
+	size := obj.Size()
+	res := Result{Entry: e, Hit: true, Age: age, TTL: e.Lifetime - age}
+	switch {
+	case size <= c.mem.maxObject:
+		body, err := io.ReadAll(obj.NewReader(0, size))
+		obj.Close()
+		if err != nil { // the store dropped a corrupt object and counted it
+			c.log.Warn("disk object failed verification", "key", r.Key, "err", err)
+			return Result{}, "uri-miss", false
+		}
+		e.Body = body
+		if c.mem.set(e) {
+			c.m.promotions.Inc()
+		}
+	case size <= c.verifyLimit:
+		if err := obj.Verify(); err != nil {
+			obj.Close()
+			c.log.Warn("disk object failed verification", "key", r.Key, "err", err)
+			return Result{}, "uri-miss", false
+		}
+		res.Body = &diskBody{obj: obj, verified: true}
+	default:
+		res.Body = &diskBody{obj: obj}
+	}
+	return res, "", true
+}
+
+// expires is when e stops being fresh.
+func (e *Entry) expires() time.Time {
+	return e.Timing.ResponseTime.Add(e.Lifetime - e.Timing.CorrectedInitialAge())
+}
+
+func (e *Entry) meta(size int64) storage.Meta {
+	return storage.Meta{Key: e.Key, Header: encodeEntry(e), Size: size, Expires: e.expires()}
+}
+
+// writeBehind copies an entry filled into memory to the disk tier in the
+// background, so that it outlives memory eviction and restarts. When too
+// many writes are pending it is skipped (and counted): the entry stays in
+// memory only.
+func (c *Cache) writeBehind(e *Entry, start uint64) {
+	select {
+	case c.writeSlots <- struct{}{}:
+	default:
+		c.m.diskWrites.WithLabelValues("skipped").Inc()
+		return
+	}
+	c.writers.Add(1)
+	go func() {
+		defer func() { <-c.writeSlots; c.writers.Done() }()
+		w, err := c.disk.Create(e.Key)
+		if err != nil {
+			c.m.diskWrites.WithLabelValues("error").Inc()
+			return
+		}
+		defer w.Close()
+		if _, err := w.Write(e.Body); err != nil {
+			w.Abort()
+			c.m.diskWrites.WithLabelValues("error").Inc()
+			return
+		}
+		if c.inval.stale(e.Key, start) {
+			w.Abort()
+			c.m.diskWrites.WithLabelValues("invalidated").Inc()
+			return
+		}
+		if err := w.Commit(e.meta(int64(len(e.Body)))); err != nil {
+			c.m.diskWrites.WithLabelValues("error").Inc()
+			c.log.Warn("disk write failed", "key", e.Key, "err", err)
+			return
+		}
+		c.m.diskWrites.WithLabelValues("stored").Inc()
+	}()
+}
+
+// pump copies a streaming fill's origin body into the disk tier, waking its
+// readers as bytes arrive, and commits it when complete.
+func (c *Cache) pump(st *stream, body io.ReadCloser, start uint64, reqTime time.Time) {
+	defer body.Close()
+	defer c.streams.CompareAndDelete(st.entry.Key, st)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var err error
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, werr := st.w.Write(buf[:n]); werr != nil {
+				err = werr
+				break
+			}
+			st.progress(n)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+	}
+	written := st.w.Written()
+	if err == nil && st.size >= 0 && written != st.size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err == nil && c.inval.stale(st.entry.Key, start) {
+		err = errInvalidated
+	}
+	if err == nil {
+		// The stored copy gets the length the live one could not announce.
+		e := *st.entry
+		e.Header = e.Header.Clone()
+		e.Header.Set("Content-Length", itoa(written))
+		err = st.w.Commit(e.meta(written))
+	}
+	if err != nil {
+		st.w.Abort()
+		if errors.Is(err, errInvalidated) {
+			c.m.fills.WithLabelValues("invalidated").Inc()
+		} else {
+			c.m.fills.WithLabelValues("error").Inc()
+			c.log.Warn("streaming fill failed", "key", st.entry.Key, "err", err)
+		}
+	} else {
+		c.m.fills.WithLabelValues("stored").Inc()
+		c.m.fillTime.Observe(c.now().Sub(reqTime).Seconds())
+	}
+	st.finish(err)
+}
+
+var errInvalidated = errors.New("cache: invalidated while filling")
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

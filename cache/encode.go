@@ -1,0 +1,190 @@
+package cache
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// The disk tier stores an entry's metadata as an opaque byte block; this is
+// its encoding. Version 1:
+//
+//	byte     version (1)
+//	uvarint  status
+//	varint   request time, response time, Date (unix ns; 0 = zero time)
+//	varint   Age value, lifetime (ns)
+//	byte     flags: 1 heuristic, 2 no-cache, 4 must-revalidate
+//	uvarint  n, then n × (string name, string value)       Vary
+//	uvarint  n, then n × (string key, uvarint m, m × string) header
+//
+// where string is a uvarint length and the bytes.
+const entryEncodingVersion = 1
+
+// Limits that keep a corrupt or hostile block from allocating much.
+const (
+	maxEncodedFields = 1 << 12
+	maxEncodedString = 1 << 20
+)
+
+var errBadEncoding = errors.New("cache: malformed stored entry")
+
+func encodeEntry(e *Entry) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, entryEncodingVersion)
+	b = binary.AppendUvarint(b, uint64(e.Status))
+	for _, t := range [...]time.Time{e.Timing.RequestTime, e.Timing.ResponseTime, e.Timing.Date} {
+		b = binary.AppendVarint(b, unixNano(t))
+	}
+	b = binary.AppendVarint(b, int64(e.Timing.AgeValue))
+	b = binary.AppendVarint(b, int64(e.Lifetime))
+	var flags byte
+	if e.Heuristic {
+		flags |= 1
+	}
+	if e.NoCache {
+		flags |= 2
+	}
+	if e.MustRevalidate {
+		flags |= 4
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(e.Vary)))
+	for i, name := range e.Vary {
+		b = appendString(b, name)
+		b = appendString(b, e.VaryValues[i])
+	}
+	b = binary.AppendUvarint(b, uint64(len(e.Header)))
+	for k, vv := range e.Header {
+		b = appendString(b, k)
+		b = binary.AppendUvarint(b, uint64(len(vv)))
+		for _, v := range vv {
+			b = appendString(b, v)
+		}
+	}
+	return b
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// decoder reads an encoded entry, remembering the first error.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail() {
+	if d.err == nil {
+		d.err = errBadEncoding
+	}
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil || len(d.b) == 0 {
+		d.fail()
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint(limit uint64) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 || v > limit {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint(maxEncodedString)
+	if d.err != nil || uint64(len(d.b)) < n {
+		d.fail()
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+// decodeEntry rebuilds the metadata of an entry (everything but Key and
+// Body) from encodeEntry's output.
+func decodeEntry(b []byte) (*Entry, error) {
+	d := &decoder{b: b}
+	if v := d.byte(); d.err == nil && v != entryEncodingVersion {
+		return nil, fmt.Errorf("%w: version %d", errBadEncoding, v)
+	}
+	e := &Entry{Status: int(d.uvarint(999))}
+	e.Timing.RequestTime = fromUnixNano(d.varint())
+	e.Timing.ResponseTime = fromUnixNano(d.varint())
+	e.Timing.Date = fromUnixNano(d.varint())
+	e.Timing.AgeValue = time.Duration(d.varint())
+	e.Lifetime = time.Duration(d.varint())
+	flags := d.byte()
+	e.Heuristic, e.NoCache, e.MustRevalidate = flags&1 != 0, flags&2 != 0, flags&4 != 0
+	if n := d.uvarint(maxEncodedFields); n > 0 {
+		e.Vary, e.VaryValues = make([]string, 0, n), make([]string, 0, n)
+		for range n {
+			e.Vary = append(e.Vary, d.string())
+			e.VaryValues = append(e.VaryValues, d.string())
+		}
+	}
+	n := d.uvarint(maxEncodedFields)
+	e.Header = make(http.Header, n)
+	for range n {
+		k := d.string()
+		m := d.uvarint(maxEncodedFields)
+		if d.err != nil {
+			break
+		}
+		vv := make([]string, 0, m)
+		for range m {
+			vv = append(vv, d.string())
+		}
+		e.Header[k] = vv[:len(vv):len(vv)]
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail()
+	}
+	if d.err != nil || e.Status < 100 || e.Lifetime < 0 || e.Timing.AgeValue < 0 {
+		return nil, errBadEncoding
+	}
+	return e, nil
+}

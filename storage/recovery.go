@@ -1,0 +1,286 @@
+package storage
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// recover runs once per Open in the background: it drops entries whose blob
+// is missing or has the wrong size, deletes blob files no entry names, and
+// removes tag rows that point at nothing. It stops early on Close.
+//
+// Orphan safety: blob files are listed before the index is read, so a blob
+// indexed before that read is seen as referenced; a blob renamed in after
+// the read was registered in s.fresh by Commit before its rename, and fresh
+// ids are never deleted.
+func (s *Store) recover() {
+	defer s.bg.Done()
+	defer func() {
+		s.mu.Lock()
+		s.fresh = nil
+		s.mu.Unlock()
+		close(s.recoveryDone)
+	}()
+	start := time.Now()
+	stopped := func() bool {
+		select {
+		case <-s.stop:
+			return true
+		default:
+			return false
+		}
+	}
+
+	// 1. Entries whose blob is missing or has the wrong size.
+	type ent struct {
+		victim
+		size int64
+	}
+	var ents []ent
+	if !s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketObjects).ForEach(func(k, v []byte) error {
+			if r, err := decodeRecord(v); err == nil {
+				ents = append(ents, ent{victim{r.key, r.id}, r.size})
+			}
+			return nil
+		})
+	}) {
+		return
+	}
+	var bad []victim
+	for i, e := range ents {
+		if i%1024 == 0 && stopped() {
+			return
+		}
+		fi, err := os.Stat(s.blobPath(e.id))
+		if err != nil || fi.Size() != e.size {
+			bad = append(bad, e.victim)
+		}
+	}
+	ents = nil
+	for len(bad) > 0 {
+		n := min(len(bad), evictBatch)
+		if s.begin() != nil {
+			return
+		}
+		removed, err := s.removeEntries(bad[:n])
+		s.end()
+		if err != nil {
+			s.log.Error("storage: recovery: dropping entries", "err", err)
+			return
+		}
+		s.recoveryDropped.Add(int64(removed))
+		bad = bad[n:]
+	}
+
+	// 2. Orphan blob files: list first, then read the referenced ids.
+	type file struct {
+		path string
+		id   uint64
+		ok   bool // name parsed as a blob id
+	}
+	var files []file
+	blobs := filepath.Join(s.dir, "blobs")
+	l1, _ := os.ReadDir(blobs)
+	for _, d1 := range l1 {
+		p1 := filepath.Join(blobs, d1.Name())
+		if !d1.IsDir() {
+			files = append(files, file{path: p1})
+			continue
+		}
+		l2, _ := os.ReadDir(p1)
+		for _, d2 := range l2 {
+			p2 := filepath.Join(p1, d2.Name())
+			if !d2.IsDir() {
+				files = append(files, file{path: p2})
+				continue
+			}
+			if stopped() {
+				return
+			}
+			l3, _ := os.ReadDir(p2)
+			for _, f := range l3 {
+				if f.IsDir() {
+					continue
+				}
+				id, err := strconv.ParseUint(f.Name(), 16, 64)
+				ok := err == nil && len(f.Name()) == 16 && filepath.Join(blobs, blobRel(id)) == filepath.Join(p2, f.Name())
+				files = append(files, file{filepath.Join(p2, f.Name()), id, ok})
+			}
+		}
+	}
+	refs := make(map[uint64]struct{})
+	if !s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketObjects).ForEach(func(k, v []byte) error {
+			if r, err := decodeRecord(v); err == nil {
+				refs[r.id] = struct{}{}
+			}
+			return nil
+		})
+	}) {
+		return
+	}
+	for i, f := range files {
+		if i%1024 == 0 && stopped() {
+			return
+		}
+		if f.ok {
+			if _, ok := refs[f.id]; ok {
+				continue
+			}
+			s.mu.Lock()
+			_, fresh := s.fresh[f.id]
+			s.mu.Unlock()
+			if fresh {
+				continue
+			}
+		}
+		if err := os.Remove(f.path); err == nil {
+			s.recoveryOrphans.Add(1)
+		}
+	}
+	refs, files = nil, nil
+
+	// 3. Tag rows whose key is gone or no longer carries the tag (left by
+	// records that were undecodable when dropped).
+	var dangling [][]byte
+	if !s.view(func(tx *bolt.Tx) error {
+		objs := tx.Bucket(bucketObjects)
+		return tx.Bucket(bucketTags).ForEach(func(k, _ []byte) error {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 || !recordHasTag(objs.Get(k[i+1:]), string(k[:i])) {
+				dangling = append(dangling, append([]byte(nil), k...))
+			}
+			return nil
+		})
+	}) {
+		return
+	}
+	if len(dangling) > 0 && s.begin() == nil {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			tags, objs := tx.Bucket(bucketTags), tx.Bucket(bucketObjects)
+			for _, k := range dangling {
+				i := bytes.IndexByte(k, 0)
+				if i < 0 || !recordHasTag(objs.Get(k[i+1:]), string(k[:i])) {
+					if err := tags.Delete(k); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		s.end()
+		if err != nil {
+			s.log.Error("storage: recovery: removing dangling tag rows", "err", err)
+		}
+	}
+
+	st := s.Stats()
+	s.log.Info("storage: recovery done", "objects", st.Objects, "bytes", st.Bytes,
+		"dropped_entries", st.RecoveryDroppedEntries, "deleted_orphans", st.RecoveryDeletedOrphans,
+		"took", time.Since(start))
+}
+
+func recordHasTag(v []byte, tag string) bool {
+	if v == nil {
+		return false
+	}
+	r, err := decodeRecord(v)
+	if err != nil {
+		return false
+	}
+	for _, t := range r.tags {
+		if t == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// view runs fn in a read transaction if the store is open; it reports
+// whether fn ran without error.
+func (s *Store) view(fn func(*bolt.Tx) error) bool {
+	if s.begin() != nil {
+		return false
+	}
+	defer s.end()
+	if err := s.db.View(fn); err != nil {
+		s.log.Error("storage: recovery: reading index", "err", err)
+		return false
+	}
+	return true
+}
+
+// flushLoop writes batched access times every AccessFlushInterval.
+func (s *Store) flushLoop() {
+	defer s.bg.Done()
+	t := time.NewTicker(s.opts.AccessFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.FlushAccess(); err != nil && err != ErrClosed {
+				s.log.Error("storage: flushing access times", "err", err)
+			}
+		}
+	}
+}
+
+// FlushAccess writes the access times recorded by Get since the last flush
+// to the index in one transaction. The background flusher and Close call it;
+// it is exported for tests and for callers that want a flush point.
+func (s *Store) FlushAccess() error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.end()
+	return s.flushAccess()
+}
+
+func (s *Store) flushAccess() error {
+	type acc struct {
+		key   string
+		id    uint64
+		atime int64
+	}
+	s.mu.Lock()
+	batch := make([]acc, 0, len(s.lru.dirty))
+	for _, e := range s.lru.dirty {
+		if e.dirty && s.lru.m[e.key] == e {
+			batch = append(batch, acc{e.key, e.id, e.atime})
+		}
+		e.dirty = false
+	}
+	s.lru.dirty = nil
+	s.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		objs := tx.Bucket(bucketObjects)
+		var buf []byte
+		for _, a := range batch {
+			v := objs.Get([]byte(a.key))
+			if v == nil {
+				continue
+			}
+			r, err := decodeRecord(v)
+			if err != nil || r.id != a.id {
+				continue
+			}
+			r.atime = nanosToTime(a.atime)
+			buf = encodeRecord(buf[:0], r)
+			if err := objs.Put([]byte(a.key), bytes.Clone(buf)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

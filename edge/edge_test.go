@@ -15,6 +15,7 @@ import (
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/edge"
 	"github.com/edged-proxy/edged/lb"
+	"github.com/edged-proxy/edged/storage"
 )
 
 // origin is a test origin that counts requests per path.
@@ -52,6 +53,7 @@ func (o *origin) lastRequest() *http.Request {
 }
 
 type edgeOpts struct {
+	disk       bool // run with a disk tier in a temp dir
 	hooks      edge.Hooks
 	site       func(*edge.Site)
 	maxObject  int64
@@ -83,7 +85,15 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: 10 * time.Second})
+	var disk *storage.Store
+	if opts.disk {
+		disk, err = storage.Open(storage.Options{Dir: tb.TempDir(), Fsync: storage.FsyncNever})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { disk.Close() })
+	}
+	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: 10 * time.Second, Disk: disk})
 	if err != nil {
 		tb.Fatal(err)
 	}

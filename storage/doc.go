@@ -35,8 +35,7 @@
 // is written, fsynced (FsyncAlways), renamed to blobs/, its directory fsynced,
 // and only then is the index record committed in one bbolt transaction
 // (concurrent commits are grouped into one transaction, without bbolt Batch's
-// fixed delay). A
-// reader therefore sees the old version or the whole new one. After a crash,
+// fixed delay). A reader therefore sees the old version or the whole new one. After a crash,
 // Open empties tmp/ and a background recovery drops entries whose blob is
 // missing or has the wrong size and deletes blobs that no entry names.
 // Checksums are verified on read (Object.Verify, Object.NewReader); a bad

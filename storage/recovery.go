@@ -10,7 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// recover runs once per Open in the background: it drops entries whose blob
+// runRecovery runs once per Open in the background: it drops entries whose blob
 // is missing or has the wrong size, deletes blob files no entry names, and
 // removes tag rows that point at nothing. It stops early on Close.
 //
@@ -18,7 +18,7 @@ import (
 // indexed before that read is seen as referenced; a blob renamed in after
 // the read was registered in s.fresh by Commit before its rename, and fresh
 // ids are never deleted.
-func (s *Store) recover() {
+func (s *Store) runRecovery() {
 	defer s.bg.Done()
 	defer func() {
 		s.mu.Lock()

@@ -204,7 +204,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("storage: cleaning tmp: %w", err)
 	}
 	s.bg.Add(1)
-	go s.recover()
+	go s.runRecovery()
 	if s.opts.AccessFlushInterval > 0 {
 		s.bg.Add(1)
 		go s.flushLoop()

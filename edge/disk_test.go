@@ -1,0 +1,204 @@
+package edge_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// pattern returns n deterministic bytes for object name.
+func pattern(name string, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + (i*7+len(name))%26)
+	}
+	return b
+}
+
+// objectOrigin serves /obj/N as N deterministic bytes, optionally slowly
+// (chunk bytes every pause) and without Content-Length.
+func objectOrigin(t *testing.T, chunk int, pause time.Duration, chunked bool) *origin {
+	return newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/obj/"))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		body := pattern(r.URL.Path, n)
+		w.Header().Set("Cache-Control", "public, max-age=600")
+		w.Header().Set("ETag", `"`+r.URL.Path+`"`)
+		w.Header().Set("Last-Modified", "Mon, 02 Jan 2006 15:04:05 GMT")
+		if !chunked {
+			w.Header().Set("Content-Length", strconv.Itoa(n))
+		}
+		for len(body) > 0 {
+			k := min(chunk, len(body))
+			if _, err := w.Write(body[:k]); err != nil {
+				return
+			}
+			body = body[k:]
+			if pause > 0 {
+				w.(http.Flusher).Flush()
+				time.Sleep(pause)
+			}
+		}
+	})
+}
+
+// Fifty clients ask at once for a large object that the origin sends
+// slowly: one origin fetch, every client gets every byte, while the body
+// is written to disk (read-while-write).
+func TestReadWhileWrite(t *testing.T) {
+	for _, chunked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
+			o := objectOrigin(t, 64<<10, 5*time.Millisecond, chunked)
+			base, _ := newEdge(t, edgeOpts{disk: true, maxObject: 64 << 10}, o)
+			const size, clients = 4 << 20, 50
+			want := pattern("/obj/4194304", size)
+			var wg sync.WaitGroup
+			errs := make(chan string, clients)
+			for range clients {
+				wg.Go(func() {
+					req, _ := http.NewRequest("GET", base+"/obj/4194304", nil)
+					req.Host = "example.com"
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						errs <- err.Error()
+						return
+					}
+					defer resp.Body.Close()
+					got, err := io.ReadAll(resp.Body)
+					if err != nil || resp.StatusCode != 200 || string(got) != string(want) {
+						errs <- fmt.Sprintf("status %d, %d bytes, err %v", resp.StatusCode, len(got), err)
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for e := range errs {
+				t.Error(e)
+			}
+			if got := o.hits("/obj/4194304"); got != 1 {
+				t.Errorf("origin saw %d fetches, want 1", got)
+			}
+			// Once complete, it is a disk hit with a Content-Length.
+			waitFor(t, func() bool {
+				resp, _ := get(t, base, "GET", "example.com", "/obj/4194304")
+				return strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit")
+			})
+			resp, body := get(t, base, "GET", "example.com", "/obj/4194304")
+			if resp.ContentLength != size || body != string(want) {
+				t.Errorf("disk hit: length %d, body ok %v", resp.ContentLength, body == string(want))
+			}
+		})
+	}
+}
+
+func TestRanges(t *testing.T) {
+	const size = 1000
+	tests := []struct {
+		name       string
+		hdr        []string
+		wantStatus int
+		wantRange  string // Content-Range
+		wantBody   [2]int // slice bounds of the pattern; {-1} for none
+	}{
+		{"no range", nil, 200, "", [2]int{0, size}},
+		{"first bytes", []string{"Range", "bytes=0-9"}, 206, "bytes 0-9/1000", [2]int{0, 10}},
+		{"middle", []string{"Range", "bytes=100-199"}, 206, "bytes 100-199/1000", [2]int{100, 200}},
+		{"open end", []string{"Range", "bytes=990-"}, 206, "bytes 990-999/1000", [2]int{990, 1000}},
+		{"suffix", []string{"Range", "bytes=-5"}, 206, "bytes 995-999/1000", [2]int{995, 1000}},
+		{"suffix longer than body", []string{"Range", "bytes=-5000"}, 206, "bytes 0-999/1000", [2]int{0, 1000}},
+		{"end past size clipped", []string{"Range", "bytes=900-5000"}, 206, "bytes 900-999/1000", [2]int{900, 1000}},
+		{"unsatisfiable start", []string{"Range", "bytes=1000-"}, 416, "bytes */1000", [2]int{-1}},
+		{"zero suffix", []string{"Range", "bytes=-0"}, 416, "bytes */1000", [2]int{-1}},
+		{"multi-range served whole", []string{"Range", "bytes=0-1,5-6"}, 200, "", [2]int{0, size}},
+		{"other unit ignored", []string{"Range", "items=0-1"}, 200, "", [2]int{0, size}},
+		{"malformed ignored", []string{"Range", "bytes=5-1"}, 200, "", [2]int{0, size}},
+		{"if-range etag match", []string{"Range", "bytes=0-9", "If-Range", `"/obj/1000"`}, 206, "bytes 0-9/1000", [2]int{0, 10}},
+		{"if-range etag mismatch", []string{"Range", "bytes=0-9", "If-Range", `"other"`}, 200, "", [2]int{0, size}},
+		{"if-range date match", []string{"Range", "bytes=0-9", "If-Range", "Mon, 02 Jan 2006 15:04:05 GMT"}, 206, "bytes 0-9/1000", [2]int{0, 10}},
+		{"if-range date mismatch", []string{"Range", "bytes=0-9", "If-Range", "Tue, 03 Jan 2006 15:04:05 GMT"}, 200, "", [2]int{0, size}},
+	}
+	for _, tier := range []struct {
+		name string
+		opts edgeOpts
+	}{
+		{"memory", edgeOpts{}},
+		{"disk", edgeOpts{disk: true, maxObject: 100}}, // 1000 bytes > max object: disk only
+	} {
+		t.Run(tier.name, func(t *testing.T) {
+			o := objectOrigin(t, 1<<20, 0, false)
+			base, _ := newEdge(t, tier.opts, o)
+			// A Range request on a miss fetches the whole object once and
+			// answers the range from it.
+			resp, body := get(t, base, "GET", "example.com", "/obj/1000", "Range", "bytes=0-9")
+			if resp.StatusCode != 206 || body != string(pattern("/obj/1000", size)[:10]) {
+				t.Fatalf("range on a miss: %d %q", resp.StatusCode, body)
+			}
+			waitFor(t, func() bool {
+				r, _ := get(t, base, "HEAD", "example.com", "/obj/1000")
+				return strings.HasPrefix(r.Header.Get("Cache-Status"), "edged; hit")
+			})
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					resp, body := get(t, base, "GET", "example.com", "/obj/1000", tt.hdr...)
+					if resp.StatusCode != tt.wantStatus {
+						t.Fatalf("status %d, want %d", resp.StatusCode, tt.wantStatus)
+					}
+					if got := resp.Header.Get("Content-Range"); got != tt.wantRange {
+						t.Errorf("Content-Range %q, want %q", got, tt.wantRange)
+					}
+					if tt.wantBody[0] >= 0 {
+						want := string(pattern("/obj/1000", size)[tt.wantBody[0]:tt.wantBody[1]])
+						if body != want || resp.ContentLength != int64(len(want)) {
+							t.Errorf("body %d bytes (Content-Length %d), want %d bytes", len(body), resp.ContentLength, len(want))
+						}
+					}
+				})
+			}
+			if got := o.hits("/obj/1000"); got != 1 {
+				t.Errorf("origin saw %d fetches, want 1", got)
+			}
+		})
+	}
+}
+
+// A fill invalidated while in flight answers its waiters but is not
+// stored: the next request goes to the origin again.
+func TestInvalidateDuringFill(t *testing.T) {
+	for _, disk := range []bool{false, true} {
+		t.Run(fmt.Sprintf("disk=%v", disk), func(t *testing.T) {
+			release := make(chan struct{})
+			o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == "GET" && r.URL.Query().Get("wait") == "1" {
+					<-release
+				}
+				w.Header().Set("Cache-Control", "max-age=600")
+				io.WriteString(w, "v")
+			})
+			base, c := newEdge(t, edgeOpts{disk: disk}, o)
+			done := make(chan string)
+			go func() {
+				_, b := get(t, base, "GET", "example.com", "/doc?wait=1")
+				done <- b
+			}()
+			waitFor(t, func() bool { return o.hits("/doc") == 1 })
+			c.Invalidate("http://example.com/doc?wait=1")
+			close(release)
+			if b := <-done; b != "v" {
+				t.Fatalf("in-flight request got %q", b)
+			}
+			time.Sleep(50 * time.Millisecond) // let a write-behind (wrongly) land if it would
+			resp, _ := get(t, base, "GET", "example.com", "/doc?wait=1")
+			if strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit") {
+				t.Errorf("a fill invalidated in flight was stored: %q", resp.Header.Get("Cache-Status"))
+			}
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,11 +37,24 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startDaemon runs edged in-process on loopback ports and stops it at the
-// end of the test.
+// startDaemon runs edged in-process on loopback ports (and a temporary data
+// directory unless args name one) and stops it at the end of the test.
 func startDaemon(t *testing.T, args ...string) (listening, *syncBuffer) {
 	t.Helper()
-	args = append([]string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-data", t.TempDir()}, args...)
+	l, out, stop := runDaemon(t, args...)
+	t.Cleanup(stop)
+	return l, out
+}
+
+// runDaemon starts edged in-process and returns a function that stops it
+// (gracefully, as SIGTERM would) and checks it exited cleanly.
+func runDaemon(t *testing.T, args ...string) (listening, *syncBuffer, func()) {
+	t.Helper()
+	base := []string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0"}
+	if !slices.Contains(args, "-data") {
+		base = append(base, "-data", t.TempDir())
+	}
+	args = append(base, args...)
 	ctx, cancel := context.WithCancel(context.Background())
 	out := new(syncBuffer)
 	readyc := make(chan listening, 1)
@@ -48,13 +62,15 @@ func startDaemon(t *testing.T, args ...string) (listening, *syncBuffer) {
 	go func() { done <- run(ctx, args, out, out, func(l listening) { readyc <- l }) }()
 	select {
 	case l := <-readyc:
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("daemon exited with %v", err)
-			}
-		})
-		return l, out
+		var once sync.Once
+		return l, out, func() {
+			once.Do(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("daemon exited with %v", err)
+				}
+			})
+		}
 	case err := <-done:
 		cancel()
 		t.Fatalf("daemon did not start: %v\n%s", err, out.String())
@@ -62,7 +78,7 @@ func startDaemon(t *testing.T, args ...string) (listening, *syncBuffer) {
 		cancel()
 		t.Fatal("daemon did not start within 10s")
 	}
-	return listening{}, nil
+	return listening{}, nil, nil
 }
 
 func fetch(t *testing.T, url string) (*http.Response, string) {

@@ -51,6 +51,11 @@ type Config struct {
 	// sendfile); larger ones are verified block by block as they stream.
 	// Zero means 32 MiB.
 	VerifyLimit int64
+	// RangeForwardOffset: a Range request that misses and asks for bytes
+	// starting beyond this offset is forwarded to the origin with its Range
+	// and not stored, instead of waiting for a whole-object fill to get
+	// there. Zero means 16 MiB; negative means never forward.
+	RangeForwardOffset int64
 	// WriteBehind bounds the concurrent background copies of memory-filled
 	// entries to the disk tier; when all are busy a copy is skipped. Zero
 	// means 16.
@@ -67,6 +72,7 @@ type Cache struct {
 	writeSlots  chan struct{}
 	writers     sync.WaitGroup
 	verifyLimit int64
+	rangeFwd    int64
 	m           *metrics
 	fillTimeout time.Duration
 	log         *slog.Logger
@@ -89,6 +95,9 @@ func New(cfg Config) (*Cache, error) {
 	}
 	if cfg.WriteBehind == 0 {
 		cfg.WriteBehind = 16
+	}
+	if cfg.RangeForwardOffset == 0 {
+		cfg.RangeForwardOffset = 16 << 20
 	}
 	switch {
 	case cfg.MaxBytes < 0, cfg.MaxObjectBytes < 0, cfg.FillTimeout < 0:
@@ -117,6 +126,7 @@ func New(cfg Config) (*Cache, error) {
 		inval:       invalidations{ttl: 2 * cfg.FillTimeout},
 		writeSlots:  make(chan struct{}, cfg.WriteBehind),
 		verifyLimit: cfg.VerifyLimit,
+		rangeFwd:    cfg.RangeForwardOffset,
 		m:           m,
 		fillTimeout: cfg.FillTimeout,
 		log:         cfg.Logger,
@@ -148,6 +158,9 @@ type Request struct {
 	Transport http.RoundTripper
 	// Policy holds the site's freshness knobs.
 	Policy Policy
+	// RangeStart is the first byte the client's Range asks for, or -1
+	// (no Range, a suffix range, or several ranges).
+	RangeStart int64
 }
 
 // Result is how a request was answered: either Entry (with its body in
@@ -215,7 +228,26 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 	if dirs.OnlyIfCached {
 		return Result{}, ErrOnlyIfCached
 	}
+	if c.rangeFwd > 0 && r.RangeStart > c.rangeFwd {
+		return c.forwardRange(ctx, r, fwd)
+	}
 	return c.fill(ctx, r, fwd)
+}
+
+// forwardRange sends a Range request that starts far into an object the
+// cache does not hold straight to the origin, Range and all, and streams
+// the answer back unstored.
+func (c *Cache) forwardRange(ctx context.Context, r *Request, fwd string) (Result, error) {
+	out, err := r.NewOut(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("cache: building the origin request for %s: %w", r.Key, err)
+	}
+	resp, err := r.Transport.RoundTrip(out)
+	if err != nil {
+		return Result{}, fmt.Errorf("cache: fetching a range of %s: %w", r.Key, err)
+	}
+	c.m.fills.WithLabelValues("range_forwarded").Inc()
+	return Result{Response: resp, Fwd: fwd, NotStored: "range"}, nil
 }
 
 // joinStream attaches r to a fill of its key that is being streamed to

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/storage"
 )
 
 // pattern returns n deterministic bytes for object name.
@@ -200,5 +202,76 @@ func TestInvalidateDuringFill(t *testing.T) {
 				t.Errorf("a fill invalidated in flight was stored: %q", resp.Header.Get("Cache-Status"))
 			}
 		})
+	}
+}
+
+// An origin that drops the connection mid-body: the clients get a
+// truncated response they can tell from a complete one, and nothing is
+// stored.
+func TestOriginDropsMidBody(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Content-Length", strconv.Itoa(2<<20))
+		w.Write(pattern("x", 300<<10))
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	})
+	var store *storage.Store
+	base, _ := newEdge(t, edgeOpts{disk: true, maxObject: 64 << 10, onDisk: func(s *storage.Store) { store = s }}, o)
+	for i := range 2 {
+		req, _ := http.NewRequest("GET", base+"/big", nil)
+		req.Host = "example.com"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue // also a clean failure
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Fatalf("request %d: a truncated body (%d bytes) was presented as complete", i, len(b))
+		}
+	}
+	if got := o.hits("/big"); got != 2 {
+		t.Errorf("origin saw %d requests, want 2: a failed fill must not be stored", got)
+	}
+	waitFor(t, func() bool { return store.Stats().Objects == 0 })
+	var keys []string
+	store.Keys(func(k string) bool { keys = append(keys, k); return true })
+	if len(keys) != 0 {
+		t.Errorf("stored after a failed fill: %v", keys)
+	}
+}
+
+// A Range far into an object the cache lacks goes to the origin as is; a
+// Range near the start fetches the whole object once.
+func TestRangeForwardBeyondOffset(t *testing.T) {
+	content := pattern("r", 5000)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("X-Saw-Range", r.Header.Get("Range"))
+		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(content)))
+	})
+	base, _ := newEdge(t, edgeOpts{rangeFwd: 1000}, o)
+
+	resp, body := get(t, base, "GET", "example.com", "/f", "Range", "bytes=2000-2009")
+	if resp.StatusCode != 206 || body != string(content[2000:2010]) || resp.Header.Get("X-Saw-Range") != "bytes=2000-2009" {
+		t.Fatalf("far range: %d %q, origin saw Range %q", resp.StatusCode, body, resp.Header.Get("X-Saw-Range"))
+	}
+	if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "detail=range") {
+		t.Errorf("far range: Cache-Status %q", cs)
+	}
+	resp, body = get(t, base, "GET", "example.com", "/f", "Range", "bytes=10-19")
+	if resp.StatusCode != 206 || body != string(content[10:20]) || resp.Header.Get("X-Saw-Range") != "" {
+		t.Fatalf("near range: %d %q, origin saw Range %q", resp.StatusCode, body, resp.Header.Get("X-Saw-Range"))
+	}
+	resp, body = get(t, base, "GET", "example.com", "/f", "Range", "bytes=2000-2009")
+	if !strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit") || body != string(content[2000:2010]) {
+		t.Errorf("far range once stored: %q %q", resp.Header.Get("Cache-Status"), body)
+	}
+	if got := o.hits("/f"); got != 2 {
+		t.Errorf("origin saw %d requests, want 2", got)
 	}
 }

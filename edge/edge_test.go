@@ -53,7 +53,9 @@ func (o *origin) lastRequest() *http.Request {
 }
 
 type edgeOpts struct {
-	disk       bool // run with a disk tier in a temp dir
+	disk       bool                 // run with a disk tier in a temp dir
+	onDisk     func(*storage.Store) // receives that disk tier
+	rangeFwd   int64
 	hooks      edge.Hooks
 	site       func(*edge.Site)
 	maxObject  int64
@@ -92,8 +94,11 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { disk.Close() })
+		if opts.onDisk != nil {
+			opts.onDisk(disk)
+		}
 	}
-	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: 10 * time.Second, Disk: disk})
+	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: 10 * time.Second, Disk: disk, RangeForwardOffset: opts.rangeFwd})
 	if err != nil {
 		tb.Fatal(err)
 	}

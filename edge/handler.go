@@ -144,11 +144,12 @@ func (h *Handler) serveCached(rw *responseWriter, s *Session) {
 		return out, nil
 	}
 	res, err := h.cache.Get(s.Req.Context(), &cache.Request{
-		Key:       s.Key,
-		In:        s.Req,
-		NewOut:    newOut,
-		Transport: s.Site.Transport,
-		Policy:    s.Site.Policy,
+		Key:        s.Key,
+		In:         s.Req,
+		NewOut:     newOut,
+		Transport:  s.Site.Transport,
+		Policy:     s.Site.Policy,
+		RangeStart: rangeStart(s.Req),
 	})
 	if err != nil {
 		h.fail(rw, s, err, "edged; fwd=miss")

@@ -88,3 +88,24 @@ func ifRangeMatches(ir string, h http.Header) bool {
 func contentRange(r byteRange, size int64) string {
 	return "bytes " + strconv.FormatInt(r.start, 10) + "-" + strconv.FormatInt(r.start+r.length-1, 10) + "/" + strconv.FormatInt(size, 10)
 }
+
+// rangeStart is the first byte a single "bytes=N-..." Range asks for, or -1.
+func rangeStart(r *http.Request) int64 {
+	spec := r.Header.Get("Range")
+	if spec == "" || r.Method != http.MethodGet {
+		return -1
+	}
+	unit, set, ok := strings.Cut(spec, "=")
+	if !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes") || strings.Contains(set, ",") {
+		return -1
+	}
+	first, _, ok := strings.Cut(strings.TrimSpace(set), "-")
+	if !ok || first == "" || first[0] == '+' {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(first), 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}

@@ -140,12 +140,13 @@ func newDaemon(cfg *config.Config, logger, access *slog.Logger) (*daemon, error)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c, err := cache.New(cache.Config{
-		Disk:           d.disk,
-		MaxBytes:       cfg.Cache.Memory.MaxBytes.Int64(),
-		MaxObjectBytes: cfg.Cache.Memory.MaxObjectBytes.Int64(),
-		FillTimeout:    cfg.Cache.FillTimeout.Std(),
-		Registerer:     reg,
-		Logger:         logger,
+		Disk:               d.disk,
+		RangeForwardOffset: rangeForward(cfg.Cache.RangeForwardOffset.Int64()),
+		MaxBytes:           cfg.Cache.Memory.MaxBytes.Int64(),
+		MaxObjectBytes:     cfg.Cache.Memory.MaxObjectBytes.Int64(),
+		FillTimeout:        cfg.Cache.FillTimeout.Std(),
+		Registerer:         reg,
+		Logger:             logger,
 	})
 	if err != nil {
 		d.close()
@@ -321,4 +322,13 @@ func openDisk(cfg config.Disk, logger *slog.Logger) (*storage.Store, error) {
 	}
 	logger.Info("disk tier open", "path", dir, "max_bytes", cfg.MaxBytes.String(), "fsync", cfg.Fsync)
 	return s, nil
+}
+
+// rangeForward maps the configuration's "0 = never forward" to the cache's
+// negative value for it.
+func rangeForward(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

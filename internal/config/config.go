@@ -87,6 +87,10 @@ type Cache struct {
 	// clients wait on it; a fill outlives the client that started it.
 	// Default 60s; must be greater than 0.
 	FillTimeout Duration
+	// RangeForwardOffset: a Range request that misses and starts beyond
+	// this offset is forwarded to the origin uncached instead of waiting
+	// for a whole-object fill. Default 16MiB; 0 always fills.
+	RangeForwardOffset ByteSize
 	// Memory configures the in-memory tier.
 	Memory Memory
 	// Disk configures the disk tier.
@@ -268,9 +272,10 @@ func defaults() Config {
 			ShutdownTimeout:   Duration(30 * time.Second),
 		},
 		Cache: Cache{
-			FillTimeout: Duration(60 * time.Second),
-			Memory:      Memory{MaxBytes: 256 * MiB, MaxObjectBytes: 8 * MiB},
-			Disk:        Disk{Enabled: true, MaxBytes: 10 * GiB, Fsync: "always"},
+			FillTimeout:        Duration(60 * time.Second),
+			RangeForwardOffset: 16 * MiB,
+			Memory:             Memory{MaxBytes: 256 * MiB, MaxObjectBytes: 8 * MiB},
+			Disk:               Disk{Enabled: true, MaxBytes: 10 * GiB, Fsync: "always"},
 		},
 		Log: Log{Level: "info", Access: true},
 	}

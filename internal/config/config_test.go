@@ -64,9 +64,10 @@ func TestDefaultValues(t *testing.T) {
 			ShutdownTimeout:   config.Duration(30 * time.Second),
 		},
 		Cache: config.Cache{
-			FillTimeout: config.Duration(60 * time.Second),
-			Memory:      config.Memory{MaxBytes: 256 << 20, MaxObjectBytes: 8 << 20},
-			Disk:        config.Disk{Enabled: true, MaxBytes: 10 << 30, Fsync: "always"},
+			FillTimeout:        config.Duration(60 * time.Second),
+			RangeForwardOffset: 16 << 20,
+			Memory:             config.Memory{MaxBytes: 256 << 20, MaxObjectBytes: 8 << 20},
+			Disk:               config.Disk{Enabled: true, MaxBytes: 10 << 30, Fsync: "always"},
 		},
 		Log: config.Log{Level: "info", Access: true},
 		Sites: []config.Site{{
@@ -189,7 +190,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown nested key",
 			yaml: "cache:\n  fill_timeout: 1s\n  memroy: {}\n",
-			want: "edged.yaml:3: cache.memroy: unknown key (known: memory, disk, fill_timeout)",
+			want: "edged.yaml:3: cache.memroy: unknown key (known: memory, disk, fill_timeout, range_forward_offset)",
 			line: 3, path: "cache.memroy",
 		},
 		{

@@ -53,14 +53,15 @@ func (o *origin) lastRequest() *http.Request {
 }
 
 type edgeOpts struct {
-	disk       bool                 // run with a disk tier in a temp dir
-	onDisk     func(*storage.Store) // receives that disk tier
-	rangeFwd   int64
-	hooks      edge.Hooks
-	site       func(*edge.Site)
-	maxObject  int64
-	unknown    int
-	cacheBytes int64
+	disk        bool                 // run with a disk tier in a temp dir
+	onDisk      func(*storage.Store) // receives that disk tier
+	rangeFwd    int64
+	verifyLimit int64
+	hooks       edge.Hooks
+	site        func(*edge.Site)
+	maxObject   int64
+	unknown     int
+	cacheBytes  int64
 }
 
 // newEdge starts a real edge listener in front of the origins and returns
@@ -98,7 +99,7 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 			opts.onDisk(disk)
 		}
 	}
-	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: 10 * time.Second, Disk: disk, RangeForwardOffset: opts.rangeFwd})
+	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: 10 * time.Second, Disk: disk, RangeForwardOffset: opts.rangeFwd, VerifyLimit: opts.verifyLimit})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -88,6 +88,13 @@ func (s *stream) open() (Body, bool) {
 	return &streamBody{s: s}, true
 }
 
+// failed reports whether the fill ended in error.
+func (s *stream) failed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.done && s.err != nil
+}
+
 // progress records n more bytes written.
 func (s *stream) progress(n int) {
 	s.mu.Lock()

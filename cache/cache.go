@@ -336,9 +336,11 @@ func (c *Cache) result(ctx context.Context, r *Request, fr *fillResult, fwd stri
 	if fr.stream != nil {
 		body, ok := fr.stream.open()
 		if !ok {
-			// The stream ended before this request attached: its object
-			// is on disk now, or the fill failed and this request fetches
-			// on its own.
+			if fr.stream.failed() {
+				return Result{}, ErrFillFailed
+			}
+			// The stream completed before this request attached: its
+			// object is on disk now (or already evicted: fetch again).
 			if c.disk != nil {
 				if dres, _, ok := c.diskLookup(r, ParseRequestDirectives(r.In.Header)); ok {
 					dres.Hit, dres.Fwd, dres.Collapsed = false, fwd, !led

@@ -187,196 +187,31 @@ type Result struct {
 	// NotStored is why the response was not stored: a Decision.Reason or
 	// "too-large".
 	NotStored string
-	// Age and TTL describe Entry at the time of the lookup.
+	// FwdStatus is the status code the origin sent, when it was contacted
+	// for this response (RFC 9211 fwd-status); 0 otherwise.
+	FwdStatus int
+	// Detail is extra Cache-Status detail: "stale-while-revalidate" or
+	// "stale-if-error" when a stale entry was served.
+	Detail string
+	// Age and TTL describe Entry at the time of the lookup; TTL is
+	// negative for a stale entry.
 	Age, TTL time.Duration
-}
-
-// Get answers r from the memory tier, or fetches it from the origin. Misses
-// for one key are coalesced: one origin fetch, shared by every waiter whose
-// request selects the same variant. A waiter whose context ends stops waiting
-// without cancelling the fetch.
-func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
-	dirs := ParseRequestDirectives(r.In.Header)
-	fwd := "uri-miss"
-	if e, ok := c.mem.get(r.Key); ok {
-		if !e.matchesVary(r.In.Header) {
-			fwd = "vary-miss"
-		} else {
-			now := c.now()
-			age := e.Age(now)
-			if dirs.Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache) {
-				return Result{Entry: e, Hit: true, Age: age, TTL: e.Lifetime - age}, nil
-			}
-			fwd = "stale"
-			if age < e.Lifetime && !e.NoCache {
-				fwd = "request"
-			}
-		}
-	}
-	if fwd == "uri-miss" {
-		if res, ok := c.joinStream(r); ok {
-			return res, nil
-		}
-		if c.disk != nil {
-			res, f, ok := c.diskLookup(r, dirs)
-			if ok {
-				return res, nil
-			}
-			fwd = f
-		}
-	}
-	if dirs.OnlyIfCached {
-		return Result{}, ErrOnlyIfCached
-	}
-	if c.rangeFwd > 0 && r.RangeStart > c.rangeFwd {
-		return c.forwardRange(ctx, r, fwd)
-	}
-	return c.fill(ctx, r, fwd)
-}
-
-// forwardRange sends a Range request that starts far into an object the
-// cache does not hold straight to the origin, Range and all, and streams
-// the answer back unstored.
-func (c *Cache) forwardRange(ctx context.Context, r *Request, fwd string) (Result, error) {
-	out, err := r.NewOut(ctx)
-	if err != nil {
-		return Result{}, fmt.Errorf("cache: building the origin request for %s: %w", r.Key, err)
-	}
-	resp, err := r.Transport.RoundTrip(out)
-	if err != nil {
-		return Result{}, fmt.Errorf("cache: fetching a range of %s: %w", r.Key, err)
-	}
-	c.m.fills.WithLabelValues("range_forwarded").Inc()
-	return Result{Response: resp, Fwd: fwd, NotStored: "range"}, nil
-}
-
-// joinStream attaches r to a fill of its key that is being streamed to
-// disk, when r selects the same variant.
-func (c *Cache) joinStream(r *Request) (Result, bool) {
-	v, ok := c.streams.Load(r.Key)
-	if !ok {
-		return Result{}, false
-	}
-	st := v.(*stream)
-	if !st.entry.matchesVary(r.In.Header) {
-		return Result{}, false
-	}
-	body, ok := st.open()
-	if !ok {
-		return Result{}, false
-	}
-	c.m.coalesced.Inc()
-	c.m.streamReaders.Inc()
-	return Result{Entry: st.entry, Body: body, Fwd: "uri-miss", Collapsed: true, TTL: st.entry.Lifetime}, true
 }
 
 // Invalidate removes the stored response for key from every tier. A fill
 // of key already in flight still answers its waiters but is not stored.
+// Every Vary variant of key goes with it.
 func (c *Cache) Invalidate(key string) {
 	c.inval.invalidate(key, c.now())
-	c.mem.del(key)
-	if c.disk != nil {
-		if err := c.disk.Delete(key); err != nil {
-			c.log.Warn("disk tier delete failed", "key", key, "err", err)
+	c.mem.del(key) // the variants in memory become unreachable with their marker
+	if c.disk == nil {
+		return
+	}
+	keys := []string{key}
+	c.disk.KeysWithPrefix(key+"\x00", func(k string) bool { keys = append(keys, k); return true })
+	for _, k := range keys {
+		if err := c.disk.Delete(k); err != nil {
+			c.log.Warn("disk tier delete failed", "key", k, "err", err)
 		}
 	}
-}
-
-// errNotShared means the fill's response may not be shared: the leader
-// streams it, every waiter fetches on its own.
-type errNotShared struct{ reason string }
-
-func (e *errNotShared) Error() string { return "cache: response not shareable: " + e.reason }
-
-func (c *Cache) fill(ctx context.Context, r *Request, fwd string) (Result, error) {
-	var led bool
-	h := new(handoff)
-	ch := c.flights.DoChan(r.Key, func() (any, error) {
-		led = true
-		return c.lead(ctx, r, fwd, h)
-	})
-	var res singleflight.Result
-	select {
-	case res = <-ch:
-	case <-ctx.Done():
-		h.abandon()
-		return Result{}, ctx.Err()
-	}
-	if !led {
-		c.m.coalesced.Inc()
-	}
-	var ns *errNotShared
-	switch {
-	case errors.As(res.Err, &ns) && led:
-		return Result{Response: h.take(), Fwd: fwd, NotStored: ns.reason}, nil
-	case errors.As(res.Err, &ns):
-		return c.direct(ctx, r, fwd)
-	case res.Err != nil:
-		return Result{}, res.Err
-	}
-	fr := res.Val.(*fillResult)
-	if !led && !fr.entry.matchesVary(r.In.Header) {
-		return c.direct(ctx, r, fwd)
-	}
-	return c.result(ctx, r, fr, fwd, led)
-}
-
-// result turns a fill's outcome into one request's Result.
-func (c *Cache) result(ctx context.Context, r *Request, fr *fillResult, fwd string, led bool) (Result, error) {
-	age := fr.entry.Age(c.now())
-	res := Result{
-		Entry:     fr.entry,
-		Hit:       fr.hit,
-		Fwd:       fwd,
-		Stored:    fr.stored && led,
-		Collapsed: !led,
-		Age:       age,
-		TTL:       fr.entry.Lifetime - age,
-	}
-	if fr.stream != nil {
-		body, ok := fr.stream.open()
-		if !ok {
-			if fr.stream.failed() {
-				return Result{}, ErrFillFailed
-			}
-			// The stream completed before this request attached: its
-			// object is on disk now (or already evicted: fetch again).
-			if c.disk != nil {
-				if dres, _, ok := c.diskLookup(r, ParseRequestDirectives(r.In.Header)); ok {
-					dres.Hit, dres.Fwd, dres.Collapsed = false, fwd, !led
-					return dres, nil
-				}
-			}
-			return c.direct(ctx, r, fwd)
-		}
-		if !led {
-			c.m.streamReaders.Inc()
-		}
-		res.Body = body
-	}
-	return res, nil
-}
-
-// direct fetches for one request without joining a flight: a waiter whose
-// leader's response could not be shared.
-func (c *Cache) direct(ctx context.Context, r *Request, fwd string) (Result, error) {
-	h := new(handoff)
-	fr, err := c.lead(ctx, r, fwd, h)
-	var ns *errNotShared
-	switch {
-	case errors.As(err, &ns):
-		return Result{Response: h.take(), Fwd: fwd, NotStored: ns.reason}, nil
-	case err != nil:
-		return Result{}, err
-	}
-	if fr.stream != nil {
-		body, ok := fr.stream.open()
-		if !ok {
-			return Result{}, ErrFillFailed
-		}
-		age := fr.entry.Age(c.now())
-		return Result{Entry: fr.entry, Body: body, Fwd: fwd, Stored: fr.stored, Age: age, TTL: fr.entry.Lifetime - age}, nil
-	}
-	age := fr.entry.Age(c.now())
-	return Result{Entry: fr.entry, Fwd: fwd, Stored: fr.stored, Age: age, TTL: fr.entry.Lifetime - age}, nil
 }

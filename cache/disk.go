@@ -63,63 +63,6 @@ func (iv *invalidations) stale(key string, start uint64) bool {
 	return ok && v.seq > start
 }
 
-// diskLookup looks key up in the disk tier. A usable small object is read,
-// verified and promoted to memory; a larger one is returned as a Body.
-func (c *Cache) diskLookup(r *Request, dirs RequestDirectives) (Result, string, bool) {
-	obj, err := c.disk.Get(r.Key)
-	if err != nil {
-		if !errors.Is(err, storage.ErrNotFound) {
-			c.log.Warn("disk tier lookup failed", "key", r.Key, "err", err)
-		}
-		return Result{}, "uri-miss", false
-	}
-	e, err := decodeEntry(obj.Meta.Header)
-	if err != nil {
-		obj.Close()
-		c.log.Warn("dropping undecodable disk entry", "key", r.Key, "err", err)
-		c.disk.Delete(r.Key)
-		return Result{}, "uri-miss", false
-	}
-	e.Key = r.Key
-	if !e.matchesVary(r.In.Header) {
-		obj.Close()
-		return Result{}, "vary-miss", false
-	}
-	age := e.Age(c.now())
-	if !dirs.Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache) {
-		obj.Close()
-		if age < e.Lifetime && !e.NoCache {
-			return Result{}, "request", false
-		}
-		return Result{}, "stale", false
-	}
-	size := obj.Size()
-	res := Result{Entry: e, Hit: true, Age: age, TTL: e.Lifetime - age}
-	switch {
-	case size <= c.mem.maxObject:
-		body, err := io.ReadAll(obj.NewReader(0, size))
-		obj.Close()
-		if err != nil { // the store dropped a corrupt object and counted it
-			c.log.Warn("disk object failed verification", "key", r.Key, "err", err)
-			return Result{}, "uri-miss", false
-		}
-		e.Body = body
-		if c.mem.set(e) {
-			c.m.promotions.Inc()
-		}
-	case size <= c.verifyLimit:
-		if err := obj.Verify(); err != nil {
-			obj.Close()
-			c.log.Warn("disk object failed verification", "key", r.Key, "err", err)
-			return Result{}, "uri-miss", false
-		}
-		res.Body = &diskBody{obj: obj, verified: true}
-	default:
-		res.Body = &diskBody{obj: obj}
-	}
-	return res, "", true
-}
-
 // expires is when e stops being fresh.
 func (e *Entry) expires() time.Time {
 	return e.Timing.ResponseTime.Add(e.Lifetime - e.Timing.CorrectedInitialAge())
@@ -154,7 +97,7 @@ func (c *Cache) writeBehind(e *Entry, start uint64) {
 			c.m.diskWrites.WithLabelValues("error").Inc()
 			return
 		}
-		if c.inval.stale(e.Key, start) {
+		if c.inval.stale(e.Primary, start) {
 			w.Abort()
 			c.m.diskWrites.WithLabelValues("invalidated").Inc()
 			return
@@ -166,6 +109,16 @@ func (c *Cache) writeBehind(e *Entry, start uint64) {
 		}
 		c.m.diskWrites.WithLabelValues("stored").Inc()
 	}()
+}
+
+// writeNow stores a bodiless entry (a Vary marker) on disk at once.
+func (c *Cache) writeNow(e *Entry) error {
+	w, err := c.disk.Create(e.Key)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	return w.Commit(e.meta(0))
 }
 
 // pump copies a streaming fill's origin body into the disk tier, waking its
@@ -198,7 +151,7 @@ func (c *Cache) pump(st *stream, body io.ReadCloser, start uint64, reqTime time.
 	if err == nil && st.size >= 0 && written != st.size {
 		err = io.ErrUnexpectedEOF
 	}
-	if err == nil && c.inval.stale(st.entry.Key, start) {
+	if err == nil && c.inval.stale(st.entry.Primary, start) {
 		err = errInvalidated
 	}
 	if err == nil {

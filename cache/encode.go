@@ -9,18 +9,19 @@ import (
 )
 
 // The disk tier stores an entry's metadata as an opaque byte block; this is
-// its encoding. Version 1:
+// its encoding. Version 2:
 //
-//	byte     version (1)
+//	byte     version (2)
 //	uvarint  status
 //	varint   request time, response time, Date (unix ns; 0 = zero time)
-//	varint   Age value, lifetime (ns)
-//	byte     flags: 1 heuristic, 2 no-cache, 4 must-revalidate
+//	varint   Age value, lifetime, stale-while-revalidate, stale-if-error (ns)
+//	byte     flags: 1 heuristic, 2 no-cache, 4 must-revalidate, 8 Vary marker
+//	uvarint  marker id
 //	uvarint  n, then n × (string name, string value)       Vary
 //	uvarint  n, then n × (string key, uvarint m, m × string) header
 //
 // where string is a uvarint length and the bytes.
-const entryEncodingVersion = 1
+const entryEncodingVersion = 2
 
 // Limits that keep a corrupt or hostile block from allocating much.
 const (
@@ -39,6 +40,8 @@ func encodeEntry(e *Entry) []byte {
 	}
 	b = binary.AppendVarint(b, int64(e.Timing.AgeValue))
 	b = binary.AppendVarint(b, int64(e.Lifetime))
+	b = binary.AppendVarint(b, int64(e.StaleWhileRevalidate))
+	b = binary.AppendVarint(b, int64(e.StaleIfError))
 	var flags byte
 	if e.Heuristic {
 		flags |= 1
@@ -49,7 +52,11 @@ func encodeEntry(e *Entry) []byte {
 	if e.MustRevalidate {
 		flags |= 4
 	}
+	if e.Marker {
+		flags |= 8
+	}
 	b = append(b, flags)
+	b = binary.AppendUvarint(b, e.MarkerID)
 	b = binary.AppendUvarint(b, uint64(len(e.Vary)))
 	for i, name := range e.Vary {
 		b = appendString(b, name)
@@ -157,8 +164,11 @@ func decodeEntry(b []byte) (*Entry, error) {
 	e.Timing.Date = fromUnixNano(d.varint())
 	e.Timing.AgeValue = time.Duration(d.varint())
 	e.Lifetime = time.Duration(d.varint())
+	e.StaleWhileRevalidate = time.Duration(d.varint())
+	e.StaleIfError = time.Duration(d.varint())
 	flags := d.byte()
-	e.Heuristic, e.NoCache, e.MustRevalidate = flags&1 != 0, flags&2 != 0, flags&4 != 0
+	e.Heuristic, e.NoCache, e.MustRevalidate, e.Marker = flags&1 != 0, flags&2 != 0, flags&4 != 0, flags&8 != 0
+	e.MarkerID = d.uvarint(1<<64 - 1)
 	if n := d.uvarint(maxEncodedFields); n > 0 {
 		e.Vary, e.VaryValues = make([]string, 0, n), make([]string, 0, n)
 		for range n {
@@ -183,7 +193,8 @@ func decodeEntry(b []byte) (*Entry, error) {
 	if d.err == nil && len(d.b) != 0 {
 		d.fail()
 	}
-	if d.err != nil || e.Status < 100 || e.Lifetime < 0 || e.Timing.AgeValue < 0 {
+	if d.err != nil || e.Status < 100 || e.Lifetime < 0 || e.Timing.AgeValue < 0 ||
+		e.StaleWhileRevalidate < 0 || e.StaleIfError < 0 {
 		return nil, errBadEncoding
 	}
 	return e, nil

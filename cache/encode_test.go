@@ -48,7 +48,7 @@ func TestEntryDecodingRejectsDamage(t *testing.T) {
 	if _, err := decodeEntry(append(b, 0)); err == nil {
 		t.Error("trailing byte: no error")
 	}
-	bad := append([]byte{2}, b[1:]...)
+	bad := append([]byte{entryEncodingVersion + 1}, b[1:]...)
 	if _, err := decodeEntry(bad); err == nil {
 		t.Error("unknown version: no error")
 	}

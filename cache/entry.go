@@ -3,6 +3,8 @@ package cache
 import (
 	"net/http"
 	"net/textproto"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -10,8 +12,11 @@ import (
 // Entry is one stored response. An Entry is immutable once published to a
 // tier: readers share it without locks, and an update stores a new Entry.
 type Entry struct {
-	// Key is the primary cache key.
+	// Key is the key the entry is stored under: the primary cache key, or
+	// for a response with Vary, its variant key (see variantKey).
 	Key string
+	// Primary is the primary cache key (the URL's).
+	Primary string
 	// Status is the stored status code.
 	Status int
 	// Header is the stored response header, hop-by-hop fields removed.
@@ -29,6 +34,15 @@ type Entry struct {
 	NoCache bool
 	// MustRevalidate forbids serving the entry stale.
 	MustRevalidate bool
+	// StaleWhileRevalidate and StaleIfError are the RFC 5861 windows after
+	// expiry in which the entry may still be served.
+	StaleWhileRevalidate, StaleIfError time.Duration
+	// Marker marks an entry that holds no response: it records, under a
+	// primary key, the Vary field names its responses vary on, and
+	// MarkerID, which the variant keys include (so a purge that drops the
+	// marker makes old variants unreachable for good).
+	Marker   bool
+	MarkerID uint64
 	// Vary lists the canonical request header names the response varies on,
 	// and VaryValues the normalized values the storing request had for them.
 	Vary       []string
@@ -82,15 +96,74 @@ func parseVary(h http.Header) (names []string, star bool) {
 	return names, false
 }
 
-// varyValue is the normalized value of request field name: all its lines
-// joined by ", " with runs of whitespace folded to one space.
+// varyValue is the normalized value of request field name (RFC 9111
+// §4.1 allows normalizing what is semantically equal): all its lines joined
+// by ", " with runs of whitespace folded; Accept-Encoding becomes its sorted,
+// lowercased set of acceptable codings (q-values dropped, q=0 codings
+// removed); Accept-Language and Accept-Charset are lowercased with spaces
+// removed. An absent field is "" and differs from an empty one ("\x01").
 func varyValue(h http.Header, name string) string {
-	vv := h.Values(name)
-	switch len(vv) {
-	case 0:
-		return ""
-	case 1:
-		return strings.Join(strings.Fields(vv[0]), " ")
+	vv := h[name]
+	if vv == nil {
+		vv = h.Values(name)
 	}
-	return strings.Join(strings.Fields(strings.Join(vv, ", ")), " ")
+	if vv == nil {
+		return ""
+	}
+	joined := strings.Join(vv, ",")
+	switch name {
+	case "Accept-Encoding":
+		return normalizeCodings(joined)
+	case "Accept-Language", "Accept-Charset":
+		return strings.ToLower(strings.Join(strings.Fields(joined), ""))
+	}
+	if v := strings.Join(strings.Fields(strings.Join(vv, ", ")), " "); v != "" {
+		return v
+	}
+	return "\x01"
 }
+
+// normalizeCodings reduces an Accept-Encoding value to the sorted set of
+// codings it accepts.
+func normalizeCodings(v string) string {
+	var codings []string
+	for member := range strings.SplitSeq(v, ",") {
+		coding, params, _ := strings.Cut(member, ";")
+		coding = strings.ToLower(strings.TrimSpace(coding))
+		if coding == "" {
+			continue
+		}
+		if q, ok := strings.CutPrefix(strings.ReplaceAll(strings.ToLower(params), " ", ""), "q="); ok {
+			if f, err := strconv.ParseFloat(q, 64); err == nil && f == 0 {
+				continue
+			}
+		}
+		if !slices.Contains(codings, coding) {
+			codings = append(codings, coding)
+		}
+	}
+	if len(codings) == 0 {
+		return "\x01"
+	}
+	slices.Sort(codings)
+	return strings.Join(codings, ",")
+}
+
+// variantKey is the key a response stored under marker's primary key is
+// stored under for a request with header h: the primary key, the marker's
+// id and the normalized values of the Vary fields, NUL-separated (a NUL
+// cannot occur in a URL or a header value).
+func variantKey(marker *Entry, h http.Header) string {
+	var b strings.Builder
+	b.WriteString(marker.Primary)
+	b.WriteByte(0)
+	b.WriteString(strconv.FormatUint(marker.MarkerID, 36))
+	for _, name := range marker.Vary {
+		b.WriteByte(0)
+		b.WriteString(varyValue(h, name))
+	}
+	return b.String()
+}
+
+// sameNames reports whether two Vary name lists are equal.
+func sameNames(a, b []string) bool { return slices.Equal(a, b) }

@@ -5,27 +5,32 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/edged-proxy/edged/internal/httpx"
 )
 
 // fillResult is what a fill shares with its waiters.
 type fillResult struct {
-	entry  *Entry
-	stream *stream // set when the body is being streamed through the disk tier
-	stored bool
-	hit    bool // the re-check inside the flight found a usable entry
+	entry     *Entry
+	stream    *stream // set when the body is being streamed through the disk tier
+	stored    bool
+	hit       bool   // the re-check inside the flight found a usable entry
+	fwdStatus int    // the origin's status code, when it answered
+	detail    string // "stale-if-error" when the stale entry is served
 }
 
 // handoff passes an unshareable live origin response from the fill to the
 // request that led it. If that request has gone away, the body is closed.
 type handoff struct {
-	mu   sync.Mutex
-	gone bool
-	resp *http.Response
+	mu     sync.Mutex
+	gone   bool
+	resp   *http.Response
+	status int
 }
 
 func (h *handoff) give(resp *http.Response) {
@@ -35,7 +40,7 @@ func (h *handoff) give(resp *http.Response) {
 		resp.Body.Close()
 		return
 	}
-	h.resp = resp
+	h.resp, h.status = resp, resp.StatusCode
 }
 
 func (h *handoff) abandon() {
@@ -62,18 +67,22 @@ var conditionalFields = [...]string{
 	"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range", "Range",
 }
 
-// lead performs one origin fetch for r. A shareable response is stored (when
-// it fits) and returned; an unshareable one is handed to the leading request
-// through h and reported as *errNotShared.
-func (c *Cache) lead(ctx context.Context, r *Request, fwd string, h *handoff) (fr *fillResult, err error) {
+// lead performs one origin fetch for r: a conditional one when stale is set
+// (RFC 9111 §4.3.1). A shareable response is stored (when it fits) and
+// returned; an unshareable one is handed to the leading request through h
+// and reported as *errNotShared. When the origin fails and stale may still
+// be used (RFC 5861 §4), stale is the result.
+func (c *Cache) lead(ctx context.Context, r *Request, fwd string, stale *Entry, h *handoff) (fr *fillResult, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			fr, err = nil, fmt.Errorf("cache: fill of %s panicked: %v", r.Key, p)
 		}
 	}()
-	if fwd == "uri-miss" || fwd == "vary-miss" {
+	if stale == nil {
 		// A fill that ended just before this flight began may have stored it.
-		if e, ok := c.mem.get(r.Key); ok && e.matchesVary(r.In.Header) {
+		if _, st, _ := c.find(r); st != nil {
+			e := st.e
+			st.close()
 			if age := e.Age(c.now()); ParseRequestDirectives(r.In.Header).Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache) {
 				return &fillResult{entry: e, hit: true}, nil
 			}
@@ -91,15 +100,43 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, h *handoff) (f
 	for _, f := range conditionalFields {
 		out.Header.Del(f)
 	}
+	if stale != nil {
+		if etag := stale.Header.Get("Etag"); etag != "" {
+			out.Header.Set("If-None-Match", etag)
+		}
+		if lm := stale.Header.Get("Last-Modified"); lm != "" {
+			out.Header.Set("If-Modified-Since", lm)
+		}
+	}
 	reqTime := c.now()
 	resp, err := r.Transport.RoundTrip(out)
 	respTime := c.now()
 	if err != nil {
 		cancel()
 		c.m.fills.WithLabelValues("error").Inc()
+		if stale != nil {
+			if fr := c.staleOnError(stale, 0); fr != nil {
+				return fr, nil
+			}
+			if stale.MustRevalidate {
+				return nil, fmt.Errorf("%w: %s: %v", ErrStaleForbidden, r.Key, err)
+			}
+		}
 		return nil, fmt.Errorf("cache: fetching %s: %w", r.Key, err)
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	if stale != nil {
+		switch {
+		case resp.StatusCode >= 500:
+			if fr := c.staleOnError(stale, resp.StatusCode); fr != nil {
+				resp.Body.Close()
+				return fr, nil
+			}
+		case resp.StatusCode == http.StatusNotModified:
+			resp.Body.Close()
+			return c.refresh(r, stale, resp, reqTime, respTime, start), nil
+		}
+	}
 
 	d := r.Policy.Evaluate(r.In, resp)
 	if d.Storable && (resp.StatusCode == http.StatusPartialContent || resp.StatusCode == http.StatusNotModified) {
@@ -110,20 +147,24 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, h *handoff) (f
 		h.give(resp)
 		return nil, &errNotShared{reason: d.Reason}
 	}
+	key := r.Key
+	if names, _ := parseVary(resp.Header); len(names) > 0 {
+		key = variantKey(c.marker(r.Key, names), r.In.Header)
+	}
 	limit := c.mem.maxObject
 	timing := NewTiming(reqTime, respTime, resp.Header)
 	if c.disk != nil && (resp.ContentLength < 0 || resp.ContentLength > limit) {
 		// Large or of unknown length: write it to disk while every waiter
 		// reads it (read-while-write).
-		w, err := c.disk.Create(r.Key)
+		w, err := c.disk.Create(key)
 		if err == nil {
-			e := newEntry(r, resp, nil, d, timing, resp.ContentLength)
+			e := newEntry(r, key, resp, nil, d, timing, resp.ContentLength)
 			st := newStream(e, w, resp.ContentLength)
-			c.streams.Store(r.Key, st)
+			c.streams.Store(key, st)
 			go c.pump(st, resp.Body, start, reqTime)
-			return &fillResult{entry: e, stream: st, stored: true}, nil
+			return &fillResult{entry: e, stream: st, stored: true, fwdStatus: resp.StatusCode}, nil
 		}
-		c.log.Warn("disk tier cannot take a fill; streaming it unstored", "key", r.Key, "err", err)
+		c.log.Warn("disk tier cannot take a fill; streaming it unstored", "key", key, "err", err)
 	}
 	if resp.ContentLength > limit {
 		c.m.fills.WithLabelValues("too_large").Inc()
@@ -149,28 +190,103 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, h *handoff) (f
 	}
 	c.m.fillTime.Observe(c.now().Sub(reqTime).Seconds())
 
-	e := newEntry(r, resp, body, d, timing, int64(len(body)))
+	e := newEntry(r, key, resp, body, d, timing, int64(len(body)))
+	fr = &fillResult{entry: e, fwdStatus: resp.StatusCode}
 	if c.inval.stale(r.Key, start) {
 		// Invalidated while in flight: answer the waiters, store nothing.
 		c.m.fills.WithLabelValues("invalidated").Inc()
-		return &fillResult{entry: e}, nil
+		return fr, nil
 	}
-	stored := c.mem.set(e)
+	fr.stored = c.mem.set(e)
 	if c.disk != nil {
 		c.writeBehind(e, start)
-		stored = true
+		fr.stored = true
 	}
-	if stored {
+	if fr.stored {
 		c.m.fills.WithLabelValues("stored").Inc()
 	} else {
 		c.m.fills.WithLabelValues("too_large").Inc()
 	}
-	return &fillResult{entry: e, stored: stored}, nil
+	return fr, nil
 }
 
-// newEntry builds the stored form of resp. size is the body length, or -1
-// when it is not known yet (a streaming fill).
-func newEntry(r *Request, resp *http.Response, body []byte, d Decision, t Timing, size int64) *Entry {
+// staleOnError returns stale as the fill's result when its stale-if-error
+// window still covers it (RFC 5861 §4), else nil. status is the origin's
+// error status, or 0 when it could not be reached.
+func (c *Cache) staleOnError(stale *Entry, status int) *fillResult {
+	age := stale.Age(c.now())
+	if stale.MustRevalidate || age-stale.Lifetime >= stale.StaleIfError {
+		return nil
+	}
+	c.m.revalidations.WithLabelValues("stale_if_error").Inc()
+	return &fillResult{entry: stale, fwdStatus: status, detail: "stale-if-error"}
+}
+
+// refresh applies a 304 answer to a revalidation (RFC 9111 §4.3.4): the
+// stored header is updated with the 304's fields (§3.2: all but
+// Content-Length and the hop-by-hop ones), freshness is recomputed and the
+// entry is stored again, its body untouched.
+func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, respTime time.Time, start uint64) *fillResult {
+	c.m.revalidations.WithLabelValues("not_modified").Inc()
+	upd := resp.Header.Clone()
+	httpx.RemoveHopByHop(upd)
+	upd.Del("Content-Length")
+	upd.Del("Age")
+	hdr := stale.Header.Clone()
+	for k, vv := range upd {
+		hdr[k] = vv
+	}
+	merged := &http.Response{StatusCode: stale.Status, Header: hdr, Request: r.In, ProtoMajor: 1, ProtoMinor: 1}
+	d := r.Policy.Evaluate(r.In, merged)
+	e := *stale
+	e.Header = hdr
+	e.Timing = NewTiming(reqTime, respTime, resp.Header)
+	e.Lifetime, e.Heuristic, e.NoCache, e.MustRevalidate = d.Lifetime, d.Heuristic, d.NoCache, d.MustRevalidate
+	e.StaleWhileRevalidate, e.StaleIfError = d.StaleWhileRevalidate, d.StaleIfError
+	fr := &fillResult{entry: &e, fwdStatus: http.StatusNotModified}
+	if c.inval.stale(r.Key, start) {
+		return fr
+	}
+	if e.Body != nil {
+		c.mem.set(&e)
+		fr.stored = true
+	}
+	if c.disk != nil {
+		err := c.disk.UpdateMeta(e.Key, encodeEntry(&e), e.expires())
+		switch {
+		case err == nil:
+			fr.stored = true
+		case e.Body != nil: // only in memory so far: the write-behind may not have landed
+		default:
+			c.log.Warn("disk tier: updating a revalidated entry failed", "key", e.Key, "err", err)
+		}
+	}
+	return fr
+}
+
+// marker returns the Vary marker of primary for names, storing a new one
+// (with a fresh id) when there is none or its names differ.
+func (c *Cache) marker(primary string, names []string) *Entry {
+	if st := c.load(primary, primary); st != nil {
+		st.close()
+		if st.e.Marker && sameNames(st.e.Vary, names) {
+			return st.e
+		}
+	}
+	m := &Entry{Key: primary, Primary: primary, Status: http.StatusOK, Header: http.Header{},
+		Marker: true, MarkerID: rand.Uint64(), Vary: names}
+	c.mem.set(m)
+	if c.disk != nil {
+		if err := c.writeNow(m); err != nil {
+			c.log.Warn("disk tier: storing a Vary marker failed", "key", primary, "err", err)
+		}
+	}
+	return m
+}
+
+// newEntry builds the stored form of resp under key. size is the body
+// length, or -1 when it is not known yet (a streaming fill).
+func newEntry(r *Request, key string, resp *http.Response, body []byte, d Decision, t Timing, size int64) *Entry {
 	hdr := resp.Header.Clone()
 	httpx.RemoveHopByHop(hdr)
 	hdr.Del("Age") // recomputed on every use from Timing
@@ -187,17 +303,20 @@ func newEntry(r *Request, resp *http.Response, body []byte, d Decision, t Timing
 		values[i] = varyValue(r.In.Header, n)
 	}
 	return &Entry{
-		Key:            r.Key,
-		Status:         resp.StatusCode,
-		Header:         hdr,
-		Body:           body,
-		Timing:         t,
-		Lifetime:       d.Lifetime,
-		Heuristic:      d.Heuristic,
-		NoCache:        d.NoCache,
-		MustRevalidate: d.MustRevalidate,
-		Vary:           names,
-		VaryValues:     values,
+		Key:                  key,
+		Primary:              r.Key,
+		Status:               resp.StatusCode,
+		Header:               hdr,
+		Body:                 body,
+		Timing:               t,
+		Lifetime:             d.Lifetime,
+		Heuristic:            d.Heuristic,
+		NoCache:              d.NoCache,
+		MustRevalidate:       d.MustRevalidate,
+		StaleWhileRevalidate: d.StaleWhileRevalidate,
+		StaleIfError:         d.StaleIfError,
+		Vary:                 names,
+		VaryValues:           values,
 	}
 }
 

@@ -17,6 +17,7 @@ type metrics struct {
 	promotions    prometheus.Counter
 	streamReaders prometheus.Counter
 	diskWrites    *prometheus.CounterVec
+	revalidations *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store) (*metrics, error) {
@@ -42,6 +43,10 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store)
 			Name: "edged_cache_stream_readers_total",
 			Help: "Requests that read an object while its fill was still being written to disk (read-while-write), leader excluded.",
 		}),
+		revalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_cache_revalidations_total",
+			Help: "Stale entries handled without a full refetch: not_modified (a 304 refreshed the entry), background (a stale-while-revalidate refresh started), stale_if_error (served stale because the origin failed).",
+		}, []string{"result"}),
 		diskWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_disk_writes_total",
 			Help: "Background copies of memory-filled entries to the disk tier, by result (stored, error, skipped when all write slots were busy, invalidated).",
@@ -50,7 +55,7 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store)
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.fills, m.fillTime, m.coalesced, m.promotions, m.streamReaders, m.diskWrites}
+	cs := []prometheus.Collector{m.fills, m.fillTime, m.coalesced, m.promotions, m.streamReaders, m.diskWrites, m.revalidations}
 	if disk != nil {
 		cs = append(cs, newDiskCollector(disk))
 	}

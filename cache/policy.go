@@ -114,6 +114,21 @@ type Policy struct {
 	HeuristicFraction float64
 	// HeuristicMax caps the heuristic lifetime. Zero or negative means 24h.
 	HeuristicMax time.Duration
+	// StaleWhileRevalidate is the site's default stale-while-revalidate
+	// window (RFC 5861 §3) for responses that name none. Zero: none.
+	StaleWhileRevalidate time.Duration
+	// StaleIfError is the site's default stale-if-error window (RFC 5861
+	// §4) for responses that name none. Zero: none.
+	StaleIfError time.Duration
+	// NegativeTTL is the freshness lifetime of a 404 or 410 response with
+	// no explicit freshness (negative caching); origin headers override it.
+	// Zero: such responses follow the heuristic rules.
+	NegativeTTL time.Duration
+	// TargetedHeaders are the targeted cache-control fields (RFC 9213)
+	// edged obeys, in order of precedence: the first one present replaces
+	// Cache-Control and Expires. Nil means CDN-Cache-Control, then
+	// Surrogate-Control; an empty non-nil slice obeys none.
+	TargetedHeaders []string
 }
 
 // Decision is what the policy says about one origin response.
@@ -152,6 +167,9 @@ type Decision struct {
 	// MustRevalidate reports must-revalidate, proxy-revalidate or s-maxage:
 	// the response must never be served stale.
 	MustRevalidate bool
+	// StaleWhileRevalidate and StaleIfError are the RFC 5861 windows after
+	// expiry (the response's directive, else the Policy default).
+	StaleWhileRevalidate, StaleIfError time.Duration
 }
 
 // Reason tokens of Decision, in the order Evaluate reports them.
@@ -202,7 +220,8 @@ func (p Policy) evaluate(req *http.Request, resp *http.Response, now time.Time) 
 		return Decision{Reason: policyReasonMethod}
 	}
 	status := resp.StatusCode
-	cc := policyParseResponseCC(resp.Header.Values("Cache-Control"))
+	ccLines, targeted := p.controlLines(resp.Header)
+	cc := policyParseResponseCC(ccLines)
 	rd := ParseRequestDirectives(req.Header)
 
 	date, _ := policyHTTPDate(resp.Header, "Date")
@@ -212,6 +231,9 @@ func (p Policy) evaluate(req *http.Request, resp *http.Response, now time.Time) 
 	}
 	expLines := resp.Header.Values("Expires")
 	expires, expOK := policyHTTPDate(resp.Header, "Expires")
+	if targeted { // RFC 9213 §2.2: the targeted field replaces Expires too
+		expLines, expires, expOK = nil, time.Time{}, false
+	}
 
 	// pquerna's verdict, fed our corrected parse (corrections 1-5).
 	obj := cacheobject.Object{
@@ -228,6 +250,9 @@ func (p Policy) evaluate(req *http.Request, resp *http.Response, now time.Time) 
 		ReqHeaders: req.Header,
 		ReqMethod:  req.Method,
 		NowUTC:     ref,
+	}
+	if targeted {
+		obj.RespHeaders = policyWithoutExpires(resp.Header)
 	}
 	var rv cacheobject.ObjectResults
 	cacheobject.CachableObject(&obj, &rv)
@@ -291,9 +316,17 @@ func (p Policy) evaluate(req *http.Request, resp *http.Response, now time.Time) 
 	}
 
 	d := Decision{
-		Storable:       true,
-		NoCache:        cc.dirs.NoCachePresent,
-		MustRevalidate: cc.dirs.MustRevalidate || cc.dirs.ProxyRevalidate || cc.dirs.SMaxAge >= 0,
+		Storable:             true,
+		NoCache:              cc.dirs.NoCachePresent,
+		MustRevalidate:       cc.dirs.MustRevalidate || cc.dirs.ProxyRevalidate || cc.dirs.SMaxAge >= 0,
+		StaleWhileRevalidate: p.StaleWhileRevalidate,
+		StaleIfError:         p.StaleIfError,
+	}
+	if cc.dirs.StaleWhileRevalidate >= 0 {
+		d.StaleWhileRevalidate = time.Duration(cc.dirs.StaleWhileRevalidate) * time.Second
+	}
+	if cc.dirs.StaleIfError >= 0 {
+		d.StaleIfError = time.Duration(cc.dirs.StaleIfError) * time.Second
 	}
 	switch {
 	case explicit:
@@ -307,12 +340,52 @@ func (p Policy) evaluate(req *http.Request, resp *http.Response, now time.Time) 
 		obj.RespLastModifiedHeader = time.Time{} // no heuristic here (correction 10)
 		cacheobject.ExpirationObject(&obj, &rv)
 		d.Lifetime = max(rv.OutExpirationTime.Sub(ref), 0)
+	case p.NegativeTTL > 0 && (status == http.StatusNotFound || status == http.StatusGone):
+		// Negative caching: a site default for 404 and 410 that name no
+		// freshness of their own.
+		d.Heuristic = true
+		d.Lifetime = p.NegativeTTL
 	case heuristicStatus:
 		// Corrections 9 and 10.
 		d.Heuristic = true
 		d.Lifetime = p.heuristic(resp.Header, ref)
 	}
 	return d
+}
+
+// defaultTargeted are the targeted cache-control fields obeyed when
+// Policy.TargetedHeaders is nil.
+var defaultTargeted = []string{"CDN-Cache-Control", "Surrogate-Control"}
+
+// Targeted returns the targeted fields the policy obeys, in precedence order.
+func (p Policy) Targeted() []string {
+	if p.TargetedHeaders == nil {
+		return defaultTargeted
+	}
+	return p.TargetedHeaders
+}
+
+// controlLines returns the cache-control field lines that govern h for
+// edged: those of the first targeted field present (RFC 9213 §2.2), else
+// Cache-Control. targeted reports the former.
+func (p Policy) controlLines(h http.Header) (lines []string, targeted bool) {
+	for _, name := range p.Targeted() {
+		if v := h.Values(name); len(v) > 0 && strings.TrimSpace(strings.Join(v, "")) != "" {
+			return v, true
+		}
+	}
+	return h.Values("Cache-Control"), false
+}
+
+// policyWithoutExpires returns h without Expires (a shallow copy).
+func policyWithoutExpires(h http.Header) http.Header {
+	c := make(http.Header, len(h))
+	for k, v := range h {
+		if k != "Expires" {
+			c[k] = v
+		}
+	}
+	return c
 }
 
 // heuristic is the lifetime of a response without explicit freshness:
@@ -446,6 +519,14 @@ func policyParseResponseCC(lines []string) policyResponseCC {
 			}
 		case "must-understand":
 			cc.mustUnderstand = cc.mustUnderstand || !d.hasValue
+		case "stale-while-revalidate":
+			if err == nil && one.StaleWhileRevalidate >= 0 && d.valueOK() {
+				cc.dirs.StaleWhileRevalidate = max(cc.dirs.StaleWhileRevalidate, one.StaleWhileRevalidate)
+			}
+		case "stale-if-error":
+			if err == nil && one.StaleIfError >= 0 && d.valueOK() {
+				cc.dirs.StaleIfError = max(cc.dirs.StaleIfError, one.StaleIfError)
+			}
 		}
 	}
 	cc.dirs.MaxAge = maxAge.resolve()

@@ -157,7 +157,7 @@ func TestMissThenHit(t *testing.T) {
 	if resp.StatusCode != 200 || body != "hello /a" {
 		t.Fatalf("first: %d %q", resp.StatusCode, body)
 	}
-	if cs := resp.Header.Get("Cache-Status"); cs != "edged; fwd=uri-miss; stored; ttl=60" {
+	if cs := resp.Header.Get("Cache-Status"); cs != "edged; fwd=uri-miss; fwd-status=200; stored; ttl=60" {
 		t.Errorf("first Cache-Status = %q", cs)
 	}
 	if resp.Header.Get("Age") != "0" {

@@ -42,6 +42,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// CacheStatusKey adds the cache key to Cache-Status (key="..."), for
+	// debugging; it reveals how keys are built, so it is off by default.
+	CacheStatusKey bool
 }
 
 // Handler is the edge's http.Handler.
@@ -54,6 +57,7 @@ type Handler struct {
 	access       *slog.Logger
 	log          *slog.Logger
 	writeTimeout time.Duration
+	statusKey    bool
 	now          func() time.Time
 }
 
@@ -91,6 +95,7 @@ func New(cfg Config) (*Handler, error) {
 		access:       cfg.AccessLog,
 		log:          cfg.Logger,
 		writeTimeout: cfg.WriteTimeout,
+		statusKey:    cfg.CacheStatusKey,
 		now:          cfg.Now,
 	}, nil
 }
@@ -172,7 +177,7 @@ func (h *Handler) serveCached(rw *responseWriter, s *Session) {
 		rw.writeEntry(&res)
 		return
 	}
-	rw.writeLive(res.Response, cacheStatus(&res))
+	rw.writeLive(res.Response, cacheStatus(&res, rw.statusKey()))
 }
 
 // hookError marks a failure of a lifecycle hook: a 500, not an origin error.
@@ -312,7 +317,7 @@ func StatusForError(err error) int {
 	switch {
 	case errors.As(err, &he):
 		return http.StatusInternalServerError
-	case errors.Is(err, cache.ErrOnlyIfCached):
+	case errors.Is(err, cache.ErrOnlyIfCached), errors.Is(err, cache.ErrStaleForbidden):
 		return http.StatusGatewayTimeout
 	case errors.Is(err, context.Canceled):
 		return StatusClientClosed

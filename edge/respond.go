@@ -69,16 +69,21 @@ func (w *responseWriter) plainError(code int, cacheStatus, msg string) {
 	}
 }
 
-// cacheStatus renders the RFC 9211 Cache-Status value for a result.
-func cacheStatus(res *cache.Result) string {
+// cacheStatus renders the RFC 9211 Cache-Status value for a result. key,
+// when not empty, is added as the key parameter.
+func cacheStatus(res *cache.Result, key string) string {
 	var b strings.Builder
-	b.Grow(48)
+	b.Grow(64)
 	b.WriteString("edged; ")
 	if res.Hit {
 		b.WriteString("hit")
 	} else {
 		b.WriteString("fwd=")
 		b.WriteString(res.Fwd)
+		if res.FwdStatus != 0 {
+			b.WriteString("; fwd-status=")
+			b.WriteString(strconv.Itoa(res.FwdStatus))
+		}
 		if res.Stored {
 			b.WriteString("; stored")
 		}
@@ -87,16 +92,55 @@ func cacheStatus(res *cache.Result) string {
 		}
 	}
 	if res.Entry != nil {
-		b.WriteString("; ttl=")
 		// Whole seconds of lifetime minus the whole seconds the Age header
 		// shows, so that ttl + Age adds up to the stored lifetime.
+		b.WriteString("; ttl=")
 		b.WriteString(strconv.FormatInt(int64(res.Entry.Lifetime/time.Second)-int64(res.Age/time.Second), 10))
 	}
-	if res.NotStored != "" {
+	switch {
+	case res.Detail != "":
+		b.WriteString("; detail=")
+		b.WriteString(res.Detail)
+	case res.NotStored != "":
 		b.WriteString("; detail=")
 		b.WriteString(res.NotStored)
 	}
+	if key != "" {
+		b.WriteString(`; key="`)
+		for _, c := range []byte(key) {
+			switch {
+			case c == '"' || c == '\\':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case c < 0x20 || c > 0x7e: // not allowed in an sf-string
+				b.WriteString("%")
+				b.WriteString(strconv.FormatUint(uint64(c)|0x100, 16)[1:])
+			default:
+				b.WriteByte(c)
+			}
+		}
+		b.WriteByte('"')
+	}
 	return b.String()
+}
+
+// statusKey is the key parameter for Cache-Status, when enabled.
+func (w *responseWriter) statusKey() string {
+	if w.h.statusKey {
+		return w.s.Key
+	}
+	return ""
+}
+
+// stripTargeted removes the targeted cache-control fields meant for edged
+// alone (RFC 9213) unless the site keeps them.
+func (w *responseWriter) stripTargeted(hd http.Header) {
+	if w.s.Site == nil || w.s.Site.KeepTargetedHeaders {
+		return
+	}
+	for _, name := range w.s.Site.Policy.Targeted() {
+		delete(hd, name)
+	}
 }
 
 // writeEntry serves a stored entry, from memory or from res.Body (a disk
@@ -112,8 +156,9 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 		hd[k] = vv // shared, not copied: Header.Clone clipped these slices, so appends reallocate
 	}
 	vals := make([]string, 2) // one allocation for both per-response fields
-	vals[0], vals[1] = cache.AgeHeaderValue(res.Age), cacheStatus(res)
+	vals[0], vals[1] = cache.AgeHeaderValue(res.Age), cacheStatus(res, w.statusKey())
 	hd["Age"], hd["Cache-Status"] = vals[0:1:1], vals[1:2:2]
+	w.stripTargeted(hd)
 	size := int64(len(e.Body))
 	if res.Body != nil {
 		size = res.Body.Size()
@@ -208,6 +253,7 @@ func (w *responseWriter) writeLive(resp *http.Response, cs string) {
 	hd := w.Header()
 	httpx.CopyHeader(hd, resp.Header)
 	hd.Set("Cache-Status", cs)
+	w.stripTargeted(hd)
 	httpx.AppendValue(hd, "Via", httpx.Via(resp.ProtoMajor, resp.ProtoMinor))
 	if resp.ContentLength >= 0 && hd.Get("Content-Length") == "" && bodyAllowed(resp.StatusCode) {
 		hd.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))

@@ -27,6 +27,10 @@ type Site struct {
 	CacheDisabled bool
 	// Policy holds the site's freshness defaults.
 	Policy cache.Policy
+	// KeepTargetedHeaders forwards the targeted cache-control fields
+	// (Policy.TargetedHeaders) to clients; by default they are removed, as
+	// they are meant for edged alone (RFC 9213 §2.1).
+	KeepTargetedHeaders bool
 }
 
 // router finds the site serving a host: exact names first, then the longest

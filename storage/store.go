@@ -520,3 +520,43 @@ func (s *Store) scan(bucket, prefix []byte, fn func(string) bool) {
 		seek, first = last, false
 	}
 }
+
+// UpdateMeta replaces the opaque header and the expiry time of the object
+// stored under key, leaving its body alone: what a cache does when a
+// revalidation answers 304 Not Modified (RFC 9111 §4.3.4). It returns
+// ErrNotFound when no object is stored under key.
+func (s *Store) UpdateMeta(key string, header []byte, expires time.Time) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.end()
+	mu := s.stripe(key)
+	mu.Lock()
+	defer mu.Unlock()
+	var updated *record
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		objs := tx.Bucket(bucketObjects)
+		v := objs.Get([]byte(key))
+		if v == nil {
+			return ErrNotFound
+		}
+		r, err := decodeRecord(v)
+		if err != nil {
+			return err
+		}
+		r.header = append([]byte(nil), header...)
+		r.expires = expires
+		updated = r
+		return objs.Put([]byte(key), encodeRecord(nil, r))
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("storage: update meta: %w", err)
+	}
+	s.mu.Lock()
+	s.lru.set(key, updated.id, updated.size, s.now().UnixNano(), timeToNanos(updated.expires))
+	s.mu.Unlock()
+	return nil
+}

@@ -104,7 +104,7 @@ func TestDefaultConfigServesSampleOrigin(t *testing.T) {
 	if r1.StatusCode != 200 || !strings.Contains(b1, "edged is running") || b1 != b2 {
 		t.Fatalf("sample page: %d %q", r1.StatusCode, b1)
 	}
-	if cs := r1.Header.Get("Cache-Status"); !strings.Contains(cs, "fwd=uri-miss; stored") {
+	if cs := r1.Header.Get("Cache-Status"); !strings.Contains(cs, "fwd=uri-miss; fwd-status=200; stored") {
 		t.Errorf("first Cache-Status %q", cs)
 	}
 	if cs := r2.Header.Get("Cache-Status"); !strings.HasPrefix(cs, "edged; hit") {

@@ -1,0 +1,485 @@
+package conformance_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/lb"
+	"github.com/edged-proxy/edged/storage"
+)
+
+// epoch is where every fake clock starts: a whole second, so that HTTP dates
+// (second resolution) and the clock agree exactly.
+var epoch = time.Date(2025, time.March, 1, 12, 0, 0, 0, time.UTC)
+
+// clock is a fake clock shared by the cache, the edge and the origin.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: epoch} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// httpDate formats t as an IMF-fixdate.
+func httpDate(t time.Time) string { return t.UTC().Format(http.TimeFormat) }
+
+// recorded is one request as the origin received it.
+type recorded struct {
+	Method   string
+	Path     string
+	RawQuery string
+	Header   http.Header
+}
+
+// originFunc answers one origin request; n is the 1-based number of the
+// request for this path (method ignored). The origin has already set Date
+// from the fake clock; the function may override or delete it.
+type originFunc func(w http.ResponseWriter, r *http.Request, n int)
+
+// origin is a scripted origin server that records what it receives.
+type origin struct {
+	srv   *httptest.Server
+	clock *clock
+	mu    sync.Mutex
+	reqs  []recorded
+	count map[string]int
+}
+
+func newOrigin(t *testing.T, c *clock, h originFunc) *origin {
+	t.Helper()
+	o := &origin{clock: c, count: map[string]int{}}
+	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.mu.Lock()
+		o.reqs = append(o.reqs, recorded{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone()})
+		o.count[r.URL.Path]++
+		n := o.count[r.URL.Path]
+		o.mu.Unlock()
+		w.Header().Set("Date", httpDate(c.Now()))
+		if h == nil {
+			w.Header().Set("Cache-Control", "max-age=60")
+			io.WriteString(w, "body of "+r.URL.Path)
+			return
+		}
+		h(w, r, n)
+	}))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+// hits is how many requests the origin received for path.
+func (o *origin) hits(path string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.count[path]
+}
+
+// requests returns the requests received for path, in order.
+func (o *origin) requests(path string) []recorded {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []recorded
+	for _, r := range o.reqs {
+		if r.Path == path {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// last returns the last request received for path.
+func (o *origin) last(t *testing.T, path string) recorded {
+	t.Helper()
+	rr := o.requests(path)
+	if len(rr) == 0 {
+		t.Fatalf("origin received no request for %s", path)
+	}
+	return rr[len(rr)-1]
+}
+
+// respond returns an originFunc that always answers status with body and the
+// header fields given as name, value pairs.
+func respond(status int, body string, hdr ...string) originFunc {
+	return func(w http.ResponseWriter, r *http.Request, n int) {
+		for i := 0; i+1 < len(hdr); i += 2 {
+			w.Header().Add(hdr[i], hdr[i+1])
+		}
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+// numbered answers 200 with body "<prefix><n>" and the header pairs.
+func numbered(prefix string, hdr ...string) originFunc {
+	return func(w http.ResponseWriter, r *http.Request, n int) {
+		for i := 0; i+1 < len(hdr); i += 2 {
+			w.Header().Add(hdr[i], hdr[i+1])
+		}
+		io.WriteString(w, prefix+strconv.Itoa(n))
+	}
+}
+
+// opts configures an edge under test.
+type opts struct {
+	policy       cache.Policy
+	keepTargeted bool
+	statusKey    bool
+	disabled     bool          // Site.CacheDisabled
+	disk         bool          // disk tier, with bodies over 16 bytes kept on disk only
+	fillTimeout  time.Duration // zero: 10 s
+}
+
+// env is one edge with its origin and fake clock.
+type env struct {
+	t      *testing.T
+	clock  *clock
+	origin *origin
+	url    string // edge base URL
+	host   string // the Host requests carry
+	cache  *cache.Cache
+	client *http.Client
+	disk   bool
+}
+
+// newEnv starts an origin answering with h (nil: 200, max-age=60) and an edge
+// in front of it.
+func newEnv(t *testing.T, o opts, h originFunc) *env {
+	t.Helper()
+	c := newClock()
+	org := newOrigin(t, c, h)
+	pool, err := lb.NewPool(lb.Config{Name: "t", Shards: []lb.Shard{{Name: "o", URL: org.srv.URL, Weight: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cache.Config{MaxBytes: 64 << 20, FillTimeout: 10 * time.Second, Now: c.Now}
+	if o.fillTimeout > 0 {
+		cfg.FillTimeout = o.fillTimeout
+	}
+	if o.disk {
+		store, err := storage.Open(storage.Options{Dir: t.TempDir(), Fsync: storage.FsyncNever, Now: c.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		cfg.Disk = store
+		cfg.MaxObjectBytes = 16
+	}
+	ch, err := cache.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ch.Close)
+	site := &edge.Site{
+		Name: "t", Hosts: []string{"*"}, Transport: pool, Policy: o.policy,
+		CacheDisabled: o.disabled, KeepTargetedHeaders: o.keepTargeted,
+	}
+	hd, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: ch, Now: c.Now, CacheStatusKey: o.statusKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(hd)
+	srv.Config = edge.NewServer(hd, edge.ServerConfig{})
+	srv.Start()
+	t.Cleanup(srv.Close)
+	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &env{
+		disk: o.disk,
+		t:    t, clock: c, origin: org, url: srv.URL, host: strings.TrimPrefix(srv.URL, "http://"), cache: ch,
+		client: &http.Client{
+			Transport:     tr,
+			Timeout:       15 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+}
+
+// result is one response as the client saw it.
+type result struct {
+	Status int
+	Header http.Header
+	Body   string
+	CS     cacheStatus
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("%d Cache-Status=%q Age=%q body=%q", r.Status, r.Header.Get("Cache-Status"), r.Header.Get("Age"), r.Body)
+}
+
+// do sends a request to the edge with the header fields given as name, value
+// pairs (added, so a name may repeat).
+func (e *env) do(method, path string, hdr ...string) result {
+	e.t.Helper()
+	return e.doCtx(context.Background(), method, path, hdr...)
+}
+
+func (e *env) doCtx(ctx context.Context, method, path string, hdr ...string) result {
+	e.t.Helper()
+	r, err := e.try(ctx, method, path, hdr...)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	if e.disk && r.CS.has("stored") && (method == http.MethodGet || method == http.MethodHead) {
+		e.settle(path, hdr)
+	}
+	return r
+}
+
+// settle waits, with the disk tier, until the fill that just stored path
+// has been committed, so that moving the fake clock cannot race the
+// background write: the probe (only-if-cached, same headers) no longer
+// attaches to the fill's stream. It never reaches the origin.
+func (e *env) settle(path string, hdr []string) {
+	e.t.Helper()
+	probe := append(append([]string(nil), hdr...), "Cache-Control", "only-if-cached")
+	eventually(e.t, "the disk fill of "+path+" to be committed", func() bool {
+		r, err := e.try(context.Background(), http.MethodHead, path, probe...)
+		return err == nil && !r.CS.has("collapsed")
+	})
+}
+
+// try is do without failing the test: safe from other goroutines.
+func (e *env) try(ctx context.Context, method, path string, hdr ...string) (result, error) {
+	req, err := http.NewRequestWithContext(ctx, method, e.url+path, nil)
+	if err != nil {
+		return result{}, err
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return result{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return result{}, err
+	}
+	return result{Status: resp.StatusCode, Header: resp.Header, Body: string(b), CS: parseCacheStatus(resp.Header.Get("Cache-Status"))}, nil
+}
+
+func (e *env) get(path string, hdr ...string) result {
+	e.t.Helper()
+	return e.do(http.MethodGet, path, hdr...)
+}
+
+// advance moves the shared clock.
+func (e *env) advance(d time.Duration) { e.clock.Advance(d) }
+
+// closeOrigin makes the origin unreachable: connections are refused.
+func (e *env) closeOrigin() { e.origin.srv.Close() }
+
+// cacheStatus is the edged member of a Cache-Status field (RFC 9211 §2):
+// its parameters, values unquoted, booleans mapped to "".
+type cacheStatus struct {
+	present bool
+	first   string // the first member's cache name
+	params  map[string]string
+}
+
+func parseCacheStatus(v string) cacheStatus {
+	cs := cacheStatus{params: map[string]string{}}
+	members := splitOutsideQuotes(v, ',')
+	if len(members) == 0 || strings.TrimSpace(v) == "" {
+		return cs
+	}
+	for i, m := range members {
+		parts := splitOutsideQuotes(m, ';')
+		name := strings.TrimSpace(parts[0])
+		if i == 0 {
+			cs.first = name
+		}
+		if name != "edged" {
+			continue
+		}
+		cs.present = true
+		for _, p := range parts[1:] {
+			k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+			if strings.HasPrefix(val, `"`) && strings.HasSuffix(val, `"`) && len(val) >= 2 {
+				val = strings.ReplaceAll(val[1:len(val)-1], `\"`, `"`)
+			}
+			cs.params[strings.TrimSpace(k)] = val
+		}
+	}
+	return cs
+}
+
+func splitOutsideQuotes(s string, sep byte) []string {
+	var out []string
+	start, quoted := 0, false
+	for i := 0; i < len(s); i++ {
+		switch {
+		case quoted && s[i] == '\\':
+			i++
+		case s[i] == '"':
+			quoted = !quoted
+		case !quoted && s[i] == sep:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+func (c cacheStatus) has(k string) bool   { _, ok := c.params[k]; return ok }
+func (c cacheStatus) get(k string) string { return c.params[k] }
+func (c cacheStatus) hit() bool           { return c.has("hit") }
+func (c cacheStatus) fwd() string         { return c.params["fwd"] }
+
+// ttl returns the ttl parameter; ok is false when absent or not an integer.
+func (c cacheStatus) ttl() (int, bool) {
+	v, ok := c.params["ttl"]
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	return n, err == nil
+}
+
+// wantHit fails unless r was served from the cache without the origin.
+func wantHit(t *testing.T, r result) {
+	t.Helper()
+	if !r.CS.hit() || r.CS.has("fwd") {
+		t.Errorf("want a hit, got %v", r)
+	}
+}
+
+// wantFwd fails unless r went forward to the origin for the reason fwd.
+func wantFwd(t *testing.T, r result, fwd string) {
+	t.Helper()
+	if r.CS.hit() || r.CS.fwd() != fwd {
+		t.Errorf("want fwd=%s, got %v", fwd, r)
+	}
+}
+
+// wantStatus fails unless r has the status code.
+func wantStatus(t *testing.T, r result, code int) {
+	t.Helper()
+	if r.Status != code {
+		t.Errorf("status = %d, want %d (%v)", r.Status, code, r)
+	}
+}
+
+// wantBody fails unless r has the body.
+func wantBody(t *testing.T, r result, body string) {
+	t.Helper()
+	if r.Body != body {
+		t.Errorf("body = %q, want %q (%v)", r.Body, body, r)
+	}
+}
+
+// wantAge fails unless r's Age header is age seconds.
+func wantAge(t *testing.T, r result, age int) {
+	t.Helper()
+	if got := r.Header.Get("Age"); got != strconv.Itoa(age) {
+		t.Errorf("Age = %q, want %d (%v)", got, age, r)
+	}
+}
+
+// wantHits fails unless the origin received n requests for path.
+func (e *env) wantHits(path string, n int) {
+	e.t.Helper()
+	if got := e.origin.hits(path); got != n {
+		e.t.Errorf("origin received %d requests for %s, want %d", got, path, n)
+	}
+}
+
+// eventually polls cond until it holds or 5 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// gate blocks origin handlers until opened; it opens itself when the test
+// ends so that no handler outlives the servers. Create it after newEnv, so
+// its cleanup runs first.
+type gate struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func newGate(t *testing.T) *gate {
+	g := &gate{ch: make(chan struct{})}
+	t.Cleanup(g.open)
+	return g
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+
+// wait blocks until the gate opens or r's context ends.
+func (g *gate) wait(r *http.Request) {
+	select {
+	case <-g.ch:
+	case <-r.Context().Done():
+	}
+}
+
+// hangingOrigin is an originFunc that never answers until r's context ends
+// or the test finishes (a stuck origin, for timeouts).
+func hangingOrigin(g *gate) func(w http.ResponseWriter, r *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) { g.wait(r) }
+}
+
+// resetConn hijacks the connection and closes it without answering.
+func resetConn(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic("origin: cannot hijack")
+	}
+	c, _, err := hj.Hijack()
+	if err == nil {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		c.Close()
+	}
+}
+
+// tiers runs f once with the memory tier alone and once with bodies kept on
+// the disk tier.
+func tiers(t *testing.T, base opts, f func(t *testing.T, o opts)) {
+	for _, disk := range []bool{false, true} {
+		name := "memory"
+		if disk {
+			name = "disk"
+		}
+		t.Run(name, func(t *testing.T) {
+			o := base
+			o.disk = disk
+			f(t, o)
+		})
+	}
+}
+
+// long pads a body past the disk variant's 16-byte memory limit.
+func long(s string) string { return s + strings.Repeat(".", 32) }

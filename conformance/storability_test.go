@@ -1,0 +1,159 @@
+package conformance_test
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"testing"
+)
+
+// TestStorability sends two requests and checks whether the first response
+// was stored and reused (RFC 9111 §3).
+func TestStorability(t *testing.T) {
+	cases := []struct {
+		name   string
+		status int
+		resp   []string // response header pairs
+		req1   []string // header pairs of the first request
+		req2   []string // header pairs of the second request
+		stored bool     // the second request is a hit
+		detail string   // Cache-Status detail expected on the first response, if any
+	}{
+		{name: "§3 200 with max-age is stored", resp: []string{"Cache-Control", "max-age=60"}, stored: true},
+		{name: "§5.2.2.5 no-store is not stored", resp: []string{"Cache-Control", "max-age=60, no-store"}, detail: "no-store"},
+		{name: "§5.2.2.5 no-store in a second Cache-Control line", resp: []string{"Cache-Control", "max-age=60", "Cache-Control", "no-store"}, detail: "no-store"},
+		{name: "§5.2.2.5 NO-STORE in upper case", resp: []string{"Cache-Control", "max-age=60, NO-STORE"}, detail: "no-store"},
+		{name: "§5.2.2.7 private is not stored by a shared cache", resp: []string{"Cache-Control", "private, max-age=60"}, detail: "private"},
+		{name: "§5.2.2.7 private beats public", resp: []string{"Cache-Control", "public, private, max-age=60"}, detail: "private"},
+		{name: "§5.2.2.7 qualified private=\"X-User\" is treated as private (edged choice)", resp: []string{"Cache-Control", `private="X-User", max-age=60`}, detail: "private"},
+		{name: "§5.2.2.7 qualified private with a list is treated as private", resp: []string{"Cache-Control", `max-age=60, private="X-User, X-Other"`}, detail: "private"},
+		{name: "§3.5 Authorization request: not stored without public/s-maxage/must-revalidate", resp: []string{"Cache-Control", "max-age=60"}, req1: []string{"Authorization", "Bearer alice"}, detail: "authorization"},
+		{name: "§3.5 Authorization request: stored with public", resp: []string{"Cache-Control", "public, max-age=60"}, req1: []string{"Authorization", "Bearer alice"}, stored: true},
+		{name: "§3.5 Authorization request: stored with s-maxage", resp: []string{"Cache-Control", "s-maxage=60"}, req1: []string{"Authorization", "Bearer alice"}, stored: true},
+		{name: "§3.5 Authorization request: stored with must-revalidate", resp: []string{"Cache-Control", "max-age=60, must-revalidate"}, req1: []string{"Authorization", "Bearer alice"}, stored: true},
+		{name: "§3.5 Authorization request: an empty Authorization field counts", resp: []string{"Cache-Control", "max-age=60"}, req1: []string{"Authorization", ""}, detail: "authorization"},
+		{name: "§3.5 Authorization request: the stored response is not reused for another user unless public", resp: []string{"Cache-Control", "max-age=60"}, req1: []string{"Authorization", "Bearer alice"}, req2: []string{"Authorization", "Bearer bob"}},
+		{name: "§3 Set-Cookie responses are never stored (edged policy)", resp: []string{"Cache-Control", "public, max-age=60", "Set-Cookie", "session=alice"}, detail: "set-cookie"},
+		{name: "§4.1 Vary: * is never stored or matched", resp: []string{"Cache-Control", "max-age=60", "Vary", "*"}},
+		{name: "§4.1 Vary with * among other names is never matched", resp: []string{"Cache-Control", "max-age=60", "Vary", "Accept-Encoding, *"}},
+		{name: "§3 302 without explicit freshness is not stored", status: 302, resp: []string{"Location", "/x"}},
+		{name: "§3 500 without explicit freshness is not stored", status: 500},
+		{name: "§3 204 with max-age is stored", status: 204, resp: []string{"Cache-Control", "max-age=60"}, stored: true},
+		{name: "§3 307 with max-age is stored", status: 307, resp: []string{"Location", "/x", "Cache-Control", "max-age=60"}, stored: true},
+		{name: "§3 410 with max-age is stored", status: 410, resp: []string{"Cache-Control", "max-age=60"}, stored: true},
+		{name: "§5.2.2.3 must-understand with a known status overrides no-store", resp: []string{"Cache-Control", "must-understand, no-store, max-age=60"}, stored: true},
+		{name: "§5.2 odd spacing and case in Cache-Control are parsed", resp: []string{"Cache-Control", "  Public ,MAX-AGE=60 ,  "}, stored: true},
+		{name: "§5.2 a quoted comma does not end a directive", resp: []string{"Cache-Control", `ext="a, no-store", max-age=60`}, stored: true},
+		{name: "§5.2 an unquoted no-cache argument ends at the comma (no-store still applies)", resp: []string{"Cache-Control", "max-age=60, no-cache=X-Foo,no-store"}, detail: "no-store"},
+		{name: "§5.2.2.5 no-store with an argument still applies", resp: []string{"Cache-Control", "max-age=60, no-store=1"}, detail: "no-store"},
+		{name: "§3 Cache-Control extension public=x does not make a private response storable", resp: []string{"Cache-Control", "private, public=x, max-age=60"}, detail: "private"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status := tc.status
+			if status == 0 {
+				status = 200
+			}
+			e := newEnv(t, opts{}, func(w http.ResponseWriter, r *http.Request, n int) {
+				for i := 0; i+1 < len(tc.resp); i += 2 {
+					w.Header().Add(tc.resp[i], tc.resp[i+1])
+				}
+				w.WriteHeader(status)
+				if status != 204 {
+					io.WriteString(w, "v"+strconv.Itoa(n))
+				}
+			})
+			r1 := e.get("/s", tc.req1...)
+			wantStatus(t, r1, status)
+			if tc.stored != r1.CS.has("stored") {
+				t.Errorf("first response: stored=%v, want %v (%v)", r1.CS.has("stored"), tc.stored, r1)
+			}
+			if tc.detail != "" && r1.CS.get("detail") != tc.detail {
+				t.Errorf("first response: detail=%q, want %q (%v)", r1.CS.get("detail"), tc.detail, r1)
+			}
+			r2 := e.get("/s", tc.req2...)
+			wantStatus(t, r2, status)
+			if tc.stored {
+				wantHit(t, r2)
+				e.wantHits("/s", 1)
+			} else {
+				if r2.CS.hit() {
+					t.Errorf("second response is a hit: %v", r2)
+				}
+				e.wantHits("/s", 2)
+				if status == 200 {
+					wantBody(t, r2, "v2")
+				}
+			}
+		})
+	}
+}
+
+// TestStorabilityNoCache checks that no-cache responses are stored but
+// validated before every reuse (RFC 9111 §5.2.2.4).
+func TestStorabilityNoCache(t *testing.T) {
+	for _, cc := range []struct{ name, value string }{
+		{"§5.2.2.4 no-cache: stored, validated on every use", "max-age=600, no-cache"},
+		{"§5.2.2.4 qualified no-cache=\"Set-Cookie2\" treated like no-cache (edged choice)", `max-age=600, no-cache="X-Foo"`},
+		{"§5.2.2.4 unquoted qualified no-cache=X-Foo treated like no-cache", "no-cache=X-Foo, max-age=600"},
+	} {
+		t.Run(cc.name, func(t *testing.T) {
+			e := newEnv(t, opts{}, func(w http.ResponseWriter, r *http.Request, n int) {
+				w.Header().Set("Cache-Control", cc.value)
+				w.Header().Set("ETag", `"nc"`)
+				if r.Header.Get("If-None-Match") == `"nc"` {
+					w.WriteHeader(http.StatusNotModified)
+					return
+				}
+				io.WriteString(w, "v"+strconv.Itoa(n))
+			})
+			r1 := e.get("/nc")
+			if !r1.CS.has("stored") {
+				t.Errorf("no-cache response not stored: %v", r1)
+			}
+			for i := 2; i <= 3; i++ {
+				r := e.get("/nc")
+				wantStatus(t, r, 200)
+				wantBody(t, r, "v1")
+				if r.CS.hit() {
+					t.Errorf("request %d: no-cache response reused without validation: %v", i, r)
+				}
+				e.wantHits("/nc", i)
+				if got := e.origin.last(t, "/nc").Header.Get("If-None-Match"); got != `"nc"` {
+					t.Errorf("request %d: origin got If-None-Match %q, want \"nc\"", i, got)
+				}
+			}
+		})
+	}
+}
+
+// TestSetCookieNotLeaked checks that one client's cookie is never served to
+// another (RFC 9111 §3 and edged's Set-Cookie policy).
+func TestSetCookieNotLeaked(t *testing.T) {
+	e := newEnv(t, opts{}, func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		if n == 1 {
+			w.Header().Set("Set-Cookie", "session=alice")
+		}
+		io.WriteString(w, "v"+strconv.Itoa(n))
+	})
+	e.get("/c")
+	r := e.get("/c")
+	if c := r.Header.Get("Set-Cookie"); c != "" {
+		t.Errorf("second client got Set-Cookie %q (%v)", c, r)
+	}
+	e.wantHits("/c", 2)
+}
+
+// TestNonGetNotStored checks that responses to other methods are not
+// stored for GET (RFC 9111 §3, §2).
+func TestNonGetNotStored(t *testing.T) {
+	e := newEnv(t, opts{}, numbered("v", "Cache-Control", "public, max-age=60"))
+	r := e.do(http.MethodPost, "/p")
+	wantBody(t, r, "v1")
+	r = e.get("/p")
+	wantBody(t, r, "v2")
+	if r.CS.hit() {
+		t.Errorf("GET answered from a POST response: %v", r)
+	}
+}

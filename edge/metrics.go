@@ -2,6 +2,7 @@ package edge
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -12,6 +13,13 @@ type Metrics struct {
 	bytes         *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	invalidations *prometheus.CounterVec
+	rejected      *prometheus.CounterVec
+}
+
+// Rejected counts a connection the strict reader refused (StrictConfig's
+// OnReject hook).
+func (m *Metrics) Rejected(reason string, status int) {
+	m.rejected.WithLabelValues(strconv.Itoa(status)).Inc()
 }
 
 // NewMetrics creates the edge series and registers them on reg (nil leaves
@@ -35,9 +43,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "edged_invalidations_total",
 			Help: "Cache keys invalidated because an unsafe method (POST, PUT, DELETE, ...) succeeded on them (RFC 9111 §4.4).",
 		}, []string{"site"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_rejected_requests_total",
+			Help: "Connections closed by the strict HTTP/1 reader for ambiguous or oversized request framing, by the status sent (400, 414, 431, 501, 505; 0 = closed without one).",
+		}, []string{"code"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations} {
+		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("edge: registering metrics: %w", err)
 			}

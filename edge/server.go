@@ -2,8 +2,11 @@ package edge
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
+
+	"github.com/edged-proxy/edged/edge/strict"
 )
 
 // ServerConfig holds the client-facing connection limits. Zero values take
@@ -22,6 +25,17 @@ type ServerConfig struct {
 	// ErrorLog receives net/http's connection errors; nil discards them.
 	ErrorLog *slog.Logger
 }
+
+// StrictConfig configures the strict HTTP/1 request reader that Listen puts
+// in front of net/http (package edge/strict).
+type StrictConfig = strict.Config
+
+// Listen wraps ln so that every connection's requests pass the strict
+// HTTP/1 framing checks of edge/strict before net/http parses them:
+// ambiguous framing (Content-Length with Transfer-Encoding, obs-fold, bare
+// LF, ...) is answered 400 and the connection closed. Serve the result with
+// a server from NewServer, which tells the reader about protocol switches.
+func Listen(ln net.Listener, cfg StrictConfig) net.Listener { return strict.NewListener(ln, cfg) }
 
 // NewServer returns an *http.Server running h with cfg's limits. Writes are
 // bounded per write by the Handler (Config.WriteTimeout), not for the whole
@@ -45,6 +59,7 @@ func NewServer(h http.Handler, cfg ServerConfig) *http.Server {
 		ReadTimeout:       cfg.ReadTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ConnState:         strict.ConnState(nil), // hijacked connections leave the strict reader
 		ErrorLog:          slog.NewLogLogger(cfg.ErrorLog.Handler(), slog.LevelWarn),
 	}
 }

@@ -104,6 +104,7 @@ type daemon struct {
 	cfg      *config.Config
 	log      *slog.Logger
 	cache    *cache.Cache
+	metrics  *edge.Metrics
 	disk     *storage.Store
 	pools    []*lb.Pool
 	edgeSrv  *http.Server
@@ -195,6 +196,7 @@ func newDaemon(cfg *config.Config, logger, access *slog.Logger) (*daemon, error)
 		d.close()
 		return nil, err
 	}
+	d.metrics = em
 	h, err := edge.New(edge.Config{
 		Sites:             sites,
 		UnknownHostStatus: cfg.UnknownHostStatus,
@@ -235,6 +237,13 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	if err != nil {
 		return fmt.Errorf("edge listener: %w", err)
 	}
+	edgeLn = edge.Listen(edgeLn, edge.StrictConfig{
+		MaxHeaderBytes: int(d.cfg.Server.MaxHeaderBytes.Int64()),
+		OnReject: func(reason string, status int, remote net.Addr) {
+			d.metrics.Rejected(reason, status)
+			d.log.Debug("request rejected", "reason", reason, "status", status, "client", remote.String())
+		},
+	})
 	adminLn, err := net.Listen("tcp", d.cfg.Admin.Listen)
 	if err != nil {
 		edgeLn.Close()

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -255,5 +256,37 @@ func TestFlags(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"-listen", "nonsense"}, &out, &out, nil); err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Errorf("-listen nonsense: %v", err)
+	}
+}
+
+// The edge listener refuses an ambiguous request before it reaches the
+// origin (request smuggling, RFC 9112 §6.1).
+func TestSmugglingRefused(t *testing.T) {
+	var saw atomic.Int32
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		saw.Add(1)
+	}))
+	defer o.Close()
+	l, _ := startDaemon(t, "-origin", o.URL)
+	conn, err := net.Dial("tcp", l.Edge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(resp), "HTTP/1.1 400 ") || strings.Count(string(resp), "HTTP/1.1") != 1 {
+		t.Errorf("got %q, want one 400 and a closed connection", resp)
+	}
+	if saw.Load() != 0 {
+		t.Errorf("the origin saw %d requests", saw.Load())
+	}
+	_, metrics := fetch(t, "http://"+l.Admin+"/metrics")
+	if !strings.Contains(metrics, `edged_rejected_requests_total{code="400"} 1`) {
+		t.Error("the rejection was not counted")
 	}
 }

@@ -355,7 +355,7 @@ func (p Policy) evaluate(req *http.Request, resp *http.Response, now time.Time) 
 
 // defaultTargeted are the targeted cache-control fields obeyed when
 // Policy.TargetedHeaders is nil.
-var defaultTargeted = []string{"CDN-Cache-Control", "Surrogate-Control"}
+var defaultTargeted = []string{"Cdn-Cache-Control", "Surrogate-Control"}
 
 // Targeted returns the targeted fields the policy obeys, in precedence order.
 func (p Policy) Targeted() []string {

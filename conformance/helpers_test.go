@@ -257,6 +257,7 @@ func (e *env) settle(path string, hdr []string) {
 	probe := append(append([]string(nil), hdr...), "Cache-Control", "only-if-cached")
 	eventually(e.t, "the disk fill of "+path+" to be committed", func() bool {
 		r, err := e.try(context.Background(), http.MethodHead, path, probe...)
+		if testing.Verbose() { e.t.Logf("probe: %v %v", r, err) }
 		return err == nil && !r.CS.has("collapsed")
 	})
 }

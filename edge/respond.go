@@ -139,7 +139,7 @@ func (w *responseWriter) stripTargeted(hd http.Header) {
 		return
 	}
 	for _, name := range w.s.Site.Policy.Targeted() {
-		delete(hd, name)
+		hd.Del(name)
 	}
 }
 

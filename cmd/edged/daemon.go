@@ -185,10 +185,15 @@ func newDaemon(cfg *config.Config, logger, access *slog.Logger) (*daemon, error)
 			Transport:     pool,
 			CacheDisabled: !s.Cache.Enabled,
 			Policy: cache.Policy{
-				DefaultTTL:        s.Cache.DefaultTTL.Std(),
-				HeuristicFraction: s.Cache.HeuristicFraction,
-				HeuristicMax:      s.Cache.HeuristicMax.Std(),
+				DefaultTTL:           s.Cache.DefaultTTL.Std(),
+				HeuristicFraction:    s.Cache.HeuristicFraction,
+				HeuristicMax:         s.Cache.HeuristicMax.Std(),
+				StaleWhileRevalidate: s.Cache.StaleWhileRevalidate.Std(),
+				StaleIfError:         s.Cache.StaleIfError.Std(),
+				NegativeTTL:          s.Cache.NegativeTTL.Std(),
+				TargetedHeaders:      s.Cache.TargetedHeaders,
 			},
+			KeepTargetedHeaders: s.Cache.KeepTargetedHeaders,
 		})
 	}
 	em, err := edge.NewMetrics(reg)

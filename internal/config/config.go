@@ -212,6 +212,23 @@ type SiteCache struct {
 	// HeuristicMax caps a heuristic freshness lifetime. Default 24h; 0
 	// also means the default.
 	HeuristicMax Duration
+	// StaleWhileRevalidate is the default stale-while-revalidate window
+	// (RFC 5861) for responses that name none. Default 0: none.
+	StaleWhileRevalidate Duration
+	// StaleIfError is the default stale-if-error window (RFC 5861) for
+	// responses that name none. Default 0: none.
+	StaleIfError Duration
+	// NegativeTTL is the freshness lifetime of 404 and 410 responses that
+	// carry no explicit freshness. Default 10s; 0 leaves them to the
+	// heuristic rules.
+	NegativeTTL Duration
+	// TargetedHeaders are the targeted cache-control fields (RFC 9213)
+	// edged obeys, first present wins over Cache-Control and Expires.
+	// Default ["CDN-Cache-Control", "Surrogate-Control"]; [] obeys none.
+	TargetedHeaders []string
+	// KeepTargetedHeaders forwards those fields to clients. Default false:
+	// they are removed, being meant for edged alone.
+	KeepTargetedHeaders bool
 }
 
 // DefaultYAML returns the embedded default configuration file, which spells
@@ -297,6 +314,8 @@ func defaultSite() Site {
 			DefaultTTL:        0,
 			HeuristicFraction: 0.1,
 			HeuristicMax:      Duration(24 * time.Hour),
+			NegativeTTL:       Duration(10 * time.Second),
+			TargetedHeaders:   []string{"CDN-Cache-Control", "Surrogate-Control"},
 		},
 	}
 }

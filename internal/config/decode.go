@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/textproto"
 	"regexp"
 	"slices"
 	"strconv"
@@ -459,6 +460,36 @@ func hostList(dst *[]string) fieldFunc {
 	}
 }
 
+// fieldNames decodes a sequence of HTTP field names, canonicalizing each;
+// an explicit empty sequence is kept as empty (not nil).
+func fieldNames(dst *[]string) fieldFunc {
+	return func(d *decoder, path string, line int, n *yaml.Node) {
+		out := []string{}
+		ok := d.sequence(path, line, n, func(p string, l int, item *yaml.Node) {
+			var s string
+			str(&s)(d, p, l, item)
+			if s != "" && !validFieldName(s) {
+				d.errorf(l, p, "invalid header field name %q", s)
+				return
+			}
+			out = append(out, textproto.CanonicalMIMEHeaderKey(s))
+		})
+		if ok {
+			*dst = out
+		}
+	}
+}
+
+func validFieldName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
 func configFields(c *Config) []field {
 	return []field{
 		{"listen", str(&c.Listen)},
@@ -530,6 +561,11 @@ func siteFields(s *Site) []field {
 			{"default_ttl", duration(&s.Cache.DefaultTTL)},
 			{"heuristic_fraction", number(&s.Cache.HeuristicFraction)},
 			{"heuristic_max", duration(&s.Cache.HeuristicMax)},
+			{"stale_while_revalidate", duration(&s.Cache.StaleWhileRevalidate)},
+			{"stale_if_error", duration(&s.Cache.StaleIfError)},
+			{"negative_ttl", duration(&s.Cache.NegativeTTL)},
+			{"targeted_headers", fieldNames(&s.Cache.TargetedHeaders)},
+			{"keep_targeted_headers", boolean(&s.Cache.KeepTargetedHeaders)},
 		})},
 	}
 }

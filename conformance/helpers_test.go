@@ -250,16 +250,20 @@ func (e *env) doCtx(ctx context.Context, method, path string, hdr ...string) res
 
 // settle waits, with the disk tier, until the fill that just stored path
 // has been committed, so that moving the fake clock cannot race the
-// background write: the probe (only-if-cached, same headers) no longer
-// attaches to the fill's stream. It never reaches the origin.
+// background write. The probe (HEAD, only-if-cached, same headers) never
+// reaches the origin; settle returns once it is a hit, or after a second
+// without one (an entry stored stale on arrival is never a hit).
 func (e *env) settle(path string, hdr []string) {
 	e.t.Helper()
 	probe := append(append([]string(nil), hdr...), "Cache-Control", "only-if-cached")
-	eventually(e.t, "the disk fill of "+path+" to be committed", func() bool {
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
 		r, err := e.try(context.Background(), http.MethodHead, path, probe...)
-		if testing.Verbose() { e.t.Logf("probe: %v %v", r, err) }
-		return err == nil && !r.CS.has("collapsed")
-	})
+		if err == nil && r.CS.hit() && !r.CS.has("collapsed") {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // try is do without failing the test: safe from other goroutines.

@@ -56,6 +56,9 @@ type Config struct {
 	// and not stored, instead of waiting for a whole-object fill to get
 	// there. Zero means 16 MiB; negative means never forward.
 	RangeForwardOffset int64
+	// TagHeaders are the response fields purge tags are read from. Nil
+	// means Surrogate-Key and Cache-Tag.
+	TagHeaders []string
 	// WriteBehind bounds the concurrent background copies of memory-filled
 	// entries to the disk tier; when all are busy a copy is skipped. Zero
 	// means 16.
@@ -73,6 +76,7 @@ type Cache struct {
 	writers     sync.WaitGroup
 	verifyLimit int64
 	rangeFwd    int64
+	tagHeaders  []string
 	m           *metrics
 	fillTimeout time.Duration
 	log         *slog.Logger
@@ -95,6 +99,9 @@ func New(cfg Config) (*Cache, error) {
 	}
 	if cfg.WriteBehind == 0 {
 		cfg.WriteBehind = 16
+	}
+	if cfg.TagHeaders == nil {
+		cfg.TagHeaders = []string{"Surrogate-Key", "Cache-Tag"}
 	}
 	if cfg.RangeForwardOffset == 0 {
 		cfg.RangeForwardOffset = 16 << 20
@@ -127,6 +134,7 @@ func New(cfg Config) (*Cache, error) {
 		writeSlots:  make(chan struct{}, cfg.WriteBehind),
 		verifyLimit: cfg.VerifyLimit,
 		rangeFwd:    cfg.RangeForwardOffset,
+		tagHeaders:  cfg.TagHeaders,
 		m:           m,
 		fillTimeout: cfg.FillTimeout,
 		log:         cfg.Logger,
@@ -202,7 +210,7 @@ type Result struct {
 // of key already in flight still answers its waiters but is not stored.
 // Every Vary variant of key goes with it.
 func (c *Cache) Invalidate(key string) {
-	c.inval.invalidate(key, c.now())
+	c.inval.invalidate(c.now(), []string{key}, nil, nil)
 	c.mem.del(key) // the variants in memory become unreachable with their marker
 	if c.disk == nil {
 		return

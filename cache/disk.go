@@ -3,6 +3,8 @@ package cache
 import (
 	"errors"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,19 +15,27 @@ import (
 // entries filled into memory, and streaming fills that are written to disk
 // while clients read them.
 
-// invalidations remembers, per key, the sequence number of its latest
-// invalidation, so that a fill that began before it does not store its
-// (now outdated) response after it.
+// invalidations remembers recent invalidations and purges, so that a fill
+// that began before one does not store its (now outdated) response after
+// it. Every fill takes a sequence number when it starts; an invalidation
+// takes a later one.
 type invalidations struct {
 	mu   sync.Mutex
 	seq  uint64
-	keys map[string]invalidation
-	ttl  time.Duration // how long a record must outlive any fill
+	keys map[string]invalidation // by primary key
+	sels []selInvalidation       // prefix, host and tag purges
+	ttl  time.Duration           // how long a record must outlive any fill
 }
 
 type invalidation struct {
 	seq uint64
 	at  time.Time
+}
+
+// selInvalidation is a purge by key prefix or tag.
+type selInvalidation struct {
+	invalidation
+	prefixes, tags []string
 }
 
 // begin returns the sequence number a fill starting now carries.
@@ -36,31 +46,58 @@ func (iv *invalidations) begin() uint64 {
 	return iv.seq
 }
 
-// invalidate records an invalidation of key at now.
-func (iv *invalidations) invalidate(key string, now time.Time) {
+// invalidate records an invalidation of the primary keys, key prefixes and
+// tags given, at now.
+func (iv *invalidations) invalidate(now time.Time, keys, prefixes, tags []string) {
 	iv.mu.Lock()
 	defer iv.mu.Unlock()
 	iv.seq++
+	rec := invalidation{seq: iv.seq, at: now}
 	if iv.keys == nil {
 		iv.keys = make(map[string]invalidation)
 	}
-	iv.keys[key] = invalidation{seq: iv.seq, at: now}
-	if len(iv.keys)%1024 == 0 { // prune records no running fill can predate
+	for _, k := range keys {
+		iv.keys[k] = rec
+	}
+	if len(prefixes)+len(tags) > 0 {
+		iv.sels = append(iv.sels, selInvalidation{invalidation: rec, prefixes: prefixes, tags: tags})
+	}
+	// Prune records no running fill can predate.
+	if len(iv.keys)%1024 == 0 {
 		for k, v := range iv.keys {
 			if now.Sub(v.at) > iv.ttl {
 				delete(iv.keys, k)
 			}
 		}
 	}
+	for len(iv.sels) > 0 && now.Sub(iv.sels[0].at) > iv.ttl {
+		iv.sels = iv.sels[1:]
+	}
 }
 
-// stale reports whether a fill of key that began at sequence start was
-// overtaken by an invalidation.
-func (iv *invalidations) stale(key string, start uint64) bool {
+// stale reports whether a fill of e that began at sequence start was
+// overtaken by an invalidation of its key, a prefix of it, or one of its
+// tags.
+func (iv *invalidations) stale(e *Entry, start uint64) bool {
 	iv.mu.Lock()
 	defer iv.mu.Unlock()
-	v, ok := iv.keys[key]
-	return ok && v.seq > start
+	if v, ok := iv.keys[e.Primary]; ok && v.seq > start {
+		return true
+	}
+	for i := len(iv.sels) - 1; i >= 0 && iv.sels[i].seq > start; i-- {
+		s := iv.sels[i]
+		for _, p := range s.prefixes {
+			if strings.HasPrefix(e.Primary, p) {
+				return true
+			}
+		}
+		for _, t := range s.tags {
+			if slices.Contains(e.Tags, t) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // expires is when e stops being fresh.
@@ -69,7 +106,7 @@ func (e *Entry) expires() time.Time {
 }
 
 func (e *Entry) meta(size int64) storage.Meta {
-	return storage.Meta{Key: e.Key, Header: encodeEntry(e), Size: size, Expires: e.expires()}
+	return storage.Meta{Key: e.Key, Header: encodeEntry(e), Size: size, Expires: e.expires(), Tags: e.Tags}
 }
 
 // writeBehind copies an entry filled into memory to the disk tier in the
@@ -97,7 +134,7 @@ func (c *Cache) writeBehind(e *Entry, start uint64) {
 			c.m.diskWrites.WithLabelValues("error").Inc()
 			return
 		}
-		if c.inval.stale(e.Primary, start) {
+		if c.inval.stale(e, start) {
 			w.Abort()
 			c.m.diskWrites.WithLabelValues("invalidated").Inc()
 			return
@@ -111,9 +148,9 @@ func (c *Cache) writeBehind(e *Entry, start uint64) {
 	}()
 }
 
-// writeNow stores a bodiless entry (a Vary marker) on disk at once.
-func (c *Cache) writeNow(e *Entry) error {
-	w, err := c.disk.Create(e.Key)
+// writeMarker stores a Vary marker on disk at once.
+func (c *Cache) writeMarker(e *Entry) error {
+	w, err := c.disk.Create(markerKey(e.Primary))
 	if err != nil {
 		return err
 	}
@@ -151,7 +188,7 @@ func (c *Cache) pump(st *stream, body io.ReadCloser, start uint64, reqTime time.
 	if err == nil && st.size >= 0 && written != st.size {
 		err = io.ErrUnexpectedEOF
 	}
-	if err == nil && c.inval.stale(st.entry.Primary, start) {
+	if err == nil && c.inval.stale(st.entry, start) {
 		err = errInvalidated
 	}
 	if err == nil {

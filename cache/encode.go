@@ -19,6 +19,7 @@ import (
 //	uvarint  marker id
 //	uvarint  n, then n × (string name, string value)       Vary
 //	uvarint  n, then n × (string key, uvarint m, m × string) header
+//	uvarint  n, then n × string                             purge tags
 //
 // where string is a uvarint length and the bytes.
 const entryEncodingVersion = 2
@@ -60,7 +61,11 @@ func encodeEntry(e *Entry) []byte {
 	b = binary.AppendUvarint(b, uint64(len(e.Vary)))
 	for i, name := range e.Vary {
 		b = appendString(b, name)
-		b = appendString(b, e.VaryValues[i])
+		v := "" // a marker stores names only
+		if i < len(e.VaryValues) {
+			v = e.VaryValues[i]
+		}
+		b = appendString(b, v)
 	}
 	b = binary.AppendUvarint(b, uint64(len(e.Header)))
 	for k, vv := range e.Header {
@@ -69,6 +74,10 @@ func encodeEntry(e *Entry) []byte {
 		for _, v := range vv {
 			b = appendString(b, v)
 		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(e.Tags)))
+	for _, t := range e.Tags {
+		b = appendString(b, t)
 	}
 	return b
 }
@@ -189,6 +198,12 @@ func decodeEntry(b []byte) (*Entry, error) {
 			vv = append(vv, d.string())
 		}
 		e.Header[k] = vv[:len(vv):len(vv)]
+	}
+	if n := d.uvarint(maxEncodedFields); n > 0 {
+		e.Tags = make([]string, 0, n)
+		for range n {
+			e.Tags = append(e.Tags, d.string())
+		}
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail()

@@ -15,6 +15,8 @@ func sampleEntry() *Entry {
 		Timing:   Timing{RequestTime: t0, ResponseTime: t0.Add(time.Millisecond), Date: t0.Truncate(time.Second), AgeValue: 3 * time.Second},
 		Lifetime: time.Hour, Heuristic: true, MustRevalidate: true,
 		Vary: []string{"Accept-Encoding"}, VaryValues: []string{"gzip"},
+		StaleWhileRevalidate: time.Minute, StaleIfError: time.Hour, Marker: true, MarkerID: 1 << 60,
+		Tags: []string{"product-1", "all"},
 	}
 }
 
@@ -32,7 +34,9 @@ func TestEntryEncodingRoundTrip(t *testing.T) {
 			got.Timing.AgeValue != want.Timing.AgeValue || got.Lifetime != want.Lifetime ||
 			got.Status != want.Status || got.Heuristic != want.Heuristic || got.NoCache != want.NoCache ||
 			got.MustRevalidate != want.MustRevalidate || !reflect.DeepEqual(got.Header, want.Header) ||
-			!reflect.DeepEqual(got.Vary, want.Vary) || !reflect.DeepEqual(got.VaryValues, want.VaryValues) {
+			!reflect.DeepEqual(got.Vary, want.Vary) || !reflect.DeepEqual(got.VaryValues, want.VaryValues) ||
+			got.StaleWhileRevalidate != want.StaleWhileRevalidate || got.StaleIfError != want.StaleIfError ||
+			got.Marker != want.Marker || got.MarkerID != want.MarkerID || !reflect.DeepEqual(got.Tags, want.Tags) {
 			t.Errorf("round trip:\n got %+v\nwant %+v", got, want)
 		}
 	}

@@ -43,6 +43,9 @@ type Entry struct {
 	// marker makes old variants unreachable for good).
 	Marker   bool
 	MarkerID uint64
+	// Tags are the purge tags the origin gave the response (Surrogate-Key,
+	// Cache-Tag).
+	Tags []string
 	// Vary lists the canonical request header names the response varies on,
 	// and VaryValues the normalized values the storing request had for them.
 	Vary       []string
@@ -163,6 +166,23 @@ func variantKey(marker *Entry, h http.Header) string {
 		b.WriteString(varyValue(h, name))
 	}
 	return b.String()
+}
+
+// parseTags collects the purge tags from the fields named (Surrogate-Key
+// is space-separated, Cache-Tag comma-separated: both separators are
+// accepted in each), without duplicates.
+func parseTags(h http.Header, fields []string) []string {
+	var tags []string
+	for _, f := range fields {
+		for _, line := range h.Values(f) {
+			for t := range strings.FieldsFuncSeq(line, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+				if !slices.Contains(tags, t) {
+					tags = append(tags, t)
+				}
+			}
+		}
+	}
+	return tags
 }
 
 // sameNames reports whether two Vary name lists are equal.

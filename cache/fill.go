@@ -159,6 +159,7 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, stale *Entry, 
 		w, err := c.disk.Create(key)
 		if err == nil {
 			e := newEntry(r, key, resp, nil, d, timing, resp.ContentLength)
+			e.Tags = parseTags(resp.Header, c.tagHeaders)
 			st := newStream(e, w, resp.ContentLength)
 			c.streams.Store(key, st)
 			go c.pump(st, resp.Body, start, reqTime)
@@ -191,8 +192,9 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, stale *Entry, 
 	c.m.fillTime.Observe(c.now().Sub(reqTime).Seconds())
 
 	e := newEntry(r, key, resp, body, d, timing, int64(len(body)))
+	e.Tags = parseTags(resp.Header, c.tagHeaders)
 	fr = &fillResult{entry: e, fwdStatus: resp.StatusCode}
-	if c.inval.stale(r.Key, start) {
+	if c.inval.stale(e, start) {
 		// Invalidated while in flight: answer the waiters, store nothing.
 		c.m.fills.WithLabelValues("invalidated").Inc()
 		return fr, nil
@@ -215,7 +217,7 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, stale *Entry, 
 // error status, or 0 when it could not be reached.
 func (c *Cache) staleOnError(stale *Entry, status int) *fillResult {
 	age := stale.Age(c.now())
-	if stale.MustRevalidate || age-stale.Lifetime >= stale.StaleIfError {
+	if stale.MustRevalidate || stale.StaleIfError <= 0 || age-stale.Lifetime > stale.StaleIfError {
 		return nil
 	}
 	c.m.revalidations.WithLabelValues("stale_if_error").Inc()
@@ -244,7 +246,7 @@ func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, 
 	e.Lifetime, e.Heuristic, e.NoCache, e.MustRevalidate = d.Lifetime, d.Heuristic, d.NoCache, d.MustRevalidate
 	e.StaleWhileRevalidate, e.StaleIfError = d.StaleWhileRevalidate, d.StaleIfError
 	fr := &fillResult{entry: &e, fwdStatus: http.StatusNotModified}
-	if c.inval.stale(r.Key, start) {
+	if c.inval.stale(&e, start) {
 		return fr
 	}
 	if e.Body != nil {
@@ -277,7 +279,7 @@ func (c *Cache) marker(primary string, names []string) *Entry {
 		Marker: true, MarkerID: rand.Uint64(), Vary: names}
 	c.mem.set(m)
 	if c.disk != nil {
-		if err := c.writeNow(m); err != nil {
+		if err := c.writeMarker(m); err != nil {
 			c.log.Warn("disk tier: storing a Vary marker failed", "key", primary, "err", err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -88,7 +89,7 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 // stale-while-revalidate window, when nothing forbids stale responses and
 // the request does not ask for a fresh one.
 func (c *Cache) mayRevalidateLater(e *Entry, age time.Duration, dirs RequestDirectives) bool {
-	return age >= e.Lifetime && age-e.Lifetime < e.StaleWhileRevalidate &&
+	return age >= e.Lifetime && age-e.Lifetime <= e.StaleWhileRevalidate && e.StaleWhileRevalidate > 0 &&
 		!e.MustRevalidate && !e.NoCache && !dirs.NoCache && !dirs.HasMaxAge && !dirs.HasMinFresh
 }
 
@@ -113,8 +114,9 @@ func (c *Cache) find(r *Request) (skey string, st *stored, fwd string) {
 	return skey, nil, "vary-miss"
 }
 
-// load looks key up in memory, then on disk. Vary markers found on disk
-// are copied to memory.
+// load looks key up in memory, then on disk. A primary key's Vary marker
+// is kept under the primary key in memory and under markerKey on disk;
+// markers found on disk are copied to memory.
 func (c *Cache) load(key, primary string) *stored {
 	if e, ok := c.mem.get(key); ok {
 		return &stored{e: e}
@@ -122,6 +124,21 @@ func (c *Cache) load(key, primary string) *stored {
 	if c.disk == nil {
 		return nil
 	}
+	st := c.loadDisk(key, primary)
+	if st == nil && key == primary {
+		st = c.loadDisk(markerKey(primary), primary)
+	}
+	return st
+}
+
+// markerKey is the disk key of primary's Vary marker: the primary key and
+// one NUL (variant keys continue after that NUL with the marker id).
+func markerKey(primary string) string { return primary + "\x00" }
+
+// isMarkerKey reports whether a disk key is a marker's.
+func isMarkerKey(k string) bool { return strings.IndexByte(k, 0) == len(k)-1 }
+
+func (c *Cache) loadDisk(key, primary string) *stored {
 	obj, err := c.disk.Get(key)
 	if err != nil {
 		if !errors.Is(err, storage.ErrNotFound) {
@@ -139,6 +156,7 @@ func (c *Cache) load(key, primary string) *stored {
 	e.Key, e.Primary = key, primary
 	if e.Marker {
 		obj.Close()
+		e.Key = primary
 		c.mem.set(e)
 		return &stored{e: e}
 	}

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -10,6 +11,10 @@ import (
 // memoryTier is the in-process tier: ristretto with cost = bytes and TinyLFU
 // admission. It holds whole entries up to maxObject bytes.
 type memoryTier struct {
+	// closeMu keeps writes from racing Close: fills detached from their
+	// clients may still be storing when the cache is closed.
+	closeMu   sync.RWMutex
+	closed    bool
 	c         *ristretto.Cache[string, *Entry]
 	maxObject int64
 	evictions atomic.Uint64
@@ -44,12 +49,23 @@ func (m *memoryTier) set(e *Entry) bool {
 	if cost > m.maxObject {
 		return false
 	}
+	m.closeMu.RLock()
+	defer m.closeMu.RUnlock()
+	if m.closed {
+		return false
+	}
 	m.c.Set(e.Key, e, cost)
 	m.c.Wait()
 	return true
 }
 
-func (m *memoryTier) del(key string) { m.c.Del(key) }
+func (m *memoryTier) del(key string) {
+	m.closeMu.RLock()
+	defer m.closeMu.RUnlock()
+	if !m.closed {
+		m.c.Del(key)
+	}
+}
 
 func (m *memoryTier) bytes() int64 { return m.c.MaxCost() - m.c.RemainingCost() }
 
@@ -59,4 +75,11 @@ func (m *memoryTier) objects() int {
 	return n
 }
 
-func (m *memoryTier) close() { m.c.Close() }
+func (m *memoryTier) close() {
+	m.closeMu.Lock()
+	defer m.closeMu.Unlock()
+	if !m.closed {
+		m.closed = true
+		m.c.Close()
+	}
+}

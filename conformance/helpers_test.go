@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,12 +68,15 @@ type origin struct {
 	mu    sync.Mutex
 	reqs  []recorded
 	count map[string]int
+	busy  atomic.Int32 // handlers running
 }
 
 func newOrigin(t *testing.T, c *clock, h originFunc) *origin {
 	t.Helper()
 	o := &origin{clock: c, count: map[string]int{}}
 	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.busy.Add(1)
+		defer o.busy.Add(-1)
 		o.mu.Lock()
 		o.reqs = append(o.reqs, recorded{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone()})
 		o.count[r.URL.Path]++
@@ -453,6 +457,24 @@ func (g *gate) wait(r *http.Request) {
 // or the test finishes (a stuck origin, for timeouts).
 func hangingOrigin(g *gate) func(w http.ResponseWriter, r *http.Request) {
 	return func(w http.ResponseWriter, r *http.Request) { g.wait(r) }
+}
+
+// quiesce opens g and waits for a fill of path that a client gave up on to
+// finish storing (a probe with only-if-cached stops answering 504), so that
+// the test does not end while the cache is still writing. It gives up
+// quietly after a second.
+func (e *env) quiesce(g *gate, path string) {
+	g.open()
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if e.origin.busy.Load() == 0 {
+			r, err := e.try(context.Background(), http.MethodHead, path, "Cache-Control", "only-if-cached")
+			if err == nil && r.Status != http.StatusGatewayTimeout {
+				return
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // resetConn hijacks the connection and closes it without answering.

@@ -66,6 +66,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 				return
 			}
 			if err != nil {
+				e.quiesce(g, "/s")
 				t.Fatalf("stale-while-revalidate response waited for the origin: %v", err)
 			}
 			wantStatus(t, r, 200)
@@ -121,6 +122,7 @@ func TestStaleWhileRevalidateCoalesced(t *testing.T) {
 	wg.Wait()
 	for i := range n {
 		if errs[i] != nil {
+			e.quiesce(g, "/s")
 			t.Fatalf("request %d waited for the origin: %v", i, errs[i])
 		}
 		if results[i].Body != "v1" || !results[i].CS.hit() {

@@ -408,7 +408,7 @@ func TestUnsafeMethodInvalidates(t *testing.T) {
 		}
 	}
 	resp, _ := get(t, base, "POST", "example.com", "/doc")
-	if resp.StatusCode != 204 || resp.Header.Get("Cache-Status") != "edged; fwd=method" {
+	if resp.StatusCode != 204 || resp.Header.Get("Cache-Status") != "edged; fwd=method; fwd-status=204" {
 		t.Fatalf("POST: %d %q", resp.StatusCode, resp.Header.Get("Cache-Status"))
 	}
 	if _, b := get(t, base, "GET", "example.com", "/doc"); b != "v1" {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -157,7 +158,11 @@ func (h *Handler) serveCached(rw *responseWriter, s *Session) {
 		RangeStart: rangeStart(s.Req),
 	})
 	if err != nil {
-		h.fail(rw, s, err, "edged; fwd=miss")
+		cs := "edged; fwd=uri-miss"
+		if errors.Is(err, cache.ErrStaleForbidden) {
+			cs = "edged; fwd=stale"
+		}
+		h.fail(rw, s, err, cs)
 		return
 	}
 	if !res.Hit && !res.Collapsed && rt != nil {
@@ -209,11 +214,11 @@ func (h *Handler) servePass(rw *responseWriter, s *Session) {
 	if !safeMethod(r.Method) && resp.StatusCode < 400 {
 		h.invalidate(s, resp.Header)
 	}
-	fwd := "edged; fwd=bypass"
+	fwd := "edged; fwd=bypass; fwd-status="
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		fwd = "edged; fwd=method"
+		fwd = "edged; fwd=method; fwd-status="
 	}
-	rw.writeLive(resp, fwd)
+	rw.writeLive(resp, fwd+strconv.Itoa(resp.StatusCode))
 }
 
 func safeMethod(m string) bool {
@@ -237,8 +242,8 @@ func (h *Handler) invalidate(s *Session, respHeader http.Header) {
 		if err != nil {
 			continue
 		}
-		if u.Host != "" && !strings.EqualFold(u.Host, s.Req.Host) {
-			continue // RFC 9111 §4.4: only same-origin URIs
+		if u.Host != "" && (!strings.EqualFold(u.Host, s.Req.Host) || !strings.EqualFold(u.Scheme, s.Scheme)) {
+			continue // RFC 9111 §4.4: only same-origin URIs (scheme and authority)
 		}
 		keys = append(keys, cache.NormalizeKey(s.Scheme, s.Req.Host, u.EscapedPath(), u.RawQuery))
 	}

@@ -157,7 +157,13 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 	}
 	vals := make([]string, 2) // one allocation for both per-response fields
 	vals[0], vals[1] = cache.AgeHeaderValue(res.Age), cacheStatus(res, w.statusKey())
-	hd["Age"], hd["Cache-Status"] = vals[0:1:1], vals[1:2:2]
+	hd["Age"] = vals[0:1:1]
+	if up := e.Header["Cache-Status"]; len(up) > 0 {
+		// RFC 9211 §2: members of upstream caches stay, ours comes last.
+		hd["Cache-Status"] = append(append(make([]string, 0, len(up)+1), up...), vals[1])
+	} else {
+		hd["Cache-Status"] = vals[1:2:2]
+	}
 	w.stripTargeted(hd)
 	size := int64(len(e.Body))
 	if res.Body != nil {
@@ -252,7 +258,7 @@ func (w *responseWriter) writeLive(resp *http.Response, cs string) {
 	httpx.RemoveHopByHop(resp.Header)
 	hd := w.Header()
 	httpx.CopyHeader(hd, resp.Header)
-	hd.Set("Cache-Status", cs)
+	hd["Cache-Status"] = append(hd["Cache-Status"], cs) // after upstream members (RFC 9211 §2)
 	w.stripTargeted(hd)
 	httpx.AppendValue(hd, "Via", httpx.Via(resp.ProtoMajor, resp.ProtoMinor))
 	if resp.ContentLength >= 0 && hd.Get("Content-Length") == "" && bodyAllowed(resp.StatusCode) {
@@ -298,7 +304,7 @@ func (w *responseWriter) copyBody(src io.Reader, flushEach bool) error {
 // notModified evaluates If-None-Match (weak comparison) and, without it,
 // If-Modified-Since against a stored 200 response (RFC 9110 §13.1.2, §13.1.3).
 func notModified(r *http.Request, h http.Header) bool {
-	if inm := r.Header.Get("If-None-Match"); inm != "" {
+	if inm := strings.Join(r.Header.Values("If-None-Match"), ","); inm != "" {
 		etag := h.Get("Etag")
 		if etag == "" {
 			return false

@@ -1,0 +1,114 @@
+package conformance_test
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/edged-proxy/edged/cache"
+)
+
+// TestTargetedCacheControl checks that the targeted fields edged obeys take
+// precedence over Cache-Control and Expires (RFC 9213 §2.2).
+func TestTargetedCacheControl(t *testing.T) {
+	cases := []struct {
+		name    string
+		policy  cache.Policy
+		resp    []string
+		advance time.Duration
+		fresh   bool
+	}{
+		{name: "RFC 9213 §2.2 CDN-Cache-Control max-age overrides Cache-Control no-store", resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60"}, advance: 30 * time.Second, fresh: true},
+		{name: "RFC 9213 §2.2 CDN-Cache-Control max-age overrides Cache-Control private", resp: []string{"Cache-Control", "private", "CDN-Cache-Control", "max-age=60"}, advance: 30 * time.Second, fresh: true},
+		{name: "RFC 9213 §2.2 CDN-Cache-Control no-store overrides Cache-Control max-age", resp: []string{"Cache-Control", "max-age=600", "CDN-Cache-Control", "no-store"}},
+		{name: "RFC 9213 §2.2 CDN-Cache-Control private is obeyed", resp: []string{"Cache-Control", "public, max-age=600", "CDN-Cache-Control", "private"}},
+		{name: "RFC 9213 §2.2 CDN-Cache-Control shorter max-age wins over Cache-Control", resp: []string{"Cache-Control", "max-age=600", "CDN-Cache-Control", "max-age=10"}, advance: 20 * time.Second},
+		{name: "RFC 9213 §2.2 CDN-Cache-Control longer max-age wins over Cache-Control s-maxage", resp: []string{"Cache-Control", "s-maxage=10", "CDN-Cache-Control", "max-age=600"}, advance: 20 * time.Second, fresh: true},
+		{name: "RFC 9213 §2.2 CDN-Cache-Control overrides Expires", resp: []string{"Expires", httpDate(epoch.Add(time.Hour)), "CDN-Cache-Control", "max-age=10"}, advance: 20 * time.Second},
+		{name: "RFC 9213 §2.2 CDN-Cache-Control without freshness ignores a longer Expires", resp: []string{"Expires", httpDate(epoch.Add(time.Hour)), "CDN-Cache-Control", "must-revalidate"}, advance: 20 * time.Second},
+		{name: "RFC 9213 §2.2 Surrogate-Control is obeyed", resp: []string{"Cache-Control", "no-store", "Surrogate-Control", "max-age=60"}, advance: 30 * time.Second, fresh: true},
+		{name: "RFC 9213 §2.2 CDN-Cache-Control takes precedence over Surrogate-Control", resp: []string{"Surrogate-Control", "max-age=600", "CDN-Cache-Control", "max-age=10"}, advance: 20 * time.Second},
+		{name: "RFC 9213 §2.2 an empty targeted field is ignored (falls back to Cache-Control)", resp: []string{"Cache-Control", "max-age=60", "CDN-Cache-Control", ""}, advance: 30 * time.Second, fresh: true},
+		{name: "RFC 9213 §2.2 configured Edged-Cache-Control is obeyed", policy: cache.Policy{TargetedHeaders: []string{"Edged-Cache-Control"}}, resp: []string{"Cache-Control", "no-store", "Edged-Cache-Control", "max-age=60"}, advance: 30 * time.Second, fresh: true},
+		{name: "RFC 9213 §2.2 with Edged-Cache-Control configured, CDN-Cache-Control is ignored", policy: cache.Policy{TargetedHeaders: []string{"Edged-Cache-Control"}}, resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60"}},
+		{name: "RFC 9213 §2.2 an empty TargetedHeaders list obeys none", policy: cache.Policy{TargetedHeaders: []string{}}, resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60"}},
+		{name: "RFC 9213 §2.1 targeted directives are case-insensitive", resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "Max-Age=60"}, advance: 30 * time.Second, fresh: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, opts{policy: tc.policy}, func(w http.ResponseWriter, r *http.Request, n int) {
+				for i := 0; i+1 < len(tc.resp); i += 2 {
+					w.Header().Add(tc.resp[i], tc.resp[i+1])
+				}
+				io.WriteString(w, "v"+strconv.Itoa(n))
+			})
+			e.get("/t")
+			e.advance(tc.advance)
+			r := e.get("/t")
+			if tc.fresh {
+				wantHit(t, r)
+				wantBody(t, r, "v1")
+				e.wantHits("/t", 1)
+			} else {
+				if r.CS.hit() {
+					t.Errorf("served from the cache: %v", r)
+				}
+				wantBody(t, r, "v2")
+				e.wantHits("/t", 2)
+			}
+		})
+	}
+}
+
+// TestTargetedStripped checks that the targeted fields edged consumed are
+// not forwarded to clients unless the site keeps them (RFC 9213 §2.1), and
+// that Cache-Control reaches the client untouched.
+func TestTargetedStripped(t *testing.T) {
+	both := []string{"Cache-Control", "public, max-age=5", "CDN-Cache-Control", "max-age=60", "Surrogate-Control", "max-age=60"}
+	cases := []struct {
+		name   string
+		o      opts
+		resp   []string
+		absent []string
+		kept   map[string]string
+	}{
+		{name: "RFC 9213 §2.1 CDN-Cache-Control and Surrogate-Control stripped by default", resp: both, absent: []string{"CDN-Cache-Control", "Surrogate-Control"}, kept: map[string]string{"Cache-Control": "public, max-age=5"}},
+		{name: "RFC 9213 §2.1 KeepTargetedHeaders forwards them", o: opts{keepTargeted: true}, resp: both, kept: map[string]string{"Cache-Control": "public, max-age=5", "CDN-Cache-Control": "max-age=60", "Surrogate-Control": "max-age=60"}},
+		{name: "RFC 9213 §2.1 configured Edged-Cache-Control is stripped, CDN-Cache-Control (not ours) forwarded",
+			o:      opts{policy: cache.Policy{TargetedHeaders: []string{"Edged-Cache-Control"}}},
+			resp:   []string{"Edged-Cache-Control", "max-age=60", "CDN-Cache-Control", "max-age=5"},
+			absent: []string{"Edged-Cache-Control"}, kept: map[string]string{"CDN-Cache-Control": "max-age=5"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.o, respond(200, "x", tc.resp...))
+			for i, r := range []result{e.get("/t"), e.get("/t")} {
+				if i == 1 {
+					wantHit(t, r)
+				}
+				for _, name := range tc.absent {
+					if v := r.Header.Values(name); len(v) > 0 {
+						t.Errorf("response %d carries %s: %q", i+1, name, v)
+					}
+				}
+				for name, v := range tc.kept {
+					if got := r.Header.Get(name); got != v {
+						t.Errorf("response %d: %s = %q, want %q", i+1, name, got, v)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestTargetedTTL checks that Cache-Status reports the lifetime the
+// targeted field gave (RFC 9213 §2.2, RFC 9211 §2.7).
+func TestTargetedTTL(t *testing.T) {
+	e := newEnv(t, opts{}, respond(200, "x", "Cache-Control", "max-age=5", "CDN-Cache-Control", "max-age=300"))
+	r := e.get("/t")
+	if ttl, ok := r.CS.ttl(); !ok || ttl != 300 {
+		t.Errorf("ttl = %d %v, want 300 (%v)", ttl, ok, r)
+	}
+}

@@ -57,6 +57,7 @@ type edgeOpts struct {
 	onDisk      func(*storage.Store) // receives that disk tier
 	rangeFwd    int64
 	verifyLimit int64
+	strip       []string
 	hooks       edge.Hooks
 	site        func(*edge.Site)
 	maxObject   int64
@@ -108,7 +109,7 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 	if opts.site != nil {
 		opts.site(site)
 	}
-	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Hooks: opts.hooks, UnknownHostStatus: opts.unknown})
+	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Hooks: opts.hooks, UnknownHostStatus: opts.unknown, StripResponseHeaders: opts.strip})
 	if err != nil {
 		tb.Fatal(err)
 	}

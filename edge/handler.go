@@ -46,6 +46,10 @@ type Config struct {
 	// CacheStatusKey adds the cache key to Cache-Status (key="..."), for
 	// debugging; it reveals how keys are built, so it is off by default.
 	CacheStatusKey bool
+	// StripResponseHeaders are removed from every response before it
+	// leaves the edge (the daemon puts the purge tag fields here:
+	// Surrogate-Key, Cache-Tag). They stay stored.
+	StripResponseHeaders []string
 }
 
 // Handler is the edge's http.Handler.
@@ -59,6 +63,7 @@ type Handler struct {
 	log          *slog.Logger
 	writeTimeout time.Duration
 	statusKey    bool
+	strip        []string
 	now          func() time.Time
 }
 
@@ -97,6 +102,7 @@ func New(cfg Config) (*Handler, error) {
 		log:          cfg.Logger,
 		writeTimeout: cfg.WriteTimeout,
 		statusKey:    cfg.CacheStatusKey,
+		strip:        canonical(cfg.StripResponseHeaders),
 		now:          cfg.Now,
 	}, nil
 }
@@ -219,6 +225,14 @@ func (h *Handler) servePass(rw *responseWriter, s *Session) {
 		fwd = "edged; fwd=method; fwd-status="
 	}
 	rw.writeLive(resp, fwd+strconv.Itoa(resp.StatusCode))
+}
+
+func canonical(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = http.CanonicalHeaderKey(n)
+	}
+	return out
 }
 
 func safeMethod(m string) bool {

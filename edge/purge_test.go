@@ -181,3 +181,14 @@ func TestPurgeDuringFetchNotStored(t *testing.T) {
 		})
 	}
 }
+
+func TestTagHeadersStripped(t *testing.T) {
+	o := newTaggedOrigin(t)
+	base, _, _ := buildEdge(t, edgeOpts{strip: []string{"surrogate-key"}}, o.URL)
+	for range 2 { // miss, then hit
+		resp, _ := get(t, base, "GET", "example.com", "/a/1")
+		if resp.Header.Get("Surrogate-Key") != "" {
+			t.Errorf("Surrogate-Key reached the client (%s)", resp.Header.Get("Cache-Status"))
+		}
+	}
+}

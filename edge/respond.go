@@ -132,9 +132,13 @@ func (w *responseWriter) statusKey() string {
 	return ""
 }
 
-// stripTargeted removes the targeted cache-control fields meant for edged
-// alone (RFC 9213) unless the site keeps them.
+// stripTargeted removes the configured response fields (purge tags) and the
+// targeted cache-control fields meant for edged alone (RFC 9213) unless the
+// site keeps them.
 func (w *responseWriter) stripTargeted(hd http.Header) {
+	for _, name := range w.h.strip {
+		delete(hd, name)
+	}
 	if w.s.Site == nil || w.s.Site.KeepTargetedHeaders {
 		return
 	}

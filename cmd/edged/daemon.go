@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/edge"
 	"github.com/edged-proxy/edged/internal/config"
+	"github.com/edged-proxy/edged/internal/logbuf"
 	"github.com/edged-proxy/edged/internal/sampleorigin"
 	"github.com/edged-proxy/edged/lb"
 	"github.com/edged-proxy/edged/storage"
@@ -58,7 +60,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	var access *slog.Logger
 	if cfg.Log.Access {
-		access = slog.New(slog.NewJSONHandler(stdout, nil))
+		// Buffered: one write system call per 64 KiB or 200 ms, not per
+		// request.
+		buf := logbuf.New(stdout, 0, 0)
+		defer buf.Close()
+		access = slog.New(slog.NewJSONHandler(buf, nil))
 	}
 	d, err := newDaemon(cfg, logger, access)
 	if err != nil {
@@ -230,6 +236,10 @@ func newDaemon(cfg *config.Config, logger, access *slog.Logger) (*daemon, error)
 		w.Header().Set("Cache-Control", "no-store")
 		io.WriteString(w, "ok\n")
 	})
+	// Profiling for operators; the admin listener is loopback by default.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	d.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	return d, nil
 }

@@ -1,0 +1,75 @@
+package logbuf
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+	n  int // writes that reached it
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n++
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) snapshot() (string, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String(), l.n
+}
+
+func TestLinesArriveWholeAndBatched(t *testing.T) {
+	out := new(lockedBuffer)
+	w := New(out, 1024, time.Hour) // no timed flush during the test
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				w.Write([]byte(strings.Repeat(string(rune('a'+g)), 10+i%7) + "\n"))
+			}
+		})
+	}
+	wg.Wait()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, n := out.snapshot()
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	if len(lines) != 800 {
+		t.Fatalf("%d lines, want 800", len(lines))
+	}
+	for _, l := range lines {
+		if strings.Trim(l, l[:1]) != "" {
+			t.Fatalf("a line was interleaved: %q", l)
+		}
+	}
+	if n >= 800/2 {
+		t.Errorf("%d writes reached the output for 800 lines: not batched", n)
+	}
+}
+
+func TestPeriodicFlush(t *testing.T) {
+	out := new(lockedBuffer)
+	w := New(out, 1024, 10*time.Millisecond)
+	defer w.Close()
+	w.Write([]byte("hello\n"))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if s, _ := out.snapshot(); s == "hello\n" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not flushed by the timer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

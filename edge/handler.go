@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,8 +35,10 @@ type Config struct {
 	Hooks Hooks
 	// Metrics receives request series; nil records none.
 	Metrics *Metrics
-	// AccessLog receives one line per request; nil writes none.
-	AccessLog *slog.Logger
+	// AccessLog receives one JSON line per request (one Write each; give
+	// it a buffered writer); nil writes none. The fields are listed in
+	// docs/metrics.md.
+	AccessLog io.Writer
 	// Logger receives operational errors; nil discards them.
 	Logger *slog.Logger
 	// WriteTimeout bounds each write to a client (it is re-armed per
@@ -59,7 +62,7 @@ type Handler struct {
 	cache        *cache.Cache
 	hooks        Hooks
 	metrics      *Metrics
-	access       *slog.Logger
+	access       io.Writer
 	log          *slog.Logger
 	writeTimeout time.Duration
 	statusKey    bool
@@ -348,7 +351,8 @@ func StatusForError(err error) int {
 
 // finish records metrics, runs the Logging phase and writes the access log.
 func (h *Handler) finish(s *Session) {
-	d := h.now().Sub(s.Start)
+	now := h.now()
+	d := now.Sub(s.Start)
 	if s.Status == 0 {
 		s.Status = http.StatusOK
 	}
@@ -356,27 +360,7 @@ func (h *Handler) finish(s *Session) {
 		h.metrics.observe(s, d.Seconds())
 	}
 	h.hooks.Logging(s)
-	if h.access == nil {
-		return
+	if h.access != nil {
+		writeAccess(h.access, s, now, d)
 	}
-	site := ""
-	if s.Site != nil {
-		site = s.Site.Name
-	}
-	attrs := []slog.Attr{
-		slog.String("method", s.Req.Method),
-		slog.String("host", s.Req.Host),
-		slog.String("path", s.Req.URL.RequestURI()),
-		slog.Int("status", s.Status),
-		slog.Int64("bytes", s.Bytes),
-		slog.String("cache", s.CacheResult),
-		slog.String("site", site),
-		slog.String("shard", s.Shard),
-		slog.String("client", s.ClientIP),
-		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-	}
-	if s.Err != nil {
-		attrs = append(attrs, slog.String("err", s.Err.Error()))
-	}
-	h.access.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
 }

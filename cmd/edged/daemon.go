@@ -58,13 +58,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		return fmt.Errorf("log level: %w", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	var access *slog.Logger
+	var access io.Writer
 	if cfg.Log.Access {
 		// Buffered: one write system call per 64 KiB or 200 ms, not per
 		// request.
 		buf := logbuf.New(stdout, 0, 0)
 		defer buf.Close()
-		access = slog.New(slog.NewJSONHandler(buf, nil))
+		access = buf
 	}
 	d, err := newDaemon(cfg, logger, access)
 	if err != nil {
@@ -119,7 +119,7 @@ type daemon struct {
 	sampleLn net.Listener
 }
 
-func newDaemon(cfg *config.Config, logger, access *slog.Logger) (*daemon, error) {
+func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: logger}
 	if len(cfg.Sites) == 0 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,0 +1,86 @@
+package edge
+
+import (
+	"io"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// accessLine appends one access-log record for s as a JSON object and a
+// newline. It writes the same fields slog's JSON handler would, without
+// reflection or per-field allocations: it runs once per request.
+func accessLine(b []byte, s *Session, now time.Time, d time.Duration) []byte {
+	site := ""
+	if s.Site != nil {
+		site = s.Site.Name
+	}
+	b = append(b, `{"time":"`...)
+	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":"INFO","msg":"access","method":`...)
+	b = appendJSONString(b, s.Req.Method)
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, s.Req.Host)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, s.Req.URL.RequestURI())
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(s.Status), 10)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, s.Bytes, 10)
+	b = append(b, `,"cache":`...)
+	b = appendJSONString(b, s.CacheResult)
+	b = append(b, `,"site":`...)
+	b = appendJSONString(b, site)
+	b = append(b, `,"shard":`...)
+	b = appendJSONString(b, s.Shard)
+	b = append(b, `,"client":`...)
+	b = appendJSONString(b, s.ClientIP)
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', -1, 64)
+	if s.Err != nil {
+		b = append(b, `,"err":`...)
+		b = appendJSONString(b, s.Err.Error())
+	}
+	return append(b, "}\n"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// writeAccess writes s's access-log line to w in one Write.
+func writeAccess(w io.Writer, s *Session, now time.Time, d time.Duration) {
+	bp := lineBufs.Get().(*[]byte)
+	*bp = accessLine((*bp)[:0], s, now, d)
+	w.Write(*bp)
+	lineBufs.Put(bp)
+}

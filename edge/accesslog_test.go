@@ -1,0 +1,51 @@
+package edge
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+func TestAccessLineIsJSON(t *testing.T) {
+	r := httptest.NewRequest("GET", "/p?q=\"x\"&y=%00", nil)
+	r.Host = "ex\x01ample.com\xff"
+	s := &Session{Req: r, Site: &Site{Name: "s\\1"}, Status: 200, Bytes: 42, CacheResult: "hit",
+		Shard: "o1", ClientIP: "127.0.0.1", Err: errors.New("bad \"thing\"\n")}
+	line := accessLine(nil, s, time.Unix(1700000000, 5).UTC(), 1500*time.Microsecond)
+	if line[len(line)-1] != '\n' {
+		t.Fatal("no newline")
+	}
+	var got map[string]any
+	if err := json.Unmarshal(line, &got); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, line)
+	}
+	want := map[string]any{
+		"time": "2023-11-14T22:13:20.000000005Z", "level": "INFO", "msg": "access", "method": "GET",
+		"host": "ex\x01ample.com\ufffd", "path": "/p?q=\"x\"&y=%00", "status": 200.0, "bytes": 42.0,
+		"cache": "hit", "site": "s\\1", "shard": "o1", "client": "127.0.0.1", "duration_ms": 1.5,
+		"err": "bad \"thing\"\n",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %#v, want %#v", k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("fields %v", got)
+	}
+}
+
+func FuzzAccessLine(f *testing.F) {
+	f.Add("GET", "example.com", "/a?b=c", "err")
+	f.Fuzz(func(t *testing.T, method, host, path, msg string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Method, r.Host, r.URL.Path = method, host, path
+		s := &Session{Req: r, Status: 200, Err: errors.New(msg)}
+		var got map[string]any
+		if err := json.Unmarshal(accessLine(nil, s, time.Now(), time.Millisecond), &got); err != nil {
+			t.Fatalf("not JSON: %v", err)
+		}
+	})
+}

@@ -1,0 +1,113 @@
+package purge
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+type tokenEntry struct {
+	sum   [sha256.Size]byte
+	name  string
+	sites []string // nil: every site
+}
+
+func compileTokens(ts []Token) ([]tokenEntry, error) {
+	out := make([]tokenEntry, 0, len(ts))
+	seen := map[[sha256.Size]byte]bool{}
+	for i, t := range ts {
+		if t.Value == "" {
+			return nil, fmt.Errorf("purge: Tokens[%d] (%s): empty value", i, t.Name)
+		}
+		if hasCtlOrSpace(t.Value) {
+			return nil, fmt.Errorf("purge: Tokens[%d] (%s): value contains whitespace or control characters", i, t.Name)
+		}
+		e := tokenEntry{sum: sha256.Sum256([]byte(t.Value)), name: t.Name}
+		if seen[e.sum] {
+			return nil, fmt.Errorf("purge: Tokens[%d] (%s): same value as an earlier token", i, t.Name)
+		}
+		seen[e.sum] = true
+		if e.name == "" {
+			e.name = fmt.Sprintf("token-%d", i)
+		}
+		for _, s := range t.Sites {
+			if s == "" {
+				return nil, fmt.Errorf("purge: Tokens[%d] (%s): empty site name", i, e.name)
+			}
+		}
+		if len(t.Sites) > 0 {
+			e.sites = slices.Clone(t.Sites)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// bearer returns the token of an "Authorization: Bearer T" header.
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// matchToken compares the presented token against every configured one in
+// constant time: SHA-256 first (so lengths leak nothing), then
+// subtle.ConstantTimeCompare against all of them, with no early exit.
+func (p *Purger) matchToken(presented string) *tokenEntry {
+	sum := sha256.Sum256([]byte(presented))
+	idx := -1
+	for i := range p.tokens {
+		eq := subtle.ConstantTimeCompare(sum[:], p.tokens[i].sum[:])
+		idx = subtle.ConstantTimeSelect(eq, i, idx)
+	}
+	if idx < 0 {
+		return nil
+	}
+	return &p.tokens[idx]
+}
+
+// authorize checks a valid token's site limits against sel. It returns ""
+// when allowed, else the reason for a 403.
+func (p *Purger) authorize(t *tokenEntry, sel Selector) string {
+	if t.sites == nil {
+		return ""
+	}
+	if len(sel.Tags) > 0 {
+		return fmt.Sprintf("token %q is limited to sites %v and may not purge by tag (a tag cannot be mapped to a site); use a token valid for all sites", t.name, t.sites)
+	}
+	for _, h := range sel.hostsNamed() {
+		site := p.siteOf(h)
+		if site == "" || !slices.Contains(t.sites, site) {
+			if site == "" {
+				site = "no site"
+			}
+			return fmt.Sprintf("token %q is limited to sites %v; host %q belongs to %s", t.name, t.sites, h, site)
+		}
+	}
+	return ""
+}
+
+func (p *Purger) clientAllowed(remoteAddr string) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	var a netip.Addr
+	if err == nil {
+		a = ap.Addr()
+	} else if a, err = netip.ParseAddr(remoteAddr); err != nil {
+		return netip.Addr{}, false
+	}
+	a = a.Unmap().WithZone("")
+	for _, c := range p.cidrs {
+		if c.Contains(a) {
+			return a, true
+		}
+	}
+	return a, false
+}

@@ -1,0 +1,539 @@
+package purge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// FleetConfig configures propagation of purges to every node over NATS
+// JetStream. Every node of a fleet must use the same Stream, Subject and
+// ReceiptBucket.
+type FleetConfig struct {
+	// URL is the NATS server URL, or several separated by commas. Required.
+	URL string
+	// Stream is the JetStream stream holding purges; created (file storage)
+	// if missing. Default "EDGED_PURGES".
+	Stream string
+	// Subject is the subject prefix: purges go to "<Subject>.cmd". Default
+	// "edged.purge".
+	Subject string
+	// ReceiptBucket is the JetStream key-value bucket holding receipts: key
+	// "<id>" is the purge (with its origin's application), "<id>.<node>" is
+	// one node's application. Created (file storage) if missing. Default
+	// "EDGED_PURGE_RECEIPTS".
+	ReceiptBucket string
+	// MaxAge is how long the stream keeps purges and the bucket keeps
+	// receipts, when this node creates them. A node down for longer misses
+	// the purges that expired meanwhile. Default 7 days.
+	MaxAge time.Duration
+	// Replicas is the stream's and bucket's replica count when this node
+	// creates them (a clustered NATS wants 3). Default 1.
+	Replicas int
+	// ConnectTimeout bounds one connection attempt. Default 2s.
+	ConnectTimeout time.Duration
+	// PublishTimeout bounds publishing one purge (and one receipt lookup).
+	// A purge not published within it is answered "pending". Default 2s.
+	PublishTimeout time.Duration
+	// RetryInterval is the pause between reconnection attempts, setup
+	// attempts and publishing pending purges, and the redelivery delay of a
+	// fleet purge whose local application failed. Default 1s.
+	RetryInterval time.Duration
+	// MaxPending bounds the in-memory queue of purges waiting to be
+	// published. A purge accepted when it is full is applied locally only
+	// and answered with fleet state "failed". Default 10000.
+	MaxPending int
+	// Options are extra NATS connection options (credentials, TLS, ...),
+	// applied after edged's own.
+	Options []nats.Option
+}
+
+func (c *FleetConfig) defaults() error {
+	if strings.TrimSpace(c.URL) == "" {
+		return errors.New("purge: NATS.URL is required with a fleet")
+	}
+	if c.Stream == "" {
+		c.Stream = DefaultStream
+	}
+	if c.Subject == "" {
+		c.Subject = DefaultSubject
+	}
+	if c.ReceiptBucket == "" {
+		c.ReceiptBucket = DefaultReceiptBucket
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.RetryInterval <= 0 {
+		c.RetryInterval = DefaultRetryInterval
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	for _, n := range []struct{ what, v string }{{"Stream", c.Stream}, {"ReceiptBucket", c.ReceiptBucket}} {
+		if strings.IndexFunc(n.v, notNameRune) >= 0 {
+			return fmt.Errorf("purge: NATS.%s %q: use letters, digits, '-' or '_'", n.what, n.v)
+		}
+	}
+	for _, tok := range strings.Split(c.Subject, ".") {
+		if tok == "" || tok == "*" || tok == ">" || hasCtlOrSpace(tok) {
+			return fmt.Errorf("purge: NATS.Subject %q: not a valid subject without wildcards", c.Subject)
+		}
+	}
+	return nil
+}
+
+type fleet struct {
+	p    *Purger
+	cfg  FleetConfig
+	subj string
+	nc   *nats.Conn
+	js   jetstream.JetStream
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	kick   chan struct{}
+
+	mu      sync.Mutex
+	isReady bool
+	closing bool // under mu: no more queueing
+	kv      jetstream.KeyValue
+	cc      jetstream.ConsumeContext
+	pending []command
+
+	handleMu sync.Mutex // held while one fleet message is handled
+	stopped  bool
+}
+
+var errNotConnected = errors.New("NATS not reachable")
+
+func newFleet(p *Purger, cfg FleetConfig) (*fleet, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	f := &fleet{p: p, cfg: cfg, subj: cfg.Subject + ".cmd", kick: make(chan struct{}, 1)}
+	log := p.log.With("component", "purge-fleet", "node", p.node)
+	opts := []nats.Option{
+		nats.Name("edged-purge-" + p.node),
+		nats.Timeout(cfg.ConnectTimeout),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(cfg.RetryInterval),
+		// No buffering while disconnected: a publish fails at once and the
+		// purge is queued as pending instead of vanishing in a buffer.
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from NATS", "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+			f.poke()
+		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
+			f.poke()
+		}),
+	}
+	nc, err := nats.Connect(cfg.URL, append(opts, cfg.Options...)...)
+	if err != nil {
+		return nil, fmt.Errorf("purge: NATS %s: %w", cfg.URL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("purge: JetStream: %w", err)
+	}
+	f.nc, f.js = nc, js
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	return f, nil
+}
+
+func (f *fleet) poke() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (f *fleet) start() {
+	f.wg.Add(1)
+	go f.run()
+}
+
+// run sets up stream, bucket and consumer (retrying until NATS answers),
+// then publishes pending purges whenever poked or every RetryInterval.
+func (f *fleet) run() {
+	defer f.wg.Done()
+	t := time.NewTicker(f.cfg.RetryInterval)
+	defer t.Stop()
+	for !f.ready() {
+		if err := f.setup(); err != nil {
+			if f.ctx.Err() != nil {
+				return
+			}
+			f.p.met.failures.WithLabelValues(stageConnect).Inc()
+			f.p.log.Warn("purge fleet setup failed; retrying", "node", f.p.node, "error", err, "retry_in", f.cfg.RetryInterval)
+			select {
+			case <-f.ctx.Done():
+				return
+			case <-t.C:
+			case <-f.kick:
+			}
+		}
+	}
+	for {
+		f.flush(f.ctx)
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-t.C:
+		case <-f.kick:
+		}
+	}
+}
+
+func (f *fleet) ready() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.isReady
+}
+
+func (f *fleet) setup() error {
+	if !f.nc.IsConnected() {
+		return errNotConnected
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, 2*f.cfg.PublishTimeout)
+	defer cancel()
+	_, err := f.js.Stream(ctx, f.cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = f.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        f.cfg.Stream,
+			Description: "edged purges (one message per purge, deduplicated by Nats-Msg-Id = purge id)",
+			Subjects:    []string{f.subj},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      f.cfg.MaxAge,
+			Replicas:    f.cfg.Replicas,
+			Duplicates:  min(10*time.Minute, f.cfg.MaxAge),
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			_, err = f.js.Stream(ctx, f.cfg.Stream)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", f.cfg.Stream, err)
+	}
+	kv, err := f.js.KeyValue(ctx, f.cfg.ReceiptBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = f.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      f.cfg.ReceiptBucket,
+			Description: "edged purge receipts: <id> = purge, <id>.<node> = applied on node",
+			TTL:         f.cfg.MaxAge,
+			Storage:     jetstream.FileStorage,
+			Replicas:    f.cfg.Replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = f.js.KeyValue(ctx, f.cfg.ReceiptBucket)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("receipt bucket %s: %w", f.cfg.ReceiptBucket, err)
+	}
+	cons, err := f.js.CreateOrUpdateConsumer(ctx, f.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       f.p.node,
+		Description:   "edged node " + f.p.node + " applying fleet purges",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       f.p.applyTO + 30*time.Second,
+		MaxAckPending: 256,
+		FilterSubject: f.subj,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", f.p.node, err)
+	}
+	cc, err := cons.Consume(f.handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		f.p.log.Debug("purge fleet consumer", "node", f.p.node, "error", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", f.p.node, err)
+	}
+	f.mu.Lock()
+	f.kv, f.cc, f.isReady = kv, cc, true
+	f.mu.Unlock()
+	f.p.log.Info("purge fleet ready", "node", f.p.node, "stream", f.cfg.Stream, "subject", f.subj, "bucket", f.cfg.ReceiptBucket)
+	return nil
+}
+
+// submit records a purge this node applied and publishes it, or queues it.
+func (f *fleet) submit(ctx context.Context, c command) FleetStatus {
+	f.p.store.add(c, FleetStatus{State: FleetPending})
+	f.mu.Lock()
+	direct := len(f.pending) == 0 && f.isReady && f.nc.IsConnected()
+	queued := len(f.pending)
+	f.mu.Unlock()
+	var err error
+	if direct {
+		if err = f.publish(ctx, c); err == nil {
+			fs := FleetStatus{State: FleetPublished}
+			f.p.store.setFleet(c.ID, fs)
+			return fs
+		}
+		f.p.met.failures.WithLabelValues(stagePublish).Inc()
+	} else if queued > 0 {
+		err = fmt.Errorf("queued behind %d pending purges", queued)
+	} else {
+		err = errNotConnected
+	}
+	return f.enqueue(c, err)
+}
+
+func (f *fleet) enqueue(c command, cause error) FleetStatus {
+	f.mu.Lock()
+	full := len(f.pending) >= f.cfg.MaxPending || f.closing
+	if !full {
+		f.pending = append(f.pending, c)
+		f.p.met.pending.Set(float64(len(f.pending)))
+	}
+	f.mu.Unlock()
+	var fs FleetStatus
+	if full {
+		fs = FleetStatus{State: FleetFailed, Error: fmt.Sprintf("not published to the fleet: pending queue full (%d) or shutting down; %v", f.cfg.MaxPending, cause)}
+		f.p.met.failures.WithLabelValues(stageQueue).Inc()
+		f.p.log.Error("purge not propagated to the fleet", "id", c.ID, "error", fs.Error)
+	} else {
+		fs = FleetStatus{State: FleetPending, Error: cause.Error() + "; will be published when NATS is reachable"}
+		f.poke()
+	}
+	f.p.store.setFleet(c.ID, fs)
+	return fs
+}
+
+// publish puts one purge in the stream (deduplicated by its id) and in the
+// receipt bucket.
+func (f *fleet) publish(ctx context.Context, c command) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.PublishTimeout)
+	defer cancel()
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if _, err := f.js.Publish(ctx, f.subj, data, jetstream.WithMsgID(c.ID)); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	f.mu.Lock()
+	kv := f.kv
+	f.mu.Unlock()
+	if _, err := kv.Put(ctx, c.ID, data); err != nil {
+		f.p.met.failures.WithLabelValues(stageReceipt).Inc()
+		f.p.log.Warn("purge receipt not stored", "id", c.ID, "error", err)
+	}
+	return nil
+}
+
+// flush publishes pending purges in order until one fails.
+func (f *fleet) flush(ctx context.Context) {
+	for {
+		f.mu.Lock()
+		if len(f.pending) == 0 || !f.isReady {
+			f.mu.Unlock()
+			return
+		}
+		c := f.pending[0]
+		f.mu.Unlock()
+		if !f.nc.IsConnected() || ctx.Err() != nil {
+			return
+		}
+		if err := f.publish(ctx, c); err != nil {
+			f.p.met.failures.WithLabelValues(stagePublish).Inc()
+			f.p.store.setFleet(c.ID, FleetStatus{State: FleetPending, Error: err.Error() + "; will be retried"})
+			f.p.log.Debug("pending purge not published yet", "id", c.ID, "error", err)
+			return
+		}
+		f.mu.Lock()
+		if len(f.pending) > 0 && f.pending[0].ID == c.ID {
+			f.pending = f.pending[1:]
+		}
+		f.p.met.pending.Set(float64(len(f.pending)))
+		f.mu.Unlock()
+		f.p.store.setFleet(c.ID, FleetStatus{State: FleetPublished})
+		f.p.log.Info("pending purge published", "id", c.ID, "waited", f.p.now().Sub(c.AcceptedAt))
+	}
+}
+
+// handle applies one fleet purge: once per id, acked only after the
+// Invalidator returned nil.
+func (f *fleet) handle(msg jetstream.Msg) {
+	f.handleMu.Lock()
+	defer f.handleMu.Unlock()
+	if f.stopped {
+		return // not acked: redelivered to this consumer after a restart
+	}
+	var c command
+	if err := json.Unmarshal(msg.Data(), &c); err != nil || !validID(c.ID) || c.Selector.validate(math.MaxInt) != nil {
+		f.p.met.failures.WithLabelValues(stageDecode).Inc()
+		f.p.log.Error("malformed fleet purge dropped", "node", f.p.node, "subject", msg.Subject(), "error", err)
+		_ = msg.Term()
+		return
+	}
+	if c.Origin == f.p.node || f.p.store.has(c.ID) {
+		f.ack(msg, c.ID)
+		return
+	}
+	m, dur, err := f.p.invalidate(f.ctx, c.Selector)
+	if err != nil {
+		f.p.met.failures.WithLabelValues(stageApply).Inc()
+		f.p.log.Error("fleet purge failed locally; will be redelivered", "id", c.ID, "origin", c.Origin, "error", err)
+		_ = msg.NakWithDelay(f.cfg.RetryInterval)
+		return
+	}
+	now := f.p.now()
+	lag := max(now.Sub(c.AcceptedAt), 0)
+	f.p.met.lag.Observe(lag.Seconds())
+	f.p.met.applied.Inc()
+	nr := NodeReceipt{Node: f.p.node, AppliedAt: now, Matched: m}
+	f.p.store.put(c, FleetStatus{State: FleetPublished}, nr)
+	if err := f.putReceipt(c.ID, nr); err != nil {
+		f.p.met.failures.WithLabelValues(stageReceipt).Inc()
+		f.p.log.Warn("purge receipt not stored", "id", c.ID, "error", err)
+	}
+	f.ack(msg, c.ID)
+	f.p.log.Info("fleet purge applied", "id", c.ID, "origin", c.Origin, "selector", c.Selector, "soft", c.Selector.Soft,
+		"matched", m.Total(), "duration", dur, "lag", lag)
+}
+
+func (f *fleet) ack(msg jetstream.Msg, id string) {
+	ctx, cancel := context.WithTimeout(f.ctx, f.cfg.PublishTimeout)
+	defer cancel()
+	if err := msg.DoubleAck(ctx); err != nil {
+		// Redelivered later and then skipped by id, unless this node
+		// restarts meanwhile: at-least-once.
+		f.p.log.Debug("fleet purge ack not confirmed", "id", id, "error", err)
+	}
+}
+
+func (f *fleet) putReceipt(id string, nr NodeReceipt) error {
+	data, err := json.Marshal(nr)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	kv := f.kv
+	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(f.ctx, f.cfg.PublishTimeout)
+	defer cancel()
+	_, err = kv.Put(ctx, id+"."+f.p.node, data)
+	return err
+}
+
+// receipt reads purge id's receipts from the bucket.
+func (f *fleet) receipt(ctx context.Context, id string) (Receipt, bool, error) {
+	f.mu.Lock()
+	kv := f.kv
+	f.mu.Unlock()
+	if kv == nil || !f.nc.IsConnected() {
+		return Receipt{}, false, errNotConnected
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.PublishTimeout)
+	defer cancel()
+	rc := Receipt{ID: id}
+	found := false
+	e, err := kv.Get(ctx, id)
+	switch {
+	case err == nil:
+		var c command
+		if err := json.Unmarshal(e.Value(), &c); err != nil {
+			return Receipt{}, false, fmt.Errorf("receipt %s: %w", id, err)
+		}
+		found = true
+		rc.Selector, rc.Origin, rc.AcceptedAt = c.Selector, c.Origin, c.AcceptedAt
+		rc.Fleet = FleetStatus{State: FleetPublished}
+		rc.Nodes = append(rc.Nodes, NodeReceipt{Node: c.Origin, AppliedAt: c.AppliedAt, Matched: c.Matched})
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	default:
+		return Receipt{}, false, err
+	}
+	w, err := kv.Watch(ctx, id+".*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return Receipt{}, false, err
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return Receipt{}, false, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok || e == nil {
+				sortNodes(rc.Nodes)
+				return rc, found, nil
+			}
+			var nr NodeReceipt
+			if json.Unmarshal(e.Value(), &nr) == nil {
+				found = true
+				rc.Nodes = mergeNodes(rc.Nodes, []NodeReceipt{nr})
+			}
+		}
+	}
+}
+
+// close stops the loops and the consumer, makes one last attempt to publish
+// pending purges, and closes the connection.
+func (f *fleet) close() error {
+	f.cancel()
+	f.wg.Wait()
+	f.handleMu.Lock()
+	f.stopped = true
+	f.handleMu.Unlock()
+	f.mu.Lock()
+	cc := f.cc
+	f.mu.Unlock()
+	if cc != nil {
+		cc.Stop()
+		select {
+		case <-cc.Closed():
+		case <-time.After(f.cfg.PublishTimeout):
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.PublishTimeout)
+	f.flush(ctx)
+	cancel()
+	f.mu.Lock()
+	lost := f.pending
+	f.pending = nil
+	f.closing = true
+	f.p.met.pending.Set(0)
+	f.mu.Unlock()
+	var err error
+	if len(lost) > 0 {
+		ids := make([]string, len(lost))
+		for i, c := range lost {
+			ids[i] = c.ID
+			f.p.store.setFleet(c.ID, FleetStatus{State: FleetFailed, Error: "node shut down before NATS was reachable"})
+		}
+		f.p.met.failures.WithLabelValues(stageQueue).Add(float64(len(lost)))
+		f.p.log.Error("pending purges never reached the fleet (applied on this node only)", "node", f.p.node, "count", len(lost), "ids", ids)
+		err = fmt.Errorf("purge: %d pending purges were not published to the fleet", len(lost))
+	}
+	if f.nc.IsConnected() {
+		_ = f.nc.FlushTimeout(f.cfg.PublishTimeout)
+	}
+	f.nc.Close()
+	return err
+}

@@ -12,9 +12,10 @@ import (
 )
 
 // PurgeSelector names what one purge removes. URLs are absolute http(s)
-// URLs; prefixes are "host/path-prefix" (or an absolute URL prefix); hosts
-// are host or host:port. Every selector is scheme-insensitive: content
-// stored for http and for https goes alike, with all its Vary variants.
+// URLs; prefixes are "host/path-prefix" (both schemes) or an absolute URL
+// prefix (that scheme only); hosts are host or host:port. URLs and hosts
+// are scheme-insensitive: content stored for http and for https goes
+// alike. Every Vary variant of a matched URL goes with it.
 type PurgeSelector struct {
 	URLs, Prefixes, Tags, Hosts []string
 	// Soft marks matched objects stale instead of deleting them: the next
@@ -44,11 +45,12 @@ func (c *Cache) Purge(ctx context.Context, sel PurgeSelector) (PurgeCounts, erro
 		}
 	}
 	for _, p := range sel.Prefixes {
-		if _, rest, ok := strings.Cut(p, "://"); ok {
-			p = rest
+		schemes := []string{"http", "https"}
+		if scheme, rest, ok := strings.Cut(p, "://"); ok { // an absolute prefix: that scheme only
+			p, schemes = rest, []string{strings.ToLower(scheme)}
 		}
 		host, path, _ := strings.Cut(p, "/")
-		for _, scheme := range [...]string{"http", "https"} {
+		for _, scheme := range schemes {
 			prefixes = append(prefixes, scheme+"://"+normalizeHost(scheme, host)+"/"+normalizePercent(path))
 		}
 	}

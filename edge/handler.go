@@ -49,6 +49,9 @@ type Config struct {
 	// CacheStatusKey adds the cache key to Cache-Status (key="..."), for
 	// debugging; it reveals how keys are built, so it is off by default.
 	CacheStatusKey bool
+	// PurgeHandler answers requests with the PURGE method (the
+	// conventional single-URL purge); nil answers them 405.
+	PurgeHandler http.Handler
 	// StripResponseHeaders are removed from every response before it
 	// leaves the edge (the daemon puts the purge tag fields here:
 	// Surrogate-Key, Cache-Tag). They stay stored.
@@ -67,6 +70,7 @@ type Handler struct {
 	writeTimeout time.Duration
 	statusKey    bool
 	strip        []string
+	purge        http.Handler
 	now          func() time.Time
 }
 
@@ -106,6 +110,7 @@ func New(cfg Config) (*Handler, error) {
 		writeTimeout: cfg.WriteTimeout,
 		statusKey:    cfg.CacheStatusKey,
 		strip:        canonical(cfg.StripResponseHeaders),
+		purge:        cfg.PurgeHandler,
 		now:          cfg.Now,
 	}, nil
 }
@@ -125,6 +130,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	*rw = responseWriter{ResponseWriter: w, s: s, h: h}
 	defer h.finish(s)
 
+	if r.Method == "PURGE" {
+		s.Site, s.CacheResult = h.sites.match(r.Host), "purge"
+		if h.purge == nil {
+			rw.plainError(http.StatusMethodNotAllowed, "edged; fwd=bypass; detail=purge-disabled", "purging is not enabled on this listener")
+			return
+		}
+		h.purge.ServeHTTP(rw, r)
+		return
+	}
 	s.Site = h.sites.match(r.Host)
 	if s.Site == nil {
 		s.CacheResult = "reject"
@@ -142,6 +156,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.servePass(rw, s)
+}
+
+// SiteFor returns the name of the site serving host, or "".
+func (h *Handler) SiteFor(host string) string {
+	if s := h.sites.match(host); s != nil {
+		return s.Name
+	}
+	return ""
 }
 
 // serveCached answers GET and HEAD through the cache. The origin request

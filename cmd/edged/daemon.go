@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/edged-proxy/edged/internal/logbuf"
 	"github.com/edged-proxy/edged/internal/sampleorigin"
 	"github.com/edged-proxy/edged/lb"
+	"github.com/edged-proxy/edged/purge"
 	"github.com/edged-proxy/edged/storage"
 )
 
@@ -99,6 +101,12 @@ func loadConfig(o *options) (*config.Config, error) {
 		cfg.Cache.Disk.Enabled = true
 		cfg.Cache.Disk.Path = o.data
 	}
+	switch {
+	case o.set["purge-token"]:
+		cfg.Purge.Tokens = append(cfg.Purge.Tokens, config.PurgeToken{Name: "command-line", Token: o.purgeToken})
+	case os.Getenv(purge.TokenEnv) != "":
+		cfg.Purge.Tokens = append(cfg.Purge.Tokens, config.PurgeToken{Name: purge.TokenEnv, Token: os.Getenv(purge.TokenEnv)})
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("after applying command-line flags: %w", err)
 	}
@@ -110,6 +118,7 @@ type daemon struct {
 	cfg      *config.Config
 	log      *slog.Logger
 	cache    *cache.Cache
+	purger   *purge.Purger
 	metrics  *edge.Metrics
 	disk     *storage.Store
 	pools    []*lb.Pool
@@ -149,6 +158,7 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 	c, err := cache.New(cache.Config{
 		Disk:               d.disk,
 		RangeForwardOffset: rangeForward(cfg.Cache.RangeForwardOffset.Int64()),
+		TagHeaders:         cfg.Purge.TagHeaders,
 		MaxBytes:           cfg.Cache.Memory.MaxBytes.Int64(),
 		MaxObjectBytes:     cfg.Cache.Memory.MaxObjectBytes.Int64(),
 		FillTimeout:        cfg.Cache.FillTimeout.Std(),
@@ -208,14 +218,26 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 		return nil, err
 	}
 	d.metrics = em
-	h, err := edge.New(edge.Config{
-		Sites:             sites,
-		UnknownHostStatus: cfg.UnknownHostStatus,
-		Cache:             c,
-		Metrics:           em,
-		AccessLog:         access,
-		Logger:            logger,
-		WriteTimeout:      cfg.Server.WriteTimeout.Std(),
+	var h *edge.Handler
+	d.purger, err = newPurger(cfg, c, func(host string) string { return h.SiteFor(host) }, reg, logger)
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	var strip []string
+	if cfg.Purge.StripTagHeaders {
+		strip = cfg.Purge.TagHeaders
+	}
+	h, err = edge.New(edge.Config{
+		PurgeHandler:         d.purger.MethodHandler(),
+		StripResponseHeaders: strip,
+		Sites:                sites,
+		UnknownHostStatus:    cfg.UnknownHostStatus,
+		Cache:                c,
+		Metrics:              em,
+		AccessLog:            access,
+		Logger:               logger,
+		WriteTimeout:         cfg.Server.WriteTimeout.Std(),
 	})
 	if err != nil {
 		d.close()
@@ -231,6 +253,8 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/purge", d.purger)
+	mux.Handle("/purge/", d.purger)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -311,6 +335,11 @@ func (d *daemon) closeSample() {
 }
 
 func (d *daemon) close() {
+	if d.purger != nil {
+		if err := d.purger.Close(); err != nil {
+			d.log.Warn("closing the purger", "err", err)
+		}
+	}
 	for _, p := range d.pools {
 		p.CloseIdleConnections()
 	}
@@ -355,4 +384,48 @@ func rangeForward(n int64) int64 {
 		return -1
 	}
 	return n
+}
+
+// newPurger builds the purge API over the cache, with the fleet when
+// purge.nats.url is set.
+func newPurger(cfg *config.Config, c *cache.Cache, siteOf func(string) string, reg prometheus.Registerer, logger *slog.Logger) (*purge.Purger, error) {
+	pc := purge.Config{
+		Node:        cfg.Purge.Node,
+		Invalidator: cacheInvalidator(c),
+		SiteOf:      siteOf,
+		Logger:      logger,
+		Registerer:  reg,
+	}
+	for _, t := range cfg.Purge.Tokens {
+		pc.Tokens = append(pc.Tokens, purge.Token{Name: t.Name, Value: t.Token, Sites: t.Sites})
+	}
+	for _, c := range cfg.Purge.AllowCIDRs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("purge.allow_cidrs: %w", err)
+		}
+		pc.AllowCIDRs = append(pc.AllowCIDRs, p)
+	}
+	if n := cfg.Purge.NATS; n.URL != "" {
+		pc.NATS = &purge.FleetConfig{
+			URL: n.URL, Stream: n.Stream, Subject: n.Subject, ReceiptBucket: n.ReceiptBucket,
+			MaxAge: n.MaxAge.Std(), Replicas: n.Replicas, MaxPending: n.MaxPending,
+		}
+	}
+	p, err := purge.New(pc)
+	if err != nil {
+		return nil, fmt.Errorf("purge: %w", err)
+	}
+	return p, nil
+}
+
+// cacheInvalidator adapts the cache's Purge to the purge package's seam
+// (cache may not import purge).
+func cacheInvalidator(c *cache.Cache) purge.Invalidator {
+	return purge.InvalidatorFunc(func(ctx context.Context, sel purge.Selector) (purge.Matched, error) {
+		n, err := c.Purge(ctx, cache.PurgeSelector{
+			URLs: sel.URLs, Prefixes: sel.Prefixes, Tags: sel.Tags, Hosts: sel.Hosts, Soft: sel.Soft,
+		})
+		return purge.Matched{URLs: n.URLs, Prefixes: n.Prefixes, Tags: n.Tags, Hosts: n.Hosts}, err
+	})
 }

@@ -233,8 +233,8 @@ func TestCorruptBlobsServedFromOrigin(t *testing.T) {
 // child is edged running as a separate process (this test binary, see
 // TestMain), so that it can be killed with SIGKILL.
 type child struct {
-	cmd  *exec.Cmd
-	edge string
+	cmd         *exec.Cmd
+	edge, admin string
 }
 
 func startChild(t *testing.T, args ...string) *child {
@@ -249,16 +249,17 @@ func startChild(t *testing.T, args ...string) *child {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	addr := make(chan string, 1)
+	addr := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			var line struct {
-				Msg  string `json:"msg"`
-				Edge string `json:"edge"`
+				Msg   string `json:"msg"`
+				Edge  string `json:"edge"`
+				Admin string `json:"admin"`
 			}
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "edged listening" {
-				addr <- line.Edge
+				addr <- [2]string{line.Edge, line.Admin}
 			}
 		}
 		close(addr)
@@ -269,7 +270,7 @@ func startChild(t *testing.T, args ...string) *child {
 			cmd.Wait()
 			t.Fatal("child exited before listening")
 		}
-		return &child{cmd: cmd, edge: a}
+		return &child{cmd: cmd, edge: a[0], admin: a[1]}
 	case <-time.After(15 * time.Second):
 		cmd.Process.Kill()
 		cmd.Wait()

@@ -15,9 +15,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/edged-proxy/edged/purge"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "purge" {
+		os.Exit(purge.RunCLI(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
@@ -44,6 +49,7 @@ type options struct {
 	admin       string
 	logLevel    string
 	data        string
+	purgeToken  string
 	set         map[string]bool // flags given on the command line
 }
 
@@ -55,6 +61,7 @@ Usage:
   edged -origin http://host:port      cache one origin for every host
   edged -config edged.yaml [flags]    run a configuration file; flags win over it
   edged -check-config edged.yaml      validate a configuration file and exit
+  edged purge -h                      purge content from a running edged (see docs/purge.md)
 
 Flags:
 `
@@ -69,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.listen, "listen", "", "edge listener `ADDR` (host:port; default 127.0.0.1:8080)")
 	fs.StringVar(&o.admin, "admin", "", "admin listener `ADDR` for /metrics and /healthz (default 127.0.0.1:9090)")
 	fs.StringVar(&o.logLevel, "log-level", "", "operational log `LEVEL`: debug, info, warn or error (default info)")
+	fs.StringVar(&o.purgeToken, "purge-token", "", "accept bearer `TOKEN` for purges, valid for all sites (also $EDGED_PURGE_TOKEN)")
 	fs.StringVar(&o.data, "data", "", "disk-tier data `DIR` (overrides cache.disk.path; default: the user's cache directory + /edged)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)

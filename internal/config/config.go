@@ -44,6 +44,8 @@ type Config struct {
 	Cache Cache
 	// Log configures logging.
 	Log Log
+	// Purge configures the purge API and its fleet propagation.
+	Purge Purge
 	// Sites lists the sites edged serves, matched by the request's Host.
 	// Default empty (the daemon then adds a built-in sample origin). A host
 	// may appear in only one site.
@@ -125,6 +127,57 @@ type Memory struct {
 	// streamed and never held in memory whole. Default 8MiB; must be greater
 	// than 0 and at most MaxBytes.
 	MaxObjectBytes ByteSize
+}
+
+// Purge configures purging (docs/purge.md).
+type Purge struct {
+	// Tokens are the bearer tokens accepted by the purge API and the PURGE
+	// method. Default none (the API then refuses every purge); -purge-token
+	// and EDGED_PURGE_TOKEN add one valid for all sites.
+	Tokens []PurgeToken
+	// AllowCIDRs are the client networks allowed to use the PURGE method
+	// on the edge listener without a token. Default none.
+	AllowCIDRs []string
+	// TagHeaders are the response fields purge tags are read from.
+	// Default ["Surrogate-Key", "Cache-Tag"].
+	TagHeaders []string
+	// StripTagHeaders removes those fields from responses to clients.
+	// Default true.
+	StripTagHeaders bool
+	// Node is this node's name in the fleet. Default: the host name.
+	Node string
+	// NATS enables fleet-wide propagation when URL is set.
+	NATS PurgeNATS
+}
+
+// PurgeToken is one purge bearer token.
+type PurgeToken struct {
+	// Name identifies the token in logs (never the value). Required.
+	Name string
+	// Token is the secret. Required, at least 16 characters.
+	Token string
+	// Sites limits the token to these sites. Default: all sites.
+	Sites []string
+}
+
+// PurgeNATS configures propagation over NATS JetStream.
+type PurgeNATS struct {
+	// URL is the NATS server URL(s), comma separated. Default "": no fleet.
+	URL string
+	// Stream is the JetStream stream of purges. Default EDGED_PURGES.
+	Stream string
+	// Subject is the subject prefix. Default edged.purge.
+	Subject string
+	// ReceiptBucket is the key-value bucket of receipts. Default
+	// EDGED_PURGE_RECEIPTS.
+	ReceiptBucket string
+	// MaxAge is how long purges and receipts are kept. Default 168h.
+	MaxAge Duration
+	// Replicas of the stream and bucket. Default 1.
+	Replicas int
+	// MaxPending bounds the purges queued while NATS is unreachable.
+	// Default 10000.
+	MaxPending int
 }
 
 // Log configures logging.
@@ -295,6 +348,14 @@ func defaults() Config {
 			Disk:               Disk{Enabled: true, MaxBytes: 10 * GiB, Fsync: "always"},
 		},
 		Log: Log{Level: "info", Access: true},
+		Purge: Purge{
+			TagHeaders:      []string{"Surrogate-Key", "Cache-Tag"},
+			StripTagHeaders: true,
+			NATS: PurgeNATS{
+				Stream: "EDGED_PURGES", Subject: "edged.purge", ReceiptBucket: "EDGED_PURGE_RECEIPTS",
+				MaxAge: Duration(168 * time.Hour), Replicas: 1, MaxPending: 10000,
+			},
+		},
 	}
 }
 

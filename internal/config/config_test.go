@@ -70,6 +70,14 @@ func TestDefaultValues(t *testing.T) {
 			Disk:               config.Disk{Enabled: true, MaxBytes: 10 << 30, Fsync: "always"},
 		},
 		Log: config.Log{Level: "info", Access: true},
+		Purge: config.Purge{
+			TagHeaders:      []string{"Surrogate-Key", "Cache-Tag"},
+			StripTagHeaders: true,
+			NATS: config.PurgeNATS{
+				Stream: "EDGED_PURGES", Subject: "edged.purge", ReceiptBucket: "EDGED_PURGE_RECEIPTS",
+				MaxAge: config.Duration(168 * time.Hour), Replicas: 1, MaxPending: 10000,
+			},
+		},
 		Sites: []config.Site{{
 			Name:    "a",
 			Hosts:   []string{"a.example"},

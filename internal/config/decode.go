@@ -523,6 +523,22 @@ func configFields(c *Config) []field {
 			{"level", str(&c.Log.Level)},
 			{"access", boolean(&c.Log.Access)},
 		})},
+		{"purge", sub([]field{
+			{"tokens", purgeTokens(&c.Purge.Tokens)},
+			{"allow_cidrs", strList(&c.Purge.AllowCIDRs)},
+			{"tag_headers", fieldNames(&c.Purge.TagHeaders)},
+			{"strip_tag_headers", boolean(&c.Purge.StripTagHeaders)},
+			{"node", str(&c.Purge.Node)},
+			{"nats", sub([]field{
+				{"url", str(&c.Purge.NATS.URL)},
+				{"stream", str(&c.Purge.NATS.Stream)},
+				{"subject", str(&c.Purge.NATS.Subject)},
+				{"receipt_bucket", str(&c.Purge.NATS.ReceiptBucket)},
+				{"max_age", duration(&c.Purge.NATS.MaxAge)},
+				{"replicas", integer(&c.Purge.NATS.Replicas)},
+				{"max_pending", integer(&c.Purge.NATS.MaxPending)},
+			})},
+		})},
 		{"sites", sites(&c.Sites)},
 	}
 }
@@ -567,6 +583,39 @@ func siteFields(s *Site) []field {
 			{"targeted_headers", fieldNames(&s.Cache.TargetedHeaders)},
 			{"keep_targeted_headers", boolean(&s.Cache.KeepTargetedHeaders)},
 		})},
+	}
+}
+
+// strList decodes a sequence of strings.
+func strList(dst *[]string) fieldFunc {
+	return func(d *decoder, path string, line int, n *yaml.Node) {
+		out := []string{}
+		ok := d.sequence(path, line, n, func(p string, l int, item *yaml.Node) {
+			var s string
+			str(&s)(d, p, l, item)
+			out = append(out, s)
+		})
+		if ok {
+			*dst = out
+		}
+	}
+}
+
+func purgeTokens(dst *[]PurgeToken) fieldFunc {
+	return func(d *decoder, path string, line int, n *yaml.Node) {
+		var out []PurgeToken
+		ok := d.sequence(path, line, n, func(p string, l int, item *yaml.Node) {
+			var t PurgeToken
+			d.mapping(p, l, item, []field{
+				{"name", str(&t.Name)},
+				{"token", str(&t.Token)},
+				{"sites", strList(&t.Sites)},
+			})
+			out = append(out, t)
+		})
+		if ok {
+			*dst = out
+		}
 	}
 }
 

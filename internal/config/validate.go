@@ -103,6 +103,8 @@ func (c *Config) validate() []*Error {
 		v.add("cache.disk.fsync", "must be always or never; got %q", f)
 	}
 
+	v.purge(&c.Purge, c.Sites)
+
 	if !slices.Contains(logLevels, c.Log.Level) {
 		v.add("log.level", "must be one of %s; got %q", strings.Join(logLevels, ", "), c.Log.Level)
 	}
@@ -336,4 +338,49 @@ func checkOriginURL(raw string) error {
 		}
 	}
 	return nil
+}
+
+func (v *validator) purge(pc *Purge, sites []Site) {
+	siteNames := make(map[string]bool)
+	for _, s := range sites {
+		siteNames[s.Name] = true
+	}
+	seen := make(map[string]bool)
+	for i, t := range pc.Tokens {
+		p := "purge.tokens[" + strconv.Itoa(i) + "]"
+		if t.Name == "" {
+			v.add(p+".name", "required")
+		} else if seen[t.Name] {
+			v.add(p+".name", "duplicate token name %q", t.Name)
+		}
+		seen[t.Name] = true
+		if len(t.Token) < 16 {
+			v.add(p+".token", "must be at least 16 characters")
+		}
+		for j, s := range t.Sites {
+			if len(sites) > 0 && !siteNames[s] {
+				v.add(p+".sites["+strconv.Itoa(j)+"]", "no site is named %q", s)
+			}
+		}
+	}
+	for i, c := range pc.AllowCIDRs {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			v.add("purge.allow_cidrs["+strconv.Itoa(i)+"]", "invalid CIDR %q", c)
+		}
+	}
+	n := &pc.NATS
+	if n.URL != "" {
+		if n.Stream == "" || strings.ContainsAny(n.Stream, " .*>") {
+			v.add("purge.nats.stream", "must be a stream name without spaces, dots or wildcards, got %q", n.Stream)
+		}
+		if n.Subject == "" || strings.ContainsAny(n.Subject, " *>") {
+			v.add("purge.nats.subject", "must be a subject prefix without spaces or wildcards, got %q", n.Subject)
+		}
+		if n.Replicas < 1 || n.Replicas > 5 {
+			v.add("purge.nats.replicas", "must be between 1 and 5, got %d", n.Replicas)
+		}
+		if n.MaxPending < 1 {
+			v.add("purge.nats.max_pending", "must be at least 1, got %d", n.MaxPending)
+		}
+	}
 }

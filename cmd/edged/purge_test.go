@@ -1,0 +1,195 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+const testToken = "0123456789abcdef-test-token"
+
+// postPurge sends a purge to the admin API and decodes the answer.
+func postPurge(t *testing.T, admin, token, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+admin+"/purge", strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func isHit(t *testing.T, edge, path string) bool {
+	t.Helper()
+	resp, _ := fetchHost(t, "http://"+edge+path, "cdn.example")
+	return strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit")
+}
+
+func TestPurgeAPIAndDurabilityAcrossRestart(t *testing.T) {
+	o := newSizedOrigin(t)
+	data := t.TempDir()
+	l, _, stop := runDaemon(t, "-origin", o.URL, "-data", data, "-purge-token", testToken)
+	paths := []string{"/obj/a-1000", "/obj/b-2000", "/obj/c-3000"}
+	for _, p := range paths {
+		fetchHost(t, "http://"+l.Edge+p, "cdn.example")
+	}
+	for _, p := range paths { // the disk copies are written behind the response
+		waitHit(t, l.Edge, p)
+	}
+	if code, _ := postPurge(t, l.Admin, "", `{"urls":["http://cdn.example/obj/a-1000"]}`); code != 401 {
+		t.Errorf("no token: %d, want 401", code)
+	}
+	if code, _ := postPurge(t, l.Admin, "wrong-token-wrong-token", `{"urls":["http://cdn.example/obj/a-1000"]}`); code != 401 {
+		t.Errorf("wrong token: %d, want 401", code)
+	}
+	if code, _ := postPurge(t, l.Admin, testToken, `{"urls":["not a url"]}`); code != 400 {
+		t.Errorf("bad selector: %d, want 400", code)
+	}
+	if !isHit(t, l.Edge, "/obj/a-1000") {
+		t.Fatal("refused purges purged something")
+	}
+	code, out := postPurge(t, l.Admin, testToken, `{"urls":["http://cdn.example/obj/a-1000"],"prefixes":["cdn.example/obj/b"]}`)
+	if code != 200 {
+		t.Fatalf("purge: %d %v", code, out)
+	}
+	if m, _ := out["matched"].(map[string]any); m["urls"] != 1.0 || m["prefixes"] != 1.0 {
+		t.Errorf("matched %v, want one URL and one prefix object", out["matched"])
+	}
+	stop()
+
+	// A restart does not undo it.
+	l, _, stop = runDaemon(t, "-origin", o.URL, "-data", data, "-purge-token", testToken)
+	defer stop()
+	for _, p := range paths[:2] {
+		if isHit(t, l.Edge, p) {
+			t.Errorf("%s is a hit after purge and restart", p)
+		}
+	}
+	if !isHit(t, l.Edge, "/obj/c-3000") {
+		t.Error("an object the purge did not name is gone")
+	}
+}
+
+func waitHit(t *testing.T, edge, path string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !isHit(t, edge, path) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never became a hit", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A purge answered 200 survives a kill -9 right after the answer.
+func TestPurgeSurvivesCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs edged as a subprocess")
+	}
+	o := newSizedOrigin(t)
+	data := t.TempDir()
+	cfg := writeConfig(t, "log:\n  access: false\n")
+	args := []string{"-config", cfg, "-origin", o.URL, "-data", data, "-purge-token", testToken}
+	c := startChild(t, args...)
+	fetchHost(t, "http://"+c.edge+"/obj/k-5000", "cdn.example")
+	// Make sure the object is on disk: restart-proof before the purge.
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	c.cmd.Wait()
+	c = startChild(t, args...)
+	if !isHit(t, c.edge, "/obj/k-5000") {
+		t.Fatal("not stored before the purge")
+	}
+	if code, out := postPurge(t, c.admin, testToken, `{"tags":[],"hosts":["cdn.example"]}`); code != 200 {
+		t.Fatalf("purge: %d %v", code, out)
+	}
+	c.cmd.Process.Kill() // SIGKILL right after the 200
+	c.cmd.Wait()
+	c = startChild(t, args...)
+	defer func() { c.cmd.Process.Kill(); c.cmd.Wait() }()
+	if isHit(t, c.edge, "/obj/k-5000") {
+		t.Error("a purge answered 200 was undone by a crash")
+	}
+}
+
+// Three nodes on one NATS JetStream server: a purge on one reaches the
+// others, including a node that was down when it was issued.
+func TestPurgeFleet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a NATS server and three nodes")
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	o := newSizedOrigin(t)
+	type node struct {
+		l    listening
+		stop func()
+		args []string
+	}
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		cfg := writeConfig(t, fmt.Sprintf("log:\n  access: false\npurge:\n  node: n%d\n  nats:\n    url: %s\n", i, ns.ClientURL()))
+		args := []string{"-config", cfg, "-origin", o.URL, "-data", t.TempDir(), "-purge-token", testToken}
+		l, _, stop := runDaemon(t, args...)
+		nodes[i] = &node{l: l, stop: stop, args: args}
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.stop()
+		}
+	}()
+	for _, n := range nodes {
+		for _, p := range []string{"/obj/x-100", "/obj/y-100"} {
+			fetchHost(t, "http://"+n.l.Edge+p, "cdn.example")
+			waitHit(t, n.l.Edge, p)
+		}
+	}
+	// Node 2 goes down; a purge is issued on node 0.
+	nodes[2].stop()
+	code, out := postPurge(t, nodes[0].l.Admin, testToken, `{"urls":["http://cdn.example/obj/x-100"]}`)
+	if code != 200 {
+		t.Fatalf("purge: %d %v", code, out)
+	}
+	if f, _ := out["fleet"].(map[string]any); f["state"] != "published" {
+		t.Errorf("fleet state %v, want published", out["fleet"])
+	}
+	waitGone := func(n *node, path string) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for isHit(t, n.l.Edge, path) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still a hit on %s", path, n.l.Edge)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitGone(nodes[0], "/obj/x-100")
+	waitGone(nodes[1], "/obj/x-100")
+	// Node 2 comes back with the same name and data: it catches up.
+	l, _, stop := runDaemon(t, nodes[2].args...)
+	nodes[2].l, nodes[2].stop = l, stop
+	waitGone(nodes[2], "/obj/x-100")
+	for _, n := range nodes {
+		if !isHit(t, n.l.Edge, "/obj/y-100") {
+			t.Errorf("%s lost an object the purge did not name", n.l.Edge)
+		}
+	}
+}

@@ -72,6 +72,7 @@ type Cache struct {
 	flights     singleflight.Group
 	streams     sync.Map // key → *stream: fills being written to disk
 	inval       invalidations
+	gate        sync.RWMutex // orders stores against invalidations: see unlessInvalidated
 	writeSlots  chan struct{}
 	writers     sync.WaitGroup
 	verifyLimit int64
@@ -210,7 +211,7 @@ type Result struct {
 // of key already in flight still answers its waiters but is not stored.
 // Every Vary variant of key goes with it.
 func (c *Cache) Invalidate(key string) {
-	c.inval.invalidate(c.now(), []string{key}, nil, nil)
+	c.recordInvalidation([]string{key}, nil, nil)
 	c.mem.del(key) // the variants in memory become unreachable with their marker
 	if c.disk == nil {
 		return

@@ -75,6 +75,29 @@ func (iv *invalidations) invalidate(now time.Time, keys, prefixes, tags []string
 	}
 }
 
+// unlessInvalidated runs store (which makes e visible in a tier) unless
+// an invalidation overtook the fill that began at start, and reports
+// whether it ran. It holds the gate shared, and invalidations take it
+// exclusively while they record themselves, so a store either lands before
+// the invalidation is recorded (and the invalidation's scan of the tiers
+// finds it) or sees the record and stores nothing: never the gap between.
+func (c *Cache) unlessInvalidated(e *Entry, start uint64, store func()) bool {
+	c.gate.RLock()
+	defer c.gate.RUnlock()
+	if c.inval.stale(e, start) {
+		return false
+	}
+	store()
+	return true
+}
+
+// recordInvalidation records an invalidation (see unlessInvalidated).
+func (c *Cache) recordInvalidation(keys, prefixes, tags []string) {
+	c.gate.Lock()
+	defer c.gate.Unlock()
+	c.inval.invalidate(c.now(), keys, prefixes, tags)
+}
+
 // stale reports whether a fill of e that began at sequence start was
 // overtaken by an invalidation of its key, a prefix of it, or one of its
 // tags.
@@ -134,12 +157,12 @@ func (c *Cache) writeBehind(e *Entry, start uint64) {
 			c.m.diskWrites.WithLabelValues("error").Inc()
 			return
 		}
-		if c.inval.stale(e, start) {
+		if !c.unlessInvalidated(e, start, func() { err = w.Commit(e.meta(int64(len(e.Body)))) }) {
 			w.Abort()
 			c.m.diskWrites.WithLabelValues("invalidated").Inc()
 			return
 		}
-		if err := w.Commit(e.meta(int64(len(e.Body)))); err != nil {
+		if err != nil {
 			c.m.diskWrites.WithLabelValues("error").Inc()
 			c.log.Warn("disk write failed", "key", e.Key, "err", err)
 			return
@@ -188,15 +211,14 @@ func (c *Cache) pump(st *stream, body io.ReadCloser, start uint64, reqTime time.
 	if err == nil && st.size >= 0 && written != st.size {
 		err = io.ErrUnexpectedEOF
 	}
-	if err == nil && c.inval.stale(st.entry, start) {
-		err = errInvalidated
-	}
 	if err == nil {
 		// The stored copy gets the length the live one could not announce.
 		e := *st.entry
 		e.Header = e.Header.Clone()
 		e.Header.Set("Content-Length", itoa(written))
-		err = st.w.Commit(e.meta(written))
+		if !c.unlessInvalidated(&e, start, func() { err = st.w.Commit(e.meta(written)) }) {
+			err = errInvalidated
+		}
 	}
 	if err != nil {
 		st.w.Abort()

@@ -194,12 +194,11 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, stale *Entry, 
 	e := newEntry(r, key, resp, body, d, timing, int64(len(body)))
 	e.Tags = parseTags(resp.Header, c.tagHeaders)
 	fr = &fillResult{entry: e, fwdStatus: resp.StatusCode}
-	if c.inval.stale(e, start) {
+	if !c.unlessInvalidated(e, start, func() { fr.stored = c.mem.set(e) }) {
 		// Invalidated while in flight: answer the waiters, store nothing.
 		c.m.fills.WithLabelValues("invalidated").Inc()
 		return fr, nil
 	}
-	fr.stored = c.mem.set(e)
 	if c.disk != nil {
 		c.writeBehind(e, start)
 		fr.stored = true
@@ -246,23 +245,22 @@ func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, 
 	e.Lifetime, e.Heuristic, e.NoCache, e.MustRevalidate = d.Lifetime, d.Heuristic, d.NoCache, d.MustRevalidate
 	e.StaleWhileRevalidate, e.StaleIfError = d.StaleWhileRevalidate, d.StaleIfError
 	fr := &fillResult{entry: &e, fwdStatus: http.StatusNotModified}
-	if c.inval.stale(&e, start) {
-		return fr
-	}
-	if e.Body != nil {
-		c.mem.set(&e)
-		fr.stored = true
-	}
-	if c.disk != nil {
-		err := c.disk.UpdateMeta(e.Key, encodeEntry(&e), e.expires())
-		switch {
-		case err == nil:
+	c.unlessInvalidated(&e, start, func() {
+		if e.Body != nil {
+			c.mem.set(&e)
 			fr.stored = true
-		case e.Body != nil: // only in memory so far: the write-behind may not have landed
-		default:
-			c.log.Warn("disk tier: updating a revalidated entry failed", "key", e.Key, "err", err)
 		}
-	}
+		if c.disk != nil {
+			err := c.disk.UpdateMeta(e.Key, encodeEntry(&e), e.expires())
+			switch {
+			case err == nil:
+				fr.stored = true
+			case e.Body != nil: // only in memory so far: the write-behind may not have landed
+			default:
+				c.log.Warn("disk tier: updating a revalidated entry failed", "key", e.Key, "err", err)
+			}
+		}
+	})
 	return fr
 }
 

@@ -60,7 +60,7 @@ func (c *Cache) Purge(ctx context.Context, sel PurgeSelector) (PurgeCounts, erro
 		}
 	}
 	// First, so that fills already in flight store nothing this matches.
-	c.inval.invalidate(now, urlKeys, append(append([]string(nil), prefixes...), hostPrefixes...), sel.Tags)
+	c.recordInvalidation(urlKeys, append(append([]string(nil), prefixes...), hostPrefixes...), sel.Tags)
 
 	// Collect the matching keys of both tiers, per selector kind.
 	found := make(map[string]*match)

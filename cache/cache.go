@@ -218,9 +218,7 @@ func (c *Cache) Invalidate(key string) {
 	}
 	keys := []string{key}
 	c.disk.KeysWithPrefix(key+"\x00", func(k string) bool { keys = append(keys, k); return true })
-	for _, k := range keys {
-		if err := c.disk.Delete(k); err != nil {
-			c.log.Warn("disk tier delete failed", "key", k, "err", err)
-		}
+	if _, err := c.disk.DeleteKeys(keys); err != nil {
+		c.log.Warn("disk tier delete failed", "key", key, "err", err)
 	}
 }

@@ -144,18 +144,18 @@ func (c *Cache) Purge(ctx context.Context, sel PurgeSelector) (PurgeCounts, erro
 
 	// Apply: disk first (durable), then memory.
 	var errs []error
-	for _, k := range diskKeys {
-		if err := ctx.Err(); err != nil {
-			return PurgeCounts{}, err
+	if sel.Soft {
+		for _, k := range diskKeys {
+			if err := ctx.Err(); err != nil {
+				return PurgeCounts{}, err
+			}
+			if err := c.softenOnDisk(k, now); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("%s: %w", k, err))
+			}
 		}
-		var err error
-		if sel.Soft {
-			err = c.softenOnDisk(k, now)
-		} else {
-			err = c.disk.Delete(k)
-		}
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			errs = append(errs, fmt.Errorf("%s: %w", k, err))
+	} else if len(diskKeys) > 0 {
+		if _, err := c.disk.DeleteKeys(diskKeys); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for _, e := range memHits {

@@ -880,3 +880,47 @@ func TestDependencies(t *testing.T) {
 		}
 	}
 }
+
+func TestDeleteKeysAndUpdateMeta(t *testing.T) {
+	dir := t.TempDir()
+	s, err := storage.Open(storage.Options{Dir: dir, Fsync: storage.FsyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { storage.CheckConsistency(t, dir) })
+	defer s.Close()
+	var keys []string
+	for i := range 3000 {
+		k := fmt.Sprintf("k%05d", i)
+		keys = append(keys, k)
+		w, err := s.Create(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(k))
+		if err := w.Commit(storage.Meta{Header: []byte("h"), Size: -1, Tags: []string{"t"}}); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	}
+	if err := s.UpdateMeta("k00001", []byte("new"), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := s.Get("k00001")
+	if err != nil || string(obj.Meta.Header) != "new" {
+		t.Fatalf("UpdateMeta: %v %q", err, obj.Meta.Header)
+	}
+	obj.Close()
+	if err := s.UpdateMeta("missing", nil, time.Time{}); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("UpdateMeta of a missing key: %v", err)
+	}
+	n, err := s.DeleteKeys(append(keys[:2500:2500], "missing"))
+	if err != nil || n != 2500 {
+		t.Fatalf("DeleteKeys: %d %v", n, err)
+	}
+	var left []string
+	s.KeysByTag("t", func(k string) bool { left = append(left, k); return true })
+	if len(left) != 500 || s.Stats().Objects != 500 {
+		t.Errorf("%d tagged keys, %d objects left, want 500", len(left), s.Stats().Objects)
+	}
+}

@@ -411,7 +411,7 @@ func (s *Store) removeEntries(vs []victim) (int, error) {
 				return err
 			}
 			if r != nil {
-				removed = append(removed, v)
+				removed = append(removed, victim{key: v.key, id: r.id})
 			}
 		}
 		return nil
@@ -559,4 +559,30 @@ func (s *Store) UpdateMeta(key string, header []byte, expires time.Time) error {
 	s.lru.set(key, updated.id, updated.size, s.now().UnixNano(), timeToNanos(updated.expires))
 	s.mu.Unlock()
 	return nil
+}
+
+// DeleteKeys removes the objects stored under keys, many per index
+// transaction (so purging a large tag costs a few fsyncs, not one per
+// object). Missing keys are skipped. It returns how many objects existed.
+func (s *Store) DeleteKeys(keys []string) (int, error) {
+	if err := s.begin(); err != nil {
+		return 0, err
+	}
+	defer s.end()
+	const batch = 1024
+	total := 0
+	for len(keys) > 0 {
+		n := min(len(keys), batch)
+		vs := make([]victim, n)
+		for i, k := range keys[:n] {
+			vs[i] = victim{key: k}
+		}
+		removed, err := s.removeEntries(vs)
+		total += removed
+		if err != nil {
+			return total, err
+		}
+		keys = keys[n:]
+	}
+	return total, nil
 }

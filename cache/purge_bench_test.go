@@ -101,7 +101,9 @@ func BenchmarkPurgeTag(b *testing.B) {
 		b.ReportMetric(float64(took.Milliseconds()), "purge-ms")
 		b.ReportMetric(float64(n), "objects")
 		if len(lat) > 0 {
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "hit-p99-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "hit-p99-ns")
+			b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "hit-max-µs")
+			b.ReportMetric(float64(len(lat)), "hits")
 			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "hit-p50-ns")
 		}
 		c.Close()

@@ -35,15 +35,23 @@ func KeyFor(r *http.Request, scheme string) string {
 	return NormalizeKey(scheme, host, r.URL.EscapedPath(), r.URL.RawQuery)
 }
 
+// NormalizePath returns an escaped request path normalized the way the
+// cache key normalizes it (percent-encoding and dot segments; see KeyFor).
+// The edge sends this same path to the origin, so that two requests that
+// share a key cannot reach different origin resources.
+func NormalizePath(escapedPath string) string {
+	p := normalizePercent(escapedPath)
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	return removeDotSegments(p)
+}
+
 // NormalizeKey builds a primary cache key from its parts; see KeyFor.
 func NormalizeKey(scheme, host, path, rawQuery string) string {
 	scheme = strings.ToLower(scheme)
 	host = normalizeHost(scheme, host)
-	path = normalizePercent(path)
-	if path == "" || path[0] != '/' {
-		path = "/" + path
-	}
-	path = removeDotSegments(path)
+	path = NormalizePath(path)
 	var b strings.Builder
 	b.Grow(len(scheme) + 3 + len(host) + len(path) + 1 + len(rawQuery))
 	b.WriteString(scheme)

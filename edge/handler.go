@@ -227,6 +227,14 @@ func (e *hookError) Unwrap() error { return e.err }
 func (h *Handler) servePass(rw *responseWriter, s *Session) {
 	r := s.Req
 	s.CacheResult = "bypass"
+	if max := s.Site.MaxBodyBytes; max > 0 && r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength > max {
+			rw.plainError(http.StatusRequestEntityTooLarge, "edged; fwd=bypass; detail=body-too-large",
+				fmt.Sprintf("the request body exceeds this site's limit of %d bytes", max))
+			return
+		}
+		r.Body = http.MaxBytesReader(rw, r.Body, max) // a chunked body over the limit fails mid-way
+	}
 	s.Key = h.hooks.CacheKey(s)
 	s.RouteKey = h.hooks.UpstreamSelect(s)
 	rt := &route.Route{Key: s.RouteKey}
@@ -239,6 +247,13 @@ func (h *Handler) servePass(rw *responseWriter, s *Session) {
 	resp, err := s.Site.Transport.RoundTrip(out)
 	s.Shard = rt.Shard
 	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.CacheResult, s.Err = "error", err
+			rw.plainError(http.StatusRequestEntityTooLarge, "edged; fwd=bypass; detail=body-too-large",
+				fmt.Sprintf("the request body exceeds this site's limit of %d bytes", mbe.Limit))
+			return
+		}
 		h.fail(rw, s, err, "edged; fwd=bypass")
 		return
 	}
@@ -308,11 +323,30 @@ func (h *Handler) outRequest(ctx context.Context, s *Session, method string) *ht
 	} else if in.ContentLength == 0 {
 		out.Body = nil // lets the pool retry idempotent requests on dial errors
 	}
+	// The origin gets the path the cache key was built from (dot segments
+	// removed, unreserved characters decoded), never a different resource.
 	out.URL = &url.URL{Scheme: "http", Host: in.Host, Path: in.URL.Path, RawPath: in.URL.RawPath, RawQuery: in.URL.RawQuery}
+	if p := cache.NormalizePath(in.URL.EscapedPath()); p != in.URL.EscapedPath() {
+		if dec, err := url.PathUnescape(p); err == nil {
+			out.URL.Path, out.URL.RawPath = dec, p
+		}
+	}
 	if s.Site.OriginHost != "" {
 		out.Host = s.Site.OriginHost
 	}
 	httpx.RemoveHopByHop(out.Header)
+	unkeyed := s.Site.UnkeyedHeaders
+	if unkeyed == nil {
+		unkeyed = DefaultUnkeyedHeaders
+	}
+	for _, f := range unkeyed {
+		out.Header.Del(f)
+	}
+	if s.Scheme == "https" {
+		out.Header.Set("X-Forwarded-Proto", "https")
+	} else {
+		out.Header.Set("X-Forwarded-Proto", "http")
+	}
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header.Set("User-Agent", "") // keep Go's default User-Agent off
 	}

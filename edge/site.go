@@ -27,10 +27,27 @@ type Site struct {
 	CacheDisabled bool
 	// Policy holds the site's freshness defaults.
 	Policy cache.Policy
+	// UnkeyedHeaders are request fields removed before the origin: they can
+	// change what an origin answers without being part of the cache key,
+	// which is how caches get poisoned. Nil means DefaultUnkeyedHeaders; an
+	// empty non-nil slice removes none.
+	UnkeyedHeaders []string
+	// MaxBodyBytes limits request bodies sent through to the origin; a
+	// larger one is answered 413. Zero means no limit.
+	MaxBodyBytes int64
 	// KeepTargetedHeaders forwards the targeted cache-control fields
 	// (Policy.TargetedHeaders) to clients; by default they are removed, as
 	// they are meant for edged alone (RFC 9213 §2.1).
 	KeepTargetedHeaders bool
+}
+
+// DefaultUnkeyedHeaders are the request fields removed before the origin
+// when a site names none (Site.UnkeyedHeaders).
+var DefaultUnkeyedHeaders = []string{
+	"X-Forwarded-Host", "X-Forwarded-Scheme", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Server",
+	"X-Original-Url", "X-Rewrite-Url", "X-Original-Host",
+	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
+	"X-Host", "Forwarded",
 }
 
 // router finds the site serving a host: exact names first, then the longest

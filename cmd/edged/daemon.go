@@ -210,6 +210,8 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 				TargetedHeaders:      s.Cache.TargetedHeaders,
 			},
 			KeepTargetedHeaders: s.Cache.KeepTargetedHeaders,
+			MaxBodyBytes:        s.MaxBodyBytes.Int64(),
+			UnkeyedHeaders:      s.UnkeyedHeaders,
 		})
 	}
 	em, err := edge.NewMetrics(reg)

@@ -201,6 +201,13 @@ type Site struct {
 	// site serves. Required and non-empty; lowercase, without ports. Parse
 	// lowercases them.
 	Hosts []string
+	// MaxBodyBytes limits request bodies passed through to the origin; a
+	// larger one gets 413. Default 0: no limit.
+	MaxBodyBytes ByteSize
+	// UnkeyedHeaders are request fields removed before the origin (they
+	// could change its answer without being part of the cache key). Default
+	// nil: edge.DefaultUnkeyedHeaders; [] removes none.
+	UnkeyedHeaders []string
 	// OriginHost is the Host header sent to the origins. Default "", which
 	// sends the client's Host unchanged.
 	OriginHost string

@@ -562,6 +562,8 @@ func siteFields(s *Site) []field {
 	return []field{
 		{"name", str(&s.Name)},
 		{"hosts", hostList(&s.Hosts)},
+		{"max_body_bytes", size(&s.MaxBodyBytes)},
+		{"unkeyed_headers", fieldNames(&s.UnkeyedHeaders)},
 		{"origin_host", str(&s.OriginHost)},
 		{"origins", origins(&s.Origins)},
 		{"upstream", sub([]field{

@@ -14,7 +14,11 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	invalidations *prometheus.CounterVec
 	rejected      *prometheus.CounterVec
+	refused       *prometheus.CounterVec
 }
+
+// Refused counts a connection refused at accept (ConnLimits.OnRefuse).
+func (m *Metrics) Refused(reason string) { m.refused.WithLabelValues(reason).Inc() }
 
 // Rejected counts a connection the strict reader refused (StrictConfig's
 // OnReject hook).
@@ -47,9 +51,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "edged_rejected_requests_total",
 			Help: "Connections closed by the strict HTTP/1 reader for ambiguous or oversized request framing, by the status sent (400, 414, 431, 501, 505; 0 = closed without one).",
 		}, []string{"code"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_refused_connections_total",
+			Help: "Client connections refused at accept because of server.max_conns (reason=total) or server.max_conns_per_ip (reason=per_ip).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected} {
+		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.refused} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("edge: registering metrics: %w", err)
 			}

@@ -278,6 +278,11 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	if err != nil {
 		return fmt.Errorf("edge listener: %w", err)
 	}
+	edgeLn = edge.LimitListener(edgeLn, edge.ConnLimits{
+		MaxConns:      d.cfg.Server.MaxConns,
+		MaxConnsPerIP: d.cfg.Server.MaxConnsPerIP,
+		OnRefuse:      d.metrics.Refused,
+	})
 	edgeLn = edge.Listen(edgeLn, edge.StrictConfig{
 		MaxHeaderBytes: int(d.cfg.Server.MaxHeaderBytes.Int64()),
 		OnReject: func(reason string, status int, remote net.Addr) {

@@ -77,6 +77,12 @@ type Server struct {
 	// MaxHeaderBytes limits the size of request headers. Default 64KiB;
 	// allowed 1KiB to 16MiB.
 	MaxHeaderBytes ByteSize
+	// MaxConns is the most client connections open at once; more are
+	// refused with 503 at accept. Default 16384; 0 = no limit.
+	MaxConns int
+	// MaxConnsPerIP is the most client connections open at once from one
+	// address. Default 512; 0 = no limit.
+	MaxConnsPerIP int
 	// ShutdownTimeout is how long a graceful shutdown waits for in-flight
 	// requests before closing connections. Default 30s; 0 means close at
 	// once.
@@ -347,6 +353,8 @@ func defaults() Config {
 			IdleTimeout:       Duration(120 * time.Second),
 			MaxHeaderBytes:    64 * KiB,
 			ShutdownTimeout:   Duration(30 * time.Second),
+			MaxConns:          16384,
+			MaxConnsPerIP:     512,
 		},
 		Cache: Cache{
 			FillTimeout:        Duration(60 * time.Second),

@@ -62,6 +62,8 @@ func TestDefaultValues(t *testing.T) {
 			IdleTimeout:       config.Duration(120 * time.Second),
 			MaxHeaderBytes:    64 << 10,
 			ShutdownTimeout:   config.Duration(30 * time.Second),
+			MaxConns:          16384,
+			MaxConnsPerIP:     512,
 		},
 		Cache: config.Cache{
 			FillTimeout:        config.Duration(60 * time.Second),

@@ -504,6 +504,8 @@ func configFields(c *Config) []field {
 			{"idle_timeout", duration(&c.Server.IdleTimeout)},
 			{"max_header_bytes", size(&c.Server.MaxHeaderBytes)},
 			{"shutdown_timeout", duration(&c.Server.ShutdownTimeout)},
+			{"max_conns", integer(&c.Server.MaxConns)},
+			{"max_conns_per_ip", integer(&c.Server.MaxConnsPerIP)},
 		})},
 		{"cache", sub([]field{
 			{"fill_timeout", duration(&c.Cache.FillTimeout)},

@@ -81,6 +81,12 @@ func (c *Config) validate() []*Error {
 		v.add("server.max_header_bytes", "must be between 1KiB and 16MiB, got %s", b)
 	}
 	v.nonNegative("server.shutdown_timeout", sv.ShutdownTimeout)
+	if sv.MaxConns < 0 {
+		v.add("server.max_conns", "must not be negative, got %d", sv.MaxConns)
+	}
+	if sv.MaxConnsPerIP < 0 {
+		v.add("server.max_conns_per_ip", "must not be negative, got %d", sv.MaxConnsPerIP)
+	}
 
 	v.positive("cache.fill_timeout", c.Cache.FillTimeout)
 	m := &c.Cache.Memory

@@ -57,6 +57,10 @@ type Config struct {
 	// picks. Zero means 5s.
 	DownFor time.Duration
 
+	// MaxResponseHeaderBytes limits an origin response's header; a larger
+	// one fails the request (502). Zero means 64 KiB.
+	MaxResponseHeaderBytes int64
+
 	// Metrics receives the pool's metrics. Nil means none are recorded.
 	Metrics *Metrics
 

@@ -473,3 +473,19 @@ func TestHTTPSShardURL(t *testing.T) {
 		t.Errorf("err = %v, want a TLS error", err)
 	}
 }
+
+func TestOriginHeaderLimit(t *testing.T) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Huge", strings.Repeat("h", 100<<10))
+	}))
+	defer o.Close()
+	p, err := lb.NewPool(lb.Config{Name: "t", Shards: []lb.Shard{{URL: o.URL}}, MaxResponseHeaderBytes: 32 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://example.com/", nil)
+	if resp, err := p.RoundTrip(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("a 100 KiB response header was accepted with a 32 KiB limit")
+	}
+}

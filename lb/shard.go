@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net"
@@ -55,17 +56,18 @@ func parseShardURL(raw string) (*url.URL, error) {
 func newTransport(cfg *Config) *http.Transport {
 	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     false,
-		MaxIdleConns:          cfg.MaxIdleConnsPerShard,
-		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerShard,
-		MaxConnsPerHost:       cfg.MaxConnsPerShard,
-		IdleConnTimeout:       cfg.IdleConnTimeout,
-		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: 1 * time.Second,
-		DisableCompression:    true,
+		Proxy:                  nil,
+		DialContext:            dialer.DialContext,
+		ForceAttemptHTTP2:      false,
+		MaxIdleConns:           cfg.MaxIdleConnsPerShard,
+		MaxIdleConnsPerHost:    cfg.MaxIdleConnsPerShard,
+		MaxConnsPerHost:        cfg.MaxConnsPerShard,
+		IdleConnTimeout:        cfg.IdleConnTimeout,
+		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  1 * time.Second,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: cmp.Or(cfg.MaxResponseHeaderBytes, 64<<10),
 	}
 }
 

@@ -178,16 +178,17 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 			shards[i] = lb.Shard{Name: o.Name, URL: o.URL, Weight: o.Weight}
 		}
 		pool, err := lb.NewPool(lb.Config{
-			Name:                  s.Name,
-			Shards:                shards,
-			MaxIdleConnsPerShard:  s.Upstream.MaxIdleConnsPerShard,
-			MaxConnsPerShard:      s.Upstream.MaxConnsPerShard,
-			IdleConnTimeout:       s.Upstream.IdleConnTimeout.Std(),
-			DialTimeout:           s.Upstream.DialTimeout.Std(),
-			ResponseHeaderTimeout: s.Upstream.ResponseHeaderTimeout.Std(),
-			DownFor:               s.Upstream.DownFor.Std(),
-			Metrics:               lbm,
-			Logger:                logger,
+			Name:                   s.Name,
+			Shards:                 shards,
+			MaxIdleConnsPerShard:   s.Upstream.MaxIdleConnsPerShard,
+			MaxConnsPerShard:       s.Upstream.MaxConnsPerShard,
+			IdleConnTimeout:        s.Upstream.IdleConnTimeout.Std(),
+			DialTimeout:            s.Upstream.DialTimeout.Std(),
+			ResponseHeaderTimeout:  s.Upstream.ResponseHeaderTimeout.Std(),
+			DownFor:                s.Upstream.DownFor.Std(),
+			MaxResponseHeaderBytes: s.Upstream.MaxResponseHeaderBytes.Int64(),
+			Metrics:                lbm,
+			Logger:                 logger,
 		})
 		if err != nil {
 			d.close()

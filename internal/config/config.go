@@ -261,6 +261,9 @@ type Upstream struct {
 	// DownFor is how long an origin that refused a dial is skipped before it
 	// is tried again. Default 5s; 0 means it is never skipped.
 	DownFor Duration
+	// MaxResponseHeaderBytes limits an origin response's header (502 when
+	// exceeded). Default 64KiB.
+	MaxResponseHeaderBytes ByteSize
 }
 
 // SiteCache configures caching for one site.
@@ -378,12 +381,13 @@ func defaults() Config {
 func defaultSite() Site {
 	return Site{
 		Upstream: Upstream{
-			MaxIdleConnsPerShard:  64,
-			MaxConnsPerShard:      0,
-			IdleConnTimeout:       Duration(90 * time.Second),
-			DialTimeout:           Duration(5 * time.Second),
-			ResponseHeaderTimeout: Duration(30 * time.Second),
-			DownFor:               Duration(5 * time.Second),
+			MaxIdleConnsPerShard:   64,
+			MaxConnsPerShard:       0,
+			IdleConnTimeout:        Duration(90 * time.Second),
+			DialTimeout:            Duration(5 * time.Second),
+			ResponseHeaderTimeout:  Duration(30 * time.Second),
+			DownFor:                Duration(5 * time.Second),
+			MaxResponseHeaderBytes: 64 * KiB,
 		},
 		Cache: SiteCache{
 			Enabled:           true,

@@ -85,11 +85,12 @@ func TestDefaultValues(t *testing.T) {
 			Hosts:   []string{"a.example"},
 			Origins: []config.Origin{{URL: "http://127.0.0.1:8081", Weight: 1, Name: "127.0.0.1:8081"}},
 			Upstream: config.Upstream{
-				MaxIdleConnsPerShard:  64,
-				IdleConnTimeout:       config.Duration(90 * time.Second),
-				DialTimeout:           config.Duration(5 * time.Second),
-				ResponseHeaderTimeout: config.Duration(30 * time.Second),
-				DownFor:               config.Duration(5 * time.Second),
+				MaxIdleConnsPerShard:   64,
+				IdleConnTimeout:        config.Duration(90 * time.Second),
+				DialTimeout:            config.Duration(5 * time.Second),
+				ResponseHeaderTimeout:  config.Duration(30 * time.Second),
+				DownFor:                config.Duration(5 * time.Second),
+				MaxResponseHeaderBytes: 64 << 10,
 			},
 			Cache: config.SiteCache{
 				Enabled:           true,

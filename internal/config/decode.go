@@ -575,6 +575,7 @@ func siteFields(s *Site) []field {
 			{"dial_timeout", duration(&s.Upstream.DialTimeout)},
 			{"response_header_timeout", duration(&s.Upstream.ResponseHeaderTimeout)},
 			{"down_for", duration(&s.Upstream.DownFor)},
+			{"max_response_header_bytes", size(&s.Upstream.MaxResponseHeaderBytes)},
 		})},
 		{"cache", sub([]field{
 			{"enabled", boolean(&s.Cache.Enabled)},

@@ -73,6 +73,7 @@ type Cache struct {
 	streams     sync.Map // key → *stream: fills being written to disk
 	inval       invalidations
 	gate        sync.RWMutex // orders stores against invalidations: see unlessInvalidated
+	diskErr     diskErrors
 	writeSlots  chan struct{}
 	writers     sync.WaitGroup
 	verifyLimit int64
@@ -219,6 +220,6 @@ func (c *Cache) Invalidate(key string) {
 	keys := []string{key}
 	c.disk.KeysWithPrefix(key+"\x00", func(k string) bool { keys = append(keys, k); return true })
 	if _, err := c.disk.DeleteKeys(keys); err != nil {
-		c.log.Warn("disk tier delete failed", "key", key, "err", err)
+		c.warnDisk("disk tier delete failed", "key", key, "err", err)
 	}
 }

@@ -164,7 +164,7 @@ func (c *Cache) writeBehind(e *Entry, start uint64) {
 		}
 		if err != nil {
 			c.m.diskWrites.WithLabelValues("error").Inc()
-			c.log.Warn("disk write failed", "key", e.Key, "err", err)
+			c.warnDisk("disk write failed", "key", e.Key, "err", err)
 			return
 		}
 		c.m.diskWrites.WithLabelValues("stored").Inc()
@@ -238,3 +238,29 @@ func (c *Cache) pump(st *stream, body io.ReadCloser, start uint64, reqTime time.
 var errInvalidated = errors.New("cache: invalidated while filling")
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// diskErrors rate-limits the log lines of disk-tier failures: a full or
+// read-only disk fails every write, and one line per interval (with the
+// count suppressed since) says as much as thousands.
+type diskErrors struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+const diskErrorLogInterval = 10 * time.Second
+
+// warnDisk logs a disk-tier failure at most once per interval.
+func (c *Cache) warnDisk(msg string, args ...any) {
+	c.diskErr.mu.Lock()
+	now := c.now()
+	if now.Sub(c.diskErr.last) < diskErrorLogInterval {
+		c.diskErr.suppressed++
+		c.diskErr.mu.Unlock()
+		return
+	}
+	n := c.diskErr.suppressed
+	c.diskErr.last, c.diskErr.suppressed = now, 0
+	c.diskErr.mu.Unlock()
+	c.log.Warn(msg, append(args, "suppressed_since_last", n)...)
+}

@@ -165,7 +165,8 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, stale *Entry, 
 			go c.pump(st, resp.Body, start, reqTime)
 			return &fillResult{entry: e, stream: st, stored: true, fwdStatus: resp.StatusCode}, nil
 		}
-		c.log.Warn("disk tier cannot take a fill; streaming it unstored", "key", key, "err", err)
+		c.m.diskWrites.WithLabelValues("error").Inc()
+		c.warnDisk("disk tier cannot take a fill; streaming it unstored", "key", key, "err", err)
 	}
 	if resp.ContentLength > limit {
 		c.m.fills.WithLabelValues("too_large").Inc()
@@ -257,7 +258,7 @@ func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, 
 				fr.stored = true
 			case e.Body != nil: // only in memory so far: the write-behind may not have landed
 			default:
-				c.log.Warn("disk tier: updating a revalidated entry failed", "key", e.Key, "err", err)
+				c.warnDisk("disk tier: updating a revalidated entry failed", "key", e.Key, "err", err)
 			}
 		}
 	})
@@ -278,7 +279,7 @@ func (c *Cache) marker(primary string, names []string) *Entry {
 	c.mem.set(m)
 	if c.disk != nil {
 		if err := c.writeMarker(m); err != nil {
-			c.log.Warn("disk tier: storing a Vary marker failed", "key", primary, "err", err)
+			c.warnDisk("disk tier: storing a Vary marker failed", "key", primary, "err", err)
 		}
 	}
 	return m

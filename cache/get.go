@@ -142,7 +142,7 @@ func (c *Cache) loadDisk(key, primary string) *stored {
 	obj, err := c.disk.Get(key)
 	if err != nil {
 		if !errors.Is(err, storage.ErrNotFound) {
-			c.log.Warn("disk tier lookup failed", "key", key, "err", err)
+			c.warnDisk("disk tier lookup failed", "key", key, "err", err)
 		}
 		return nil
 	}

@@ -56,6 +56,14 @@ func (s *Store) Get(key string) (*Object, error) {
 		return nil, err
 	}
 	defer s.end()
+	// The in-memory index names every committed key: a miss costs no
+	// index transaction.
+	s.mu.Lock()
+	_, known := s.lru.m[key]
+	s.mu.Unlock()
+	if !known {
+		return nil, ErrNotFound
+	}
 	for attempt := 0; ; attempt++ {
 		r, err := s.lookup(key)
 		if err != nil {

@@ -286,9 +286,15 @@ func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: runs edged as a subprocess")
 	}
+	for _, fsync := range []string{"never", "always"} {
+		t.Run("fsync="+fsync, func(t *testing.T) { crashRecovery(t, fsync) })
+	}
+}
+
+func crashRecovery(t *testing.T, fsync string) {
 	o := newSizedOrigin(t)
 	data := t.TempDir()
-	cfg := writeConfig(t, smallMemory+"  disk:\n    fsync: always\nlog:\n  access: false\n")
+	cfg := writeConfig(t, smallMemory+"  disk:\n    fsync: "+fsync+"\nlog:\n  access: false\n")
 	sizes := []int{700, 9000, 40000, 150000, 600000, 2500000}
 	var paths []string
 	for i := range 60 {

@@ -118,9 +118,12 @@ type Disk struct {
 	// least 1MiB.
 	MaxBytes ByteSize
 	// Fsync is "always" (fsync each blob and its directory before the
-	// index commit: survives power loss) or "never" (survives process
-	// crashes; a torn body after power loss is caught by its checksum).
-	// Default "always".
+	// index commit: nothing recently stored is lost on power loss) or
+	// "never" (survives process crashes; after a power loss, recently
+	// stored bodies may be lost, and a torn one is caught by its checksum
+	// and refetched). Default "never", as Varnish and nginx caches do: a
+	// cache may lose objects, never serve wrong ones, and fsyncs on every
+	// miss cost miss latency (measured in docs/operations.md).
 	Fsync string
 }
 
@@ -363,7 +366,7 @@ func defaults() Config {
 			FillTimeout:        Duration(60 * time.Second),
 			RangeForwardOffset: 16 * MiB,
 			Memory:             Memory{MaxBytes: 256 * MiB, MaxObjectBytes: 8 * MiB},
-			Disk:               Disk{Enabled: true, MaxBytes: 10 * GiB, Fsync: "always"},
+			Disk:               Disk{Enabled: true, MaxBytes: 10 * GiB, Fsync: "never"},
 		},
 		Log: Log{Level: "info", Access: true},
 		Purge: Purge{

@@ -69,7 +69,7 @@ func TestDefaultValues(t *testing.T) {
 			FillTimeout:        config.Duration(60 * time.Second),
 			RangeForwardOffset: 16 << 20,
 			Memory:             config.Memory{MaxBytes: 256 << 20, MaxObjectBytes: 8 << 20},
-			Disk:               config.Disk{Enabled: true, MaxBytes: 10 << 30, Fsync: "always"},
+			Disk:               config.Disk{Enabled: true, MaxBytes: 10 << 30, Fsync: "never"},
 		},
 		Log: config.Log{Level: "info", Access: true},
 		Purge: config.Purge{

@@ -44,7 +44,12 @@ func (s *Store) openIndex() error {
 // any kind (bbolt refusing the file, a panic while reading it, a wrong format
 // version) is reported as errUnreadableIndex; lock contention as ErrInUse.
 func (s *Store) tryOpenIndex(path string) (err error) {
-	db, err := openBolt(path, &bolt.Options{Timeout: s.opts.OpenTimeout})
+	// With FsyncNever the index is not fsynced either: bbolt's two meta
+	// pages keep it consistent across process crashes (the page cache
+	// survives them); after a power loss an unreadable index is moved
+	// aside and the node starts empty, and a readable one can only name
+	// blobs that exist, whose checksums catch any torn body.
+	db, err := openBolt(path, &bolt.Options{Timeout: s.opts.OpenTimeout, NoSync: s.opts.Fsync == FsyncNever, NoFreelistSync: true})
 	if err != nil {
 		switch {
 		case errors.Is(err, bolt.ErrTimeout):

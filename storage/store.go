@@ -45,10 +45,12 @@ const (
 	// FsyncAlways fsyncs each blob before it is renamed into place and the
 	// blob directory after the rename; bbolt commits are synced. The default.
 	FsyncAlways FsyncPolicy = iota
-	// FsyncNever does not fsync blobs or directories (bbolt still syncs its
-	// own commits). The store survives process crashes (kill -9) but not
-	// power loss; after a power loss the per-block checksums catch torn data
-	// on read, and recovery drops entries whose blobs are short or missing.
+	// FsyncNever fsyncs neither blobs, directories nor the index (bbolt
+	// runs with NoSync). The store survives process crashes (kill -9) intact;
+	// after a power loss it may lose recent objects: the per-block checksums
+	// catch torn data on read, recovery drops entries whose blobs are short
+	// or missing, and an unreadable index is moved aside (the store starts
+	// empty). Never a wrong body.
 	FsyncNever
 )
 

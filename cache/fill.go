@@ -80,7 +80,7 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, stale *Entry, 
 	}()
 	if stale == nil {
 		// A fill that ended just before this flight began may have stored it.
-		if _, st, _ := c.find(r); st != nil {
+		if _, st, found, _ := c.find(r); found {
 			e := st.e
 			st.close()
 			if age := e.Age(c.now()); ParseRequestDirectives(r.In.Header).Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache) {
@@ -268,7 +268,7 @@ func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, 
 // marker returns the Vary marker of primary for names, storing a new one
 // (with a fresh id) when there is none or its names differ.
 func (c *Cache) marker(primary string, names []string) *Entry {
-	if st := c.load(primary, primary); st != nil {
+	if st, ok := c.load(primary, primary); ok {
 		st.close()
 		if st.e.Marker && sameNames(st.e.Vary, names) {
 			return st.e

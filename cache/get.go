@@ -26,7 +26,7 @@ type stored struct {
 }
 
 func (st *stored) close() {
-	if st != nil && st.obj != nil {
+	if st.obj != nil {
 		st.obj.Close()
 		st.obj = nil
 	}
@@ -42,30 +42,30 @@ func (st *stored) close() {
 // which may stop waiting without cancelling it.
 func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 	dirs := ParseRequestDirectives(r.In.Header)
-	skey, st, fwd := c.find(r)
-	if st != nil {
+	skey, st, found, fwd := c.find(r)
+	if found {
 		e := st.e
 		age := e.Age(c.now())
 		ttl := e.Lifetime - age
 		switch {
 		case dirs.Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache):
-			if res, ok := c.serve(st, Result{Hit: true, Age: age, TTL: ttl}); ok {
+			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl}); ok {
 				return res, nil
 			}
-			st, fwd = nil, "uri-miss" // it failed verification and is gone
+			found, fwd = false, "uri-miss" // it failed verification and is gone
 		case c.mayRevalidateLater(e, age, dirs):
-			if res, ok := c.serve(st, Result{Hit: true, Age: age, TTL: ttl, Detail: "stale-while-revalidate"}); ok {
+			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl, Detail: "stale-while-revalidate"}); ok {
 				c.revalidateAsync(ctx, r, skey, e)
 				return res, nil
 			}
-			st, fwd = nil, "uri-miss"
+			found, fwd = false, "uri-miss"
 		case ttl > 0 && !e.NoCache:
 			fwd = "request"
 		default:
 			fwd = "stale"
 		}
 	}
-	if st == nil {
+	if !found {
 		if res, ok := c.joinStream(r, skey); ok {
 			return res, nil
 		}
@@ -75,7 +75,7 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 		return Result{}, ErrOnlyIfCached
 	}
 	var stale *Entry
-	if st != nil {
+	if found {
 		stale = st.e
 		st.close() // reopened if the stale entry is served after all
 	} else if c.rangeFwd > 0 && r.RangeStart > c.rangeFwd {
@@ -95,40 +95,40 @@ func (c *Cache) mayRevalidateLater(e *Entry, age time.Duration, dirs RequestDire
 
 // find resolves r to the key its variant is stored under and what is
 // stored there. When nothing is, fwd says why ("uri-miss", "vary-miss").
-func (c *Cache) find(r *Request) (skey string, st *stored, fwd string) {
-	top := c.load(r.Key, r.Key)
-	if top == nil {
-		return r.Key, nil, "uri-miss"
+func (c *Cache) find(r *Request) (skey string, st stored, found bool, fwd string) {
+	top, ok := c.load(r.Key, r.Key)
+	if !ok {
+		return r.Key, stored{}, false, "uri-miss"
 	}
 	if !top.e.Marker {
 		if !top.e.matchesVary(r.In.Header) {
 			top.close()
-			return r.Key, nil, "vary-miss"
+			return r.Key, stored{}, false, "vary-miss"
 		}
-		return r.Key, top, ""
+		return r.Key, top, true, ""
 	}
 	skey = variantKey(top.e, r.In.Header)
-	if v := c.load(skey, r.Key); v != nil {
-		return skey, v, ""
+	if v, ok := c.load(skey, r.Key); ok {
+		return skey, v, true, ""
 	}
-	return skey, nil, "vary-miss"
+	return skey, stored{}, false, "vary-miss"
 }
 
 // load looks key up in memory, then on disk. A primary key's Vary marker
 // is kept under the primary key in memory and under markerKey on disk;
 // markers found on disk are copied to memory.
-func (c *Cache) load(key, primary string) *stored {
+func (c *Cache) load(key, primary string) (stored, bool) {
 	if e, ok := c.mem.get(key); ok {
-		return &stored{e: e}
+		return stored{e: e}, true
 	}
 	if c.disk == nil {
-		return nil
+		return stored{}, false
 	}
-	st := c.loadDisk(key, primary)
-	if st == nil && key == primary {
-		st = c.loadDisk(markerKey(primary), primary)
+	st, ok := c.loadDisk(key, primary)
+	if !ok && key == primary {
+		st, ok = c.loadDisk(markerKey(primary), primary)
 	}
-	return st
+	return st, ok
 }
 
 // markerKey is the disk key of primary's Vary marker: the primary key and
@@ -138,29 +138,29 @@ func markerKey(primary string) string { return primary + "\x00" }
 // isMarkerKey reports whether a disk key is a marker's.
 func isMarkerKey(k string) bool { return strings.IndexByte(k, 0) == len(k)-1 }
 
-func (c *Cache) loadDisk(key, primary string) *stored {
+func (c *Cache) loadDisk(key, primary string) (stored, bool) {
 	obj, err := c.disk.Get(key)
 	if err != nil {
 		if !errors.Is(err, storage.ErrNotFound) {
 			c.warnDisk("disk tier lookup failed", "key", key, "err", err)
 		}
-		return nil
+		return stored{}, false
 	}
 	e, err := decodeEntry(obj.Meta.Header)
 	if err != nil {
 		obj.Close()
 		c.log.Warn("dropping undecodable disk entry", "key", key, "err", err)
 		c.disk.Delete(key)
-		return nil
+		return stored{}, false
 	}
 	e.Key, e.Primary = key, primary
 	if e.Marker {
 		obj.Close()
 		e.Key = primary
 		c.mem.set(e)
-		return &stored{e: e}
+		return stored{e: e}, true
 	}
-	return &stored{e: e, obj: obj}
+	return stored{e: e, obj: obj}, true
 }
 
 // serve completes res with a stored response's body. A disk object small
@@ -300,8 +300,8 @@ func (c *Cache) result(ctx context.Context, r *Request, fr *fillResult, fwd stri
 			}
 			// The stream completed before this request attached: its
 			// object is on disk now (or already evicted: fetch again).
-			if st := c.load(fr.entry.Key, r.Key); st != nil {
-				if out, ok := c.serve(st, res); ok {
+			if st, ok := c.load(fr.entry.Key, r.Key); ok {
+				if out, ok := c.serve(&st, res); ok {
 					return out, nil
 				}
 			}
@@ -314,13 +314,13 @@ func (c *Cache) result(ctx context.Context, r *Request, fr *fillResult, fwd stri
 	case fr.entry.Body == nil:
 		// A disk-resident entry: found by the re-check, refreshed by a
 		// 304, or served stale after an origin error. Reopen its body.
-		st := c.load(fr.entry.Key, r.Key)
-		if st == nil || st.obj == nil {
+		st, ok := c.load(fr.entry.Key, r.Key)
+		if !ok || st.obj == nil {
 			st.close()
 			return Result{}, fmt.Errorf("%w: %s left the disk tier", ErrFillFailed, fr.entry.Key)
 		}
 		st.e = fr.entry
-		out, ok := c.serve(st, res)
+		out, ok := c.serve(&st, res)
 		if !ok {
 			return Result{}, fmt.Errorf("%w: %s failed verification", ErrFillFailed, fr.entry.Key)
 		}

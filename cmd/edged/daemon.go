@@ -233,6 +233,7 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 	}
 	h, err = edge.New(edge.Config{
 		PurgeHandler:         d.purger.MethodHandler(),
+		CacheStatusKey:       cfg.Cache.StatusKey,
 		StripResponseHeaders: strip,
 		Sites:                sites,
 		UnknownHostStatus:    cfg.UnknownHostStatus,

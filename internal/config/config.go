@@ -95,6 +95,10 @@ type Cache struct {
 	// clients wait on it; a fill outlives the client that started it.
 	// Default 60s; must be greater than 0.
 	FillTimeout Duration
+	// StatusKey adds the cache key to every Cache-Status header
+	// (key="..."), for debugging. Default false: it reveals how keys are
+	// built.
+	StatusKey bool
 	// RangeForwardOffset: a Range request that misses and starts beyond
 	// this offset is forwarded to the origin uncached instead of waiting
 	// for a whole-object fill. Default 16MiB; 0 always fills.

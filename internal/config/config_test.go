@@ -203,7 +203,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown nested key",
 			yaml: "cache:\n  fill_timeout: 1s\n  memroy: {}\n",
-			want: "edged.yaml:3: cache.memroy: unknown key (known: memory, disk, fill_timeout, range_forward_offset)",
+			want: "edged.yaml:3: cache.memroy: unknown key (known: memory, disk, status_key, fill_timeout, range_forward_offset)",
 			line: 3, path: "cache.memroy",
 		},
 		{

@@ -510,6 +510,7 @@ func configFields(c *Config) []field {
 		{"cache", sub([]field{
 			{"fill_timeout", duration(&c.Cache.FillTimeout)},
 			{"range_forward_offset", size(&c.Cache.RangeForwardOffset)},
+			{"status_key", boolean(&c.Cache.StatusKey)},
 			{"memory", sub([]field{
 				{"max_bytes", size(&c.Cache.Memory.MaxBytes)},
 				{"max_object_bytes", size(&c.Cache.Memory.MaxObjectBytes)},

@@ -60,13 +60,13 @@ func TestReadWhileWrite(t *testing.T) {
 		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
 			o := objectOrigin(t, 64<<10, 5*time.Millisecond, chunked)
 			base, _ := newEdge(t, edgeOpts{disk: true, maxObject: 64 << 10}, o)
-			const size, clients = 4 << 20, 50
-			want := pattern("/obj/4194304", size)
+			const size, clients = 2 << 20, 50
+			want := pattern("/obj/2097152", size)
 			var wg sync.WaitGroup
 			errs := make(chan string, clients)
 			for range clients {
 				wg.Go(func() {
-					req, _ := http.NewRequest("GET", base+"/obj/4194304", nil)
+					req, _ := http.NewRequest("GET", base+"/obj/2097152", nil)
 					req.Host = "example.com"
 					resp, err := http.DefaultClient.Do(req)
 					if err != nil {
@@ -85,15 +85,15 @@ func TestReadWhileWrite(t *testing.T) {
 			for e := range errs {
 				t.Error(e)
 			}
-			if got := o.hits("/obj/4194304"); got != 1 {
+			if got := o.hits("/obj/2097152"); got != 1 {
 				t.Errorf("origin saw %d fetches, want 1", got)
 			}
 			// Once complete, it is a disk hit with a Content-Length.
 			waitFor(t, func() bool {
-				resp, _ := get(t, base, "GET", "example.com", "/obj/4194304")
+				resp, _ := get(t, base, "GET", "example.com", "/obj/2097152")
 				return strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit")
 			})
-			resp, body := get(t, base, "GET", "example.com", "/obj/4194304")
+			resp, body := get(t, base, "GET", "example.com", "/obj/2097152")
 			if resp.ContentLength != size || body != string(want) {
 				t.Errorf("disk hit: length %d, body ok %v", resp.ContentLength, body == string(want))
 			}

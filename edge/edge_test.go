@@ -100,7 +100,7 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 			opts.onDisk(disk)
 		}
 	}
-	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: 10 * time.Second, Disk: disk, RangeForwardOffset: opts.rangeFwd, VerifyLimit: opts.verifyLimit})
+	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: time.Minute, Disk: disk, RangeForwardOffset: opts.rangeFwd, VerifyLimit: opts.verifyLimit})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,10 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +24,7 @@ import (
 
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/edge/certs"
 	"github.com/edged-proxy/edged/internal/config"
 	"github.com/edged-proxy/edged/internal/logbuf"
 	"github.com/edged-proxy/edged/internal/sampleorigin"
@@ -32,6 +36,8 @@ import (
 // listening reports the bound addresses once the daemon accepts requests.
 type listening struct {
 	Edge, Admin string
+	// TLS is the TLS listener's address, or "".
+	TLS string
 	// Sample is the built-in sample origin's address, or "".
 	Sample string
 }
@@ -97,6 +103,12 @@ func loadConfig(o *options) (*config.Config, error) {
 	if o.set["log-level"] {
 		cfg.Log.Level = o.logLevel
 	}
+	if o.set["tls-listen"] {
+		cfg.TLS.Listen = o.tlsListen
+	}
+	if o.set["cert"] || o.set["key"] {
+		cfg.TLS.Certificates = []config.Certificate{{Cert: o.certFile, Key: o.keyFile, Default: true}}
+	}
 	if o.set["data"] {
 		cfg.Cache.Disk.Enabled = true
 		cfg.Cache.Disk.Path = o.data
@@ -123,6 +135,8 @@ type daemon struct {
 	disk     *storage.Store
 	pools    []*lb.Pool
 	edgeSrv  *http.Server
+	tlsSrv   *http.Server
+	certs    *certs.Store
 	adminSrv *http.Server
 	sample   *http.Server
 	sampleLn net.Listener
@@ -247,13 +261,30 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 		d.close()
 		return nil, err
 	}
-	d.edgeSrv = edge.NewServer(h, edge.ServerConfig{
+	srvCfg := edge.ServerConfig{
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.Std(),
 		ReadTimeout:       cfg.Server.ReadTimeout.Std(),
 		IdleTimeout:       cfg.Server.IdleTimeout.Std(),
 		MaxHeaderBytes:    int(cfg.Server.MaxHeaderBytes.Int64()),
 		ErrorLog:          logger,
-	})
+	}
+	d.edgeSrv = edge.NewServer(h, srvCfg)
+	if cfg.TLS.Listen != "" {
+		pairs := make([]certs.Pair, len(cfg.TLS.Certificates))
+		for i, c := range cfg.TLS.Certificates {
+			pairs[i] = certs.Pair{CertFile: c.Cert, KeyFile: c.Key, Default: c.Default}
+		}
+		minVersion := uint16(tls.VersionTLS12)
+		if cfg.TLS.MinVersion == "1.3" {
+			minVersion = tls.VersionTLS13
+		}
+		d.certs, err = certs.New(certs.Config{Pairs: pairs, MinVersion: minVersion, Logger: logger, Registerer: reg})
+		if err != nil {
+			d.close()
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		d.tlsSrv = edge.NewServer(h, srvCfg)
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -304,6 +335,43 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 		}
 	}
 	l := listening{Edge: edgeLn.Addr().String(), Admin: adminLn.Addr().String()}
+	if d.tlsSrv != nil {
+		ln, err := net.Listen("tcp", d.cfg.TLS.Listen)
+		if err != nil {
+			edgeLn.Close()
+			adminLn.Close()
+			return fmt.Errorf("tls listener: %w", err)
+		}
+		ln = edge.LimitListener(ln, edge.ConnLimits{
+			MaxConns:      d.cfg.Server.MaxConns,
+			MaxConnsPerIP: d.cfg.Server.MaxConnsPerIP,
+			OnRefuse:      d.metrics.Refused,
+		})
+		// HTTP/2 is negotiated by ALPN; net/http parses the requests (the
+		// strict reader sits only on the plaintext listener, see
+		// docs/security.md).
+		l.TLS = ln.Addr().String()
+		go serveOn("tls", d.tlsSrv, tls.NewListener(ln, d.certs.TLSConfig()))
+		wctx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go d.certs.Watch(wctx, 0)
+		go d.rotateTicketKeys(wctx)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-hup:
+					if err := d.certs.Reload(); err == nil {
+						d.log.Info("TLS certificates reloaded")
+					}
+				case <-wctx.Done():
+					return
+				}
+			}
+		}()
+	}
 	if d.sample != nil {
 		l.Sample = d.sampleLn.Addr().String()
 		go serveOn("sample origin", d.sample, d.sampleLn)
@@ -314,7 +382,7 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	for i, s := range d.cfg.Sites {
 		sites[i] = s.Name + "=" + strings.Join(s.Hosts, ",")
 	}
-	d.log.Info("edged listening", "edge", l.Edge, "admin", l.Admin, "sample_origin", l.Sample, "sites", sites)
+	d.log.Info("edged listening", "edge", l.Edge, "tls", l.TLS, "admin", l.Admin, "sample_origin", l.Sample, "sites", sites)
 	if ready != nil {
 		ready(l)
 	}
@@ -327,6 +395,9 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	sctx, cancel := context.WithTimeout(context.Background(), d.cfg.Server.ShutdownTimeout.Std())
 	defer cancel()
 	serr := errors.Join(d.edgeSrv.Shutdown(sctx), d.adminSrv.Shutdown(sctx))
+	if d.tlsSrv != nil {
+		serr = errors.Join(serr, d.tlsSrv.Shutdown(sctx))
+	}
 	if d.sample != nil {
 		serr = errors.Join(serr, d.sample.Shutdown(sctx))
 	}
@@ -334,6 +405,20 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 		d.log.Warn("shutdown did not finish cleanly", "err", serr)
 	}
 	return err
+}
+
+// rotateTicketKeys rotates the TLS session-ticket keys twice a day.
+func (d *daemon) rotateTicketKeys(ctx context.Context) {
+	t := time.NewTicker(12 * time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			d.certs.RotateTicketKeys()
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (d *daemon) closeSample() {

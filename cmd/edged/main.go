@@ -50,6 +50,9 @@ type options struct {
 	logLevel    string
 	data        string
 	purgeToken  string
+	tlsListen   string
+	certFile    string
+	keyFile     string
 	set         map[string]bool // flags given on the command line
 }
 
@@ -76,12 +79,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.listen, "listen", "", "edge listener `ADDR` (host:port; default 127.0.0.1:8080)")
 	fs.StringVar(&o.admin, "admin", "", "admin listener `ADDR` for /metrics and /healthz (default 127.0.0.1:9090)")
 	fs.StringVar(&o.logLevel, "log-level", "", "operational log `LEVEL`: debug, info, warn or error (default info)")
+	fs.StringVar(&o.tlsListen, "tls-listen", "", "TLS listener `ADDR` (HTTP/2 and HTTP/1.1 by ALPN); needs -cert and -key or tls.certificates")
+	fs.StringVar(&o.certFile, "cert", "", "PEM certificate chain `FILE` for the TLS listener (replaces tls.certificates)")
+	fs.StringVar(&o.keyFile, "key", "", "PEM private key `FILE` for -cert")
 	fs.StringVar(&o.purgeToken, "purge-token", "", "accept bearer `TOKEN` for purges, valid for all sites (also $EDGED_PURGE_TOKEN)")
 	fs.StringVar(&o.data, "data", "", "disk-tier data `DIR` (overrides cache.disk.path; default: the user's cache directory + /edged)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)
 		fs.PrintDefaults()
-		fmt.Fprint(fs.Output(), "\nThe admin listener serves /metrics (Prometheus) and /healthz. Signals: SIGINT or SIGTERM drains and exits.\n")
+		fmt.Fprint(fs.Output(), "\nThe admin listener serves /metrics (Prometheus) and /healthz. Signals: SIGINT or SIGTERM drains and exits; SIGHUP reloads the TLS certificates.\n")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

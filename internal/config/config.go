@@ -35,6 +35,8 @@ type Config struct {
 	Listen string
 	// Admin configures the admin listener (/metrics, /healthz).
 	Admin Admin
+	// TLS configures the TLS listener (off when Listen is empty).
+	TLS TLS
 	// UnknownHostStatus is the status code answered for a request whose Host
 	// no site serves: 421 (Misdirected Request) or 404. Default 421.
 	UnknownHostStatus int
@@ -140,6 +142,25 @@ type Memory struct {
 	// streamed and never held in memory whole. Default 8MiB; must be greater
 	// than 0 and at most MaxBytes.
 	MaxObjectBytes ByteSize
+}
+
+// TLS configures the TLS edge listener: certificates chosen by SNI,
+// HTTP/2 and HTTP/1.1 offered by ALPN.
+type TLS struct {
+	// Listen is the host:port of the TLS listener. Default "": none.
+	Listen string
+	// MinVersion is "1.2" or "1.3". Default "1.2".
+	MinVersion string
+	// Certificates are the certificate/key pairs, chosen by SNI (exact
+	// name, then one-label wildcard, then the default: the pair marked
+	// default, else the first). Required when Listen is set.
+	Certificates []Certificate
+}
+
+// Certificate is one PEM certificate chain and its key.
+type Certificate struct {
+	Cert, Key string
+	Default   bool
 }
 
 // Purge configures purging (docs/purge.md).
@@ -373,6 +394,7 @@ func defaults() Config {
 			Disk:               Disk{Enabled: true, MaxBytes: 10 * GiB, Fsync: "never"},
 		},
 		Log: Log{Level: "info", Access: true},
+		TLS: TLS{MinVersion: "1.2"},
 		Purge: Purge{
 			TagHeaders:      []string{"Surrogate-Key", "Cache-Tag"},
 			StripTagHeaders: true,

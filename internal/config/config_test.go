@@ -72,6 +72,7 @@ func TestDefaultValues(t *testing.T) {
 			Disk:               config.Disk{Enabled: true, MaxBytes: 10 << 30, Fsync: "never"},
 		},
 		Log: config.Log{Level: "info", Access: true},
+		TLS: config.TLS{MinVersion: "1.2"},
 		Purge: config.Purge{
 			TagHeaders:      []string{"Surrogate-Key", "Cache-Tag"},
 			StripTagHeaders: true,

@@ -526,6 +526,11 @@ func configFields(c *Config) []field {
 			{"level", str(&c.Log.Level)},
 			{"access", boolean(&c.Log.Access)},
 		})},
+		{"tls", sub([]field{
+			{"listen", str(&c.TLS.Listen)},
+			{"min_version", str(&c.TLS.MinVersion)},
+			{"certificates", certificates(&c.TLS.Certificates)},
+		})},
 		{"purge", sub([]field{
 			{"tokens", purgeTokens(&c.Purge.Tokens)},
 			{"allow_cidrs", strList(&c.Purge.AllowCIDRs)},
@@ -600,6 +605,24 @@ func strList(dst *[]string) fieldFunc {
 			var s string
 			str(&s)(d, p, l, item)
 			out = append(out, s)
+		})
+		if ok {
+			*dst = out
+		}
+	}
+}
+
+func certificates(dst *[]Certificate) fieldFunc {
+	return func(d *decoder, path string, line int, n *yaml.Node) {
+		var out []Certificate
+		ok := d.sequence(path, line, n, func(p string, l int, item *yaml.Node) {
+			var c Certificate
+			d.mapping(p, l, item, []field{
+				{"cert", str(&c.Cert)},
+				{"key", str(&c.Key)},
+				{"default", boolean(&c.Default)},
+			})
+			out = append(out, c)
 		})
 		if ok {
 			*dst = out

@@ -110,6 +110,24 @@ func (c *Config) validate() []*Error {
 	}
 
 	v.purge(&c.Purge, c.Sites)
+	if t := &c.TLS; t.Listen != "" {
+		v.addr("tls.listen", t.Listen)
+		if len(t.Certificates) == 0 {
+			v.add("tls.certificates", "required when tls.listen is set: list at least one cert/key pair")
+		}
+		for i, cert := range t.Certificates {
+			p := "tls.certificates[" + strconv.Itoa(i) + "]"
+			if cert.Cert == "" {
+				v.add(p+".cert", "required")
+			}
+			if cert.Key == "" {
+				v.add(p+".key", "required")
+			}
+		}
+	}
+	if mv := c.TLS.MinVersion; mv != "1.2" && mv != "1.3" {
+		v.add("tls.min_version", "must be 1.2 or 1.3, got %q", mv)
+	}
 
 	if !slices.Contains(logLevels, c.Log.Level) {
 		v.add("log.level", "must be one of %s; got %q", strings.Join(logLevels, ", "), c.Log.Level)

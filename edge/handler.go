@@ -5,6 +5,7 @@
 package edge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,6 +50,9 @@ type Config struct {
 	// CacheStatusKey adds the cache key to Cache-Status (key="..."), for
 	// debugging; it reveals how keys are built, so it is off by default.
 	CacheStatusKey bool
+	// WebSocketIdleTimeout closes a WebSocket connection that carried no
+	// data either way for this long. Zero means 5 minutes.
+	WebSocketIdleTimeout time.Duration
 	// PurgeHandler answers requests with the PURGE method (the
 	// conventional single-URL purge); nil answers them 405.
 	PurgeHandler http.Handler
@@ -71,6 +75,7 @@ type Handler struct {
 	statusKey    bool
 	strip        []string
 	purge        http.Handler
+	wsIdle       time.Duration
 	now          func() time.Time
 }
 
@@ -111,6 +116,7 @@ func New(cfg Config) (*Handler, error) {
 		statusKey:    cfg.CacheStatusKey,
 		strip:        canonical(cfg.StripResponseHeaders),
 		purge:        cfg.PurgeHandler,
+		wsIdle:       cmp.Or(cfg.WebSocketIdleTimeout, 5*time.Minute),
 		now:          cfg.Now,
 	}, nil
 }
@@ -149,6 +155,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.CacheResult == "" {
 			s.CacheResult = "bypass"
 		}
+		return
+	}
+	if isWebSocket(r) && !s.Site.NoWebSocket {
+		h.serveWebSocket(rw, s)
 		return
 	}
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !s.Site.CacheDisabled {
@@ -420,3 +430,5 @@ func (h *Handler) finish(s *Session) {
 		writeAccess(h.access, s, now, d)
 	}
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

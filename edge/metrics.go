@@ -9,12 +9,14 @@ import (
 
 // Metrics are the edge's Prometheus series; see docs/metrics.md.
 type Metrics struct {
-	requests      *prometheus.CounterVec
-	bytes         *prometheus.CounterVec
-	duration      *prometheus.HistogramVec
-	invalidations *prometheus.CounterVec
-	rejected      *prometheus.CounterVec
-	refused       *prometheus.CounterVec
+	requests       *prometheus.CounterVec
+	bytes          *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	invalidations  *prometheus.CounterVec
+	rejected       *prometheus.CounterVec
+	refused        *prometheus.CounterVec
+	websockets     prometheus.Counter
+	websocketsOpen prometheus.Gauge
 }
 
 // Refused counts a connection refused at accept (ConnLimits.OnRefuse).
@@ -51,13 +53,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "edged_rejected_requests_total",
 			Help: "Connections closed by the strict HTTP/1 reader for ambiguous or oversized request framing, by the status sent (400, 414, 431, 501, 505; 0 = closed without one).",
 		}, []string{"code"}),
+		websockets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edged_websocket_connections_total",
+			Help: "WebSocket connections joined to an origin after a 101 Switching Protocols.",
+		}),
+		websocketsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edged_websocket_connections_open",
+			Help: "WebSocket connections open now.",
+		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_refused_connections_total",
 			Help: "Client connections refused at accept because of server.max_conns (reason=total) or server.max_conns_per_ip (reason=per_ip).",
 		}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.refused} {
+		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.refused, m.websockets, m.websocketsOpen} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("edge: registering metrics: %w", err)
 			}

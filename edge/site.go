@@ -32,6 +32,9 @@ type Site struct {
 	// which is how caches get poisoned. Nil means DefaultUnkeyedHeaders; an
 	// empty non-nil slice removes none.
 	UnkeyedHeaders []string
+	// NoWebSocket refuses WebSocket upgrades (they are then treated as
+	// plain GETs, their Upgrade removed); by default they are forwarded.
+	NoWebSocket bool
 	// MaxBodyBytes limits request bodies sent through to the origin; a
 	// larger one is answered 413. Zero means no limit.
 	MaxBodyBytes int64

@@ -226,6 +226,7 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 			},
 			KeepTargetedHeaders: s.Cache.KeepTargetedHeaders,
 			MaxBodyBytes:        s.MaxBodyBytes.Int64(),
+			NoWebSocket:         !s.WebSocket,
 			UnkeyedHeaders:      s.UnkeyedHeaders,
 		})
 	}
@@ -248,6 +249,7 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 	h, err = edge.New(edge.Config{
 		PurgeHandler:         d.purger.MethodHandler(),
 		CacheStatusKey:       cfg.Cache.StatusKey,
+		WebSocketIdleTimeout: cfg.Server.WebSocketIdleTimeout.Std(),
 		StripResponseHeaders: strip,
 		Sites:                sites,
 		UnknownHostStatus:    cfg.UnknownHostStatus,

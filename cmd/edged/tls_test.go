@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"encoding/pem"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -94,5 +96,44 @@ func TestTLSListenerServesHTTP2(t *testing.T) {
 		"-tls-listen", "127.0.0.1:0", "-cert", bad, "-key", keyFile}, io.Discard, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "bad.pem") {
 		t.Errorf("bad certificate: %v", err)
+	}
+}
+
+// A WebSocket through the daemon's edge listener (strict reader and all).
+func TestWebSocketThroughDaemon(t *testing.T) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		io.Copy(conn, brw)
+	}))
+	defer o.Close()
+	l, _ := startDaemon(t, "-origin", o.URL)
+	conn, err := net.Dial("tcp", l.Edge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: cdn.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	// Bytes that would be refused as HTTP pass once the protocol switched.
+	msg := "\x81\x05hello\r\nnot http at all\n"
+	io.WriteString(conn, msg)
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != msg {
+		t.Fatalf("echo %q %v", got, err)
+	}
+	_, metrics := fetch(t, "http://"+l.Admin+"/metrics")
+	if !strings.Contains(metrics, "edged_websocket_connections_total 1") {
+		t.Error("the WebSocket was not counted")
 	}
 }

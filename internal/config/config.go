@@ -79,6 +79,9 @@ type Server struct {
 	// MaxHeaderBytes limits the size of request headers. Default 64KiB;
 	// allowed 1KiB to 16MiB.
 	MaxHeaderBytes ByteSize
+	// WebSocketIdleTimeout closes a WebSocket that carried nothing either
+	// way for this long. Default 5m.
+	WebSocketIdleTimeout Duration
 	// MaxConns is the most client connections open at once; more are
 	// refused with 503 at accept. Default 16384; 0 = no limit.
 	MaxConns int
@@ -235,6 +238,8 @@ type Site struct {
 	// site serves. Required and non-empty; lowercase, without ports. Parse
 	// lowercases them.
 	Hosts []string
+	// WebSocket forwards WebSocket upgrades to the origin. Default true.
+	WebSocket bool
 	// MaxBodyBytes limits request bodies passed through to the origin; a
 	// larger one gets 413. Default 0: no limit.
 	MaxBodyBytes ByteSize
@@ -378,14 +383,15 @@ func defaults() Config {
 		Admin:             Admin{Listen: "127.0.0.1:9090"},
 		UnknownHostStatus: 421,
 		Server: Server{
-			ReadHeaderTimeout: Duration(10 * time.Second),
-			ReadTimeout:       Duration(60 * time.Second),
-			WriteTimeout:      Duration(60 * time.Second),
-			IdleTimeout:       Duration(120 * time.Second),
-			MaxHeaderBytes:    64 * KiB,
-			ShutdownTimeout:   Duration(30 * time.Second),
-			MaxConns:          16384,
-			MaxConnsPerIP:     512,
+			ReadHeaderTimeout:    Duration(10 * time.Second),
+			ReadTimeout:          Duration(60 * time.Second),
+			WriteTimeout:         Duration(60 * time.Second),
+			IdleTimeout:          Duration(120 * time.Second),
+			MaxHeaderBytes:       64 * KiB,
+			ShutdownTimeout:      Duration(30 * time.Second),
+			MaxConns:             16384,
+			MaxConnsPerIP:        512,
+			WebSocketIdleTimeout: Duration(5 * time.Minute),
 		},
 		Cache: Cache{
 			FillTimeout:        Duration(60 * time.Second),
@@ -409,6 +415,7 @@ func defaults() Config {
 // defaultSite returns a Site with every defaulted field set.
 func defaultSite() Site {
 	return Site{
+		WebSocket: true,
 		Upstream: Upstream{
 			MaxIdleConnsPerShard:   64,
 			MaxConnsPerShard:       0,

@@ -505,6 +505,7 @@ func configFields(c *Config) []field {
 			{"max_header_bytes", size(&c.Server.MaxHeaderBytes)},
 			{"shutdown_timeout", duration(&c.Server.ShutdownTimeout)},
 			{"max_conns", integer(&c.Server.MaxConns)},
+			{"websocket_idle_timeout", duration(&c.Server.WebSocketIdleTimeout)},
 			{"max_conns_per_ip", integer(&c.Server.MaxConnsPerIP)},
 		})},
 		{"cache", sub([]field{
@@ -571,6 +572,7 @@ func siteFields(s *Site) []field {
 		{"name", str(&s.Name)},
 		{"hosts", hostList(&s.Hosts)},
 		{"max_body_bytes", size(&s.MaxBodyBytes)},
+		{"websocket", boolean(&s.WebSocket)},
 		{"unkeyed_headers", fieldNames(&s.UnkeyedHeaders)},
 		{"origin_host", str(&s.OriginHost)},
 		{"origins", origins(&s.Origins)},

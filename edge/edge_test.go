@@ -432,7 +432,7 @@ func TestRequestHeadersToOrigin(t *testing.T) {
 		io.WriteString(w, "ok")
 	})
 	base, _ := newEdge(t, edgeOpts{}, o)
-	resp, _ := get(t, base, "GET", "www.example.com", "/h", "Connection", "X-Secret", "X-Secret", "hop", "X-Forwarded-For", "10.1.2.3", "Te", "trailers")
+	resp, _ := get(t, base, "GET", "www.example.com", "/h", "Connection", "X-Secret", "X-Secret", "hop", "X-Forwarded-For", "10.1.2.3", "Te", "deflate")
 	r := o.lastRequest()
 	if r.Host != "www.example.com" {
 		t.Errorf("origin saw Host %q, want the client's", r.Host)

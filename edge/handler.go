@@ -345,6 +345,9 @@ func (h *Handler) outRequest(ctx context.Context, s *Session, method string) *ht
 		out.Host = s.Site.OriginHost
 	}
 	httpx.RemoveHopByHop(out.Header)
+	if headerHasToken(in.Header, "Te", "trailers") {
+		out.Header.Set("Te", "trailers") // the one TE value a proxy forwards (gRPC needs it)
+	}
 	unkeyed := s.Site.UnkeyedHeaders
 	if unkeyed == nil {
 		unkeyed = DefaultUnkeyedHeaders

@@ -263,6 +263,9 @@ func (w *responseWriter) writeLive(resp *http.Response, cs string) {
 	hd := w.Header()
 	httpx.CopyHeader(hd, resp.Header)
 	hd["Cache-Status"] = append(hd["Cache-Status"], cs) // after upstream members (RFC 9211 §2)
+	for name := range resp.Trailer {                    // announced now, sent after the body (gRPC status)
+		hd.Add("Trailer", name)
+	}
 	w.stripTargeted(hd)
 	httpx.AppendValue(hd, "Via", httpx.Via(resp.ProtoMajor, resp.ProtoMinor))
 	if resp.ContentLength >= 0 && hd.Get("Content-Length") == "" && bodyAllowed(resp.StatusCode) {
@@ -273,10 +276,15 @@ func (w *responseWriter) writeLive(resp *http.Response, cs string) {
 	if w.s.Req.Method == http.MethodHead {
 		return
 	}
-	flushEach := resp.ContentLength < 0 || strings.HasPrefix(hd.Get("Content-Type"), "text/event-stream")
+	flushEach := resp.ContentLength < 0 || resp.ProtoMajor == 2 || strings.HasPrefix(hd.Get("Content-Type"), "text/event-stream")
 	if err := w.copyBody(resp.Body, flushEach); err != nil {
 		w.s.Err = err
 		panic(http.ErrAbortHandler) // ServeHTTP's deferred finish still logs it
+	}
+	// Trailers are complete once the body is read; HTTP/2 origins (gRPC)
+	// need not announce them, so they go out with the trailer prefix.
+	for name, vv := range resp.Trailer {
+		hd[http.TrailerPrefix+name] = vv
 	}
 }
 

@@ -24,6 +24,9 @@ type ServerConfig struct {
 	MaxHeaderBytes int
 	// ErrorLog receives net/http's connection errors; nil discards them.
 	ErrorLog *slog.Logger
+	// H2C accepts HTTP/2 with prior knowledge on cleartext connections
+	// (gRPC clients without TLS). HTTP/2 over TLS is always offered.
+	H2C bool
 }
 
 // StrictConfig configures the strict HTTP/1 request reader that Listen puts
@@ -53,7 +56,12 @@ func NewServer(h http.Handler, cfg ServerConfig) *http.Server {
 	if cfg.ErrorLog == nil {
 		cfg.ErrorLog = slog.New(slog.DiscardHandler)
 	}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(cfg.H2C)
 	return &http.Server{
+		Protocols:         &protos,
 		Handler:           h,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,

@@ -57,6 +57,12 @@ type Config struct {
 	// picks. Zero means 5s.
 	DownFor time.Duration
 
+	// Protocol is how the pool talks to its shards: "" or "http1"
+	// (HTTP/1.1 only), "h2" (HTTP/2 over TLS when the shard offers it,
+	// else HTTP/1.1) or "h2c" (HTTP/2 with prior knowledge over cleartext,
+	// for gRPC origins).
+	Protocol string
+
 	// MaxResponseHeaderBytes limits an origin response's header; a larger
 	// one fails the request (502). Zero means 64 KiB.
 	MaxResponseHeaderBytes int64
@@ -143,6 +149,11 @@ func NewPool(cfg Config) (*Pool, error) {
 }
 
 func (c *Config) setDefaults() error {
+	switch c.Protocol {
+	case "", "http1", "h2", "h2c":
+	default:
+		return fmt.Errorf("lb: Protocol must be http1, h2 or h2c, got %q", c.Protocol)
+	}
 	for _, f := range []struct {
 		name string
 		v    int64

@@ -55,10 +55,20 @@ func parseShardURL(raw string) (*url.URL, error) {
 // defaults applied.
 func newTransport(cfg *Config) *http.Transport {
 	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	var protos http.Protocols
+	switch cfg.Protocol {
+	case "h2":
+		protos.SetHTTP1(true)
+		protos.SetHTTP2(true)
+	case "h2c":
+		protos.SetUnencryptedHTTP2(true)
+	default:
+		protos.SetHTTP1(true)
+	}
 	return &http.Transport{
+		Protocols:              &protos,
 		Proxy:                  nil,
 		DialContext:            dialer.DialContext,
-		ForceAttemptHTTP2:      false,
 		MaxIdleConns:           cfg.MaxIdleConnsPerShard,
 		MaxIdleConnsPerHost:    cfg.MaxIdleConnsPerShard,
 		MaxConnsPerHost:        cfg.MaxConnsPerShard,

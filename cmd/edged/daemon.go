@@ -201,6 +201,7 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 			ResponseHeaderTimeout:  s.Upstream.ResponseHeaderTimeout.Std(),
 			DownFor:                s.Upstream.DownFor.Std(),
 			MaxResponseHeaderBytes: s.Upstream.MaxResponseHeaderBytes.Int64(),
+			Protocol:               s.Upstream.Protocol,
 			Metrics:                lbm,
 			Logger:                 logger,
 		})
@@ -269,6 +270,7 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 		IdleTimeout:       cfg.Server.IdleTimeout.Std(),
 		MaxHeaderBytes:    int(cfg.Server.MaxHeaderBytes.Int64()),
 		ErrorLog:          logger,
+		H2C:               cfg.Server.H2C,
 	}
 	d.edgeSrv = edge.NewServer(h, srvCfg)
 	if cfg.TLS.Listen != "" {
@@ -319,6 +321,7 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 		OnRefuse:      d.metrics.Refused,
 	})
 	edgeLn = edge.Listen(edgeLn, edge.StrictConfig{
+		AllowH2C:       d.cfg.Server.H2C, // prior-knowledge HTTP/2 passes to net/http's own parser
 		MaxHeaderBytes: int(d.cfg.Server.MaxHeaderBytes.Int64()),
 		OnReject: func(reason string, status int, remote net.Addr) {
 			d.metrics.Rejected(reason, status)

@@ -79,6 +79,9 @@ type Server struct {
 	// MaxHeaderBytes limits the size of request headers. Default 64KiB;
 	// allowed 1KiB to 16MiB.
 	MaxHeaderBytes ByteSize
+	// H2C accepts HTTP/2 with prior knowledge on the cleartext listener
+	// (gRPC without TLS). Default false.
+	H2C bool
 	// WebSocketIdleTimeout closes a WebSocket that carried nothing either
 	// way for this long. Default 5m.
 	WebSocketIdleTimeout Duration
@@ -294,6 +297,10 @@ type Upstream struct {
 	// DownFor is how long an origin that refused a dial is skipped before it
 	// is tried again. Default 5s; 0 means it is never skipped.
 	DownFor Duration
+	// Protocol is how edged talks to the origins: "http1" (default), "h2"
+	// (HTTP/2 over TLS when offered) or "h2c" (HTTP/2 prior knowledge over
+	// cleartext, e.g. gRPC origins).
+	Protocol string
 	// MaxResponseHeaderBytes limits an origin response's header (502 when
 	// exceeded). Default 64KiB.
 	MaxResponseHeaderBytes ByteSize
@@ -423,6 +430,7 @@ func defaultSite() Site {
 			DialTimeout:            Duration(5 * time.Second),
 			ResponseHeaderTimeout:  Duration(30 * time.Second),
 			DownFor:                Duration(5 * time.Second),
+			Protocol:               "http1",
 			MaxResponseHeaderBytes: 64 * KiB,
 		},
 		Cache: SiteCache{

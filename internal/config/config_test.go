@@ -93,6 +93,7 @@ func TestDefaultValues(t *testing.T) {
 				DialTimeout:            config.Duration(5 * time.Second),
 				ResponseHeaderTimeout:  config.Duration(30 * time.Second),
 				DownFor:                config.Duration(5 * time.Second),
+				Protocol:               "http1",
 				MaxResponseHeaderBytes: 64 << 10,
 			},
 			Cache: config.SiteCache{

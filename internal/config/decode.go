@@ -506,6 +506,7 @@ func configFields(c *Config) []field {
 			{"shutdown_timeout", duration(&c.Server.ShutdownTimeout)},
 			{"max_conns", integer(&c.Server.MaxConns)},
 			{"websocket_idle_timeout", duration(&c.Server.WebSocketIdleTimeout)},
+			{"h2c", boolean(&c.Server.H2C)},
 			{"max_conns_per_ip", integer(&c.Server.MaxConnsPerIP)},
 		})},
 		{"cache", sub([]field{
@@ -584,6 +585,7 @@ func siteFields(s *Site) []field {
 			{"response_header_timeout", duration(&s.Upstream.ResponseHeaderTimeout)},
 			{"down_for", duration(&s.Upstream.DownFor)},
 			{"max_response_header_bytes", size(&s.Upstream.MaxResponseHeaderBytes)},
+			{"protocol", str(&s.Upstream.Protocol)},
 		})},
 		{"cache", sub([]field{
 			{"enabled", boolean(&s.Cache.Enabled)},

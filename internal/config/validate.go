@@ -209,6 +209,9 @@ func (v *validator) sites(sites []Site) {
 			v.add(cp+".heuristic_fraction", "must be greater than 0 and at most 1, got %g", f)
 		}
 		v.nonNegative(cp+".heuristic_max", sc.HeuristicMax)
+		if pr := s.Upstream.Protocol; pr != "http1" && pr != "h2" && pr != "h2c" {
+			v.add(p+".upstream.protocol", "must be http1, h2 or h2c, got %q", pr)
+		}
 	}
 }
 

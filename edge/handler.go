@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/edged-proxy/edged/cache"
@@ -64,7 +65,7 @@ type Config struct {
 
 // Handler is the edge's http.Handler.
 type Handler struct {
-	sites        *router
+	sites        atomic.Pointer[router] // swapped whole by SetSites
 	unknownHost  int
 	cache        *cache.Cache
 	hooks        Hooks
@@ -104,8 +105,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Handler{
-		sites:        rt,
+	h := &Handler{
 		unknownHost:  cfg.UnknownHostStatus,
 		cache:        cfg.Cache,
 		hooks:        cfg.Hooks,
@@ -118,7 +118,20 @@ func New(cfg Config) (*Handler, error) {
 		purge:        cfg.PurgeHandler,
 		wsIdle:       cmp.Or(cfg.WebSocketIdleTimeout, 5*time.Minute),
 		now:          cfg.Now,
-	}, nil
+	}
+	h.sites.Store(rt)
+	return h, nil
+}
+
+// SetSites replaces the sites served, atomically: a request uses the set
+// it started with. It is how the daemon reloads its configuration.
+func (h *Handler) SetSites(sites []*Site) error {
+	rt, err := newRouter(sites)
+	if err != nil {
+		return err
+	}
+	h.sites.Store(rt)
+	return nil
 }
 
 // ServeHTTP runs one request through the lifecycle.
@@ -137,7 +150,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.finish(s)
 
 	if r.Method == "PURGE" {
-		s.Site, s.CacheResult = h.sites.match(r.Host), "purge"
+		s.Site, s.CacheResult = h.sites.Load().match(r.Host), "purge"
 		if h.purge == nil {
 			rw.plainError(http.StatusMethodNotAllowed, "edged; fwd=bypass; detail=purge-disabled", "purging is not enabled on this listener")
 			return
@@ -145,7 +158,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.purge.ServeHTTP(rw, r)
 		return
 	}
-	s.Site = h.sites.match(r.Host)
+	s.Site = h.sites.Load().match(r.Host)
 	if s.Site == nil {
 		s.CacheResult = "reject"
 		rw.plainError(h.unknownHost, "edged; fwd=bypass; detail=unknown-host", fmt.Sprintf("no site is configured for host %q", r.Host))
@@ -170,7 +183,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // SiteFor returns the name of the site serving host, or "".
 func (h *Handler) SiteFor(host string) string {
-	if s := h.sites.match(host); s != nil {
+	if s := h.sites.Load().match(host); s != nil {
 		return s.Name
 	}
 	return ""

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -78,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	if err != nil {
 		return err
 	}
+	d.opts = o
 	return d.serve(ctx, ready)
 }
 
@@ -130,6 +132,10 @@ type daemon struct {
 	cfg      *config.Config
 	log      *slog.Logger
 	cache    *cache.Cache
+	handler  *edge.Handler
+	lbm      *lb.Metrics
+	opts     *options   // for reloads; nil in tests that build a daemon directly
+	mu       sync.Mutex // guards pools and cfg.Sites across reloads
 	purger   *purge.Purger
 	metrics  *edge.Metrics
 	disk     *storage.Store
@@ -184,53 +190,13 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 		return nil, err
 	}
 	d.cache = c
-	lbm := lb.NewMetrics(reg)
-	var sites []*edge.Site
-	for _, s := range cfg.Sites {
-		shards := make([]lb.Shard, len(s.Origins))
-		for i, o := range s.Origins {
-			shards[i] = lb.Shard{Name: o.Name, URL: o.URL, Weight: o.Weight}
-		}
-		pool, err := lb.NewPool(lb.Config{
-			Name:                   s.Name,
-			Shards:                 shards,
-			MaxIdleConnsPerShard:   s.Upstream.MaxIdleConnsPerShard,
-			MaxConnsPerShard:       s.Upstream.MaxConnsPerShard,
-			IdleConnTimeout:        s.Upstream.IdleConnTimeout.Std(),
-			DialTimeout:            s.Upstream.DialTimeout.Std(),
-			ResponseHeaderTimeout:  s.Upstream.ResponseHeaderTimeout.Std(),
-			DownFor:                s.Upstream.DownFor.Std(),
-			MaxResponseHeaderBytes: s.Upstream.MaxResponseHeaderBytes.Int64(),
-			Protocol:               s.Upstream.Protocol,
-			Metrics:                lbm,
-			Logger:                 logger,
-		})
-		if err != nil {
-			d.close()
-			return nil, fmt.Errorf("site %s: %w", s.Name, err)
-		}
-		d.pools = append(d.pools, pool)
-		sites = append(sites, &edge.Site{
-			Name:          s.Name,
-			Hosts:         s.Hosts,
-			OriginHost:    s.OriginHost,
-			Transport:     pool,
-			CacheDisabled: !s.Cache.Enabled,
-			Policy: cache.Policy{
-				DefaultTTL:           s.Cache.DefaultTTL.Std(),
-				HeuristicFraction:    s.Cache.HeuristicFraction,
-				HeuristicMax:         s.Cache.HeuristicMax.Std(),
-				StaleWhileRevalidate: s.Cache.StaleWhileRevalidate.Std(),
-				StaleIfError:         s.Cache.StaleIfError.Std(),
-				NegativeTTL:          s.Cache.NegativeTTL.Std(),
-				TargetedHeaders:      s.Cache.TargetedHeaders,
-			},
-			KeepTargetedHeaders: s.Cache.KeepTargetedHeaders,
-			MaxBodyBytes:        s.MaxBodyBytes.Int64(),
-			NoWebSocket:         !s.WebSocket,
-			UnkeyedHeaders:      s.UnkeyedHeaders,
-		})
+	d.lbm = lb.NewMetrics(reg)
+	sites, pools, err := buildSites(cfg.Sites, d.lbm, logger)
+	if err != nil {
+		d.close()
+		return nil, err
 	}
+	d.pools = pools
 	em, err := edge.NewMetrics(reg)
 	if err != nil {
 		d.close()
@@ -272,6 +238,7 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 		ErrorLog:          logger,
 		H2C:               cfg.Server.H2C,
 	}
+	d.handler = h
 	d.edgeSrv = edge.NewServer(h, srvCfg)
 	if cfg.TLS.Listen != "" {
 		pairs := make([]certs.Pair, len(cfg.TLS.Certificates))
@@ -361,22 +328,22 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 		defer stopWatch()
 		go d.certs.Watch(wctx, 0)
 		go d.rotateTicketKeys(wctx)
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		go func() {
-			for {
-				select {
-				case <-hup:
-					if err := d.certs.Reload(); err == nil {
-						d.log.Info("TLS certificates reloaded")
-					}
-				case <-wctx.Done():
-					return
-				}
-			}
-		}()
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	hctx, stopHup := context.WithCancel(ctx)
+	defer stopHup()
+	go func() {
+		for {
+			select {
+			case <-hup:
+				d.reload()
+			case <-hctx.Done():
+				return
+			}
+		}
+	}()
 	if d.sample != nil {
 		l.Sample = d.sampleLn.Addr().String()
 		go serveOn("sample origin", d.sample, d.sampleLn)
@@ -412,6 +379,114 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	return err
 }
 
+// buildSites makes the edge sites and their origin pools from the
+// configuration.
+func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger) ([]*edge.Site, []*lb.Pool, error) {
+	var sites []*edge.Site
+	var pools []*lb.Pool
+	for _, s := range cfgSites {
+		shards := make([]lb.Shard, len(s.Origins))
+		for i, o := range s.Origins {
+			shards[i] = lb.Shard{Name: o.Name, URL: o.URL, Weight: o.Weight}
+		}
+		pool, err := lb.NewPool(lb.Config{
+			Name:                   s.Name,
+			Shards:                 shards,
+			MaxIdleConnsPerShard:   s.Upstream.MaxIdleConnsPerShard,
+			MaxConnsPerShard:       s.Upstream.MaxConnsPerShard,
+			IdleConnTimeout:        s.Upstream.IdleConnTimeout.Std(),
+			DialTimeout:            s.Upstream.DialTimeout.Std(),
+			ResponseHeaderTimeout:  s.Upstream.ResponseHeaderTimeout.Std(),
+			DownFor:                s.Upstream.DownFor.Std(),
+			MaxResponseHeaderBytes: s.Upstream.MaxResponseHeaderBytes.Int64(),
+			Protocol:               s.Upstream.Protocol,
+			Metrics:                lbm,
+			Logger:                 logger,
+		})
+		if err != nil {
+			for _, p := range pools {
+				p.CloseIdleConnections()
+			}
+			return nil, nil, fmt.Errorf("site %s: %w", s.Name, err)
+		}
+		pools = append(pools, pool)
+		sites = append(sites, &edge.Site{
+			Name:          s.Name,
+			Hosts:         s.Hosts,
+			OriginHost:    s.OriginHost,
+			Transport:     pool,
+			CacheDisabled: !s.Cache.Enabled,
+			Policy: cache.Policy{
+				DefaultTTL:           s.Cache.DefaultTTL.Std(),
+				HeuristicFraction:    s.Cache.HeuristicFraction,
+				HeuristicMax:         s.Cache.HeuristicMax.Std(),
+				StaleWhileRevalidate: s.Cache.StaleWhileRevalidate.Std(),
+				StaleIfError:         s.Cache.StaleIfError.Std(),
+				NegativeTTL:          s.Cache.NegativeTTL.Std(),
+				TargetedHeaders:      s.Cache.TargetedHeaders,
+			},
+			KeepTargetedHeaders: s.Cache.KeepTargetedHeaders,
+			MaxBodyBytes:        s.MaxBodyBytes.Int64(),
+			NoWebSocket:         !s.WebSocket,
+			UnkeyedHeaders:      s.UnkeyedHeaders,
+		})
+	}
+	return sites, pools, nil
+}
+
+// reload re-reads the configuration file (flags still win) and, if it is
+// valid, swaps in its sites: hosts, origins, upstream settings and cache
+// policy. Anything else (listeners, cache sizes, disk, purge) needs a
+// restart, which is logged. A config that fails validation is rejected and
+// the running one stays. The TLS certificates are re-read too.
+func (d *daemon) reload() error {
+	if d.certs != nil {
+		if err := d.certs.Reload(); err == nil {
+			d.log.Info("TLS certificates reloaded")
+		}
+	}
+	if d.opts == nil || d.opts.config == "" {
+		d.log.Info("reload: no configuration file to re-read")
+		return nil
+	}
+	cfg, err := loadConfig(d.opts)
+	if err != nil {
+		d.log.Error("reload rejected: the running configuration stays", "err", err)
+		return err
+	}
+	if len(cfg.Sites) == 0 {
+		err := errors.New("the new configuration has no sites")
+		d.log.Error("reload rejected: the running configuration stays", "err", err)
+		return err
+	}
+	sites, pools, err := buildSites(cfg.Sites, d.lbm, d.log)
+	if err != nil {
+		d.log.Error("reload rejected: the running configuration stays", "err", err)
+		return err
+	}
+	if err := d.handler.SetSites(sites); err != nil {
+		for _, p := range pools {
+			p.CloseIdleConnections()
+		}
+		d.log.Error("reload rejected: the running configuration stays", "err", err)
+		return err
+	}
+	d.mu.Lock()
+	old := d.pools
+	d.pools = pools
+	d.cfg.Sites = cfg.Sites
+	d.mu.Unlock()
+	for _, p := range old { // requests in flight keep using their pool
+		p.CloseIdleConnections()
+	}
+	if cfg.Listen != d.cfg.Listen || cfg.Admin != d.cfg.Admin || cfg.TLS.Listen != d.cfg.TLS.Listen ||
+		cfg.Cache.Memory != d.cfg.Cache.Memory || cfg.Cache.Disk != d.cfg.Cache.Disk {
+		d.log.Warn("reload: listener, memory or disk settings changed; they take effect at the next restart")
+	}
+	d.log.Info("configuration reloaded", "sites", len(sites))
+	return nil
+}
+
 // rotateTicketKeys rotates the TLS session-ticket keys twice a day.
 func (d *daemon) rotateTicketKeys(ctx context.Context) {
 	t := time.NewTicker(12 * time.Hour)
@@ -434,6 +509,8 @@ func (d *daemon) closeSample() {
 }
 
 func (d *daemon) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.purger != nil {
 		if err := d.purger.Close(); err != nil {
 			d.log.Warn("closing the purger", "err", err)

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,7 +69,8 @@ type Config struct {
 // Cache is a shared HTTP cache. It is safe for concurrent use.
 type Cache struct {
 	mem         *memoryTier
-	disk        *storage.Store // nil: memory only
+	disk        atomic.Pointer[storage.Store] // nil: memory only; set once (New or AttachDisk)
+	reg         prometheus.Registerer
 	flights     singleflight.Group
 	streams     sync.Map // key → *stream: fills being written to disk
 	inval       invalidations
@@ -129,9 +131,9 @@ func New(cfg Config) (*Cache, error) {
 		mem.close()
 		return nil, err
 	}
-	return &Cache{
+	c := &Cache{
 		mem:         mem,
-		disk:        cfg.Disk,
+		reg:         cfg.Registerer,
 		inval:       invalidations{ttl: 2 * cfg.FillTimeout},
 		writeSlots:  make(chan struct{}, cfg.WriteBehind),
 		verifyLimit: cfg.VerifyLimit,
@@ -141,7 +143,29 @@ func New(cfg Config) (*Cache, error) {
 		fillTimeout: cfg.FillTimeout,
 		log:         cfg.Logger,
 		now:         cfg.Now,
-	}, nil
+	}
+	if cfg.Disk != nil {
+		c.disk.Store(cfg.Disk)
+	}
+	return c, nil
+}
+
+// diskTier returns the disk tier, or nil.
+func (c *Cache) diskTier() *storage.Store { return c.disk.Load() }
+
+// AttachDisk gives a cache built without a disk tier one, once: a process
+// taking over from another during a zero-downtime upgrade serves from
+// memory until the old process releases the data directory.
+func (c *Cache) AttachDisk(d *storage.Store) error {
+	if !c.disk.CompareAndSwap(nil, d) {
+		return errors.New("cache: a disk tier is already attached")
+	}
+	if c.reg != nil {
+		if err := c.reg.Register(newDiskCollector(d)); err != nil {
+			return fmt.Errorf("cache: registering disk metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // Close waits for pending disk writes and releases the memory tier. Fills
@@ -214,12 +238,12 @@ type Result struct {
 func (c *Cache) Invalidate(key string) {
 	c.recordInvalidation([]string{key}, nil, nil)
 	c.mem.del(key) // the variants in memory become unreachable with their marker
-	if c.disk == nil {
+	if c.diskTier() == nil {
 		return
 	}
 	keys := []string{key}
-	c.disk.KeysWithPrefix(key+"\x00", func(k string) bool { keys = append(keys, k); return true })
-	if _, err := c.disk.DeleteKeys(keys); err != nil {
+	c.diskTier().KeysWithPrefix(key+"\x00", func(k string) bool { keys = append(keys, k); return true })
+	if _, err := c.diskTier().DeleteKeys(keys); err != nil {
 		c.warnDisk("disk tier delete failed", "key", key, "err", err)
 	}
 }

@@ -146,7 +146,7 @@ func (c *Cache) writeBehind(e *Entry, start uint64) {
 	c.writers.Add(1)
 	go func() {
 		defer func() { <-c.writeSlots; c.writers.Done() }()
-		w, err := c.disk.Create(e.Key)
+		w, err := c.diskTier().Create(e.Key)
 		if err != nil {
 			c.m.diskWrites.WithLabelValues("error").Inc()
 			return
@@ -173,7 +173,7 @@ func (c *Cache) writeBehind(e *Entry, start uint64) {
 
 // writeMarker stores a Vary marker on disk at once.
 func (c *Cache) writeMarker(e *Entry) error {
-	w, err := c.disk.Create(markerKey(e.Primary))
+	w, err := c.diskTier().Create(markerKey(e.Primary))
 	if err != nil {
 		return err
 	}

@@ -153,10 +153,10 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, stale *Entry, 
 	}
 	limit := c.mem.maxObject
 	timing := NewTiming(reqTime, respTime, resp.Header)
-	if c.disk != nil && (resp.ContentLength < 0 || resp.ContentLength > limit) {
+	if c.diskTier() != nil && (resp.ContentLength < 0 || resp.ContentLength > limit) {
 		// Large or of unknown length: write it to disk while every waiter
 		// reads it (read-while-write).
-		w, err := c.disk.Create(key)
+		w, err := c.diskTier().Create(key)
 		if err == nil {
 			e := newEntry(r, key, resp, nil, d, timing, resp.ContentLength)
 			e.Tags = parseTags(resp.Header, c.tagHeaders)
@@ -200,7 +200,7 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, stale *Entry, 
 		c.m.fills.WithLabelValues("invalidated").Inc()
 		return fr, nil
 	}
-	if c.disk != nil {
+	if c.diskTier() != nil {
 		c.writeBehind(e, start)
 		fr.stored = true
 	}
@@ -251,8 +251,8 @@ func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, 
 			c.mem.set(&e)
 			fr.stored = true
 		}
-		if c.disk != nil {
-			err := c.disk.UpdateMeta(e.Key, encodeEntry(&e), e.expires())
+		if c.diskTier() != nil {
+			err := c.diskTier().UpdateMeta(e.Key, encodeEntry(&e), e.expires())
 			switch {
 			case err == nil:
 				fr.stored = true
@@ -277,7 +277,7 @@ func (c *Cache) marker(primary string, names []string) *Entry {
 	m := &Entry{Key: primary, Primary: primary, Status: http.StatusOK, Header: http.Header{},
 		Marker: true, MarkerID: rand.Uint64(), Vary: names}
 	c.mem.set(m)
-	if c.disk != nil {
+	if c.diskTier() != nil {
 		if err := c.writeMarker(m); err != nil {
 			c.warnDisk("disk tier: storing a Vary marker failed", "key", primary, "err", err)
 		}

@@ -121,7 +121,7 @@ func (c *Cache) load(key, primary string) (stored, bool) {
 	if e, ok := c.mem.get(key); ok {
 		return stored{e: e}, true
 	}
-	if c.disk == nil {
+	if c.diskTier() == nil {
 		return stored{}, false
 	}
 	st, ok := c.loadDisk(key, primary)
@@ -139,7 +139,7 @@ func markerKey(primary string) string { return primary + "\x00" }
 func isMarkerKey(k string) bool { return strings.IndexByte(k, 0) == len(k)-1 }
 
 func (c *Cache) loadDisk(key, primary string) (stored, bool) {
-	obj, err := c.disk.Get(key)
+	obj, err := c.diskTier().Get(key)
 	if err != nil {
 		if !errors.Is(err, storage.ErrNotFound) {
 			c.warnDisk("disk tier lookup failed", "key", key, "err", err)
@@ -150,7 +150,7 @@ func (c *Cache) loadDisk(key, primary string) (stored, bool) {
 	if err != nil {
 		obj.Close()
 		c.log.Warn("dropping undecodable disk entry", "key", key, "err", err)
-		c.disk.Delete(key)
+		c.diskTier().Delete(key)
 		return stored{}, false
 	}
 	e.Key, e.Primary = key, primary

@@ -107,7 +107,7 @@ func (c *Cache) Purge(ctx context.Context, sel PurgeSelector) (PurgeCounts, erro
 		return false
 	})
 	var diskKeys []string
-	if c.disk != nil {
+	if c.diskTier() != nil {
 		seen := make(map[string]*match)
 		add := func(k string, set func(*match)) {
 			m := seen[k]
@@ -119,7 +119,7 @@ func (c *Cache) Purge(ctx context.Context, sel PurgeSelector) (PurgeCounts, erro
 			set(m)
 		}
 		for _, k := range urlKeys {
-			c.disk.KeysWithPrefix(k, func(v string) bool {
+			c.diskTier().KeysWithPrefix(k, func(v string) bool {
 				if v == k || strings.HasPrefix(v, k+"\x00") {
 					add(v, func(m *match) { m.urls = true })
 				}
@@ -127,13 +127,13 @@ func (c *Cache) Purge(ctx context.Context, sel PurgeSelector) (PurgeCounts, erro
 			})
 		}
 		for _, p := range prefixes {
-			c.disk.KeysWithPrefix(p, func(k string) bool { add(k, func(m *match) { m.prefixes = true }); return true })
+			c.diskTier().KeysWithPrefix(p, func(k string) bool { add(k, func(m *match) { m.prefixes = true }); return true })
 		}
 		for _, p := range hostPrefixes {
-			c.disk.KeysWithPrefix(p, func(k string) bool { add(k, func(m *match) { m.hosts = true }); return true })
+			c.diskTier().KeysWithPrefix(p, func(k string) bool { add(k, func(m *match) { m.hosts = true }); return true })
 		}
 		for _, t := range sel.Tags {
-			c.disk.KeysByTag(t, func(k string) bool { add(k, func(m *match) { m.tags = true }); return true })
+			c.diskTier().KeysByTag(t, func(k string) bool { add(k, func(m *match) { m.tags = true }); return true })
 		}
 		for k, m := range seen {
 			if !isMarkerKey(k) { // a Vary marker is not an object to count
@@ -154,7 +154,7 @@ func (c *Cache) Purge(ctx context.Context, sel PurgeSelector) (PurgeCounts, erro
 			}
 		}
 	} else if len(diskKeys) > 0 {
-		if _, err := c.disk.DeleteKeys(diskKeys); err != nil {
+		if _, err := c.diskTier().DeleteKeys(diskKeys); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -216,7 +216,7 @@ func (e *Entry) softened(now time.Time) *Entry {
 
 // softenOnDisk marks the disk object under key stale.
 func (c *Cache) softenOnDisk(key string, now time.Time) error {
-	obj, err := c.disk.Get(key)
+	obj, err := c.diskTier().Get(key)
 	if err != nil {
 		return err
 	}
@@ -224,11 +224,11 @@ func (c *Cache) softenOnDisk(key string, now time.Time) error {
 	obj.Close()
 	e, err := decodeEntry(hdr)
 	if err != nil {
-		return c.disk.Delete(key) // unreadable: a hard purge is the safe answer
+		return c.diskTier().Delete(key) // unreadable: a hard purge is the safe answer
 	}
 	if e.Marker {
 		return nil
 	}
 	s := e.softened(now)
-	return c.disk.UpdateMeta(key, encodeEntry(s), s.expires())
+	return c.diskTier().UpdateMeta(key, encodeEntry(s), s.expires())
 }

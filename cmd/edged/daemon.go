@@ -46,6 +46,24 @@ type listening struct {
 // run is the whole daemon: flags, configuration, wiring, serving until ctx
 // ends, graceful shutdown. ready, if not nil, is called once listening.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(listening)) error {
+	return runWith(ctx, args, stdout, stderr, ready, nil)
+}
+
+// upgrader is the zero-downtime upgrade machinery (tableflip in the real
+// daemon): it hands listening sockets to a new process and says when the
+// old one has let go.
+type upgrader interface {
+	// Listen returns the listener for role ("edge", "admin", "tls") at
+	// addr, inherited from the previous process when there is one (by role
+	// and address, so that several ":0" listeners stay apart).
+	Listen(role, addr string) (net.Listener, error)
+	Ready() error
+	HasParent() bool
+	WaitForParent(ctx context.Context) error
+}
+
+// runWith is run with an optional upgrader (nil: plain listeners).
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(listening), upg upgrader) error {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -75,11 +93,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		defer buf.Close()
 		access = buf
 	}
-	d, err := newDaemon(cfg, logger, access)
+	// A process that takes over from another one cannot open the data
+	// directory while the old one holds it: it serves from memory and
+	// attaches the disk tier once the old process has exited.
+	deferDisk := upg != nil && upg.HasParent() && cfg.Cache.Disk.Enabled
+	d, err := newDaemon(cfg, logger, access, deferDisk)
 	if err != nil {
 		return err
 	}
 	d.opts = o
+	d.upg = upg
 	return d.serve(ctx, ready)
 }
 
@@ -135,7 +158,9 @@ type daemon struct {
 	handler  *edge.Handler
 	lbm      *lb.Metrics
 	opts     *options   // for reloads; nil in tests that build a daemon directly
-	mu       sync.Mutex // guards pools and cfg.Sites across reloads
+	upg      upgrader   // nil: no zero-downtime upgrades
+	mu       sync.Mutex // guards pools, cfg.Sites, disk and closed
+	closed   bool
 	purger   *purge.Purger
 	metrics  *edge.Metrics
 	disk     *storage.Store
@@ -148,7 +173,7 @@ type daemon struct {
 	sampleLn net.Listener
 }
 
-func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daemon, error) {
+func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer, deferDisk bool) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: logger}
 	if len(cfg.Sites) == 0 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -164,7 +189,7 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 		}
 	}
 
-	if cfg.Cache.Disk.Enabled {
+	if cfg.Cache.Disk.Enabled && !deferDisk {
 		disk, err := openDisk(cfg.Cache.Disk, logger)
 		if err != nil {
 			d.closeSample()
@@ -278,7 +303,11 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer) (*daem
 // shutdown timeout.
 func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	defer d.close()
-	edgeLn, err := net.Listen("tcp", d.cfg.Listen)
+	listen := func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	if d.upg != nil {
+		listen = d.upg.Listen // inherited from the previous process after an upgrade
+	}
+	edgeLn, err := listen("edge", d.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("edge listener: %w", err)
 	}
@@ -295,7 +324,7 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 			d.log.Debug("request rejected", "reason", reason, "status", status, "client", remote.String())
 		},
 	})
-	adminLn, err := net.Listen("tcp", d.cfg.Admin.Listen)
+	adminLn, err := listen("admin", d.cfg.Admin.Listen)
 	if err != nil {
 		edgeLn.Close()
 		return fmt.Errorf("admin listener: %w", err)
@@ -308,7 +337,7 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	}
 	l := listening{Edge: edgeLn.Addr().String(), Admin: adminLn.Addr().String()}
 	if d.tlsSrv != nil {
-		ln, err := net.Listen("tcp", d.cfg.TLS.Listen)
+		ln, err := listen("tls", d.cfg.TLS.Listen)
 		if err != nil {
 			edgeLn.Close()
 			adminLn.Close()
@@ -357,6 +386,14 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	d.log.Info("edged listening", "edge", l.Edge, "tls", l.TLS, "admin", l.Admin, "sample_origin", l.Sample, "sites", sites)
 	if ready != nil {
 		ready(l)
+	}
+	if d.upg != nil {
+		if err := d.upg.Ready(); err != nil {
+			d.log.Error("upgrade: could not signal readiness", "err", err)
+		}
+		if d.cfg.Cache.Disk.Enabled && d.disk == nil {
+			go d.attachDiskAfterParent(ctx)
+		}
 	}
 
 	select {
@@ -487,6 +524,32 @@ func (d *daemon) reload() error {
 	return nil
 }
 
+// attachDiskAfterParent opens the data directory once the process this one
+// replaced has exited (releasing it), and gives it to the cache.
+func (d *daemon) attachDiskAfterParent(ctx context.Context) {
+	if err := d.upg.WaitForParent(ctx); err != nil {
+		d.log.Warn("upgrade: the previous process did not exit cleanly", "err", err)
+	}
+	disk, err := openDisk(d.cfg.Cache.Disk, d.log)
+	if err != nil {
+		d.log.Error("upgrade: disk tier unavailable; serving from memory only", "err", err)
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		disk.Close()
+		return
+	}
+	if err := d.cache.AttachDisk(disk); err != nil {
+		d.log.Error("upgrade: attaching the disk tier", "err", err)
+		disk.Close()
+		return
+	}
+	d.disk = disk
+	d.log.Info("upgrade: disk tier attached")
+}
+
 // rotateTicketKeys rotates the TLS session-ticket keys twice a day.
 func (d *daemon) rotateTicketKeys(ctx context.Context) {
 	t := time.NewTicker(12 * time.Hour)
@@ -511,6 +574,7 @@ func (d *daemon) closeSample() {
 func (d *daemon) close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.closed = true
 	if d.purger != nil {
 		if err := d.purger.Close(); err != nil {
 			d.log.Warn("closing the purger", "err", err)

@@ -235,6 +235,7 @@ func TestCorruptBlobsServedFromOrigin(t *testing.T) {
 type child struct {
 	cmd         *exec.Cmd
 	edge, admin string
+	log         *syncBuffer // everything the process (and successors) wrote on stderr
 }
 
 func startChild(t *testing.T, args ...string) *child {
@@ -245,14 +246,16 @@ func startChild(t *testing.T, args ...string) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout = io.Discard
+	cmd.Stdout = nil // /dev/null: no copying goroutine for Wait to wait on (an upgraded successor inherits it)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	addr := make(chan [2]string, 1)
+	logBuf := new(syncBuffer)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			logBuf.Write(append(sc.Bytes(), '\n'))
 			var line struct {
 				Msg   string `json:"msg"`
 				Edge  string `json:"edge"`
@@ -270,7 +273,7 @@ func startChild(t *testing.T, args ...string) *child {
 			cmd.Wait()
 			t.Fatal("child exited before listening")
 		}
-		return &child{cmd: cmd, edge: a[0], admin: a[1]}
+		return &child{cmd: cmd, edge: a[0], admin: a[1], log: logBuf}
 	case <-time.After(15 * time.Second):
 		cmd.Process.Kill()
 		cmd.Wait()

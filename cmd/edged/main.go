@@ -12,9 +12,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
+
+	"github.com/cloudflare/tableflip"
 
 	"github.com/edged-proxy/edged/purge"
 )
@@ -25,7 +30,32 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	var upg upgrader
+	if os.Getenv("EDGED_NO_UPGRADE") == "" {
+		if u, err := tableflip.New(tableflip.Options{UpgradeTimeout: time.Minute, PIDFile: os.Getenv("EDGED_PID_FILE")}); err == nil {
+			defer u.Stop()
+			upg = flipper{u}
+			// SIGUSR2 starts the new binary, which takes the listening
+			// sockets over; this process then drains and exits.
+			usr2 := make(chan os.Signal, 1)
+			signal.Notify(usr2, syscall.SIGUSR2)
+			go func() {
+				for range usr2 {
+					if err := u.Upgrade(); err != nil {
+						fmt.Fprintln(os.Stderr, "edged: upgrade failed:", err)
+					}
+				}
+			}()
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel()
+			go func() {
+				<-u.Exit()
+				cancel()
+			}()
+		}
+	}
+	err := runWith(ctx, os.Args[1:], os.Stdout, os.Stderr, nil, upg)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(0)
@@ -102,4 +132,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	return o, nil
+}
+
+// flipper adapts tableflip to the daemon's upgrader: listeners are keyed by
+// role and address, so that two ":0" listeners are not confused when the
+// successor looks them up.
+type flipper struct{ *tableflip.Upgrader }
+
+func (f flipper) Listen(role, addr string) (net.Listener, error) {
+	return f.ListenWithCallback("tcp", role+"@"+addr, func(network, key string) (net.Listener, error) {
+		_, a, _ := strings.Cut(key, "@")
+		return net.Listen(network, a)
+	})
 }

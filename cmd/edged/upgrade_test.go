@@ -1,0 +1,117 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A zero-downtime upgrade under steady load: SIGUSR2 starts a new process
+// that takes the listening socket over, the old one drains and exits, and
+// no client request fails. The disk tier moves to the new process.
+func TestZeroDowntimeUpgrade(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs edged as subprocesses")
+	}
+	o := newSizedOrigin(t)
+	pidFile := filepath.Join(t.TempDir(), "edged.pid")
+	t.Setenv("EDGED_PID_FILE", pidFile)
+	data := t.TempDir()
+	cfg := writeConfig(t, "log:\n  access: false\n")
+	c := startChild(t, "-config", cfg, "-origin", o.URL, "-data", data)
+	oldPID := c.cmd.Process.Pid
+	fetchHost(t, "http://"+c.edge+"/obj/warm-4000", "cdn.example")
+
+	stop := make(chan struct{})
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			client := &http.Client{Timeout: 10 * time.Second}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("GET", "http://"+c.edge+"/obj/k"+strconv.Itoa((w*1000+i)%50)+"-2000", nil)
+				req.Host = "cdn.example"
+				resp, err := client.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = &statusErr{resp.StatusCode}
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				ok.Add(1)
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := syscall.Kill(oldPID, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := c.cmd.Process.Wait(); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("the old process exited with %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the old process did not exit after the upgrade")
+	}
+	before := ok.Load()
+	time.Sleep(500 * time.Millisecond) // the new process keeps serving
+	close(stop)
+	wg.Wait()
+
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("no PID file from the new process: %v", err)
+	}
+	newPID, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	defer syscall.Kill(newPID, syscall.SIGTERM)
+	if newPID == oldPID || newPID == 0 {
+		t.Fatalf("PID file says %d (old %d)", newPID, oldPID)
+	}
+	if failed.Load() != 0 {
+		t.Log(c.log.String())
+		t.Errorf("%d of %d requests failed across the upgrade (first: %v)", failed.Load(), failed.Load()+ok.Load(), firstErr.Load())
+	}
+	if ok.Load() == before {
+		t.Error("no request succeeded after the old process exited")
+	}
+	// The new process took the disk tier over: the warm object is a hit.
+	deadline := time.Now().Add(10 * time.Second)
+	for !isHit(t, c.edge, "/obj/warm-4000") {
+		if time.Now().After(deadline) {
+			t.Fatal("the new process never served the old disk tier's object")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("%d requests across the upgrade, none failed", ok.Load())
+	syscall.Kill(newPID, syscall.SIGTERM)
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(newPID, 0) == nil && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type statusErr struct{ code int }
+
+func (e *statusErr) Error() string { return "status " + strconv.Itoa(e.code) }

@@ -29,6 +29,7 @@ import (
 	"github.com/edged-proxy/edged/internal/config"
 	"github.com/edged-proxy/edged/internal/logbuf"
 	"github.com/edged-proxy/edged/internal/sampleorigin"
+	"github.com/edged-proxy/edged/internal/sdnotify"
 	"github.com/edged-proxy/edged/lb"
 	"github.com/edged-proxy/edged/purge"
 	"github.com/edged-proxy/edged/storage"
@@ -387,6 +388,9 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	if ready != nil {
 		ready(l)
 	}
+	if err := sdnotify.Ready(); err != nil {
+		d.log.Warn("could not notify systemd", "err", err)
+	}
 	if d.upg != nil {
 		if err := d.upg.Ready(); err != nil {
 			d.log.Error("upgrade: could not signal readiness", "err", err)
@@ -400,6 +404,7 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	sdnotify.Stopping()
 	d.log.Info("edged shutting down", "timeout", d.cfg.Server.ShutdownTimeout.Std().String())
 	sctx, cancel := context.WithTimeout(context.Background(), d.cfg.Server.ShutdownTimeout.Std())
 	defer cancel()

@@ -290,3 +290,11 @@ func TestSmugglingRefused(t *testing.T) {
 		t.Error("the rejection was not counted")
 	}
 }
+
+// The sample TLS configuration shipped in docs/ is valid.
+func TestTLSExampleParses(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-check-config", "../../docs/edged.tls.example.yaml"}, &out, &out, nil); err != nil {
+		t.Errorf("docs/edged.tls.example.yaml: %v", err)
+	}
+}

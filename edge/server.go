@@ -61,7 +61,11 @@ func NewServer(h http.Handler, cfg ServerConfig) *http.Server {
 	protos.SetHTTP2(true)
 	protos.SetUnencryptedHTTP2(cfg.H2C)
 	return &http.Server{
-		Protocols:         &protos,
+		Protocols: &protos,
+		// HTTP/2 limits: at most 250 concurrent streams per connection
+		// (the header list is bounded by MaxHeaderBytes, and net/http's own
+		// rapid-reset protection stays on).
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 250},
 		Handler:           h,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,

@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,4 +110,39 @@ sites:
 		}
 	}
 	rs.CloseSend()
+}
+
+// h2c (HTTP/2 with prior knowledge, no TLS) through the cache: the second
+// GET is a hit served over HTTP/2.
+func TestH2CThroughTheCache(t *testing.T) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "over h2c")
+	}))
+	defer o.Close()
+	cfg := writeConfig(t, "server:\n  h2c: true\nlog:\n  access: false\n")
+	l, _ := startDaemon(t, "-config", cfg, "-origin", o.URL)
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protos}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var last *http.Response
+	for range 2 {
+		req, _ := http.NewRequest("GET", "http://"+l.Edge+"/x", nil)
+		req.Host = "cdn.example"
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || string(b) != "over h2c" {
+			t.Fatalf("%s %q", resp.Proto, b)
+		}
+		last = resp
+	}
+	if cs := last.Header.Get("Cache-Status"); !strings.HasPrefix(cs, "edged; hit") {
+		t.Errorf("second h2c GET: %q, want a hit", cs)
+	}
 }

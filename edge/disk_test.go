@@ -221,22 +221,29 @@ func TestOriginDropsMidBody(t *testing.T) {
 	})
 	var store *storage.Store
 	base, _ := newEdge(t, edgeOpts{disk: true, maxObject: 64 << 10, onDisk: func(s *storage.Store) { store = s }}, o)
-	for i := range 2 {
+	// A fresh connection per request: an aborted response closes its own.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	answered := 0
+	for i := 0; answered < 2 && i < 10; i++ {
 		req, _ := http.NewRequest("GET", base+"/big", nil)
 		req.Host = "example.com"
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
-			continue // also a clean failure
+			continue // a clean failure too, but not an answer
 		}
+		answered++
 		b, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		// Either a clean error status, or a 200 whose body ends in an error.
 		if err == nil && resp.StatusCode == http.StatusOK {
 			t.Fatalf("request %d: a truncated body (%d bytes) was presented as complete", i, len(b))
 		}
+		if strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit") {
+			t.Fatalf("request %d was a hit on a failed fill", i)
+		}
 	}
-	if got := o.hits("/big"); got != 2 {
-		t.Errorf("origin saw %d requests, want 2: a failed fill must not be stored", got)
+	if got := o.hits("/big"); got < answered || answered < 2 {
+		t.Errorf("%d answers, %d origin fetches: every answer must come from the origin", answered, got)
 	}
 	waitFor(t, func() bool { return store.Stats().Objects == 0 })
 	var keys []string

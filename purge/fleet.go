@@ -257,6 +257,11 @@ func (f *fleet) setup() error {
 	if err != nil {
 		return fmt.Errorf("receipt bucket %s: %w", f.cfg.ReceiptBucket, err)
 	}
+	// The bucket is in place before the consumer starts: its handler
+	// writes receipts as soon as messages arrive.
+	f.mu.Lock()
+	f.kv = kv
+	f.mu.Unlock()
 	cons, err := f.js.CreateOrUpdateConsumer(ctx, f.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:       f.p.node,
 		Description:   "edged node " + f.p.node + " applying fleet purges",
@@ -341,7 +346,10 @@ func (f *fleet) publish(ctx context.Context, c command) error {
 	f.mu.Lock()
 	kv := f.kv
 	f.mu.Unlock()
-	if _, err := kv.Put(ctx, c.ID, data); err != nil {
+	if kv == nil {
+		f.p.met.failures.WithLabelValues(stageReceipt).Inc()
+		f.p.log.Warn("purge receipt not stored: no receipt bucket yet", "id", c.ID)
+	} else if _, err := kv.Put(ctx, c.ID, data); err != nil {
 		f.p.met.failures.WithLabelValues(stageReceipt).Inc()
 		f.p.log.Warn("purge receipt not stored", "id", c.ID, "error", err)
 	}
@@ -437,6 +445,9 @@ func (f *fleet) putReceipt(id string, nr NodeReceipt) error {
 	f.mu.Lock()
 	kv := f.kv
 	f.mu.Unlock()
+	if kv == nil { // the bucket is not set up (yet): the receipt is lost, the purge is not
+		return errNotConnected
+	}
 	ctx, cancel := context.WithTimeout(f.ctx, f.cfg.PublishTimeout)
 	defer cancel()
 	_, err = kv.Put(ctx, id+"."+f.p.node, data)

@@ -67,6 +67,41 @@ type stream struct {
 	done    bool  // the fill ended (err tells how)
 	err     error // non-nil: the fill failed
 	refs    int   // open readers' bodies + the filler
+
+	// When the disk refuses a write (full, read-only, over budget), the
+	// rest of the body is kept in memory so that the clients already
+	// reading still get all of it; the object is then not stored.
+	diskFailed bool
+	onDisk     int64  // bytes readable from the file
+	tail       []byte // bytes from onDisk on, once the disk failed
+}
+
+// maxStreamTail bounds the memory a stream may fall back to when the disk
+// fails under it; a larger body fails the readers instead.
+const maxStreamTail = 64 << 20
+
+// appendTail keeps p in memory after a disk failure; false when the body
+// outgrows maxStreamTail.
+func (s *stream) appendTail(p []byte) bool {
+	s.mu.Lock()
+	if !s.diskFailed {
+		s.diskFailed, s.onDisk = true, s.written
+	}
+	ok := len(s.tail)+len(p) <= maxStreamTail
+	if ok {
+		s.tail = append(s.tail, p...)
+		s.written += int64(len(p))
+	}
+	s.mu.Unlock()
+	s.cond.Broadcast()
+	return ok
+}
+
+// degraded reports whether the disk failed under the stream.
+func (s *stream) degraded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.diskFailed
 }
 
 func newStream(e *Entry, w *storage.Writer, size int64) *stream {
@@ -168,6 +203,20 @@ func (r *streamReader) Read(p []byte) (int, error) {
 		s.cond.Wait()
 	}
 	avail, done, err := s.written, s.done, s.err
+	if s.diskFailed && r.off >= s.onDisk && r.off < avail {
+		// Past what reached the disk: from the in-memory tail.
+		end := avail
+		if r.end >= 0 && r.end < end {
+			end = r.end
+		}
+		n := copy(p, s.tail[r.off-s.onDisk:end-s.onDisk])
+		s.mu.Unlock()
+		r.off += int64(n)
+		return n, nil
+	}
+	if s.diskFailed {
+		avail = s.onDisk // the file holds only this much
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return 0, ErrFillFailed

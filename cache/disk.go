@@ -2,6 +2,7 @@ package cache
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -193,11 +194,27 @@ func (c *Cache) pump(st *stream, body io.ReadCloser, start uint64, reqTime time.
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
-			if _, werr := st.w.Write(buf[:n]); werr != nil {
-				err = werr
+			switch {
+			case st.degraded():
+				if !st.appendTail(buf[:n]) {
+					err = fmt.Errorf("disk failed and the body outgrew %d bytes of memory", maxStreamTail)
+				}
+			default:
+				if _, werr := st.w.Write(buf[:n]); werr != nil {
+					// Disk full, read-only, over budget: keep serving the
+					// readers from memory; the object will not be stored.
+					c.m.diskWrites.WithLabelValues("error").Inc()
+					c.warnDisk("disk write failed during a fill; finishing it from memory, unstored", "key", st.entry.Key, "err", werr)
+					if !st.appendTail(buf[:n]) {
+						err = fmt.Errorf("disk failed and the body outgrew %d bytes of memory", maxStreamTail)
+					}
+				} else {
+					st.progress(n)
+				}
+			}
+			if err != nil {
 				break
 			}
-			st.progress(n)
 		}
 		if rerr == io.EOF {
 			break
@@ -211,7 +228,8 @@ func (c *Cache) pump(st *stream, body io.ReadCloser, start uint64, reqTime time.
 	if err == nil && st.size >= 0 && written != st.size {
 		err = io.ErrUnexpectedEOF
 	}
-	if err == nil {
+	unstored := err == nil && st.degraded()
+	if err == nil && !unstored {
 		// The stored copy gets the length the live one could not announce.
 		e := *st.entry
 		e.Header = e.Header.Clone()
@@ -220,7 +238,12 @@ func (c *Cache) pump(st *stream, body io.ReadCloser, start uint64, reqTime time.
 			err = errInvalidated
 		}
 	}
-	if err != nil {
+	switch {
+	case unstored:
+		// Complete for its readers; the writer is aborted when the last
+		// of them lets go (Close of an uncommitted writer).
+		c.m.fills.WithLabelValues("not_stored_disk_error").Inc()
+	case err != nil:
 		st.w.Abort()
 		if errors.Is(err, errInvalidated) {
 			c.m.fills.WithLabelValues("invalidated").Inc()
@@ -228,7 +251,7 @@ func (c *Cache) pump(st *stream, body io.ReadCloser, start uint64, reqTime time.
 			c.m.fills.WithLabelValues("error").Inc()
 			c.log.Warn("streaming fill failed", "key", st.entry.Key, "err", err)
 		}
-	} else {
+	default:
 		c.m.fills.WithLabelValues("stored").Inc()
 		c.m.fillTime.Observe(c.now().Sub(reqTime).Seconds())
 	}

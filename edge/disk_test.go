@@ -283,3 +283,34 @@ func TestRangeForwardBeyondOffset(t *testing.T) {
 		t.Errorf("origin saw %d requests, want 2", got)
 	}
 }
+
+// The disk refuses a fill half way (full, read-only, over budget): the
+// clients already reading still get the whole body, from memory, and the
+// object is simply not stored.
+func TestDiskFailureDuringFillStillServes(t *testing.T) {
+	o := objectOrigin(t, 64<<10, 2*time.Millisecond, true)
+	var store *storage.Store
+	// A 1 MiB disk budget: the 3 MiB body cannot be written whole.
+	base, _ := newEdge(t, edgeOpts{disk: true, diskMax: 1 << 20, maxObject: 64 << 10, onDisk: func(s *storage.Store) { store = s }}, o)
+	const size = 3 << 20
+	path := "/obj/" + strconv.Itoa(size)
+	want := string(pattern(path, size))
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			_, body := get(t, base, "GET", "example.com", path)
+			if body != want {
+				t.Errorf("got %d bytes, want the whole %d", len(body), size)
+			}
+		})
+	}
+	wg.Wait()
+	if got := o.hits(path); got != 1 {
+		t.Errorf("origin saw %d fetches, want 1 (shared)", got)
+	}
+	resp, body := get(t, base, "GET", "example.com", path)
+	if body != want || strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit") {
+		t.Errorf("after the failed store: %q, %d bytes", resp.Header.Get("Cache-Status"), len(body))
+	}
+	waitFor(t, func() bool { return store.Stats().Objects == 0 })
+}

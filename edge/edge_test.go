@@ -58,6 +58,7 @@ type edgeOpts struct {
 	rangeFwd    int64
 	verifyLimit int64
 	strip       []string
+	diskMax     int64
 	hooks       edge.Hooks
 	site        func(*edge.Site)
 	maxObject   int64
@@ -91,7 +92,7 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 	}
 	var disk *storage.Store
 	if opts.disk {
-		disk, err = storage.Open(storage.Options{Dir: tb.TempDir(), Fsync: storage.FsyncNever})
+		disk, err = storage.Open(storage.Options{Dir: tb.TempDir(), Fsync: storage.FsyncNever, MaxBytes: opts.diskMax})
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -142,6 +142,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rw responseWriter
 	}{}
 	s, rw := &st.s, &st.rw
+	restoreTLS(r)
 	*s = Session{Req: r, Start: h.now(), Scheme: "http", ClientIP: clientIP(r)}
 	if r.TLS != nil {
 		s.Scheme = "https"

@@ -72,6 +72,7 @@ func NewServer(h http.Handler, cfg ServerConfig) *http.Server {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ConnState:         strict.ConnState(nil), // hijacked connections leave the strict reader
+		ConnContext:       connContext,           // TLS state of strict-wrapped TLS connections
 		ErrorLog:          slog.NewLogLogger(cfg.ErrorLog.Handler(), slog.LevelWarn),
 	}
 }

@@ -349,11 +349,16 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 			MaxConnsPerIP: d.cfg.Server.MaxConnsPerIP,
 			OnRefuse:      d.metrics.Refused,
 		})
-		// HTTP/2 is negotiated by ALPN; net/http parses the requests (the
-		// strict reader sits only on the plaintext listener, see
-		// docs/security.md).
+		// HTTP/2 is negotiated by ALPN; HTTP/1.x over TLS passes the same
+		// strict reader as the cleartext listener.
 		l.TLS = ln.Addr().String()
-		go serveOn("tls", d.tlsSrv, tls.NewListener(ln, d.certs.TLSConfig()))
+		tlsLn := edge.ListenTLS(ln, d.certs.TLSConfig(), edge.StrictConfig{
+			MaxHeaderBytes: int(d.cfg.Server.MaxHeaderBytes.Int64()),
+			OnReject: func(reason string, status int, remote net.Addr) {
+				d.metrics.Rejected(reason, status)
+			},
+		}, d.cfg.Server.ReadHeaderTimeout.Std())
+		go serveOn("tls", d.tlsSrv, tlsLn)
 		wctx, stopWatch := context.WithCancel(ctx)
 		defer stopWatch()
 		go d.certs.Watch(wctx, 0)

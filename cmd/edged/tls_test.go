@@ -137,3 +137,46 @@ func TestWebSocketThroughDaemon(t *testing.T) {
 		t.Error("the WebSocket was not counted")
 	}
 }
+
+// HTTP/1.1 over TLS goes through the strict reader too, and the handler
+// still knows the request came over TLS.
+func TestTLSHTTP1Strict(t *testing.T) {
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "proto "+r.Header.Get("X-Forwarded-Proto"))
+	}))
+	defer o.Close()
+	certFile, keyFile, cert := selfSigned(t, "cdn.example")
+	l, _ := startDaemon(t, "-origin", o.URL, "-tls-listen", "127.0.0.1:0", "-cert", certFile, "-key", keyFile)
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	cfg := &tls.Config{RootCAs: roots, ServerName: "cdn.example", NextProtos: []string{"http/1.1"}}
+
+	c, err := tls.Dial("tcp", l.TLS, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /p HTTP/1.1\r\nHost: cdn.example\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 100))
+	c.Close()
+	if resp.ProtoMajor != 1 || string(b) != "proto https" {
+		t.Errorf("HTTP/1.1 over TLS: %s %q", resp.Proto, b)
+	}
+
+	c, err = tls.Dial("tcp", l.TLS, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: cdn.example\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	raw, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(raw), "HTTP/1.1 400 ") {
+		t.Errorf("smuggling over TLS: %q", raw)
+	}
+}

@@ -1,0 +1,124 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/edged-proxy/edged/edge/strict"
+)
+
+// ListenTLS terminates TLS on ln's connections and puts the strict HTTP/1
+// reader in front of net/http for those that negotiate HTTP/1.x, as Listen
+// does for cleartext ones. Connections that negotiate HTTP/2 go to net/http
+// as *tls.Conn (its HTTP/2 server parses frames itself). Each handshake runs
+// in its own goroutine, bounded by handshakeTimeout (zero: 10 s), so a slow
+// client cannot hold up the others. Serve the result with a server from
+// NewServer: it restores Request.TLS for the wrapped connections.
+func ListenTLS(ln net.Listener, cfg *tls.Config, sc StrictConfig, handshakeTimeout time.Duration) net.Listener {
+	if handshakeTimeout <= 0 {
+		handshakeTimeout = 10 * time.Second
+	}
+	l := &tlsListener{inner: ln, cfg: cfg, sc: sc, timeout: handshakeTimeout,
+		conns: make(chan net.Conn), done: make(chan struct{})}
+	go l.run()
+	return l
+}
+
+type tlsListener struct {
+	inner   net.Listener
+	cfg     *tls.Config
+	sc      StrictConfig
+	timeout time.Duration
+	conns   chan net.Conn
+	done    chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	err     error // the inner listener's, once it failed
+}
+
+func (l *tlsListener) run() {
+	for {
+		c, err := l.inner.Accept()
+		if err != nil {
+			l.mu.Lock()
+			l.err = err
+			l.mu.Unlock()
+			l.Close()
+			return
+		}
+		go l.handshake(c)
+	}
+}
+
+func (l *tlsListener) handshake(c net.Conn) {
+	tc := tls.Server(c, l.cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return
+	}
+	var out net.Conn = tc
+	if tc.ConnectionState().NegotiatedProtocol != "h2" {
+		out = strict.WrapConn(tc, l.sc)
+	}
+	select {
+	case l.conns <- out:
+	case <-l.done:
+		out.Close()
+	}
+}
+
+func (l *tlsListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.err != nil {
+			return nil, l.err
+		}
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *tlsListener) Close() error {
+	var err error
+	l.once.Do(func() {
+		close(l.done)
+		err = l.inner.Close()
+	})
+	return err
+}
+
+func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
+
+type tlsStateKey struct{}
+
+// connContext remembers the TLS state of HTTP/1 connections that the
+// strict reader wraps (net/http sees no *tls.Conn for them), so that
+// ServeHTTP can restore Request.TLS.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if sc, ok := c.(*strict.Conn); ok {
+		if tc, ok := sc.Conn.(*tls.Conn); ok {
+			st := tc.ConnectionState()
+			return context.WithValue(ctx, tlsStateKey{}, &st)
+		}
+	}
+	return ctx
+}
+
+// restoreTLS sets r.TLS for requests that arrived over a wrapped TLS
+// connection.
+func restoreTLS(r *http.Request) {
+	if r.TLS == nil {
+		if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
+			r.TLS = st
+		}
+	}
+}

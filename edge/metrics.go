@@ -15,6 +15,7 @@ type Metrics struct {
 	invalidations  *prometheus.CounterVec
 	rejected       *prometheus.CounterVec
 	refused        *prometheus.CounterVec
+	unused         prometheus.Counter
 	websockets     prometheus.Counter
 	websocketsOpen prometheus.Gauge
 }
@@ -53,6 +54,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "edged_rejected_requests_total",
 			Help: "Connections closed by the strict HTTP/1 reader for ambiguous or oversized request framing, by the status sent (400, 414, 431, 501, 505; 0 = closed without one).",
 		}, []string{"code"}),
+		unused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edged_client_connections_unused_total",
+			Help: "Client connections closed before they carried a request: cut off by server.read_header_timeout (slow clients), idle, or refused by the strict reader on their first request.",
+		}),
 		websockets: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edged_websocket_connections_total",
 			Help: "WebSocket connections joined to an origin after a 101 Switching Protocols.",
@@ -67,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.refused, m.websockets, m.websocketsOpen} {
+		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.refused, m.websockets, m.websocketsOpen, m.unused} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("edge: registering metrics: %w", err)
 			}

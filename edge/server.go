@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/edged-proxy/edged/edge/strict"
@@ -24,6 +25,10 @@ type ServerConfig struct {
 	MaxHeaderBytes int
 	// ErrorLog receives net/http's connection errors; nil discards them.
 	ErrorLog *slog.Logger
+	// Metrics, when set, counts connections closed before they carried a
+	// request (slow or idle clients cut off by the header-read timeout,
+	// port scanners).
+	Metrics *Metrics
 	// H2C accepts HTTP/2 with prior knowledge on cleartext connections
 	// (gRPC clients without TLS). HTTP/2 over TLS is always offered.
 	H2C bool
@@ -71,8 +76,27 @@ func NewServer(h http.Handler, cfg ServerConfig) *http.Server {
 		ReadTimeout:       cfg.ReadTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ConnState:         strict.ConnState(nil), // hijacked connections leave the strict reader
-		ConnContext:       connContext,           // TLS state of strict-wrapped TLS connections
+		ConnState:         strict.ConnState(countUnused(cfg.Metrics)), // hijacked connections leave the strict reader
+		ConnContext:       connContext,                                // TLS state of strict-wrapped TLS connections
 		ErrorLog:          slog.NewLogLogger(cfg.ErrorLog.Handler(), slog.LevelWarn),
+	}
+}
+
+// countUnused returns a ConnState hook counting connections closed without
+// ever becoming active, or nil.
+func countUnused(m *Metrics) func(net.Conn, http.ConnState) {
+	if m == nil {
+		return nil
+	}
+	var used sync.Map // net.Conn → struct{}: carried a request
+	return func(c net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateActive:
+			used.Store(c, struct{}{})
+		case http.StateClosed, http.StateHijacked:
+			if _, ok := used.LoadAndDelete(c); !ok && st == http.StateClosed {
+				m.unused.Inc()
+			}
+		}
 	}
 }

@@ -263,6 +263,7 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer, deferD
 		MaxHeaderBytes:    int(cfg.Server.MaxHeaderBytes.Int64()),
 		ErrorLog:          logger,
 		H2C:               cfg.Server.H2C,
+		Metrics:           em,
 	}
 	d.handler = h
 	d.edgeSrv = edge.NewServer(h, srvCfg)

@@ -93,6 +93,10 @@ func TestSlowClientsCutOff(t *testing.T) {
 	if worst > 6*time.Second {
 		t.Errorf("a slow connection was still open %v after it began (header-read limit 2s)", worst)
 	}
+	_, metrics := fetch(t, "http://"+l.Admin+"/metrics")
+	if metricValue(t, metrics, "edged_client_connections_unused_total") < float64(slow) {
+		t.Errorf("the cut-off slow connections were not counted")
+	}
 	p := func(lat []time.Duration, q int) time.Duration {
 		if len(lat) == 0 {
 			return 0

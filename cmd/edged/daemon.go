@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,6 +99,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 	// directory while the old one holds it: it serves from memory and
 	// attaches the disk tier once the old process has exited.
 	deferDisk := upg != nil && upg.HasParent() && cfg.Cache.Disk.Enabled
+	setMemoryLimit(cfg, logger)
 	d, err := newDaemon(cfg, logger, access, deferDisk)
 	if err != nil {
 		return err
@@ -679,4 +681,17 @@ func cacheInvalidator(c *cache.Cache) purge.Invalidator {
 		})
 		return purge.Matched{URLs: n.URLs, Prefixes: n.Prefixes, Tags: n.Tags, Hosts: n.Hosts}, err
 	})
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit of the memory
+// tier's budget plus 256 MiB for everything else (connections, buffers,
+// the disk index), so the heap does not grow to twice the cache before the
+// collector runs. GOMEMLIMIT, when set, wins.
+func setMemoryLimit(cfg *config.Config, logger *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := cfg.Cache.Memory.MaxBytes.Int64() + 256<<20
+	debug.SetMemoryLimit(limit)
+	logger.Debug("soft memory limit set", "bytes", limit)
 }

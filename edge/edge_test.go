@@ -624,3 +624,33 @@ func TestVaryMismatchIsMiss(t *testing.T) {
 		t.Errorf("Cache-Status %q, want fwd=vary-miss", cs)
 	}
 }
+
+// failingHooks refuses every upstream request.
+type failingHooks struct{ edge.DefaultHooks }
+
+func (failingHooks) UpstreamRequestFilter(*edge.Session, *http.Request) error {
+	return fmt.Errorf("no origin for you")
+}
+
+// A failing UpstreamRequestFilter answers 500 on every path (cached,
+// pass-through, WebSocket) and reaches no origin.
+func TestUpstreamHookFailure(t *testing.T) {
+	o := newOrigin(t, cacheable("x"))
+	base, _ := newEdge(t, edgeOpts{hooks: failingHooks{}}, o)
+	for _, tc := range []struct {
+		method, path string
+		hdr          []string
+	}{
+		{"GET", "/c", nil},
+		{"POST", "/p", nil},
+		{"GET", "/ws", []string{"Connection", "Upgrade", "Upgrade", "websocket"}},
+	} {
+		resp, _ := get(t, base, tc.method, "example.com", tc.path, tc.hdr...)
+		if resp.StatusCode != 500 || !strings.Contains(resp.Header.Get("Cache-Status"), "detail=hook-error") {
+			t.Errorf("%s %s: %d %q", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Cache-Status"))
+		}
+	}
+	if n := o.hits("/c") + o.hits("/p") + o.hits("/ws"); n != 0 {
+		t.Errorf("the origin saw %d requests", n)
+	}
+}

@@ -240,6 +240,24 @@ func (h *Handler) serveCached(rw *responseWriter, s *Session) {
 	rw.writeLive(res.Response, cacheStatus(&res, rw.statusKey()))
 }
 
+// forward sends the request around the cache to the site's origin pool
+// (as method; prepare, if set, adjusts the outgoing request before the
+// UpstreamRequestFilter hook) and records the shard that answered. A
+// failing hook is reported as *hookError (500).
+func (h *Handler) forward(s *Session, method string, prepare func(*http.Request)) (*http.Response, error) {
+	rt := &route.Route{Key: s.RouteKey}
+	out := h.outRequest(route.With(s.Req.Context(), rt), s, method)
+	if prepare != nil {
+		prepare(out)
+	}
+	if err := h.hooks.UpstreamRequestFilter(s, out); err != nil {
+		return nil, &hookError{err}
+	}
+	resp, err := s.Site.Transport.RoundTrip(out)
+	s.Shard = rt.Shard
+	return resp, err
+}
+
 // hookError marks a failure of a lifecycle hook: a 500, not an origin error.
 type hookError struct{ err error }
 
@@ -261,15 +279,7 @@ func (h *Handler) servePass(rw *responseWriter, s *Session) {
 	}
 	s.Key = h.hooks.CacheKey(s)
 	s.RouteKey = h.hooks.UpstreamSelect(s)
-	rt := &route.Route{Key: s.RouteKey}
-	out := h.outRequest(route.With(r.Context(), rt), s, r.Method)
-	if err := h.hooks.UpstreamRequestFilter(s, out); err != nil {
-		s.CacheResult, s.Err = "error", err
-		rw.plainError(http.StatusInternalServerError, "edged; fwd=bypass; detail=hook-error", "upstream request filter failed")
-		return
-	}
-	resp, err := s.Site.Transport.RoundTrip(out)
-	s.Shard = rt.Shard
+	resp, err := h.forward(s, r.Method, nil)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -402,9 +412,14 @@ func (h *Handler) fail(rw *responseWriter, s *Session, err error, cs string) {
 		s.Status = code
 		return
 	}
-	if errors.Is(err, cache.ErrOnlyIfCached) {
+	var he *hookError
+	switch {
+	case errors.Is(err, cache.ErrOnlyIfCached):
 		cs += "; detail=only-if-cached"
-	} else {
+	case errors.As(err, &he):
+		cs += "; detail=hook-error"
+		h.log.Warn("upstream request filter failed", "site", s.Site.Name, "key", s.Key, "err", he.err)
+	default:
 		h.log.Warn("origin request failed", "site", s.Site.Name, "key", s.Key, "shard", s.Shard, "err", err)
 	}
 	rw.plainError(code, cs, http.StatusText(code))

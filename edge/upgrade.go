@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/edged-proxy/edged/internal/httpx"
-	"github.com/edged-proxy/edged/internal/route"
 )
 
 // isWebSocket reports whether r asks to switch to the WebSocket protocol
@@ -42,17 +41,10 @@ func (h *Handler) serveWebSocket(rw *responseWriter, s *Session) {
 	s.CacheResult = "bypass"
 	s.Key = h.hooks.CacheKey(s)
 	s.RouteKey = h.hooks.UpstreamSelect(s)
-	rt := &route.Route{Key: s.RouteKey}
-	out := h.outRequest(route.With(s.Req.Context(), rt), s, http.MethodGet)
-	out.Header.Set("Connection", "Upgrade")
-	out.Header.Set("Upgrade", "websocket")
-	if err := h.hooks.UpstreamRequestFilter(s, out); err != nil {
-		s.CacheResult, s.Err = "error", err
-		rw.plainError(http.StatusInternalServerError, "edged; fwd=bypass; detail=hook-error", "upstream request filter failed")
-		return
-	}
-	resp, err := s.Site.Transport.RoundTrip(out)
-	s.Shard = rt.Shard
+	resp, err := h.forward(s, http.MethodGet, func(out *http.Request) {
+		out.Header.Set("Connection", "Upgrade")
+		out.Header.Set("Upgrade", "websocket")
+	})
 	if err != nil {
 		h.fail(rw, s, err, "edged; fwd=bypass")
 		return

@@ -663,6 +663,7 @@ func newPurger(cfg *config.Config, c *cache.Cache, siteOf func(string) string, r
 		pc.NATS = &purge.FleetConfig{
 			URL: n.URL, Stream: n.Stream, Subject: n.Subject, ReceiptBucket: n.ReceiptBucket,
 			MaxAge: n.MaxAge.Std(), Replicas: n.Replicas, MaxPending: n.MaxPending,
+			ConnectTimeout: n.ConnectTimeout.Std(), PublishTimeout: n.PublishTimeout.Std(), RetryInterval: n.RetryInterval.Std(),
 		}
 	}
 	p, err := purge.New(pc)

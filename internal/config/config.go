@@ -215,6 +215,14 @@ type PurgeNATS struct {
 	MaxAge Duration
 	// Replicas of the stream and bucket. Default 1.
 	Replicas int
+	// ConnectTimeout bounds one connection attempt. Default 2s.
+	ConnectTimeout Duration
+	// PublishTimeout bounds one publish; after it the purge is pending.
+	// Default 2s.
+	PublishTimeout Duration
+	// RetryInterval is how often reconnects, setup and pending publishes
+	// are retried. Default 1s.
+	RetryInterval Duration
 	// MaxPending bounds the purges queued while NATS is unreachable.
 	// Default 10000.
 	MaxPending int
@@ -414,6 +422,7 @@ func defaults() Config {
 			NATS: PurgeNATS{
 				Stream: "EDGED_PURGES", Subject: "edged.purge", ReceiptBucket: "EDGED_PURGE_RECEIPTS",
 				MaxAge: Duration(168 * time.Hour), Replicas: 1, MaxPending: 10000,
+				ConnectTimeout: Duration(2 * time.Second), PublishTimeout: Duration(2 * time.Second), RetryInterval: Duration(time.Second),
 			},
 		},
 	}

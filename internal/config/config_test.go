@@ -80,6 +80,7 @@ func TestDefaultValues(t *testing.T) {
 			NATS: config.PurgeNATS{
 				Stream: "EDGED_PURGES", Subject: "edged.purge", ReceiptBucket: "EDGED_PURGE_RECEIPTS",
 				MaxAge: config.Duration(168 * time.Hour), Replicas: 1, MaxPending: 10000,
+				ConnectTimeout: config.Duration(2 * time.Second), PublishTimeout: config.Duration(2 * time.Second), RetryInterval: config.Duration(time.Second),
 			},
 		},
 		Sites: []config.Site{{

@@ -91,8 +91,10 @@ func countUnused(m *Metrics) func(net.Conn, http.ConnState) {
 	var used sync.Map // net.Conn → struct{}: carried a request
 	return func(c net.Conn, st http.ConnState) {
 		switch st {
-		case http.StateActive:
-			used.Store(c, struct{}{})
+		case http.StateActive: // once per request: store only the first time
+			if _, seen := used.Load(c); !seen {
+				used.Store(c, struct{}{})
+			}
 		case http.StateClosed, http.StateHijacked:
 			if _, ok := used.LoadAndDelete(c); !ok && st == http.StateClosed {
 				m.unused.Inc()

@@ -654,3 +654,17 @@ func TestUpstreamHookFailure(t *testing.T) {
 		t.Errorf("the origin saw %d requests", n)
 	}
 }
+
+func TestDrainClosesConnections(t *testing.T) {
+	o := newOrigin(t, cacheable("x"))
+	base, h, _ := buildEdge(t, edgeOpts{}, o.URL)
+	resp, _ := get(t, base, "GET", "example.com", "/d")
+	if resp.Close {
+		t.Fatal("closed before draining")
+	}
+	h.(*edge.Handler).Drain()
+	resp, _ = get(t, base, "GET", "example.com", "/d")
+	if !resp.Close {
+		t.Error("a draining edge kept the connection open")
+	}
+}

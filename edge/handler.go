@@ -66,6 +66,7 @@ type Config struct {
 // Handler is the edge's http.Handler.
 type Handler struct {
 	sites        atomic.Pointer[router] // swapped whole by SetSites
+	draining     atomic.Bool            // answer with Connection: close
 	unknownHost  int
 	cache        *cache.Cache
 	hooks        Hooks
@@ -123,6 +124,11 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
+// Drain makes every later response close its connection (Connection:
+// close), so that keep-alive clients move to a successor process cleanly
+// before this one shuts down.
+func (h *Handler) Drain() { h.draining.Store(true) }
+
 // SetSites replaces the sites served, atomically: a request uses the set
 // it started with. It is how the daemon reloads its configuration.
 func (h *Handler) SetSites(sites []*Site) error {
@@ -143,6 +149,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}{}
 	s, rw := &st.s, &st.rw
 	restoreTLS(r)
+	if h.draining.Load() && r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
 	*s = Session{Req: r, Start: h.now(), Scheme: "http", ClientIP: clientIP(r)}
 	if r.TLS != nil {
 		s.Scheme = "https"

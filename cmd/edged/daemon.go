@@ -413,6 +413,14 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	case err = <-errc:
 	}
 	sdnotify.Stopping()
+	if d.upg != nil && err == nil {
+		// A successor may be taking over: keep answering for a moment, each
+		// response closing its connection, so that keep-alive clients
+		// reconnect (to the successor) between requests rather than racing
+		// the close of an idle connection.
+		d.handler.Drain()
+		time.Sleep(min(time.Second, d.cfg.Server.ShutdownTimeout.Std()))
+	}
 	d.log.Info("edged shutting down", "timeout", d.cfg.Server.ShutdownTimeout.Std().String())
 	sctx, cancel := context.WithTimeout(context.Background(), d.cfg.Server.ShutdownTimeout.Std())
 	defer cancel()

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -100,6 +101,20 @@ type limitedConn struct {
 	ip   string
 	once sync.Once
 }
+
+// ReadFrom passes response bodies on to the wrapped connection's ReadFrom,
+// so that net/http (through the strict reader) keeps sendfile and splice
+// for disk hits: without it, io.Copy would move every byte through a user
+// buffer.
+func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+// NetConn returns the wrapped connection.
+func (c *limitedConn) NetConn() net.Conn { return c.Conn }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()

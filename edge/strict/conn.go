@@ -486,6 +486,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// NetConn returns the wrapped connection.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 // ReadFrom lets net/http keep using sendfile/splice of the wrapped
 // connection for response bodies.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {

@@ -73,3 +73,52 @@ func TestPeriodicFlush(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// blockingWriter blocks every Write until release is closed.
+type blockingWriter struct {
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+	lockedBuffer
+}
+
+func (b *blockingWriter) Write(p []byte) (int, error) {
+	b.once.Do(func() { close(b.entered) })
+	<-b.release
+	return b.lockedBuffer.Write(p)
+}
+
+// A stalled output must not hold up writers while the backlog is under
+// four buffers: the output's write happens outside the buffer's lock.
+func TestSlowOutputDoesNotBlockWrites(t *testing.T) {
+	out := &blockingWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	w := New(out, 100, time.Hour)
+	line := []byte(strings.Repeat("x", 9) + "\n")
+	for range 10 { // fills the buffer: the flusher starts a write that stalls
+		w.Write(line)
+	}
+	select {
+	case <-out.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a full buffer did not start a write")
+	}
+	done := make(chan struct{})
+	go func() {
+		for range 30 { // 300 bytes more: under the back-pressure limit
+			w.Write(line)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Write blocked behind a stalled output")
+	}
+	close(out.release)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := out.snapshot(); len(s) != 400 {
+		t.Fatalf("output has %d bytes, want 400", len(s))
+	}
+}

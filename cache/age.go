@@ -75,6 +75,12 @@ func AgeHeaderValue(d time.Duration) string {
 	return strconv.FormatInt(min(s, ageMaxSeconds), 10)
 }
 
+// AppendAgeValue appends AgeHeaderValue(d) to b.
+func AppendAgeValue(b []byte, d time.Duration) []byte {
+	s := max(int64(d/time.Second), 0)
+	return strconv.AppendInt(b, min(s, ageMaxSeconds), 10)
+}
+
 // ageParseHeader returns the Age of h: the first member of the first line, if
 // it is a non-negative integer, else 0.
 func ageParseHeader(h http.Header) time.Duration {

@@ -46,10 +46,11 @@ type RequestDirectives struct {
 //   - an invalid max-stale or min-fresh is ignored; duplicates keep the
 //     smallest max-stale and the largest min-fresh.
 //
-// Without any Cache-Control line, Pragma: no-cache sets NoCache.
+// Without any Cache-Control line, Pragma: no-cache sets NoCache. h must
+// have canonical keys, as parsed requests do.
 func ParseRequestDirectives(h http.Header) RequestDirectives {
 	var d RequestDirectives
-	lines := h.Values("Cache-Control")
+	lines := h["Cache-Control"] // request keys are canonical; Values would canonicalize again
 	if len(lines) == 0 {
 		d.NoCache = reqPragmaNoCache(h)
 		return d
@@ -127,7 +128,7 @@ func reqSeconds(s cacheobject.DeltaSeconds) time.Duration {
 
 // reqPragmaNoCache reports whether a Pragma line has the no-cache member.
 func reqPragmaNoCache(h http.Header) bool {
-	for _, line := range h.Values("Pragma") {
+	for _, line := range h["Pragma"] {
 		for m := range strings.SplitSeq(line, ",") {
 			if strings.EqualFold(textproto.TrimString(m), "no-cache") {
 				return true

@@ -37,12 +37,35 @@ func accessLine(b []byte, s *Session, now time.Time, d time.Duration) []byte {
 	b = append(b, `,"client":`...)
 	b = appendJSONString(b, s.ClientIP)
 	b = append(b, `,"duration_ms":`...)
-	b = strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', -1, 64)
+	b = appendMillis(b, d)
 	if s.Err != nil {
 		b = append(b, `,"err":`...)
 		b = appendJSONString(b, s.Err.Error())
 	}
 	return append(b, "}\n"...)
+}
+
+// appendMillis appends d in milliseconds with microsecond precision and no
+// trailing zeros ("0.244", "1.5", "12"), as strconv.AppendFloat of
+// d.Microseconds()/1000 with 'f', -1 would, without the float formatting.
+func appendMillis(b []byte, d time.Duration) []byte {
+	us := d.Microseconds()
+	if us < 0 {
+		b = append(b, '-')
+		us = -us
+	}
+	b = strconv.AppendInt(b, us/1000, 10)
+	frac := us % 1000
+	if frac == 0 {
+		return b
+	}
+	digits := [3]byte{byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)}
+	n := 3
+	for digits[n-1] == '0' {
+		n--
+	}
+	b = append(b, '.')
+	return append(b, digits[:n]...)
 }
 
 const hexDigits = "0123456789abcdef"

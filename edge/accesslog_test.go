@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -48,4 +49,14 @@ func FuzzAccessLine(f *testing.F) {
 			t.Fatalf("not JSON: %v", err)
 		}
 	})
+}
+
+func TestAppendMillisMatchesFloatFormatting(t *testing.T) {
+	for _, us := range []int64{0, 1, 10, 100, 244, 999, 1000, 1001, 1500, 12000, 123456, 987654321, -1500, -7} {
+		d := time.Duration(us) * time.Microsecond
+		want := strconv.FormatFloat(float64(us)/1000, 'f', -1, 64)
+		if got := string(appendMillis(nil, d)); got != want {
+			t.Errorf("%d µs: got %q, want %q", us, got, want)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // discardWriter is the cheapest possible http.ResponseWriter, so that the
@@ -18,6 +19,10 @@ type discardWriter struct {
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+
+// SetWriteDeadline lets http.ResponseController set deadlines, as on a
+// real connection.
+func (w *discardWriter) SetWriteDeadline(time.Time) error { return nil }
 
 func benchEdge(b *testing.B) (http.Handler, string) {
 	body := strings.Repeat("x", 1024)

@@ -93,7 +93,8 @@ func New(cfg Config) (*Handler, error) {
 	default:
 		return nil, fmt.Errorf("edge: UnknownHostStatus must be 421 or 404, got %d", cfg.UnknownHostStatus)
 	}
-	rt, err := newRouter(cfg.Sites)
+	strip := canonical(cfg.StripResponseHeaders)
+	rt, err := newRouter(cfg.Sites, strip)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +116,7 @@ func New(cfg Config) (*Handler, error) {
 		log:          cfg.Logger,
 		writeTimeout: cfg.WriteTimeout,
 		statusKey:    cfg.CacheStatusKey,
-		strip:        canonical(cfg.StripResponseHeaders),
+		strip:        strip,
 		purge:        cfg.PurgeHandler,
 		wsIdle:       cmp.Or(cfg.WebSocketIdleTimeout, 5*time.Minute),
 		now:          cfg.Now,
@@ -132,7 +133,7 @@ func (h *Handler) Drain() { h.draining.Store(true) }
 // SetSites replaces the sites served, atomically: a request uses the set
 // it started with. It is how the daemon reloads its configuration.
 func (h *Handler) SetSites(sites []*Site) error {
-	rt, err := newRouter(sites)
+	rt, err := newRouter(sites, h.strip)
 	if err != nil {
 		return err
 	}
@@ -148,7 +149,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rw responseWriter
 	}{}
 	s, rw := &st.s, &st.rw
-	restoreTLS(r)
+	ci := connOf(r)
+	restoreTLS(r, ci)
 	if h.draining.Load() && r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
 	}
@@ -156,11 +158,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		s.Scheme = "https"
 	}
-	*rw = responseWriter{ResponseWriter: w, s: s, h: h}
+	*rw = responseWriter{ResponseWriter: w, s: s, h: h, conn: ci}
 	defer h.finish(s)
 
+	rt := h.sites.Load()
 	if r.Method == "PURGE" {
-		s.Site, s.CacheResult = h.sites.Load().match(r.Host), "purge"
+		s.Site, s.CacheResult = rt.match(r.Host), "purge"
+		s.drop = rt.drops[s.Site]
 		if h.purge == nil {
 			rw.plainError(http.StatusMethodNotAllowed, "edged; fwd=bypass; detail=purge-disabled", "purging is not enabled on this listener")
 			return
@@ -168,7 +172,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.purge.ServeHTTP(rw, r)
 		return
 	}
-	s.Site = h.sites.Load().match(r.Host)
+	s.Site = rt.match(r.Host)
+	s.drop = rt.drops[s.Site]
 	if s.Site == nil {
 		s.CacheResult = "reject"
 		rw.plainError(h.unknownHost, "edged; fwd=bypass; detail=unknown-host", fmt.Sprintf("no site is configured for host %q", r.Host))

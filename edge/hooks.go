@@ -42,6 +42,8 @@ type Session struct {
 	Shard string
 	// Err is the error that ended the request, if any.
 	Err error
+
+	drop []string // response fields never sent to this request's client
 }
 
 // Hooks are the programmable phases of a request, in the spirit of

@@ -24,11 +24,11 @@ const (
 // no multipart/byteranges body is ever built. An invalid Range, a Range on
 // anything but GET, and an If-Range that does not match are ignored.
 func evalRange(r *http.Request, h http.Header, size int64) (byteRange, rangeOutcome) {
-	spec := r.Header.Get("Range")
+	spec := first(r.Header, "Range")
 	if spec == "" || r.Method != http.MethodGet || size < 0 {
 		return byteRange{}, rangeIgnore
 	}
-	if ir := r.Header.Get("If-Range"); ir != "" && !ifRangeMatches(ir, h) {
+	if ir := first(r.Header, "If-Range"); ir != "" && !ifRangeMatches(ir, h) {
 		return byteRange{}, rangeIgnore
 	}
 	unit, set, ok := strings.Cut(spec, "=")
@@ -74,14 +74,14 @@ func evalRange(r *http.Request, h http.Header, size int64) (byteRange, rangeOutc
 func ifRangeMatches(ir string, h http.Header) bool {
 	ir = strings.TrimSpace(ir)
 	if strings.HasPrefix(ir, `"`) || strings.HasPrefix(ir, "W/") {
-		etag := h.Get("Etag")
+		etag := first(h, "Etag")
 		return etag != "" && !strings.HasPrefix(ir, "W/") && !strings.HasPrefix(etag, "W/") && ir == etag
 	}
 	t, err := http.ParseTime(ir)
 	if err != nil {
 		return false
 	}
-	lm, err := http.ParseTime(h.Get("Last-Modified"))
+	lm, err := http.ParseTime(first(h, "Last-Modified"))
 	return err == nil && t.Equal(lm)
 }
 
@@ -91,7 +91,7 @@ func contentRange(r byteRange, size int64) string {
 
 // rangeStart is the first byte a single "bytes=N-..." Range asks for, or -1.
 func rangeStart(r *http.Request) int64 {
-	spec := r.Header.Get("Range")
+	spec := first(r.Header, "Range")
 	if spec == "" || r.Method != http.MethodGet {
 		return -1
 	}

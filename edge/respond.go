@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,8 @@ type responseWriter struct {
 	s       *Session
 	h       *Handler
 	written bool
+	vals    [2]string // backing of the Age and Cache-Status values of a hit
+	conn    *connInfo // nil outside a server from NewServer
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -35,13 +38,32 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if !w.written {
 		w.WriteHeader(http.StatusOK)
 	}
-	if w.h.writeTimeout > 0 {
-		// Errors mean the writer cannot take deadlines (e.g. a recorder).
-		_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(w.h.writeTimeout))
-	}
+	w.armWriteDeadline()
 	n, err := w.ResponseWriter.Write(p)
 	w.s.Bytes += int64(n)
 	return n, err
+}
+
+// armWriteDeadline bounds the next write to the client by the write
+// timeout d. On an HTTP/1 connection the deadline is moved only when less
+// than d/2 of it is left, so a keep-alive connection re-arms its timer
+// about once per d/2 instead of once per write (each re-arm is a runtime
+// timer update); every write is then bounded by between d/2 and d. HTTP/2
+// streams, which share a connection, get a deadline per write.
+func (w *responseWriter) armWriteDeadline() {
+	d := w.h.writeTimeout
+	if d <= 0 {
+		return
+	}
+	now := time.Now()
+	if w.conn != nil && w.s.Req.ProtoMajor == 1 {
+		if w.conn.writeDeadline.Load()-now.UnixNano() > int64(d/2) {
+			return
+		}
+		w.conn.writeDeadline.Store(now.Add(d).UnixNano())
+	}
+	// Errors mean the writer cannot take deadlines (e.g. a recorder).
+	_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(now.Add(d))
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
@@ -72,56 +94,58 @@ func (w *responseWriter) plainError(code int, cacheStatus, msg string) {
 // cacheStatus renders the RFC 9211 Cache-Status value for a result. key,
 // when not empty, is added as the key parameter.
 func cacheStatus(res *cache.Result, key string) string {
-	var b strings.Builder
-	b.Grow(64)
-	b.WriteString("edged; ")
+	var buf [96]byte
+	return string(appendCacheStatus(buf[:0], res, key))
+}
+
+// appendCacheStatus appends cacheStatus(res, key) to b.
+func appendCacheStatus(b []byte, res *cache.Result, key string) []byte {
+	b = append(b, "edged; "...)
 	if res.Hit {
-		b.WriteString("hit")
+		b = append(b, "hit"...)
 	} else {
-		b.WriteString("fwd=")
-		b.WriteString(res.Fwd)
+		b = append(b, "fwd="...)
+		b = append(b, res.Fwd...)
 		if res.FwdStatus != 0 {
-			b.WriteString("; fwd-status=")
-			b.WriteString(strconv.Itoa(res.FwdStatus))
+			b = append(b, "; fwd-status="...)
+			b = strconv.AppendInt(b, int64(res.FwdStatus), 10)
 		}
 		if res.Stored {
-			b.WriteString("; stored")
+			b = append(b, "; stored"...)
 		}
 		if res.Collapsed {
-			b.WriteString("; collapsed")
+			b = append(b, "; collapsed"...)
 		}
 	}
 	if res.Entry != nil {
 		// Whole seconds of lifetime minus the whole seconds the Age header
 		// shows, so that ttl + Age adds up to the stored lifetime.
-		b.WriteString("; ttl=")
-		b.WriteString(strconv.FormatInt(int64(res.Entry.Lifetime/time.Second)-int64(res.Age/time.Second), 10))
+		b = append(b, "; ttl="...)
+		b = strconv.AppendInt(b, int64(res.Entry.Lifetime/time.Second)-int64(res.Age/time.Second), 10)
 	}
 	switch {
 	case res.Detail != "":
-		b.WriteString("; detail=")
-		b.WriteString(res.Detail)
+		b = append(b, "; detail="...)
+		b = append(b, res.Detail...)
 	case res.NotStored != "":
-		b.WriteString("; detail=")
-		b.WriteString(res.NotStored)
+		b = append(b, "; detail="...)
+		b = append(b, res.NotStored...)
 	}
 	if key != "" {
-		b.WriteString(`; key="`)
+		b = append(b, `; key="`...)
 		for _, c := range []byte(key) {
 			switch {
 			case c == '"' || c == '\\':
-				b.WriteByte('\\')
-				b.WriteByte(c)
+				b = append(b, '\\', c)
 			case c < 0x20 || c > 0x7e: // not allowed in an sf-string
-				b.WriteString("%")
-				b.WriteString(strconv.FormatUint(uint64(c)|0x100, 16)[1:])
+				b = append(b, '%', hexDigits[c>>4], hexDigits[c&0xf])
 			default:
-				b.WriteByte(c)
+				b = append(b, c)
 			}
 		}
-		b.WriteByte('"')
+		b = append(b, '"')
 	}
-	return b.String()
+	return b
 }
 
 // statusKey is the key parameter for Cache-Status, when enabled.
@@ -132,77 +156,83 @@ func (w *responseWriter) statusKey() string {
 	return ""
 }
 
-// stripTargeted removes the configured response fields (purge tags) and the
-// targeted cache-control fields meant for edged alone (RFC 9213) unless the
-// site keeps them.
+// stripTargeted removes the fields the site does not send to clients
+// (purge tags, targeted cache-control; see dropNames) from hd.
 func (w *responseWriter) stripTargeted(hd http.Header) {
-	for _, name := range w.h.strip {
+	for _, name := range w.s.drop {
 		delete(hd, name)
-	}
-	if w.s.Site == nil || w.s.Site.KeepTargetedHeaders {
-		return
-	}
-	for _, name := range w.s.Site.Policy.Targeted() {
-		hd.Del(name)
 	}
 }
 
 // writeEntry serves a stored entry, from memory or from res.Body (a disk
 // object or a fill being streamed). It answers a matching conditional
 // request with 304 (RFC 9110 §13.2.2) and a single byte range with 206.
+//
+// It is the hit path: the stored header is shared into the response
+// header without copying (minus the fields the site drops), and Age and
+// Cache-Status are rendered into one allocation.
 func (w *responseWriter) writeEntry(res *cache.Result) {
 	e := res.Entry
 	if res.Body != nil {
 		defer res.Body.Close()
 	}
-	hd := w.Header()
-	for k, vv := range e.Header {
-		hd[k] = vv // shared, not copied: Header.Clone clipped these slices, so appends reallocate
-	}
-	vals := make([]string, 2) // one allocation for both per-response fields
-	vals[0], vals[1] = cache.AgeHeaderValue(res.Age), cacheStatus(res, w.statusKey())
-	hd["Age"] = vals[0:1:1]
-	if up := e.Header["Cache-Status"]; len(up) > 0 {
-		// RFC 9211 §2: members of upstream caches stay, ours comes last.
-		hd["Cache-Status"] = append(append(make([]string, 0, len(up)+1), up...), vals[1])
-	} else {
-		hd["Cache-Status"] = vals[1:2:2]
-	}
-	w.stripTargeted(hd)
+	req := w.s.Req
 	size := int64(len(e.Body))
 	if res.Body != nil {
 		size = res.Body.Size()
-		if size < 0 {
-			hd.Del("Content-Length") // still streaming in: chunked
-		}
 	}
-	status := e.Status
-	if status == http.StatusOK && notModified(w.s.Req, e.Header) {
-		status = http.StatusNotModified
-		hd.Del("Content-Length")
-		w.h.hooks.ResponseFilter(w.s, status, hd)
-		w.WriteHeader(status)
-		return
-	}
-	off, n := int64(0), size
+	// The status is decided from the stored header before the response
+	// header is built.
+	status, off, n := e.Status, int64(0), size
+	var rng byteRange
+	outcome := rangeIgnore
 	if status == http.StatusOK {
-		switch rng, out := evalRange(w.s.Req, e.Header, size); out {
-		case rangeUnsatisfiable:
-			hd.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
-			hd.Set("Content-Length", "0")
+		if notModified(req, e.Header) {
+			status = http.StatusNotModified
+		} else if rng, outcome = evalRange(req, e.Header, size); outcome == rangeUnsatisfiable {
 			status = http.StatusRequestedRangeNotSatisfiable
-			w.h.hooks.ResponseFilter(w.s, status, hd)
-			w.WriteHeader(status)
-			return
-		case rangePartial:
+		} else if outcome == rangePartial {
 			status, off, n = http.StatusPartialContent, rng.start, rng.length
-			hd.Set("Content-Range", contentRange(rng, size))
-			hd.Set("Content-Length", strconv.FormatInt(n, 10))
 		}
+	}
+
+	hd := w.Header()
+	drop := w.s.drop
+	for k, vv := range e.Header {
+		if len(drop) > 0 && slices.Contains(drop, k) {
+			continue
+		}
+		hd[k] = vv // shared, not copied: Header.Clone clipped these slices, so appends reallocate
+	}
+	var buf [128]byte
+	b := cache.AppendAgeValue(buf[:0], res.Age)
+	ageLen := len(b)
+	b = appendCacheStatus(b, res, w.statusKey())
+	both := string(b)
+	w.vals[0], w.vals[1] = both[:ageLen], both[ageLen:]
+	hd["Age"] = w.vals[0:1:1]
+	if up := e.Header["Cache-Status"]; len(up) > 0 {
+		// RFC 9211 §2: members of upstream caches stay, ours comes last.
+		hd["Cache-Status"] = append(append(make([]string, 0, len(up)+1), up...), w.vals[1])
+	} else {
+		hd["Cache-Status"] = w.vals[1:2:2]
+	}
+	if size < 0 {
+		delete(hd, "Content-Length") // still streaming in: chunked
+	}
+	switch status {
+	case http.StatusNotModified:
+		delete(hd, "Content-Length")
+	case http.StatusRequestedRangeNotSatisfiable:
+		hd["Content-Range"] = []string{"bytes */" + strconv.FormatInt(size, 10)}
+		hd["Content-Length"] = []string{"0"}
+	case http.StatusPartialContent:
+		hd["Content-Range"] = []string{contentRange(rng, size)}
+		hd["Content-Length"] = []string{strconv.FormatInt(n, 10)}
 	}
 	w.h.hooks.ResponseFilter(w.s, status, hd)
 	w.WriteHeader(status)
-	if w.s.Req.Method == http.MethodHead || !bodyAllowed(status) {
+	if req.Method == http.MethodHead || !bodyAllowed(status) || status == http.StatusRequestedRangeNotSatisfiable {
 		return
 	}
 	if res.Body == nil {
@@ -234,9 +264,7 @@ func (w *responseWriter) copyFrom(src io.Reader) error {
 	}
 	const chunk = 4 << 20
 	for lr.N > 0 {
-		if w.h.writeTimeout > 0 {
-			_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(w.h.writeTimeout))
-		}
+		w.armWriteDeadline()
 		n, err := rf.ReadFrom(&io.LimitedReader{R: f, N: min(lr.N, chunk)})
 		lr.N -= n
 		w.s.Bytes += n
@@ -248,6 +276,15 @@ func (w *responseWriter) copyFrom(src io.Reader) error {
 		}
 	}
 	return nil
+}
+
+// first is h.Get(key) for a key already in canonical form, without
+// canonicalizing it again (the hit path asks for several fields).
+func first(h http.Header, key string) string {
+	if vv := h[key]; len(vv) > 0 {
+		return vv[0]
+	}
+	return ""
 }
 
 func bodyAllowed(status int) bool {
@@ -316,8 +353,8 @@ func (w *responseWriter) copyBody(src io.Reader, flushEach bool) error {
 // notModified evaluates If-None-Match (weak comparison) and, without it,
 // If-Modified-Since against a stored 200 response (RFC 9110 §13.1.2, §13.1.3).
 func notModified(r *http.Request, h http.Header) bool {
-	if inm := strings.Join(r.Header.Values("If-None-Match"), ","); inm != "" {
-		etag := h.Get("Etag")
+	if inm := strings.Join(r.Header["If-None-Match"], ","); inm != "" {
+		etag := first(h, "Etag")
 		if etag == "" {
 			return false
 		}
@@ -332,8 +369,8 @@ func notModified(r *http.Request, h http.Header) bool {
 		}
 		return false
 	}
-	ims := r.Header.Get("If-Modified-Since")
-	lm := h.Get("Last-Modified")
+	ims := first(r.Header, "If-Modified-Since")
+	lm := first(h, "Last-Modified")
 	if ims == "" || lm == "" {
 		return false
 	}

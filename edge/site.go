@@ -3,6 +3,7 @@ package edge
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
@@ -59,6 +60,10 @@ type router struct {
 	exact    map[string]*Site
 	suffixes []suffixSite // longest suffix first
 	any      *Site
+	// drops are, per site (nil: no site matched), the canonical names of
+	// the response fields never sent to clients: the handler's strip list
+	// and, unless the site keeps them, its targeted cache-control fields.
+	drops map[*Site][]string
 }
 
 type suffixSite struct {
@@ -66,13 +71,22 @@ type suffixSite struct {
 	site   *Site
 }
 
-func newRouter(sites []*Site) (*router, error) {
-	r := &router{exact: make(map[string]*Site)}
+func newRouter(sites []*Site, strip []string) (*router, error) {
+	r := &router{exact: make(map[string]*Site), drops: map[*Site][]string{nil: strip}}
 	seen := make(map[string]string)
 	for _, s := range sites {
 		if s.Transport == nil {
 			return nil, fmt.Errorf("edge: site %q has no Transport", s.Name)
 		}
+		drop := slices.Clone(strip)
+		if !s.KeepTargetedHeaders {
+			for _, name := range s.Policy.Targeted() {
+				if name = http.CanonicalHeaderKey(name); !slices.Contains(drop, name) {
+					drop = append(drop, name)
+				}
+			}
+		}
+		r.drops[s] = drop
 		for _, h := range s.Hosts {
 			h = strings.ToLower(h)
 			if prev, dup := seen[h]; dup {

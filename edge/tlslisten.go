@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edged-proxy/edged/edge/strict"
@@ -98,27 +99,43 @@ func (l *tlsListener) Close() error {
 
 func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
 
-type tlsStateKey struct{}
+type connInfoKey struct{}
 
-// connContext remembers the TLS state of HTTP/1 connections that the
-// strict reader wraps (net/http sees no *tls.Conn for them), so that
-// ServeHTTP can restore Request.TLS.
+// connInfo is what the edge keeps per client connection, in the
+// connection's context.
+type connInfo struct {
+	// tls is the TLS state of an HTTP/1 connection that the strict reader
+	// wraps (net/http sees no *tls.Conn for it), so that ServeHTTP can
+	// restore Request.TLS.
+	tls *tls.ConnectionState
+	// writeDeadline is the write deadline last set on an HTTP/1
+	// connection, in Unix nanoseconds (see responseWriter.armWriteDeadline).
+	writeDeadline atomic.Int64
+}
+
+// connContext gives every connection its connInfo.
 func connContext(ctx context.Context, c net.Conn) context.Context {
+	ci := &connInfo{}
 	if sc, ok := c.(*strict.Conn); ok {
 		if tc, ok := sc.Conn.(*tls.Conn); ok {
 			st := tc.ConnectionState()
-			return context.WithValue(ctx, tlsStateKey{}, &st)
+			ci.tls = &st
 		}
 	}
-	return ctx
+	return context.WithValue(ctx, connInfoKey{}, ci)
+}
+
+// connOf returns the connInfo of r's connection, or nil when r did not
+// come through a server from NewServer.
+func connOf(r *http.Request) *connInfo {
+	ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+	return ci
 }
 
 // restoreTLS sets r.TLS for requests that arrived over a wrapped TLS
 // connection.
-func restoreTLS(r *http.Request) {
-	if r.TLS == nil {
-		if st, ok := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState); ok {
-			r.TLS = st
-		}
+func restoreTLS(r *http.Request, ci *connInfo) {
+	if r.TLS == nil && ci != nil && ci.tls != nil {
+		r.TLS = ci.tls
 	}
 }

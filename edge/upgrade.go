@@ -19,12 +19,14 @@ func isWebSocket(r *http.Request) bool {
 	if r.Method != http.MethodGet || r.ProtoMajor != 1 || !headerHasToken(r.Header, "Connection", "upgrade") {
 		return false
 	}
-	up := r.Header.Values("Upgrade")
+	up := r.Header["Upgrade"]
 	return len(up) == 1 && strings.EqualFold(strings.TrimSpace(up[0]), "websocket")
 }
 
+// headerHasToken reports whether the list field name (in canonical form)
+// of h has token.
 func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
+	for _, v := range h[name] {
 		for t := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true

@@ -7,10 +7,12 @@
 //
 //	index.db          bbolt: buckets "objects" (key → record), "tags"
 //	                  (tag NUL key → empty, so purge-by-tag is a prefix scan)
-//	                  and "meta" (format version, blob id base)
+//	                  and "meta" (format version, blob id base, blob layout)
 //	blobs/xx/yy/<id>  one file per committed object version; <id> is 16 hex
-//	                  digits, fresh per Create (never derived from the key),
-//	                  xx/yy its two low bytes (256×256 fan-out)
+//	                  digits, fresh per Create (never derived from the key);
+//	                  256×256 fan-out, 256 consecutive blobs per directory
+//	                  (indexes from before the layout key: the id's two low
+//	                  bytes, one directory per blob for the first 65,536)
 //	tmp/<id>          bodies being written; emptied at every Open
 //
 // # Why one file per object, not segment files

@@ -27,6 +27,10 @@ func CheckConsistency(t testing.TB, dir string) {
 	tagRows := map[string]bool{}
 	wantRows := map[string]bool{}
 	err = db.View(func(tx *bolt.Tx) error {
+		layout := &Store{layout: layoutSpread}
+		if l := tx.Bucket(bucketMeta).Get(keyLayout); len(l) == 1 {
+			layout.layout = l[0]
+		}
 		if err := tx.Bucket(bucketObjects).ForEach(func(k, v []byte) error {
 			r, err := decodeRecord(v)
 			if err != nil {
@@ -36,7 +40,7 @@ func CheckConsistency(t testing.TB, dir string) {
 			if r.key != string(k) {
 				t.Errorf("consistency: record key %q under %q", r.key, k)
 			}
-			p := filepath.Join(dir, "blobs", blobRel(r.id))
+			p := filepath.Join(dir, "blobs", layout.blobRel(r.id))
 			fi, err := os.Stat(p)
 			switch {
 			case err != nil:

@@ -103,6 +103,9 @@ func (s *Store) initIndex() error {
 			if err := meta.Put(keyFormat, []byte{formatVersion}); err != nil {
 				return err
 			}
+			if err := meta.Put(keyLayout, []byte{layoutGrouped}); err != nil {
+				return err
+			}
 			// A fresh index (possibly after moving a corrupt one aside)
 			// starts its ids at the clock so they cannot collide with
 			// orphans of an earlier index.
@@ -112,6 +115,14 @@ func (s *Store) initIndex() error {
 		}
 		if v := meta.Get(keyFormat); len(v) != 1 || v[0] != formatVersion {
 			return errors.Join(errUnreadableIndex, fmt.Errorf("unsupported index format %v", v))
+		}
+		switch l := meta.Get(keyLayout); {
+		case l == nil:
+			s.layout = layoutSpread // written before layouts were recorded
+		case len(l) == 1 && (l[0] == layoutSpread || l[0] == layoutGrouped):
+			s.layout = l[0]
+		default:
+			return errors.Join(errUnreadableIndex, fmt.Errorf("unsupported blob layout %v", l))
 		}
 		v := meta.Get(keyIDBase)
 		if len(v) != 8 {

@@ -109,7 +109,7 @@ func (s *Store) runRecovery() {
 					continue
 				}
 				id, err := strconv.ParseUint(f.Name(), 16, 64)
-				ok := err == nil && len(f.Name()) == 16 && filepath.Join(blobs, blobRel(id)) == filepath.Join(p2, f.Name())
+				ok := err == nil && len(f.Name()) == 16 && filepath.Join(blobs, s.blobRel(id)) == filepath.Join(p2, f.Name())
 				files = append(files, file{filepath.Join(p2, f.Name()), id, ok})
 			}
 		}

@@ -108,6 +108,20 @@ var (
 	bucketMeta    = []byte("meta")
 	keyFormat     = []byte("format")
 	keyIDBase     = []byte("idbase")
+	keyLayout     = []byte("layout")
+)
+
+// Blob directory layouts (meta key "layout"; absent means layoutSpread).
+const (
+	// layoutSpread fans out on the id's two low bytes: consecutive blobs
+	// land in different directories, so the first 65,536 blobs of a store
+	// each create one (a mkdir on the fill path of a cold node).
+	layoutSpread = 1
+	// layoutGrouped fills one directory with 256 consecutive blobs before
+	// the next: yy is the counter's second byte, xx its third plus the
+	// run's id base (so each run starts in other directories). Indexes
+	// created since this layout existed use it.
+	layoutGrouped = 2
 )
 
 // Store is the disk tier. It is safe for concurrent use.
@@ -119,6 +133,7 @@ type Store struct {
 	db     *bolt.DB
 	idBase uint64
 	idSeq  atomic.Uint64
+	layout byte // layoutSpread or layoutGrouped, from the index
 
 	// closeMu is held shared by every operation that touches db and
 	// exclusively by Close, so Close waits for operations in flight.
@@ -298,14 +313,17 @@ func (s *Store) stripe(key string) *sync.Mutex {
 	return &s.stripes[h.Sum32()%numStripes]
 }
 
-// blobRel is the blob's path relative to Dir/blobs: xx/yy/<16 hex digits>,
-// fanned out on the id's low bytes (the per-Open counter) for an even spread.
-func blobRel(id uint64) string {
+// blobRel is the blob's path relative to Dir/blobs, xx/yy/<16 hex digits>,
+// in the store's layout.
+func (s *Store) blobRel(id uint64) string {
+	if s.layout == layoutGrouped {
+		return fmt.Sprintf("%02x/%02x/%016x", byte(id>>16+id>>32), byte(id>>8), id)
+	}
 	return fmt.Sprintf("%02x/%02x/%016x", byte(id), byte(id>>8), id)
 }
 
 func (s *Store) blobPath(id uint64) string {
-	return filepath.Join(s.dir, "blobs", blobRel(id))
+	return filepath.Join(s.dir, "blobs", s.blobRel(id))
 }
 
 // removeBlob deletes a blob file; a missing file is fine. Readers that have

@@ -47,7 +47,10 @@ bytes, injected failures and requests in flight; ?path=/obj/x (repeatable)
 limits the per-path map to those paths. POST /__stats/reset zeroes them.
 
 With -fixed SIZE it instead answers every request with one fixed 200 response
-of SIZE bytes and counts nothing: a ceiling reference for net/http.
+of SIZE bytes and counts nothing: a ceiling reference for net/http. With
+-fixed-raw SIZE the fixed response comes from a hand-written HTTP/1.1 loop
+instead of net/http, with a ten-field header like an edged hit's: the ceiling
+of a custom serve loop (see docs/benchmarks.md).
 
 Flags:
 `
@@ -85,6 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		failStatus = fs.Int("fail-status", 503, "`STATUS` of injected failures")
 		failReset  = fs.Bool("fail-reset", false, "injected failures reset the connection half way through the body instead")
 		fixed      = fs.String("fixed", "", "serve one fixed 200 response of `SIZE` bytes for every path (ceiling reference; no stats)")
+		fixedRaw   = fs.String("fixed-raw", "", "serve one fixed 200 response of `SIZE` bytes from a hand-written HTTP/1.1 loop, not net/http (ceiling reference; no stats)")
 		logReqs    = fs.Bool("v", false, "log each request on stderr")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -99,6 +103,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return fmt.Errorf("-listen %q: only loopback addresses are allowed", *listen)
+	}
+
+	if *fixedRaw != "" {
+		n, err := sizemix.ParseSize(*fixedRaw)
+		if err != nil {
+			return fmt.Errorf("-fixed-raw: %w", err)
+		}
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
+		rs := origin.NewRawServer(origin.Expected("fixed", int(n)))
+		errc := make(chan error, 1)
+		go func() { errc <- rs.Serve(ln) }()
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return rs.Close()
+		}
 	}
 
 	var h http.Handler

@@ -20,7 +20,7 @@ func TestHelpDocumentsFlags(t *testing.T) {
 	if err := run(context.Background(), []string{"-h"}, io.Discard, &out); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
 	}
-	for _, want := range []string{"-listen", "-delay", "-rate", "-fail", "reset=after:N", "/__stats/reset", "-fixed"} {
+	for _, want := range []string{"-listen", "-delay", "-rate", "-fail", "reset=after:N", "/__stats/reset", "-fixed", "-fixed-raw"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %q", want)
 		}

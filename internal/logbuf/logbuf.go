@@ -45,12 +45,17 @@ func New(out io.Writer, size int, interval time.Duration) *Writer {
 	}
 	b := &Writer{
 		size: size, out: out,
-		buf: make([]byte, 0, size), spare: make([]byte, 0, size),
+		buf: make([]byte, 0, bufCap(size)), spare: make([]byte, 0, bufCap(size)),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	go b.loop(interval)
 	return b
 }
+
+// bufCap is the capacity of a buffer: room for the back-pressure limit of
+// four buffers' worth plus one, so that appends never grow it (a copy of
+// everything buffered) while the flusher catches up.
+func bufCap(size int) int { return 5 * size }
 
 // Write buffers p. It returns len(p) and no error; output errors are
 // reported by Flush and Close.
@@ -83,24 +88,26 @@ func (b *Writer) Flush() error {
 	full := b.buf
 	b.buf, b.spare = b.spare, nil
 	if b.buf == nil {
-		b.buf = make([]byte, 0, b.size)
+		b.buf = make([]byte, 0, bufCap(b.size))
 	}
 	// Taking omu before letting go of mu keeps buffers in order: the next
-	// swap cannot reach the output before this one.
+	// swap cannot reach the output before this one. The lock order is
+	// always mu, then omu: nothing takes mu while holding omu.
 	b.omu.Lock()
 	b.mu.Unlock()
-	defer b.omu.Unlock()
 	if _, err := b.out.Write(full); err != nil {
 		b.err = err
 	}
-	if cap(full) <= 4*b.size { // an oversized backlog buffer is not kept
+	err := b.err
+	b.omu.Unlock()
+	if cap(full) <= 2*bufCap(b.size) { // an oversized one (a huge line) is not kept
 		b.mu.Lock()
 		if b.spare == nil {
 			b.spare = full[:0]
 		}
 		b.mu.Unlock()
 	}
-	return b.err
+	return err
 }
 
 func (b *Writer) loop(interval time.Duration) {

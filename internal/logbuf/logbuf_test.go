@@ -122,3 +122,38 @@ func TestSlowOutputDoesNotBlockWrites(t *testing.T) {
 		t.Fatalf("output has %d bytes, want 400", len(s))
 	}
 }
+
+// Writers past the back-pressure limit flush while the flusher goroutine
+// flushes too; neither may wait for the other's lock. (Regression: the
+// flusher returned its buffer under the output lock while a writer held
+// the buffer lock and waited for the output lock: a deadlock, seen as a
+// hung benchmark on one CPU.)
+func TestConcurrentFlushesDoNotDeadlock(t *testing.T) {
+	out := new(lockedBuffer)
+	w := New(out, 64, time.Millisecond)
+	line := []byte("0123456789\n")
+	done := make(chan struct{})
+	go func() {
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range 5000 {
+					w.Write(line)
+				}
+			})
+		}
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("writers deadlocked with the flusher")
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := out.snapshot(); len(s) != 8*5000*len(line) {
+		t.Fatalf("output has %d bytes, want %d", len(s), 8*5000*len(line))
+	}
+}

@@ -2,6 +2,7 @@ package origin
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"net"
 	"strconv"
@@ -144,34 +145,21 @@ func readHead(r *bufio.Reader) (keep, ok bool) {
 		if len(line) <= 2 {
 			return keep, true
 		}
-		if len(line) >= 17 && asciiEqualFold(string(line[:11]), "connection:") && containsFold(string(line[11:]), "close") {
+		if len(line) > len(connectionColon) && bytes.EqualFold(line[:len(connectionColon)], connectionColon) && hasClose(line[len(connectionColon):]) {
 			keep = false
 		}
 	}
 }
 
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if lower(a[i]) != lower(b[i]) {
-			return false
-		}
-	}
-	return true
-}
+var (
+	connectionColon = []byte("connection:")
+	closeToken      = []byte("close")
+)
 
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
-}
-
-func containsFold(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if asciiEqualFold(s[i:i+len(sub)], sub) {
+// hasClose reports whether a Connection field value lists "close".
+func hasClose(v []byte) bool {
+	for i := 0; i+len(closeToken) <= len(v); i++ {
+		if bytes.EqualFold(v[i:i+len(closeToken)], closeToken) {
 			return true
 		}
 	}

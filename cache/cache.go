@@ -68,23 +68,26 @@ type Config struct {
 
 // Cache is a shared HTTP cache. It is safe for concurrent use.
 type Cache struct {
-	mem         *memoryTier
-	disk        atomic.Pointer[storage.Store] // nil: memory only; set once (New or AttachDisk)
-	reg         prometheus.Registerer
-	flights     singleflight.Group
-	streams     sync.Map // key → *stream: fills being written to disk
-	inval       invalidations
-	gate        sync.RWMutex // orders stores against invalidations: see unlessInvalidated
-	diskErr     diskErrors
-	writeSlots  chan struct{}
-	writers     sync.WaitGroup
-	verifyLimit int64
-	rangeFwd    int64
-	tagHeaders  []string
-	m           *metrics
-	fillTimeout time.Duration
-	log         *slog.Logger
-	now         func() time.Time
+	mem     *memoryTier
+	disk    atomic.Pointer[storage.Store] // nil: memory only; set once (New or AttachDisk)
+	reg     prometheus.Registerer
+	flights singleflight.Group
+	streams sync.Map // key → *stream: fills being written to disk
+	inval   invalidations
+	gate    sync.RWMutex // orders stores against invalidations: see unlessInvalidated
+	// beforePromote, when set (tests only), runs between a disk-tier read
+	// and its copy into memory.
+	beforePromote func()
+	diskErr       diskErrors
+	writeSlots    chan struct{}
+	writers       sync.WaitGroup
+	verifyLimit   int64
+	rangeFwd      int64
+	tagHeaders    []string
+	m             *metrics
+	fillTimeout   time.Duration
+	log           *slog.Logger
+	now           func() time.Time
 }
 
 // New returns a Cache built from cfg.

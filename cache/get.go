@@ -157,10 +157,28 @@ func (c *Cache) loadDisk(key, primary string) (stored, bool) {
 	if e.Marker {
 		obj.Close()
 		e.Key = primary
-		c.mem.set(e)
+		c.promote(e)
 		return stored{e: e}, true
 	}
 	return stored{e: e, obj: obj}, true
+}
+
+// promote copies an entry read from the disk tier into memory, unless an
+// invalidation of it is on record. A purge records itself, scans memory,
+// then deletes from disk: a disk read that came before the delete and a
+// copy into memory after the scan would put the purged object back in
+// memory for good. Under the gate, either the copy lands before the
+// record (and the purge's scan finds it) or it sees the record and is
+// dropped; any retained record counts (start 0), because the disk read
+// may postdate the record yet predate the delete. It reports whether e was
+// stored.
+func (c *Cache) promote(e *Entry) bool {
+	if c.beforePromote != nil {
+		c.beforePromote()
+	}
+	stored := false
+	c.unlessInvalidated(e, 0, func() { stored = c.mem.set(e) })
+	return stored
 }
 
 // serve completes res with a stored response's body. A disk object small
@@ -186,7 +204,7 @@ func (c *Cache) serve(st *stored, res Result) (Result, bool) {
 			return Result{}, false
 		}
 		e.Body = body
-		if c.mem.set(e) {
+		if c.promote(e) {
 			c.m.promotions.Inc()
 		}
 	case size <= c.verifyLimit:

@@ -178,6 +178,19 @@ func (c *Cache) Close() {
 	c.mem.close()
 }
 
+// OutBuilder builds the request a miss sends to the origin (Request.Out).
+// It is an interface rather than a func field so that a caller can pass
+// per-request state it has already allocated, without a closure per hit.
+type OutBuilder interface {
+	NewOut(ctx context.Context) (*http.Request, error)
+}
+
+// OutBuilderFunc adapts a function to OutBuilder.
+type OutBuilderFunc func(ctx context.Context) (*http.Request, error)
+
+// NewOut calls f(ctx).
+func (f OutBuilderFunc) NewOut(ctx context.Context) (*http.Request, error) { return f(ctx) }
+
 // Request is one cacheable client request.
 type Request struct {
 	// Key is the primary cache key (KeyFor, or a lifecycle hook's choice).
@@ -185,12 +198,12 @@ type Request struct {
 	// In is the client's request: its headers select Vary variants and carry
 	// the request Cache-Control directives and Authorization.
 	In *http.Request
-	// NewOut builds the GET request to send to the origin. It is called only
+	// Out builds the GET request to send to the origin. It is called only
 	// on a miss, at most once per fill, possibly on another goroutine, with
 	// the fill's context: detached from the client's cancellation but
 	// keeping its values. The cache owns the request it returns and removes
 	// its conditional and Range fields. An error fails the fill.
-	NewOut func(ctx context.Context) (*http.Request, error)
+	Out OutBuilder
 	// Transport reaches the origin.
 	Transport http.RoundTripper
 	// Policy holds the site's freshness knobs.

@@ -91,7 +91,7 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, stale *Entry, 
 
 	start := c.inval.begin()
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.fillTimeout)
-	out, err := r.NewOut(fctx)
+	out, err := r.Out.NewOut(fctx)
 	if err != nil {
 		cancel()
 		c.m.fills.WithLabelValues("error").Inc()

@@ -372,7 +372,7 @@ func (c *Cache) revalidateAsync(ctx context.Context, r *Request, skey string, st
 // cache does not hold straight to the origin, Range and all, and streams
 // the answer back unstored.
 func (c *Cache) forwardRange(ctx context.Context, r *Request, fwd string) (Result, error) {
-	out, err := r.NewOut(ctx)
+	out, err := r.Out.NewOut(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("cache: building the origin request for %s: %w", r.Key, err)
 	}

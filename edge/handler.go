@@ -143,11 +143,9 @@ func (h *Handler) SetSites(sites []*Site) error {
 
 // ServeHTTP runs one request through the lifecycle.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// One allocation for the request's state and its writer.
-	st := &struct {
-		s  Session
-		rw responseWriter
-	}{}
+	// One allocation for the request's state, its writer and its cache
+	// request.
+	st := &requestState{}
 	s, rw := &st.s, &st.rw
 	ci := connOf(r)
 	restoreTLS(r, ci)
@@ -190,10 +188,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !s.Site.CacheDisabled {
-		h.serveCached(rw, s)
+		h.serveCached(st)
 		return
 	}
 	h.servePass(rw, s)
+}
+
+// requestState is everything one request needs, allocated once.
+type requestState struct {
+	s    Session
+	rw   responseWriter
+	creq cache.Request
+	h    *Handler
+	// rt is set by NewOut (on a miss, possibly on the fill's goroutine)
+	// and read only after Get returned this request's own fill.
+	rt *route.Route
+}
+
+// NewOut builds the origin request of a miss (cache.OutBuilder).
+func (st *requestState) NewOut(ctx context.Context) (*http.Request, error) {
+	s, h := &st.s, st.h
+	st.rt = &route.Route{Key: s.RouteKey}
+	out := h.outRequest(route.With(ctx, st.rt), s, http.MethodGet)
+	if err := h.hooks.UpstreamRequestFilter(s, out); err != nil {
+		return nil, &hookError{err}
+	}
+	return out, nil
 }
 
 // SiteFor returns the name of the site serving host, or "".
@@ -206,26 +226,20 @@ func (h *Handler) SiteFor(host string) string {
 
 // serveCached answers GET and HEAD through the cache. The origin request
 // is built only on a miss.
-func (h *Handler) serveCached(rw *responseWriter, s *Session) {
+func (h *Handler) serveCached(st *requestState) {
+	s, rw := &st.s, &st.rw
 	s.Key = h.hooks.CacheKey(s)
 	s.RouteKey = h.hooks.UpstreamSelect(s)
-	var rt *route.Route // set by newOut, read only after Get returns our own fill
-	newOut := func(ctx context.Context) (*http.Request, error) {
-		rt = &route.Route{Key: s.RouteKey}
-		out := h.outRequest(route.With(ctx, rt), s, http.MethodGet)
-		if err := h.hooks.UpstreamRequestFilter(s, out); err != nil {
-			return nil, &hookError{err}
-		}
-		return out, nil
-	}
-	res, err := h.cache.Get(s.Req.Context(), &cache.Request{
+	st.h = h
+	st.creq = cache.Request{
 		Key:        s.Key,
 		In:         s.Req,
-		NewOut:     newOut,
+		Out:        st,
 		Transport:  s.Site.Transport,
 		Policy:     s.Site.Policy,
 		RangeStart: rangeStart(s.Req),
-	})
+	}
+	res, err := h.cache.Get(s.Req.Context(), &st.creq)
 	if err != nil {
 		cs := "edged; fwd=uri-miss"
 		if errors.Is(err, cache.ErrStaleForbidden) {
@@ -234,8 +248,8 @@ func (h *Handler) serveCached(rw *responseWriter, s *Session) {
 		h.fail(rw, s, err, cs)
 		return
 	}
-	if !res.Hit && !res.Collapsed && rt != nil {
-		s.Shard = rt.Shard
+	if !res.Hit && !res.Collapsed && st.rt != nil {
+		s.Shard = st.rt.Shard
 	}
 	switch {
 	case res.Hit:

@@ -205,6 +205,8 @@ type requestState struct {
 	rt *route.Route
 }
 
+var _ cache.OutBuilder = (*requestState)(nil)
+
 // NewOut builds the origin request of a miss (cache.OutBuilder).
 func (st *requestState) NewOut(ctx context.Context) (*http.Request, error) {
 	s, h := &st.s, st.h

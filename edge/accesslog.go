@@ -2,6 +2,7 @@ package edge
 
 import (
 	"io"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -23,7 +24,7 @@ func accessLine(b []byte, s *Session, now time.Time, d time.Duration) []byte {
 	b = append(b, `,"host":`...)
 	b = appendJSONString(b, s.Req.Host)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, s.Req.URL.RequestURI())
+	b = appendRequestURI(b, s.Req.URL)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(s.Status), 10)
 	b = append(b, `,"bytes":`...)
@@ -70,9 +71,34 @@ func appendMillis(b []byte, d time.Duration) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// appendRequestURI appends u.RequestURI() as a JSON string without
+// building it (a request with a query would allocate the joined string).
+func appendRequestURI(b []byte, u *url.URL) []byte {
+	if u.Opaque != "" || u.Scheme != "" {
+		return appendJSONString(b, u.RequestURI()) // rare forms: as net/url renders them
+	}
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	b = append(b, '"')
+	b = appendJSONChars(b, path)
+	if u.ForceQuery || u.RawQuery != "" {
+		b = append(b, '?')
+		b = appendJSONChars(b, u.RawQuery)
+	}
+	return append(b, '"')
+}
+
 // appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
+	b = appendJSONChars(b, s)
+	return append(b, '"')
+}
+
+// appendJSONChars appends the characters of s escaped for a JSON string.
+func appendJSONChars(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -95,7 +121,7 @@ func appendJSONString(b []byte, s string) []byte {
 		}
 		i += size
 	}
-	return append(b, '"')
+	return b
 }
 
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"testing"
 	"time"
@@ -72,5 +73,20 @@ func BenchmarkAccessLine(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = accessLine(buf[:0], s, now, 244*time.Microsecond)
+	}
+}
+
+func TestAppendRequestURIMatchesURL(t *testing.T) {
+	for _, target := range []string{"/", "/a/b", "/obj/hot1k?size=1024", "/p%20q?x=%22y%22&z", "/a?", "http://example.com/abs?q=1", "*"} {
+		r := httptest.NewRequest("GET", "http://example.com/", nil)
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.URL = u
+		want := string(appendJSONString(nil, u.RequestURI()))
+		if got := string(appendRequestURI(nil, u)); got != want {
+			t.Errorf("%q: got %s, want %s", target, got, want)
+		}
 	}
 }

@@ -70,16 +70,13 @@ func (t Timing) CurrentAge(now time.Time) time.Duration {
 
 // AgeHeaderValue formats d for the Age header: whole seconds, rounded down,
 // never negative, and at most 2147483648 (RFC 9111 §5.1).
-func AgeHeaderValue(d time.Duration) string {
-	s := max(int64(d/time.Second), 0)
-	return strconv.FormatInt(min(s, ageMaxSeconds), 10)
-}
+func AgeHeaderValue(d time.Duration) string { return strconv.FormatInt(ageSeconds(d), 10) }
 
 // AppendAgeValue appends AgeHeaderValue(d) to b.
-func AppendAgeValue(b []byte, d time.Duration) []byte {
-	s := max(int64(d/time.Second), 0)
-	return strconv.AppendInt(b, min(s, ageMaxSeconds), 10)
-}
+func AppendAgeValue(b []byte, d time.Duration) []byte { return strconv.AppendInt(b, ageSeconds(d), 10) }
+
+// ageSeconds is d in whole seconds, clamped to [0, ageMaxSeconds].
+func ageSeconds(d time.Duration) int64 { return min(max(int64(d/time.Second), 0), ageMaxSeconds) }
 
 // ageParseHeader returns the Age of h: the first member of the first line, if
 // it is a non-negative integer, else 0.

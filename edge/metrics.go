@@ -116,8 +116,6 @@ func classOf(code int) uint8 {
 	return 1
 }
 
-func statusClass(code int) string { return statusClasses[classOf(code)] }
-
 func (m *Metrics) observe(s *Session, seconds float64) {
 	site := "_none"
 	if s.Site != nil {

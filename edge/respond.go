@@ -156,9 +156,9 @@ func (w *responseWriter) statusKey() string {
 	return ""
 }
 
-// stripTargeted removes the fields the site does not send to clients
-// (purge tags, targeted cache-control; see dropNames) from hd.
-func (w *responseWriter) stripTargeted(hd http.Header) {
+// dropFields removes from hd the fields this request's site never sends
+// to clients (purge tags, targeted cache-control; see router.drops).
+func (w *responseWriter) dropFields(hd http.Header) {
 	for _, name := range w.s.drop {
 		delete(hd, name)
 	}
@@ -303,7 +303,7 @@ func (w *responseWriter) writeLive(resp *http.Response, cs string) {
 	for name := range resp.Trailer {                    // announced now, sent after the body (gRPC status)
 		hd.Add("Trailer", name)
 	}
-	w.stripTargeted(hd)
+	w.dropFields(hd)
 	httpx.AppendValue(hd, "Via", httpx.Via(resp.ProtoMajor, resp.ProtoMinor))
 	if resp.ContentLength >= 0 && hd.Get("Content-Length") == "" && bodyAllowed(resp.StatusCode) {
 		hd.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))

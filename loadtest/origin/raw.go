@@ -17,7 +17,8 @@ import (
 // server: it measures what a custom serve loop on Go's netpoller reaches on
 // this machine, for comparison with Fixed (net/http's ceiling). It reads
 // request heads only (a request body is not supported), closes a
-// connection whose head exceeds 8 KiB or stays idle for 2 minutes, and
+// connection whose head exceeds 8 KiB (or has a line over 4 KiB) or that
+// stays idle for 2 minutes, and
 // answers HTTP/1.0 requests and "Connection: close" with a close.
 //
 // The header has the ten fields of a typical edged hit (Accept-Ranges,

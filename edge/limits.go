@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/edged-proxy/edged/edge/strict"
 )
 
 // ConnLimits bounds the client connections an edge listener keeps open.
@@ -111,6 +113,13 @@ func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
 		return rf.ReadFrom(r)
 	}
 	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+// WriteBuffers passes a vectored write on to the wrapped connection, so the
+// strict reader's Gather (one writev for a response head and a large body)
+// works with the limits on.
+func (c *limitedConn) WriteBuffers(b *net.Buffers) (int64, error) {
+	return strict.WriteBuffers(c.Conn, b)
 }
 
 // NetConn returns the wrapped connection.

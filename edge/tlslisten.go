@@ -111,6 +111,10 @@ type connInfo struct {
 	// writeDeadline is the write deadline last set on an HTTP/1
 	// connection, in Unix nanoseconds (see responseWriter.armWriteDeadline).
 	writeDeadline atomic.Int64
+	// gather is the strict reader of a cleartext HTTP/1 connection, whose
+	// Gather sends a response head and a large body in one writev (nil
+	// for TLS and when the reader is off).
+	gather *strict.Conn
 }
 
 // connContext gives every connection its connInfo.
@@ -120,6 +124,8 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 		if tc, ok := sc.Conn.(*tls.Conn); ok {
 			st := tc.ConnectionState()
 			ci.tls = &st
+		} else {
+			ci.gather = sc
 		}
 	}
 	return context.WithValue(ctx, connInfoKey{}, ci)

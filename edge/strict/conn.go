@@ -149,6 +149,9 @@ type Conn struct {
 	pass   atomic.Bool
 	wstate atomic.Int32
 
+	gathering atomic.Bool // Gather armed or holding: Write takes writeGathered
+	g         gatherer
+
 	mu       sync.Mutex // guards deferred, rejected
 	deferred fault
 	rejected bool
@@ -483,6 +486,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if err := c.beginWrite(p); err != nil {
 		return 0, err
 	}
+	if c.gathering.Load() {
+		return c.writeGathered(p)
+	}
 	return c.Conn.Write(p)
 }
 
@@ -493,6 +499,9 @@ func (c *Conn) NetConn() net.Conn { return c.Conn }
 // connection for response bodies.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	if err := c.beginWrite(nil); err != nil {
+		return 0, err
+	}
+	if err := c.EndGather(); err != nil {
 		return 0, err
 	}
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
@@ -519,6 +528,7 @@ func (c *Conn) beginWrite(p []byte) error {
 // still sends after a rejection, and closes the connection.
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
+		c.EndGather()
 		c.mu.Lock()
 		if !c.deferred.ok() {
 			c.emitLocked(c.deferred, true)

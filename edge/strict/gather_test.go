@@ -1,0 +1,195 @@
+package strict_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/edged-proxy/edged/edge/strict"
+)
+
+// vecConn records how writes reach a real TCP connection: "w N" for a
+// Write of N bytes, "v N+M" for one vectored write.
+type vecConn struct {
+	*net.TCPConn
+	mu  sync.Mutex
+	ops []string
+}
+
+func (c *vecConn) Write(p []byte) (int, error) {
+	c.record(fmt.Sprintf("w %d", len(p)))
+	return c.TCPConn.Write(p)
+}
+
+func (c *vecConn) WriteBuffers(b *net.Buffers) (int64, error) {
+	op := "v "
+	for i, p := range *b {
+		if i > 0 {
+			op += "+"
+		}
+		op += fmt.Sprint(len(p))
+	}
+	c.record(op)
+	return b.WriteTo(c.TCPConn)
+}
+
+func (c *vecConn) record(op string) {
+	c.mu.Lock()
+	c.ops = append(c.ops, op)
+	c.mu.Unlock()
+}
+
+func (c *vecConn) seen() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.ops)
+}
+
+// tcpPair returns the server side of a loopback TCP connection, wrapped
+// by the strict reader over a vecConn, and a channel with everything the
+// client side reads until the server closes.
+func tcpPair(t *testing.T) (*strict.Conn, *vecConn, <-chan []byte) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc := &vecConn{TCPConn: s.(*net.TCPConn)}
+	sc := strict.WrapConn(vc, strict.Config{})
+	t.Cleanup(func() { sc.Close() })
+	return sc, vc, got
+}
+
+func pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*7)
+	}
+	return b
+}
+
+func mustWrite(t *testing.T, c net.Conn, p []byte) {
+	t.Helper()
+	n, err := c.Write(p)
+	if err != nil || n != len(p) {
+		t.Fatalf("Write(%d bytes) = %d, %v", len(p), n, err)
+	}
+}
+
+func TestGather(t *testing.T) {
+	head, body := pattern(strict.GatherMax, 'h'), pattern(1<<20, 'b')
+	tests := []struct {
+		name   string
+		writes [][]byte
+		end    bool // call EndGather after the writes (else Close sends)
+		want   []string
+	}{
+		{"head and body in one writev", [][]byte{head, body}, true, []string{"v 4096+1048576"}},
+		{"short head alone is sent by EndGather", [][]byte{head[:300]}, true, []string{"w 300"}},
+		{"short head alone is sent by Close", [][]byte{head[:300]}, false, []string{"w 300"}},
+		{"a first write over GatherMax goes at once and disarms", [][]byte{body[:5000], head[:10]}, true, []string{"w 5000", "w 10"}},
+		{"only the first two writes are joined", [][]byte{head[:100], body[:200], head[:30]}, true, []string{"v 100+200", "w 30"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sc, vc, got := tcpPair(t)
+			if !sc.Gather() {
+				t.Fatal("Gather did not arm on a TCP connection")
+			}
+			var want []byte
+			for i, p := range tt.writes {
+				mustWrite(t, sc, p) // the count is p's, also for the write that carries the held bytes
+				if i == 0 && len(p) <= strict.GatherMax && len(vc.seen()) != 0 {
+					t.Fatalf("a held write reached the connection: %v", vc.seen())
+				}
+				want = append(want, p...)
+			}
+			if tt.end {
+				if err := sc.EndGather(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := sc.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if ops := vc.seen(); !slices.Equal(ops, tt.want) {
+				t.Errorf("writes = %v, want %v", ops, tt.want)
+			}
+			if b := <-got; !bytes.Equal(b, want) {
+				t.Errorf("peer read %d bytes, not the %d written in order", len(b), len(want))
+			}
+		})
+	}
+}
+
+// A held write goes out before a ReadFrom's bytes (the sendfile path of
+// disk hits).
+func TestGatherThenReadFrom(t *testing.T) {
+	sc, vc, got := tcpPair(t)
+	body := pattern(64<<10, 'f')
+	path := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(path, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc.Gather()
+	mustWrite(t, sc, []byte("head"))
+	if n, err := sc.ReadFrom(f); err != nil || n != int64(len(body)) {
+		t.Fatalf("ReadFrom = %d, %v", n, err)
+	}
+	sc.Close()
+	if ops := vc.seen(); len(ops) == 0 || ops[0] != "w 4" {
+		t.Errorf("writes = %v, want the held head first", ops)
+	}
+	if b := <-got; !bytes.Equal(b, append([]byte("head"), body...)) {
+		t.Errorf("peer read %d bytes, not head then body", len(b))
+	}
+}
+
+// Over a connection that cannot take a vectored write (TLS, a pipe),
+// Gather does not arm and writes pass straight through.
+func TestGatherNeedsVectoredConn(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	sc := strict.WrapConn(a, strict.Config{})
+	defer sc.Close()
+	if sc.Gather() {
+		t.Fatal("Gather armed over a net.Pipe")
+	}
+	done := make(chan []byte)
+	go func() {
+		p := make([]byte, 3)
+		n, _ := io.ReadFull(b, p)
+		done <- p[:n]
+	}()
+	mustWrite(t, sc, []byte("abc"))
+	if p := <-done; string(p) != "abc" {
+		t.Fatalf("peer read %q", p)
+	}
+}

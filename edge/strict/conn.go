@@ -528,7 +528,7 @@ func (c *Conn) beginWrite(p []byte) error {
 // still sends after a rejection, and closes the connection.
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
-		c.EndGather()
+		c.dropGathered()
 		c.mu.Lock()
 		if !c.deferred.ok() {
 			c.emitLocked(c.deferred, true)

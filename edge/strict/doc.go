@@ -62,6 +62,15 @@
 // through untouched (HTTP/2 framing has no Content-Length/Transfer-Encoding
 // ambiguity and is validated by the HTTP/2 server).
 //
+// Write gathering: every response byte net/http writes passes the Conn, so
+// the Conn is also where two writes can become one system call. Conn.Gather
+// holds the next short write (at most GatherMax, net/http's buffer of a
+// response head and the start of its body) and sends it with the write
+// after it as one writev; Conn.EndGather sends a held write that no write
+// followed. The bytes and their order do not change. It needs a wrapped
+// connection that takes vectored writes (*net.TCPConn, or a BuffersWriter
+// wrapper), so it is for cleartext HTTP/1 only.
+//
 // The Conn must wrap the plaintext side of a TLS connection; when it does,
 // net/http no longer sees a *tls.Conn (no ALPN h2, no Request.TLS), so for
 // HTTPS wrap only connections that negotiated HTTP/1.1.

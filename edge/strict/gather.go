@@ -39,9 +39,11 @@ var heldBufs = sync.Pool{New: func() any { b := make([]byte, 0, GatherMax); retu
 // Gather reports whether it armed: it does not when the wrapped connection
 // cannot take a vectored write (TLS, for one) or validation is off. The
 // caller must call EndGather once its writes are done, so that a held write
-// never waits for a write that does not come; Close and ReadFrom also send
-// a held write first. Byte order on the wire never changes: only how many
-// system calls carry the bytes. Gather is for HTTP/1 only: on a connection
+// never waits for a write that does not come; ReadFrom also sends a held
+// write first. Close drops a held write: a connection closed in the middle
+// of a response is cut anyway, and Close must not wait on a slow peer.
+// Byte order on the wire never changes: only how many system calls carry
+// the bytes. Gather is for HTTP/1 only: on a connection
 // that carries HTTP/2 frames the held write would be another stream's.
 func (c *Conn) Gather() bool {
 	if c.pass.Load() || !canWriteBuffers(c.Conn) {
@@ -52,6 +54,21 @@ func (c *Conn) Gather() bool {
 	c.g.mu.Unlock()
 	c.gathering.Store(true)
 	return true
+}
+
+// dropGathered discards a held write unless a write holds the gather
+// lock (Close must not wait for a write blocked on a slow peer).
+func (c *Conn) dropGathered() {
+	if !c.gathering.Load() || !c.g.mu.TryLock() {
+		return
+	}
+	defer c.g.mu.Unlock()
+	c.g.armed = false
+	c.gathering.Store(false)
+	if hp := c.g.held; hp != nil {
+		c.g.held = nil
+		putHeld(hp)
+	}
 }
 
 // EndGather sends a held write, if there is one, and disarms Gather.

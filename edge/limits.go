@@ -1,9 +1,11 @@
 package edge
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/edged-proxy/edged/edge/strict"
@@ -121,6 +123,17 @@ func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
 func (c *limitedConn) WriteBuffers(b *net.Buffers) (int64, error) {
 	return strict.WriteBuffers(c.Conn, b)
 }
+
+// SyscallConn exposes the wrapped socket, so that the strict reader can
+// cork it while a response head and a sendfile body go out.
+func (c *limitedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errNoSocket
+}
+
+var errNoSocket = errors.New("edge: the connection has no socket")
 
 // NetConn returns the wrapped connection.
 func (c *limitedConn) NetConn() net.Conn { return c.Conn }

@@ -3,9 +3,11 @@ package edge_test
 import (
 	"io"
 	"net"
+	"syscall"
 	"testing"
 
 	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/edge/strict"
 )
 
 // The daemon's listener stack (connection limits, then the strict reader)
@@ -36,6 +38,18 @@ func TestListenerStackKeepsSendfile(t *testing.T) {
 	for layer := net.Conn(c); ; {
 		if _, ok := layer.(io.ReaderFrom); !ok {
 			t.Fatalf("%T does not implement io.ReaderFrom", layer)
+		}
+		// Below the strict reader, every layer passes on vectored writes
+		// and the socket, or the reader cannot gather a response head with
+		// its body (one writev for memory hits, TCP_CORK around sendfile).
+		if _, isStrict := layer.(*strict.Conn); !isStrict {
+			if _, ok := layer.(syscall.Conn); !ok {
+				t.Fatalf("%T hides the socket (no SyscallConn)", layer)
+			}
+			_, bw := layer.(strict.BuffersWriter)
+			if _, tcp := layer.(*net.TCPConn); !bw && !tcp {
+				t.Fatalf("%T does not pass on vectored writes (no WriteBuffers)", layer)
+			}
 		}
 		if _, ok := layer.(*net.TCPConn); ok {
 			return

@@ -501,9 +501,13 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	if err := c.beginWrite(nil); err != nil {
 		return 0, err
 	}
-	if err := c.EndGather(); err != nil {
-		return 0, err
+	if c.gathering.Load() {
+		return c.readFromGathered(r)
 	}
+	return c.readFrom(r)
+}
+
+func (c *Conn) readFrom(r io.Reader) (int64, error) {
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}

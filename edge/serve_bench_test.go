@@ -25,8 +25,11 @@ import (
 // registry, a buffered access log (to io.Discard), a write timeout, and the
 // daemon's server stack (connection limits, strict reader, net/http). It
 // returns the handler and the address of a listener serving it.
-func daemonEdge(b *testing.B) (http.Handler, string) {
-	body := strings.Repeat("x", 1024)
+func daemonEdge(b *testing.B) (http.Handler, string) { return daemonEdgeSize(b, 1024) }
+
+// daemonEdgeSize is daemonEdge with objects of size bytes.
+func daemonEdgeSize(b *testing.B, size int) (http.Handler, string) {
+	body := strings.Repeat("x", size)
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Header().Set("Content-Type", "application/octet-stream")
@@ -126,7 +129,17 @@ func (rc *rawClient) get() (int, error) {
 // handler) in the same run. Client cost is included and equal for both:
 // compare the two lines, not the absolute figures.
 func BenchmarkHitServer(b *testing.B) {
-	const conns = 64
+	benchServer(b, 64, 1024)
+}
+
+// BenchmarkLargeHitServer is BenchmarkHitServer for 1 MiB hits over 16
+// connections, where the edge sends the response head and the body in one
+// writev (strict.Conn.Gather) and bare net/http in two writes.
+func BenchmarkLargeHitServer(b *testing.B) {
+	benchServer(b, 16, 1<<20)
+}
+
+func benchServer(b *testing.B, conns, size int) {
 	run := func(b *testing.B, addr, path string) {
 		var mu sync.Mutex
 		clients := make([]*rawClient, 0, conns)
@@ -143,7 +156,7 @@ func BenchmarkHitServer(b *testing.B) {
 			}
 		})
 		b.ReportAllocs()
-		b.SetBytes(1024)
+		b.SetBytes(int64(size))
 		b.SetParallelism((conns + 1) / 2)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
@@ -160,12 +173,12 @@ func BenchmarkHitServer(b *testing.B) {
 		})
 	}
 	b.Run("edged", func(b *testing.B) {
-		_, addr := daemonEdge(b)
+		_, addr := daemonEdgeSize(b, size)
 		run(b, addr, "/hot")
 	})
 	b.Run("bare-net-http", func(b *testing.B) {
-		body := bytes.Repeat([]byte("x"), 1024)
-		hdr := http.Header{"Content-Type": {"application/octet-stream"}, "Content-Length": {"1024"}}
+		body := bytes.Repeat([]byte("x"), size)
+		hdr := http.Header{"Content-Type": {"application/octet-stream"}, "Content-Length": {strconv.Itoa(size)}}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			b.Fatal(err)

@@ -52,12 +52,14 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		ip := remoteIP(c)
 		if reason := l.admit(ip); reason != "" {
-			c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
-			c.Write(refusal)
-			c.Close()
+			// Counted before the client can see the refusal, so that a
+			// scrape after a 503 always includes it.
 			if l.lim.OnRefuse != nil {
 				l.lim.OnRefuse(reason)
 			}
+			c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+			c.Write(refusal)
+			c.Close()
 			continue
 		}
 		return &limitedConn{Conn: c, l: l, ip: ip}, nil

@@ -116,6 +116,9 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 	}
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config = edge.NewServer(h, edge.ServerConfig{})
+	// The daemon's listener stack, so every test runs through the strict
+	// reader and its write gathering as production does.
+	srv.Listener = edge.Listen(edge.LimitListener(srv.Listener, edge.ConnLimits{}), edge.StrictConfig{})
 	srv.Start()
 	tb.Cleanup(srv.Close)
 	return srv.URL, h, c

@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -126,4 +127,71 @@ func TestLargeHitHeadAndBodyInOneWrite(t *testing.T) {
 			t.Errorf("%s: vectored write %q, want head buffer and body", tt.path, ops[0])
 		}
 	}
+}
+
+// Every shape of a large hit, from memory (one writev) and from disk
+// (corked sendfile), arrives whole and byte-exact through the gathering
+// listener stack, twice over one keep-alive connection and over HTTP/1.0.
+func TestLargeHitShapesThroughGather(t *testing.T) {
+	for _, tier := range []struct {
+		name string
+		opts edgeOpts
+	}{{"memory", edgeOpts{}}, {"disk", edgeOpts{disk: true, maxObject: 64 << 10}}} {
+		t.Run(tier.name, func(t *testing.T) { testLargeHitShapes(t, tier.opts) })
+	}
+}
+
+func testLargeHitShapes(t *testing.T, opts edgeOpts) {
+	big := bytes.Repeat([]byte("abcdefghijklmnopqrstuvwxyz012345"), 10000) // 320,000 bytes
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		w.Header().Set("ETag", `"big"`)
+		w.Write(big)
+	})
+	base, _ := newEdge(t, opts, o)
+	get(t, base, "GET", "www.example.com", "/big") // fill
+	waitFor(t, func() bool {
+		resp, _ := get(t, base, "GET", "www.example.com", "/big")
+		return strings.Contains(resp.Header.Get("Cache-Status"), "hit")
+	})
+	tests := []struct {
+		name   string
+		method string
+		hdr    []string
+		status int
+		body   []byte
+	}{
+		{"whole", "GET", nil, 200, big},
+		{"range in the middle", "GET", []string{"Range", "bytes=1000-99999"}, 206, big[1000:100000]},
+		{"suffix range", "GET", []string{"Range", "bytes=-20000"}, 206, big[len(big)-20000:]},
+		{"small range", "GET", []string{"Range", "bytes=5-9"}, 206, big[5:10]},
+		{"HEAD", "HEAD", nil, 200, nil},
+		{"not modified", "GET", []string{"If-None-Match", `"big"`}, 304, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for range 2 { // the second on the same keep-alive connection
+				resp, body := get(t, base, tt.method, "www.example.com", "/big", tt.hdr...)
+				if resp.StatusCode != tt.status || !bytes.Equal([]byte(body), tt.body) {
+					t.Fatalf("status %d, body %d bytes; want %d with %d bytes", resp.StatusCode, len(body), tt.status, len(tt.body))
+				}
+			}
+		})
+	}
+	t.Run("HTTP/1.0", func(t *testing.T) {
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /big HTTP/1.0\r\nHost: www.example.com\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, big) {
+			t.Fatalf("status %d, %d bytes, %v", resp.StatusCode, len(body), err)
+		}
+	})
 }

@@ -95,19 +95,8 @@ func TestLargeHitHeadAndBodyInOneWrite(t *testing.T) {
 	base := "http://" + ln.Addr().String()
 
 	fetch := func(path string) (string, []byte) {
-		t.Helper()
-		req, _ := http.NewRequest("GET", base+path, nil)
-		req.Host = "www.example.com"
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.Header.Get("Cache-Status"), b
+		resp, body := get(t, base, "GET", "www.example.com", path)
+		return resp.Header.Get("Cache-Status"), []byte(body)
 	}
 	for _, tt := range []struct {
 		path string

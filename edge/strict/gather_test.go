@@ -236,3 +236,60 @@ func TestCloseDoesNotWaitForBlockedGather(t *testing.T) {
 		t.Fatal("the blocked write succeeded after Close")
 	}
 }
+
+// FuzzGather runs random sequences of Gather, writes, ReadFrom and
+// EndGather over a real TCP connection: every write must report its own
+// length, and the peer must receive every byte, in order.
+func FuzzGather(f *testing.F) {
+	f.Add([]byte{0, 1, 10, 1, 200})
+	f.Add([]byte{0, 4, 3, 2, 0, 1, 255, 3, 9})
+	f.Add([]byte{1, 0, 0, 1, 64, 1, 64, 1, 64, 2})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		if len(ops) > 64 {
+			ops = ops[:64]
+		}
+		sc, _, got := tcpPair(t)
+		var want []byte
+		seq := byte(0)
+		next := func(i *int) int {
+			if *i+1 < len(ops) {
+				*i++
+				return int(ops[*i])
+			}
+			return 1
+		}
+		for i := 0; i < len(ops); i++ {
+			switch ops[i] % 5 {
+			case 0:
+				sc.Gather()
+			case 1, 4: // a write of up to 16 KiB, or a short one
+				n := next(&i)
+				if ops[i]%5 == 1 {
+					n *= 64
+				}
+				seq++
+				p := pattern(n, seq)
+				mustWrite(t, sc, p)
+				want = append(want, p...)
+			case 2:
+				if err := sc.EndGather(); err != nil {
+					t.Fatal(err)
+				}
+			case 3:
+				seq++
+				p := pattern(next(&i)*32, seq)
+				if n, err := sc.ReadFrom(struct{ io.Reader }{bytes.NewReader(p)}); err != nil || n != int64(len(p)) {
+					t.Fatalf("ReadFrom = %d, %v", n, err)
+				}
+				want = append(want, p...)
+			}
+		}
+		if err := sc.EndGather(); err != nil {
+			t.Fatal(err)
+		}
+		sc.Close()
+		if b := <-got; !bytes.Equal(b, want) {
+			t.Fatalf("peer read %d bytes, want the %d written, in order", len(b), len(want))
+		}
+	})
+}

@@ -110,20 +110,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("-fixed-raw: %w", err)
 		}
-		ln, err := net.Listen("tcp", *listen)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
 		rs := origin.NewRawServer(origin.Expected("fixed", int(n)))
-		errc := make(chan error, 1)
-		go func() { errc <- rs.Serve(ln) }()
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-			return rs.Close()
-		}
+		return serve(ctx, stdout, *listen, rs.Serve, func() error { return rs.Close() })
 	}
 
 	var h http.Handler
@@ -169,20 +157,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		})
 	}
 
-	ln, err := net.Listen("tcp", *listen)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	return serve(ctx, stdout, *listen, srv.Serve, func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+}
+
+// serve listens on addr, prints the address, and runs serveLn until it
+// fails or ctx ends; then it calls stop.
+func serve(ctx context.Context, stdout io.Writer, addr string, serveLn func(net.Listener) error, stop func() error) error {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- serveLn(ln) }()
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+		return stop()
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
 }

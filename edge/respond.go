@@ -259,7 +259,7 @@ const gatherMin = 8 << 10
 // gatherer arms the strict reader's Gather for a body of n bytes on an
 // HTTP/1 cleartext connection, so that the response head and the body go
 // out in one writev instead of net/http's 4 KiB flush and a second write
-// (1 MiB hits: about a fifth more throughput on loopback). It returns nil
+// (1 MiB hits: about a quarter more throughput on loopback). It returns nil
 // when it did not arm; otherwise the caller must call EndGather after its
 // writes.
 func (w *responseWriter) gatherer(req *http.Request, n int64) *strict.Conn {

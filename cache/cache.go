@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -207,7 +208,7 @@ type Request struct {
 	// Transport reaches the origin.
 	Transport http.RoundTripper
 	// Policy holds the site's freshness knobs.
-	Policy Policy
+	Policy rfc.Policy
 	// RangeStart is the first byte the client's Range asks for, or -1
 	// (no Range, a suffix range, or several ranges).
 	RangeStart int64

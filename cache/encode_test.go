@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"github.com/edged-proxy/edged/cache/rfc"
 	"net/http"
 	"reflect"
 	"testing"
@@ -12,7 +13,7 @@ func sampleEntry() *Entry {
 	return &Entry{
 		Status:   200,
 		Header:   http.Header{"Content-Type": {"text/plain"}, "Set-Thing": {"a", "b"}, "Etag": {`"x"`}},
-		Timing:   Timing{RequestTime: t0, ResponseTime: t0.Add(time.Millisecond), Date: t0.Truncate(time.Second), AgeValue: 3 * time.Second},
+		Timing:   rfc.Timing{RequestTime: t0, ResponseTime: t0.Add(time.Millisecond), Date: t0.Truncate(time.Second), AgeValue: 3 * time.Second},
 		Lifetime: time.Hour, Heuristic: true, MustRevalidate: true,
 		Vary: []string{"Accept-Encoding"}, VaryValues: []string{"gzip"},
 		StaleWhileRevalidate: time.Minute, StaleIfError: time.Hour, Marker: true, MarkerID: 1 << 60,

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"github.com/edged-proxy/edged/cache/rfc"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -25,7 +26,7 @@ type Entry struct {
 	// Body is the whole response body. Callers must not modify it.
 	Body []byte
 	// Timing holds what the age calculation needs.
-	Timing Timing
+	Timing rfc.Timing
 	// Lifetime is the freshness lifetime decided at store time.
 	Lifetime time.Duration
 	// Heuristic reports that Lifetime is heuristic (or the site default).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -83,7 +84,7 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, stale *Entry, 
 		if _, st, found, _ := c.find(r); found {
 			e := st.e
 			st.close()
-			if age := e.Age(c.now()); ParseRequestDirectives(r.In.Header).Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache) {
+			if age := e.Age(c.now()); rfc.ParseRequestDirectives(r.In.Header).Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache) {
 				return &fillResult{entry: e, hit: true}, nil
 			}
 		}
@@ -152,7 +153,7 @@ func (c *Cache) lead(ctx context.Context, r *Request, fwd string, stale *Entry, 
 		key = variantKey(c.marker(r.Key, names), r.In.Header)
 	}
 	limit := c.mem.maxObject
-	timing := NewTiming(reqTime, respTime, resp.Header)
+	timing := rfc.NewTiming(reqTime, respTime, resp.Header)
 	if c.diskTier() != nil && (resp.ContentLength < 0 || resp.ContentLength > limit) {
 		// Large or of unknown length: write it to disk while every waiter
 		// reads it (read-while-write).
@@ -242,7 +243,7 @@ func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, 
 	d := r.Policy.Evaluate(r.In, merged)
 	e := *stale
 	e.Header = hdr
-	e.Timing = NewTiming(reqTime, respTime, resp.Header)
+	e.Timing = rfc.NewTiming(reqTime, respTime, resp.Header)
 	e.Lifetime, e.Heuristic, e.NoCache, e.MustRevalidate = d.Lifetime, d.Heuristic, d.NoCache, d.MustRevalidate
 	e.StaleWhileRevalidate, e.StaleIfError = d.StaleWhileRevalidate, d.StaleIfError
 	fr := &fillResult{entry: &e, fwdStatus: http.StatusNotModified}
@@ -287,7 +288,7 @@ func (c *Cache) marker(primary string, names []string) *Entry {
 
 // newEntry builds the stored form of resp under key. size is the body
 // length, or -1 when it is not known yet (a streaming fill).
-func newEntry(r *Request, key string, resp *http.Response, body []byte, d Decision, t Timing, size int64) *Entry {
+func newEntry(r *Request, key string, resp *http.Response, body []byte, d rfc.Decision, t rfc.Timing, size int64) *Entry {
 	hdr := resp.Header.Clone()
 	httpx.RemoveHopByHop(hdr)
 	hdr.Del("Age") // recomputed on every use from Timing

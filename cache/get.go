@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"strings"
 	"time"
@@ -41,7 +42,7 @@ func (st *stored) close() {
 // variant are coalesced: one origin fetch shared by every waiter, each of
 // which may stop waiting without cancelling it.
 func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
-	dirs := ParseRequestDirectives(r.In.Header)
+	dirs := rfc.ParseRequestDirectives(r.In.Header)
 	skey, st, found, fwd := c.find(r)
 	if found {
 		e := st.e
@@ -88,7 +89,7 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 // it is revalidated in the background (RFC 5861 §3): within its
 // stale-while-revalidate window, when nothing forbids stale responses and
 // the request does not ask for a fresh one.
-func (c *Cache) mayRevalidateLater(e *Entry, age time.Duration, dirs RequestDirectives) bool {
+func (c *Cache) mayRevalidateLater(e *Entry, age time.Duration, dirs rfc.RequestDirectives) bool {
 	return age >= e.Lifetime && age-e.Lifetime <= e.StaleWhileRevalidate && e.StaleWhileRevalidate > 0 &&
 		!e.MustRevalidate && !e.NoCache && !dirs.NoCache && !dirs.HasMaxAge && !dirs.HasMinFresh
 }

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -19,7 +20,7 @@ func BenchmarkGetHit(b *testing.B) {
 	now := time.Now()
 	e := &Entry{Key: "http://example.com/hot", Primary: "http://example.com/hot", Status: 200,
 		Header: http.Header{"Content-Type": {"text/plain"}}, Body: make([]byte, 1024), Lifetime: time.Hour,
-		Timing: Timing{RequestTime: now, ResponseTime: now}}
+		Timing: rfc.Timing{RequestTime: now, ResponseTime: now}}
 	c.mem.set(e)
 	r := &Request{Key: e.Key, In: httptest.NewRequest("GET", "http://example.com/hot", nil), RangeStart: -1}
 	b.ReportAllocs()

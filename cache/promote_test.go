@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -33,7 +34,7 @@ func TestPurgeDuringPromotionStays(t *testing.T) {
 			now := time.Now()
 			body := []byte("stored body")
 			hdr := encodeEntry(&Entry{Status: 200, Header: http.Header{"Content-Type": {"text/plain"}},
-				Lifetime: time.Hour, Tags: []string{"t1"}, Timing: Timing{RequestTime: now, ResponseTime: now}})
+				Lifetime: time.Hour, Tags: []string{"t1"}, Timing: rfc.Timing{RequestTime: now, ResponseTime: now}})
 			w, err := disk.Create(key)
 			if err != nil {
 				t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"net/url"
 	"strings"
 	"time"
@@ -41,7 +42,7 @@ func (c *Cache) Purge(ctx context.Context, sel PurgeSelector) (PurgeCounts, erro
 			return PurgeCounts{}, fmt.Errorf("cache: purge: %q is not an absolute URL", raw)
 		}
 		for _, scheme := range [...]string{"http", "https"} {
-			urlKeys = append(urlKeys, NormalizeKey(scheme, u.Host, u.EscapedPath(), u.RawQuery))
+			urlKeys = append(urlKeys, rfc.NormalizeKey(scheme, u.Host, u.EscapedPath(), u.RawQuery))
 		}
 	}
 	for _, p := range sel.Prefixes {
@@ -51,12 +52,12 @@ func (c *Cache) Purge(ctx context.Context, sel PurgeSelector) (PurgeCounts, erro
 		}
 		host, path, _ := strings.Cut(p, "/")
 		for _, scheme := range schemes {
-			prefixes = append(prefixes, scheme+"://"+normalizeHost(scheme, host)+"/"+normalizePercent(path))
+			prefixes = append(prefixes, rfc.KeyPrefix(scheme, host, path))
 		}
 	}
 	for _, h := range sel.Hosts {
 		for _, scheme := range [...]string{"http", "https"} {
-			hostPrefixes = append(hostPrefixes, scheme+"://"+normalizeHost(scheme, h)+"/")
+			hostPrefixes = append(hostPrefixes, rfc.KeyPrefix(scheme, h, ""))
 		}
 	}
 	// First, so that fills already in flight store nothing this matches.

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -59,7 +60,7 @@ func BenchmarkPurgeTag(b *testing.B) {
 		// A hot object in memory, hit continuously during the purge.
 		hot := &Entry{Key: "http://example.com/hot", Primary: "http://example.com/hot", Status: 200,
 			Header: http.Header{}, Body: []byte("hot"), Lifetime: time.Hour,
-			Timing: Timing{RequestTime: time.Now(), ResponseTime: time.Now()}}
+			Timing: rfc.Timing{RequestTime: time.Now(), ResponseTime: time.Now()}}
 		c.mem.set(hot)
 		req := &Request{Key: hot.Key, In: httptest.NewRequest("GET", "http://example.com/hot", nil), RangeStart: -1}
 		stop := make(chan struct{})

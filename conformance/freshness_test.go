@@ -1,13 +1,12 @@
 package conformance_test
 
 import (
+	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/edged-proxy/edged/cache"
 )
 
 // TestFreshness stores one response, moves the clock, and checks whether the
@@ -19,7 +18,7 @@ func TestFreshness(t *testing.T) {
 		name    string
 		status  int
 		hdr     hdrFunc
-		policy  cache.Policy
+		policy  rfc.Policy
 		advance time.Duration
 		fresh   bool
 	}{
@@ -71,10 +70,10 @@ func TestFreshness(t *testing.T) {
 		}, advance: 101 * time.Second, fresh: false},
 		{name: "§4.2.2 heuristic fraction is configurable (0.5)", hdr: func(d time.Time) []string {
 			return []string{"Last-Modified", httpDate(d.Add(-100 * time.Second))}
-		}, policy: cache.Policy{HeuristicFraction: 0.5}, advance: 49 * time.Second, fresh: true},
+		}, policy: rfc.Policy{HeuristicFraction: 0.5}, advance: 49 * time.Second, fresh: true},
 		{name: "§4.2.2 heuristic capped by HeuristicMax", hdr: func(d time.Time) []string {
 			return []string{"Last-Modified", httpDate(d.Add(-10000 * time.Hour))}
-		}, policy: cache.Policy{HeuristicMax: time.Hour}, advance: time.Hour + time.Second, fresh: false},
+		}, policy: rfc.Policy{HeuristicMax: time.Hour}, advance: time.Hour + time.Second, fresh: false},
 		{name: "§4.2.2 heuristic cap: 24h by default", hdr: func(d time.Time) []string {
 			return []string{"Last-Modified", httpDate(d.Add(-10000 * time.Hour))}
 		}, advance: 24*time.Hour + time.Second, fresh: false},
@@ -98,14 +97,14 @@ func TestFreshness(t *testing.T) {
 		}, advance: time.Second, fresh: false},
 		{name: "§3 302 with explicit max-age is stored", status: 302, hdr: fixed("Location", "/elsewhere", "Cache-Control", "max-age=60"), advance: 30 * time.Second, fresh: true},
 		{name: "§3 404 with explicit max-age is stored", status: 404, hdr: fixed("Cache-Control", "max-age=60"), advance: 30 * time.Second, fresh: true},
-		{name: "§4.2.2 DefaultTTL replaces the heuristic", hdr: fixed(), policy: cache.Policy{DefaultTTL: 30 * time.Second}, advance: 20 * time.Second, fresh: true},
-		{name: "§4.2.2 DefaultTTL is not used with explicit freshness", hdr: fixed("Cache-Control", "max-age=5"), policy: cache.Policy{DefaultTTL: time.Hour}, advance: 10 * time.Second, fresh: false},
-		{name: "§4.2.2 negative caching: 404 lives NegativeTTL", status: 404, hdr: fixed(), policy: cache.Policy{NegativeTTL: 30 * time.Second}, advance: 20 * time.Second, fresh: true},
-		{name: "§4.2.2 negative caching: 404 stale after NegativeTTL", status: 404, hdr: fixed(), policy: cache.Policy{NegativeTTL: 30 * time.Second}, advance: 31 * time.Second, fresh: false},
-		{name: "§4.2.2 negative caching: 410 lives NegativeTTL", status: 410, hdr: fixed(), policy: cache.Policy{NegativeTTL: 30 * time.Second}, advance: 20 * time.Second, fresh: true},
-		{name: "§4.2.1 negative caching: origin max-age overrides NegativeTTL", status: 404, hdr: fixed("Cache-Control", "max-age=5"), policy: cache.Policy{NegativeTTL: time.Hour}, advance: 10 * time.Second, fresh: false},
-		{name: "§4.2.1 negative caching: origin no-store overrides NegativeTTL", status: 404, hdr: fixed("Cache-Control", "no-store"), policy: cache.Policy{NegativeTTL: time.Hour}, advance: 0, fresh: false},
-		{name: "§4.2.2 negative caching does not apply to 500", status: 500, hdr: fixed(), policy: cache.Policy{NegativeTTL: time.Hour}, advance: 0, fresh: false},
+		{name: "§4.2.2 DefaultTTL replaces the heuristic", hdr: fixed(), policy: rfc.Policy{DefaultTTL: 30 * time.Second}, advance: 20 * time.Second, fresh: true},
+		{name: "§4.2.2 DefaultTTL is not used with explicit freshness", hdr: fixed("Cache-Control", "max-age=5"), policy: rfc.Policy{DefaultTTL: time.Hour}, advance: 10 * time.Second, fresh: false},
+		{name: "§4.2.2 negative caching: 404 lives NegativeTTL", status: 404, hdr: fixed(), policy: rfc.Policy{NegativeTTL: 30 * time.Second}, advance: 20 * time.Second, fresh: true},
+		{name: "§4.2.2 negative caching: 404 stale after NegativeTTL", status: 404, hdr: fixed(), policy: rfc.Policy{NegativeTTL: 30 * time.Second}, advance: 31 * time.Second, fresh: false},
+		{name: "§4.2.2 negative caching: 410 lives NegativeTTL", status: 410, hdr: fixed(), policy: rfc.Policy{NegativeTTL: 30 * time.Second}, advance: 20 * time.Second, fresh: true},
+		{name: "§4.2.1 negative caching: origin max-age overrides NegativeTTL", status: 404, hdr: fixed("Cache-Control", "max-age=5"), policy: rfc.Policy{NegativeTTL: time.Hour}, advance: 10 * time.Second, fresh: false},
+		{name: "§4.2.1 negative caching: origin no-store overrides NegativeTTL", status: 404, hdr: fixed("Cache-Control", "no-store"), policy: rfc.Policy{NegativeTTL: time.Hour}, advance: 0, fresh: false},
+		{name: "§4.2.2 negative caching does not apply to 500", status: 500, hdr: fixed(), policy: rfc.Policy{NegativeTTL: time.Hour}, advance: 0, fresh: false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package conformance_test
 import (
 	"context"
 	"fmt"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"net"
 	"net/http"
@@ -148,7 +149,7 @@ func numbered(prefix string, hdr ...string) originFunc {
 
 // opts configures an edge under test.
 type opts struct {
-	policy       cache.Policy
+	policy       rfc.Policy
 	keepTargeted bool
 	statusKey    bool
 	disabled     bool          // Site.CacheDisabled

@@ -2,6 +2,7 @@ package conformance_test
 
 import (
 	"context"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"net/http"
 	"strconv"
@@ -9,13 +10,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/edged-proxy/edged/cache"
 )
 
 // policyStale is a site policy with default stale windows.
-func policyStale(swr, sie time.Duration) cache.Policy {
-	return cache.Policy{StaleWhileRevalidate: swr, StaleIfError: sie}
+func policyStale(swr, sie time.Duration) rfc.Policy {
+	return rfc.Policy{StaleWhileRevalidate: swr, StaleIfError: sie}
 }
 
 // TestStaleWhileRevalidate checks RFC 5861 §3: within the window a stale
@@ -24,7 +23,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	cases := []struct {
 		name    string
 		cc      string
-		policy  cache.Policy
+		policy  rfc.Policy
 		advance time.Duration
 		swr     bool // served stale at once
 	}{
@@ -162,7 +161,7 @@ func TestStaleIfError(t *testing.T) {
 		for _, tc := range []struct {
 			name    string
 			cc      string
-			policy  cache.Policy
+			policy  rfc.Policy
 			advance time.Duration
 			stale   bool
 		}{

@@ -1,13 +1,12 @@
 package conformance_test
 
 import (
+	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/edged-proxy/edged/cache"
 )
 
 // TestTargetedCacheControl checks that the targeted fields edged obeys take
@@ -15,7 +14,7 @@ import (
 func TestTargetedCacheControl(t *testing.T) {
 	cases := []struct {
 		name    string
-		policy  cache.Policy
+		policy  rfc.Policy
 		resp    []string
 		advance time.Duration
 		fresh   bool
@@ -31,9 +30,9 @@ func TestTargetedCacheControl(t *testing.T) {
 		{name: "RFC 9213 §2.2 Surrogate-Control is obeyed", resp: []string{"Cache-Control", "no-store", "Surrogate-Control", "max-age=60"}, advance: 30 * time.Second, fresh: true},
 		{name: "RFC 9213 §2.2 CDN-Cache-Control takes precedence over Surrogate-Control", resp: []string{"Surrogate-Control", "max-age=600", "CDN-Cache-Control", "max-age=10"}, advance: 20 * time.Second},
 		{name: "RFC 9213 §2.2 an empty targeted field is ignored (falls back to Cache-Control)", resp: []string{"Cache-Control", "max-age=60", "CDN-Cache-Control", ""}, advance: 30 * time.Second, fresh: true},
-		{name: "RFC 9213 §2.2 configured Edged-Cache-Control is obeyed", policy: cache.Policy{TargetedHeaders: []string{"Edged-Cache-Control"}}, resp: []string{"Cache-Control", "no-store", "Edged-Cache-Control", "max-age=60"}, advance: 30 * time.Second, fresh: true},
-		{name: "RFC 9213 §2.2 with Edged-Cache-Control configured, CDN-Cache-Control is ignored", policy: cache.Policy{TargetedHeaders: []string{"Edged-Cache-Control"}}, resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60"}},
-		{name: "RFC 9213 §2.2 an empty TargetedHeaders list obeys none", policy: cache.Policy{TargetedHeaders: []string{}}, resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60"}},
+		{name: "RFC 9213 §2.2 configured Edged-Cache-Control is obeyed", policy: rfc.Policy{TargetedHeaders: []string{"Edged-Cache-Control"}}, resp: []string{"Cache-Control", "no-store", "Edged-Cache-Control", "max-age=60"}, advance: 30 * time.Second, fresh: true},
+		{name: "RFC 9213 §2.2 with Edged-Cache-Control configured, CDN-Cache-Control is ignored", policy: rfc.Policy{TargetedHeaders: []string{"Edged-Cache-Control"}}, resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60"}},
+		{name: "RFC 9213 §2.2 an empty TargetedHeaders list obeys none", policy: rfc.Policy{TargetedHeaders: []string{}}, resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60"}},
 		{name: "RFC 9213 §2.1 targeted directives are case-insensitive", resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "Max-Age=60"}, advance: 30 * time.Second, fresh: true},
 	}
 	for _, tc := range cases {
@@ -77,7 +76,7 @@ func TestTargetedStripped(t *testing.T) {
 		{name: "RFC 9213 §2.1 CDN-Cache-Control and Surrogate-Control stripped by default", resp: both, absent: []string{"CDN-Cache-Control", "Surrogate-Control"}, kept: map[string]string{"Cache-Control": "public, max-age=5"}},
 		{name: "RFC 9213 §2.1 KeepTargetedHeaders forwards them", o: opts{keepTargeted: true}, resp: both, kept: map[string]string{"Cache-Control": "public, max-age=5", "CDN-Cache-Control": "max-age=60", "Surrogate-Control": "max-age=60"}},
 		{name: "RFC 9213 §2.1 configured Edged-Cache-Control is stripped, CDN-Cache-Control (not ours) forwarded",
-			o:      opts{policy: cache.Policy{TargetedHeaders: []string{"Edged-Cache-Control"}}},
+			o:      opts{policy: rfc.Policy{TargetedHeaders: []string{"Edged-Cache-Control"}}},
 			resp:   []string{"Edged-Cache-Control", "max-age=60", "CDN-Cache-Control", "max-age=5"},
 			absent: []string{"Edged-Cache-Control"}, kept: map[string]string{"CDN-Cache-Control": "max-age=5"}},
 	}

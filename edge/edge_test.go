@@ -3,6 +3,7 @@ package edge_test
 import (
 	"context"
 	"fmt"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -579,7 +580,7 @@ func TestOnlyIfCached(t *testing.T) {
 type versionHooks struct{ edge.DefaultHooks }
 
 func (versionHooks) CacheKey(s *edge.Session) string {
-	return cache.KeyFor(s.Req, s.Scheme) + "|v=" + s.Req.Header.Get("X-App-Version")
+	return rfc.KeyFor(s.Req, s.Scheme) + "|v=" + s.Req.Header.Get("X-App-Version")
 }
 
 func (versionHooks) ResponseFilter(s *edge.Session, status int, h http.Header) {

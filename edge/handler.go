@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"log/slog"
 	"net"
@@ -363,7 +364,7 @@ func (h *Handler) invalidate(s *Session, respHeader http.Header) {
 		if u.Host != "" && (!strings.EqualFold(u.Host, s.Req.Host) || !strings.EqualFold(u.Scheme, s.Scheme)) {
 			continue // RFC 9111 §4.4: only same-origin URIs (scheme and authority)
 		}
-		keys = append(keys, cache.NormalizeKey(s.Scheme, s.Req.Host, u.EscapedPath(), u.RawQuery))
+		keys = append(keys, rfc.NormalizeKey(s.Scheme, s.Req.Host, u.EscapedPath(), u.RawQuery))
 	}
 	for _, k := range keys {
 		h.cache.Invalidate(k)
@@ -390,7 +391,7 @@ func (h *Handler) outRequest(ctx context.Context, s *Session, method string) *ht
 	// The origin gets the path the cache key was built from (dot segments
 	// removed, unreserved characters decoded), never a different resource.
 	out.URL = &url.URL{Scheme: "http", Host: in.Host, Path: in.URL.Path, RawPath: in.URL.RawPath, RawQuery: in.URL.RawQuery}
-	if p := cache.NormalizePath(in.URL.EscapedPath()); p != in.URL.EscapedPath() {
+	if p := rfc.NormalizePath(in.URL.EscapedPath()); p != in.URL.EscapedPath() {
 		if dec, err := url.PathUnescape(p); err == nil {
 			out.URL.Path, out.URL.RawPath = dec, p
 		}

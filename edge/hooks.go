@@ -1,10 +1,9 @@
 package edge
 
 import (
+	"github.com/edged-proxy/edged/cache/rfc"
 	"net/http"
 	"time"
-
-	"github.com/edged-proxy/edged/cache"
 )
 
 // Session is the state of one request as it moves through the lifecycle
@@ -71,7 +70,7 @@ type Hooks interface {
 }
 
 // DefaultHooks gives the standard CDN behaviour: no request filtering, the
-// normalized URL as cache key (cache.KeyFor), the cache key as ring key, and
+// normalized URL as cache key (rfc.KeyFor), the cache key as ring key, and
 // no upstream-request, response or logging changes.
 type DefaultHooks struct{}
 
@@ -80,8 +79,8 @@ var _ Hooks = DefaultHooks{}
 // RequestFilter lets every request through.
 func (DefaultHooks) RequestFilter(*Session, http.ResponseWriter) bool { return false }
 
-// CacheKey returns cache.KeyFor(s.Req, s.Scheme).
-func (DefaultHooks) CacheKey(s *Session) string { return cache.KeyFor(s.Req, s.Scheme) }
+// CacheKey returns rfc.KeyFor(s.Req, s.Scheme).
+func (DefaultHooks) CacheKey(s *Session) string { return rfc.KeyFor(s.Req, s.Scheme) }
 
 // UpstreamSelect returns s.Key, so each object sticks to one shard.
 func (DefaultHooks) UpstreamSelect(s *Session) string { return s.Key }

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"errors"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"net/http"
 	"os"
@@ -206,7 +207,7 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 		hd[k] = vv // shared, not copied: Header.Clone clipped these slices, so appends reallocate
 	}
 	var buf [128]byte
-	b := cache.AppendAgeValue(buf[:0], res.Age)
+	b := rfc.AppendAgeValue(buf[:0], res.Age)
 	ageLen := len(b)
 	b = appendCacheStatus(b, res, w.statusKey())
 	both := string(b)

@@ -2,12 +2,11 @@ package edge
 
 import (
 	"fmt"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"net/http"
 	"slices"
 	"sort"
 	"strings"
-
-	"github.com/edged-proxy/edged/cache"
 )
 
 // Site is one set of host names served from one origin group with one cache
@@ -27,7 +26,7 @@ type Site struct {
 	// CacheDisabled makes every request bypass the cache.
 	CacheDisabled bool
 	// Policy holds the site's freshness defaults.
-	Policy cache.Policy
+	Policy rfc.Policy
 	// UnkeyedHeaders are request fields removed before the origin: they can
 	// change what an origin answers without being part of the cache key,
 	// which is how caches get poisoned. Nil means DefaultUnkeyedHeaders; an

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"log/slog"
 	"net"
@@ -474,7 +475,7 @@ func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger) ([
 			OriginHost:    s.OriginHost,
 			Transport:     pool,
 			CacheDisabled: !s.Cache.Enabled,
-			Policy: cache.Policy{
+			Policy: rfc.Policy{
 				DefaultTTL:           s.Cache.DefaultTTL.Std(),
 				HeuristicFraction:    s.Cache.HeuristicFraction,
 				HeuristicMax:         s.Cache.HeuristicMax.Std(),

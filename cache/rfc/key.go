@@ -1,4 +1,4 @@
-package cache
+package rfc
 
 import (
 	"net/http"
@@ -25,8 +25,10 @@ import (
 //     distinct;
 //   - the fragment is never part of the key.
 //
-// The key is only used to find stored responses: the origin always receives
-// the client's request-target unchanged.
+// The key only finds stored responses. The origin receives the request's
+// path normalized as here (NormalizePath: so that two requests sharing a
+// key cannot reach different origin resources) and its query exactly as
+// the client sent it, unsorted.
 func KeyFor(r *http.Request, scheme string) string {
 	host := r.Host
 	if host == "" {
@@ -63,6 +65,15 @@ func NormalizeKey(scheme, host, path, rawQuery string) string {
 		b.WriteString(q)
 	}
 	return b.String()
+}
+
+// KeyPrefix returns the key prefix that every primary key for scheme, host
+// and a path starting with pathPrefix begins with: the purge-by-prefix and
+// purge-by-host form (pathPrefix "" is the whole host). pathPrefix is given
+// without its leading slash and is percent-normalized as keys are.
+func KeyPrefix(scheme, host, pathPrefix string) string {
+	scheme = strings.ToLower(scheme)
+	return scheme + "://" + normalizeHost(scheme, host) + "/" + normalizePercent(pathPrefix)
 }
 
 func normalizeHost(scheme, host string) string {

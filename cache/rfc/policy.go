@@ -1,4 +1,4 @@
-package cache
+package rfc
 
 // This file decides whether an origin response may be stored by edged, a
 // shared cache (RFC 9111 §3), and for how long it is fresh (§4.2.1, §4.2.2).

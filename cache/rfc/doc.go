@@ -1,0 +1,8 @@
+// Package rfc is the stateless HTTP caching logic of edged: RFC 9111
+// storability and freshness (Policy, Decision), request directives
+// (RequestDirectives), age calculation (Timing) and the normalized primary
+// cache key (KeyFor, NormalizeKey, KeyPrefix).
+//
+// Values in, decisions out: it holds no state, starts no goroutines and
+// imports nothing of edged's; the cache package applies its decisions.
+package rfc

@@ -1,27 +1,51 @@
 package cache
 
 import (
+	"bytes"
 	"errors"
 	"io"
+	"net/http"
 	"sync"
 
 	"github.com/edged-proxy/edged/storage"
 )
 
-// Body is a response body served from outside memory: a disk object, or a
-// fill still being written (read-while-write). The edge reads ranges of it
+// Body is a response body, whatever holds it: memory, a disk object, a
+// fill still being written (read-while-write) or an origin response passed
+// through unstored. Every Result carries one; the edge reads ranges of it
 // with NewReader and closes it when the response is done.
 type Body interface {
-	// Size is the body length, or -1 while a streaming fill of unknown
-	// length is still running.
+	// Size is the body length, or -1 while it is not known (a streaming
+	// fill or a live response of unknown length).
 	Size() int64
 	// NewReader reads n bytes from off (n < 0: to the end). Readers of a
 	// streaming fill block until the bytes arrive; a failed fill or a
 	// failed checksum ends the reader with an error, never with wrong bytes.
+	// A live body can be read once, from offset 0.
 	NewReader(off, n int64) io.Reader
 	// Close releases the body; it must be called once.
 	Close() error
 }
+
+// memBody is a body held in memory: a stored entry's, shared by every
+// reader. A *memBody points into the entry, so handing one out allocates
+// nothing.
+type memBody []byte
+
+func (b *memBody) Size() int64 { return int64(len(*b)) }
+
+func (b *memBody) NewReader(off, n int64) io.Reader {
+	if n < 0 {
+		n = int64(len(*b)) - off
+	}
+	return bytes.NewReader((*b)[off : off+n])
+}
+
+func (b *memBody) Close() error { return nil }
+
+// Bytes returns the body itself, so a writer can send it without a copy.
+// The caller must not modify it.
+func (b *memBody) Bytes() []byte { return *b }
 
 // ErrFillFailed ends readers of a streaming fill that did not complete.
 var ErrFillFailed = errors.New("cache: origin fill failed")
@@ -55,7 +79,8 @@ func (b *diskBody) NewReader(off, n int64) io.Reader {
 func (b *diskBody) Close() error { return b.obj.Close() }
 
 // stream is a fill in progress whose body is written to a disk-tier Writer
-// while any number of readers read what has arrived so far.
+// while any number of readers read what has arrived so far. Its flight
+// counts the readers and closes the writer after the last one.
 type stream struct {
 	entry *Entry // metadata (no Body)
 	w     *storage.Writer
@@ -66,7 +91,6 @@ type stream struct {
 	written int64
 	done    bool  // the fill ended (err tells how)
 	err     error // non-nil: the fill failed
-	refs    int   // open readers' bodies + the filler
 
 	// When the disk refuses a write (full, read-only, over budget), the
 	// rest of the body is kept in memory so that the clients already
@@ -79,6 +103,12 @@ type stream struct {
 // maxStreamTail bounds the memory a stream may fall back to when the disk
 // fails under it; a larger body fails the readers instead.
 const maxStreamTail = 64 << 20
+
+func newStream(e *Entry, w *storage.Writer, size int64) *stream {
+	s := &stream{entry: e, w: w, size: size}
+	s.cond.L = &s.mu
+	return s
+}
 
 // appendTail keeps p in memory after a disk failure; false when the body
 // outgrows maxStreamTail.
@@ -104,25 +134,6 @@ func (s *stream) degraded() bool {
 	return s.diskFailed
 }
 
-func newStream(e *Entry, w *storage.Writer, size int64) *stream {
-	s := &stream{entry: e, w: w, size: size, refs: 1}
-	s.cond.L = &s.mu
-	return s
-}
-
-// open returns a Body over the stream for one request, or false when the
-// stream has ended and released its writer (the object is then on disk, or
-// the fill failed).
-func (s *stream) open() (Body, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.refs == 0 || (s.done && s.err != nil) {
-		return nil, false
-	}
-	s.refs++
-	return &streamBody{s: s}, true
-}
-
 // failed reports whether the fill ended in error.
 func (s *stream) failed() bool {
 	s.mu.Lock()
@@ -138,7 +149,7 @@ func (s *stream) progress(n int) {
 	s.cond.Broadcast()
 }
 
-// finish ends the fill (err nil: complete) and drops the filler's reference.
+// finish ends the fill (err nil: complete).
 func (s *stream) finish(err error) {
 	s.mu.Lock()
 	s.done = true
@@ -148,21 +159,12 @@ func (s *stream) finish(err error) {
 	}
 	s.mu.Unlock()
 	s.cond.Broadcast()
-	s.release()
 }
 
-func (s *stream) release() {
-	s.mu.Lock()
-	s.refs--
-	last := s.refs == 0
-	s.mu.Unlock()
-	if last {
-		s.w.Close()
-	}
-}
-
+// streamBody is one reader's view of a stream.
 type streamBody struct {
 	s      *stream
+	f      *flight
 	closed bool
 }
 
@@ -183,7 +185,7 @@ func (b *streamBody) NewReader(off, n int64) io.Reader {
 func (b *streamBody) Close() error {
 	if !b.closed {
 		b.closed = true
-		b.s.release()
+		b.f.release()
 	}
 	return nil
 }
@@ -242,6 +244,65 @@ func (r *streamReader) Read(p []byte) (int, error) {
 		rerr = nil
 	}
 	return n, rerr
+}
+
+// objBody is one reader's view of a disk object a flight shares: its
+// readers verify block by block and read with pread, each at its own
+// offset.
+type objBody struct {
+	obj    *storage.Object
+	f      *flight
+	closed bool
+}
+
+func (b *objBody) Size() int64                      { return b.obj.Size() }
+func (b *objBody) NewReader(off, n int64) io.Reader { return b.obj.NewReader(off, n) }
+
+func (b *objBody) Close() error {
+	if !b.closed {
+		b.closed = true
+		b.f.release()
+	}
+	return nil
+}
+
+// liveBody is an origin response body passed through unstored: read once,
+// from the start.
+type liveBody struct {
+	rc     io.ReadCloser
+	size   int64
+	f      *flight // nil outside a flight (a pass-through response)
+	read   bool
+	closed bool
+}
+
+// LiveBody returns the Body of an origin response streamed through without
+// being stored; closing it closes resp.Body.
+func LiveBody(resp *http.Response) Body { return &liveBody{rc: resp.Body, size: resp.ContentLength} }
+
+func (b *liveBody) Size() int64 { return b.size }
+
+func (b *liveBody) NewReader(off, n int64) io.Reader {
+	if b.read || off != 0 {
+		return errReader{errors.New("cache: a live body is read once, from the start")}
+	}
+	b.read = true
+	if n >= 0 {
+		return io.LimitReader(b.rc, n)
+	}
+	return b.rc
+}
+
+func (b *liveBody) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	err := b.rc.Close()
+	if b.f != nil {
+		b.f.release()
+	}
+	return err
 }
 
 type errReader struct{ err error }

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/edged-proxy/edged/storage"
 )
@@ -72,8 +71,7 @@ type Cache struct {
 	mem     *memoryTier
 	disk    atomic.Pointer[storage.Store] // nil: memory only; set once (New or AttachDisk)
 	reg     prometheus.Registerer
-	flights singleflight.Group
-	streams sync.Map // key → *stream: fills being written to disk
+	flights flightTable
 	inval   invalidations
 	gate    sync.RWMutex // orders stores against invalidations: see unlessInvalidated
 	// beforePromote, when set (tests only), runs between a disk-tier read
@@ -179,22 +177,61 @@ func (c *Cache) Close() {
 	c.mem.close()
 }
 
-// OutBuilder builds the request a miss sends to the origin (Request.Out).
-// It is an interface rather than a func field so that a caller can pass
-// per-request state it has already allocated, without a closure per hit.
+// Origin sends a request to the origin servers. It is the seam between the
+// cache (and the edge's pass-through) and the load balancer: *lb.Pool
+// implements it.
+type Origin interface {
+	// Send sends out, choosing the origin server by routeKey (empty: the
+	// origin derives one from out), and returns the response with the name
+	// of the server that answered, or on error the last one tried (empty
+	// when the origin does not name servers).
+	Send(out *http.Request, routeKey string) (resp *http.Response, upstream string, err error)
+}
+
+// TransportOrigin adapts an http.RoundTripper to Origin; it names no
+// upstream servers.
+func TransportOrigin(rt http.RoundTripper) Origin { return transportOrigin{rt} }
+
+type transportOrigin struct{ rt http.RoundTripper }
+
+func (o transportOrigin) Send(out *http.Request, _ string) (*http.Response, string, error) {
+	resp, err := o.rt.RoundTrip(out)
+	return resp, "", err
+}
+
+// Fetch is what the cache asks of the origin request for one fill: the
+// fields that make it differ from the client's request.
+type Fetch struct {
+	// ETag and LastModified, when set, are the validators of a stored
+	// response being revalidated (RFC 9111 §4.3.1): they become
+	// If-None-Match and If-Modified-Since.
+	ETag, LastModified string
+	// PassConditionals forwards the client's Range field (a range the cache
+	// forwards instead of filling); otherwise a fill asks for the whole
+	// representation, without the client's Range or conditional fields.
+	PassConditionals bool
+}
+
+// OutBuilder builds the request a miss sends to the origin (Request.Out):
+// the one place the client's request becomes the origin's. It is an
+// interface rather than a func field so that a caller can pass per-request
+// state it has already allocated, without a closure per hit.
 type OutBuilder interface {
-	NewOut(ctx context.Context) (*http.Request, error)
+	NewOut(ctx context.Context, f Fetch) (*http.Request, error)
 }
 
 // OutBuilderFunc adapts a function to OutBuilder.
-type OutBuilderFunc func(ctx context.Context) (*http.Request, error)
+type OutBuilderFunc func(ctx context.Context, f Fetch) (*http.Request, error)
 
-// NewOut calls f(ctx).
-func (f OutBuilderFunc) NewOut(ctx context.Context) (*http.Request, error) { return f(ctx) }
+// NewOut calls fn(ctx, f).
+func (fn OutBuilderFunc) NewOut(ctx context.Context, f Fetch) (*http.Request, error) {
+	return fn(ctx, f)
+}
 
 // Request is one cacheable client request.
 type Request struct {
-	// Key is the primary cache key (KeyFor, or a lifecycle hook's choice).
+	// Key is the primary cache key (rfc.KeyFor, or a lifecycle hook's
+	// choice).
 	Key string
 	// In is the client's request: its headers select Vary variants and carry
 	// the request Cache-Control directives and Authorization.
@@ -202,11 +239,11 @@ type Request struct {
 	// Out builds the GET request to send to the origin. It is called only
 	// on a miss, at most once per fill, possibly on another goroutine, with
 	// the fill's context: detached from the client's cancellation but
-	// keeping its values. The cache owns the request it returns and removes
-	// its conditional and Range fields. An error fails the fill.
+	// keeping its values. An error fails the fill.
 	Out OutBuilder
-	// Transport reaches the origin.
-	Transport http.RoundTripper
+	// Origin reaches the origin servers, and RouteKey chooses among them.
+	Origin   Origin
+	RouteKey string
 	// Policy holds the site's freshness knobs.
 	Policy rfc.Policy
 	// RangeStart is the first byte the client's Range asks for, or -1
@@ -214,36 +251,69 @@ type Request struct {
 	RangeStart int64
 }
 
-// Result is how a request was answered: either Entry (with its body in
-// Entry.Body, or in Body) or Response is set.
+// Fwd is why the origin was contacted for a response (RFC 9211 fwd).
+type Fwd uint8
+
+// The fwd reasons of Result.
+const (
+	FwdNone     Fwd = iota // a hit: the origin was not contacted
+	FwdURIMiss             // nothing stored for the URI
+	FwdVaryMiss            // stored, but not for this request's Vary values
+	FwdStale               // stored and stale
+	FwdRequest             // stored and fresh, but the request asked for a fresh answer
+)
+
+var fwdNames = [...]string{"", "uri-miss", "vary-miss", "stale", "request"}
+
+// String is the RFC 9211 token.
+func (f Fwd) String() string { return fwdNames[f] }
+
+// Detail is extra Cache-Status detail about a stored response served.
+type Detail uint8
+
+// The details of Result.
+const (
+	DetailNone                 Detail = iota
+	DetailStaleWhileRevalidate        // served stale while a background revalidation runs
+	DetailStaleIfError                // served stale because the origin failed
+)
+
+var detailNames = [...]string{"", "stale-while-revalidate", "stale-if-error"}
+
+// String is the Cache-Status detail token.
+func (d Detail) String() string { return detailNames[d] }
+
+// Result is how a request was answered.
 type Result struct {
-	// Entry is the stored (or just filled and shared) response to serve.
-	// Its Body is nil when the body comes from Body.
+	// Entry is the stored (or just filled and shared) response served: its
+	// status and header. Nil when Response is set.
 	Entry *Entry
-	// Body is the entry's body when it is not in memory: a disk object or
-	// a fill being streamed. The caller must Close it.
-	Body Body
-	// Response is an origin response streamed through without being stored;
-	// the caller must close its Body.
+	// Response is the head of an origin response passed through without
+	// being stored (Response.Body is nil: the body is Body).
 	Response *http.Response
+	// Body is the body, whatever holds it. It is set whenever Get returns
+	// no error, and the caller must Close it.
+	Body Body
 	// Hit reports that no origin was contacted.
 	Hit bool
-	// Fwd is the RFC 9211 fwd reason when the origin was contacted:
-	// "uri-miss", "vary-miss", "stale" or "request".
-	Fwd string
+	// Fwd is the RFC 9211 fwd reason when the origin was contacted.
+	Fwd Fwd
 	// Stored reports that this request's fill stored the response.
 	Stored bool
-	// Collapsed reports that the request waited on another request's fill.
+	// Collapsed reports that the request joined another request's fill.
 	Collapsed bool
-	// NotStored is why the response was not stored: a Decision.Reason or
-	// "too-large".
+	// NotStored is why the response was not stored: an rfc.Decision
+	// Reason, "too-large" or "range".
 	NotStored string
 	// FwdStatus is the status code the origin sent, when it was contacted
 	// for this response (RFC 9211 fwd-status); 0 otherwise.
 	FwdStatus int
-	// Detail is extra Cache-Status detail: "stale-while-revalidate" or
-	// "stale-if-error" when a stale entry was served.
-	Detail string
+	// Detail says when a stale entry was served.
+	Detail Detail
+	// Upstream names the origin server that answered this request's own
+	// fill (or was last tried, with an error); empty for hits and joined
+	// fills.
+	Upstream string
 	// Age and TTL describe Entry at the time of the lookup; TTL is
 	// negative for a stale entry.
 	Age, TTL time.Duration

@@ -184,9 +184,9 @@ func (c *Cache) writeMarker(e *Entry) error {
 
 // pump copies a streaming fill's origin body into the disk tier, waking its
 // readers as bytes arrive, and commits it when complete.
-func (c *Cache) pump(st *stream, body io.ReadCloser, start uint64, reqTime time.Time) {
+func (c *Cache) pump(f *flight, skey string, body io.ReadCloser, start uint64, reqTime time.Time) {
 	defer body.Close()
-	defer c.streams.CompareAndDelete(st.entry.Key, st)
+	st := f.stream
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -255,7 +255,12 @@ func (c *Cache) pump(st *stream, body io.ReadCloser, start uint64, reqTime time.
 		c.m.fills.WithLabelValues("stored").Inc()
 		c.m.fillTime.Observe(c.now().Sub(reqTime).Seconds())
 	}
+	// No later arrival joins a finished stream: it finds the object in the
+	// tier, or fetches again.
+	c.flights.remove(skey, f)
+	c.flights.remove(st.entry.Key, f)
 	st.finish(err)
+	f.release() // the pump's reference
 }
 
 var errInvalidated = errors.New("cache: invalidated while filling")

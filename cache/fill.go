@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
@@ -15,221 +16,286 @@ import (
 	"github.com/edged-proxy/edged/internal/httpx"
 )
 
-// fillResult is what a fill shares with its waiters.
-type fillResult struct {
-	entry     *Entry
-	stream    *stream // set when the body is being streamed through the disk tier
-	stored    bool
-	hit       bool   // the re-check inside the flight found a usable entry
-	fwdStatus int    // the origin's status code, when it answered
-	detail    string // "stale-if-error" when the stale entry is served
-}
-
-// handoff passes an unshareable live origin response from the fill to the
-// request that led it. If that request has gone away, the body is closed.
-type handoff struct {
-	mu     sync.Mutex
-	gone   bool
-	resp   *http.Response
-	status int
-}
-
-func (h *handoff) give(resp *http.Response) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.gone {
-		resp.Body.Close()
-		return
-	}
-	h.resp, h.status = resp, resp.StatusCode
-}
-
-func (h *handoff) abandon() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.gone = true
-	if h.resp != nil {
-		h.resp.Body.Close()
-		h.resp = nil
-	}
-}
-
-func (h *handoff) take() *http.Response {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	resp := h.resp
-	h.resp = nil
-	return resp
-}
-
-// conditionalFields are removed from fill requests: a fill needs the whole
-// representation, not the client's 304 or 206.
-var conditionalFields = [...]string{
-	"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range", "Range",
-}
-
-// lead performs one origin fetch for r: a conditional one when stale is set
-// (RFC 9111 §4.3.1). A shareable response is stored (when it fits) and
-// returned; an unshareable one is handed to the leading request through h
-// and reported as *errNotShared. When the origin fails and stale may still
-// be used (RFC 5861 §4), stale is the result.
-func (c *Cache) lead(ctx context.Context, r *Request, fwd string, stale *Entry, h *handoff) (fr *fillResult, err error) {
+// lead runs flight f: one origin fetch for r, under key skey, detached
+// from the leader's cancellation and bounded by FillTimeout. When stale is
+// set it revalidates it (RFC 9111 §4.3.1). It publishes the head and body
+// to every reader of f and stores what may be stored.
+func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, stale *Entry) {
 	defer func() {
-		if p := recover(); p != nil {
-			fr, err = nil, fmt.Errorf("cache: fill of %s panicked: %v", r.Key, p)
+		if p := recover(); p != nil && !f.published() {
+			f.publish(nil, fillOutcome{err: fmt.Errorf("cache: fill of %s panicked: %v", r.Key, p)})
 		}
 	}()
 	if stale == nil {
 		// A fill that ended just before this flight began may have stored it.
-		if _, st, found, _ := c.find(r); found {
-			e := st.e
-			st.close()
-			if age := e.Age(c.now()); rfc.ParseRequestDirectives(r.In.Header).Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache) {
-				return &fillResult{entry: e, hit: true}, nil
-			}
+		if st, ok := c.recheck(r); ok {
+			c.publishStored(f, &st, fillOutcome{hit: true})
+			return
 		}
 	}
-
 	start := c.inval.begin()
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.fillTimeout)
-	out, err := r.Out.NewOut(fctx)
-	if err != nil {
-		cancel()
-		c.m.fills.WithLabelValues("error").Inc()
-		return nil, fmt.Errorf("cache: building the origin request for %s: %w", r.Key, err)
-	}
-	for _, f := range conditionalFields {
-		out.Header.Del(f)
-	}
-	if stale != nil {
-		if etag := stale.Header.Get("Etag"); etag != "" {
-			out.Header.Set("If-None-Match", etag)
-		}
-		if lm := stale.Header.Get("Last-Modified"); lm != "" {
-			out.Header.Set("If-Modified-Since", lm)
-		}
-	}
 	reqTime := c.now()
-	resp, err := r.Transport.RoundTrip(out)
+	resp, upstream, err := c.send(fctx, r, stale)
 	respTime := c.now()
 	if err != nil {
 		cancel()
 		c.m.fills.WithLabelValues("error").Inc()
-		if stale != nil {
-			if fr := c.staleOnError(stale, 0); fr != nil {
-				return fr, nil
-			}
-			if stale.MustRevalidate {
-				return nil, fmt.Errorf("%w: %s: %v", ErrStaleForbidden, r.Key, err)
-			}
-		}
-		return nil, fmt.Errorf("cache: fetching %s: %w", r.Key, err)
+		c.publishError(f, r, stale, err, upstream)
+		return
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
-	if stale != nil {
-		switch {
-		case resp.StatusCode >= 500:
-			if fr := c.staleOnError(stale, resp.StatusCode); fr != nil {
-				resp.Body.Close()
-				return fr, nil
-			}
-		case resp.StatusCode == http.StatusNotModified:
-			resp.Body.Close()
-			return c.refresh(r, stale, resp, reqTime, respTime, start), nil
-		}
+	out := fillOutcome{fwdStatus: resp.StatusCode, upstream: upstream}
+	if stale != nil && c.revalidated(f, r, stale, resp, out, reqTime, respTime, start) {
+		return
 	}
-
 	d := r.Policy.Evaluate(r.In, resp)
 	if d.Storable && (resp.StatusCode == http.StatusPartialContent || resp.StatusCode == http.StatusNotModified) {
 		d.Storable, d.Reason = false, "status"
 	}
 	if !d.Storable {
 		c.m.fills.WithLabelValues("not_storable").Inc()
-		h.give(resp)
-		return nil, &errNotShared{reason: d.Reason}
+		c.publishLive(f, resp, out, d.Reason)
+		return
 	}
 	key := r.Key
 	if names, _ := parseVary(resp.Header); len(names) > 0 {
 		key = variantKey(c.marker(r.Key, names), r.In.Header)
 	}
-	limit := c.mem.maxObject
-	timing := rfc.NewTiming(reqTime, respTime, resp.Header)
-	if c.diskTier() != nil && (resp.ContentLength < 0 || resp.ContentLength > limit) {
-		// Large or of unknown length: write it to disk while every waiter
-		// reads it (read-while-write).
-		w, err := c.diskTier().Create(key)
-		if err == nil {
-			e := newEntry(r, key, resp, nil, d, timing, resp.ContentLength)
-			e.Tags = parseTags(resp.Header, c.tagHeaders)
-			st := newStream(e, w, resp.ContentLength)
-			c.streams.Store(key, st)
-			go c.pump(st, resp.Body, start, reqTime)
-			return &fillResult{entry: e, stream: st, stored: true, fwdStatus: resp.StatusCode}, nil
+	e := newEntry(r, key, resp, nil, d, rfc.NewTiming(reqTime, respTime, resp.Header), resp.ContentLength)
+	e.Tags = parseTags(resp.Header, c.tagHeaders)
+	if resp.ContentLength < 0 || resp.ContentLength > c.mem.maxObject {
+		// Large or of unknown length: write it to disk while every reader
+		// reads it (read-while-write), when there is a disk tier.
+		if c.startStream(f, skey, e, resp, out, start, reqTime) {
+			return
 		}
-		c.m.diskWrites.WithLabelValues("error").Inc()
-		c.warnDisk("disk tier cannot take a fill; streaming it unstored", "key", key, "err", err)
+		if resp.ContentLength > c.mem.maxObject {
+			c.m.fills.WithLabelValues("too_large").Inc()
+			c.publishLive(f, resp, out, "too-large")
+			return
+		}
 	}
-	if resp.ContentLength > limit {
+	body, err := readBody(resp, c.mem.maxObject)
+	switch {
+	case errors.Is(err, errTooLarge):
 		c.m.fills.WithLabelValues("too_large").Inc()
-		h.give(resp)
-		return nil, &errNotShared{reason: "too-large"}
+		c.publishLive(f, resp, out, "too-large") // resp.Body now starts over
+		return
+	case err != nil:
+		c.m.fills.WithLabelValues("error").Inc()
+		f.publish(nil, fillOutcome{err: fmt.Errorf("cache: reading %s from origin: %w", r.Key, err), upstream: upstream})
+		return
 	}
+	c.m.fillTime.Observe(c.now().Sub(reqTime).Seconds())
+	e.Body = body
+	e.Header.Set("Content-Length", itoa(int64(len(body))))
+	out.stored = c.storeFilled(e, start)
+	f.publish(e, out)
+}
+
+// send builds the origin request of a fill (a conditional one when stale
+// is set) and sends it.
+func (c *Cache) send(ctx context.Context, r *Request, stale *Entry) (*http.Response, string, error) {
+	var fetch Fetch
+	if stale != nil {
+		fetch.ETag, fetch.LastModified = stale.Header.Get("Etag"), stale.Header.Get("Last-Modified")
+	}
+	out, err := r.Out.NewOut(ctx, fetch)
+	if err != nil {
+		return nil, "", fmt.Errorf("cache: building the origin request for %s: %w", r.Key, err)
+	}
+	resp, upstream, err := r.Origin.Send(out, r.RouteKey)
+	if err != nil {
+		return nil, upstream, fmt.Errorf("cache: fetching %s: %w", r.Key, err)
+	}
+	return resp, upstream, nil
+}
+
+// recheck looks r up again inside its flight: a fill that ended just
+// before the flight began may have stored a usable response.
+func (c *Cache) recheck(r *Request) (stored, bool) {
+	_, st, found, _ := c.find(r)
+	if !found {
+		return stored{}, false
+	}
+	if age := st.e.Age(c.now()); !rfc.ParseRequestDirectives(r.In.Header).Allows(st.e.Lifetime, age, st.e.MustRevalidate, st.e.NoCache) {
+		st.close()
+		return stored{}, false
+	}
+	return st, true
+}
+
+// publishStored publishes a stored entry as f's answer: its body from
+// memory, read into memory when small, or the disk object itself, shared
+// by the flight's readers. A disk object that fails verification fails the
+// flight.
+func (c *Cache) publishStored(f *flight, st *stored, out fillOutcome) {
+	e := *st.e // the flight's own copy: readIntoMemory sets Body
+	obj := st.obj
+	st.obj = nil
+	switch {
+	case obj == nil:
+	case obj.Size() <= c.mem.maxObject:
+		if !c.readIntoMemory(&e, obj) {
+			out.err = fmt.Errorf("%w: %s failed verification", ErrFillFailed, e.Key)
+		}
+	default:
+		f.obj = obj
+	}
+	if out.err != nil {
+		f.publish(nil, out)
+		return
+	}
+	f.publish(&e, out)
+}
+
+// publishError publishes an origin failure: the stale entry when its
+// stale-if-error window covers it (RFC 5861 §4), otherwise the error.
+func (c *Cache) publishError(f *flight, r *Request, stale *Entry, err error, upstream string) {
+	if stale != nil {
+		if c.staleOnError(stale) {
+			c.publishStale(f, r, stale, fillOutcome{detail: DetailStaleIfError, upstream: upstream})
+			return
+		}
+		if stale.MustRevalidate {
+			err = fmt.Errorf("%w: %s: %v", ErrStaleForbidden, r.Key, err)
+		}
+	}
+	f.publish(nil, fillOutcome{err: err, upstream: upstream})
+}
+
+// publishStale publishes the stale entry itself as f's answer, its body
+// reopened from the tier that holds it.
+func (c *Cache) publishStale(f *flight, r *Request, stale *Entry, out fillOutcome) {
+	if stale.Body != nil {
+		f.publish(stale, out)
+		return
+	}
+	st, ok := c.load(stale.Key, r.Key)
+	if !ok || st.obj == nil {
+		st.close()
+		f.publish(nil, fillOutcome{err: fmt.Errorf("%w: %s left the disk tier", ErrFillFailed, stale.Key), upstream: out.upstream})
+		return
+	}
+	st.e = stale
+	c.publishStored(f, &st, out)
+}
+
+// revalidated handles the origin's answer to a revalidation when it is
+// not a new response: a server error within the stale-if-error window
+// serves stale, and 304 refreshes the stored entry (RFC 9111 §4.3.4). It
+// reports whether it published f.
+func (c *Cache) revalidated(f *flight, r *Request, stale *Entry, resp *http.Response, out fillOutcome, reqTime, respTime time.Time, start uint64) bool {
+	switch {
+	case resp.StatusCode >= 500 && c.staleOnError(stale):
+		resp.Body.Close()
+		out.detail = DetailStaleIfError
+		c.publishStale(f, r, stale, out)
+		return true
+	case resp.StatusCode == http.StatusNotModified:
+		resp.Body.Close()
+		e, stored := c.refresh(r, stale, resp, reqTime, respTime, start)
+		out.stored = stored
+		c.publishStale(f, r, e, out)
+		return true
+	}
+	return false
+}
+
+// publishLive hands an origin response that is not stored to the leader
+// alone: the flight is not shared, and every waiter fetches on its own.
+func (c *Cache) publishLive(f *flight, resp *http.Response, out fillOutcome, reason string) {
+	f.live = resp.Body
+	resp.Body = nil
+	out.live, out.notStored = resp, reason
+	f.publish(nil, out)
+}
+
+// startStream starts writing e's body to the disk tier while the flight's
+// readers read it, and publishes f; false when there is no disk tier or it
+// cannot take the object.
+func (c *Cache) startStream(f *flight, skey string, e *Entry, resp *http.Response, out fillOutcome, start uint64, reqTime time.Time) bool {
+	d := c.diskTier()
+	if d == nil {
+		return false
+	}
+	w, err := d.Create(e.Key)
+	if err != nil {
+		c.m.diskWrites.WithLabelValues("error").Inc()
+		c.warnDisk("disk tier cannot take a fill; streaming it unstored", "key", e.Key, "err", err)
+		return false
+	}
+	f.stream = newStream(e, w, resp.ContentLength)
+	if e.Key != skey {
+		c.flights.add(e.Key, f)
+	}
+	out.stored = true
+	f.publish(e, out)
+	go c.pump(f, skey, resp.Body, start, reqTime)
+	return true
+}
+
+// errTooLarge means a body outgrew the memory tier's object limit.
+var errTooLarge = errors.New("cache: body larger than the memory tier's object limit")
+
+// readBody reads a whole fill body of at most limit bytes and closes it.
+// When the body is larger it returns errTooLarge and leaves resp.Body
+// readable from the start (what was read, then the rest).
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		resp.Body.Close()
-		c.m.fills.WithLabelValues("error").Inc()
-		return nil, fmt.Errorf("cache: reading %s from origin: %w", r.Key, err)
+		return nil, err
 	}
 	if int64(len(body)) > limit {
-		c.m.fills.WithLabelValues("too_large").Inc()
 		resp.Body = readCloser{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
-		h.give(resp)
-		return nil, &errNotShared{reason: "too-large"}
+		return nil, errTooLarge
 	}
 	resp.Body.Close()
 	if resp.ContentLength >= 0 && int64(len(body)) != resp.ContentLength {
-		c.m.fills.WithLabelValues("error").Inc()
-		return nil, fmt.Errorf("cache: %s: origin sent %d body bytes, Content-Length said %d", r.Key, len(body), resp.ContentLength)
+		return nil, fmt.Errorf("origin sent %d body bytes, Content-Length said %d", len(body), resp.ContentLength)
 	}
-	c.m.fillTime.Observe(c.now().Sub(reqTime).Seconds())
+	return body, nil
+}
 
-	e := newEntry(r, key, resp, body, d, timing, int64(len(body)))
-	e.Tags = parseTags(resp.Header, c.tagHeaders)
-	fr = &fillResult{entry: e, fwdStatus: resp.StatusCode}
-	if !c.unlessInvalidated(e, start, func() { fr.stored = c.mem.set(e) }) {
-		// Invalidated while in flight: answer the waiters, store nothing.
+// storeFilled stores an entry filled into memory in every tier, unless an
+// invalidation overtook its fill, and reports whether any tier took it.
+func (c *Cache) storeFilled(e *Entry, start uint64) bool {
+	stored := false
+	if !c.unlessInvalidated(e, start, func() { stored = c.mem.set(e) }) {
+		// Invalidated while in flight: answer the readers, store nothing.
 		c.m.fills.WithLabelValues("invalidated").Inc()
-		return fr, nil
+		return false
 	}
 	if c.diskTier() != nil {
 		c.writeBehind(e, start)
-		fr.stored = true
+		stored = true
 	}
-	if fr.stored {
+	if stored {
 		c.m.fills.WithLabelValues("stored").Inc()
 	} else {
 		c.m.fills.WithLabelValues("too_large").Inc()
 	}
-	return fr, nil
+	return stored
 }
 
-// staleOnError returns stale as the fill's result when its stale-if-error
-// window still covers it (RFC 5861 §4), else nil. status is the origin's
-// error status, or 0 when it could not be reached.
-func (c *Cache) staleOnError(stale *Entry, status int) *fillResult {
+// staleOnError reports whether stale may be served because the origin
+// failed: its stale-if-error window still covers it (RFC 5861 §4).
+func (c *Cache) staleOnError(stale *Entry) bool {
 	age := stale.Age(c.now())
 	if stale.MustRevalidate || stale.StaleIfError <= 0 || age-stale.Lifetime > stale.StaleIfError {
-		return nil
+		return false
 	}
 	c.m.revalidations.WithLabelValues("stale_if_error").Inc()
-	return &fillResult{entry: stale, fwdStatus: status, detail: "stale-if-error"}
+	return true
 }
 
 // refresh applies a 304 answer to a revalidation (RFC 9111 §4.3.4): the
 // stored header is updated with the 304's fields (§3.2: all but
 // Content-Length and the hop-by-hop ones), freshness is recomputed and the
 // entry is stored again, its body untouched.
-func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, respTime time.Time, start uint64) *fillResult {
+func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, respTime time.Time, start uint64) (*Entry, bool) {
 	c.m.revalidations.WithLabelValues("not_modified").Inc()
 	upd := resp.Header.Clone()
 	httpx.RemoveHopByHop(upd)
@@ -246,24 +312,24 @@ func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, 
 	e.Timing = rfc.NewTiming(reqTime, respTime, resp.Header)
 	e.Lifetime, e.Heuristic, e.NoCache, e.MustRevalidate = d.Lifetime, d.Heuristic, d.NoCache, d.MustRevalidate
 	e.StaleWhileRevalidate, e.StaleIfError = d.StaleWhileRevalidate, d.StaleIfError
-	fr := &fillResult{entry: &e, fwdStatus: http.StatusNotModified}
+	stored := false
 	c.unlessInvalidated(&e, start, func() {
 		if e.Body != nil {
 			c.mem.set(&e)
-			fr.stored = true
+			stored = true
 		}
 		if c.diskTier() != nil {
 			err := c.diskTier().UpdateMeta(e.Key, encodeEntry(&e), e.expires())
 			switch {
 			case err == nil:
-				fr.stored = true
+				stored = true
 			case e.Body != nil: // only in memory so far: the write-behind may not have landed
 			default:
 				c.warnDisk("disk tier: updating a revalidated entry failed", "key", e.Key, "err", err)
 			}
 		}
 	})
-	return fr
+	return &e, stored
 }
 
 // marker returns the Vary marker of primary for names, storing a new one

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/edged-proxy/edged/storage"
 )
 
@@ -33,14 +31,15 @@ func (st *stored) close() {
 	}
 }
 
-// Get answers r from the cache or the origin.
+// Get answers r from the cache or the origin. On success the Result's Body
+// is set and the caller must close it.
 //
 // A fresh stored response is a hit. A stale one is served at once within
 // its stale-while-revalidate window while one background revalidation runs;
 // otherwise it is revalidated with a conditional request, and served again
 // within its stale-if-error window if the origin fails. Misses for one
-// variant are coalesced: one origin fetch shared by every waiter, each of
-// which may stop waiting without cancelling it.
+// variant are coalesced into one flight: one origin fetch shared by every
+// waiter, each of which may stop waiting without cancelling it.
 func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 	dirs := rfc.ParseRequestDirectives(r.In.Header)
 	skey, st, found, fwd := c.find(r)
@@ -53,22 +52,25 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl}); ok {
 				return res, nil
 			}
-			found, fwd = false, "uri-miss" // it failed verification and is gone
+			found, fwd = false, FwdURIMiss // it failed verification and is gone
 		case c.mayRevalidateLater(e, age, dirs):
-			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl, Detail: "stale-while-revalidate"}); ok {
+			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl, Detail: DetailStaleWhileRevalidate}); ok {
 				c.revalidateAsync(ctx, r, skey, e)
 				return res, nil
 			}
-			found, fwd = false, "uri-miss"
+			found, fwd = false, FwdURIMiss
 		case ttl > 0 && !e.NoCache:
-			fwd = "request"
+			fwd = FwdRequest
 		default:
-			fwd = "stale"
+			fwd = FwdStale
 		}
 	}
 	if !found {
-		if res, ok := c.joinStream(r, skey); ok {
-			return res, nil
+		if f := c.flights.lookup(skey); f != nil {
+			// A fill of this variant is still writing its body: read along.
+			if res, err, ok := c.readAlong(f, r); ok {
+				return res, err
+			}
 		}
 	}
 	if dirs.OnlyIfCached {
@@ -78,11 +80,11 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 	var stale *Entry
 	if found {
 		stale = st.e
-		st.close() // reopened if the stale entry is served after all
+		st.close() // the flight reopens it if it is served after all
 	} else if c.rangeFwd > 0 && r.RangeStart > c.rangeFwd {
 		return c.forwardRange(ctx, r, fwd)
 	}
-	return c.fill(ctx, r, skey, fwd, stale)
+	return c.fill(ctx, r, skey, fwd, stale, true)
 }
 
 // mayRevalidateLater reports whether a stale entry may be served now while
@@ -96,23 +98,23 @@ func (c *Cache) mayRevalidateLater(e *Entry, age time.Duration, dirs rfc.Request
 
 // find resolves r to the key its variant is stored under and what is
 // stored there. When nothing is, fwd says why ("uri-miss", "vary-miss").
-func (c *Cache) find(r *Request) (skey string, st stored, found bool, fwd string) {
+func (c *Cache) find(r *Request) (skey string, st stored, found bool, fwd Fwd) {
 	top, ok := c.load(r.Key, r.Key)
 	if !ok {
-		return r.Key, stored{}, false, "uri-miss"
+		return r.Key, stored{}, false, FwdURIMiss
 	}
 	if !top.e.Marker {
 		if !top.e.matchesVary(r.In.Header) {
 			top.close()
-			return r.Key, stored{}, false, "vary-miss"
+			return r.Key, stored{}, false, FwdVaryMiss
 		}
-		return r.Key, top, true, ""
+		return r.Key, top, true, FwdNone
 	}
 	skey = variantKey(top.e, r.In.Header)
 	if v, ok := c.load(skey, r.Key); ok {
-		return skey, v, true, ""
+		return skey, v, true, FwdNone
 	}
-	return skey, stored{}, false, "vary-miss"
+	return skey, stored{}, false, FwdVaryMiss
 }
 
 // load looks key up in memory, then on disk. A primary key's Vary marker
@@ -192,195 +194,142 @@ func (c *Cache) serve(st *stored, res Result) (Result, bool) {
 	res.Entry = e
 	obj := st.obj
 	if obj == nil {
+		res.Body = (*memBody)(&e.Body)
 		return res, true
 	}
 	st.obj = nil
-	size := obj.Size()
-	switch {
-	case size <= c.mem.maxObject:
-		body, err := io.ReadAll(obj.NewReader(0, size))
-		obj.Close()
-		if err != nil {
-			c.log.Warn("disk object failed verification", "key", e.Key, "err", err)
+	if obj.Size() <= c.mem.maxObject {
+		if !c.readIntoMemory(e, obj) {
 			return Result{}, false
 		}
-		e.Body = body
-		if c.promote(e) {
-			c.m.promotions.Inc()
-		}
-	case size <= c.verifyLimit:
+		res.Body = (*memBody)(&e.Body)
+		return res, true
+	}
+	if obj.Size() <= c.verifyLimit {
 		if err := obj.Verify(); err != nil {
 			obj.Close()
 			c.log.Warn("disk object failed verification", "key", e.Key, "err", err)
 			return Result{}, false
 		}
 		res.Body = &diskBody{obj: obj, verified: true}
-	default:
-		res.Body = &diskBody{obj: obj}
+		return res, true
 	}
+	res.Body = &diskBody{obj: obj}
 	return res, true
 }
 
-// joinStream attaches r to a fill of its variant that is being streamed to
-// disk.
-func (c *Cache) joinStream(r *Request, skey string) (Result, bool) {
-	v, ok := c.streams.Load(skey)
-	if !ok {
-		return Result{}, false
+// readIntoMemory reads a small disk object into e.Body, verified, closes
+// it and promotes e to memory. It reports false when verification failed
+// (the store has dropped the object).
+func (c *Cache) readIntoMemory(e *Entry, obj *storage.Object) bool {
+	body, err := io.ReadAll(obj.NewReader(0, obj.Size()))
+	obj.Close()
+	if err != nil {
+		c.log.Warn("disk object failed verification", "key", e.Key, "err", err)
+		return false
 	}
-	st := v.(*stream)
-	if !st.entry.matchesVary(r.In.Header) {
-		return Result{}, false
+	e.Body = body
+	if c.promote(e) {
+		c.m.promotions.Inc()
 	}
-	body, ok := st.open()
-	if !ok {
-		return Result{}, false
+	return true
+}
+
+// readAlong attaches r to a published flight of its variant (one whose
+// body is still being written), taking over the caller's reference. ok is
+// false when the flight's response cannot be shared with r.
+func (c *Cache) readAlong(f *flight, r *Request) (res Result, err error, ok bool) {
+	if !f.shared || !f.head.matchesVary(r.In.Header) {
+		f.leave()
+		return Result{}, nil, false
+	}
+	body, err := f.body()
+	if err != nil {
+		return Result{}, err, true
 	}
 	c.m.coalesced.Inc()
 	c.m.streamReaders.Inc()
-	return Result{Entry: st.entry, Body: body, Fwd: "uri-miss", Collapsed: true, TTL: st.entry.Lifetime}, true
+	return Result{Entry: f.head, Body: body, Fwd: FwdURIMiss, Collapsed: true, TTL: f.head.Lifetime}, nil, true
 }
 
-// errNotShared means the fill's response may not be shared: the leader
-// streams it, every waiter fetches on its own.
-type errNotShared struct{ reason string }
-
-func (e *errNotShared) Error() string { return "cache: response not shareable: " + e.reason }
-
-// fill fetches r's variant from the origin (revalidating stale when set),
-// coalesced with every other request for skey.
-func (c *Cache) fill(ctx context.Context, r *Request, skey, fwd string, stale *Entry) (Result, error) {
-	var led bool
-	h := new(handoff)
-	ch := c.flights.DoChan(skey, func() (any, error) {
-		led = true
-		return c.lead(ctx, r, fwd, stale, h)
-	})
-	var res singleflight.Result
-	select {
-	case res = <-ch:
-	case <-ctx.Done():
-		h.abandon()
-		return Result{}, ctx.Err()
+// fill fetches r's variant from the origin (revalidating stale when set):
+// coalesced, it leads or joins the flight for skey; otherwise (a waiter
+// whose flight could not be shared with it) it runs a flight of its own.
+func (c *Cache) fill(ctx context.Context, r *Request, skey string, fwd Fwd, stale *Entry, coalesce bool) (Result, error) {
+	f, led := newFlight(), true
+	if coalesce {
+		f, led = c.flights.join(skey)
+	}
+	if led {
+		f.retain() // the fill's, dropped by publish (or by a stream's pump)
+		go c.lead(ctx, f, skey, r, stale)
+	}
+	if err := f.wait(ctx); err != nil {
+		f.leave()
+		return Result{}, err
 	}
 	if !led {
 		c.m.coalesced.Inc()
 	}
-	var ns *errNotShared
 	switch {
-	case errors.As(res.Err, &ns) && led:
-		return Result{Response: h.take(), Fwd: fwd, NotStored: ns.reason, FwdStatus: h.status}, nil
-	case errors.As(res.Err, &ns):
-		return c.direct(ctx, r, fwd, stale)
-	case res.Err != nil:
-		return Result{}, res.Err
+	case f.out.err != nil:
+		f.leave()
+		if !led {
+			return Result{}, f.out.err
+		}
+		return Result{Upstream: f.out.upstream}, f.out.err
+	case !led && (!f.shared || !f.head.matchesVary(r.In.Header)):
+		f.leave()
+		return c.fill(ctx, r, skey, fwd, stale, false)
 	}
-	fr := res.Val.(*fillResult)
-	if !led && !fr.entry.matchesVary(r.In.Header) {
-		return c.direct(ctx, r, fwd, stale)
-	}
-	return c.result(ctx, r, fr, fwd, led)
-}
-
-// direct fetches for one request without joining a flight: a waiter whose
-// leader's response could not be shared with it.
-func (c *Cache) direct(ctx context.Context, r *Request, fwd string, stale *Entry) (Result, error) {
-	h := new(handoff)
-	fr, err := c.lead(ctx, r, fwd, stale, h)
-	var ns *errNotShared
-	switch {
-	case errors.As(err, &ns):
-		return Result{Response: h.take(), Fwd: fwd, NotStored: ns.reason, FwdStatus: h.status}, nil
-	case err != nil:
+	body, err := f.body()
+	if err != nil {
 		return Result{}, err
 	}
-	return c.result(ctx, r, fr, fwd, true)
-}
-
-// result turns a fill's outcome into one request's Result.
-func (c *Cache) result(ctx context.Context, r *Request, fr *fillResult, fwd string, led bool) (Result, error) {
-	age := fr.entry.Age(c.now())
-	res := Result{
-		Hit:       fr.hit,
-		Fwd:       fwd,
-		Stored:    fr.stored && led,
-		Collapsed: !led,
-		FwdStatus: fr.fwdStatus,
-		Detail:    fr.detail,
-		Age:       age,
-		TTL:       fr.entry.Lifetime - age,
+	if !led && f.stream != nil {
+		c.m.streamReaders.Inc()
 	}
-	switch {
-	case fr.stream != nil:
-		body, ok := fr.stream.open()
-		if !ok {
-			if fr.stream.failed() {
-				return Result{}, ErrFillFailed
-			}
-			// The stream completed before this request attached: its
-			// object is on disk now (or already evicted: fetch again).
-			if st, ok := c.load(fr.entry.Key, r.Key); ok {
-				if out, ok := c.serve(&st, res); ok {
-					return out, nil
-				}
-			}
-			return c.direct(ctx, r, fwd, nil)
-		}
-		if !led {
-			c.m.streamReaders.Inc()
-		}
-		res.Entry, res.Body = fr.entry, body
-	case fr.entry.Body == nil:
-		// A disk-resident entry: found by the re-check, refreshed by a
-		// 304, or served stale after an origin error. Reopen its body.
-		st, ok := c.load(fr.entry.Key, r.Key)
-		if !ok || st.obj == nil {
-			st.close()
-			return Result{}, fmt.Errorf("%w: %s left the disk tier", ErrFillFailed, fr.entry.Key)
-		}
-		st.e = fr.entry
-		out, ok := c.serve(&st, res)
-		if !ok {
-			return Result{}, fmt.Errorf("%w: %s failed verification", ErrFillFailed, fr.entry.Key)
-		}
-		return out, nil
-	default:
-		res.Entry = fr.entry
+	res := Result{Body: body, Hit: f.out.hit, Fwd: fwd, Stored: f.out.stored && led, Collapsed: !led,
+		FwdStatus: f.out.fwdStatus, Detail: f.out.detail, NotStored: f.out.notStored}
+	if led {
+		res.Upstream = f.out.upstream
 	}
+	if f.out.live != nil {
+		res.Response = f.out.live
+		return res, nil
+	}
+	res.Entry, res.Age = f.head, f.head.Age(c.now())
+	res.TTL = f.head.Lifetime - res.Age
 	return res, nil
 }
 
 // revalidateAsync refreshes a stale entry in the background, once per
-// variant however many requests ask (RFC 5861 §3).
+// variant however many requests ask (RFC 5861 §3). Nobody reads the
+// answer: the flight's reference is dropped at once.
 func (c *Cache) revalidateAsync(ctx context.Context, r *Request, skey string, stale *Entry) {
-	h := new(handoff)
-	h.abandon() // nobody streams an unshareable answer: it is discarded
-	ch := c.flights.DoChan(skey, func() (any, error) {
+	f, led := c.flights.join(skey)
+	if led {
 		c.m.revalidations.WithLabelValues("background").Inc()
-		return c.lead(ctx, r, "stale", stale, h)
-	})
-	go func() {
-		if res := <-ch; res.Err != nil {
-			var ns *errNotShared
-			if !errors.As(res.Err, &ns) {
-				c.log.Info("background revalidation failed", "key", skey, "err", res.Err)
-			}
-		}
-	}()
+		f.retain() // the fill's
+		go c.lead(ctx, f, skey, r, stale)
+	}
+	f.leave()
 }
 
 // forwardRange sends a Range request that starts far into an object the
 // cache does not hold straight to the origin, Range and all, and streams
 // the answer back unstored.
-func (c *Cache) forwardRange(ctx context.Context, r *Request, fwd string) (Result, error) {
-	out, err := r.Out.NewOut(ctx)
+func (c *Cache) forwardRange(ctx context.Context, r *Request, fwd Fwd) (Result, error) {
+	out, err := r.Out.NewOut(ctx, Fetch{PassConditionals: true})
 	if err != nil {
 		return Result{}, fmt.Errorf("cache: building the origin request for %s: %w", r.Key, err)
 	}
-	resp, err := r.Transport.RoundTrip(out)
+	resp, upstream, err := r.Origin.Send(out, r.RouteKey)
 	if err != nil {
-		return Result{}, fmt.Errorf("cache: fetching a range of %s: %w", r.Key, err)
+		return Result{Upstream: upstream}, fmt.Errorf("cache: fetching a range of %s: %w", r.Key, err)
 	}
 	c.m.fills.WithLabelValues("range_forwarded").Inc()
-	return Result{Response: resp, Fwd: fwd, NotStored: "range", FwdStatus: resp.StatusCode}, nil
+	body := LiveBody(resp)
+	resp.Body = nil
+	return Result{Response: resp, Body: body, Fwd: fwd, NotStored: "range", FwdStatus: resp.StatusCode, Upstream: upstream}, nil
 }

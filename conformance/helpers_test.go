@@ -198,7 +198,7 @@ func newEnv(t *testing.T, o opts, h originFunc) *env {
 	}
 	t.Cleanup(ch.Close)
 	site := &edge.Site{
-		Name: "t", Hosts: []string{"*"}, Transport: pool, Policy: o.policy,
+		Name: "t", Hosts: []string{"*"}, Origin: pool, Policy: o.policy,
 		CacheDisabled: o.disabled, KeepTargetedHeaders: o.keepTargeted,
 	}
 	hd, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: ch, Now: c.Now, CacheStatusKey: o.statusKey})

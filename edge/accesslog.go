@@ -30,7 +30,7 @@ func accessLine(b []byte, s *Session, now time.Time, d time.Duration) []byte {
 	b = append(b, `,"bytes":`...)
 	b = strconv.AppendInt(b, s.Bytes, 10)
 	b = append(b, `,"cache":`...)
-	b = appendJSONString(b, s.CacheResult)
+	b = appendJSONString(b, string(s.CacheResult))
 	b = append(b, `,"site":`...)
 	b = appendJSONString(b, site)
 	b = append(b, `,"shard":`...)

@@ -107,7 +107,7 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 		tb.Fatal(err)
 	}
 	tb.Cleanup(c.Close)
-	site := &edge.Site{Name: "test", Hosts: []string{"*.example.com", "example.com"}, Transport: pool}
+	site := &edge.Site{Name: "test", Hosts: []string{"*.example.com", "example.com"}, Origin: pool}
 	if opts.site != nil {
 		opts.site(site)
 	}

@@ -22,7 +22,6 @@ import (
 
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/internal/httpx"
-	"github.com/edged-proxy/edged/internal/route"
 )
 
 // Config configures a Handler.
@@ -162,7 +161,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	rt := h.sites.Load()
 	if r.Method == "PURGE" {
-		s.Site, s.CacheResult = rt.match(r.Host), "purge"
+		s.Site, s.CacheResult = rt.match(r.Host), OutcomePurge
 		s.drop = rt.drops[s.Site]
 		if h.purge == nil {
 			rw.plainError(http.StatusMethodNotAllowed, "edged; fwd=bypass; detail=purge-disabled", "purging is not enabled on this listener")
@@ -174,13 +173,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Site = rt.match(r.Host)
 	s.drop = rt.drops[s.Site]
 	if s.Site == nil {
-		s.CacheResult = "reject"
+		s.CacheResult = OutcomeReject
 		rw.plainError(h.unknownHost, "edged; fwd=bypass; detail=unknown-host", fmt.Sprintf("no site is configured for host %q", r.Host))
 		return
 	}
 	if h.hooks.RequestFilter(s, rw) {
 		if s.CacheResult == "" {
-			s.CacheResult = "bypass"
+			s.CacheResult = OutcomeBypass
 		}
 		return
 	}
@@ -201,22 +200,13 @@ type requestState struct {
 	rw   responseWriter
 	creq cache.Request
 	h    *Handler
-	// rt is set by NewOut (on a miss, possibly on the fill's goroutine)
-	// and read only after Get returned this request's own fill.
-	rt *route.Route
 }
 
 var _ cache.OutBuilder = (*requestState)(nil)
 
 // NewOut builds the origin request of a miss (cache.OutBuilder).
-func (st *requestState) NewOut(ctx context.Context) (*http.Request, error) {
-	s, h := &st.s, st.h
-	st.rt = &route.Route{Key: s.RouteKey}
-	out := h.outRequest(route.With(ctx, st.rt), s, http.MethodGet)
-	if err := h.hooks.UpstreamRequestFilter(s, out); err != nil {
-		return nil, &hookError{err}
-	}
-	return out, nil
+func (st *requestState) NewOut(ctx context.Context, f cache.Fetch) (*http.Request, error) {
+	return st.h.originRequest(ctx, &st.s, http.MethodGet, &f, nil)
 }
 
 // SiteFor returns the name of the site serving host, or "".
@@ -238,11 +228,13 @@ func (h *Handler) serveCached(st *requestState) {
 		Key:        s.Key,
 		In:         s.Req,
 		Out:        st,
-		Transport:  s.Site.Transport,
+		Origin:     s.Site.Origin,
+		RouteKey:   s.RouteKey,
 		Policy:     s.Site.Policy,
 		RangeStart: rangeStart(s.Req),
 	}
 	res, err := h.cache.Get(s.Req.Context(), &st.creq)
+	s.Shard = res.Upstream
 	if err != nil {
 		cs := "edged; fwd=uri-miss"
 		if errors.Is(err, cache.ErrStaleForbidden) {
@@ -251,41 +243,34 @@ func (h *Handler) serveCached(st *requestState) {
 		h.fail(rw, s, err, cs)
 		return
 	}
-	if !res.Hit && !res.Collapsed && st.rt != nil {
-		s.Shard = st.rt.Shard
-	}
 	switch {
 	case res.Hit:
-		s.CacheResult = "hit"
+		s.CacheResult = OutcomeHit
 	case res.NotStored != "":
-		s.CacheResult = "pass"
-	case res.Fwd == "stale":
-		s.CacheResult = "stale"
+		s.CacheResult = OutcomePass
+	case res.Fwd == cache.FwdStale:
+		s.CacheResult = OutcomeStale
 	default:
-		s.CacheResult = "miss"
+		s.CacheResult = OutcomeMiss
 	}
 	if res.Entry != nil {
 		rw.writeEntry(&res)
 		return
 	}
-	rw.writeLive(res.Response, cacheStatus(&res, rw.statusKey()))
+	rw.writeLive(res.Response, res.Body, cacheStatus(&res, rw.statusKey()))
 }
 
-// forward sends the request around the cache to the site's origin pool
-// (as method; prepare, if set, adjusts the outgoing request before the
-// UpstreamRequestFilter hook) and records the shard that answered. A
+// forward sends the request around the cache to the site's origin (as
+// method; prepare, if set, adjusts the outgoing request before the
+// UpstreamRequestFilter hook) and records the server that answered. A
 // failing hook is reported as *hookError (500).
 func (h *Handler) forward(s *Session, method string, prepare func(*http.Request)) (*http.Response, error) {
-	rt := &route.Route{Key: s.RouteKey}
-	out := h.outRequest(route.With(s.Req.Context(), rt), s, method)
-	if prepare != nil {
-		prepare(out)
+	out, err := h.originRequest(s.Req.Context(), s, method, nil, prepare)
+	if err != nil {
+		return nil, err
 	}
-	if err := h.hooks.UpstreamRequestFilter(s, out); err != nil {
-		return nil, &hookError{err}
-	}
-	resp, err := s.Site.Transport.RoundTrip(out)
-	s.Shard = rt.Shard
+	resp, upstream, err := s.Site.Origin.Send(out, s.RouteKey)
+	s.Shard = upstream
 	return resp, err
 }
 
@@ -299,7 +284,7 @@ func (e *hookError) Unwrap() error { return e.err }
 // target URI when an unsafe method succeeds (RFC 9111 §4.4).
 func (h *Handler) servePass(rw *responseWriter, s *Session) {
 	r := s.Req
-	s.CacheResult = "bypass"
+	s.CacheResult = OutcomeBypass
 	if max := s.Site.MaxBodyBytes; max > 0 && r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength > max {
 			rw.plainError(http.StatusRequestEntityTooLarge, "edged; fwd=bypass; detail=body-too-large",
@@ -314,7 +299,7 @@ func (h *Handler) servePass(rw *responseWriter, s *Session) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			s.CacheResult, s.Err = "error", err
+			s.CacheResult, s.Err = OutcomeError, err
 			rw.plainError(http.StatusRequestEntityTooLarge, "edged; fwd=bypass; detail=body-too-large",
 				fmt.Sprintf("the request body exceeds this site's limit of %d bytes", mbe.Limit))
 			return
@@ -329,7 +314,7 @@ func (h *Handler) servePass(rw *responseWriter, s *Session) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		fwd = "edged; fwd=method; fwd-status="
 	}
-	rw.writeLive(resp, fwd+strconv.Itoa(resp.StatusCode))
+	rw.writeLive(resp, cache.LiveBody(resp), fwd+strconv.Itoa(resp.StatusCode))
 }
 
 func canonical(names []string) []string {
@@ -374,10 +359,21 @@ func (h *Handler) invalidate(s *Session, respHeader http.Header) {
 	}
 }
 
-// outRequest builds the request for the origin: hop-by-hop fields removed,
-// Via and X-Forwarded-For added, Host preserved unless the site overrides it.
-// Requests other than pass-through ones carry no body.
-func (h *Handler) outRequest(ctx context.Context, s *Session, method string) *http.Request {
+// conditionalFields are removed from fill requests: a fill needs the whole
+// representation, not the client's 304 or 206.
+var conditionalFields = [...]string{
+	"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range", "Range",
+}
+
+// originRequest is the one place a client request becomes an origin
+// request: hop-by-hop and unkeyed fields removed, Via, X-Forwarded-For and
+// X-Forwarded-Proto added, Host preserved unless the site overrides it, the
+// path normalized as the cache key was. A cache fill (fetch set) asks for
+// the whole representation, with the stored response's validators when it
+// revalidates; a pass-through (fetch nil) keeps the client's method, body
+// and conditional fields. prepare, if set, adjusts the request, and the
+// UpstreamRequestFilter hook runs last; a failing hook is a *hookError.
+func (h *Handler) originRequest(ctx context.Context, s *Session, method string, fetch *cache.Fetch, prepare func(*http.Request)) (*http.Request, error) {
 	in := s.Req
 	out := in.Clone(ctx)
 	out.Method = method
@@ -399,30 +395,62 @@ func (h *Handler) outRequest(ctx context.Context, s *Session, method string) *ht
 	if s.Site.OriginHost != "" {
 		out.Host = s.Site.OriginHost
 	}
-	httpx.RemoveHopByHop(out.Header)
+	h.originFields(out.Header, in, s)
+	if fetch != nil {
+		setFetchFields(out.Header, fetch)
+	}
+	if prepare != nil {
+		prepare(out)
+	}
+	if err := h.hooks.UpstreamRequestFilter(s, out); err != nil {
+		return nil, &hookError{err}
+	}
+	return out, nil
+}
+
+// originFields rewrites the cloned client header hd for the origin.
+func (h *Handler) originFields(hd http.Header, in *http.Request, s *Session) {
+	httpx.RemoveHopByHop(hd)
 	if headerHasToken(in.Header, "Te", "trailers") {
-		out.Header.Set("Te", "trailers") // the one TE value a proxy forwards (gRPC needs it)
+		hd.Set("Te", "trailers") // the one TE value a proxy forwards (gRPC needs it)
 	}
 	unkeyed := s.Site.UnkeyedHeaders
 	if unkeyed == nil {
-		unkeyed = DefaultUnkeyedHeaders
+		unkeyed = defaultUnkeyedHeaders[:]
 	}
 	for _, f := range unkeyed {
-		out.Header.Del(f)
+		hd.Del(f)
 	}
 	if s.Scheme == "https" {
-		out.Header.Set("X-Forwarded-Proto", "https")
+		hd.Set("X-Forwarded-Proto", "https")
 	} else {
-		out.Header.Set("X-Forwarded-Proto", "http")
+		hd.Set("X-Forwarded-Proto", "http")
 	}
-	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header.Set("User-Agent", "") // keep Go's default User-Agent off
+	if _, ok := hd["User-Agent"]; !ok {
+		hd.Set("User-Agent", "") // keep Go's default User-Agent off
 	}
-	httpx.AppendValue(out.Header, "Via", httpx.Via(in.ProtoMajor, in.ProtoMinor))
+	httpx.AppendValue(hd, "Via", httpx.Via(in.ProtoMajor, in.ProtoMinor))
 	if s.ClientIP != "" {
-		httpx.AppendValue(out.Header, "X-Forwarded-For", s.ClientIP)
+		httpx.AppendValue(hd, "X-Forwarded-For", s.ClientIP)
 	}
-	return out
+}
+
+// setFetchFields makes hd ask for what a cache fill needs: the whole
+// representation (no client Range or conditional fields, unless the cache
+// forwards the Range), and the stored validators of a revalidation.
+func setFetchFields(hd http.Header, f *cache.Fetch) {
+	for _, name := range conditionalFields {
+		if name == "Range" && f.PassConditionals {
+			continue
+		}
+		hd.Del(name)
+	}
+	if f.ETag != "" {
+		hd.Set("If-None-Match", f.ETag)
+	}
+	if f.LastModified != "" {
+		hd.Set("If-Modified-Since", f.LastModified)
+	}
 }
 
 func clientIP(r *http.Request) string {
@@ -437,7 +465,7 @@ func clientIP(r *http.Request) string {
 // only-if-cached misses, 502 otherwise; a client that went away gets nothing
 // (logged as 499).
 func (h *Handler) fail(rw *responseWriter, s *Session, err error, cs string) {
-	s.CacheResult, s.Err = "error", err
+	s.CacheResult, s.Err = OutcomeError, err
 	code := StatusForError(err)
 	if code == StatusClientClosed {
 		s.Status = code

@@ -33,9 +33,9 @@ type Session struct {
 	Status int
 	// Bytes counts body bytes sent to the client.
 	Bytes int64
-	// CacheResult is "hit", "miss", "stale", "pass", "bypass", "error" or
-	// "reject".
-	CacheResult string
+	// CacheResult is how the request was answered (the cache_result label
+	// of the request metrics and the access log's field).
+	CacheResult Outcome
 	// Shard names the origin shard that answered, when one did for this
 	// request (not for hits or collapsed waiters).
 	Shard string
@@ -93,3 +93,18 @@ func (DefaultHooks) ResponseFilter(*Session, int, http.Header) {}
 
 // Logging does nothing; the edge writes its own access log line.
 func (DefaultHooks) Logging(*Session) {}
+
+// Outcome is how the edge answered a request.
+type Outcome string
+
+// The outcomes of Session.CacheResult.
+const (
+	OutcomeHit    Outcome = "hit"    // from the cache, the origin not contacted
+	OutcomeMiss   Outcome = "miss"   // filled from the origin (stored or joined)
+	OutcomeStale  Outcome = "stale"  // a stale entry revalidated or served
+	OutcomePass   Outcome = "pass"   // cacheable method, response not storable
+	OutcomeBypass Outcome = "bypass" // not through the cache (method, hook, WebSocket)
+	OutcomeError  Outcome = "error"  // the edge answered with an error
+	OutcomeReject Outcome = "reject" // no site serves the host
+	OutcomePurge  Outcome = "purge"  // a PURGE request
+)

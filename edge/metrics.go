@@ -121,13 +121,13 @@ func (m *Metrics) observe(s *Session, seconds float64) {
 	if s.Site != nil {
 		site = s.Site.Name
 	}
-	k := seriesKey{site: site, cache: s.CacheResult, class: classOf(s.Status)}
+	k := seriesKey{site: site, cache: string(s.CacheResult), class: classOf(s.Status)}
 	v, ok := m.series.Load(k)
 	if !ok {
 		v, _ = m.series.LoadOrStore(k, &requestSeries{
-			requests: m.requests.WithLabelValues(site, s.CacheResult, statusClasses[k.class]),
-			bytes:    m.bytes.WithLabelValues(site, s.CacheResult),
-			duration: m.duration.WithLabelValues(site, s.CacheResult),
+			requests: m.requests.WithLabelValues(site, string(s.CacheResult), statusClasses[k.class]),
+			bytes:    m.bytes.WithLabelValues(site, string(s.CacheResult)),
+			duration: m.duration.WithLabelValues(site, string(s.CacheResult)),
 		})
 	}
 	rs := v.(*requestSeries)

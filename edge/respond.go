@@ -107,7 +107,7 @@ func appendCacheStatus(b []byte, res *cache.Result, key string) []byte {
 		b = append(b, "hit"...)
 	} else {
 		b = append(b, "fwd="...)
-		b = append(b, res.Fwd...)
+		b = append(b, res.Fwd.String()...)
 		if res.FwdStatus != 0 {
 			b = append(b, "; fwd-status="...)
 			b = strconv.AppendInt(b, int64(res.FwdStatus), 10)
@@ -126,9 +126,9 @@ func appendCacheStatus(b []byte, res *cache.Result, key string) []byte {
 		b = strconv.AppendInt(b, int64(res.Entry.Lifetime/time.Second)-int64(res.Age/time.Second), 10)
 	}
 	switch {
-	case res.Detail != "":
+	case res.Detail != cache.DetailNone:
 		b = append(b, "; detail="...)
-		b = append(b, res.Detail...)
+		b = append(b, res.Detail.String()...)
 	case res.NotStored != "":
 		b = append(b, "; detail="...)
 		b = append(b, res.NotStored...)
@@ -166,23 +166,19 @@ func (w *responseWriter) dropFields(hd http.Header) {
 	}
 }
 
-// writeEntry serves a stored entry, from memory or from res.Body (a disk
-// object or a fill being streamed). It answers a matching conditional
-// request with 304 (RFC 9110 §13.2.2) and a single byte range with 206.
+// writeEntry serves a stored entry with its body res.Body, whatever holds
+// it (memory, a disk object, a fill being streamed). It answers a matching
+// conditional request with 304 (RFC 9110 §13.2.2) and a single byte range
+// with 206.
 //
 // It is the hit path: the stored header is shared into the response
 // header without copying (minus the fields the site drops), and Age and
 // Cache-Status are rendered into one allocation.
 func (w *responseWriter) writeEntry(res *cache.Result) {
 	e := res.Entry
-	if res.Body != nil {
-		defer res.Body.Close()
-	}
+	defer res.Body.Close()
 	req := w.s.Req
-	size := int64(len(e.Body))
-	if res.Body != nil {
-		size = res.Body.Size()
-	}
+	size := res.Body.Size()
 	// The status is decided from the stored header before the response
 	// header is built.
 	status, off, n := e.Status, int64(0), size
@@ -240,8 +236,8 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 	if g := w.gatherer(req, n); g != nil {
 		defer g.EndGather()
 	}
-	if res.Body == nil {
-		if _, err := w.Write(e.Body[off : off+n]); err != nil {
+	if b, ok := res.Body.(bytesBody); ok {
+		if _, err := w.Write(b.Bytes()[off : off+n]); err != nil {
 			w.s.Err = err
 		}
 		return
@@ -251,6 +247,9 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 		panic(http.ErrAbortHandler) // the client must not take a short body for a whole one
 	}
 }
+
+// bytesBody is a body held in memory, written without a copy.
+type bytesBody interface{ Bytes() []byte }
 
 // gatherMin is the smallest body for which writeEntry asks the connection
 // to gather: net/http sends a body of at least about 8 KiB in two writes
@@ -318,10 +317,11 @@ func bodyAllowed(status int) bool {
 }
 
 // writeLive streams an origin response that is not served from a stored
-// entry. After the header is sent, a failure aborts the connection so the
-// client sees a truncated response, never a falsely complete one.
-func (w *responseWriter) writeLive(resp *http.Response, cs string) {
-	defer resp.Body.Close()
+// entry: resp is its head and body its body. After the header is sent, a
+// failure aborts the connection so the client sees a truncated response,
+// never a falsely complete one.
+func (w *responseWriter) writeLive(resp *http.Response, body cache.Body, cs string) {
+	defer body.Close()
 	httpx.RemoveHopByHop(resp.Header)
 	hd := w.Header()
 	httpx.CopyHeader(hd, resp.Header)
@@ -340,7 +340,7 @@ func (w *responseWriter) writeLive(resp *http.Response, cs string) {
 		return
 	}
 	flushEach := resp.ContentLength < 0 || resp.ProtoMajor == 2 || strings.HasPrefix(hd.Get("Content-Type"), "text/event-stream")
-	if err := w.copyBody(resp.Body, flushEach); err != nil {
+	if err := w.copyBody(body.NewReader(0, -1), flushEach); err != nil {
 		w.s.Err = err
 		panic(http.ErrAbortHandler) // ServeHTTP's deferred finish still logs it
 	}

@@ -54,7 +54,7 @@ func daemonEdgeSize(b *testing.B, size int) (http.Handler, string) {
 	}
 	access := logbuf.New(io.Discard, 0, 0)
 	b.Cleanup(func() { access.Close() })
-	site := &edge.Site{Name: "bench", Hosts: []string{"*"}, Transport: pool}
+	site := &edge.Site{Name: "bench", Hosts: []string{"*"}, Origin: pool}
 	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Metrics: m, AccessLog: access,
 		WriteTimeout: time.Minute, StripResponseHeaders: []string{"Surrogate-Key", "Cache-Tag"}})
 	if err != nil {

@@ -2,11 +2,13 @@ package edge
 
 import (
 	"fmt"
-	"github.com/edged-proxy/edged/cache/rfc"
 	"net/http"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/cache/rfc"
 )
 
 // Site is one set of host names served from one origin group with one cache
@@ -21,15 +23,16 @@ type Site struct {
 	// OriginHost, when set, replaces the client's Host header on requests to
 	// the origin; empty preserves it.
 	OriginHost string
-	// Transport reaches the site's origin shards (an *lb.Pool in the daemon).
-	Transport http.RoundTripper
+	// Origin reaches the site's origin servers (an *lb.Pool in the daemon;
+	// cache.TransportOrigin adapts a plain http.RoundTripper).
+	Origin cache.Origin
 	// CacheDisabled makes every request bypass the cache.
 	CacheDisabled bool
 	// Policy holds the site's freshness defaults.
 	Policy rfc.Policy
 	// UnkeyedHeaders are request fields removed before the origin: they can
 	// change what an origin answers without being part of the cache key,
-	// which is how caches get poisoned. Nil means DefaultUnkeyedHeaders; an
+	// which is how caches get poisoned. Nil means DefaultUnkeyedHeaders(); an
 	// empty non-nil slice removes none.
 	UnkeyedHeaders []string
 	// NoWebSocket refuses WebSocket upgrades (they are then treated as
@@ -44,9 +47,12 @@ type Site struct {
 	KeepTargetedHeaders bool
 }
 
-// DefaultUnkeyedHeaders are the request fields removed before the origin
-// when a site names none (Site.UnkeyedHeaders).
-var DefaultUnkeyedHeaders = []string{
+// DefaultUnkeyedHeaders returns the request fields removed before the
+// origin when a site names none (Site.UnkeyedHeaders). The slice is the
+// caller's.
+func DefaultUnkeyedHeaders() []string { return slices.Clone(defaultUnkeyedHeaders[:]) }
+
+var defaultUnkeyedHeaders = [...]string{
 	"X-Forwarded-Host", "X-Forwarded-Scheme", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Server",
 	"X-Original-Url", "X-Rewrite-Url", "X-Original-Host",
 	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
@@ -74,8 +80,8 @@ func newRouter(sites []*Site, strip []string) (*router, error) {
 	r := &router{exact: make(map[string]*Site), drops: map[*Site][]string{nil: strip}}
 	seen := make(map[string]string)
 	for _, s := range sites {
-		if s.Transport == nil {
-			return nil, fmt.Errorf("edge: site %q has no Transport", s.Name)
+		if s.Origin == nil {
+			return nil, fmt.Errorf("edge: site %q has no Origin", s.Name)
 		}
 		drop := slices.Clone(strip)
 		if !s.KeepTargetedHeaders {

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"github.com/edged-proxy/edged/cache"
 	"io"
 	"net"
 	"net/http"
@@ -40,7 +41,7 @@ func headerHasToken(h http.Header, name, token string) bool {
 // the origin switches protocols, joins the two connections until either
 // side closes or stays silent for the idle timeout. Nothing is cached.
 func (h *Handler) serveWebSocket(rw *responseWriter, s *Session) {
-	s.CacheResult = "bypass"
+	s.CacheResult = OutcomeBypass
 	s.Key = h.hooks.CacheKey(s)
 	s.RouteKey = h.hooks.UpstreamSelect(s)
 	resp, err := h.forward(s, http.MethodGet, func(out *http.Request) {
@@ -52,7 +53,7 @@ func (h *Handler) serveWebSocket(rw *responseWriter, s *Session) {
 		return
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		rw.writeLive(resp, "edged; fwd=bypass; fwd-status="+itoa(resp.StatusCode))
+		rw.writeLive(resp, cache.LiveBody(resp), "edged; fwd=bypass; fwd-status="+itoa(resp.StatusCode))
 		return
 	}
 	upstream, ok := resp.Body.(io.ReadWriteCloser)

@@ -80,11 +80,9 @@ func keyOwnedBy(t *testing.T, p *lb.Pool, shard string) string {
 
 // send issues one request through p with a Route keyed by key and returns the
 // response (body read and closed) and the filled Route.
-func send(t *testing.T, p *lb.Pool, req *http.Request, key string) (*http.Response, []byte, *lb.Route, error) {
+func send(t *testing.T, p *lb.Pool, req *http.Request, key string) (*http.Response, []byte, lb.Route, error) {
 	t.Helper()
-	route := &lb.Route{Key: key}
-	req = req.WithContext(lb.WithRoute(req.Context(), route))
-	resp, err := p.RoundTrip(req)
+	resp, route, err := p.Do(req, key)
 	if err != nil {
 		return nil, nil, route, err
 	}

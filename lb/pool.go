@@ -207,9 +207,35 @@ func (p *Pool) CloseIdleConnections() {
 	}
 }
 
-// RoundTrip sends req to the shard owning its key (see Route.Key) and returns
-// that shard's response. The request is cloned: its URL scheme and host are
-// replaced by the shard's, while req.Host, the path and the query are kept.
+// Route is how Pool.Do routed one request.
+type Route struct {
+	// Shard is the shard that answered, or with an error the last one
+	// tried.
+	Shard string
+	// Attempts is the number of shards tried.
+	Attempts int
+}
+
+// RoundTrip sends req to the shard owning its default key (see Do).
+func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, _, err := p.Do(req, "")
+	return resp, err
+}
+
+// Send is Do reporting only the shard's name: the cache.Origin seam, by
+// which the cache and the edge reach origins and learn which shard
+// answered.
+func (p *Pool) Send(req *http.Request, key string) (*http.Response, string, error) {
+	resp, rt, err := p.Do(req, key)
+	return resp, rt.Shard, err
+}
+
+// Do sends req to the shard owning key and returns that shard's response
+// and how it was routed. An empty key means the Pool derives one from the
+// request: req.URL.Scheme + "://" + req.Host + req.URL.RequestURI(), with
+// req.URL.Host standing in for an empty req.Host. The request is cloned:
+// its URL scheme and host are replaced by the shard's, while req.Host, the
+// path and the query are kept.
 //
 // Shards marked down are skipped unless every shard is down, in which case all
 // are tried in ring order. If a shard cannot be dialled, it is marked down for
@@ -220,15 +246,9 @@ func (p *Pool) CloseIdleConnections() {
 // retry.
 //
 // A dial failure is returned as a *DialError (from the last shard tried);
-// other errors are wrapped with the shard's name. If req's context carries a
-// Route, its Shard and Attempts fields are set before RoundTrip returns.
-func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+// other errors are wrapped with the shard's name.
+func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) {
 	ctx := req.Context()
-	route := RouteFrom(ctx)
-	key := ""
-	if route != nil {
-		key = route.Key
-	}
 	if key == "" {
 		key = defaultKey(req)
 	}
@@ -236,6 +256,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	replay := replayable(req)
 
 	var lastErr error
+	var rt Route
 	for i, s := range cands {
 		body := req.Body
 		if i > 0 && body != nil && body != http.NoBody {
@@ -243,20 +264,18 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			// replayable guarantees GetBody is set.
 			var err error
 			if body, err = req.GetBody(); err != nil {
-				return nil, fmt.Errorf("lb: shard %s: recreating request body: %w", s.name, err)
+				return nil, rt, fmt.Errorf("lb: shard %s: recreating request body: %w", s.name, err)
 			}
 		}
 		resp, err := s.roundTrip(req, body)
-		if route != nil {
-			route.Shard, route.Attempts = s.name, i+1
-		}
+		rt = Route{Shard: s.name, Attempts: i + 1}
 		if err == nil {
-			return resp, nil
+			return resp, rt, nil
 		}
 		if !isDialError(err) || ctx.Err() != nil {
 			// Either the request may have reached the origin, or the
 			// caller gave up (which is not the shard's fault).
-			return nil, fmt.Errorf("lb: shard %s: %w", s.name, err)
+			return nil, rt, fmt.Errorf("lb: shard %s: %w", s.name, err)
 		}
 		p.markDown(s, err)
 		lastErr = &DialError{Shard: s.name, Err: err}
@@ -265,7 +284,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		s.metrics.failover()
 	}
-	return nil, lastErr
+	return nil, rt, lastErr
 }
 
 // candidates returns the shards to try for key, in ring order: the available

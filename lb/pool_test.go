@@ -2,7 +2,6 @@ package lb_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -136,7 +135,7 @@ func TestFailover(t *testing.T) {
 	key := keyOwnedBy(t, p, "dead")
 	labels := func(shard string) map[string]string { return map[string]string{"pool": "site", "shard": shard} }
 
-	get := func(wantAttempts int) *lb.Route {
+	get := func(wantAttempts int) lb.Route {
 		t.Helper()
 		resp, _, route, err := send(t, p, newRequest(t, "GET", "http://site.example/x", nil), key)
 		if err != nil {
@@ -367,8 +366,7 @@ func TestConcurrentRequestsWithFailover(t *testing.T) {
 		wg.Go(func() {
 			for i := range 25 {
 				req := newRequest(t, "GET", fmt.Sprintf("http://site.example/%d/%d", g, i), nil)
-				route := &lb.Route{}
-				resp, err := p.RoundTrip(req.WithContext(lb.WithRoute(req.Context(), route)))
+				resp, route, err := p.Do(req, "")
 				if err != nil {
 					errs <- err
 					continue
@@ -441,13 +439,15 @@ func TestNewPoolValidation(t *testing.T) {
 	}
 }
 
-func TestRouteFrom(t *testing.T) {
-	if r := lb.RouteFrom(context.Background()); r != nil {
-		t.Errorf("RouteFrom(empty) = %+v, want nil", r)
+func TestSendReportsShard(t *testing.T) {
+	p := newPool(t, lb.Config{Name: "site", Shards: []lb.Shard{{Name: "only", URL: testOrigin(t, "only").URL}}})
+	resp, shard, err := p.Send(newRequest(t, "GET", "http://site.example/", nil), "k")
+	if err != nil {
+		t.Fatal(err)
 	}
-	r := &lb.Route{Key: "k"}
-	if got := lb.RouteFrom(lb.WithRoute(context.Background(), r)); got != r {
-		t.Errorf("RouteFrom returned %p, want %p", got, r)
+	resp.Body.Close()
+	if shard != "only" || resp.Header.Get(hdrOrigin) != "only" {
+		t.Errorf("Send reported shard %q, answered by %q; want only", shard, resp.Header.Get(hdrOrigin))
 	}
 }
 

@@ -473,7 +473,7 @@ func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger) ([
 			Name:          s.Name,
 			Hosts:         s.Hosts,
 			OriginHost:    s.OriginHost,
-			Transport:     pool,
+			Origin:        pool,
 			CacheDisabled: !s.Cache.Enabled,
 			Policy: rfc.Policy{
 				DefaultTTL:           s.Cache.DefaultTTL.Std(),

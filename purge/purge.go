@@ -124,7 +124,7 @@ type Config struct {
 	// and to apply each fleet purge once). Default 10000.
 	Receipts int
 
-	// Logger receives one line per purge and per refusal. Default slog.Default().
+	// Logger receives one line per purge and per refusal. Nil discards them.
 	Logger *slog.Logger
 	// Registerer registers the edged_purge* metrics. Nil: not registered.
 	Registerer prometheus.Registerer
@@ -230,7 +230,7 @@ func New(cfg Config) (*Purger, error) {
 		p.applyTO = DefaultApplyTimeout
 	}
 	if p.log == nil {
-		p.log = slog.Default()
+		p.log = slog.New(slog.DiscardHandler)
 	}
 	if p.now == nil {
 		p.now = time.Now

@@ -514,3 +514,26 @@ func TestPurgeIsLogged(t *testing.T) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// A nil Config.Logger discards: nothing reaches slog.Default.
+func TestNilLoggerDiscards(t *testing.T) {
+	var buf bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	defer slog.SetDefault(old)
+	rec := &recorder{}
+	p, err := purge.New(purge.Config{Invalidator: rec, Tokens: testTokens()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if w := post(t, p, allToken, `{"tags":["t"]}`); w.Code != http.StatusOK {
+		t.Fatalf("purge: %d %s", w.Code, w.Body)
+	}
+	if w := post(t, p, "wrong-token", `{"tags":["t"]}`); w.Code != http.StatusUnauthorized {
+		t.Fatalf("refusal: %d %s", w.Code, w.Body)
+	}
+	if len(rec.selectors()) != 1 || buf.Len() != 0 {
+		t.Fatalf("applied %d purges; slog.Default got %q", len(rec.selectors()), buf.String())
+	}
+}

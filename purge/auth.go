@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"unicode"
 )
 
 type tokenEntry struct {
@@ -23,7 +24,7 @@ func compileTokens(ts []Token) ([]tokenEntry, error) {
 		if t.Value == "" {
 			return nil, fmt.Errorf("purge: Tokens[%d] (%s): empty value", i, t.Name)
 		}
-		if hasCtlOrSpace(t.Value) {
+		if strings.IndexFunc(t.Value, ctlOrSpace) >= 0 {
 			return nil, fmt.Errorf("purge: Tokens[%d] (%s): value contains whitespace or control characters", i, t.Name)
 		}
 		e := tokenEntry{sum: sha256.Sum256([]byte(t.Value)), name: t.Name}
@@ -45,6 +46,10 @@ func compileTokens(ts []Token) ([]tokenEntry, error) {
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+func ctlOrSpace(r rune) bool {
+	return unicode.IsSpace(r) || unicode.IsControl(r) || r == unicode.ReplacementChar
 }
 
 // bearer returns the token of an "Authorization: Bearer T" header.
@@ -83,7 +88,11 @@ func (p *Purger) authorize(t *tokenEntry, sel Selector) string {
 	if len(sel.Tags) > 0 {
 		return fmt.Sprintf("token %q is limited to sites %v and may not purge by tag (a tag cannot be mapped to a site); use a token valid for all sites", t.name, t.sites)
 	}
-	for _, h := range sel.hostsNamed() {
+	ps, err := sel.Parse()
+	if err != nil { // not reached: callers validate sel first
+		return err.Error()
+	}
+	for _, h := range ps.HostsNamed() {
 		site := p.siteOf(h)
 		if site == "" || !slices.Contains(t.sites, site) {
 			if site == "" {

@@ -81,7 +81,7 @@ func (p *Purger) servePost(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, status, kindUnknown, outcomeBadRequest, who, err.Error())
 		return
 	}
-	if err := sel.validate(p.maxItems); err != nil {
+	if err := sel.Validate(p.maxItems); err != nil {
 		p.refuse(w, r, http.StatusBadRequest, sel.Kind(), outcomeBadRequest, who, err.Error())
 		return
 	}
@@ -153,7 +153,7 @@ func (p *Purger) serveReceipt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	if !validID(id) {
+	if !ValidID(id) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no purge with id %q", id)})
 		return
 	}
@@ -207,7 +207,7 @@ func (p *Purger) servePurgeMethod(w http.ResponseWriter, r *http.Request) {
 		}
 		who = "token:" + tok.name
 	}
-	if err := sel.validate(p.maxItems); err != nil {
+	if err := sel.Validate(p.maxItems); err != nil {
 		p.refuse(w, r, http.StatusBadRequest, "url", outcomeBadRequest, who, fmt.Sprintf("PURGE of host %q and target %q: %v", r.Host, target, err))
 		return
 	}

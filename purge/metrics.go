@@ -12,16 +12,6 @@ type metrics struct {
 	applied  prometheus.Counter
 }
 
-// Stages of edged_purge_propagation_failures_total.
-const (
-	stageConnect = "connect" // stream, bucket or consumer setup
-	stagePublish = "publish" // publishing a purge (it stays pending)
-	stageQueue   = "queue"   // pending queue full or shut down: never published
-	stageDecode  = "decode"  // a malformed fleet message (terminated)
-	stageApply   = "apply"   // applying a fleet purge locally (redelivered)
-	stageReceipt = "receipt" // storing a receipt in the bucket
-)
-
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		purges: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -55,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Purges from other nodes applied on this node.",
 		}),
 	}
-	for _, s := range []string{stageConnect, stagePublish, stageQueue, stageDecode, stageApply, stageReceipt} {
+	for _, s := range []string{StageConnect, StagePublish, StageQueue, StageDecode, StageApply, StageReceipt} {
 		m.failures.WithLabelValues(s)
 	}
 	if reg == nil {

@@ -1,15 +1,16 @@
 // Package purge is edged's purge service: the admin API (POST /purge,
-// GET /purge/{id}), the conventional PURGE method for the edge listener, the
-// `edged purge` command line, and fleet-wide propagation over NATS JetStream.
+// GET /purge/{id}) and the conventional PURGE method for the edge listener.
+// The selector grammar lives in purge/selector, fleet-wide propagation over
+// NATS JetStream in purge/fleet (behind the Fleet seam declared here), and
+// the `edged purge` command line in cmd/edged.
 //
-// It imports nothing of edged's. The cache tiers do the actual work behind the
-// one-method Invalidator interface declared here; cmd/edged adapts
-// (*cache.Cache).Purge to it with an InvalidatorFunc.
+// Of edged's packages it imports only purge/selector. The cache tiers do the
+// actual work behind the one-method Invalidator interface declared here;
+// cmd/edged adapts (*cache.Cache).Purge to it with an InvalidatorFunc.
 //
 // A purge is applied locally first, through the Invalidator, which must be
 // durable when it returns nil; only then is it answered and, with a fleet,
-// published to a JetStream stream that every node consumes with a durable
-// consumer named after itself. See docs/purge.md for the operator's view.
+// handed to the Fleet. See docs/purge.md for the operator's view.
 package purge
 
 import (
@@ -24,28 +25,13 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-)
 
-// Selector names what one purge removes. Its JSON form is the body of
-// POST /purge. The Invalidator receives it exactly as validated: URLs,
-// prefixes and hosts are not rewritten (hosts keep their case and port).
-type Selector struct {
-	// URLs are absolute http or https URLs; every Vary variant of each is purged.
-	URLs []string `json:"urls,omitempty"`
-	// Prefixes are "host/path-prefix" (scheme-less: both schemes) or absolute
-	// URL prefixes ("https://host/path-prefix": that scheme only). Use
-	// ParsePrefix to split one.
-	Prefixes []string `json:"prefixes,omitempty"`
-	// Tags are surrogate keys as stored from the tag header (Surrogate-Key).
-	Tags []string `json:"tags,omitempty"`
-	// Hosts purge everything stored for a host ("host" or "host:port").
-	Hosts []string `json:"hosts,omitempty"`
-	// Soft marks matched objects stale instead of deleting them.
-	Soft bool `json:"soft,omitempty"`
-}
+	"github.com/edged-proxy/edged/purge/selector"
+)
 
 // Matched counts the objects each selector kind matched (removed, or marked
 // stale for a soft purge).
@@ -117,9 +103,13 @@ type Config struct {
 	// connection's (Request.RemoteAddr), never a forwarded header.
 	AllowCIDRs []netip.Prefix
 
-	// NATS configures fleet propagation. Nil (default) means a single node:
-	// nothing is published or consumed.
-	NATS *FleetConfig
+	// JoinFleet makes this node part of a fleet. New calls it once, last,
+	// with this node's Local side; the Purger then hands every purge it
+	// applies to the returned Fleet, merges the Fleet's receipts into its
+	// own, and closes it in Close. Nil (default) means a single node:
+	// nothing is published or consumed. purge/fleet provides one over NATS
+	// JetStream (fleet.Config.Join).
+	JoinFleet func(Local) (Fleet, error)
 
 	// MaxBodyBytes limits a POST /purge body. Default 1 MiB.
 	MaxBodyBytes int64
@@ -134,7 +124,7 @@ type Config struct {
 	// and to apply each fleet purge once). Default 10000.
 	Receipts int
 
-	// Logger receives one line per purge and per refusal. Default slog.Default().
+	// Logger receives one line per purge and per refusal. Nil discards them.
 	Logger *slog.Logger
 	// Registerer registers the edged_purge* metrics. Nil: not registered.
 	Registerer prometheus.Registerer
@@ -142,35 +132,17 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Defaults for Config and FleetConfig fields left zero.
+// Defaults for Config fields left zero.
 const (
-	DefaultMaxItems       = 1000
-	DefaultMaxBodyBytes   = 1 << 20
-	DefaultApplyTimeout   = 60 * time.Second
-	DefaultReceipts       = 10000
-	DefaultStream         = "EDGED_PURGES"
-	DefaultSubject        = "edged.purge"
-	DefaultReceiptBucket  = "EDGED_PURGE_RECEIPTS"
-	DefaultMaxAge         = 7 * 24 * time.Hour
-	DefaultConnectTimeout = 2 * time.Second
-	DefaultPublishTimeout = 2 * time.Second
-	DefaultRetryInterval  = time.Second
-	DefaultMaxPending     = 10000
+	DefaultMaxItems     = selector.DefaultMaxItems
+	DefaultMaxBodyBytes = 1 << 20
+	DefaultApplyTimeout = 60 * time.Second
+	DefaultReceipts     = 10000
 )
 
-// Fleet states of a purge, as reported in FleetStatus.State.
-const (
-	FleetDisabled  = "disabled"  // no fleet configured: single node
-	FleetPublished = "published" // stored in the JetStream stream
-	FleetPending   = "pending"   // applied locally, queued for publishing (NATS unreachable)
-	FleetFailed    = "failed"    // applied locally, never published (queue full or shutdown)
-)
-
-// FleetStatus is the propagation state of one purge on the node that accepted it.
-type FleetStatus struct {
-	State string `json:"state"`
-	Error string `json:"error,omitempty"`
-}
+// TokenEnv is the environment variable the `edged purge` command line (and,
+// by convention, the daemon) reads a purge token from.
+const TokenEnv = "EDGED_PURGE_TOKEN"
 
 // Result is the answer to an accepted purge.
 type Result struct {
@@ -218,7 +190,8 @@ type Purger struct {
 	met      *metrics
 	store    *store
 	mux      *http.ServeMux
-	fleet    *fleet // nil: single node
+	fleet    Fleet        // nil: single node
+	pending  atomic.Int64 // the fleet's publish queue, as last reported
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -226,9 +199,9 @@ type Purger struct {
 
 var _ http.Handler = (*Purger)(nil)
 
-// New checks cfg and returns a Purger. With cfg.NATS set it starts connecting
-// in the background: New does not fail when NATS is unreachable; purges are
-// then applied locally and queued ("pending") until it is reachable.
+// New checks cfg and returns a Purger. With cfg.JoinFleet set it joins the
+// fleet last; purge/fleet's Join does not fail when NATS is unreachable:
+// purges are then applied locally and queued ("pending") until it is.
 func New(cfg Config) (*Purger, error) {
 	if cfg.Invalidator == nil {
 		return nil, errors.New("purge: Config.Invalidator is required")
@@ -257,7 +230,7 @@ func New(cfg Config) (*Purger, error) {
 		p.applyTO = DefaultApplyTimeout
 	}
 	if p.log == nil {
-		p.log = slog.Default()
+		p.log = slog.New(slog.DiscardHandler)
 	}
 	if p.now == nil {
 		p.now = time.Now
@@ -276,7 +249,7 @@ func New(cfg Config) (*Purger, error) {
 
 	p.node = cfg.Node
 	if p.node == "" {
-		if cfg.NATS != nil {
+		if cfg.JoinFleet != nil {
 			return nil, errors.New("purge: Config.Node is required with a fleet (NATS), so that a restarted node resumes its durable consumer")
 		}
 		h, err := os.Hostname()
@@ -303,13 +276,12 @@ func New(cfg Config) (*Purger, error) {
 	p.mux.HandleFunc("POST /purge", p.servePost)
 	p.mux.HandleFunc("GET /purge/{id}", p.serveReceipt)
 
-	if cfg.NATS != nil {
-		f, err := newFleet(p, *cfg.NATS)
+	if cfg.JoinFleet != nil {
+		f, err := cfg.JoinFleet(p.local())
 		if err != nil {
 			return nil, err
 		}
 		p.fleet = f
-		f.start()
 	}
 	return p, nil
 }
@@ -317,17 +289,15 @@ func New(cfg Config) (*Purger, error) {
 // Node returns this node's name.
 func (p *Purger) Node() string { return p.node }
 
-// Close stops the fleet consumer and publisher, tries once more to publish
-// pending purges (within the publish timeout), and closes the NATS
-// connection. Purges still pending then are lost to the fleet (they were
-// applied locally) and logged. Close is idempotent; later purges fail with
-// ErrClosed.
+// Close closes the Fleet, if any (purge/fleet's stops consuming, tries once
+// more to publish pending purges and reports those lost to the fleet).
+// Close is idempotent; later purges fail with ErrClosed.
 func (p *Purger) Close() error {
 	var err error
 	p.closeOnce.Do(func() {
 		close(p.closed)
 		if p.fleet != nil {
-			err = p.fleet.close()
+			err = p.fleet.Close()
 		}
 	})
 	return err
@@ -344,7 +314,7 @@ func (p *Purger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // authorization: the HTTP handlers do that before calling it. A *RequestError
 // reports an invalid selector.
 func (p *Purger) Purge(ctx context.Context, sel Selector, who string) (Result, error) {
-	if err := sel.validate(p.maxItems); err != nil {
+	if err := sel.Validate(p.maxItems); err != nil {
 		return Result{}, err
 	}
 	return p.apply(ctx, sel, who)
@@ -371,10 +341,11 @@ func (p *Purger) apply(ctx context.Context, sel Selector, who string) (Result, e
 	}
 	p.met.purges.WithLabelValues(kind, outcomeOK).Inc()
 
-	cmd := command{ID: id, Selector: sel, Origin: p.node, AcceptedAt: accepted, AppliedAt: p.now(), Matched: m}
+	cmd := Command{ID: id, Selector: sel, Origin: p.node, AcceptedAt: accepted, AppliedAt: p.now(), Matched: m}
 	fs := FleetStatus{State: FleetDisabled}
 	if p.fleet != nil {
-		fs = p.fleet.submit(ctx, cmd)
+		p.store.add(cmd, FleetStatus{State: FleetPending})
+		fs = p.fleet.Submit(ctx, cmd)
 	} else {
 		p.store.add(cmd, fs)
 	}
@@ -402,10 +373,10 @@ func (p *Purger) invalidate(ctx context.Context, sel Selector) (Matched, time.Du
 // receipts when a fleet is configured. ok is false for an unknown id.
 func (p *Purger) Receipt(ctx context.Context, id string) (rc Receipt, ok bool, err error) {
 	rc, ok = p.store.receipt(id)
-	if p.fleet == nil || !validID(id) {
+	if p.fleet == nil || !ValidID(id) {
 		return rc, ok, nil
 	}
-	frc, fok, ferr := p.fleet.receipt(ctx, id)
+	frc, fok, ferr := p.fleet.Receipt(ctx, id)
 	if ferr != nil {
 		if ok {
 			rc.Fleet.Error = joinMsg(rc.Fleet.Error, "fleet receipts unavailable: "+ferr.Error())
@@ -417,6 +388,7 @@ func (p *Purger) Receipt(ctx context.Context, id string) (rc Receipt, ok bool, e
 		return rc, ok, nil
 	}
 	if !ok {
+		frc.Nodes = mergeNodes(nil, frc.Nodes)
 		return frc, true, nil
 	}
 	rc.Nodes = mergeNodes(rc.Nodes, frc.Nodes)
@@ -430,17 +402,6 @@ func joinMsg(a, b string) string {
 	return a + "; " + b
 }
 
-// command is a purge as published to the fleet and remembered locally.
-type command struct {
-	ID         string    `json:"id"`
-	Selector   Selector  `json:"selector"`
-	Origin     string    `json:"origin"`
-	AcceptedAt time.Time `json:"accepted_at"`
-	// AppliedAt and Matched are the origin node's own application.
-	AppliedAt time.Time `json:"applied_at"`
-	Matched   Matched   `json:"matched"`
-}
-
 func newID() (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -449,9 +410,9 @@ func newID() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// validID accepts ids as New makes them and anything else safe as a NATS
-// subject token: 1-64 of [A-Za-z0-9_-].
-func validID(id string) bool {
+// ValidID reports whether id may name a purge: ids as Purge makes them and
+// anything else safe as a NATS subject token, 1-64 of [A-Za-z0-9_-].
+func ValidID(id string) bool {
 	return len(id) > 0 && len(id) <= 64 && strings.IndexFunc(id, notNameRune) < 0
 }
 
@@ -480,21 +441,15 @@ func sanitizeNode(h string) string {
 }
 
 // Ready reports whether the Purger can propagate purges: always true for a
-// single node; with a fleet, true once the stream, bucket and consumer are
-// set up and NATS is connected. Purges are accepted either way.
+// single node; with a fleet, what its Ready reports. Purges are accepted
+// either way.
 func (p *Purger) Ready() bool {
 	if p.fleet == nil {
 		return true
 	}
-	return p.fleet.ready() && p.fleet.nc.IsConnected()
+	return p.fleet.Ready()
 }
 
-// Pending is the number of purges waiting to be published to the fleet.
-func (p *Purger) Pending() int {
-	if p.fleet == nil {
-		return 0
-	}
-	p.fleet.mu.Lock()
-	defer p.fleet.mu.Unlock()
-	return len(p.fleet.pending)
-}
+// Pending is the number of purges waiting to be published to the fleet, as
+// the Fleet last reported it (Local.SetPending); 0 for a single node.
+func (p *Purger) Pending() int { return int(p.pending.Load()) }

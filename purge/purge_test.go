@@ -447,9 +447,8 @@ func TestNewConfigErrors(t *testing.T) {
 		{"empty token", purge.Config{Invalidator: rec, Tokens: []purge.Token{{Name: "x"}}}, "empty value"},
 		{"duplicate token", purge.Config{Invalidator: rec, Tokens: []purge.Token{{Value: "a"}, {Value: "a"}}}, "same value"},
 		{"bad node", purge.Config{Invalidator: rec, Node: "a.b"}, "Config.Node"},
-		{"fleet without node", purge.Config{Invalidator: rec, NATS: &purge.FleetConfig{URL: "nats://127.0.0.1:1"}}, "Node is required"},
-		{"fleet without url", purge.Config{Invalidator: rec, Node: "n", NATS: &purge.FleetConfig{}}, "NATS.URL"},
-		{"bad subject", purge.Config{Invalidator: rec, Node: "n", NATS: &purge.FleetConfig{URL: "nats://127.0.0.1:1", Subject: "a.>"}}, "Subject"},
+		{"fleet without node", purge.Config{Invalidator: rec, JoinFleet: joinNever(t)}, "Node is required"},
+		{"fleet refuses", purge.Config{Invalidator: rec, Node: "n", JoinFleet: func(purge.Local) (purge.Fleet, error) { return nil, errors.New("purge: NATS.URL is required") }}, "NATS.URL"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -465,27 +464,11 @@ func TestNewConfigErrors(t *testing.T) {
 	}
 }
 
-func TestParsePrefix(t *testing.T) {
-	tests := []struct {
-		in   string
-		want purge.Prefix
-	}{
-		{"a.example", purge.Prefix{Host: "a.example"}},
-		{"a.example/", purge.Prefix{Host: "a.example", Path: "/"}},
-		{"a.example:8080/img/", purge.Prefix{Host: "a.example:8080", Path: "/img/"}},
-		{"HTTPS://a.example/img?x", purge.Prefix{Scheme: "https", Host: "a.example", Path: "/img?x"}},
-		{"http://[::1]:80/x", purge.Prefix{Scheme: "http", Host: "[::1]:80", Path: "/x"}},
-	}
-	for _, tc := range tests {
-		got, err := purge.ParsePrefix(tc.in)
-		if err != nil || got != tc.want {
-			t.Errorf("ParsePrefix(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
-		}
-	}
-	for _, bad := range []string{"", "/x", "ftp://a.example/", "https:///x", "a.example?x", "a..example/", "-a.example/", "a.example/#x", "::1/x"} {
-		if _, err := purge.ParsePrefix(bad); err == nil {
-			t.Errorf("ParsePrefix(%q): no error", bad)
-		}
+// joinNever is a JoinFleet that fails the test when called.
+func joinNever(t *testing.T) func(purge.Local) (purge.Fleet, error) {
+	return func(purge.Local) (purge.Fleet, error) {
+		t.Error("JoinFleet called")
+		return nil, errors.New("not joined")
 	}
 }
 
@@ -527,5 +510,30 @@ func TestPurgeIsLogged(t *testing.T) {
 	if line["id"] != res.ID || line["who"] != "token:ops" || line["matched"] != float64(2) || line["duration"] == nil ||
 		sel == nil || sel["tags"] == nil || sel["urls"] == nil {
 		t.Fatalf("log line %v", line)
+	}
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// A nil Config.Logger discards: nothing reaches slog.Default.
+func TestNilLoggerDiscards(t *testing.T) {
+	var buf bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	defer slog.SetDefault(old)
+	rec := &recorder{}
+	p, err := purge.New(purge.Config{Invalidator: rec, Tokens: testTokens()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if w := post(t, p, allToken, `{"tags":["t"]}`); w.Code != http.StatusOK {
+		t.Fatalf("purge: %d %s", w.Code, w.Body)
+	}
+	if w := post(t, p, "wrong-token", `{"tags":["t"]}`); w.Code != http.StatusUnauthorized {
+		t.Fatalf("refusal: %d %s", w.Code, w.Body)
+	}
+	if len(rec.selectors()) != 1 || buf.Len() != 0 {
+		t.Fatalf("applied %d purges; slog.Default got %q", len(rec.selectors()), buf.String())
 	}
 }

@@ -16,7 +16,7 @@ type store struct {
 }
 
 type record struct {
-	cmd   command
+	cmd   Command
 	fleet FleetStatus
 	nodes map[string]NodeReceipt
 }
@@ -26,13 +26,13 @@ func newStore(n int) *store {
 }
 
 // add records a purge applied by its origin (this node).
-func (s *store) add(c command, fs FleetStatus) {
+func (s *store) add(c Command, fs FleetStatus) {
 	s.put(c, fs, NodeReceipt{Node: c.Origin, AppliedAt: c.AppliedAt, Matched: c.Matched})
 }
 
 // put records a purge and this node's application of it. It reports false
 // when the id was already known (nothing changes then).
-func (s *store) put(c command, fs FleetStatus, nr NodeReceipt) bool {
+func (s *store) put(c Command, fs FleetStatus, nr NodeReceipt) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.m[c.ID]; ok {

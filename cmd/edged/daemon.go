@@ -34,6 +34,7 @@ import (
 	"github.com/edged-proxy/edged/internal/sdnotify"
 	"github.com/edged-proxy/edged/lb"
 	"github.com/edged-proxy/edged/purge"
+	"github.com/edged-proxy/edged/purge/fleet"
 	"github.com/edged-proxy/edged/storage"
 )
 
@@ -669,11 +670,11 @@ func newPurger(cfg *config.Config, c *cache.Cache, siteOf func(string) string, r
 		pc.AllowCIDRs = append(pc.AllowCIDRs, p)
 	}
 	if n := cfg.Purge.NATS; n.URL != "" {
-		pc.NATS = &purge.FleetConfig{
+		pc.JoinFleet = fleet.Config{
 			URL: n.URL, Stream: n.Stream, Subject: n.Subject, ReceiptBucket: n.ReceiptBucket,
 			MaxAge: n.MaxAge.Std(), Replicas: n.Replicas, MaxPending: n.MaxPending,
 			ConnectTimeout: n.ConnectTimeout.Std(), PublishTimeout: n.PublishTimeout.Std(), RetryInterval: n.RetryInterval.Std(),
-		}
+		}.Join
 	}
 	p, err := purge.New(pc)
 	if err != nil {

@@ -20,13 +20,11 @@ import (
 	"time"
 
 	"github.com/cloudflare/tableflip"
-
-	"github.com/edged-proxy/edged/purge"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "purge" {
-		os.Exit(purge.RunCLI(os.Args[2:], os.Stdout, os.Stderr))
+		os.Exit(runPurgeCLI(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

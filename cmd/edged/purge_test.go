@@ -1,16 +1,23 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/edged-proxy/edged/purge"
 )
 
 const testToken = "0123456789abcdef-test-token"
@@ -201,4 +208,109 @@ func TestPurgeFleet(t *testing.T) {
 			t.Errorf("%s lost an object the purge did not name", n.l.Edge)
 		}
 	}
+}
+
+// cliRecorder is a fake Invalidator that records every selector it was
+// given and reports one match per item.
+type cliRecorder struct {
+	mu  sync.Mutex
+	got []purge.Selector
+}
+
+func (r *cliRecorder) Purge(_ context.Context, sel purge.Selector) (purge.Matched, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, sel)
+	return purge.Matched{URLs: len(sel.URLs), Prefixes: len(sel.Prefixes), Tags: len(sel.Tags), Hosts: len(sel.Hosts)}, nil
+}
+
+func (r *cliRecorder) selectors() []purge.Selector {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]purge.Selector(nil), r.got...)
+}
+
+func TestPurgeCLI(t *testing.T) {
+	const allToken, siteToken = "secret-all-sites-0123456789", "secret-site-a-0123456789"
+	rec := &cliRecorder{}
+	p, err := purge.New(purge.Config{
+		Node: "node-1", Invalidator: rec, Logger: slog.New(slog.DiscardHandler),
+		Tokens: []purge.Token{{Value: allToken, Name: "ops"}, {Value: siteToken, Name: "site-a", Sites: []string{"a.example"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	t.Setenv(purge.TokenEnv, "")
+
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := runPurgeCLI(args, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+
+	code, out, errs := run("-admin", srv.URL, "-token", allToken, "--url", "https://a.example/x", "--url", "http://a.example/y",
+		"--tag", "t1", "--prefix", "a.example/img/", "--host", "b.example", "--soft")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var res purge.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.ID == "" || !res.Soft || res.Matched.URLs != 2 {
+		t.Fatalf("stdout %q: %v", out, err)
+	}
+	want := purge.Selector{URLs: []string{"https://a.example/x", "http://a.example/y"}, Tags: []string{"t1"},
+		Prefixes: []string{"a.example/img/"}, Hosts: []string{"b.example"}, Soft: true}
+	if got := rec.selectors(); len(got) != 1 || !equalSel(got[0], want) {
+		t.Fatalf("invalidator got %+v", got)
+	}
+
+	// Receipt lookup, token from the environment, admin without scheme.
+	t.Setenv(purge.TokenEnv, allToken)
+	code, out, errs = run("-admin", strings.TrimPrefix(srv.URL, "http://"), "-receipt", res.ID)
+	if code != 0 || !strings.Contains(out, `"origin": "node-1"`) {
+		t.Fatalf("receipt: exit %d: %s %s", code, out, errs)
+	}
+	t.Setenv(purge.TokenEnv, "")
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"wrong token", []string{"-admin", srv.URL, "-token", "wrong", "--tag", "x"}, 1, "401 Unauthorized): invalid bearer token"},
+		{"site-limited", []string{"-admin", srv.URL, "-token", siteToken, "--tag", "x"}, 1, "may not purge by tag"},
+		{"unknown receipt", []string{"-admin", srv.URL, "-token", allToken, "-receipt", "abc"}, 1, "404"},
+		{"unreachable", []string{"-admin", "http://127.0.0.1:1", "-token", allToken, "--tag", "x"}, 1, "edged purge:"},
+		{"no selector", []string{"-admin", srv.URL, "-token", allToken}, 2, "empty selector"},
+		{"no token", []string{"-admin", srv.URL, "--tag", "x"}, 2, "no token"},
+		{"relative url", []string{"-admin", srv.URL, "-token", allToken, "--url", "/x"}, 2, "not an absolute"},
+		{"unknown flag", []string{"-admin", srv.URL, "--nope"}, 2, "flag provided but not defined"},
+		{"stray argument", []string{"-token", allToken, "https://a.example/"}, 2, "unexpected argument"},
+		{"bad admin", []string{"-admin", "ftp://x", "-token", allToken, "--tag", "x"}, 2, "-admin"},
+		{"receipt and selector", []string{"-token", allToken, "-receipt", "abc", "--tag", "x"}, 2, "cannot be combined"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := len(rec.selectors())
+			code, _, errs := run(tc.args...)
+			if code != tc.code || !strings.Contains(errs, tc.msg) {
+				t.Fatalf("exit %d (want %d), stderr %q (want %q)", code, tc.code, errs, tc.msg)
+			}
+			if len(rec.selectors()) != n {
+				t.Fatal("purged")
+			}
+		})
+	}
+	if code, _, _ := run("-h"); code != 0 {
+		t.Fatalf("-h exit %d", code)
+	}
+}
+
+func equalSel(a, b purge.Selector) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
 }

@@ -1,4 +1,4 @@
-package purge_test
+package fleet_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +19,43 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edged-proxy/edged/purge"
+	"github.com/edged-proxy/edged/purge/fleet"
 )
+
+const allToken = "secret-all-sites-0123456789"
+
+// recorder is a fake Invalidator that records every selector it was given
+// and reports one match per item.
+type recorder struct {
+	mu  sync.Mutex
+	got []purge.Selector
+}
+
+func (r *recorder) Purge(_ context.Context, sel purge.Selector) (purge.Matched, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, sel)
+	return purge.Matched{URLs: len(sel.URLs), Prefixes: len(sel.Prefixes), Tags: len(sel.Tags), Hosts: len(sel.Hosts)}, nil
+}
+
+func (r *recorder) selectors() []purge.Selector {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]purge.Selector(nil), r.got...)
+}
+
+// count is how many times a selector naming url was applied.
+func (r *recorder) count(url string) int {
+	n := 0
+	for _, s := range r.selectors() {
+		for _, u := range s.URLs {
+			if u == url {
+				n++
+			}
+		}
+	}
+	return n
+}
 
 // startNATS runs a real NATS server with JetStream in-process.
 func startNATS(t *testing.T, port int, dir string) *server.Server {
@@ -51,13 +88,13 @@ func startNode(t *testing.T, name, url string) *node {
 		Node:        name,
 		Logger:      quietLogger(),
 		Invalidator: rec,
-		Tokens:      testTokens(),
-		NATS: &purge.FleetConfig{
+		Tokens:      []purge.Token{{Value: allToken, Name: "ops"}},
+		JoinFleet: fleet.Config{
 			URL:            url,
 			RetryInterval:  50 * time.Millisecond,
 			PublishTimeout: time.Second,
 			ConnectTimeout: time.Second,
-		},
+		}.Join,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +175,7 @@ func settled(t *testing.T, url string, names ...string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for _, n := range names {
-		c, err := js.Consumer(ctx, purge.DefaultStream, n)
+		c, err := js.Consumer(ctx, fleet.DefaultStream, n)
 		if err != nil {
 			return false
 		}
@@ -253,8 +290,8 @@ func TestFleetUnreachable(t *testing.T) {
 	ln.Close() // nothing listens there now
 	rec := &recorder{}
 	p, err := purge.New(purge.Config{
-		Node: "lonely", Invalidator: rec, Tokens: testTokens(), Logger: quietLogger(),
-		NATS: &purge.FleetConfig{URL: "nats://" + addr, MaxPending: 1, RetryInterval: 20 * time.Millisecond},
+		Node: "lonely", Invalidator: rec, Tokens: []purge.Token{{Value: allToken, Name: "ops"}}, Logger: quietLogger(),
+		JoinFleet: fleet.Config{URL: "nats://" + addr, MaxPending: 1, RetryInterval: 20 * time.Millisecond}.Join,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -278,5 +315,31 @@ func TestFleetUnreachable(t *testing.T) {
 	}
 	if _, err := p.Purge(context.Background(), purge.Selector{Tags: []string{"c"}}, "test"); err != purge.ErrClosed {
 		t.Fatalf("Purge after Close: %v", err)
+	}
+}
+
+func TestJoinConfigErrors(t *testing.T) {
+	rec := &recorder{}
+	tests := []struct {
+		name string
+		cfg  purge.Config
+		msg  string
+	}{
+		{"fleet without node", purge.Config{Invalidator: rec, JoinFleet: fleet.Config{URL: "nats://127.0.0.1:1"}.Join}, "Node is required"},
+		{"fleet without url", purge.Config{Invalidator: rec, Node: "n", JoinFleet: fleet.Config{}.Join}, "NATS.URL"},
+		{"bad subject", purge.Config{Invalidator: rec, Node: "n", JoinFleet: fleet.Config{URL: "nats://127.0.0.1:1", Subject: "a.>"}.Join}, "Subject"},
+		{"bad stream", purge.Config{Invalidator: rec, Node: "n", JoinFleet: fleet.Config{URL: "nats://127.0.0.1:1", Stream: "a.b"}.Join}, "NATS.Stream"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := purge.New(tc.cfg)
+			if err == nil {
+				p.Close()
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("error %q does not contain %q", err, tc.msg)
+			}
+		})
 	}
 }

@@ -1,4 +1,11 @@
-package purge
+// Package fleet propagates purges to every node of a fleet over NATS
+// JetStream: a purge this node applied is published to a stream that every
+// node consumes with a durable consumer named after itself, and receipts
+// (which node applied which purge, when) are kept in a key-value bucket.
+//
+// It implements purge.Fleet; cmd/edged joins a Purger to it with
+// purge.Config{JoinFleet: fleet.Config{...}.Join}.
+package fleet
 
 import (
 	"context"
@@ -9,15 +16,30 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edged-proxy/edged/purge"
 )
 
-// FleetConfig configures propagation of purges to every node over NATS
+// Defaults for Config fields left zero.
+const (
+	DefaultStream         = "EDGED_PURGES"
+	DefaultSubject        = "edged.purge"
+	DefaultReceiptBucket  = "EDGED_PURGE_RECEIPTS"
+	DefaultMaxAge         = 7 * 24 * time.Hour
+	DefaultConnectTimeout = 2 * time.Second
+	DefaultPublishTimeout = 2 * time.Second
+	DefaultRetryInterval  = time.Second
+	DefaultMaxPending     = 10000
+)
+
+// Config configures propagation of purges to every node over NATS
 // JetStream. Every node of a fleet must use the same Stream, Subject and
 // ReceiptBucket.
-type FleetConfig struct {
+type Config struct {
 	// URL is the NATS server URL, or several separated by commas. Required.
 	URL string
 	// Stream is the JetStream stream holding purges; created (file storage)
@@ -56,7 +78,7 @@ type FleetConfig struct {
 	Options []nats.Option
 }
 
-func (c *FleetConfig) defaults() error {
+func (c *Config) defaults() error {
 	if strings.TrimSpace(c.URL) == "" {
 		return errors.New("purge: NATS.URL is required with a fleet")
 	}
@@ -93,16 +115,18 @@ func (c *FleetConfig) defaults() error {
 		}
 	}
 	for _, tok := range strings.Split(c.Subject, ".") {
-		if tok == "" || tok == "*" || tok == ">" || hasCtlOrSpace(tok) {
+		if tok == "" || tok == "*" || tok == ">" || strings.IndexFunc(tok, ctlOrSpace) >= 0 {
 			return fmt.Errorf("purge: NATS.Subject %q: not a valid subject without wildcards", c.Subject)
 		}
 	}
 	return nil
 }
 
+// fleet is a node's membership of a fleet: the publisher (with its queue
+// of pending purges) and the durable consumer.
 type fleet struct {
-	p    *Purger
-	cfg  FleetConfig
+	l    purge.Local
+	cfg  Config
 	subj string
 	nc   *nats.Conn
 	js   jetstream.JetStream
@@ -117,7 +141,7 @@ type fleet struct {
 	closing bool // under mu: no more queueing
 	kv      jetstream.KeyValue
 	cc      jetstream.ConsumeContext
-	pending []command
+	pending []purge.Command
 
 	handleMu sync.Mutex // held while one fleet message is handled
 	stopped  bool
@@ -125,14 +149,32 @@ type fleet struct {
 
 var errNotConnected = errors.New("NATS not reachable")
 
-func newFleet(p *Purger, cfg FleetConfig) (*fleet, error) {
+var _ purge.Fleet = (*fleet)(nil)
+
+// Join checks c and joins the node l describes to the fleet: it starts
+// connecting to NATS in the background and returns at once, without failing
+// when NATS is unreachable (purges are then queued, "pending", until it is).
+// In the background it creates the stream and the receipt bucket if they
+// are missing, then consumes the stream with a durable consumer named
+// l.Node, applying every other node's purges through l.Apply. Its method
+// value is a purge.Config.JoinFleet.
+func (c Config) Join(l purge.Local) (purge.Fleet, error) {
+	f, err := newFleet(l, c)
+	if err != nil {
+		return nil, err
+	}
+	f.start()
+	return f, nil
+}
+
+func newFleet(l purge.Local, cfg Config) (*fleet, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	f := &fleet{p: p, cfg: cfg, subj: cfg.Subject + ".cmd", kick: make(chan struct{}, 1)}
-	log := p.log.With("component", "purge-fleet", "node", p.node)
+	f := &fleet{l: l, cfg: cfg, subj: cfg.Subject + ".cmd", kick: make(chan struct{}, 1)}
+	log := l.Logger.With("component", "purge-fleet", "node", l.Node)
 	opts := []nats.Option{
-		nats.Name("edged-purge-" + p.node),
+		nats.Name("edged-purge-" + l.Node),
 		nats.Timeout(cfg.ConnectTimeout),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
@@ -189,8 +231,8 @@ func (f *fleet) run() {
 			if f.ctx.Err() != nil {
 				return
 			}
-			f.p.met.failures.WithLabelValues(stageConnect).Inc()
-			f.p.log.Warn("purge fleet setup failed; retrying", "node", f.p.node, "error", err, "retry_in", f.cfg.RetryInterval)
+			f.l.Failed(purge.StageConnect, 1)
+			f.l.Logger.Warn("purge fleet setup failed; retrying", "node", f.l.Node, "error", err, "retry_in", f.cfg.RetryInterval)
 			select {
 			case <-f.ctx.Done():
 				return
@@ -209,6 +251,10 @@ func (f *fleet) run() {
 		}
 	}
 }
+
+// Ready reports whether the stream, bucket and consumer are set up and
+// NATS is connected.
+func (f *fleet) Ready() bool { return f.ready() && f.nc.IsConnected() }
 
 func (f *fleet) ready() bool {
 	f.mu.Lock()
@@ -263,33 +309,33 @@ func (f *fleet) setup() error {
 	f.kv = kv
 	f.mu.Unlock()
 	cons, err := f.js.CreateOrUpdateConsumer(ctx, f.cfg.Stream, jetstream.ConsumerConfig{
-		Durable:       f.p.node,
-		Description:   "edged node " + f.p.node + " applying fleet purges",
+		Durable:       f.l.Node,
+		Description:   "edged node " + f.l.Node + " applying fleet purges",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       f.p.applyTO + 30*time.Second,
+		AckWait:       f.l.ApplyTimeout + 30*time.Second,
 		MaxAckPending: 256,
 		FilterSubject: f.subj,
 	})
 	if err != nil {
-		return fmt.Errorf("consumer %s: %w", f.p.node, err)
+		return fmt.Errorf("consumer %s: %w", f.l.Node, err)
 	}
 	cc, err := cons.Consume(f.handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		f.p.log.Debug("purge fleet consumer", "node", f.p.node, "error", err)
+		f.l.Logger.Debug("purge fleet consumer", "node", f.l.Node, "error", err)
 	}))
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", f.p.node, err)
+		return fmt.Errorf("consume %s: %w", f.l.Node, err)
 	}
 	f.mu.Lock()
 	f.kv, f.cc, f.isReady = kv, cc, true
 	f.mu.Unlock()
-	f.p.log.Info("purge fleet ready", "node", f.p.node, "stream", f.cfg.Stream, "subject", f.subj, "bucket", f.cfg.ReceiptBucket)
+	f.l.Logger.Info("purge fleet ready", "node", f.l.Node, "stream", f.cfg.Stream, "subject", f.subj, "bucket", f.cfg.ReceiptBucket)
 	return nil
 }
 
-// submit records a purge this node applied and publishes it, or queues it.
-func (f *fleet) submit(ctx context.Context, c command) FleetStatus {
-	f.p.store.add(c, FleetStatus{State: FleetPending})
+// Submit publishes a purge this node applied, or queues it when NATS is not
+// reachable (state pending) or the queue is full (state failed).
+func (f *fleet) Submit(ctx context.Context, c purge.Command) purge.FleetStatus {
 	f.mu.Lock()
 	direct := len(f.pending) == 0 && f.isReady && f.nc.IsConnected()
 	queued := len(f.pending)
@@ -297,11 +343,11 @@ func (f *fleet) submit(ctx context.Context, c command) FleetStatus {
 	var err error
 	if direct {
 		if err = f.publish(ctx, c); err == nil {
-			fs := FleetStatus{State: FleetPublished}
-			f.p.store.setFleet(c.ID, fs)
+			fs := purge.FleetStatus{State: purge.FleetPublished}
+			f.l.SetStatus(c.ID, fs)
 			return fs
 		}
-		f.p.met.failures.WithLabelValues(stagePublish).Inc()
+		f.l.Failed(purge.StagePublish, 1)
 	} else if queued > 0 {
 		err = fmt.Errorf("queued behind %d pending purges", queued)
 	} else {
@@ -310,30 +356,30 @@ func (f *fleet) submit(ctx context.Context, c command) FleetStatus {
 	return f.enqueue(c, err)
 }
 
-func (f *fleet) enqueue(c command, cause error) FleetStatus {
+func (f *fleet) enqueue(c purge.Command, cause error) purge.FleetStatus {
 	f.mu.Lock()
 	full := len(f.pending) >= f.cfg.MaxPending || f.closing
 	if !full {
 		f.pending = append(f.pending, c)
-		f.p.met.pending.Set(float64(len(f.pending)))
+		f.l.SetPending(len(f.pending))
 	}
 	f.mu.Unlock()
-	var fs FleetStatus
+	var fs purge.FleetStatus
 	if full {
-		fs = FleetStatus{State: FleetFailed, Error: fmt.Sprintf("not published to the fleet: pending queue full (%d) or shutting down; %v", f.cfg.MaxPending, cause)}
-		f.p.met.failures.WithLabelValues(stageQueue).Inc()
-		f.p.log.Error("purge not propagated to the fleet", "id", c.ID, "error", fs.Error)
+		fs = purge.FleetStatus{State: purge.FleetFailed, Error: fmt.Sprintf("not published to the fleet: pending queue full (%d) or shutting down; %v", f.cfg.MaxPending, cause)}
+		f.l.Failed(purge.StageQueue, 1)
+		f.l.Logger.Error("purge not propagated to the fleet", "id", c.ID, "error", fs.Error)
 	} else {
-		fs = FleetStatus{State: FleetPending, Error: cause.Error() + "; will be published when NATS is reachable"}
+		fs = purge.FleetStatus{State: purge.FleetPending, Error: cause.Error() + "; will be published when NATS is reachable"}
 		f.poke()
 	}
-	f.p.store.setFleet(c.ID, fs)
+	f.l.SetStatus(c.ID, fs)
 	return fs
 }
 
 // publish puts one purge in the stream (deduplicated by its id) and in the
 // receipt bucket.
-func (f *fleet) publish(ctx context.Context, c command) error {
+func (f *fleet) publish(ctx context.Context, c purge.Command) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.PublishTimeout)
 	defer cancel()
 	data, err := json.Marshal(c)
@@ -347,11 +393,11 @@ func (f *fleet) publish(ctx context.Context, c command) error {
 	kv := f.kv
 	f.mu.Unlock()
 	if kv == nil {
-		f.p.met.failures.WithLabelValues(stageReceipt).Inc()
-		f.p.log.Warn("purge receipt not stored: no receipt bucket yet", "id", c.ID)
+		f.l.Failed(purge.StageReceipt, 1)
+		f.l.Logger.Warn("purge receipt not stored: no receipt bucket yet", "id", c.ID)
 	} else if _, err := kv.Put(ctx, c.ID, data); err != nil {
-		f.p.met.failures.WithLabelValues(stageReceipt).Inc()
-		f.p.log.Warn("purge receipt not stored", "id", c.ID, "error", err)
+		f.l.Failed(purge.StageReceipt, 1)
+		f.l.Logger.Warn("purge receipt not stored", "id", c.ID, "error", err)
 	}
 	return nil
 }
@@ -370,19 +416,19 @@ func (f *fleet) flush(ctx context.Context) {
 			return
 		}
 		if err := f.publish(ctx, c); err != nil {
-			f.p.met.failures.WithLabelValues(stagePublish).Inc()
-			f.p.store.setFleet(c.ID, FleetStatus{State: FleetPending, Error: err.Error() + "; will be retried"})
-			f.p.log.Debug("pending purge not published yet", "id", c.ID, "error", err)
+			f.l.Failed(purge.StagePublish, 1)
+			f.l.SetStatus(c.ID, purge.FleetStatus{State: purge.FleetPending, Error: err.Error() + "; will be retried"})
+			f.l.Logger.Debug("pending purge not published yet", "id", c.ID, "error", err)
 			return
 		}
 		f.mu.Lock()
 		if len(f.pending) > 0 && f.pending[0].ID == c.ID {
 			f.pending = f.pending[1:]
 		}
-		f.p.met.pending.Set(float64(len(f.pending)))
+		f.l.SetPending(len(f.pending))
 		f.mu.Unlock()
-		f.p.store.setFleet(c.ID, FleetStatus{State: FleetPublished})
-		f.p.log.Info("pending purge published", "id", c.ID, "waited", f.p.now().Sub(c.AcceptedAt))
+		f.l.SetStatus(c.ID, purge.FleetStatus{State: purge.FleetPublished})
+		f.l.Logger.Info("pending purge published", "id", c.ID, "waited", f.l.Now().Sub(c.AcceptedAt))
 	}
 }
 
@@ -394,37 +440,27 @@ func (f *fleet) handle(msg jetstream.Msg) {
 	if f.stopped {
 		return // not acked: redelivered to this consumer after a restart
 	}
-	var c command
-	if err := json.Unmarshal(msg.Data(), &c); err != nil || !validID(c.ID) || c.Selector.validate(math.MaxInt) != nil {
-		f.p.met.failures.WithLabelValues(stageDecode).Inc()
-		f.p.log.Error("malformed fleet purge dropped", "node", f.p.node, "subject", msg.Subject(), "error", err)
+	var c purge.Command
+	if err := json.Unmarshal(msg.Data(), &c); err != nil || !purge.ValidID(c.ID) || c.Selector.Validate(math.MaxInt) != nil {
+		f.l.Failed(purge.StageDecode, 1)
+		f.l.Logger.Error("malformed fleet purge dropped", "node", f.l.Node, "subject", msg.Subject(), "error", err)
 		_ = msg.Term()
 		return
 	}
-	if c.Origin == f.p.node || f.p.store.has(c.ID) {
-		f.ack(msg, c.ID)
-		return
-	}
-	m, dur, err := f.p.invalidate(f.ctx, c.Selector)
+	nr, applied, err := f.l.Apply(f.ctx, c)
 	if err != nil {
-		f.p.met.failures.WithLabelValues(stageApply).Inc()
-		f.p.log.Error("fleet purge failed locally; will be redelivered", "id", c.ID, "origin", c.Origin, "error", err)
+		f.l.Failed(purge.StageApply, 1)
+		f.l.Logger.Error("fleet purge failed locally; will be redelivered", "id", c.ID, "origin", c.Origin, "error", err)
 		_ = msg.NakWithDelay(f.cfg.RetryInterval)
 		return
 	}
-	now := f.p.now()
-	lag := max(now.Sub(c.AcceptedAt), 0)
-	f.p.met.lag.Observe(lag.Seconds())
-	f.p.met.applied.Inc()
-	nr := NodeReceipt{Node: f.p.node, AppliedAt: now, Matched: m}
-	f.p.store.put(c, FleetStatus{State: FleetPublished}, nr)
-	if err := f.putReceipt(c.ID, nr); err != nil {
-		f.p.met.failures.WithLabelValues(stageReceipt).Inc()
-		f.p.log.Warn("purge receipt not stored", "id", c.ID, "error", err)
+	if applied {
+		if err := f.putReceipt(c.ID, nr); err != nil {
+			f.l.Failed(purge.StageReceipt, 1)
+			f.l.Logger.Warn("purge receipt not stored", "id", c.ID, "error", err)
+		}
 	}
 	f.ack(msg, c.ID)
-	f.p.log.Info("fleet purge applied", "id", c.ID, "origin", c.Origin, "selector", c.Selector, "soft", c.Selector.Soft,
-		"matched", m.Total(), "duration", dur, "lag", lag)
 }
 
 func (f *fleet) ack(msg jetstream.Msg, id string) {
@@ -433,11 +469,11 @@ func (f *fleet) ack(msg jetstream.Msg, id string) {
 	if err := msg.DoubleAck(ctx); err != nil {
 		// Redelivered later and then skipped by id, unless this node
 		// restarts meanwhile: at-least-once.
-		f.p.log.Debug("fleet purge ack not confirmed", "id", id, "error", err)
+		f.l.Logger.Debug("fleet purge ack not confirmed", "id", id, "error", err)
 	}
 }
 
-func (f *fleet) putReceipt(id string, nr NodeReceipt) error {
+func (f *fleet) putReceipt(id string, nr purge.NodeReceipt) error {
 	data, err := json.Marshal(nr)
 	if err != nil {
 		return err
@@ -450,63 +486,64 @@ func (f *fleet) putReceipt(id string, nr NodeReceipt) error {
 	}
 	ctx, cancel := context.WithTimeout(f.ctx, f.cfg.PublishTimeout)
 	defer cancel()
-	_, err = kv.Put(ctx, id+"."+f.p.node, data)
+	_, err = kv.Put(ctx, id+"."+f.l.Node, data)
 	return err
 }
 
-// receipt reads purge id's receipts from the bucket.
-func (f *fleet) receipt(ctx context.Context, id string) (Receipt, bool, error) {
+// Receipt reads purge id's receipts from the bucket.
+func (f *fleet) Receipt(ctx context.Context, id string) (purge.Receipt, bool, error) {
 	f.mu.Lock()
 	kv := f.kv
 	f.mu.Unlock()
 	if kv == nil || !f.nc.IsConnected() {
-		return Receipt{}, false, errNotConnected
+		return purge.Receipt{}, false, errNotConnected
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.PublishTimeout)
 	defer cancel()
-	rc := Receipt{ID: id}
+	rc := purge.Receipt{ID: id}
 	found := false
 	e, err := kv.Get(ctx, id)
 	switch {
 	case err == nil:
-		var c command
+		var c purge.Command
 		if err := json.Unmarshal(e.Value(), &c); err != nil {
-			return Receipt{}, false, fmt.Errorf("receipt %s: %w", id, err)
+			return purge.Receipt{}, false, fmt.Errorf("receipt %s: %w", id, err)
 		}
 		found = true
 		rc.Selector, rc.Origin, rc.AcceptedAt = c.Selector, c.Origin, c.AcceptedAt
-		rc.Fleet = FleetStatus{State: FleetPublished}
-		rc.Nodes = append(rc.Nodes, NodeReceipt{Node: c.Origin, AppliedAt: c.AppliedAt, Matched: c.Matched})
+		rc.Fleet = purge.FleetStatus{State: purge.FleetPublished}
+		rc.Nodes = append(rc.Nodes, purge.NodeReceipt{Node: c.Origin, AppliedAt: c.AppliedAt, Matched: c.Matched})
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 	default:
-		return Receipt{}, false, err
+		return purge.Receipt{}, false, err
 	}
 	w, err := kv.Watch(ctx, id+".*", jetstream.IgnoreDeletes())
 	if err != nil {
-		return Receipt{}, false, err
+		return purge.Receipt{}, false, err
 	}
 	defer func() { _ = w.Stop() }()
 	for {
 		select {
 		case <-ctx.Done():
-			return Receipt{}, false, ctx.Err()
+			return purge.Receipt{}, false, ctx.Err()
 		case e, ok := <-w.Updates():
 			if !ok || e == nil {
-				sortNodes(rc.Nodes)
 				return rc, found, nil
 			}
-			var nr NodeReceipt
+			var nr purge.NodeReceipt
 			if json.Unmarshal(e.Value(), &nr) == nil {
 				found = true
-				rc.Nodes = mergeNodes(rc.Nodes, []NodeReceipt{nr})
+				rc.Nodes = append(rc.Nodes, nr)
 			}
 		}
 	}
 }
 
-// close stops the loops and the consumer, makes one last attempt to publish
-// pending purges, and closes the connection.
-func (f *fleet) close() error {
+// Close stops the loops and the consumer, makes one last attempt to publish
+// pending purges (within the publish timeout), and closes the NATS
+// connection. Purges still pending then are lost to the fleet (they were
+// applied locally): they get state failed, are logged, and make the error.
+func (f *fleet) Close() error {
 	f.cancel()
 	f.wg.Wait()
 	f.handleMu.Lock()
@@ -529,17 +566,17 @@ func (f *fleet) close() error {
 	lost := f.pending
 	f.pending = nil
 	f.closing = true
-	f.p.met.pending.Set(0)
+	f.l.SetPending(0)
 	f.mu.Unlock()
 	var err error
 	if len(lost) > 0 {
 		ids := make([]string, len(lost))
 		for i, c := range lost {
 			ids[i] = c.ID
-			f.p.store.setFleet(c.ID, FleetStatus{State: FleetFailed, Error: "node shut down before NATS was reachable"})
+			f.l.SetStatus(c.ID, purge.FleetStatus{State: purge.FleetFailed, Error: "node shut down before NATS was reachable"})
 		}
-		f.p.met.failures.WithLabelValues(stageQueue).Add(float64(len(lost)))
-		f.p.log.Error("pending purges never reached the fleet (applied on this node only)", "node", f.p.node, "count", len(lost), "ids", ids)
+		f.l.Failed(purge.StageQueue, len(lost))
+		f.l.Logger.Error("pending purges never reached the fleet (applied on this node only)", "node", f.l.Node, "count", len(lost), "ids", ids)
 		err = fmt.Errorf("purge: %d pending purges were not published to the fleet", len(lost))
 	}
 	if f.nc.IsConnected() {
@@ -547,4 +584,12 @@ func (f *fleet) close() error {
 	}
 	f.nc.Close()
 	return err
+}
+
+func notNameRune(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+}
+
+func ctlOrSpace(r rune) bool {
+	return unicode.IsSpace(r) || unicode.IsControl(r) || r == unicode.ReplacementChar
 }

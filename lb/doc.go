@@ -28,8 +28,11 @@
 // The Pool clones each request and replaces only the URL's scheme and host by
 // the shard's. Request.Host, the path and the query are kept, so the caller
 // decides the Host header the origin sees. Each shard has its own
-// http.Transport (HTTP/1.1, keep-alive, no proxy, compression left as the
-// origin sent it), so connection limits and idle pools are per shard.
+// http.Transport (keep-alive, no proxy, compression left as the origin sent
+// it), so connection limits and idle pools are per shard. Config.Protocol
+// picks what the transport speaks: "http1" (the default) HTTP/1.1 only, "h2"
+// HTTP/2 over TLS when the shard offers it in ALPN and HTTP/1.1 otherwise,
+// "h2c" HTTP/2 with prior knowledge over cleartext (for gRPC origins).
 //
 // To learn which shard answered, attach a Route with WithRoute; RoundTrip fills
 // in Route.Shard and Route.Attempts.

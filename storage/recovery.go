@@ -27,16 +27,28 @@ func (s *Store) runRecovery() {
 		close(s.recoveryDone)
 	}()
 	start := time.Now()
-	stopped := func() bool {
-		select {
-		case <-s.stop:
-			return true
-		default:
-			return false
-		}
+	if !s.dropBrokenEntries() || !s.deleteOrphanBlobs() || !s.deleteDanglingTags() {
+		return
 	}
+	st := s.Stats()
+	s.log.Info("storage: recovery done", "objects", st.Objects, "bytes", st.Bytes,
+		"dropped_entries", st.RecoveryDroppedEntries, "deleted_orphans", st.RecoveryDeletedOrphans,
+		"took", time.Since(start))
+}
 
-	// 1. Entries whose blob is missing or has the wrong size.
+// stopping reports whether Close has asked background work to stop.
+func (s *Store) stopping() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// dropBrokenEntries is recovery step 1: it removes the entries whose blob is
+// missing or has the wrong size. It reports whether recovery may go on.
+func (s *Store) dropBrokenEntries() bool {
 	type ent struct {
 		victim
 		size int64
@@ -50,12 +62,12 @@ func (s *Store) runRecovery() {
 			return nil
 		})
 	}) {
-		return
+		return false
 	}
 	var bad []victim
 	for i, e := range ents {
-		if i%1024 == 0 && stopped() {
-			return
+		if i%1024 == 0 && s.stopping() {
+			return false
 		}
 		fi, err := os.Stat(s.blobPath(e.id))
 		if err != nil || fi.Size() != e.size {
@@ -66,53 +78,34 @@ func (s *Store) runRecovery() {
 	for len(bad) > 0 {
 		n := min(len(bad), evictBatch)
 		if s.begin() != nil {
-			return
+			return false
 		}
 		removed, err := s.removeEntries(bad[:n])
 		s.end()
 		if err != nil {
 			s.log.Error("storage: recovery: dropping entries", "err", err)
-			return
+			return false
 		}
 		s.recoveryDropped.Add(int64(removed))
 		bad = bad[n:]
 	}
+	return true
+}
 
-	// 2. Orphan blob files: list first, then read the referenced ids.
-	type file struct {
-		path string
-		id   uint64
-		ok   bool // name parsed as a blob id
-	}
-	var files []file
-	blobs := filepath.Join(s.dir, "blobs")
-	l1, _ := os.ReadDir(blobs)
-	for _, d1 := range l1 {
-		p1 := filepath.Join(blobs, d1.Name())
-		if !d1.IsDir() {
-			files = append(files, file{path: p1})
-			continue
-		}
-		l2, _ := os.ReadDir(p1)
-		for _, d2 := range l2 {
-			p2 := filepath.Join(p1, d2.Name())
-			if !d2.IsDir() {
-				files = append(files, file{path: p2})
-				continue
-			}
-			if stopped() {
-				return
-			}
-			l3, _ := os.ReadDir(p2)
-			for _, f := range l3 {
-				if f.IsDir() {
-					continue
-				}
-				id, err := strconv.ParseUint(f.Name(), 16, 64)
-				ok := err == nil && len(f.Name()) == 16 && filepath.Join(blobs, s.blobRel(id)) == filepath.Join(p2, f.Name())
-				files = append(files, file{filepath.Join(p2, f.Name()), id, ok})
-			}
-		}
+// blobFile is a file found under blobs/ by listBlobFiles.
+type blobFile struct {
+	path string
+	id   uint64
+	ok   bool // name parsed as a blob id at its own path
+}
+
+// deleteOrphanBlobs is recovery step 2: it deletes the files under blobs/
+// that no entry names (listing the files first, then reading the referenced
+// ids) and that are not fresh. It reports whether recovery may go on.
+func (s *Store) deleteOrphanBlobs() bool {
+	files, ok := s.listBlobFiles()
+	if !ok {
+		return false
 	}
 	refs := make(map[uint64]struct{})
 	if !s.view(func(tx *bolt.Tx) error {
@@ -123,11 +116,11 @@ func (s *Store) runRecovery() {
 			return nil
 		})
 	}) {
-		return
+		return false
 	}
 	for i, f := range files {
-		if i%1024 == 0 && stopped() {
-			return
+		if i%1024 == 0 && s.stopping() {
+			return false
 		}
 		if f.ok {
 			if _, ok := refs[f.id]; ok {
@@ -144,10 +137,51 @@ func (s *Store) runRecovery() {
 			s.recoveryOrphans.Add(1)
 		}
 	}
-	refs, files = nil, nil
+	return true
+}
 
-	// 3. Tag rows whose key is gone or no longer carries the tag (left by
-	// records that were undecodable when dropped).
+// listBlobFiles lists every file in the three levels of blobs/ (a file at
+// the first two levels is listed as not a blob). It reports false if Close
+// stopped it.
+func (s *Store) listBlobFiles() ([]blobFile, bool) {
+	var files []blobFile
+	blobs := filepath.Join(s.dir, "blobs")
+	l1, _ := os.ReadDir(blobs)
+	for _, d1 := range l1 {
+		p1 := filepath.Join(blobs, d1.Name())
+		if !d1.IsDir() {
+			files = append(files, blobFile{path: p1})
+			continue
+		}
+		l2, _ := os.ReadDir(p1)
+		for _, d2 := range l2 {
+			p2 := filepath.Join(p1, d2.Name())
+			if !d2.IsDir() {
+				files = append(files, blobFile{path: p2})
+				continue
+			}
+			if s.stopping() {
+				return nil, false
+			}
+			l3, _ := os.ReadDir(p2)
+			for _, f := range l3 {
+				if f.IsDir() {
+					continue
+				}
+				id, err := strconv.ParseUint(f.Name(), 16, 64)
+				ok := err == nil && len(f.Name()) == 16 && filepath.Join(blobs, s.blobRel(id)) == filepath.Join(p2, f.Name())
+				files = append(files, blobFile{filepath.Join(p2, f.Name()), id, ok})
+			}
+		}
+	}
+	return files, true
+}
+
+// deleteDanglingTags is recovery step 3: it deletes the tag rows whose key
+// is gone or no longer carries the tag (left by records that were
+// undecodable when dropped). It reports false only if it could not read the
+// index; a failed delete is logged.
+func (s *Store) deleteDanglingTags() bool {
 	var dangling [][]byte
 	if !s.view(func(tx *bolt.Tx) error {
 		objs := tx.Bucket(bucketObjects)
@@ -159,7 +193,7 @@ func (s *Store) runRecovery() {
 			return nil
 		})
 	}) {
-		return
+		return false
 	}
 	if len(dangling) > 0 && s.begin() == nil {
 		err := s.db.Update(func(tx *bolt.Tx) error {
@@ -179,11 +213,7 @@ func (s *Store) runRecovery() {
 			s.log.Error("storage: recovery: removing dangling tag rows", "err", err)
 		}
 	}
-
-	st := s.Stats()
-	s.log.Info("storage: recovery done", "objects", st.Objects, "bytes", st.Bytes,
-		"dropped_entries", st.RecoveryDroppedEntries, "deleted_orphans", st.RecoveryDeletedOrphans,
-		"took", time.Since(start))
+	return true
 }
 
 func recordHasTag(v []byte, tag string) bool {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -195,6 +196,35 @@ func (w *Writer) Commit(meta Meta) (err error) {
 	}()
 	s := w.s
 	size := w.written.Load()
+	if err := checkMeta(meta, size); err != nil {
+		return err
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.end()
+
+	rec := w.indexRecord(meta, size, s.now())
+	enc := encodeRecord(nil, rec)
+	if err := w.publishBlob(); err != nil {
+		return err
+	}
+	old, err := s.indexVersion(rec, enc)
+	if err != nil {
+		s.removeBlob(w.id)
+		return err
+	}
+	if old != nil && old.id != w.id {
+		s.removeBlob(old.id)
+	}
+	w.state = wCommitted
+	s.evict()
+	return nil
+}
+
+// checkMeta rejects a commit whose meta disagrees with the size written
+// (unless meta.Size is negative) or carries an invalid tag.
+func checkMeta(meta Meta, size int64) error {
 	if meta.Size >= 0 && meta.Size != size {
 		return fmt.Errorf("%w: meta says %d, wrote %d", ErrSizeMismatch, meta.Size, size)
 	}
@@ -203,16 +233,17 @@ func (w *Writer) Commit(meta Meta) (err error) {
 			return fmt.Errorf("storage: invalid tag %q", t)
 		}
 	}
-	if err := s.begin(); err != nil {
-		return err
-	}
-	defer s.end()
+	return nil
+}
 
+// indexRecord builds the index record of the version being committed at now:
+// the block checksums including the final partial block, tags sorted and
+// deduplicated, and Stored defaulting to now.
+func (w *Writer) indexRecord(meta Meta, size int64, now time.Time) *record {
 	crcs := w.crcs
 	if w.blockN > 0 {
 		crcs = append(slices.Clip(crcs), w.blockCR)
 	}
-	now := s.now()
 	rec := &record{
 		key: w.key, header: meta.Header, size: size, id: w.id,
 		blockSize: BlockSize, crcs: crcs,
@@ -222,8 +253,15 @@ func (w *Writer) Commit(meta Meta) (err error) {
 	if rec.stored.IsZero() {
 		rec.stored = now
 	}
-	enc := encodeRecord(nil, rec)
+	return rec
+}
 
+// publishBlob makes the temporary file the version's blob: fsync it (per
+// policy), register its id as fresh so recovery does not take it for an
+// orphan, rename it into blobs/ and fsync the directory (per policy). If the
+// directory fsync fails the renamed blob is removed.
+func (w *Writer) publishBlob() error {
+	s := w.s
 	if s.opts.Fsync == FsyncAlways {
 		if err := w.f.Sync(); err != nil {
 			return fmt.Errorf("storage: fsync blob: %w", err)
@@ -247,41 +285,41 @@ func (w *Writer) Commit(meta Meta) (err error) {
 			return err
 		}
 	}
+	return nil
+}
 
-	mu := s.stripe(w.key)
+// indexVersion names rec's blob under rec.key in one index transaction
+// (the record enc replaces the key's previous record and tag rows) and
+// then in the eviction index, both under the key's stripe lock. It returns
+// the record it replaced, if any; the caller deletes that blob, and on error
+// its own.
+func (s *Store) indexVersion(rec *record, enc []byte) (old *record, err error) {
+	mu := s.stripe(rec.key)
 	mu.Lock()
-	var old *record
+	defer mu.Unlock()
 	err = s.groupUpdate(func(tx *bolt.Tx) error {
 		var err error
-		if old, err = deleteRecord(tx, w.key, 0); err != nil {
+		if old, err = deleteRecord(tx, rec.key, 0); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketObjects).Put([]byte(w.key), enc); err != nil {
+		if err := tx.Bucket(bucketObjects).Put([]byte(rec.key), enc); err != nil {
 			return err
 		}
 		tags := tx.Bucket(bucketTags)
 		for _, t := range rec.tags {
-			if err := tags.Put(tagRow(t, w.key), nil); err != nil {
+			if err := tags.Put(tagRow(t, rec.key), nil); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		mu.Unlock()
-		s.removeBlob(w.id)
-		return fmt.Errorf("storage: committing index: %w", err)
+		return nil, fmt.Errorf("storage: committing index: %w", err)
 	}
 	s.mu.Lock()
-	s.lru.set(w.key, w.id, size, now.UnixNano(), timeToNanos(meta.Expires))
+	s.lru.set(rec.key, rec.id, rec.size, rec.atime.UnixNano(), timeToNanos(rec.expires))
 	s.mu.Unlock()
-	mu.Unlock()
-	if old != nil && old.id != w.id {
-		s.removeBlob(old.id)
-	}
-	w.state = wCommitted
-	s.evict()
-	return nil
+	return old, nil
 }
 
 // ensureBlobDir creates a fan-out directory on first use (fsyncing its

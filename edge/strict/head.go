@@ -47,51 +47,13 @@ func validateHead(h []byte, cfg *Config, info *headInfo) fault {
 		info.method, info.target = line[:3], line[4:5]
 		return fault{}
 	}
-
-	sp1 := bytes.IndexByte(line, ' ')
-	if sp1 <= 0 {
-		return bad("malformed request-line")
-	}
-	method := line[:sp1]
-	for _, c := range method {
-		if !isTchar(c) {
-			return bad("invalid method token")
-		}
-	}
-	line = line[sp1+1:]
-	sp2 := bytes.IndexByte(line, ' ')
-	if sp2 < 0 {
-		return bad("malformed request-line")
-	}
-	target, version := line[:sp2], line[sp2+1:]
-	if len(target) == 0 {
-		return bad("empty request-target")
-	}
-	if len(version) == 8 && string(version[:7]) == "HTTP/1." && (version[7] == '0' || version[7] == '1') {
-		info.minor = version[7]
-	} else if len(version) == 8 && string(version[:5]) == "HTTP/" && isDigit(version[5]) && version[6] == '.' && isDigit(version[7]) {
-		return fault{status: http.StatusHTTPVersionNotSupported, reason: "unsupported HTTP version"}
-	} else {
-		return bad("malformed HTTP-version")
-	}
-	if len(target) > cfg.MaxURILength {
-		return fault{status: http.StatusRequestURITooLong, reason: "request-target too long"}
-	}
-	info.method, info.target = method, target
-	isConnect := string(method) == "CONNECT"
-	authority, scheme, f := checkTarget(target, method, isConnect)
+	authority, scheme, f := checkRequestLine(line, cfg, info)
 	if !f.ok() {
 		return f
 	}
 
-	var (
-		host             []byte
-		hostSeen, clSeen bool
-		teSeen           bool
-		teOther          bool // a coding other than chunked
-		teLastChunked    bool
-		count            int
-	)
+	var fr framing
+	count := 0
 	for {
 		eol = bytes.IndexByte(rest, '\n')
 		line, rest = rest[:eol-1], rest[eol+1:]
@@ -102,117 +64,198 @@ func validateHead(h []byte, cfg *Config, info *headInfo) fault {
 		if count > cfg.MaxHeaderCount {
 			return fault{status: http.StatusRequestHeaderFieldsTooLarge, reason: "too many header fields"}
 		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return bad("obs-fold (line folding) in header")
+		name, val, f := splitField(line)
+		if !f.ok() {
+			return f
 		}
-		colon := -1
-		for i, c := range line {
-			if c == ':' {
-				colon = i
-				break
-			}
-			if !isTchar(c) {
-				if c == ' ' || c == '\t' {
-					return bad("whitespace in header field name")
-				}
-				return bad("invalid header field name")
-			}
-		}
-		if colon < 0 {
-			return bad("header field line without colon")
-		}
-		if colon == 0 {
-			return bad("empty header field name")
-		}
-		name, raw := line[:colon], line[colon+1:]
-		for _, c := range raw {
-			if !isValueByte(c) {
-				return bad("invalid character in header field value")
-			}
-		}
-		val := trimOWS(raw)
-		switch len(name) {
-		case 4:
-			if !eqFold(name, "host") {
-				continue
-			}
-			if hostSeen {
-				return bad("duplicate Host")
-			}
-			hostSeen = true
-			if len(val) == 0 || !validAuthority(val, false) {
-				return bad("invalid Host")
-			}
-			host = val
-		case 14:
-			if !eqFold(name, "content-length") {
-				continue
-			}
-			if clSeen {
-				return bad("duplicate Content-Length")
-			}
-			clSeen = true
-			n, ok := parseDecimal(val)
-			if !ok {
-				return bad("invalid Content-Length")
-			}
-			info.contentLength = n
-		case 17:
-			if !eqFold(name, "transfer-encoding") {
-				continue
-			}
-			teSeen = true
-			if len(val) == 0 {
-				return bad("empty Transfer-Encoding")
-			}
-			for len(val) > 0 {
-				var elem []byte
-				if i := bytes.IndexByte(val, ','); i >= 0 {
-					elem, val = trimOWS(val[:i]), val[i+1:]
-					if len(trimOWS(val)) == 0 {
-						return bad("empty transfer-coding")
-					}
-				} else {
-					elem, val = trimOWS(val), nil
-				}
-				if len(elem) == 0 {
-					return bad("empty transfer-coding")
-				}
-				for _, c := range elem {
-					if !isTchar(c) {
-						return bad("invalid transfer-coding")
-					}
-				}
-				if eqFold(elem, "chunked") {
-					if info.chunked {
-						return bad("chunked applied more than once")
-					}
-					info.chunked, teLastChunked = true, true
-				} else {
-					teOther, teLastChunked = true, false
-				}
-			}
+		if f := fr.field(name, val, info); !f.ok() {
+			return f
 		}
 	}
+	return fr.check(info, authority, scheme)
+}
 
-	if teSeen {
+// checkRequestLine checks a request-line other than the HTTP/2 preface and
+// records its method, target and minor version in info. It returns the
+// authority and scheme of absolute- and authority-form targets.
+func checkRequestLine(line []byte, cfg *Config, info *headInfo) (authority, scheme []byte, f fault) {
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 {
+		return nil, nil, bad("malformed request-line")
+	}
+	method := line[:sp1]
+	for _, c := range method {
+		if !isTchar(c) {
+			return nil, nil, bad("invalid method token")
+		}
+	}
+	line = line[sp1+1:]
+	sp2 := bytes.IndexByte(line, ' ')
+	if sp2 < 0 {
+		return nil, nil, bad("malformed request-line")
+	}
+	target, version := line[:sp2], line[sp2+1:]
+	if len(target) == 0 {
+		return nil, nil, bad("empty request-target")
+	}
+	if len(version) == 8 && string(version[:7]) == "HTTP/1." && (version[7] == '0' || version[7] == '1') {
+		info.minor = version[7]
+	} else if len(version) == 8 && string(version[:5]) == "HTTP/" && isDigit(version[5]) && version[6] == '.' && isDigit(version[7]) {
+		return nil, nil, fault{status: http.StatusHTTPVersionNotSupported, reason: "unsupported HTTP version"}
+	} else {
+		return nil, nil, bad("malformed HTTP-version")
+	}
+	if len(target) > cfg.MaxURILength {
+		return nil, nil, fault{status: http.StatusRequestURITooLong, reason: "request-target too long"}
+	}
+	info.method, info.target = method, target
+	return checkTarget(target, method, string(method) == "CONNECT")
+}
+
+// splitField checks one field line (not the final empty line) and returns
+// its name and its value without surrounding whitespace.
+func splitField(line []byte) (name, val []byte, f fault) {
+	if line[0] == ' ' || line[0] == '\t' {
+		return nil, nil, bad("obs-fold (line folding) in header")
+	}
+	colon := -1
+	for i, c := range line {
+		if c == ':' {
+			colon = i
+			break
+		}
+		if !isTchar(c) {
+			if c == ' ' || c == '\t' {
+				return nil, nil, bad("whitespace in header field name")
+			}
+			return nil, nil, bad("invalid header field name")
+		}
+	}
+	if colon < 0 {
+		return nil, nil, bad("header field line without colon")
+	}
+	if colon == 0 {
+		return nil, nil, bad("empty header field name")
+	}
+	name, raw := line[:colon], line[colon+1:]
+	for _, c := range raw {
+		if !isValueByte(c) {
+			return nil, nil, bad("invalid character in header field value")
+		}
+	}
+	return name, trimOWS(raw), fault{}
+}
+
+// framing is what the field lines of one head say about the request's Host
+// and body framing, gathered by field and judged by check.
+type framing struct {
+	host          []byte
+	hostSeen      bool
+	clSeen        bool
+	teSeen        bool
+	teOther       bool // a coding other than chunked
+	teLastChunked bool
+}
+
+// field takes one field line's name and value: Host, Content-Length and
+// Transfer-Encoding are checked and recorded (in fr, and the body framing in
+// info); other fields are ignored.
+func (fr *framing) field(name, val []byte, info *headInfo) fault {
+	switch len(name) {
+	case 4:
+		if !eqFold(name, "host") {
+			return fault{}
+		}
+		if fr.hostSeen {
+			return bad("duplicate Host")
+		}
+		fr.hostSeen = true
+		if len(val) == 0 || !validAuthority(val, false) {
+			return bad("invalid Host")
+		}
+		fr.host = val
+	case 14:
+		if !eqFold(name, "content-length") {
+			return fault{}
+		}
+		if fr.clSeen {
+			return bad("duplicate Content-Length")
+		}
+		fr.clSeen = true
+		n, ok := parseDecimal(val)
+		if !ok {
+			return bad("invalid Content-Length")
+		}
+		info.contentLength = n
+	case 17:
+		if !eqFold(name, "transfer-encoding") {
+			return fault{}
+		}
+		return fr.transferEncoding(val, info)
+	}
+	return fault{}
+}
+
+// transferEncoding takes the value of one Transfer-Encoding field line: a
+// comma-separated list of transfer-codings, of which chunked may appear once.
+func (fr *framing) transferEncoding(val []byte, info *headInfo) fault {
+	fr.teSeen = true
+	if len(val) == 0 {
+		return bad("empty Transfer-Encoding")
+	}
+	for len(val) > 0 {
+		var elem []byte
+		if i := bytes.IndexByte(val, ','); i >= 0 {
+			elem, val = trimOWS(val[:i]), val[i+1:]
+			if len(trimOWS(val)) == 0 {
+				return bad("empty transfer-coding")
+			}
+		} else {
+			elem, val = trimOWS(val), nil
+		}
+		if len(elem) == 0 {
+			return bad("empty transfer-coding")
+		}
+		for _, c := range elem {
+			if !isTchar(c) {
+				return bad("invalid transfer-coding")
+			}
+		}
+		if eqFold(elem, "chunked") {
+			if info.chunked {
+				return bad("chunked applied more than once")
+			}
+			info.chunked, fr.teLastChunked = true, true
+		} else {
+			fr.teOther, fr.teLastChunked = true, false
+		}
+	}
+	return fault{}
+}
+
+// check judges the whole head once every field line is taken: the body
+// framing (Transfer-Encoding against the version and Content-Length), Host
+// present for HTTP/1.1 and agreeing with an absolute- or authority-form
+// target, and a zero Content-Length when the body has no framing.
+func (fr *framing) check(info *headInfo, authority, scheme []byte) fault {
+	if fr.teSeen {
 		if info.minor == '0' {
 			return bad("Transfer-Encoding in HTTP/1.0 request")
 		}
-		if clSeen {
+		if fr.clSeen {
 			return bad("both Content-Length and Transfer-Encoding")
 		}
-		if !teLastChunked {
+		if !fr.teLastChunked {
 			return bad("final transfer-coding is not chunked")
 		}
-		if teOther {
+		if fr.teOther {
 			return fault{status: http.StatusNotImplemented, reason: "unsupported transfer-coding"}
 		}
 	}
-	if !hostSeen && info.minor == '1' {
+	if !fr.hostSeen && info.minor == '1' {
 		return bad("missing Host")
 	}
-	if hostSeen && authority != nil && !sameAuthority(authority, host, scheme) {
+	if fr.hostSeen && authority != nil && !sameAuthority(authority, fr.host, scheme) {
 		return bad("Host disagrees with request-target")
 	}
 	if !info.chunked && info.contentLength < 0 {

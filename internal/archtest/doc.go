@@ -1,3 +1,7 @@
-// Package archtest holds no code: its test keeps the package dependency
-// rules of docs/architecture.md true by running `go list -deps`.
+// Package archtest holds no code; its tests keep house rules true:
+//
+//   - the package table of docs/architecture.md ("Packages and who may
+//     import whom"), checked on the import graph from `go list -deps`
+//     (arch_test.go, table_test.go);
+//   - no non-test function longer than 100 lines (funclen_test.go).
 package archtest

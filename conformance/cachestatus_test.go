@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/internal/testkit"
 )
 
 // csSyntax is a simplified RFC 8941 List member: a token (edged) followed by
@@ -108,14 +110,14 @@ func TestCacheStatus(t *testing.T) {
 		wantCS(t, e.get("/x"), map[string]string{"hit": ""})
 	})
 	t.Run("RFC 9211 §2.6 collapsed on waiters of one fill", func(t *testing.T) {
-		g := newGate(t)
+		g := testkit.NewGate(t)
 		var e *env
 		e = newEnv(t, opts{}, func(w http.ResponseWriter, r *http.Request, n int) {
-			g.wait(r)
+			g.Wait(r.Context())
 			w.Header().Set("Cache-Control", "max-age=60")
 			io.WriteString(w, "p")
 		})
-		t.Cleanup(g.open)
+		t.Cleanup(g.Open)
 		const n = 8
 		var wg sync.WaitGroup
 		res := make([]result, n)
@@ -123,9 +125,9 @@ func TestCacheStatus(t *testing.T) {
 		for i := range n {
 			wg.Go(func() { res[i], errs[i] = e.try(context.Background(), http.MethodGet, "/x") })
 		}
-		eventually(t, "the fill to start", func() bool { return e.origin.hits("/x") == 1 })
+		e.origin.Await(t, "/x", 1)
 		time.Sleep(50 * time.Millisecond) // let the other requests reach the cache and wait
-		g.open()
+		g.Open()
 		wg.Wait()
 		stored, collapsed, hits := 0, 0, 0
 		for i := range n {

@@ -11,12 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/lb"
 	"github.com/edged-proxy/edged/storage"
 )
@@ -49,76 +49,38 @@ func (c *clock) Advance(d time.Duration) {
 // httpDate formats t as an IMF-fixdate.
 func httpDate(t time.Time) string { return t.UTC().Format(http.TimeFormat) }
 
-// recorded is one request as the origin received it.
-type recorded struct {
-	Method   string
-	Path     string
-	RawQuery string
-	Header   http.Header
-}
-
 // originFunc answers one origin request; n is the 1-based number of the
 // request for this path (method ignored). The origin has already set Date
 // from the fake clock; the function may override or delete it.
 type originFunc func(w http.ResponseWriter, r *http.Request, n int)
 
-// origin is a scripted origin server that records what it receives.
+// origin is a scripted origin server, a testkit.Origin that counts and
+// records what it receives, with Date from the fake clock.
 type origin struct {
-	srv   *httptest.Server
+	*testkit.Origin
 	clock *clock
-	mu    sync.Mutex
-	reqs  []recorded
-	count map[string]int
-	busy  atomic.Int32 // handlers running
 }
 
 func newOrigin(t *testing.T, c *clock, h originFunc) *origin {
 	t.Helper()
-	o := &origin{clock: c, count: map[string]int{}}
-	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o.busy.Add(1)
-		defer o.busy.Add(-1)
-		o.mu.Lock()
-		o.reqs = append(o.reqs, recorded{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone()})
-		o.count[r.URL.Path]++
-		n := o.count[r.URL.Path]
-		o.mu.Unlock()
+	return &origin{clock: c, Origin: testkit.NewOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Date", httpDate(c.Now()))
 		if h == nil {
 			w.Header().Set("Cache-Control", "max-age=60")
 			io.WriteString(w, "body of "+r.URL.Path)
 			return
 		}
-		h(w, r, n)
-	}))
-	t.Cleanup(o.srv.Close)
-	return o
+		h(w, r, testkit.RequestNumber(r))
+	}))}
 }
 
 // hits is how many requests the origin received for path.
-func (o *origin) hits(path string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.count[path]
-}
-
-// requests returns the requests received for path, in order.
-func (o *origin) requests(path string) []recorded {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	var out []recorded
-	for _, r := range o.reqs {
-		if r.Path == path {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+func (o *origin) hits(path string) int { return o.Hits(path) }
 
 // last returns the last request received for path.
-func (o *origin) last(t *testing.T, path string) recorded {
+func (o *origin) last(t *testing.T, path string) *http.Request {
 	t.Helper()
-	rr := o.requests(path)
+	rr := o.Requests(path)
 	if len(rr) == 0 {
 		t.Fatalf("origin received no request for %s", path)
 	}
@@ -175,7 +137,7 @@ func newEnv(t *testing.T, o opts, h originFunc) *env {
 	t.Helper()
 	c := newClock()
 	org := newOrigin(t, c, h)
-	pool, err := lb.NewPool(lb.Config{Name: "t", Shards: []lb.Shard{{Name: "o", URL: org.srv.URL, Weight: 1}}})
+	pool, err := lb.NewPool(lb.Config{Name: "t", Shards: []lb.Shard{{Name: "o", URL: org.URL, Weight: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,14 +223,10 @@ func (e *env) doCtx(ctx context.Context, method, path string, hdr ...string) res
 func (e *env) settle(path string, hdr []string) {
 	e.t.Helper()
 	probe := append(append([]string(nil), hdr...), "Cache-Control", "only-if-cached")
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
+	testkit.Poll(time.Second, func() bool {
 		r, err := e.try(context.Background(), http.MethodHead, path, probe...)
-		if err == nil && r.CS.hit() && !r.CS.has("collapsed") {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		return err == nil && r.CS.hit() && !r.CS.has("collapsed")
+	})
 }
 
 // try is do without failing the test: safe from other goroutines.
@@ -301,7 +259,7 @@ func (e *env) get(path string, hdr ...string) result {
 func (e *env) advance(d time.Duration) { e.clock.Advance(d) }
 
 // closeOrigin makes the origin unreachable: connections are refused.
-func (e *env) closeOrigin() { e.origin.srv.Close() }
+func (e *env) closeOrigin() { e.origin.Close() }
 
 // cacheStatus is the edged member of a Cache-Status field (RFC 9211 §2):
 // its parameters, values unquoted, booleans mapped to "".
@@ -418,64 +376,25 @@ func (e *env) wantHits(path string, n int) {
 	}
 }
 
-// eventually polls cond until it holds or 5 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// gate blocks origin handlers until opened; it opens itself when the test
-// ends so that no handler outlives the servers. Create it after newEnv, so
-// its cleanup runs first.
-type gate struct {
-	ch   chan struct{}
-	once sync.Once
-}
-
-func newGate(t *testing.T) *gate {
-	g := &gate{ch: make(chan struct{})}
-	t.Cleanup(g.open)
-	return g
-}
-
-func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
-
-// wait blocks until the gate opens or r's context ends.
-func (g *gate) wait(r *http.Request) {
-	select {
-	case <-g.ch:
-	case <-r.Context().Done():
-	}
-}
-
 // hangingOrigin is an originFunc that never answers until r's context ends
 // or the test finishes (a stuck origin, for timeouts).
-func hangingOrigin(g *gate) func(w http.ResponseWriter, r *http.Request) {
-	return func(w http.ResponseWriter, r *http.Request) { g.wait(r) }
+func hangingOrigin(g *testkit.Gate) func(w http.ResponseWriter, r *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) { g.Wait(r.Context()) }
 }
 
 // quiesce opens g and waits for a fill of path that a client gave up on to
 // finish storing (a probe with only-if-cached stops answering 504), so that
 // the test does not end while the cache is still writing. It gives up
 // quietly after a second.
-func (e *env) quiesce(g *gate, path string) {
-	g.open()
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		if e.origin.busy.Load() == 0 {
-			r, err := e.try(context.Background(), http.MethodHead, path, "Cache-Control", "only-if-cached")
-			if err == nil && r.Status != http.StatusGatewayTimeout {
-				return
-			}
+func (e *env) quiesce(g *testkit.Gate, path string) {
+	g.Open()
+	testkit.Poll(time.Second, func() bool {
+		if e.origin.InFlight() != 0 {
+			return false
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		r, err := e.try(context.Background(), http.MethodHead, path, "Cache-Control", "only-if-cached")
+		return err == nil && r.Status != http.StatusGatewayTimeout
+	})
 }
 
 // resetConn hijacks the connection and closes it without answering.

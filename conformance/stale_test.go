@@ -7,9 +7,10 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/internal/testkit"
 )
 
 // policyStale is a site policy with default stale windows.
@@ -37,20 +38,16 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var g *gate
-			var revalidations atomic.Int32
+			var g *testkit.Gate
 			e := newEnv(t, opts{policy: tc.policy}, func(w http.ResponseWriter, r *http.Request, n int) {
 				w.Header().Set("Cache-Control", tc.cc)
 				w.Header().Set("ETag", `"e`+strconv.Itoa(n)+`"`)
-				if n > 1 {
-					revalidations.Add(1)
-					if tc.swr {
-						g.wait(r) // a background revalidation may take its time
-					}
+				if n > 1 && tc.swr {
+					g.Wait(r.Context()) // a background revalidation may take its time
 				}
 				io.WriteString(w, "v"+strconv.Itoa(n))
 			})
-			g = newGate(t)
+			g = testkit.NewGate(t)
 			e.get("/s")
 			e.advance(tc.advance)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -79,17 +76,17 @@ func TestStaleWhileRevalidate(t *testing.T) {
 				t.Errorf("detail = %q, want stale-while-revalidate (%v)", r.CS.get("detail"), r)
 			}
 			// The background revalidation reaches the origin, conditional.
-			eventually(t, "the background revalidation", func() bool { return revalidations.Load() == 1 })
+			e.origin.Await(t, "/s", 2) // the background revalidation
 			if got := e.origin.last(t, "/s").Header.Get("If-None-Match"); got != `"e1"` {
 				t.Errorf("background revalidation If-None-Match = %q, want \"e1\"", got)
 			}
-			g.open()
+			g.Open()
 			// Afterwards the entry is fresh with the new response.
-			eventually(t, "the refreshed entry", func() bool {
+			testkit.Eventually(t, 5*time.Second, func() bool {
 				r, err := e.try(context.Background(), http.MethodGet, "/s")
 				ttl, _ := r.CS.ttl()
 				return err == nil && r.CS.hit() && ttl > 0 && r.Body == "v2"
-			})
+			}, "the refreshed entry")
 			e.wantHits("/s", 2)
 		})
 	}
@@ -98,15 +95,15 @@ func TestStaleWhileRevalidate(t *testing.T) {
 // TestStaleWhileRevalidateCoalesced checks that concurrent stale requests
 // cause exactly one background revalidation (RFC 5861 §3).
 func TestStaleWhileRevalidateCoalesced(t *testing.T) {
-	g := newGate(t)
+	g := testkit.NewGate(t)
 	e := newEnv(t, opts{}, func(w http.ResponseWriter, r *http.Request, n int) {
 		w.Header().Set("Cache-Control", "max-age=10, stale-while-revalidate=60")
 		if n > 1 {
-			g.wait(r)
+			g.Wait(r.Context())
 		}
 		io.WriteString(w, "v"+strconv.Itoa(n))
 	})
-	t.Cleanup(g.open) // runs before the servers close
+	t.Cleanup(g.Open) // runs before the servers close
 	e.get("/s")
 	e.advance(20 * time.Second)
 	const n = 32
@@ -128,12 +125,12 @@ func TestStaleWhileRevalidateCoalesced(t *testing.T) {
 			t.Errorf("request %d: %v", i, results[i])
 		}
 	}
-	eventually(t, "the background revalidation", func() bool { return e.origin.hits("/s") >= 2 })
-	g.open()
-	eventually(t, "the refreshed entry", func() bool {
+	e.origin.Await(t, "/s", 2) // the background revalidation
+	g.Open()
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		r, err := e.try(context.Background(), http.MethodGet, "/s")
 		return err == nil && r.Body == "v2"
-	})
+	}, "the refreshed entry")
 	e.wantHits("/s", 2)
 }
 
@@ -175,7 +172,7 @@ func TestStaleIfError(t *testing.T) {
 					o.fillTimeout = 300 * time.Millisecond
 				}
 				var e *env
-				var g *gate
+				var g *testkit.Gate
 				e = newEnv(t, o, func(w http.ResponseWriter, r *http.Request, n int) {
 					if n == 1 {
 						w.Header().Set("Cache-Control", tc.cc)
@@ -187,13 +184,13 @@ func TestStaleIfError(t *testing.T) {
 					case f.reset:
 						resetConn(w)
 					case f.hang:
-						g.wait(r)
+						g.Wait(r.Context())
 					default:
 						w.WriteHeader(f.status)
 						io.WriteString(w, "origin error")
 					}
 				})
-				g = newGate(t)
+				g = testkit.NewGate(t)
 				e.get("/e")
 				e.advance(tc.advance)
 				if f.down {

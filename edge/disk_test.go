@@ -46,7 +46,7 @@ func objectOrigin(t *testing.T, chunk int, pause time.Duration, chunked bool) *o
 			body = body[k:]
 			if pause > 0 {
 				w.(http.Flusher).Flush()
-				time.Sleep(pause)
+				time.Sleep(pause) // a slow origin body on purpose, not a wait
 			}
 		}
 	})

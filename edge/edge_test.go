@@ -15,43 +15,24 @@ import (
 
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/lb"
 	"github.com/edged-proxy/edged/storage"
 )
 
-// origin is a test origin that counts requests per path.
+// origin is a test origin that counts requests per path (a testkit.Origin).
 type origin struct {
-	*httptest.Server
-	mu    sync.Mutex
-	count map[string]int
-	last  *http.Request
+	*testkit.Origin
 }
 
 func newOrigin(t *testing.T, h http.HandlerFunc) *origin {
 	t.Helper()
-	o := &origin{count: map[string]int{}}
-	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o.mu.Lock()
-		o.count[r.URL.Path]++
-		o.last = r.Clone(context.Background())
-		o.mu.Unlock()
-		h(w, r)
-	}))
-	t.Cleanup(o.Close)
-	return o
+	return &origin{testkit.NewOrigin(t, h)}
 }
 
-func (o *origin) hits(path string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.count[path]
-}
+func (o *origin) hits(path string) int { return o.Hits(path) }
 
-func (o *origin) lastRequest() *http.Request {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.last
-}
+func (o *origin) lastRequest() *http.Request { return o.Last() }
 
 type edgeOpts struct {
 	disk        bool                 // run with a disk tier in a temp dir

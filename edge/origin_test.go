@@ -36,6 +36,8 @@ func rawOrigin(t *testing.T, script func(reqLine string) string) string {
 					}
 				}
 				io.WriteString(c, script(line))
+				// Not a wait: the origin lingers before it closes, so the
+				// close does not race the scripted bytes.
 				time.Sleep(50 * time.Millisecond)
 			}()
 		}

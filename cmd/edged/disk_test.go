@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/storage"
 )
 
@@ -45,16 +45,10 @@ func body(name string, size int) []byte {
 	return b
 }
 
-// sizedOrigin serves /obj/NAME-SIZE deterministically and counts fetches.
-type sizedOrigin struct {
-	*httptest.Server
-	mu    sync.Mutex
-	count map[string]int
-}
-
-func newSizedOrigin(t *testing.T) *sizedOrigin {
-	o := &sizedOrigin{count: map[string]int{}}
-	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// newSizedOrigin serves /obj/NAME-SIZE deterministically; the
+// testkit.Origin counts fetches.
+func newSizedOrigin(t *testing.T) *testkit.Origin {
+	return testkit.NewOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(r.URL.Path, "/obj/")
 		i := strings.LastIndexByte(name, '-')
 		size, err := strconv.Atoi(name[i+1:])
@@ -62,9 +56,6 @@ func newSizedOrigin(t *testing.T) *sizedOrigin {
 			http.NotFound(w, r)
 			return
 		}
-		o.mu.Lock()
-		o.count[r.URL.Path]++
-		o.mu.Unlock()
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Header().Set("Content-Length", strconv.Itoa(size))
 		b := body(r.URL.Path, size)
@@ -76,14 +67,6 @@ func newSizedOrigin(t *testing.T) *sizedOrigin {
 			b = b[k:]
 		}
 	}))
-	t.Cleanup(o.Close)
-	return o
-}
-
-func (o *sizedOrigin) hits(path string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.count[path]
 }
 
 func writeConfig(t *testing.T, yaml string) string {
@@ -123,7 +106,7 @@ func TestRestartKeepsCacheWarm(t *testing.T) {
 		if b != string(body(p, len(b))) || resp.ContentLength != int64(len(b)) {
 			t.Errorf("%s after restart: wrong body", p)
 		}
-		if n := o.hits(p); n != 1 {
+		if n := o.Hits(p); n != 1 {
 			t.Errorf("%s: origin fetched %d times, want 1", p, n)
 		}
 	}
@@ -215,7 +198,7 @@ func TestCorruptBlobsServedFromOrigin(t *testing.T) {
 		if strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit") {
 			t.Errorf("%s: damaged object served as a hit", p)
 		}
-		if n := o.hits(p); n != 2 {
+		if n := o.Hits(p); n != 2 {
 			t.Errorf("%s: origin fetched %d times, want 2", p, n)
 		}
 	}
@@ -338,6 +321,8 @@ func crashRecovery(t *testing.T, fsync string) {
 		c := startChild(t, "-config", cfg, "-origin", o.URL, "-data", data)
 		done := make(chan struct{})
 		go func() { load(c.edge, 2*time.Second); close(done) }()
+		// Not a wait: fault injection. Each round kills at another point
+		// of the load, so that kills land in different phases of writes.
 		time.Sleep(time.Duration(150+round*60) * time.Millisecond)
 		c.cmd.Process.Kill() // SIGKILL, mid-write
 		c.cmd.Wait()

@@ -67,7 +67,7 @@ func TestSlowClientsCutOff(t *testing.T) {
 			defer c.Close()
 			io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n")
 			done := make(chan struct{})
-			go func() { // trickle a header byte every 100 ms until cut off
+			go func() { // trickle a header byte every 100 ms until cut off (a slow peer, not a wait)
 				defer close(done)
 				for i := 0; ; i++ {
 					if _, err := c.Write([]byte{'X' + byte(i%2)}); err != nil {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/internal/testkit"
 )
 
 // A zero-downtime upgrade under steady load: SIGUSR2 starts a new process
@@ -62,7 +64,9 @@ func TestZeroDowntimeUpgrade(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Upgrade under steady load: once the old process has answered a good
+	// number of requests.
+	testkit.Eventually(t, 20*time.Second, func() bool { return ok.Load() >= 100 }, "100 requests answered before the upgrade")
 	if err := syscall.Kill(oldPID, syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +81,9 @@ func TestZeroDowntimeUpgrade(t *testing.T) {
 		t.Fatal("the old process did not exit after the upgrade")
 	}
 	before := ok.Load()
-	time.Sleep(500 * time.Millisecond) // the new process keeps serving
+	// The new process keeps serving: let it answer a good number of
+	// requests under the same load (checked below).
+	testkit.Poll(20*time.Second, func() bool { return ok.Load() >= before+100 })
 	close(stop)
 	wg.Wait()
 
@@ -98,18 +104,13 @@ func TestZeroDowntimeUpgrade(t *testing.T) {
 		t.Error("no request succeeded after the old process exited")
 	}
 	// The new process took the disk tier over: the warm object is a hit.
-	deadline := time.Now().Add(10 * time.Second)
-	for !isHit(t, c.edge, "/obj/warm-4000") {
-		if time.Now().After(deadline) {
-			t.Fatal("the new process never served the old disk tier's object")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testkit.Poll(10*time.Second, func() bool { return isHit(t, c.edge, "/obj/warm-4000") }) {
+		t.Fatal("the new process never served the old disk tier's object")
 	}
 	t.Logf("%d requests across the upgrade, none failed", ok.Load())
 	syscall.Kill(newPID, syscall.SIGTERM)
-	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(newPID, 0) == nil && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
+	// Not our child, so not waitable: poll until it is gone (best effort).
+	testkit.Poll(10*time.Second, func() bool { return syscall.Kill(newPID, 0) != nil })
 }
 
 type statusErr struct{ code int }

@@ -23,6 +23,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/edged-proxy/edged/internal/testkit"
 )
 
 // ---- certificate helpers ----
@@ -601,15 +603,16 @@ func TestWatch(t *testing.T) {
 	}()
 
 	writePair(t, p, v2)
-	waitFor(t, "v2 to be served", func() bool {
+	// Watch polls the files and exports no reload event: poll what it serves.
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		return servedSerial(t, addr, client).Cmp(v2.serial) == 0
-	})
+	}, "v2 to be served")
 
 	// A broken file is noticed, rejected and logged; v2 stays.
 	writeFile(t, p.CertFile, []byte("garbage"))
-	waitFor(t, "the bad certificate to be rejected", func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		return strings.Contains(logs.String(), "no PEM CERTIFICATE block")
-	})
+	}, "the bad certificate to be rejected")
 	if got := servedSerial(t, addr, client); got.Cmp(v2.serial) != 0 {
 		t.Fatalf("after bad file served %v, want v2", got)
 	}
@@ -619,17 +622,6 @@ func TestWatch(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Watch did not return after cancel")
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

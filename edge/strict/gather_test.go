@@ -207,7 +207,7 @@ func TestCloseDoesNotWaitForBlockedGather(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String()) // never reads
+	peer, err := net.Dial("tcp", ln.Addr().String()) // reads only the first bytes
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,14 @@ func TestCloseDoesNotWaitForBlockedGather(t *testing.T) {
 		_, err := sc.Write(make([]byte, 64<<20)) // more than the socket buffers hold
 		wrote <- err
 	}()
-	time.Sleep(50 * time.Millisecond) // let the write block in writev
+	// The peer receiving the held head and the first body byte shows the
+	// writev has begun; the rest cannot fit in the socket buffers, so the
+	// write is now blocked on the peer.
+	first := make([]byte, len("head")+1)
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(peer, first); err != nil || string(first) != "head\x00" {
+		t.Fatalf("peer read %q, %v; want the head and the first body byte", first, err)
+	}
 	closed := make(chan error, 1)
 	go func() { closed <- sc.Close() }()
 	select {

@@ -58,20 +58,37 @@ func TestLinesArriveWholeAndBatched(t *testing.T) {
 }
 
 func TestPeriodicFlush(t *testing.T) {
-	out := new(lockedBuffer)
+	out := &notifyingWriter{wrote: make(chan struct{}, 1)}
 	w := New(out, 1024, 10*time.Millisecond)
 	defer w.Close()
 	w.Write([]byte("hello\n"))
-	deadline := time.Now().Add(5 * time.Second)
+	timeout := time.After(5 * time.Second)
 	for {
+		select {
+		case <-out.wrote:
+		case <-timeout:
+			t.Fatal("not flushed by the timer")
+		}
 		if s, _ := out.snapshot(); s == "hello\n" {
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("not flushed by the timer")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// notifyingWriter signals on wrote after each Write, so that a test waits
+// for the flush itself rather than polling the buffer.
+type notifyingWriter struct {
+	lockedBuffer
+	wrote chan struct{} // buffered; a pending signal covers later writes
+}
+
+func (n *notifyingWriter) Write(p []byte) (int, error) {
+	k, err := n.lockedBuffer.Write(p)
+	select {
+	case n.wrote <- struct{}{}:
+	default:
+	}
+	return k, err
 }
 
 // blockingWriter blocks every Write until release is closed.

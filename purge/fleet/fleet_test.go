@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/purge"
 	"github.com/edged-proxy/edged/purge/fleet"
 )
@@ -141,16 +142,11 @@ func (n *node) receipt(t *testing.T, id string) purge.Receipt {
 	return rc
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond until it holds, failing the test after 20 s: the
+// fleet's deliveries and NATS state have no event a test can wait on.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 20*time.Second, cond, what)
 }
 
 func nodesOf(rc purge.Receipt) string {

@@ -219,28 +219,48 @@ func (p Policy) evaluate(req *http.Request, resp *http.Response, now time.Time) 
 	if req == nil {
 		return Decision{Reason: policyReasonMethod}
 	}
-	status := resp.StatusCode
+	ev := p.newEvaluation(req, resp, now)
+	if r := ev.reason(req, resp); r != "" {
+		return Decision{Reason: r}
+	}
+	return p.freshness(ev, resp)
+}
+
+// evaluation is what one Evaluate call has parsed: the effective
+// cache-control directives, the reference time, Expires, and pquerna's
+// object and verdict.
+type evaluation struct {
+	cc       policyResponseCC
+	ref      time.Time // Date, else the time of the call: "now" for Expires and the heuristic
+	expLines []string
+	expOK    bool
+	obj      cacheobject.Object
+	rv       cacheobject.ObjectResults
+}
+
+// newEvaluation parses resp's caching fields (the targeted field replacing
+// Cache-Control and Expires when present, RFC 9213 §2.2) and asks pquerna
+// for its verdict, fed our corrected parse (corrections 1-5).
+func (p Policy) newEvaluation(req *http.Request, resp *http.Response, now time.Time) *evaluation {
 	ccLines, targeted := p.controlLines(resp.Header)
-	cc := policyParseResponseCC(ccLines)
+	ev := &evaluation{cc: policyParseResponseCC(ccLines)}
 	rd := ParseRequestDirectives(req.Header)
-
 	date, _ := policyHTTPDate(resp.Header, "Date")
-	ref := date // "now" for Expires and the heuristic
-	if ref.IsZero() {
-		ref = now
+	ev.ref = date
+	if ev.ref.IsZero() {
+		ev.ref = now
 	}
-	expLines := resp.Header.Values("Expires")
-	expires, expOK := policyHTTPDate(resp.Header, "Expires")
-	if targeted { // RFC 9213 §2.2: the targeted field replaces Expires too
-		expLines, expires, expOK = nil, time.Time{}, false
+	ev.expLines = resp.Header.Values("Expires")
+	var expires time.Time
+	expires, ev.expOK = policyHTTPDate(resp.Header, "Expires")
+	if targeted {
+		ev.expLines, expires, ev.expOK = nil, time.Time{}, false
 	}
-
-	// pquerna's verdict, fed our corrected parse (corrections 1-5).
-	obj := cacheobject.Object{
+	ev.obj = cacheobject.Object{
 		CacheIsPrivate:    false,
-		RespDirectives:    &cc.dirs,
+		RespDirectives:    &ev.cc.dirs,
 		RespHeaders:       resp.Header,
-		RespStatusCode:    status,
+		RespStatusCode:    resp.StatusCode,
 		RespExpiresHeader: expires,
 		RespDateHeader:    date,
 		ReqDirectives: &cacheobject.RequestCacheDirectives{
@@ -249,16 +269,26 @@ func (p Policy) evaluate(req *http.Request, resp *http.Response, now time.Time) 
 		},
 		ReqHeaders: req.Header,
 		ReqMethod:  req.Method,
-		NowUTC:     ref,
+		NowUTC:     ev.ref,
 	}
 	if targeted {
-		obj.RespHeaders = policyWithoutExpires(resp.Header)
+		ev.obj.RespHeaders = policyWithoutExpires(resp.Header)
 	}
-	var rv cacheobject.ObjectResults
-	cacheobject.CachableObject(&obj, &rv)
+	cacheobject.CachableObject(&ev.obj, &ev.rv)
+	return ev
+}
 
+// explicit reports explicit freshness: s-maxage, max-age or Expires.
+func (ev *evaluation) explicit() bool {
+	return ev.cc.dirs.SMaxAge >= 0 || ev.cc.dirs.MaxAge >= 0 || len(ev.expLines) > 0
+}
+
+// reason returns why the response may not be stored, "" when it may:
+// pquerna's reasons with our corrections applied, the first of
+// policyReasonOrder that holds.
+func (ev *evaluation) reason(req *http.Request, resp *http.Response) string {
 	why := make(map[string]bool, 4)
-	for _, r := range rv.OutReasons {
+	for _, r := range ev.rv.OutReasons {
 		switch r {
 		case cacheobject.ReasonRequestNoStore:
 			why[policyReasonRequestNoStore] = true
@@ -274,23 +304,22 @@ func (p Policy) evaluate(req *http.Request, resp *http.Response, now time.Time) 
 			why[policyReasonMethod] = true
 		}
 	}
-
+	dirs := &ev.cc.dirs
 	// Correction 13: only GET and HEAD.
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		why[policyReasonMethod] = true
 	}
 	// Corrections 12 and 14: statuses we don't understand.
-	understood := policyUnderstoodStatus(status)
+	understood := policyUnderstoodStatus(resp.StatusCode)
 	if !understood {
 		why[policyReasonStatus] = true
 	}
 	// Correction 14: must-understand overrides no-store for understood codes.
-	if cc.mustUnderstand && understood {
+	if ev.cc.mustUnderstand && understood {
 		delete(why, policyReasonNoStore)
 	}
 	// Correction 15: Authorization present, even if empty.
-	if len(req.Header.Values("Authorization")) > 0 &&
-		!cc.dirs.Public && !cc.dirs.MustRevalidate && cc.dirs.SMaxAge < 0 {
+	if len(req.Header.Values("Authorization")) > 0 && !dirs.Public && !dirs.MustRevalidate && dirs.SMaxAge < 0 {
 		why[policyReasonAuthorization] = true
 	}
 	// Correction 16 and the Set-Cookie choice.
@@ -301,54 +330,58 @@ func (p Policy) evaluate(req *http.Request, resp *http.Response, now time.Time) 
 		why[policyReasonSetCookie] = true
 	}
 	// Corrections 6 and 11: recompute "storable by default" (RFC 9111 §3).
-	explicit := cc.dirs.SMaxAge >= 0 || cc.dirs.MaxAge >= 0 || len(expLines) > 0
-	heuristicStatus := policyHeuristicStatus(status)
-	if explicit || cc.dirs.Public || heuristicStatus {
+	if ev.explicit() || dirs.Public || policyHeuristicStatus(resp.StatusCode) {
 		delete(why, policyReasonNoFreshness)
 	} else {
 		why[policyReasonNoFreshness] = true
 	}
-
 	for _, r := range policyReasonOrder {
 		if why[r] {
-			return Decision{Reason: r}
+			return r
 		}
 	}
+	return ""
+}
 
+// freshness is the Decision for a storable response: its lifetime, its
+// revalidation flags and its RFC 5861 windows.
+func (p Policy) freshness(ev *evaluation, resp *http.Response) Decision {
+	dirs := &ev.cc.dirs
 	d := Decision{
 		Storable:             true,
-		NoCache:              cc.dirs.NoCachePresent,
-		MustRevalidate:       cc.dirs.MustRevalidate || cc.dirs.ProxyRevalidate || cc.dirs.SMaxAge >= 0,
+		NoCache:              dirs.NoCachePresent,
+		MustRevalidate:       dirs.MustRevalidate || dirs.ProxyRevalidate || dirs.SMaxAge >= 0,
 		StaleWhileRevalidate: p.StaleWhileRevalidate,
 		StaleIfError:         p.StaleIfError,
 	}
-	if cc.dirs.StaleWhileRevalidate >= 0 {
-		d.StaleWhileRevalidate = time.Duration(cc.dirs.StaleWhileRevalidate) * time.Second
+	if dirs.StaleWhileRevalidate >= 0 {
+		d.StaleWhileRevalidate = time.Duration(dirs.StaleWhileRevalidate) * time.Second
 	}
-	if cc.dirs.StaleIfError >= 0 {
-		d.StaleIfError = time.Duration(cc.dirs.StaleIfError) * time.Second
+	if dirs.StaleIfError >= 0 {
+		d.StaleIfError = time.Duration(dirs.StaleIfError) * time.Second
 	}
+	status := resp.StatusCode
 	switch {
-	case explicit:
+	case ev.explicit():
 		// s-maxage, then max-age, then Expires − Date (RFC 9111 §4.2.1).
 		// pquerna computes the expiration time. With an invalid or
 		// conflicting Expires (corrections 6 and 4) and no max-age or
 		// s-maxage, the response is already expired.
-		if cc.dirs.SMaxAge < 0 && cc.dirs.MaxAge < 0 && (!expOK || policyConflicting(expLines)) {
+		if dirs.SMaxAge < 0 && dirs.MaxAge < 0 && (!ev.expOK || policyConflicting(ev.expLines)) {
 			break
 		}
-		obj.RespLastModifiedHeader = time.Time{} // no heuristic here (correction 10)
-		cacheobject.ExpirationObject(&obj, &rv)
-		d.Lifetime = max(rv.OutExpirationTime.Sub(ref), 0)
+		ev.obj.RespLastModifiedHeader = time.Time{} // no heuristic here (correction 10)
+		cacheobject.ExpirationObject(&ev.obj, &ev.rv)
+		d.Lifetime = max(ev.rv.OutExpirationTime.Sub(ev.ref), 0)
 	case p.NegativeTTL > 0 && (status == http.StatusNotFound || status == http.StatusGone):
 		// Negative caching: a site default for 404 and 410 that name no
 		// freshness of their own.
 		d.Heuristic = true
 		d.Lifetime = p.NegativeTTL
-	case heuristicStatus:
+	case policyHeuristicStatus(status):
 		// Corrections 9 and 10.
 		d.Heuristic = true
-		d.Lifetime = p.heuristic(resp.Header, ref)
+		d.Lifetime = p.heuristic(resp.Header, ev.ref)
 	}
 	return d
 }

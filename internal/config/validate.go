@@ -11,13 +11,14 @@ import (
 	"strings"
 )
 
-// Validate checks every value of c against the rules documented on its
-// fields and returns all problems found (nil if none), each an *Error with
-// a key path but no file or line, e.g. "sites[1].hosts[0]: host
-// \"example.com\" is also served by site \"a\" (sites[0].hosts[0])"; more
-// than one are joined with errors.Join. Validate does not modify c and
-// does not fill defaults: hosts must already be lowercase and every origin
-// must have a name (NewSite and Parse take care of both).
+// Validate checks every value of c against the rules declared in its
+// fields' tags and the rules between keys, and returns all problems found
+// (nil if none), each an *Error with a key path but no file or line, e.g.
+// "sites[1].hosts[0]: host \"example.com\" is also served by site \"a\"
+// (sites[0].hosts[0])"; more than one are joined with errors.Join. Validate
+// does not modify c and does not fill defaults: hosts must already be
+// lowercase and every origin must have a name (NewSite and Parse take care
+// of both).
 func (c *Config) Validate() error {
 	return join(c.validate())
 }

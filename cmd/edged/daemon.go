@@ -178,120 +178,96 @@ type daemon struct {
 	sampleLn net.Listener
 }
 
+// newDaemon wires the packages together from cfg, adding the built-in
+// sample origin when cfg has no sites. With deferDisk the disk tier is left
+// for attachDiskAfterParent.
 func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer, deferDisk bool) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: logger}
 	if len(cfg.Sites) == 0 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("sample origin: %w", err)
-		}
-		d.sampleLn = ln
-		d.sample = &http.Server{Handler: sampleorigin.New(), ReadHeaderTimeout: 10 * time.Second}
-		cfg.Sites = []config.Site{config.NewSite("sample", []string{"*"}, "http://"+ln.Addr().String())}
-		if err := cfg.Validate(); err != nil {
-			ln.Close()
+		if err := d.startSample(); err != nil {
 			return nil, err
 		}
 	}
+	if err := d.build(access, deferDisk); err != nil {
+		d.close()
+		return nil, err
+	}
+	return d, nil
+}
 
+// startSample listens for the built-in sample origin and makes it the only
+// site; serve serves it.
+func (d *daemon) startSample() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("sample origin: %w", err)
+	}
+	d.sampleLn = ln
+	d.sample = &http.Server{Handler: sampleorigin.New(), ReadHeaderTimeout: 10 * time.Second}
+	d.cfg.Sites = []config.Site{config.NewSite("sample", []string{"*"}, "http://"+ln.Addr().String())}
+	if err := d.cfg.Validate(); err != nil {
+		ln.Close()
+		return err
+	}
+	return nil
+}
+
+// build opens the disk tier (unless deferDisk) and builds the cache, the
+// sites, the purger, the edge handler and the servers. On error the caller
+// closes what was built.
+func (d *daemon) build(access io.Writer, deferDisk bool) error {
+	cfg := d.cfg
 	if cfg.Cache.Disk.Enabled && !deferDisk {
-		disk, err := openDisk(cfg.Cache.Disk, logger)
+		disk, err := openDisk(cfg.Cache.Disk, d.log)
 		if err != nil {
-			d.closeSample()
-			return nil, err
+			return err
 		}
 		d.disk = disk
 	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	c, err := cache.New(cache.Config{
-		Disk:               d.disk,
-		RangeForwardOffset: rangeForward(cfg.Cache.RangeForwardOffset.Int64()),
-		TagHeaders:         cfg.Purge.TagHeaders,
-		MaxBytes:           cfg.Cache.Memory.MaxBytes.Int64(),
-		MaxObjectBytes:     cfg.Cache.Memory.MaxObjectBytes.Int64(),
-		FillTimeout:        cfg.Cache.FillTimeout.Std(),
-		Registerer:         reg,
-		Logger:             logger,
-	})
+	c, err := cache.New(cacheConfig(cfg, d.disk, reg, d.log))
 	if err != nil {
-		d.close()
-		return nil, err
+		return err
 	}
 	d.cache = c
 	d.lbm = lb.NewMetrics(reg)
-	sites, pools, err := buildSites(cfg.Sites, d.lbm, logger)
+	sites, pools, err := buildSites(cfg.Sites, d.lbm, d.log)
 	if err != nil {
-		d.close()
-		return nil, err
+		return err
 	}
 	d.pools = pools
-	em, err := edge.NewMetrics(reg)
-	if err != nil {
-		d.close()
-		return nil, err
+	if d.metrics, err = edge.NewMetrics(reg); err != nil {
+		return err
 	}
-	d.metrics = em
 	var h *edge.Handler
-	d.purger, err = newPurger(cfg, c, func(host string) string { return h.SiteFor(host) }, reg, logger)
+	d.purger, err = newPurger(cfg, c, func(host string) string { return h.SiteFor(host) }, reg, d.log)
 	if err != nil {
-		d.close()
-		return nil, err
+		return err
 	}
-	var strip []string
-	if cfg.Purge.StripTagHeaders {
-		strip = cfg.Purge.TagHeaders
-	}
-	h, err = edge.New(edge.Config{
-		PurgeHandler:         d.purger.MethodHandler(),
-		CacheStatusKey:       cfg.Cache.StatusKey,
-		WebSocketIdleTimeout: cfg.Server.WebSocketIdleTimeout.Std(),
-		StripResponseHeaders: strip,
-		Sites:                sites,
-		UnknownHostStatus:    cfg.UnknownHostStatus,
-		Cache:                c,
-		Metrics:              em,
-		AccessLog:            access,
-		Logger:               logger,
-		WriteTimeout:         cfg.Server.WriteTimeout.Std(),
-	})
+	h, err = edge.New(handlerConfig(cfg, sites, c, d.metrics, d.purger.MethodHandler(), access, d.log))
 	if err != nil {
-		d.close()
-		return nil, err
-	}
-	srvCfg := edge.ServerConfig{
-		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.Std(),
-		ReadTimeout:       cfg.Server.ReadTimeout.Std(),
-		IdleTimeout:       cfg.Server.IdleTimeout.Std(),
-		MaxHeaderBytes:    int(cfg.Server.MaxHeaderBytes.Int64()),
-		ErrorLog:          logger,
-		H2C:               cfg.Server.H2C,
-		Metrics:           em,
+		return err
 	}
 	d.handler = h
+	srvCfg := serverConfig(cfg.Server, d.metrics, d.log)
 	d.edgeSrv = edge.NewServer(h, srvCfg)
 	if cfg.TLS.Listen != "" {
-		pairs := make([]certs.Pair, len(cfg.TLS.Certificates))
-		for i, c := range cfg.TLS.Certificates {
-			pairs[i] = certs.Pair{CertFile: c.Cert, KeyFile: c.Key, Default: c.Default}
-		}
-		minVersion := uint16(tls.VersionTLS12)
-		if cfg.TLS.MinVersion == "1.3" {
-			minVersion = tls.VersionTLS13
-		}
-		d.certs, err = certs.New(certs.Config{Pairs: pairs, MinVersion: minVersion, Logger: logger, Registerer: reg})
-		if err != nil {
-			d.close()
-			return nil, fmt.Errorf("tls: %w", err)
+		if d.certs, err = certs.New(certsConfig(cfg.TLS, reg, d.log)); err != nil {
+			return fmt.Errorf("tls: %w", err)
 		}
 		d.tlsSrv = edge.NewServer(h, srvCfg)
 	}
+	d.adminSrv = adminServer(reg, d.purger)
+	return nil
+}
 
+// adminServer serves /metrics, /healthz, the purge API and pprof.
+func adminServer(reg *prometheus.Registry, purger http.Handler) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("/purge", d.purger)
-	mux.Handle("/purge/", d.purger)
+	mux.Handle("/purge", purger)
+	mux.Handle("/purge/", purger)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -301,35 +277,24 @@ func newDaemon(cfg *config.Config, logger *slog.Logger, access io.Writer, deferD
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	d.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	return d, nil
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 }
+
+// listenFunc opens the listener for a role ("edge", "admin", "tls").
+type listenFunc func(role, addr string) (net.Listener, error)
 
 // serve listens, serves until ctx ends, then drains within the configured
 // shutdown timeout.
 func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	defer d.close()
-	listen := func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	listen := listenFunc(func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) })
 	if d.upg != nil {
 		listen = d.upg.Listen // inherited from the previous process after an upgrade
 	}
-	edgeLn, err := listen("edge", d.cfg.Listen)
+	edgeLn, err := d.edgeListener(listen, "edge", d.cfg.Listen, nil)
 	if err != nil {
-		return fmt.Errorf("edge listener: %w", err)
+		return err
 	}
-	edgeLn = edge.LimitListener(edgeLn, edge.ConnLimits{
-		MaxConns:      d.cfg.Server.MaxConns,
-		MaxConnsPerIP: d.cfg.Server.MaxConnsPerIP,
-		OnRefuse:      d.metrics.Refused,
-	})
-	edgeLn = edge.Listen(edgeLn, edge.StrictConfig{
-		AllowH2C:       d.cfg.Server.H2C, // prior-knowledge HTTP/2 passes to net/http's own parser
-		MaxHeaderBytes: int(d.cfg.Server.MaxHeaderBytes.Int64()),
-		OnReject: func(reason string, status int, remote net.Addr) {
-			d.metrics.Rejected(reason, status)
-			d.log.Debug("request rejected", "reason", reason, "status", status, "client", remote.String())
-		},
-	})
 	adminLn, err := listen("admin", d.cfg.Admin.Listen)
 	if err != nil {
 		edgeLn.Close()
@@ -343,37 +308,63 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	}
 	l := listening{Edge: edgeLn.Addr().String(), Admin: adminLn.Addr().String()}
 	if d.tlsSrv != nil {
-		ln, err := listen("tls", d.cfg.TLS.Listen)
+		tlsLn, err := d.edgeListener(listen, "tls", d.cfg.TLS.Listen, d.certs.TLSConfig())
 		if err != nil {
 			edgeLn.Close()
 			adminLn.Close()
-			return fmt.Errorf("tls listener: %w", err)
+			return err
 		}
-		ln = edge.LimitListener(ln, edge.ConnLimits{
-			MaxConns:      d.cfg.Server.MaxConns,
-			MaxConnsPerIP: d.cfg.Server.MaxConnsPerIP,
-			OnRefuse:      d.metrics.Refused,
-		})
-		// HTTP/2 is negotiated by ALPN; HTTP/1.x over TLS passes the same
-		// strict reader as the cleartext listener.
-		l.TLS = ln.Addr().String()
-		tlsLn := edge.ListenTLS(ln, d.certs.TLSConfig(), edge.StrictConfig{
-			MaxHeaderBytes: int(d.cfg.Server.MaxHeaderBytes.Int64()),
-			OnReject: func(reason string, status int, remote net.Addr) {
-				d.metrics.Rejected(reason, status)
-			},
-		}, d.cfg.Server.ReadHeaderTimeout.Std())
+		l.TLS = tlsLn.Addr().String()
 		go serveOn("tls", d.tlsSrv, tlsLn)
 		wctx, stopWatch := context.WithCancel(ctx)
 		defer stopWatch()
 		go d.certs.Watch(wctx, 0)
 		go d.rotateTicketKeys(wctx)
 	}
+	stopReload := d.reloadOnHangup(ctx)
+	defer stopReload()
+	if d.sample != nil {
+		l.Sample = d.sampleLn.Addr().String()
+		go serveOn("sample origin", d.sample, d.sampleLn)
+	}
+	go serveOn("edge", d.edgeSrv, edgeLn)
+	go serveOn("admin", d.adminSrv, adminLn)
+	d.announce(ctx, l, ready)
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	d.shutdown(err == nil)
+	return err
+}
+
+// edgeListener opens the client-facing listener for role at addr and
+// stacks on it what both client-facing listeners have: the connection
+// limits, then the strict HTTP/1 reader, behind TLS when tlsCfg is set
+// (HTTP/2 is then negotiated by ALPN; HTTP/1.x over TLS passes the same
+// strict reader as cleartext).
+func (d *daemon) edgeListener(listen listenFunc, role, addr string, tlsCfg *tls.Config) (net.Listener, error) {
+	ln, err := listen(role, addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener: %w", role, err)
+	}
+	ln = edge.LimitListener(ln, connLimits(d.cfg.Server, d.metrics.Refused))
+	sc := strictConfig(d.cfg.Server, tlsCfg != nil, func(reason string, status int, remote net.Addr) {
+		d.metrics.Rejected(reason, status)
+		d.log.Debug("request rejected", "reason", reason, "status", status, "client", remote.String())
+	})
+	if tlsCfg == nil {
+		return edge.Listen(ln, sc), nil
+	}
+	return edge.ListenTLS(ln, tlsCfg, sc, d.cfg.Server.ReadHeaderTimeout.Std()), nil
+}
+
+// reloadOnHangup reloads the configuration on each SIGHUP until ctx ends
+// or the returned stop is called.
+func (d *daemon) reloadOnHangup(ctx context.Context) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	hctx, stopHup := context.WithCancel(ctx)
-	defer stopHup()
+	hctx, cancel := context.WithCancel(ctx)
 	go func() {
 		for {
 			select {
@@ -384,12 +375,15 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 			}
 		}
 	}()
-	if d.sample != nil {
-		l.Sample = d.sampleLn.Addr().String()
-		go serveOn("sample origin", d.sample, d.sampleLn)
+	return func() {
+		signal.Stop(hup)
+		cancel()
 	}
-	go serveOn("edge", d.edgeSrv, edgeLn)
-	go serveOn("admin", d.adminSrv, adminLn)
+}
+
+// announce logs the listeners and tells ready, systemd and the upgrader
+// that the daemon accepts requests.
+func (d *daemon) announce(ctx context.Context, l listening, ready func(listening)) {
 	sites := make([]string, len(d.cfg.Sites))
 	for i, s := range d.cfg.Sites {
 		sites[i] = s.Name + "=" + strings.Join(s.Hosts, ",")
@@ -409,13 +403,13 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 			go d.attachDiskAfterParent(ctx)
 		}
 	}
+}
 
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
+// shutdown drains the servers within the shutdown timeout. clean is false
+// when a server failed, in which case no successor is waited for.
+func (d *daemon) shutdown(clean bool) {
 	sdnotify.Stopping()
-	if d.upg != nil && err == nil {
+	if d.upg != nil && clean {
 		// A successor may be taking over: keep answering for a moment, each
 		// response closing its connection, so that keep-alive clients
 		// reconnect (to the successor) between requests rather than racing
@@ -436,7 +430,6 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	if serr != nil {
 		d.log.Warn("shutdown did not finish cleanly", "err", serr)
 	}
-	return err
 }
 
 // buildSites makes the edge sites and their origin pools from the
@@ -445,24 +438,7 @@ func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger) ([
 	var sites []*edge.Site
 	var pools []*lb.Pool
 	for _, s := range cfgSites {
-		shards := make([]lb.Shard, len(s.Origins))
-		for i, o := range s.Origins {
-			shards[i] = lb.Shard{Name: o.Name, URL: o.URL, Weight: o.Weight}
-		}
-		pool, err := lb.NewPool(lb.Config{
-			Name:                   s.Name,
-			Shards:                 shards,
-			MaxIdleConnsPerShard:   s.Upstream.MaxIdleConnsPerShard,
-			MaxConnsPerShard:       s.Upstream.MaxConnsPerShard,
-			IdleConnTimeout:        s.Upstream.IdleConnTimeout.Std(),
-			DialTimeout:            s.Upstream.DialTimeout.Std(),
-			ResponseHeaderTimeout:  s.Upstream.ResponseHeaderTimeout.Std(),
-			DownFor:                s.Upstream.DownFor.Std(),
-			MaxResponseHeaderBytes: s.Upstream.MaxResponseHeaderBytes.Int64(),
-			Protocol:               s.Upstream.Protocol,
-			Metrics:                lbm,
-			Logger:                 logger,
-		})
+		pool, err := lb.NewPool(poolConfig(s, lbm, logger))
 		if err != nil {
 			for _, p := range pools {
 				p.CloseIdleConnections()
@@ -470,28 +446,170 @@ func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger) ([
 			return nil, nil, fmt.Errorf("site %s: %w", s.Name, err)
 		}
 		pools = append(pools, pool)
-		sites = append(sites, &edge.Site{
-			Name:          s.Name,
-			Hosts:         s.Hosts,
-			OriginHost:    s.OriginHost,
-			Origin:        pool,
-			CacheDisabled: !s.Cache.Enabled,
-			Policy: rfc.Policy{
-				DefaultTTL:           s.Cache.DefaultTTL.Std(),
-				HeuristicFraction:    s.Cache.HeuristicFraction,
-				HeuristicMax:         s.Cache.HeuristicMax.Std(),
-				StaleWhileRevalidate: s.Cache.StaleWhileRevalidate.Std(),
-				StaleIfError:         s.Cache.StaleIfError.Std(),
-				NegativeTTL:          s.Cache.NegativeTTL.Std(),
-				TargetedHeaders:      s.Cache.TargetedHeaders,
-			},
-			KeepTargetedHeaders: s.Cache.KeepTargetedHeaders,
-			MaxBodyBytes:        s.MaxBodyBytes.Int64(),
-			NoWebSocket:         !s.WebSocket,
-			UnkeyedHeaders:      s.UnkeyedHeaders,
-		})
+		sites = append(sites, edgeSite(s, pool))
 	}
 	return sites, pools, nil
+}
+
+// The functions below turn the configuration into each package's own
+// Config. They pass every configured value explicitly, so the packages'
+// zero-value defaults (kept for library users) never apply to a configured
+// key: the defaults an operator sees are the ones declared in
+// internal/config, and TestEveryKeyReachesItsPackage fails when a key is
+// not passed on. A zero whose meaning differs between the two is mapped
+// here (rangeForward).
+
+// cacheConfig is the cache's configuration.
+func cacheConfig(cfg *config.Config, disk *storage.Store, reg prometheus.Registerer, logger *slog.Logger) cache.Config {
+	return cache.Config{
+		Disk:               disk,
+		RangeForwardOffset: rangeForward(cfg.Cache.RangeForwardOffset.Int64()),
+		TagHeaders:         cfg.Purge.TagHeaders,
+		MaxBytes:           cfg.Cache.Memory.MaxBytes.Int64(),
+		MaxObjectBytes:     cfg.Cache.Memory.MaxObjectBytes.Int64(),
+		FillTimeout:        cfg.Cache.FillTimeout.Std(),
+		Registerer:         reg,
+		Logger:             logger,
+	}
+}
+
+// rangeForward maps the configuration's "0 = never forward" to the cache's
+// negative value for it.
+func rangeForward(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// handlerConfig is the edge handler's configuration.
+func handlerConfig(cfg *config.Config, sites []*edge.Site, c *cache.Cache, m *edge.Metrics, purgeMethod http.Handler, access io.Writer, logger *slog.Logger) edge.Config {
+	var strip []string
+	if cfg.Purge.StripTagHeaders {
+		strip = cfg.Purge.TagHeaders
+	}
+	return edge.Config{
+		PurgeHandler:         purgeMethod,
+		CacheStatusKey:       cfg.Cache.StatusKey,
+		WebSocketIdleTimeout: cfg.Server.WebSocketIdleTimeout.Std(),
+		StripResponseHeaders: strip,
+		Sites:                sites,
+		UnknownHostStatus:    cfg.UnknownHostStatus,
+		Cache:                c,
+		Metrics:              m,
+		AccessLog:            access,
+		Logger:               logger,
+		WriteTimeout:         cfg.Server.WriteTimeout.Std(),
+	}
+}
+
+// serverConfig is the configuration of the edge's HTTP servers (cleartext
+// and TLS).
+func serverConfig(sv config.Server, m *edge.Metrics, logger *slog.Logger) edge.ServerConfig {
+	return edge.ServerConfig{
+		ReadHeaderTimeout: sv.ReadHeaderTimeout.Std(),
+		ReadTimeout:       sv.ReadTimeout.Std(),
+		IdleTimeout:       sv.IdleTimeout.Std(),
+		MaxHeaderBytes:    int(sv.MaxHeaderBytes.Int64()),
+		ErrorLog:          logger,
+		H2C:               sv.H2C,
+		Metrics:           m,
+	}
+}
+
+// connLimits are the client connection limits of the edge listeners.
+func connLimits(sv config.Server, onRefuse func(reason string)) edge.ConnLimits {
+	return edge.ConnLimits{MaxConns: sv.MaxConns, MaxConnsPerIP: sv.MaxConnsPerIP, OnRefuse: onRefuse}
+}
+
+// strictConfig configures the strict HTTP/1 reader of an edge listener.
+// Prior-knowledge HTTP/2 passes to net/http's own parser on cleartext
+// listeners when server.h2c is on; over TLS, ALPN negotiates HTTP/2.
+func strictConfig(sv config.Server, overTLS bool, onReject func(reason string, status int, remote net.Addr)) edge.StrictConfig {
+	return edge.StrictConfig{
+		AllowH2C:       sv.H2C && !overTLS,
+		MaxHeaderBytes: int(sv.MaxHeaderBytes.Int64()),
+		OnReject:       onReject,
+	}
+}
+
+// certsConfig is the TLS certificate store's configuration.
+func certsConfig(t config.TLS, reg prometheus.Registerer, logger *slog.Logger) certs.Config {
+	pairs := make([]certs.Pair, len(t.Certificates))
+	for i, c := range t.Certificates {
+		pairs[i] = certs.Pair{CertFile: c.Cert, KeyFile: c.Key, Default: c.Default}
+	}
+	minVersion := uint16(tls.VersionTLS12)
+	if t.MinVersion == "1.3" {
+		minVersion = tls.VersionTLS13
+	}
+	return certs.Config{Pairs: pairs, MinVersion: minVersion, Logger: logger, Registerer: reg}
+}
+
+// poolConfig is the configuration of one site's origin pool.
+func poolConfig(s config.Site, lbm *lb.Metrics, logger *slog.Logger) lb.Config {
+	shards := make([]lb.Shard, len(s.Origins))
+	for i, o := range s.Origins {
+		shards[i] = lb.Shard{Name: o.Name, URL: o.URL, Weight: o.Weight}
+	}
+	u := s.Upstream
+	return lb.Config{
+		Name:                   s.Name,
+		Shards:                 shards,
+		MaxIdleConnsPerShard:   u.MaxIdleConnsPerShard,
+		MaxConnsPerShard:       u.MaxConnsPerShard,
+		IdleConnTimeout:        u.IdleConnTimeout.Std(),
+		DialTimeout:            u.DialTimeout.Std(),
+		ResponseHeaderTimeout:  u.ResponseHeaderTimeout.Std(),
+		DownFor:                u.DownFor.Std(),
+		MaxResponseHeaderBytes: u.MaxResponseHeaderBytes.Int64(),
+		Protocol:               u.Protocol,
+		Metrics:                lbm,
+		Logger:                 logger,
+	}
+}
+
+// edgeSite is one site of the edge handler, reaching its origins through
+// origin.
+func edgeSite(s config.Site, origin cache.Origin) *edge.Site {
+	return &edge.Site{
+		Name:          s.Name,
+		Hosts:         s.Hosts,
+		OriginHost:    s.OriginHost,
+		Origin:        origin,
+		CacheDisabled: !s.Cache.Enabled,
+		Policy: rfc.Policy{
+			DefaultTTL:           s.Cache.DefaultTTL.Std(),
+			HeuristicFraction:    s.Cache.HeuristicFraction,
+			HeuristicMax:         s.Cache.HeuristicMax.Std(),
+			StaleWhileRevalidate: s.Cache.StaleWhileRevalidate.Std(),
+			StaleIfError:         s.Cache.StaleIfError.Std(),
+			NegativeTTL:          s.Cache.NegativeTTL.Std(),
+			TargetedHeaders:      s.Cache.TargetedHeaders,
+		},
+		KeepTargetedHeaders: s.Cache.KeepTargetedHeaders,
+		MaxBodyBytes:        s.MaxBodyBytes.Int64(),
+		NoWebSocket:         !s.WebSocket,
+		UnkeyedHeaders:      s.UnkeyedHeaders,
+	}
+}
+
+// storageOptions is the disk tier's configuration, in the user's cache
+// directory when no path is configured.
+func storageOptions(dc config.Disk, logger *slog.Logger) (storage.Options, error) {
+	dir := dc.Path
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return storage.Options{}, fmt.Errorf("cache.disk.path is empty and there is no user cache directory (%v); set it or use -data", err)
+		}
+		dir = filepath.Join(base, "edged")
+	}
+	fsync := storage.FsyncAlways
+	if dc.Fsync == "never" {
+		fsync = storage.FsyncNever
+	}
+	return storage.Options{Dir: dir, MaxBytes: dc.MaxBytes.Int64(), Fsync: fsync, Logger: logger}, nil
 }
 
 // reload re-reads the configuration file (flags still win) and, if it is
@@ -617,36 +735,18 @@ func (d *daemon) close() {
 	d.closeSample()
 }
 
-// openDisk opens the disk tier, in the user's cache directory when no path
-// is configured.
-func openDisk(cfg config.Disk, logger *slog.Logger) (*storage.Store, error) {
-	dir := cfg.Path
-	if dir == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			return nil, fmt.Errorf("cache.disk.path is empty and there is no user cache directory (%v); set it or use -data", err)
-		}
-		dir = filepath.Join(base, "edged")
-	}
-	fsync := storage.FsyncAlways
-	if cfg.Fsync == "never" {
-		fsync = storage.FsyncNever
-	}
-	s, err := storage.Open(storage.Options{Dir: dir, MaxBytes: cfg.MaxBytes.Int64(), Fsync: fsync, Logger: logger})
+// openDisk opens the disk tier.
+func openDisk(dc config.Disk, logger *slog.Logger) (*storage.Store, error) {
+	opts, err := storageOptions(dc, logger)
 	if err != nil {
-		return nil, fmt.Errorf("disk tier at %s: %w", dir, err)
+		return nil, err
 	}
-	logger.Info("disk tier open", "path", dir, "max_bytes", cfg.MaxBytes.String(), "fsync", cfg.Fsync)
+	s, err := storage.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("disk tier at %s: %w", opts.Dir, err)
+	}
+	logger.Info("disk tier open", "path", opts.Dir, "max_bytes", dc.MaxBytes.String(), "fsync", dc.Fsync)
 	return s, nil
-}
-
-// rangeForward maps the configuration's "0 = never forward" to the cache's
-// negative value for it.
-func rangeForward(n int64) int64 {
-	if n == 0 {
-		return -1
-	}
-	return n
 }
 
 // newPurger builds the purge API over the cache, with the fleet when

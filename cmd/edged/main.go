@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/cloudflare/tableflip"
+
+	"github.com/edged-proxy/edged/internal/config"
 )
 
 func main() {
@@ -99,14 +101,15 @@ Flags:
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{set: map[string]bool{}}
+	def := config.Default() // the defaults named in the help come from the declarations
 	fs := flag.NewFlagSet("edged", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.config, "config", "", "read the configuration from `FILE` (YAML; see docs/configuration.md)")
 	fs.StringVar(&o.checkConfig, "check-config", "", "validate the configuration `FILE`, print the result and exit (status 1 if invalid)")
 	fs.StringVar(&o.origin, "origin", "", "proxy and cache the single origin `URL` (http://host:port) for every host, replacing the file's sites")
-	fs.StringVar(&o.listen, "listen", "", "edge listener `ADDR` (host:port; default 127.0.0.1:8080)")
-	fs.StringVar(&o.admin, "admin", "", "admin listener `ADDR` for /metrics and /healthz (default 127.0.0.1:9090)")
-	fs.StringVar(&o.logLevel, "log-level", "", "operational log `LEVEL`: debug, info, warn or error (default info)")
+	fs.StringVar(&o.listen, "listen", "", "edge listener `ADDR` (host:port; default "+def.Listen+")")
+	fs.StringVar(&o.admin, "admin", "", "admin listener `ADDR` for /metrics and /healthz (default "+def.Admin.Listen+")")
+	fs.StringVar(&o.logLevel, "log-level", "", "operational log `LEVEL`: debug, info, warn or error (default "+def.Log.Level+")")
 	fs.StringVar(&o.tlsListen, "tls-listen", "", "TLS listener `ADDR` (HTTP/2 and HTTP/1.1 by ALPN); needs -cert and -key or tls.certificates")
 	fs.StringVar(&o.certFile, "cert", "", "PEM certificate chain `FILE` for the TLS listener (replaces tls.certificates)")
 	fs.StringVar(&o.keyFile, "key", "", "PEM private key `FILE` for -cert")

@@ -9,9 +9,14 @@
 //
 // for example "edged.yaml:9: sites[0].origins[1].weight: must be at least 1,
 // got 0". Keys omitted from the file, and keys whose value is null (written
-// as "key:" with nothing after it, or "~"), take the defaults documented on
-// each field. The defaults are also written out in the embedded default.yaml
-// (see DefaultYAML).
+// as "key:" with nothing after it, or "~"), take their defaults.
+//
+// Each key is declared once, as a struct field whose tags give its name,
+// default and value checks (see schema.go); decoding, defaults, Validate,
+// the generated default.yaml (DefaultYAML) and the tests that hold
+// docs/configuration.md and docs/edged.example.yaml to the declarations
+// all follow from them. Checks that relate keys to each other are code, in
+// validate.go.
 package config
 
 import (
@@ -19,9 +24,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"time"
 )
 
+//go:generate go test -run ^TestDefaultYAML$ -update .
+
+// defaultYAML is generated from the declarations (see schema.go).
+//
 //go:embed default.yaml
 var defaultYAML []byte
 
@@ -30,244 +38,235 @@ var defaultYAML []byte
 // from command-line flags) should be checked again with Validate.
 type Config struct {
 	// Listen is the host:port of the edge (client-facing) HTTP listener.
-	// Default "127.0.0.1:8080". The port is required; port 0 picks a free
-	// port.
-	Listen string
+	// The port is required; port 0 picks a free port.
+	Listen string `yaml:"listen" default:"127.0.0.1:8080" kind:"address"`
 	// Admin configures the admin listener (/metrics, /healthz).
-	Admin Admin
-	// TLS configures the TLS listener (off when Listen is empty).
-	TLS TLS
+	Admin Admin `yaml:"admin"`
 	// UnknownHostStatus is the status code answered for a request whose Host
-	// no site serves: 421 (Misdirected Request) or 404. Default 421.
-	UnknownHostStatus int
+	// no site serves: 421 (Misdirected Request) or 404.
+	UnknownHostStatus int `yaml:"unknown_host_status" default:"421" check:"oneof=421|404"`
 	// Server holds the timeouts and limits of the edge HTTP server.
-	Server Server
+	Server Server `yaml:"server"`
 	// Cache configures the cache shared by all sites.
-	Cache Cache
+	Cache Cache `yaml:"cache"`
 	// Log configures logging.
-	Log Log
+	Log Log `yaml:"log"`
+	// TLS configures the TLS listener (off when Listen is empty).
+	TLS TLS `yaml:"tls"`
 	// Purge configures the purge API and its fleet propagation.
-	Purge Purge
+	Purge Purge `yaml:"purge"`
 	// Sites lists the sites edged serves, matched by the request's Host.
-	// Default empty (the daemon then adds a built-in sample origin). A host
-	// may appear in only one site.
-	Sites []Site
+	// Empty by default (the daemon then adds a built-in sample origin). A
+	// host may appear in only one site.
+	Sites []Site `yaml:"sites"`
 }
 
 // Admin configures the admin HTTP listener.
 type Admin struct {
-	// Listen is the host:port of the admin listener. Default
-	// "127.0.0.1:9090". It must differ from Config.Listen.
-	Listen string
+	// Listen is the host:port of the admin listener. It must differ from
+	// Config.Listen.
+	Listen string `yaml:"listen" default:"127.0.0.1:9090" kind:"address"`
 }
 
 // Server holds the timeouts and limits of the edge HTTP server.
 type Server struct {
-	// ReadHeaderTimeout bounds reading a request's headers. Default 10s;
-	// must be greater than 0.
-	ReadHeaderTimeout Duration
-	// ReadTimeout bounds reading a whole request, body included. Default
-	// 60s; 0 means no limit.
-	ReadTimeout Duration
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout" default:"10s" check:">0"`
+	// ReadTimeout bounds reading a whole request, body included; 0 means
+	// no limit.
+	ReadTimeout Duration `yaml:"read_timeout" default:"60s" check:">=0"`
 	// WriteTimeout is the longest a single write to the client may block;
 	// it is applied per write, not to the whole response, so long downloads
-	// are not cut off. Default 60s; 0 means no limit.
-	WriteTimeout Duration
+	// are not cut off. 0 means no limit.
+	WriteTimeout Duration `yaml:"write_timeout" default:"60s" check:">=0"`
 	// IdleTimeout is how long a keep-alive connection may sit idle between
-	// requests. Default 120s; must be greater than 0.
-	IdleTimeout Duration
-	// MaxHeaderBytes limits the size of request headers. Default 64KiB;
-	// allowed 1KiB to 16MiB.
-	MaxHeaderBytes ByteSize
-	// H2C accepts HTTP/2 with prior knowledge on the cleartext listener
-	// (gRPC without TLS). Default false.
-	H2C bool
-	// WebSocketIdleTimeout closes a WebSocket that carried nothing either
-	// way for this long. Default 5m.
-	WebSocketIdleTimeout Duration
-	// MaxConns is the most client connections open at once; more are
-	// refused with 503 at accept. Default 16384; 0 = no limit.
-	MaxConns int
-	// MaxConnsPerIP is the most client connections open at once from one
-	// address. Default 512; 0 = no limit.
-	MaxConnsPerIP int
+	// requests.
+	IdleTimeout Duration `yaml:"idle_timeout" default:"120s" check:">0"`
+	// MaxHeaderBytes limits the size of request headers.
+	MaxHeaderBytes ByteSize `yaml:"max_header_bytes" default:"64KiB" check:"range=[1KiB,16MiB]"`
 	// ShutdownTimeout is how long a graceful shutdown waits for in-flight
-	// requests before closing connections. Default 30s; 0 means close at
-	// once.
-	ShutdownTimeout Duration
+	// requests before closing connections; 0 means close at once.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout" default:"30s" check:">=0"`
+	// WebSocketIdleTimeout closes a WebSocket that carried nothing either
+	// way for this long.
+	WebSocketIdleTimeout Duration `yaml:"websocket_idle_timeout" default:"5m"`
+	// H2C accepts HTTP/2 with prior knowledge on the cleartext listener
+	// (gRPC without TLS).
+	H2C bool `yaml:"h2c"`
+	// MaxConns is the most client connections open at once; more are
+	// refused with 503 at accept. 0 means no limit.
+	MaxConns int `yaml:"max_conns" default:"16384" check:">=0"`
+	// MaxConnsPerIP is the most client connections open at once from one
+	// address; 0 means no limit.
+	MaxConnsPerIP int `yaml:"max_conns_per_ip" default:"512" check:">=0"`
 }
 
 // Cache configures the cache shared by all sites.
 type Cache struct {
 	// FillTimeout is the longest one origin fill may take, however many
 	// clients wait on it; a fill outlives the client that started it.
-	// Default 60s; must be greater than 0.
-	FillTimeout Duration
-	// StatusKey adds the cache key to every Cache-Status header
-	// (key="..."), for debugging. Default false: it reveals how keys are
-	// built.
-	StatusKey bool
+	FillTimeout Duration `yaml:"fill_timeout" default:"60s" check:">0"`
 	// RangeForwardOffset: a Range request that misses and starts beyond
 	// this offset is forwarded to the origin uncached instead of waiting
-	// for a whole-object fill. Default 16MiB; 0 always fills.
-	RangeForwardOffset ByteSize
+	// for a whole-object fill. 0 always fills.
+	RangeForwardOffset ByteSize `yaml:"range_forward_offset" default:"16MiB"`
+	// StatusKey adds the cache key to every Cache-Status header
+	// (key="..."), for debugging. Off by default: it reveals how keys are
+	// built.
+	StatusKey bool `yaml:"status_key"`
 	// Memory configures the in-memory tier.
-	Memory Memory
+	Memory Memory `yaml:"memory"`
 	// Disk configures the disk tier.
-	Disk Disk
-}
-
-// Disk configures the disk tier: a bbolt index plus blob files that survive
-// restarts.
-type Disk struct {
-	// Enabled turns the disk tier on. Default true.
-	Enabled bool
-	// Path is the data directory. Default "": the user's cache directory
-	// plus "edged" ($XDG_CACHE_HOME/edged, usually ~/.cache/edged).
-	// The -data flag overrides it.
-	Path string
-	// MaxBytes is the budget for stored bodies. Default 10GiB; must be at
-	// least 1MiB.
-	MaxBytes ByteSize
-	// Fsync is "always" (fsync each blob and its directory before the
-	// index commit: nothing recently stored is lost on power loss) or
-	// "never" (survives process crashes; after a power loss, recently
-	// stored bodies may be lost, and a torn one is caught by its checksum
-	// and refetched). Default "never", as Varnish and nginx caches do: a
-	// cache may lose objects, never serve wrong ones, and fsyncs on every
-	// miss cost miss latency (measured in docs/operations.md).
-	Fsync string
+	Disk Disk `yaml:"disk"`
 }
 
 // Memory configures the in-memory cache tier.
 type Memory struct {
 	// MaxBytes is the memory tier's budget; an entry costs its size in
-	// bytes. Default 256MiB; must be at least 1MiB.
-	MaxBytes ByteSize
+	// bytes.
+	MaxBytes ByteSize `yaml:"max_bytes" default:"256MiB" check:"min=1MiB"`
 	// MaxObjectBytes is the largest body kept in memory; larger bodies are
-	// streamed and never held in memory whole. Default 8MiB; must be greater
-	// than 0 and at most MaxBytes.
-	MaxObjectBytes ByteSize
+	// streamed and never held in memory whole. At most MaxBytes.
+	MaxObjectBytes ByteSize `yaml:"max_object_bytes" default:"8MiB" check:">0"`
+}
+
+// Disk configures the disk tier: a bbolt index plus blob files that survive
+// restarts.
+type Disk struct {
+	// Enabled turns the disk tier on.
+	Enabled bool `yaml:"enabled" default:"true"`
+	// Path is the data directory; "" means the user's cache directory
+	// plus "edged" ($XDG_CACHE_HOME/edged, usually ~/.cache/edged). The
+	// -data flag overrides it.
+	Path string `yaml:"path"`
+	// MaxBytes is the budget for stored bodies.
+	MaxBytes ByteSize `yaml:"max_bytes" default:"10GiB" check:"min=1MiB if=enabled"`
+	// Fsync is "always" (fsync each blob and its directory before the
+	// index commit: nothing recently stored is lost on power loss) or
+	// "never" (survives process crashes; after a power loss, recently
+	// stored bodies may be lost, and a torn one is caught by its checksum
+	// and refetched). "never" is the default, as Varnish and nginx caches
+	// do: a cache may lose objects, never serve wrong ones, and fsyncs on
+	// every miss cost miss latency (measured in docs/operations.md).
+	Fsync string `yaml:"fsync" default:"never" check:"oneof=always|never"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is the minimum level logged.
+	Level string `yaml:"level" default:"info" check:"oneof=debug|info|warn|error"`
+	// Access turns on one JSON access-log line per request on stdout.
+	Access bool `yaml:"access" default:"true"`
 }
 
 // TLS configures the TLS edge listener: certificates chosen by SNI,
 // HTTP/2 and HTTP/1.1 offered by ALPN.
 type TLS struct {
-	// Listen is the host:port of the TLS listener. Default "": none.
-	Listen string
-	// MinVersion is "1.2" or "1.3". Default "1.2".
-	MinVersion string
+	// Listen is the host:port of the TLS listener; "" means none.
+	Listen string `yaml:"listen" kind:"address"`
+	// MinVersion is the lowest TLS version accepted.
+	MinVersion string `yaml:"min_version" default:"1.2" check:"oneof=1.2|1.3"`
 	// Certificates are the certificate/key pairs, chosen by SNI (exact
 	// name, then one-label wildcard, then the default: the pair marked
 	// default, else the first). Required when Listen is set.
-	Certificates []Certificate
+	Certificates []Certificate `yaml:"certificates"`
 }
 
 // Certificate is one PEM certificate chain and its key.
 type Certificate struct {
-	Cert, Key string
-	Default   bool
+	// Cert is the PEM certificate chain file, leaf first. Required.
+	Cert string `yaml:"cert"`
+	// Key is the PEM private key file. Required.
+	Key string `yaml:"key"`
+	// Default marks the pair served to clients whose SNI matches no pair.
+	Default bool `yaml:"default"`
 }
 
 // Purge configures purging (docs/purge.md).
 type Purge struct {
 	// Tokens are the bearer tokens accepted by the purge API and the PURGE
-	// method. Default none (the API then refuses every purge); -purge-token
-	// and EDGED_PURGE_TOKEN add one valid for all sites.
-	Tokens []PurgeToken
+	// method. With none the API refuses every purge; -purge-token and
+	// EDGED_PURGE_TOKEN add one valid for all sites.
+	Tokens []PurgeToken `yaml:"tokens"`
 	// AllowCIDRs are the client networks allowed to use the PURGE method
-	// on the edge listener without a token. Default none.
-	AllowCIDRs []string
+	// on the edge listener without a token.
+	AllowCIDRs []string `yaml:"allow_cidrs" kind:"cidr"`
 	// TagHeaders are the response fields purge tags are read from.
-	// Default ["Surrogate-Key", "Cache-Tag"].
-	TagHeaders []string
+	TagHeaders []string `yaml:"tag_headers" default:"[Surrogate-Key, Cache-Tag]" kind:"field"`
 	// StripTagHeaders removes those fields from responses to clients.
-	// Default true.
-	StripTagHeaders bool
-	// Node is this node's name in the fleet. Default: the host name.
-	Node string
+	StripTagHeaders bool `yaml:"strip_tag_headers" default:"true"`
+	// Node is this node's name in the fleet; "" means the host name.
+	Node string `yaml:"node"`
 	// NATS enables fleet-wide propagation when URL is set.
-	NATS PurgeNATS
+	NATS PurgeNATS `yaml:"nats"`
 }
 
 // PurgeToken is one purge bearer token.
 type PurgeToken struct {
 	// Name identifies the token in logs (never the value). Required.
-	Name string
+	Name string `yaml:"name"`
 	// Token is the secret. Required, at least 16 characters.
-	Token string
-	// Sites limits the token to these sites. Default: all sites.
-	Sites []string
+	Token string `yaml:"token"`
+	// Sites limits the token to these sites; empty means all sites.
+	Sites []string `yaml:"sites"`
 }
 
-// PurgeNATS configures propagation over NATS JetStream.
+// PurgeNATS configures propagation over NATS JetStream. Its checks apply
+// only when URL is set.
 type PurgeNATS struct {
-	// URL is the NATS server URL(s), comma separated. Default "": no fleet.
-	URL string
-	// Stream is the JetStream stream of purges. Default EDGED_PURGES.
-	Stream string
-	// Subject is the subject prefix. Default edged.purge.
-	Subject string
-	// ReceiptBucket is the key-value bucket of receipts. Default
-	// EDGED_PURGE_RECEIPTS.
-	ReceiptBucket string
-	// MaxAge is how long purges and receipts are kept. Default 168h.
-	MaxAge Duration
-	// Replicas of the stream and bucket. Default 1.
-	Replicas int
-	// ConnectTimeout bounds one connection attempt. Default 2s.
-	ConnectTimeout Duration
-	// PublishTimeout bounds one publish; after it the purge is pending.
-	// Default 2s.
-	PublishTimeout Duration
-	// RetryInterval is how often reconnects, setup and pending publishes
-	// are retried. Default 1s.
-	RetryInterval Duration
+	// URL is the NATS server URL(s), comma separated; "" means no fleet.
+	URL string `yaml:"url"`
+	// Stream is the JetStream stream of purges.
+	Stream string `yaml:"stream" default:"EDGED_PURGES"`
+	// Subject is the subject prefix.
+	Subject string `yaml:"subject" default:"edged.purge"`
+	// ReceiptBucket is the key-value bucket of receipts.
+	ReceiptBucket string `yaml:"receipt_bucket" default:"EDGED_PURGE_RECEIPTS"`
+	// MaxAge is how long purges and receipts are kept.
+	MaxAge Duration `yaml:"max_age" default:"168h"`
+	// Replicas of the stream and bucket.
+	Replicas int `yaml:"replicas" default:"1" check:"range=[1,5] if=url"`
 	// MaxPending bounds the purges queued while NATS is unreachable.
-	// Default 10000.
-	MaxPending int
-}
-
-// Log configures logging.
-type Log struct {
-	// Level is the minimum level logged: "debug", "info", "warn" or
-	// "error". Default "info".
-	Level string
-	// Access turns on one JSON access-log line per request on stdout.
-	// Default true.
-	Access bool
+	MaxPending int `yaml:"max_pending" default:"10000" check:"min=1 if=url"`
+	// ConnectTimeout bounds one connection attempt.
+	ConnectTimeout Duration `yaml:"connect_timeout" default:"2s"`
+	// PublishTimeout bounds one publish; after it the purge is pending.
+	PublishTimeout Duration `yaml:"publish_timeout" default:"2s"`
+	// RetryInterval is how often reconnects, setup and pending publishes
+	// are retried.
+	RetryInterval Duration `yaml:"retry_interval" default:"1s"`
 }
 
 // Site is one set of host names served from one set of origins.
 type Site struct {
 	// Name identifies the site in logs and metrics. Required; must match
 	// [a-z0-9_-]+ and be unique among sites.
-	Name string
+	Name string `yaml:"name"`
 	// Hosts are the request hosts this site serves: exact names
 	// ("example.com"), wildcards that match any subdomain ("*.example.com";
 	// it does not match example.com itself), or "*" for every host no other
 	// site serves. Required and non-empty; lowercase, without ports. Parse
 	// lowercases them.
-	Hosts []string
-	// WebSocket forwards WebSocket upgrades to the origin. Default true.
-	WebSocket bool
+	Hosts []string `yaml:"hosts" kind:"host"`
+	// WebSocket forwards WebSocket upgrades to the origin.
+	WebSocket bool `yaml:"websocket" default:"true"`
 	// MaxBodyBytes limits request bodies passed through to the origin; a
-	// larger one gets 413. Default 0: no limit.
-	MaxBodyBytes ByteSize
+	// larger one gets 413. 0 means no limit.
+	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
 	// UnkeyedHeaders are request fields removed before the origin (they
-	// could change its answer without being part of the cache key). Default
-	// nil: edge.DefaultUnkeyedHeaders; [] removes none.
-	UnkeyedHeaders []string
-	// OriginHost is the Host header sent to the origins. Default "", which
-	// sends the client's Host unchanged.
-	OriginHost string
+	// could change its answer without being part of the cache key). Nil
+	// means edge's default list; [] removes none.
+	UnkeyedHeaders []string `yaml:"unkeyed_headers" kind:"field"`
+	// OriginHost is the Host header sent to the origins; "" sends the
+	// client's Host unchanged.
+	OriginHost string `yaml:"origin_host"`
 	// Origins are the origin shards the site's requests are spread over.
 	// Required and non-empty.
-	Origins []Origin
+	Origins []Origin `yaml:"origins"`
 	// Upstream configures the connections to the origins.
-	Upstream Upstream
+	Upstream Upstream `yaml:"upstream"`
 	// Cache configures caching for this site.
-	Cache SiteCache
+	Cache SiteCache `yaml:"cache"`
 }
 
 // Origin is one origin shard of a site.
@@ -275,77 +274,75 @@ type Origin struct {
 	// URL is the origin's base URL: "http" or "https", a host and an
 	// optional port, and nothing else (no path, query, fragment or
 	// userinfo), e.g. "http://127.0.0.1:8081". Required.
-	URL string
+	URL string `yaml:"url"`
 	// Weight is the origin's share of keys relative to the site's other
-	// origins. Default 1; allowed 1 to 1000.
-	Weight int
-	// Name identifies the origin in logs and metrics. Default: the URL's
+	// origins.
+	Weight int `yaml:"weight" default:"1" check:"min=1 max=1000"`
+	// Name identifies the origin in logs and metrics; "" means the URL's
 	// host (with port, if any). Must be unique within the site.
-	Name string
+	Name string `yaml:"name"`
 }
 
 // Upstream configures the connections from one site to its origins. "Shard"
 // means one origin.
 type Upstream struct {
 	// MaxIdleConnsPerShard caps the idle keep-alive connections kept per
-	// origin. Default 64; 0 also means the default. Must not be negative.
-	MaxIdleConnsPerShard int
+	// origin; 0 also means the default.
+	MaxIdleConnsPerShard int `yaml:"max_idle_conns_per_shard" default:"64" check:">=0"`
 	// MaxConnsPerShard caps all connections (dialing, active, idle) per
-	// origin. Default 0, meaning unlimited. Must not be negative.
-	MaxConnsPerShard int
-	// IdleConnTimeout closes keep-alive connections idle this long. Default
-	// 90s; 0 means never.
-	IdleConnTimeout Duration
+	// origin; 0 means unlimited.
+	MaxConnsPerShard int `yaml:"max_conns_per_shard" check:">=0"`
+	// IdleConnTimeout closes keep-alive connections idle this long; 0 also
+	// means the default.
+	IdleConnTimeout Duration `yaml:"idle_conn_timeout" default:"90s" check:">=0"`
 	// DialTimeout bounds establishing a TCP connection (and TLS handshake)
-	// to an origin. Default 5s; must be greater than 0.
-	DialTimeout Duration
+	// to an origin.
+	DialTimeout Duration `yaml:"dial_timeout" default:"5s" check:">0"`
 	// ResponseHeaderTimeout bounds the wait for an origin's response headers
-	// after the request is written. Default 30s; 0 means no limit.
-	ResponseHeaderTimeout Duration
+	// after the request is written; 0 also means the default.
+	ResponseHeaderTimeout Duration `yaml:"response_header_timeout" default:"30s" check:">=0"`
 	// DownFor is how long an origin that refused a dial is skipped before it
-	// is tried again. Default 5s; 0 means it is never skipped.
-	DownFor Duration
-	// Protocol is how edged talks to the origins: "http1" (default), "h2"
-	// (HTTP/2 over TLS when offered) or "h2c" (HTTP/2 prior knowledge over
-	// cleartext, e.g. gRPC origins).
-	Protocol string
+	// is tried again; 0 also means the default.
+	DownFor Duration `yaml:"down_for" default:"5s" check:">=0"`
 	// MaxResponseHeaderBytes limits an origin response's header (502 when
-	// exceeded). Default 64KiB.
-	MaxResponseHeaderBytes ByteSize
+	// exceeded).
+	MaxResponseHeaderBytes ByteSize `yaml:"max_response_header_bytes" default:"64KiB"`
+	// Protocol is how edged talks to the origins: "http1", "h2" (HTTP/2
+	// over TLS when offered) or "h2c" (HTTP/2 prior knowledge over
+	// cleartext, e.g. gRPC origins).
+	Protocol string `yaml:"protocol" default:"http1" check:"oneof=http1|h2|h2c"`
 }
 
 // SiteCache configures caching for one site.
 type SiteCache struct {
 	// Enabled turns caching on; false makes every request bypass the cache.
-	// Default true.
-	Enabled bool
+	Enabled bool `yaml:"enabled" default:"true"`
 	// DefaultTTL is the freshness lifetime given to storable responses that
-	// carry no explicit freshness (no max-age, s-maxage or Expires). Default
-	// 0, meaning heuristic freshness is used instead.
-	DefaultTTL Duration
+	// carry no explicit freshness (no max-age, s-maxage or Expires); 0
+	// means heuristic freshness is used instead.
+	DefaultTTL Duration `yaml:"default_ttl" check:">=0"`
 	// HeuristicFraction is the fraction of (Date - Last-Modified) used as a
-	// heuristic freshness lifetime. Default 0.1; must satisfy 0 < x <= 1.
-	HeuristicFraction float64
-	// HeuristicMax caps a heuristic freshness lifetime. Default 24h; 0
-	// also means the default.
-	HeuristicMax Duration
+	// heuristic freshness lifetime.
+	HeuristicFraction float64 `yaml:"heuristic_fraction" default:"0.1" check:"range=(0,1]"`
+	// HeuristicMax caps a heuristic freshness lifetime; 0 also means the
+	// default.
+	HeuristicMax Duration `yaml:"heuristic_max" default:"24h" check:">=0"`
 	// StaleWhileRevalidate is the default stale-while-revalidate window
-	// (RFC 5861) for responses that name none. Default 0: none.
-	StaleWhileRevalidate Duration
+	// (RFC 5861) for responses that name none; 0 means none.
+	StaleWhileRevalidate Duration `yaml:"stale_while_revalidate"`
 	// StaleIfError is the default stale-if-error window (RFC 5861) for
-	// responses that name none. Default 0: none.
-	StaleIfError Duration
+	// responses that name none; 0 means none.
+	StaleIfError Duration `yaml:"stale_if_error"`
 	// NegativeTTL is the freshness lifetime of 404 and 410 responses that
-	// carry no explicit freshness. Default 10s; 0 leaves them to the
-	// heuristic rules.
-	NegativeTTL Duration
+	// carry no explicit freshness; 0 leaves them to the heuristic rules.
+	NegativeTTL Duration `yaml:"negative_ttl" default:"10s"`
 	// TargetedHeaders are the targeted cache-control fields (RFC 9213)
-	// edged obeys, first present wins over Cache-Control and Expires.
-	// Default ["CDN-Cache-Control", "Surrogate-Control"]; [] obeys none.
-	TargetedHeaders []string
-	// KeepTargetedHeaders forwards those fields to clients. Default false:
+	// edged obeys, first present wins over Cache-Control and Expires; []
+	// obeys none.
+	TargetedHeaders []string `yaml:"targeted_headers" default:"[CDN-Cache-Control, Surrogate-Control]" kind:"field"`
+	// KeepTargetedHeaders forwards those fields to clients. Off by default:
 	// they are removed, being meant for edged alone.
-	KeepTargetedHeaders bool
+	KeepTargetedHeaders bool `yaml:"keep_targeted_headers"`
 }
 
 // DefaultYAML returns the embedded default configuration file, which spells
@@ -390,68 +387,8 @@ func NewSite(name string, hosts []string, originURLs ...string) Site {
 	return s
 }
 
-// defaults returns the configuration used for omitted keys. default.yaml
-// must agree with it; a test checks that.
-func defaults() Config {
-	return Config{
-		Listen:            "127.0.0.1:8080",
-		Admin:             Admin{Listen: "127.0.0.1:9090"},
-		UnknownHostStatus: 421,
-		Server: Server{
-			ReadHeaderTimeout:    Duration(10 * time.Second),
-			ReadTimeout:          Duration(60 * time.Second),
-			WriteTimeout:         Duration(60 * time.Second),
-			IdleTimeout:          Duration(120 * time.Second),
-			MaxHeaderBytes:       64 * KiB,
-			ShutdownTimeout:      Duration(30 * time.Second),
-			MaxConns:             16384,
-			MaxConnsPerIP:        512,
-			WebSocketIdleTimeout: Duration(5 * time.Minute),
-		},
-		Cache: Cache{
-			FillTimeout:        Duration(60 * time.Second),
-			RangeForwardOffset: 16 * MiB,
-			Memory:             Memory{MaxBytes: 256 * MiB, MaxObjectBytes: 8 * MiB},
-			Disk:               Disk{Enabled: true, MaxBytes: 10 * GiB, Fsync: "never"},
-		},
-		Log: Log{Level: "info", Access: true},
-		TLS: TLS{MinVersion: "1.2"},
-		Purge: Purge{
-			TagHeaders:      []string{"Surrogate-Key", "Cache-Tag"},
-			StripTagHeaders: true,
-			NATS: PurgeNATS{
-				Stream: "EDGED_PURGES", Subject: "edged.purge", ReceiptBucket: "EDGED_PURGE_RECEIPTS",
-				MaxAge: Duration(168 * time.Hour), Replicas: 1, MaxPending: 10000,
-				ConnectTimeout: Duration(2 * time.Second), PublishTimeout: Duration(2 * time.Second), RetryInterval: Duration(time.Second),
-			},
-		},
-	}
-}
-
-// defaultSite returns a Site with every defaulted field set.
-func defaultSite() Site {
-	return Site{
-		WebSocket: true,
-		Upstream: Upstream{
-			MaxIdleConnsPerShard:   64,
-			MaxConnsPerShard:       0,
-			IdleConnTimeout:        Duration(90 * time.Second),
-			DialTimeout:            Duration(5 * time.Second),
-			ResponseHeaderTimeout:  Duration(30 * time.Second),
-			DownFor:                Duration(5 * time.Second),
-			Protocol:               "http1",
-			MaxResponseHeaderBytes: 64 * KiB,
-		},
-		Cache: SiteCache{
-			Enabled:           true,
-			DefaultTTL:        0,
-			HeuristicFraction: 0.1,
-			HeuristicMax:      Duration(24 * time.Hour),
-			NegativeTTL:       Duration(10 * time.Second),
-			TargetedHeaders:   []string{"CDN-Cache-Control", "Surrogate-Control"},
-		},
-	}
-}
+// normalize names the site's unnamed origins after their URL's host.
+func (s *Site) normalize() { fillOriginNames(s) }
 
 // fillOriginNames gives each unnamed origin of s its URL's host as name, if
 // the URL parses.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/textproto"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -37,7 +38,7 @@ func Parse(filename string, data []byte) (*Config, error) {
 	}
 	c := defaults()
 	if root != nil {
-		d.mapping("", root.Line, root, configFields(&c))
+		d.mapping("", root.Line, root, fieldsOf(reflect.ValueOf(&c).Elem()))
 	}
 	if len(d.errs) == 0 {
 		for _, e := range c.validate() {
@@ -445,14 +446,26 @@ func sub(fields []field) fieldFunc {
 	}
 }
 
-// hostList decodes a sequence of strings, lowercasing each.
-func hostList(dst *[]string) fieldFunc {
+// strList decodes a sequence of strings holding kind (see schema.go):
+// hosts are lowercased, field names checked and canonicalized. An explicit
+// empty sequence is kept as empty (not nil).
+func strList(dst *[]string, kind string) fieldFunc {
 	return func(d *decoder, path string, line int, n *yaml.Node) {
-		var out []string
+		out := []string{}
 		ok := d.sequence(path, line, n, func(p string, l int, item *yaml.Node) {
 			var s string
 			str(&s)(d, p, l, item)
-			out = append(out, strings.ToLower(s))
+			switch kind {
+			case "host":
+				s = strings.ToLower(s)
+			case "field":
+				if s != "" && !validFieldName(s) {
+					d.errorf(l, p, "invalid header field name %q", s)
+					return
+				}
+				s = textproto.CanonicalMIMEHeaderKey(s)
+			}
+			out = append(out, s)
 		})
 		if ok {
 			*dst = out
@@ -460,22 +473,23 @@ func hostList(dst *[]string) fieldFunc {
 	}
 }
 
-// fieldNames decodes a sequence of HTTP field names, canonicalizing each;
-// an explicit empty sequence is kept as empty (not nil).
-func fieldNames(dst *[]string) fieldFunc {
+// structList decodes a sequence of mappings into the slice v points to.
+// Each item starts from its type's defaults and is normalized after
+// decoding when its type has a normalize method.
+func structList(v reflect.Value) fieldFunc {
 	return func(d *decoder, path string, line int, n *yaml.Node) {
-		out := []string{}
+		out := reflect.MakeSlice(v.Type(), 0, 0)
 		ok := d.sequence(path, line, n, func(p string, l int, item *yaml.Node) {
-			var s string
-			str(&s)(d, p, l, item)
-			if s != "" && !validFieldName(s) {
-				d.errorf(l, p, "invalid header field name %q", s)
-				return
+			e := reflect.New(v.Type().Elem())
+			setDefaults(e.Elem())
+			d.mapping(p, l, item, fieldsOf(e.Elem()))
+			if nz, ok := e.Interface().(normalizer); ok {
+				nz.normalize()
 			}
-			out = append(out, textproto.CanonicalMIMEHeaderKey(s))
+			out = reflect.Append(out, e.Elem())
 		})
-		if ok {
-			*dst = out
+		if ok && out.Len() > 0 {
+			v.Set(out)
 		}
 	}
 }
@@ -488,187 +502,4 @@ func validFieldName(s string) bool {
 		}
 	}
 	return true
-}
-
-func configFields(c *Config) []field {
-	return []field{
-		{"listen", str(&c.Listen)},
-		{"admin", sub([]field{
-			{"listen", str(&c.Admin.Listen)},
-		})},
-		{"unknown_host_status", integer(&c.UnknownHostStatus)},
-		{"server", sub([]field{
-			{"read_header_timeout", duration(&c.Server.ReadHeaderTimeout)},
-			{"read_timeout", duration(&c.Server.ReadTimeout)},
-			{"write_timeout", duration(&c.Server.WriteTimeout)},
-			{"idle_timeout", duration(&c.Server.IdleTimeout)},
-			{"max_header_bytes", size(&c.Server.MaxHeaderBytes)},
-			{"shutdown_timeout", duration(&c.Server.ShutdownTimeout)},
-			{"max_conns", integer(&c.Server.MaxConns)},
-			{"websocket_idle_timeout", duration(&c.Server.WebSocketIdleTimeout)},
-			{"h2c", boolean(&c.Server.H2C)},
-			{"max_conns_per_ip", integer(&c.Server.MaxConnsPerIP)},
-		})},
-		{"cache", sub([]field{
-			{"fill_timeout", duration(&c.Cache.FillTimeout)},
-			{"range_forward_offset", size(&c.Cache.RangeForwardOffset)},
-			{"status_key", boolean(&c.Cache.StatusKey)},
-			{"memory", sub([]field{
-				{"max_bytes", size(&c.Cache.Memory.MaxBytes)},
-				{"max_object_bytes", size(&c.Cache.Memory.MaxObjectBytes)},
-			})},
-			{"disk", sub([]field{
-				{"enabled", boolean(&c.Cache.Disk.Enabled)},
-				{"path", str(&c.Cache.Disk.Path)},
-				{"max_bytes", size(&c.Cache.Disk.MaxBytes)},
-				{"fsync", str(&c.Cache.Disk.Fsync)},
-			})},
-		})},
-		{"log", sub([]field{
-			{"level", str(&c.Log.Level)},
-			{"access", boolean(&c.Log.Access)},
-		})},
-		{"tls", sub([]field{
-			{"listen", str(&c.TLS.Listen)},
-			{"min_version", str(&c.TLS.MinVersion)},
-			{"certificates", certificates(&c.TLS.Certificates)},
-		})},
-		{"purge", sub([]field{
-			{"tokens", purgeTokens(&c.Purge.Tokens)},
-			{"allow_cidrs", strList(&c.Purge.AllowCIDRs)},
-			{"tag_headers", fieldNames(&c.Purge.TagHeaders)},
-			{"strip_tag_headers", boolean(&c.Purge.StripTagHeaders)},
-			{"node", str(&c.Purge.Node)},
-			{"nats", sub([]field{
-				{"url", str(&c.Purge.NATS.URL)},
-				{"stream", str(&c.Purge.NATS.Stream)},
-				{"subject", str(&c.Purge.NATS.Subject)},
-				{"receipt_bucket", str(&c.Purge.NATS.ReceiptBucket)},
-				{"max_age", duration(&c.Purge.NATS.MaxAge)},
-				{"replicas", integer(&c.Purge.NATS.Replicas)},
-				{"max_pending", integer(&c.Purge.NATS.MaxPending)},
-				{"connect_timeout", duration(&c.Purge.NATS.ConnectTimeout)},
-				{"publish_timeout", duration(&c.Purge.NATS.PublishTimeout)},
-				{"retry_interval", duration(&c.Purge.NATS.RetryInterval)},
-			})},
-		})},
-		{"sites", sites(&c.Sites)},
-	}
-}
-
-func sites(dst *[]Site) fieldFunc {
-	return func(d *decoder, path string, line int, n *yaml.Node) {
-		var out []Site
-		ok := d.sequence(path, line, n, func(p string, l int, item *yaml.Node) {
-			s := defaultSite()
-			d.mapping(p, l, item, siteFields(&s))
-			fillOriginNames(&s)
-			out = append(out, s)
-		})
-		if ok {
-			*dst = out
-		}
-	}
-}
-
-func siteFields(s *Site) []field {
-	return []field{
-		{"name", str(&s.Name)},
-		{"hosts", hostList(&s.Hosts)},
-		{"max_body_bytes", size(&s.MaxBodyBytes)},
-		{"websocket", boolean(&s.WebSocket)},
-		{"unkeyed_headers", fieldNames(&s.UnkeyedHeaders)},
-		{"origin_host", str(&s.OriginHost)},
-		{"origins", origins(&s.Origins)},
-		{"upstream", sub([]field{
-			{"max_idle_conns_per_shard", integer(&s.Upstream.MaxIdleConnsPerShard)},
-			{"max_conns_per_shard", integer(&s.Upstream.MaxConnsPerShard)},
-			{"idle_conn_timeout", duration(&s.Upstream.IdleConnTimeout)},
-			{"dial_timeout", duration(&s.Upstream.DialTimeout)},
-			{"response_header_timeout", duration(&s.Upstream.ResponseHeaderTimeout)},
-			{"down_for", duration(&s.Upstream.DownFor)},
-			{"max_response_header_bytes", size(&s.Upstream.MaxResponseHeaderBytes)},
-			{"protocol", str(&s.Upstream.Protocol)},
-		})},
-		{"cache", sub([]field{
-			{"enabled", boolean(&s.Cache.Enabled)},
-			{"default_ttl", duration(&s.Cache.DefaultTTL)},
-			{"heuristic_fraction", number(&s.Cache.HeuristicFraction)},
-			{"heuristic_max", duration(&s.Cache.HeuristicMax)},
-			{"stale_while_revalidate", duration(&s.Cache.StaleWhileRevalidate)},
-			{"stale_if_error", duration(&s.Cache.StaleIfError)},
-			{"negative_ttl", duration(&s.Cache.NegativeTTL)},
-			{"targeted_headers", fieldNames(&s.Cache.TargetedHeaders)},
-			{"keep_targeted_headers", boolean(&s.Cache.KeepTargetedHeaders)},
-		})},
-	}
-}
-
-// strList decodes a sequence of strings.
-func strList(dst *[]string) fieldFunc {
-	return func(d *decoder, path string, line int, n *yaml.Node) {
-		out := []string{}
-		ok := d.sequence(path, line, n, func(p string, l int, item *yaml.Node) {
-			var s string
-			str(&s)(d, p, l, item)
-			out = append(out, s)
-		})
-		if ok {
-			*dst = out
-		}
-	}
-}
-
-func certificates(dst *[]Certificate) fieldFunc {
-	return func(d *decoder, path string, line int, n *yaml.Node) {
-		var out []Certificate
-		ok := d.sequence(path, line, n, func(p string, l int, item *yaml.Node) {
-			var c Certificate
-			d.mapping(p, l, item, []field{
-				{"cert", str(&c.Cert)},
-				{"key", str(&c.Key)},
-				{"default", boolean(&c.Default)},
-			})
-			out = append(out, c)
-		})
-		if ok {
-			*dst = out
-		}
-	}
-}
-
-func purgeTokens(dst *[]PurgeToken) fieldFunc {
-	return func(d *decoder, path string, line int, n *yaml.Node) {
-		var out []PurgeToken
-		ok := d.sequence(path, line, n, func(p string, l int, item *yaml.Node) {
-			var t PurgeToken
-			d.mapping(p, l, item, []field{
-				{"name", str(&t.Name)},
-				{"token", str(&t.Token)},
-				{"sites", strList(&t.Sites)},
-			})
-			out = append(out, t)
-		})
-		if ok {
-			*dst = out
-		}
-	}
-}
-
-func origins(dst *[]Origin) fieldFunc {
-	return func(d *decoder, path string, line int, n *yaml.Node) {
-		var out []Origin
-		ok := d.sequence(path, line, n, func(p string, l int, item *yaml.Node) {
-			o := Origin{Weight: 1}
-			d.mapping(p, l, item, []field{
-				{"url", str(&o.URL)},
-				{"weight", integer(&o.Weight)},
-				{"name", str(&o.Name)},
-			})
-			out = append(out, o)
-		})
-		if ok {
-			*dst = out
-		}
-	}
 }

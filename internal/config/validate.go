@@ -6,18 +6,19 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"slices"
+	"reflect"
 	"strconv"
 	"strings"
 )
 
-// Validate checks every value of c against the rules documented on its
-// fields and returns all problems found (nil if none), each an *Error with
-// a key path but no file or line, e.g. "sites[1].hosts[0]: host
-// \"example.com\" is also served by site \"a\" (sites[0].hosts[0])"; more
-// than one are joined with errors.Join. Validate does not modify c and
-// does not fill defaults: hosts must already be lowercase and every origin
-// must have a name (NewSite and Parse take care of both).
+// Validate checks every value of c against the rules declared in its
+// fields' tags and the rules between keys, and returns all problems found
+// (nil if none), each an *Error with a key path but no file or line, e.g.
+// "sites[1].hosts[0]: host \"example.com\" is also served by site \"a\"
+// (sites[0].hosts[0])"; more than one are joined with errors.Join. Validate
+// does not modify c and does not fill defaults: hosts must already be
+// lowercase and every origin must have a name (NewSite and Parse take care
+// of both).
 func (c *Config) Validate() error {
 	return join(c.validate())
 }
@@ -29,89 +30,76 @@ func (v *validator) add(path, format string, args ...any) {
 	v.errs = append(v.errs, &Error{Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (v *validator) positive(path string, d Duration) {
-	if d <= 0 {
-		v.add(path, "must be greater than 0, got %s", d)
-	}
-}
-
-func (v *validator) nonNegative(path string, d Duration) {
-	if d < 0 {
-		v.add(path, "must not be negative, got %s", d)
-	}
-}
-
 // addr checks a listen address and reports whether it is valid.
 func (v *validator) addr(path, addr string) bool {
-	if addr == "" {
-		v.add(path, `required (host:port, e.g. "127.0.0.1:8080")`)
-		return false
-	}
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		v.add(path, `invalid address %q: want host:port, e.g. "127.0.0.1:8080"`, addr)
-		return false
-	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		v.add(path, "invalid port %q in address %q: want a number from 0 to 65535", port, addr)
+	if msg := addrProblem(addr); msg != "" {
+		v.add(path, "%s", msg)
 		return false
 	}
 	return true
 }
 
-var logLevels = []string{"debug", "info", "warn", "error"}
+// addrProblem says what is wrong with a listen address; "" if nothing.
+func addrProblem(addr string) string {
+	if addr == "" {
+		return `required (host:port, e.g. "127.0.0.1:8080")`
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf(`invalid address %q: want host:port, e.g. "127.0.0.1:8080"`, addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Sprintf("invalid port %q in address %q: want a number from 0 to 65535", port, addr)
+	}
+	return ""
+}
 
-func (c *Config) validate() []*Error {
-	v := &validator{}
-	okListen := v.addr("listen", c.Listen)
-	okAdmin := v.addr("admin.listen", c.Admin.Listen)
-	if okListen && okAdmin && c.Admin.Listen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
-		v.add("admin.listen", "must differ from listen (both are %q)", c.Listen)
-	}
-	if s := c.UnknownHostStatus; s != 421 && s != 404 {
-		v.add("unknown_host_status", "must be 421 or 404, got %d", s)
-	}
-
-	sv := &c.Server
-	v.positive("server.read_header_timeout", sv.ReadHeaderTimeout)
-	v.nonNegative("server.read_timeout", sv.ReadTimeout)
-	v.nonNegative("server.write_timeout", sv.WriteTimeout)
-	v.positive("server.idle_timeout", sv.IdleTimeout)
-	if b := sv.MaxHeaderBytes; b < KiB || b > 16*MiB {
-		v.add("server.max_header_bytes", "must be between 1KiB and 16MiB, got %s", b)
-	}
-	v.nonNegative("server.shutdown_timeout", sv.ShutdownTimeout)
-	if sv.MaxConns < 0 {
-		v.add("server.max_conns", "must not be negative, got %d", sv.MaxConns)
-	}
-	if sv.MaxConnsPerIP < 0 {
-		v.add("server.max_conns_per_ip", "must not be negative, got %d", sv.MaxConnsPerIP)
-	}
-
-	v.positive("cache.fill_timeout", c.Cache.FillTimeout)
-	m := &c.Cache.Memory
-	if m.MaxBytes < MiB {
-		v.add("cache.memory.max_bytes", "must be at least 1MiB, got %s", m.MaxBytes)
-	}
-	switch {
-	case m.MaxObjectBytes <= 0:
-		v.add("cache.memory.max_object_bytes", "must be greater than 0, got %s", m.MaxObjectBytes)
-	case m.MaxObjectBytes > m.MaxBytes:
-		v.add("cache.memory.max_object_bytes", "must not exceed cache.memory.max_bytes (%s), got %s", m.MaxBytes, m.MaxObjectBytes)
-	}
-
-	if d := &c.Cache.Disk; d.Enabled {
-		if d.MaxBytes < MiB {
-			v.add("cache.disk.max_bytes", "must be at least 1MiB, got %s", d.MaxBytes)
+// walk checks the declared rules (check tags) and kinds of every key of
+// the struct rv, at path, and of the structs it contains.
+func (v *validator) walk(path string, rv reflect.Value) {
+	for _, k := range keysOf(rv.Type()) {
+		f := rv.Field(k.index)
+		p := joinPath(path, k.name)
+		if k.guard < 0 || !rv.Field(k.guard).IsZero() {
+			for _, r := range k.rules {
+				if !r.ok(f) {
+					v.add(p, "%s", r.message(f))
+					break
+				}
+			}
+		}
+		switch {
+		case k.kind == "address" && (f.String() != "" || k.def != ""):
+			v.addr(p, f.String())
+		case k.kind == "cidr":
+			for i, c := range f.Interface().([]string) {
+				if _, err := netip.ParsePrefix(c); err != nil {
+					v.add(p+"["+strconv.Itoa(i)+"]", "invalid CIDR %q", c)
+				}
+			}
+		case f.Kind() == reflect.Struct:
+			v.walk(p, f)
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
+			for i := range f.Len() {
+				v.walk(p+"["+strconv.Itoa(i)+"]", f.Index(i))
+			}
 		}
 	}
-	if f := c.Cache.Disk.Fsync; f != "always" && f != "never" {
-		v.add("cache.disk.fsync", "must be always or never; got %q", f)
-	}
+}
 
+// validate checks the declared rules of every key, then the rules that
+// relate keys to each other.
+func (c *Config) validate() []*Error {
+	v := &validator{}
+	v.walk("", reflect.ValueOf(c).Elem())
+	if c.Admin.Listen == c.Listen && addrProblem(c.Listen) == "" && !strings.HasSuffix(c.Listen, ":0") {
+		v.add("admin.listen", "must differ from listen (both are %q)", c.Listen)
+	}
+	if m := &c.Cache.Memory; m.MaxObjectBytes > 0 && m.MaxObjectBytes > m.MaxBytes {
+		v.add("cache.memory.max_object_bytes", "must not exceed cache.memory.max_bytes (%s), got %s", m.MaxBytes, m.MaxObjectBytes)
+	}
 	v.purge(&c.Purge, c.Sites)
 	if t := &c.TLS; t.Listen != "" {
-		v.addr("tls.listen", t.Listen)
 		if len(t.Certificates) == 0 {
 			v.add("tls.certificates", "required when tls.listen is set: list at least one cert/key pair")
 		}
@@ -125,14 +113,6 @@ func (c *Config) validate() []*Error {
 			}
 		}
 	}
-	if mv := c.TLS.MinVersion; mv != "1.2" && mv != "1.3" {
-		v.add("tls.min_version", "must be 1.2 or 1.3, got %q", mv)
-	}
-
-	if !slices.Contains(logLevels, c.Log.Level) {
-		v.add("log.level", "must be one of %s; got %q", strings.Join(logLevels, ", "), c.Log.Level)
-	}
-
 	v.sites(c.Sites)
 	return v.errs
 }
@@ -188,34 +168,8 @@ func (v *validator) sites(sites []Site) {
 		}
 
 		v.origins(p+".origins", s.Origins)
-
-		u := &s.Upstream
-		up := p + ".upstream"
-		if u.MaxIdleConnsPerShard < 0 {
-			v.add(up+".max_idle_conns_per_shard", "must not be negative, got %d", u.MaxIdleConnsPerShard)
-		}
-		if u.MaxConnsPerShard < 0 {
-			v.add(up+".max_conns_per_shard", "must not be negative, got %d", u.MaxConnsPerShard)
-		}
-		v.nonNegative(up+".idle_conn_timeout", u.IdleConnTimeout)
-		v.positive(up+".dial_timeout", u.DialTimeout)
-		v.nonNegative(up+".response_header_timeout", u.ResponseHeaderTimeout)
-		v.nonNegative(up+".down_for", u.DownFor)
-
-		sc := &s.Cache
-		cp := p + ".cache"
-		v.nonNegative(cp+".default_ttl", sc.DefaultTTL)
-		if f := sc.HeuristicFraction; !(f > 0 && f <= 1) {
-			v.add(cp+".heuristic_fraction", "must be greater than 0 and at most 1, got %g", f)
-		}
-		v.nonNegative(cp+".heuristic_max", sc.HeuristicMax)
-		if pr := s.Upstream.Protocol; pr != "http1" && pr != "h2" && pr != "h2c" {
-			v.add(p+".upstream.protocol", "must be http1, h2 or h2c, got %q", pr)
-		}
 	}
 }
-
-const maxWeight = 1000
 
 func (v *validator) origins(p string, origins []Origin) {
 	if len(origins) == 0 {
@@ -229,12 +183,6 @@ func (v *validator) origins(p string, origins []Origin) {
 		if err := checkOriginURL(o.URL); err != nil {
 			v.add(op+".url", "%v", err)
 			urlOK = false
-		}
-		switch {
-		case o.Weight < 1:
-			v.add(op+".weight", "must be at least 1, got %d", o.Weight)
-		case o.Weight > maxWeight:
-			v.add(op+".weight", "must be at most %d, got %d", maxWeight, o.Weight)
 		}
 		switch {
 		case !urlOK:
@@ -390,11 +338,6 @@ func (v *validator) purge(pc *Purge, sites []Site) {
 			}
 		}
 	}
-	for i, c := range pc.AllowCIDRs {
-		if _, err := netip.ParsePrefix(c); err != nil {
-			v.add("purge.allow_cidrs["+strconv.Itoa(i)+"]", "invalid CIDR %q", c)
-		}
-	}
 	n := &pc.NATS
 	if n.URL != "" {
 		if n.Stream == "" || strings.ContainsAny(n.Stream, " .*>") {
@@ -402,12 +345,6 @@ func (v *validator) purge(pc *Purge, sites []Site) {
 		}
 		if n.Subject == "" || strings.ContainsAny(n.Subject, " *>") {
 			v.add("purge.nats.subject", "must be a subject prefix without spaces or wildcards, got %q", n.Subject)
-		}
-		if n.Replicas < 1 || n.Replicas > 5 {
-			v.add("purge.nats.replicas", "must be between 1 and 5, got %d", n.Replicas)
-		}
-		if n.MaxPending < 1 {
-			v.add("purge.nats.max_pending", "must be at least 1, got %d", n.MaxPending)
 		}
 	}
 }

@@ -68,10 +68,11 @@ type Config struct {
 
 // Cache is a shared HTTP cache. It is safe for concurrent use.
 type Cache struct {
-	mem     *memoryTier
-	disk    atomic.Pointer[storage.Store] // nil: memory only; set once (New or AttachDisk)
+	mem     *memoryTier            // also tiers[0]
+	tiers   atomic.Pointer[[]tier] // lookup order; AttachDisk appends
 	reg     prometheus.Registerer
 	flights flightTable
+	attach  sync.Mutex // serializes AttachDisk
 	inval   invalidations
 	gate    sync.RWMutex // orders stores against invalidations: see unlessInvalidated
 	// beforePromote, when set (tests only), runs between a disk-tier read
@@ -146,22 +147,23 @@ func New(cfg Config) (*Cache, error) {
 		log:         cfg.Logger,
 		now:         cfg.Now,
 	}
+	c.tiers.Store(&[]tier{memTier{mem}})
 	if cfg.Disk != nil {
-		c.disk.Store(cfg.Disk)
+		c.addTier(diskTier{c: c, s: cfg.Disk})
 	}
 	return c, nil
 }
 
-// diskTier returns the disk tier, or nil.
-func (c *Cache) diskTier() *storage.Store { return c.disk.Load() }
-
-// AttachDisk gives a cache built without a disk tier one, once: a process
-// taking over from another during a zero-downtime upgrade serves from
-// memory until the old process releases the data directory.
+// AttachDisk adds a disk tier below memory to a cache built without one,
+// once: a process taking over from another during a zero-downtime upgrade
+// serves from memory until the old process releases the data directory.
 func (c *Cache) AttachDisk(d *storage.Store) error {
-	if !c.disk.CompareAndSwap(nil, d) {
+	c.attach.Lock()
+	defer c.attach.Unlock()
+	if c.streamTier() != nil {
 		return errors.New("cache: a disk tier is already attached")
 	}
+	c.addTier(diskTier{c: c, s: d})
 	if c.reg != nil {
 		if err := c.reg.Register(newDiskCollector(d)); err != nil {
 			return fmt.Errorf("cache: registering disk metrics: %w", err)
@@ -317,20 +319,4 @@ type Result struct {
 	// Age and TTL describe Entry at the time of the lookup; TTL is
 	// negative for a stale entry.
 	Age, TTL time.Duration
-}
-
-// Invalidate removes the stored response for key from every tier. A fill
-// of key already in flight still answers its waiters but is not stored.
-// Every Vary variant of key goes with it.
-func (c *Cache) Invalidate(key string) {
-	c.recordInvalidation([]string{key}, nil, nil)
-	c.mem.del(key) // the variants in memory become unreachable with their marker
-	if c.diskTier() == nil {
-		return
-	}
-	keys := []string{key}
-	c.diskTier().KeysWithPrefix(key+"\x00", func(k string) bool { keys = append(keys, k); return true })
-	if _, err := c.diskTier().DeleteKeys(keys); err != nil {
-		c.warnDisk("disk tier delete failed", "key", key, "err", err)
-	}
 }

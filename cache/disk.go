@@ -137,7 +137,7 @@ func (e *Entry) meta(size int64) storage.Meta {
 // background, so that it outlives memory eviction and restarts. When too
 // many writes are pending it is skipped (and counted): the entry stays in
 // memory only.
-func (c *Cache) writeBehind(e *Entry, start uint64) {
+func (c *Cache) writeBehind(d *storage.Store, e *Entry, start uint64) {
 	select {
 	case c.writeSlots <- struct{}{}:
 	default:
@@ -147,7 +147,7 @@ func (c *Cache) writeBehind(e *Entry, start uint64) {
 	c.writers.Add(1)
 	go func() {
 		defer func() { <-c.writeSlots; c.writers.Done() }()
-		w, err := c.diskTier().Create(e.Key)
+		w, err := d.Create(e.Key)
 		if err != nil {
 			c.m.diskWrites.WithLabelValues("error").Inc()
 			return
@@ -170,16 +170,6 @@ func (c *Cache) writeBehind(e *Entry, start uint64) {
 		}
 		c.m.diskWrites.WithLabelValues("stored").Inc()
 	}()
-}
-
-// writeMarker stores a Vary marker on disk at once.
-func (c *Cache) writeMarker(e *Entry) error {
-	w, err := c.diskTier().Create(markerKey(e.Primary))
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	return w.Commit(e.meta(0))
 }
 
 // pump copies a streaming fill's origin body into the disk tier, waking its
@@ -224,6 +214,17 @@ func (c *Cache) pump(f *flight, skey string, body io.ReadCloser, start uint64, r
 			break
 		}
 	}
+	c.endStream(f, skey, err, start, reqTime)
+}
+
+// endStream ends a streaming fill whose body loop ended with err: it
+// commits a complete body, then lets the flight leave the table and wakes
+// its readers. A failed fill leaves the table and fails its readers before
+// its file is discarded, so no reader (nor a later arrival) reads a file
+// that is gone.
+func (c *Cache) endStream(f *flight, skey string, err error, start uint64, reqTime time.Time) {
+	st := f.stream
+	defer f.release() // the pump's reference
 	written := st.w.Written()
 	if err == nil && st.size >= 0 && written != st.size {
 		err = io.ErrUnexpectedEOF
@@ -238,6 +239,11 @@ func (c *Cache) pump(f *flight, skey string, body io.ReadCloser, start uint64, r
 			err = errInvalidated
 		}
 	}
+	// No later arrival joins a finished stream: it finds the object in the
+	// tier, or fetches again.
+	c.flights.remove(skey, f)
+	c.flights.remove(st.entry.Key, f)
+	st.finish(err)
 	switch {
 	case unstored:
 		// Complete for its readers; the writer is aborted when the last
@@ -255,12 +261,6 @@ func (c *Cache) pump(f *flight, skey string, body io.ReadCloser, start uint64, r
 		c.m.fills.WithLabelValues("stored").Inc()
 		c.m.fillTime.Observe(c.now().Sub(reqTime).Seconds())
 	}
-	// No later arrival joins a finished stream: it finds the object in the
-	// tier, or fetches again.
-	c.flights.remove(skey, f)
-	c.flights.remove(st.entry.Key, f)
-	st.finish(err)
-	f.release() // the pump's reference
 }
 
 var errInvalidated = errors.New("cache: invalidated while filling")

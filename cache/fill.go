@@ -137,7 +137,7 @@ func (c *Cache) publishStored(f *flight, st *stored, out fillOutcome) {
 	switch {
 	case obj == nil:
 	case obj.Size() <= c.mem.maxObject:
-		if !c.readIntoMemory(&e, obj) {
+		if !c.readIntoMemory(&e, obj, c.tierList()[:st.tier]) {
 			out.err = fmt.Errorf("%w: %s failed verification", ErrFillFailed, e.Key)
 		}
 	default:
@@ -216,11 +216,11 @@ func (c *Cache) publishLive(f *flight, resp *http.Response, out fillOutcome, rea
 // readers read it, and publishes f; false when there is no disk tier or it
 // cannot take the object.
 func (c *Cache) startStream(f *flight, skey string, e *Entry, resp *http.Response, out fillOutcome, start uint64, reqTime time.Time) bool {
-	d := c.diskTier()
+	d := c.streamTier()
 	if d == nil {
 		return false
 	}
-	w, err := d.Create(e.Key)
+	w, err := d.create(e.Key)
 	if err != nil {
 		c.m.diskWrites.WithLabelValues("error").Inc()
 		c.warnDisk("disk tier cannot take a fill; streaming it unstored", "key", e.Key, "err", err)
@@ -263,14 +263,10 @@ func readBody(resp *http.Response, limit int64) ([]byte, error) {
 // invalidation overtook its fill, and reports whether any tier took it.
 func (c *Cache) storeFilled(e *Entry, start uint64) bool {
 	stored := false
-	if !c.unlessInvalidated(e, start, func() { stored = c.mem.set(e) }) {
+	if !c.unlessInvalidated(e, start, func() { stored = c.putAll(e, putFill, start) }) {
 		// Invalidated while in flight: answer the readers, store nothing.
 		c.m.fills.WithLabelValues("invalidated").Inc()
 		return false
-	}
-	if c.diskTier() != nil {
-		c.writeBehind(e, start)
-		stored = true
 	}
 	if stored {
 		c.m.fills.WithLabelValues("stored").Inc()
@@ -313,22 +309,7 @@ func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, 
 	e.Lifetime, e.Heuristic, e.NoCache, e.MustRevalidate = d.Lifetime, d.Heuristic, d.NoCache, d.MustRevalidate
 	e.StaleWhileRevalidate, e.StaleIfError = d.StaleWhileRevalidate, d.StaleIfError
 	stored := false
-	c.unlessInvalidated(&e, start, func() {
-		if e.Body != nil {
-			c.mem.set(&e)
-			stored = true
-		}
-		if c.diskTier() != nil {
-			err := c.diskTier().UpdateMeta(e.Key, encodeEntry(&e), e.expires())
-			switch {
-			case err == nil:
-				stored = true
-			case e.Body != nil: // only in memory so far: the write-behind may not have landed
-			default:
-				c.warnDisk("disk tier: updating a revalidated entry failed", "key", e.Key, "err", err)
-			}
-		}
-	})
+	c.unlessInvalidated(&e, start, func() { stored = c.putAll(&e, putRefresh, start) })
 	return &e, stored
 }
 
@@ -343,12 +324,7 @@ func (c *Cache) marker(primary string, names []string) *Entry {
 	}
 	m := &Entry{Key: primary, Primary: primary, Status: http.StatusOK, Header: http.Header{},
 		Marker: true, MarkerID: rand.Uint64(), Vary: names}
-	c.mem.set(m)
-	if c.diskTier() != nil {
-		if err := c.writeMarker(m); err != nil {
-			c.warnDisk("disk tier: storing a Vary marker failed", "key", primary, "err", err)
-		}
-	}
+	c.putAll(m, putFill, 0)
 	return m
 }
 

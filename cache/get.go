@@ -20,8 +20,9 @@ var ErrStaleForbidden = errors.New("cache: origin unreachable and the stored res
 
 // stored is a stored response found for a request.
 type stored struct {
-	e   *Entry          // metadata; e.Body is set when it is held in memory
-	obj *storage.Object // the open disk object when the body is on disk
+	e    *Entry          // metadata; e.Body is set when it is held in memory
+	obj  *storage.Object // the open disk object when the body is on disk
+	tier int             // the index of the tier it was found in
 }
 
 func (st *stored) close() {
@@ -117,72 +118,12 @@ func (c *Cache) find(r *Request) (skey string, st stored, found bool, fwd Fwd) {
 	return skey, stored{}, false, FwdVaryMiss
 }
 
-// load looks key up in memory, then on disk. A primary key's Vary marker
-// is kept under the primary key in memory and under markerKey on disk;
-// markers found on disk are copied to memory.
-func (c *Cache) load(key, primary string) (stored, bool) {
-	if e, ok := c.mem.get(key); ok {
-		return stored{e: e}, true
-	}
-	if c.diskTier() == nil {
-		return stored{}, false
-	}
-	st, ok := c.loadDisk(key, primary)
-	if !ok && key == primary {
-		st, ok = c.loadDisk(markerKey(primary), primary)
-	}
-	return st, ok
-}
-
 // markerKey is the disk key of primary's Vary marker: the primary key and
 // one NUL (variant keys continue after that NUL with the marker id).
 func markerKey(primary string) string { return primary + "\x00" }
 
 // isMarkerKey reports whether a disk key is a marker's.
 func isMarkerKey(k string) bool { return strings.IndexByte(k, 0) == len(k)-1 }
-
-func (c *Cache) loadDisk(key, primary string) (stored, bool) {
-	obj, err := c.diskTier().Get(key)
-	if err != nil {
-		if !errors.Is(err, storage.ErrNotFound) {
-			c.warnDisk("disk tier lookup failed", "key", key, "err", err)
-		}
-		return stored{}, false
-	}
-	e, err := decodeEntry(obj.Meta.Header)
-	if err != nil {
-		obj.Close()
-		c.log.Warn("dropping undecodable disk entry", "key", key, "err", err)
-		c.diskTier().Delete(key)
-		return stored{}, false
-	}
-	e.Key, e.Primary = key, primary
-	if e.Marker {
-		obj.Close()
-		e.Key = primary
-		c.promote(e)
-		return stored{e: e}, true
-	}
-	return stored{e: e, obj: obj}, true
-}
-
-// promote copies an entry read from the disk tier into memory, unless an
-// invalidation of it is on record. A purge records itself, scans memory,
-// then deletes from disk: a disk read that came before the delete and a
-// copy into memory after the scan would put the purged object back in
-// memory for good. Under the gate, either the copy lands before the
-// record (and the purge's scan finds it) or it sees the record and is
-// dropped; any retained record counts (start 0), because the disk read
-// may postdate the record yet predate the delete. It reports whether e was
-// stored.
-func (c *Cache) promote(e *Entry) bool {
-	if c.beforePromote != nil {
-		c.beforePromote()
-	}
-	stored := false
-	c.unlessInvalidated(e, 0, func() { stored = c.mem.set(e) })
-	return stored
-}
 
 // serve completes res with a stored response's body. A disk object small
 // enough for memory is read, verified and promoted; a larger one is
@@ -199,7 +140,7 @@ func (c *Cache) serve(st *stored, res Result) (Result, bool) {
 	}
 	st.obj = nil
 	if obj.Size() <= c.mem.maxObject {
-		if !c.readIntoMemory(e, obj) {
+		if !c.readIntoMemory(e, obj, c.tierList()[:st.tier]) {
 			return Result{}, false
 		}
 		res.Body = (*memBody)(&e.Body)
@@ -219,9 +160,9 @@ func (c *Cache) serve(st *stored, res Result) (Result, bool) {
 }
 
 // readIntoMemory reads a small disk object into e.Body, verified, closes
-// it and promotes e to memory. It reports false when verification failed
-// (the store has dropped the object).
-func (c *Cache) readIntoMemory(e *Entry, obj *storage.Object) bool {
+// it and promotes e to the tiers above the one it came from. It reports
+// false when verification failed (the store has dropped the object).
+func (c *Cache) readIntoMemory(e *Entry, obj *storage.Object, above []tier) bool {
 	body, err := io.ReadAll(obj.NewReader(0, obj.Size()))
 	obj.Close()
 	if err != nil {
@@ -229,7 +170,7 @@ func (c *Cache) readIntoMemory(e *Entry, obj *storage.Object) bool {
 		return false
 	}
 	e.Body = body
-	if c.promote(e) {
+	if c.promote(e, above) {
 		c.m.promotions.Inc()
 	}
 	return true

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"github.com/edged-proxy/edged/cache/rfc"
+	"github.com/edged-proxy/edged/purge/selector"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -19,11 +20,11 @@ func TestPurgeDuringPromotionStays(t *testing.T) {
 	const key = "http://example.com/obj"
 	for _, tc := range []struct {
 		name string
-		sel  PurgeSelector
+		sel  selector.Selector
 	}{
-		{"url", PurgeSelector{URLs: []string{key}}},
-		{"prefix", PurgeSelector{Prefixes: []string{"example.com/ob"}}},
-		{"tag", PurgeSelector{Tags: []string{"t1"}}},
+		{"url", selector.Selector{URLs: []string{key}}},
+		{"prefix", selector.Selector{Prefixes: []string{"example.com/ob"}}},
+		{"tag", selector.Selector{Tags: []string{"t1"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			disk, err := storage.Open(storage.Options{Dir: t.TempDir(), Fsync: storage.FsyncNever})

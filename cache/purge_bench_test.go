@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/edged-proxy/edged/cache/rfc"
+	"github.com/edged-proxy/edged/purge/selector"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -90,7 +91,7 @@ func BenchmarkPurgeTag(b *testing.B) {
 		}
 		b.StartTimer()
 		t0 := time.Now()
-		got, err := c.Purge(context.Background(), PurgeSelector{Tags: []string{"big"}})
+		got, err := c.Purge(context.Background(), selector.Selector{Tags: []string{"big"}})
 		took := time.Since(t0)
 		b.StopTimer()
 		close(stop)

@@ -3,6 +3,7 @@ package edge_test
 import (
 	"context"
 	"fmt"
+	"github.com/edged-proxy/edged/purge/selector"
 	"io"
 	"net/http"
 	"strings"
@@ -51,15 +52,15 @@ func TestPurgeSelectorsAcrossTiersAndVariants(t *testing.T) {
 	for _, disk := range []bool{false, true} {
 		for _, tt := range []struct {
 			name    string
-			sel     cache.PurgeSelector
+			sel     selector.Selector
 			purged  []string // paths whose variants must be gone
 			kept    []string
 			counted func(cache.PurgeCounts) int
 		}{
-			{"url", cache.PurgeSelector{URLs: []string{"https://example.com/a/1"}}, []string{"/a/1"}, []string{"/a/2", "/b/1"}, func(n cache.PurgeCounts) int { return n.URLs }},
-			{"prefix", cache.PurgeSelector{Prefixes: []string{"example.com/a/"}}, []string{"/a/1", "/a/2"}, []string{"/b/1"}, func(n cache.PurgeCounts) int { return n.Prefixes }},
-			{"tag", cache.PurgeSelector{Tags: []string{"section-b"}}, []string{"/b/1"}, []string{"/a/1", "/a/2"}, func(n cache.PurgeCounts) int { return n.Tags }},
-			{"host", cache.PurgeSelector{Hosts: []string{"example.com"}}, []string{"/a/1", "/a/2", "/b/1"}, nil, func(n cache.PurgeCounts) int { return n.Hosts }},
+			{"url", selector.Selector{URLs: []string{"https://example.com/a/1"}}, []string{"/a/1"}, []string{"/a/2", "/b/1"}, func(n cache.PurgeCounts) int { return n.URLs }},
+			{"prefix", selector.Selector{Prefixes: []string{"example.com/a/"}}, []string{"/a/1", "/a/2"}, []string{"/b/1"}, func(n cache.PurgeCounts) int { return n.Prefixes }},
+			{"tag", selector.Selector{Tags: []string{"section-b"}}, []string{"/b/1"}, []string{"/a/1", "/a/2"}, func(n cache.PurgeCounts) int { return n.Tags }},
+			{"host", selector.Selector{Hosts: []string{"example.com"}}, []string{"/a/1", "/a/2", "/b/1"}, nil, func(n cache.PurgeCounts) int { return n.Hosts }},
 		} {
 			t.Run(fmt.Sprintf("%s/disk=%v", tt.name, disk), func(t *testing.T) {
 				o := newTaggedOrigin(t)
@@ -126,7 +127,7 @@ func TestSoftPurge(t *testing.T) {
 			o := newTaggedOrigin(t)
 			base, c := newEdge(t, edgeOpts{disk: disk}, o.origin)
 			get(t, base, "GET", "example.com", "/a/1", "Accept-Language", "en")
-			if _, err := c.Purge(context.Background(), cache.PurgeSelector{Tags: []string{"all"}, Soft: true}); err != nil {
+			if _, err := c.Purge(context.Background(), selector.Selector{Tags: []string{"all"}, Soft: true}); err != nil {
 				t.Fatal(err)
 			}
 			o.fail.Store(true)
@@ -150,7 +151,7 @@ func TestSoftPurge(t *testing.T) {
 // A purge that comes while a fetch is in flight wins: the fetch answers
 // its clients but is not stored.
 func TestPurgeDuringFetchNotStored(t *testing.T) {
-	for _, sel := range []cache.PurgeSelector{
+	for _, sel := range []selector.Selector{
 		{Tags: []string{"section-slow"}},
 		{Prefixes: []string{"example.com/slow"}},
 		{Hosts: []string{"example.com"}},

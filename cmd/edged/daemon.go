@@ -787,9 +787,7 @@ func newPurger(cfg *config.Config, c *cache.Cache, siteOf func(string) string, r
 // (cache may not import purge).
 func cacheInvalidator(c *cache.Cache) purge.Invalidator {
 	return purge.InvalidatorFunc(func(ctx context.Context, sel purge.Selector) (purge.Matched, error) {
-		n, err := c.Purge(ctx, cache.PurgeSelector{
-			URLs: sel.URLs, Prefixes: sel.Prefixes, Tags: sel.Tags, Hosts: sel.Hosts, Soft: sel.Soft,
-		})
+		n, err := c.Purge(ctx, sel)
 		return purge.Matched{URLs: n.URLs, Prefixes: n.Prefixes, Tags: n.Tags, Hosts: n.Hosts}, err
 	})
 }

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/edged-proxy/edged/cache/rfc"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/storage"
 )
 

@@ -1,11 +1,12 @@
 package cache
 
 import (
-	"github.com/edged-proxy/edged/cache/rfc"
 	"net/http"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/cache/rfc"
 )
 
 func sampleEntry() *Entry {

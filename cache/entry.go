@@ -1,13 +1,14 @@
 package cache
 
 import (
-	"github.com/edged-proxy/edged/cache/rfc"
 	"net/http"
 	"net/textproto"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edged-proxy/edged/cache/rfc"
 )
 
 // Entry is one stored response. An Entry is immutable once published to a

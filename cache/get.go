@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/storage"
 )
 
@@ -204,13 +204,12 @@ func (c *Cache) fill(ctx context.Context, r *Request, skey string, fwd Fwd, stal
 	if led {
 		f.retain() // the fill's, dropped by publish (or by a stream's pump)
 		go c.lead(ctx, f, skey, r, stale)
+	} else {
+		c.m.coalesced.Inc() // counted on joining: the event tests wait on
 	}
 	if err := f.wait(ctx); err != nil {
 		f.leave()
 		return Result{}, err
-	}
-	if !led {
-		c.m.coalesced.Inc()
 	}
 	switch {
 	case f.out.err != nil:

@@ -2,11 +2,12 @@ package cache
 
 import (
 	"context"
-	"github.com/edged-proxy/edged/cache/rfc"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/cache/rfc"
 )
 
 // BenchmarkGetHit measures a memory-tier hit through Cache.Get: lookup,

@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store)
 		}),
 		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edged_cache_coalesced_waiters_total",
-			Help: "Requests that waited on another request's in-flight origin fetch instead of fetching themselves.",
+			Help: "Requests that joined another request's in-flight origin fetch instead of fetching themselves (counted when they join).",
 		}),
 		promotions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edged_disk_promotions_total",

@@ -2,13 +2,13 @@ package cache
 
 import (
 	"context"
-	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/purge/selector"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/storage"
 )
 

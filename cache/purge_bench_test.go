@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"fmt"
-	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/purge/selector"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/storage"
 )
 

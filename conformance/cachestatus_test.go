@@ -126,7 +126,7 @@ func TestCacheStatus(t *testing.T) {
 			wg.Go(func() { res[i], errs[i] = e.try(context.Background(), http.MethodGet, "/x") })
 		}
 		e.origin.Await(t, "/x", 1)
-		time.Sleep(50 * time.Millisecond) // let the other requests reach the cache and wait
+		e.awaitJoined(n - 1)
 		g.Open()
 		wg.Wait()
 		stored, collapsed, hits := 0, 0, 0

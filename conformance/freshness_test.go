@@ -1,12 +1,13 @@
 package conformance_test
 
 import (
-	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/cache/rfc"
 )
 
 // TestFreshness stores one response, moves the clock, and checks whether the

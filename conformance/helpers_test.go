@@ -3,7 +3,6 @@ package conformance_test
 import (
 	"context"
 	"fmt"
-	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"net"
 	"net/http"
@@ -14,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge"
 	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/lb"
@@ -129,6 +131,7 @@ type env struct {
 	cache  *cache.Cache
 	client *http.Client
 	disk   bool
+	reg    *prometheus.Registry // the cache's metrics
 }
 
 // newEnv starts an origin answering with h (nil: 200, max-age=60) and an edge
@@ -154,6 +157,8 @@ func newEnv(t *testing.T, o opts, h originFunc) *env {
 		cfg.Disk = store
 		cfg.MaxObjectBytes = 16
 	}
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
 	ch, err := cache.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -174,8 +179,8 @@ func newEnv(t *testing.T, o opts, h originFunc) *env {
 	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &env{
-		disk: o.disk,
-		t:    t, clock: c, origin: org, url: srv.URL, host: strings.TrimPrefix(srv.URL, "http://"), cache: ch,
+		disk: o.disk, reg: reg,
+		t: t, clock: c, origin: org, url: srv.URL, host: strings.TrimPrefix(srv.URL, "http://"), cache: ch,
 		client: &http.Client{
 			Transport:     tr,
 			Timeout:       15 * time.Second,
@@ -430,3 +435,18 @@ func tiers(t *testing.T, base opts, f func(t *testing.T, o opts)) {
 
 // long pads a body past the disk variant's 16-byte memory limit.
 func long(s string) string { return s + strings.Repeat(".", 32) }
+
+// awaitJoined waits until n requests have joined another's fill: the cache
+// counts a waiter when it joins the flight.
+func (e *env) awaitJoined(n int) {
+	e.t.Helper()
+	testkit.Eventually(e.t, 10*time.Second, func() bool {
+		mfs, err := e.reg.Gather()
+		for _, mf := range mfs {
+			if err == nil && mf.GetName() == "edged_cache_coalesced_waiters_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue() >= float64(n)
+			}
+		}
+		return false
+	}, fmt.Sprintf("%d requests joining the flight", n))
+}

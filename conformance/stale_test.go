@@ -2,7 +2,6 @@ package conformance_test
 
 import (
 	"context"
-	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"net/http"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/internal/testkit"
 )
 

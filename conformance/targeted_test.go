@@ -1,12 +1,13 @@
 package conformance_test
 
 import (
-	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/cache/rfc"
 )
 
 // TestTargetedCacheControl checks that the targeted fields edged obeys take

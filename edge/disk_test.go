@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edged-proxy/edged/storage"
 )
 
@@ -184,7 +186,8 @@ func TestInvalidateDuringFill(t *testing.T) {
 				w.Header().Set("Cache-Control", "max-age=600")
 				io.WriteString(w, "v")
 			})
-			base, c := newEdge(t, edgeOpts{disk: disk}, o)
+			reg := prometheus.NewRegistry()
+			base, c := newEdge(t, edgeOpts{disk: disk, reg: reg}, o)
 			done := make(chan string)
 			go func() {
 				_, b := get(t, base, "GET", "example.com", "/doc?wait=1")
@@ -196,7 +199,11 @@ func TestInvalidateDuringFill(t *testing.T) {
 			if b := <-done; b != "v" {
 				t.Fatalf("in-flight request got %q", b)
 			}
-			time.Sleep(50 * time.Millisecond) // let a write-behind (wrongly) land if it would
+			// The fill counts its outcome before it answers: it stored
+			// nothing, in either tier (no write-behind was started).
+			if got := metricValue(t, reg, "edged_cache_fills_total", "result", "invalidated"); got != 1 {
+				t.Errorf("fills invalidated = %v, want 1", got)
+			}
 			resp, _ := get(t, base, "GET", "example.com", "/doc?wait=1")
 			if strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit") {
 				t.Errorf("a fill invalidated in flight was stored: %q", resp.Header.Get("Cache-Status"))

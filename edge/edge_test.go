@@ -3,17 +3,21 @@ package edge_test
 import (
 	"context"
 	"fmt"
-	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge"
 	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/lb"
@@ -46,6 +50,7 @@ type edgeOpts struct {
 	maxObject   int64
 	unknown     int
 	cacheBytes  int64
+	reg         *prometheus.Registry // receives the cache's metrics, for tests that wait on them
 }
 
 // newEdge starts a real edge listener in front of the origins and returns
@@ -83,7 +88,11 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 			opts.onDisk(disk)
 		}
 	}
-	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: time.Minute, Disk: disk, RangeForwardOffset: opts.rangeFwd, VerifyLimit: opts.verifyLimit})
+	var reg prometheus.Registerer
+	if opts.reg != nil {
+		reg = opts.reg
+	}
+	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: time.Minute, Disk: disk, RangeForwardOffset: opts.rangeFwd, VerifyLimit: opts.verifyLimit, Registerer: reg})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -182,7 +191,8 @@ func TestCoalescing100ConcurrentMisses(t *testing.T) {
 		w.Header().Set("Cache-Control", "max-age=60")
 		io.WriteString(w, "shared body")
 	})
-	base, _ := newEdge(t, edgeOpts{}, o)
+	reg := prometheus.NewRegistry()
+	base, _ := newEdge(t, edgeOpts{reg: reg}, o)
 
 	const n = 100
 	var wg sync.WaitGroup
@@ -212,9 +222,8 @@ func TestCoalescing100ConcurrentMisses(t *testing.T) {
 	for range n {
 		<-started
 	}
-	// Let every request reach the edge before the origin answers.
-	waitFor(t, func() bool { return o.hits("/one") == 1 })
-	time.Sleep(100 * time.Millisecond)
+	// Let every request join the flight before the origin answers.
+	waitJoined(t, reg, n-1)
 	close(release)
 	wg.Wait()
 	if bad.Load() != 0 {
@@ -230,13 +239,43 @@ func TestCoalescing100ConcurrentMisses(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
+	testkit.Eventually(t, 10*time.Second, cond, "condition")
+}
+
+// metricValue is the value of the counter or gauge name (with the given
+// label pairs) in reg, or 0 when it has no such series.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
+					return l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+				}) {
+					continue series
+				}
+			}
+			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+// waitJoined waits until n requests have joined another's fill: the
+// cache counts a waiter when it joins the flight.
+func waitJoined(t *testing.T, reg *prometheus.Registry, n int) {
+	t.Helper()
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		return metricValue(t, reg, "edged_cache_coalesced_waiters_total") >= float64(n)
+	}, fmt.Sprintf("%d requests joining the flight", n))
 }
 
 // A client that gives up while its request leads the fill must not cancel
@@ -248,7 +287,8 @@ func TestLeaderDisconnectDoesNotCancelFill(t *testing.T) {
 		w.Header().Set("Cache-Control", "max-age=60")
 		io.WriteString(w, "survived")
 	})
-	base, _ := newEdge(t, edgeOpts{}, o)
+	reg := prometheus.NewRegistry()
+	base, _ := newEdge(t, edgeOpts{reg: reg}, o)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	leaderDone := make(chan error, 1)
@@ -268,7 +308,7 @@ func TestLeaderDisconnectDoesNotCancelFill(t *testing.T) {
 		_, body := get(t, base, "GET", "example.com", "/slow")
 		waiter <- body
 	}()
-	time.Sleep(50 * time.Millisecond) // let the waiter join the flight
+	waitJoined(t, reg, 1)
 	cancel()
 	if err := <-leaderDone; err == nil {
 		t.Fatal("leader request succeeded; it should have been cancelled")
@@ -351,7 +391,8 @@ func TestUnshareableNotCoalesced(t *testing.T) {
 		w.Header().Set("Cache-Control", "private")
 		io.WriteString(w, "for "+r.Header.Get("X-User"))
 	})
-	base, _ := newEdge(t, edgeOpts{}, o)
+	reg := prometheus.NewRegistry()
+	base, _ := newEdge(t, edgeOpts{reg: reg}, o)
 	var wg sync.WaitGroup
 	bodies := make([]string, 5)
 	for i := range bodies {
@@ -359,8 +400,7 @@ func TestUnshareableNotCoalesced(t *testing.T) {
 			_, bodies[i] = get(t, base, "GET", "example.com", "/me", "X-User", fmt.Sprint(i))
 		})
 	}
-	waitFor(t, func() bool { return o.hits("/me") >= 1 })
-	time.Sleep(50 * time.Millisecond)
+	waitJoined(t, reg, len(bodies)-1) // one leads, the others join its flight
 	close(release)
 	wg.Wait()
 	for i, b := range bodies {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/internal/httpx"
 )
 

@@ -1,9 +1,10 @@
 package edge
 
 import (
-	"github.com/edged-proxy/edged/cache/rfc"
 	"net/http"
 	"time"
+
+	"github.com/edged-proxy/edged/cache/rfc"
 )
 
 // Session is the state of one request as it moves through the lifecycle

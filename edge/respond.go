@@ -2,7 +2,6 @@ package edge
 
 import (
 	"errors"
-	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge/strict"
 	"github.com/edged-proxy/edged/internal/httpx"
 )

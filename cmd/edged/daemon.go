@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/edged-proxy/edged/cache/rfc"
 	"io"
 	"log/slog"
 	"net"
@@ -26,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge"
 	"github.com/edged-proxy/edged/edge/certs"
 	"github.com/edged-proxy/edged/internal/config"

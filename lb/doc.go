@@ -1,8 +1,8 @@
 // Package lb sends origin requests to a sharded set of origin servers.
 //
-// A Pool is an http.RoundTripper. For each request it computes a key (the
-// Route.Key carried in the request's context, or the request's scheme, host
-// and request URI), asks a ketama consistent-hash ring (package lb/ketama)
+// A Pool sends a request with a routing key (Pool.Do and Pool.Send; the
+// key passed by the caller, or, empty, the request's scheme, host and
+// request URI, which is what its http.RoundTripper method uses), asks a ketama consistent-hash ring (package lb/ketama)
 // which shards own that key in ring order, and sends the request to the first
 // available one. The same key therefore always reaches the same origin shard,
 // which keeps origin-side caches warm, and adding a shard only moves the keys
@@ -34,8 +34,11 @@
 // HTTP/2 over TLS when the shard offers it in ALPN and HTTP/1.1 otherwise,
 // "h2c" HTTP/2 with prior knowledge over cleartext (for gRPC origins).
 //
-// To learn which shard answered, attach a Route with WithRoute; RoundTrip fills
-// in Route.Shard and Route.Attempts.
+// Do returns how it routed the request as a value (Route: the shard that
+// answered, or with an error the last one tried, and the number tried); Send
+// returns the shard's name alone, which is the cache.Origin seam through
+// which the cache and the edge reach origins. Nothing travels in the
+// request's context.
 //
 // # Metrics
 //

@@ -59,7 +59,9 @@ type Hooks interface {
 	// shard; objects with one key always go to one shard.
 	UpstreamSelect(s *Session) string
 	// UpstreamRequestFilter may modify the request about to be sent to the
-	// origin. An error ends the request with 500.
+	// origin: it runs last, on the finished request (for a cache fill, after
+	// the client's conditional fields were removed and a revalidation's
+	// validators set). An error ends the request with 500.
 	UpstreamRequestFilter(s *Session, out *http.Request) error
 	// ResponseFilter may modify the response header before it is sent,
 	// for hits and misses alike. Replace values with Set or Del; do not

@@ -62,6 +62,16 @@ func tcpPair(t *testing.T) (*strict.Conn, *vecConn, <-chan []byte) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	return tcpPairOn(t, ln)
+}
+
+// tcpPairOn is tcpPair on a listener the caller keeps. A fuzz target that
+// makes a connection per input shares one listener: the server side closes
+// first, so each connection leaves a TIME_WAIT socket on the listener's
+// port, and with a listener per input those sockets held one more port
+// each until a 30,000-input run used up the ephemeral range and stalled.
+func tcpPairOn(t *testing.T, ln net.Listener) (*strict.Conn, *vecConn, <-chan []byte) {
+	t.Helper()
 	got := make(chan []byte, 1)
 	go func() {
 		c, err := net.Dial("tcp", ln.Addr().String())
@@ -251,11 +261,16 @@ func FuzzGather(f *testing.F) {
 	f.Add([]byte{0, 1, 10, 1, 200})
 	f.Add([]byte{0, 4, 3, 2, 0, 1, 255, 3, 9})
 	f.Add([]byte{1, 0, 0, 1, 64, 1, 64, 1, 64, 2})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { ln.Close() })
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		if len(ops) > 64 {
 			ops = ops[:64]
 		}
-		sc, _, got := tcpPair(t)
+		sc, _, got := tcpPairOn(t, ln)
 		var want []byte
 		seq := byte(0)
 		next := func(i *int) int {

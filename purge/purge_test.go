@@ -2,7 +2,6 @@ package purge_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -12,50 +11,14 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/edged-proxy/edged/purge/purgetest"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edged-proxy/edged/purge"
 )
-
-// recorder is a fake Invalidator that records every selector it was given
-// and reports one match per item.
-type recorder struct {
-	mu   sync.Mutex
-	got  []purge.Selector
-	fail error
-}
-
-func (r *recorder) Purge(_ context.Context, sel purge.Selector) (purge.Matched, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fail != nil {
-		return purge.Matched{}, r.fail
-	}
-	r.got = append(r.got, sel)
-	return purge.Matched{URLs: len(sel.URLs), Prefixes: len(sel.Prefixes), Tags: len(sel.Tags), Hosts: len(sel.Hosts)}, nil
-}
-
-func (r *recorder) selectors() []purge.Selector {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]purge.Selector(nil), r.got...)
-}
-
-// count is how many times a selector naming url was applied.
-func (r *recorder) count(url string) int {
-	n := 0
-	for _, s := range r.selectors() {
-		for _, u := range s.URLs {
-			if u == url {
-				n++
-			}
-		}
-	}
-	return n
-}
 
 const (
 	allToken  = "secret-all-sites-0123456789"
@@ -69,9 +32,9 @@ func testTokens() []purge.Token {
 	}
 }
 
-func newTestPurger(t *testing.T, cfg purge.Config) (*purge.Purger, *recorder, *prometheus.Registry) {
+func newTestPurger(t *testing.T, cfg purge.Config) (*purge.Purger, *purgetest.Recorder, *prometheus.Registry) {
 	t.Helper()
-	rec := &recorder{}
+	rec := &purgetest.Recorder{}
 	if cfg.Invalidator == nil {
 		cfg.Invalidator = rec
 	}
@@ -135,7 +98,7 @@ func TestPostSelectorKinds(t *testing.T) {
 			if w.Code != http.StatusOK {
 				t.Fatalf("status %d: %s", w.Code, w.Body)
 			}
-			if got := rec.selectors(); len(got) != 1 || !reflect.DeepEqual(got[0], tc.want) {
+			if got := rec.Selectors(); len(got) != 1 || !reflect.DeepEqual(got[0], tc.want) {
 				t.Fatalf("invalidator got %+v, want [%+v]", got, tc.want)
 			}
 			var res purge.Result
@@ -192,7 +155,7 @@ func TestPostMalformed(t *testing.T) {
 			if msg := errorOf(t, w); !strings.Contains(msg, tc.msg) {
 				t.Fatalf("error %q does not contain %q", msg, tc.msg)
 			}
-			if got := rec.selectors(); len(got) != 0 {
+			if got := rec.Selectors(); len(got) != 0 {
 				t.Fatalf("invalidator saw %+v", got)
 			}
 		})
@@ -228,7 +191,7 @@ func TestAuth(t *testing.T) {
 			if tc.status == 401 && !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), "Bearer") {
 				t.Fatalf("WWW-Authenticate = %q", w.Header().Get("WWW-Authenticate"))
 			}
-			if got := rec.selectors(); len(got) != 0 {
+			if got := rec.Selectors(); len(got) != 0 {
 				t.Fatalf("invalidator saw %+v", got)
 			}
 		})
@@ -237,7 +200,7 @@ func TestAuth(t *testing.T) {
 	t.Run("site token, own site with port", func(t *testing.T) {
 		p, rec, _ := newTestPurger(t, purge.Config{})
 		w := post(t, p, siteToken, `{"urls":["https://A.example:8443/x"],"hosts":["a.example"]}`)
-		if w.Code != 200 || len(rec.selectors()) != 1 {
+		if w.Code != 200 || len(rec.Selectors()) != 1 {
 			t.Fatalf("status %d: %s", w.Code, w.Body)
 		}
 	})
@@ -255,7 +218,7 @@ func TestAuth(t *testing.T) {
 		if w := post(t, p, siteToken, `{"prefixes":["a.example/"]}`); w.Code != 403 || !strings.Contains(errorOf(t, w), "no site") {
 			t.Fatalf("status %d: %s", w.Code, w.Body)
 		}
-		if n := len(rec.selectors()); n != 1 {
+		if n := len(rec.Selectors()); n != 1 {
 			t.Fatalf("invalidator called %d times", n)
 		}
 	})
@@ -265,7 +228,7 @@ func TestAuth(t *testing.T) {
 		if w.Code != 403 || !strings.Contains(errorOf(t, w), "no purge tokens are configured") {
 			t.Fatalf("status %d: %s", w.Code, w.Body)
 		}
-		if len(rec.selectors()) != 0 {
+		if len(rec.Selectors()) != 0 {
 			t.Fatal("purged without tokens")
 		}
 	})
@@ -284,7 +247,7 @@ func TestAuth(t *testing.T) {
 
 func TestInvalidatorError(t *testing.T) {
 	p, rec, reg := newTestPurger(t, purge.Config{})
-	rec.fail = errors.New("disk on fire")
+	rec.Fail(errors.New("disk on fire"))
 	w := post(t, p, allToken, `{"tags":["x"]}`)
 	if w.Code != 500 || !strings.Contains(errorOf(t, w), "disk on fire") {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
@@ -372,7 +335,7 @@ func TestPurgeMethod(t *testing.T) {
 		if err := json.NewDecoder(resp.Body).Decode(&res); err != nil || res.ID == "" || res.Matched.URLs != 2 {
 			t.Fatalf("result %+v, %v", res, err)
 		}
-		if got := rec.selectors(); len(got) != 1 || !reflect.DeepEqual(got[0], purge.Selector{URLs: both}) {
+		if got := rec.Selectors(); len(got) != 1 || !reflect.DeepEqual(got[0], purge.Selector{URLs: both}) {
 			t.Fatalf("invalidator got %+v", got)
 		}
 	})
@@ -381,7 +344,7 @@ func TestPurgeMethod(t *testing.T) {
 		if resp := do(t, p, "/img/x.png?v=2", "", map[string]string{"Soft-Purge": "1"}); resp.StatusCode != 200 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
-		if got := rec.selectors(); len(got) != 1 || !got[0].Soft {
+		if got := rec.Selectors(); len(got) != 1 || !got[0].Soft {
 			t.Fatalf("invalidator got %+v", got)
 		}
 	})
@@ -390,7 +353,7 @@ func TestPurgeMethod(t *testing.T) {
 		if resp := do(t, p, "/img/x.png?v=2", siteToken, nil); resp.StatusCode != 200 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
-		if got := rec.selectors(); len(got) != 1 || !reflect.DeepEqual(got[0].URLs, both) {
+		if got := rec.Selectors(); len(got) != 1 || !reflect.DeepEqual(got[0].URLs, both) {
 			t.Fatalf("invalidator got %+v", got)
 		}
 	})
@@ -403,7 +366,7 @@ func TestPurgeMethod(t *testing.T) {
 				t.Fatalf("token %q: status %d: %s", tok, resp.StatusCode, b)
 			}
 		}
-		if len(rec.selectors()) != 0 {
+		if len(rec.Selectors()) != 0 {
 			t.Fatal("purged")
 		}
 		if n := counterValue(t, reg, "edged_purges_total", "url", "forbidden"); n != 2 {
@@ -422,7 +385,7 @@ func TestPurgeMethod(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 403 || len(rec.selectors()) != 0 {
+		if resp.StatusCode != 403 || len(rec.Selectors()) != 0 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
 	})
@@ -437,7 +400,7 @@ func TestPurgeMethod(t *testing.T) {
 }
 
 func TestNewConfigErrors(t *testing.T) {
-	rec := &recorder{}
+	rec := &purgetest.Recorder{}
 	tests := []struct {
 		name string
 		cfg  purge.Config
@@ -521,7 +484,7 @@ func TestNilLoggerDiscards(t *testing.T) {
 	old := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
 	defer slog.SetDefault(old)
-	rec := &recorder{}
+	rec := &purgetest.Recorder{}
 	p, err := purge.New(purge.Config{Invalidator: rec, Tokens: testTokens()})
 	if err != nil {
 		t.Fatal(err)
@@ -533,7 +496,7 @@ func TestNilLoggerDiscards(t *testing.T) {
 	if w := post(t, p, "wrong-token", `{"tags":["t"]}`); w.Code != http.StatusUnauthorized {
 		t.Fatalf("refusal: %d %s", w.Code, w.Body)
 	}
-	if len(rec.selectors()) != 1 || buf.Len() != 0 {
-		t.Fatalf("applied %d purges; slog.Default got %q", len(rec.selectors()), buf.String())
+	if len(rec.Selectors()) != 1 || buf.Len() != 0 {
+		t.Fatalf("applied %d purges; slog.Default got %q", len(rec.Selectors()), buf.String())
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,10 +9,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/purge/purgetest"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -198,29 +198,9 @@ func TestPurgeFleet(t *testing.T) {
 	}
 }
 
-// cliRecorder is a fake Invalidator that records every selector it was
-// given and reports one match per item.
-type cliRecorder struct {
-	mu  sync.Mutex
-	got []purge.Selector
-}
-
-func (r *cliRecorder) Purge(_ context.Context, sel purge.Selector) (purge.Matched, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, sel)
-	return purge.Matched{URLs: len(sel.URLs), Prefixes: len(sel.Prefixes), Tags: len(sel.Tags), Hosts: len(sel.Hosts)}, nil
-}
-
-func (r *cliRecorder) selectors() []purge.Selector {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]purge.Selector(nil), r.got...)
-}
-
 func TestPurgeCLI(t *testing.T) {
 	const allToken, siteToken = "secret-all-sites-0123456789", "secret-site-a-0123456789"
-	rec := &cliRecorder{}
+	rec := &purgetest.Recorder{}
 	p, err := purge.New(purge.Config{
 		Node: "node-1", Invalidator: rec, Logger: slog.New(slog.DiscardHandler),
 		Tokens: []purge.Token{{Value: allToken, Name: "ops"}, {Value: siteToken, Name: "site-a", Sites: []string{"a.example"}}},
@@ -250,7 +230,7 @@ func TestPurgeCLI(t *testing.T) {
 	}
 	want := purge.Selector{URLs: []string{"https://a.example/x", "http://a.example/y"}, Tags: []string{"t1"},
 		Prefixes: []string{"a.example/img/"}, Hosts: []string{"b.example"}, Soft: true}
-	if got := rec.selectors(); len(got) != 1 || !equalSel(got[0], want) {
+	if got := rec.Selectors(); len(got) != 1 || !equalSel(got[0], want) {
 		t.Fatalf("invalidator got %+v", got)
 	}
 
@@ -282,12 +262,12 @@ func TestPurgeCLI(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			n := len(rec.selectors())
+			n := len(rec.Selectors())
 			code, _, errs := run(tc.args...)
 			if code != tc.code || !strings.Contains(errs, tc.msg) {
 				t.Fatalf("exit %d (want %d), stderr %q (want %q)", code, tc.code, errs, tc.msg)
 			}
-			if len(rec.selectors()) != n {
+			if len(rec.Selectors()) != n {
 				t.Fatal("purged")
 			}
 		})

@@ -45,7 +45,7 @@ var packageTable = []pkgRule{
 }
 
 // unimportable lists the edged trees that no package outside them imports.
-var unimportable = []string{"cmd/...", "loadtest/...", "internal/testkit"}
+var unimportable = []string{"cmd/...", "loadtest/...", "internal/testkit", "purge/purgetest"}
 
 // graph maps an import path to its direct non-test imports.
 type graph map[string][]string

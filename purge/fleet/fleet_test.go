@@ -10,9 +10,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/purge/purgetest"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -24,39 +25,6 @@ import (
 )
 
 const allToken = "secret-all-sites-0123456789"
-
-// recorder is a fake Invalidator that records every selector it was given
-// and reports one match per item.
-type recorder struct {
-	mu  sync.Mutex
-	got []purge.Selector
-}
-
-func (r *recorder) Purge(_ context.Context, sel purge.Selector) (purge.Matched, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, sel)
-	return purge.Matched{URLs: len(sel.URLs), Prefixes: len(sel.Prefixes), Tags: len(sel.Tags), Hosts: len(sel.Hosts)}, nil
-}
-
-func (r *recorder) selectors() []purge.Selector {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]purge.Selector(nil), r.got...)
-}
-
-// count is how many times a selector naming url was applied.
-func (r *recorder) count(url string) int {
-	n := 0
-	for _, s := range r.selectors() {
-		for _, u := range s.URLs {
-			if u == url {
-				n++
-			}
-		}
-	}
-	return n
-}
 
 // startNATS runs a real NATS server with JetStream in-process.
 func startNATS(t *testing.T, port int, dir string) *server.Server {
@@ -78,13 +46,13 @@ func startNATS(t *testing.T, port int, dir string) *server.Server {
 type node struct {
 	name string
 	p    *purge.Purger
-	rec  *recorder
+	rec  *purgetest.Recorder
 	srv  *httptest.Server
 }
 
 func startNode(t *testing.T, name, url string) *node {
 	t.Helper()
-	rec := &recorder{}
+	rec := &purgetest.Recorder{}
 	p, err := purge.New(purge.Config{
 		Node:        name,
 		Logger:      quietLogger(),
@@ -201,10 +169,10 @@ func TestFleet(t *testing.T) {
 	if r1.Fleet.State != purge.FleetPublished {
 		t.Fatalf("fleet %+v", r1.Fleet)
 	}
-	eventually(t, "B and C apply purge 1", func() bool { return b.rec.count(u1) == 1 && c.rec.count(u1) == 1 })
+	eventually(t, "B and C apply purge 1", func() bool { return b.rec.Count(u1) == 1 && c.rec.Count(u1) == 1 })
 	eventually(t, "consumers settle", func() bool { return settled(t, url, "node-a", "node-b", "node-c") })
 	for _, n := range []*node{a, b, c} {
-		if got := n.rec.count(u1); got != 1 {
+		if got := n.rec.Count(u1); got != 1 {
 			t.Fatalf("%s applied purge 1 %d times", n.name, got)
 		}
 	}
@@ -224,13 +192,13 @@ func TestFleet(t *testing.T) {
 	c.stop()
 	const u2 = "https://a.example/two"
 	r2 := a.purge(t, `{"urls":["`+u2+`"],"soft":true}`)
-	eventually(t, "B applies purge 2", func() bool { return b.rec.count(u2) == 1 })
-	if c.rec.count(u2) != 0 {
+	eventually(t, "B applies purge 2", func() bool { return b.rec.Count(u2) == 1 })
+	if c.rec.Count(u2) != 0 {
 		t.Fatal("stopped node applied a purge")
 	}
 	c2 := startNode(t, "node-c", url)
-	eventually(t, "restarted C applies purge 2", func() bool { return c2.rec.count(u2) == 1 })
-	if got := c2.rec.selectors(); len(got) != 1 || !got[0].Soft {
+	eventually(t, "restarted C applies purge 2", func() bool { return c2.rec.Count(u2) == 1 })
+	if got := c2.rec.Selectors(); len(got) != 1 || !got[0].Soft {
 		t.Fatalf("restarted C applied %+v, want only purge 2 (soft)", got)
 	}
 	eventually(t, "receipt 2 shows all three", func() bool { return nodesOf(a.receipt(t, r2.ID)) == "node-a,node-b,node-c" })
@@ -245,15 +213,15 @@ func TestFleet(t *testing.T) {
 	if r3.Fleet.State != purge.FleetPending || r3.Fleet.Error == "" {
 		t.Fatalf("fleet %+v, want pending", r3.Fleet)
 	}
-	if a.rec.count(u3) != 1 || a.p.Pending() != 1 {
-		t.Fatalf("local apply %d, pending %d", a.rec.count(u3), a.p.Pending())
+	if a.rec.Count(u3) != 1 || a.p.Pending() != 1 {
+		t.Fatalf("local apply %d, pending %d", a.rec.Count(u3), a.p.Pending())
 	}
 	if rc := a.receipt(t, r3.ID); rc.Fleet.State != purge.FleetPending || nodesOf(rc) != "node-a" {
 		t.Fatalf("receipt while NATS is down: %+v", rc)
 	}
 	ns = startNATS(t, port, dir)
 	eventually(t, "pending purge published", func() bool { return a.p.Pending() == 0 })
-	eventually(t, "B and C apply purge 3", func() bool { return b.rec.count(u3) == 1 && c2.rec.count(u3) == 1 })
+	eventually(t, "B and C apply purge 3", func() bool { return b.rec.Count(u3) == 1 && c2.rec.Count(u3) == 1 })
 	eventually(t, "receipt 3 published on all three", func() bool {
 		rc := a.receipt(t, r3.ID)
 		return rc.Fleet.State == purge.FleetPublished && nodesOf(rc) == "node-a,node-b,node-c"
@@ -263,13 +231,13 @@ func TestFleet(t *testing.T) {
 	// Exactly once everywhere, after everything settled.
 	for _, n := range []*node{a, b} {
 		for _, u := range []string{u1, u2, u3} {
-			if got := n.rec.count(u); got != 1 {
+			if got := n.rec.Count(u); got != 1 {
 				t.Errorf("%s applied %s %d times", n.name, u, got)
 			}
 		}
 	}
-	if c.rec.count(u1) != 1 || c2.rec.count(u1) != 0 || c2.rec.count(u2) != 1 || c2.rec.count(u3) != 1 {
-		t.Errorf("C applied: before restart %+v, after %+v", c.rec.selectors(), c2.rec.selectors())
+	if c.rec.Count(u1) != 1 || c2.rec.Count(u1) != 0 || c2.rec.Count(u2) != 1 || c2.rec.Count(u3) != 1 {
+		t.Errorf("C applied: before restart %+v, after %+v", c.rec.Selectors(), c2.rec.Selectors())
 	}
 }
 
@@ -284,7 +252,7 @@ func TestFleetUnreachable(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	rec := &recorder{}
+	rec := &purgetest.Recorder{}
 	p, err := purge.New(purge.Config{
 		Node: "lonely", Invalidator: rec, Tokens: []purge.Token{{Value: allToken, Name: "ops"}}, Logger: quietLogger(),
 		JoinFleet: fleet.Config{URL: "nats://" + addr, MaxPending: 1, RetryInterval: 20 * time.Millisecond}.Join,
@@ -300,8 +268,8 @@ func TestFleetUnreachable(t *testing.T) {
 	if r1.Fleet.State != purge.FleetPending || r2.Fleet.State != purge.FleetFailed || !strings.Contains(r2.Fleet.Error, "queue full") {
 		t.Fatalf("fleet states %+v, %+v", r1.Fleet, r2.Fleet)
 	}
-	if len(rec.selectors()) != 2 || p.Ready() {
-		t.Fatalf("applied %d, ready %v", len(rec.selectors()), p.Ready())
+	if len(rec.Selectors()) != 2 || p.Ready() {
+		t.Fatalf("applied %d, ready %v", len(rec.Selectors()), p.Ready())
 	}
 	if rc := n.receipt(t, r1.ID); rc.ID != r1.ID || rc.Fleet.State != purge.FleetPending || !strings.Contains(rc.Fleet.Error, "fleet receipts unavailable") {
 		t.Fatalf("receipt %+v", rc)
@@ -315,7 +283,7 @@ func TestFleetUnreachable(t *testing.T) {
 }
 
 func TestJoinConfigErrors(t *testing.T) {
-	rec := &recorder{}
+	rec := &purgetest.Recorder{}
 	tests := []struct {
 		name string
 		cfg  purge.Config

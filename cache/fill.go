@@ -58,16 +58,30 @@ func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, st
 		c.publishLive(f, resp, out, d.Reason)
 		return
 	}
+	c.fillStorable(f, skey, r, resp, d, out, fillClock{start, reqTime, respTime})
+}
+
+// fillClock is when a fill started: its invalidation sequence and the
+// times its request went out and its response came back.
+type fillClock struct {
+	start         uint64
+	req, response time.Time
+}
+
+// fillStorable stores a storable origin response and publishes it to f's
+// readers: streamed through a tier that takes streams when it is large or
+// of unknown length, otherwise read whole into memory. A response that
+// turns out too large for memory, with no tier to stream it, goes to the
+// leader alone.
+func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Response, d rfc.Decision, out fillOutcome, t fillClock) {
 	key := r.Key
 	if names, _ := parseVary(resp.Header); len(names) > 0 {
 		key = variantKey(c.marker(r.Key, names), r.In.Header)
 	}
-	e := newEntry(r, key, resp, nil, d, rfc.NewTiming(reqTime, respTime, resp.Header), resp.ContentLength)
+	e := newEntry(r, key, resp, nil, d, rfc.NewTiming(t.req, t.response, resp.Header), resp.ContentLength)
 	e.Tags = parseTags(resp.Header, c.tagHeaders)
 	if resp.ContentLength < 0 || resp.ContentLength > c.mem.maxObject {
-		// Large or of unknown length: write it to disk while every reader
-		// reads it (read-while-write), when there is a disk tier.
-		if c.startStream(f, skey, e, resp, out, start, reqTime) {
+		if c.startStream(f, skey, e, resp, out, t) {
 			return
 		}
 		if resp.ContentLength > c.mem.maxObject {
@@ -84,13 +98,13 @@ func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, st
 		return
 	case err != nil:
 		c.m.fills.WithLabelValues("error").Inc()
-		f.publish(nil, fillOutcome{err: fmt.Errorf("cache: reading %s from origin: %w", r.Key, err), upstream: upstream})
+		f.publish(nil, fillOutcome{err: fmt.Errorf("cache: reading %s from origin: %w", r.Key, err), upstream: out.upstream})
 		return
 	}
-	c.m.fillTime.Observe(c.now().Sub(reqTime).Seconds())
+	c.m.fillTime.Observe(c.now().Sub(t.req).Seconds())
 	e.Body = body
 	e.Header.Set("Content-Length", itoa(int64(len(body))))
-	out.stored = c.storeFilled(e, start)
+	out.stored = c.storeFilled(e, t.start)
 	f.publish(e, out)
 }
 
@@ -215,7 +229,7 @@ func (c *Cache) publishLive(f *flight, resp *http.Response, out fillOutcome, rea
 // startStream starts writing e's body to the disk tier while the flight's
 // readers read it, and publishes f; false when there is no disk tier or it
 // cannot take the object.
-func (c *Cache) startStream(f *flight, skey string, e *Entry, resp *http.Response, out fillOutcome, start uint64, reqTime time.Time) bool {
+func (c *Cache) startStream(f *flight, skey string, e *Entry, resp *http.Response, out fillOutcome, t fillClock) bool {
 	d := c.streamTier()
 	if d == nil {
 		return false
@@ -232,7 +246,7 @@ func (c *Cache) startStream(f *flight, skey string, e *Entry, resp *http.Respons
 	}
 	out.stored = true
 	f.publish(e, out)
-	go c.pump(f, skey, resp.Body, start, reqTime)
+	go c.pump(f, skey, resp.Body, t.start, t.req)
 	return true
 }
 

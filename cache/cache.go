@@ -208,9 +208,10 @@ type Fetch struct {
 	// response being revalidated (RFC 9111 §4.3.1): they become
 	// If-None-Match and If-Modified-Since.
 	ETag, LastModified string
-	// PassConditionals forwards the client's Range field (a range the cache
-	// forwards instead of filling); otherwise a fill asks for the whole
-	// representation, without the client's Range or conditional fields.
+	// PassConditionals forwards the client's Range and conditional fields
+	// (If-Range, If-None-Match, ...) as they are: a range the cache
+	// forwards instead of filling, whose answer goes to this client alone.
+	// Otherwise a fill asks for the whole representation, without them.
 	PassConditionals bool
 }
 

@@ -267,13 +267,19 @@ func TestRangeForwardBeyondOffset(t *testing.T) {
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=600")
 		w.Header().Set("X-Saw-Range", r.Header.Get("Range"))
+		w.Header().Set("X-Saw-If-Range", r.Header.Get("If-Range"))
+		w.Header().Set("Etag", `"v1"`)
 		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(content)))
 	})
 	base, _ := newEdge(t, edgeOpts{rangeFwd: 1000}, o)
 
-	resp, body := get(t, base, "GET", "example.com", "/f", "Range", "bytes=2000-2009")
+	// The forwarded Range keeps its If-Range: the answer is this client's.
+	resp, body := get(t, base, "GET", "example.com", "/f", "Range", "bytes=2000-2009", "If-Range", `"v1"`)
 	if resp.StatusCode != 206 || body != string(content[2000:2010]) || resp.Header.Get("X-Saw-Range") != "bytes=2000-2009" {
 		t.Fatalf("far range: %d %q, origin saw Range %q", resp.StatusCode, body, resp.Header.Get("X-Saw-Range"))
+	}
+	if got := resp.Header.Get("X-Saw-If-Range"); got != `"v1"` {
+		t.Errorf("far range: origin saw If-Range %q, want the client's", got)
 	}
 	if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "detail=range") {
 		t.Errorf("far range: Cache-Status %q", cs)

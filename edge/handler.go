@@ -439,10 +439,10 @@ func (h *Handler) originFields(hd http.Header, in *http.Request, s *Session) {
 // representation (no client Range or conditional fields, unless the cache
 // forwards the Range), and the stored validators of a revalidation.
 func setFetchFields(hd http.Header, f *cache.Fetch) {
+	if f.PassConditionals {
+		return
+	}
 	for _, name := range conditionalFields {
-		if name == "Range" && f.PassConditionals {
-			continue
-		}
 		hd.Del(name)
 	}
 	if f.ETag != "" {

@@ -117,7 +117,7 @@ func (c *Cache) send(ctx context.Context, r *Request, stale *Entry) (*http.Respo
 	}
 	out, err := r.Out.NewOut(ctx, fetch)
 	if err != nil {
-		return nil, "", fmt.Errorf("cache: building the origin request for %s: %w", r.Key, err)
+		return nil, "", &buildError{fmt.Errorf("cache: building the origin request for %s: %w", r.Key, err)}
 	}
 	resp, upstream, err := r.Origin.Send(out, r.RouteKey)
 	if err != nil {
@@ -125,6 +125,13 @@ func (c *Cache) send(ctx context.Context, r *Request, stale *Entry) (*http.Respo
 	}
 	return resp, upstream, nil
 }
+
+// buildError is a failure to build the origin request (a failing hook, say):
+// the origin was never asked, so it is not a reason to serve stale.
+type buildError struct{ err error }
+
+func (e *buildError) Error() string { return e.err.Error() }
+func (e *buildError) Unwrap() error { return e.err }
 
 // recheck looks r up again inside its flight: a fill that ended just
 // before the flight began may have stored a usable response.
@@ -164,10 +171,12 @@ func (c *Cache) publishStored(f *flight, st *stored, out fillOutcome) {
 	f.publish(&e, out)
 }
 
-// publishError publishes an origin failure: the stale entry when its
-// stale-if-error window covers it (RFC 5861 §4), otherwise the error.
+// publishError publishes a failed fill: for an origin failure, the stale
+// entry when its stale-if-error window covers it (RFC 5861 §4); otherwise
+// the error.
 func (c *Cache) publishError(f *flight, r *Request, stale *Entry, err error, upstream string) {
-	if stale != nil {
+	var be *buildError
+	if stale != nil && !errors.As(err, &be) {
 		if c.staleOnError(stale) {
 			c.publishStale(f, r, stale, fillOutcome{detail: DetailStaleIfError, upstream: upstream})
 			return

@@ -680,6 +680,35 @@ func TestUpstreamHookFailure(t *testing.T) {
 	}
 }
 
+// revalidationHooks refuses only revalidations (the hook runs last, so it
+// sees the validators the cache set).
+type revalidationHooks struct{ edge.DefaultHooks }
+
+func (revalidationHooks) UpstreamRequestFilter(_ *edge.Session, out *http.Request) error {
+	if out.Header.Get("If-None-Match") != "" {
+		return fmt.Errorf("no revalidation for you")
+	}
+	return nil
+}
+
+// A hook that fails a revalidation is an edge error (500), not an origin
+// failure: a stale-if-error window does not turn it into a stale answer.
+func TestHookFailureIsNotStaleIfError(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=0, stale-if-error=600")
+		w.Header().Set("Etag", `"e1"`)
+		io.WriteString(w, "x")
+	})
+	base, _ := newEdge(t, edgeOpts{hooks: revalidationHooks{}}, o)
+	if resp, _ := get(t, base, "GET", "example.com", "/s"); resp.StatusCode != 200 {
+		t.Fatalf("fill: %d", resp.StatusCode)
+	}
+	resp, _ := get(t, base, "GET", "example.com", "/s")
+	if resp.StatusCode != 500 || !strings.Contains(resp.Header.Get("Cache-Status"), "detail=hook-error") {
+		t.Errorf("revalidation with a failing hook: %d %q, want 500 hook-error", resp.StatusCode, resp.Header.Get("Cache-Status"))
+	}
+}
+
 func TestDrainClosesConnections(t *testing.T) {
 	o := newOrigin(t, cacheable("x"))
 	base, h, _ := buildEdge(t, edgeOpts{}, o.URL)

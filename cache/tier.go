@@ -279,10 +279,13 @@ func (t diskTier) scan(sel *keySelector) ([]string, map[string]match) {
 		return func(k string) bool { mark(k, m); return true }
 	}
 	for _, k := range sel.urlKeys {
+		// The key, then its marker and variants (k + NUL + ...), sort
+		// before every longer key: stop at the first that is neither.
 		t.s.KeysWithPrefix(k, func(v string) bool {
-			if v == k || strings.HasPrefix(v, k+"\x00") {
-				mark(v, match{urls: true})
+			if v != k && !strings.HasPrefix(v, k+"\x00") {
+				return false
 			}
+			mark(v, match{urls: true})
 			return true
 		})
 	}

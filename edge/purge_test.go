@@ -58,6 +58,8 @@ func TestPurgeSelectorsAcrossTiersAndVariants(t *testing.T) {
 			counted func(cache.PurgeCounts) int
 		}{
 			{"url", selector.Selector{URLs: []string{"https://example.com/a/1"}}, []string{"/a/1"}, []string{"/a/2", "/b/1"}, func(n cache.PurgeCounts) int { return n.URLs }},
+			// A URL is not a prefix: keys that extend it stay, its variants go.
+			{"url not prefix", selector.Selector{URLs: []string{"https://example.com/a"}}, []string{"/a"}, []string{"/a/1", "/a2", "/a?q=1"}, func(n cache.PurgeCounts) int { return n.URLs }},
 			{"prefix", selector.Selector{Prefixes: []string{"example.com/a/"}}, []string{"/a/1", "/a/2"}, []string{"/b/1"}, func(n cache.PurgeCounts) int { return n.Prefixes }},
 			{"tag", selector.Selector{Tags: []string{"section-b"}}, []string{"/b/1"}, []string{"/a/1", "/a/2"}, func(n cache.PurgeCounts) int { return n.Tags }},
 			{"host", selector.Selector{Hosts: []string{"example.com"}}, []string{"/a/1", "/a/2", "/b/1"}, nil, func(n cache.PurgeCounts) int { return n.Hosts }},

@@ -364,12 +364,16 @@ func (c *Conn) advanceHead() bool {
 	}
 }
 
-// tooLarge classifies an oversized head: 414 when the request-line alone
-// already carries more target than MaxURILength, else 431.
-func (c *Conn) tooLarge(b []byte) fault {
-	if c.hlines <= 1 {
+// tooLarge classifies an oversized head (see tooLargeFault).
+func (c *Conn) tooLarge(b []byte) fault { return tooLargeFault(b, c.hlines, &c.cfg) }
+
+// tooLargeFault classifies an oversized head b of which lines lines are
+// complete: 414 when the request-line alone already carries more target
+// than MaxURILength, else 431.
+func tooLargeFault(b []byte, lines int, cfg *Config) fault {
+	if lines <= 1 {
 		line := b
-		if c.hlines == 1 {
+		if lines == 1 {
 			line = b[:bytes.IndexByte(b, '\n')]
 		}
 		if sp := bytes.IndexByte(line, ' '); sp >= 0 {
@@ -377,7 +381,7 @@ func (c *Conn) tooLarge(b []byte) fault {
 			if e := bytes.IndexByte(t, ' '); e >= 0 {
 				t = t[:e]
 			}
-			if len(t) > c.cfg.MaxURILength {
+			if len(t) > cfg.MaxURILength {
 				return fault{status: http.StatusRequestURITooLong, reason: "request-target too long"}
 			}
 		}

@@ -71,6 +71,14 @@
 // connection that takes vectored writes (*net.TCPConn, or a BuffersWriter
 // wrapper), so it is for cleartext HTTP/1 only.
 //
+// The parser: a server that reads its own connections (edged's HTTP/1 serve
+// loop, rather than net/http) calls ParseHead on its buffer. It applies the
+// same rules as a Conn (FuzzParseHead checks that the two accept the same
+// heads and that net/http reads each accepted head the same way) and
+// returns what it parsed, the request-line, the fields and the body framing,
+// as a Head of slices into the buffer, without allocating, so nothing parses
+// the head a second time.
+//
 // The Conn must wrap the plaintext side of a TLS connection; when it does,
 // net/http no longer sees a *tls.Conn (no ALPN h2, no Request.TLS), so for
 // HTTPS wrap only connections that negotiated HTTP/1.1.

@@ -25,7 +25,8 @@ type headInfo struct {
 	minor          byte  // '0' or '1'
 	contentLength  int64 // -1 when absent
 	chunked        bool
-	preface        bool // "PRI * HTTP/2.0" with no fields
+	preface        bool     // "PRI * HTTP/2.0" with no fields
+	fields         *[]Field // when not nil, every field line is appended here
 }
 
 const h2Preface = "PRI * HTTP/2.0"
@@ -34,7 +35,7 @@ const h2Preface = "PRI * HTTP/2.0"
 // final empty line; every LF is known to be preceded by CR). It does not
 // allocate on valid input.
 func validateHead(h []byte, cfg *Config, info *headInfo) fault {
-	*info = headInfo{contentLength: -1}
+	*info = headInfo{contentLength: -1, fields: info.fields}
 	eol := bytes.IndexByte(h, '\n')
 	line := h[:eol-1]
 	rest := h[eol+1:]
@@ -67,6 +68,9 @@ func validateHead(h []byte, cfg *Config, info *headInfo) fault {
 		name, val, f := splitField(line)
 		if !f.ok() {
 			return f
+		}
+		if info.fields != nil {
+			*info.fields = append(*info.fields, Field{Name: name, Value: val})
 		}
 		if f := fr.field(name, val, info); !f.ok() {
 			return f

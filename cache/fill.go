@@ -162,7 +162,7 @@ func (c *Cache) publishStored(f *flight, st *stored, out fillOutcome) {
 			out.err = fmt.Errorf("%w: %s failed verification", ErrFillFailed, e.Key)
 		}
 	default:
-		f.obj = obj
+		f.hold(func() { f.obj = obj })
 	}
 	if out.err != nil {
 		f.publish(nil, out)
@@ -229,7 +229,7 @@ func (c *Cache) revalidated(f *flight, r *Request, stale *Entry, resp *http.Resp
 // publishLive hands an origin response that is not stored to the leader
 // alone: the flight is not shared, and every waiter fetches on its own.
 func (c *Cache) publishLive(f *flight, resp *http.Response, out fillOutcome, reason string) {
-	f.live = resp.Body
+	f.hold(func() { f.live = resp.Body })
 	resp.Body = nil
 	out.live, out.notStored = resp, reason
 	f.publish(nil, out)
@@ -249,7 +249,8 @@ func (c *Cache) startStream(f *flight, skey string, e *Entry, resp *http.Respons
 		c.warnDisk("disk tier cannot take a fill; streaming it unstored", "key", e.Key, "err", err)
 		return false
 	}
-	f.stream = newStream(e, w, resp.ContentLength)
+	st := newStream(e, w, resp.ContentLength)
+	f.hold(func() { f.stream = st })
 	if e.Key != skey {
 		c.flights.add(e.Key, f)
 	}

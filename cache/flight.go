@@ -39,12 +39,13 @@ type flight struct {
 	shared bool   // others than the leader may read the body
 	out    fillOutcome
 
+	// The body's resource: set by the fill (under mu, before publish),
+	// released with the last reference.
 	mu     sync.Mutex
 	refs   int
 	obj    *storage.Object // disk object body
 	stream *stream         // disk stream body
 	live   io.ReadCloser   // live body (leader only); nil once taken or closed
-	gone   bool            // the leader left before taking the live body
 }
 
 // fillOutcome is what a fill reports about itself to each of its readers.
@@ -78,6 +79,14 @@ func (f *flight) publish(head *Entry, out fillOutcome) {
 	if f.stream == nil {
 		f.release()
 	}
+}
+
+// hold sets the body's resource (obj, stream or live) for the fill, under
+// the lock: a request may leave, and release, while the fill runs.
+func (f *flight) hold(set func()) {
+	f.mu.Lock()
+	set()
+	f.mu.Unlock()
 }
 
 // published reports whether publish has run.

@@ -2,11 +2,12 @@ package cache
 
 import (
 	"context"
-	"github.com/edged-proxy/edged/purge/selector"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/purge/selector"
 
 	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/storage"

@@ -3,13 +3,14 @@ package edge_test
 import (
 	"context"
 	"fmt"
-	"github.com/edged-proxy/edged/purge/selector"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/edged-proxy/edged/purge/selector"
 
 	"github.com/edged-proxy/edged/cache"
 )

@@ -1,13 +1,14 @@
 package edge
 
 import (
-	"github.com/edged-proxy/edged/cache"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/edged-proxy/edged/cache"
 
 	"github.com/edged-proxy/edged/internal/httpx"
 )

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edged-proxy/edged/purge/selector"
-
 	"github.com/edged-proxy/edged/cache/rfc"
+	"github.com/edged-proxy/edged/purge/selector"
 	"github.com/edged-proxy/edged/storage"
 )
 

@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edged-proxy/edged/purge/selector"
-
 	"github.com/edged-proxy/edged/cache/rfc"
+	"github.com/edged-proxy/edged/purge/selector"
 	"github.com/edged-proxy/edged/storage"
 )
 

@@ -10,9 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/edged-proxy/edged/purge/selector"
-
 	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/purge/selector"
 )
 
 // taggedOrigin serves versioned bodies tagged by path segment, varying on

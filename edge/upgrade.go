@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/edged-proxy/edged/cache"
-
 	"github.com/edged-proxy/edged/internal/httpx"
 )
 

@@ -13,11 +13,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edged-proxy/edged/purge/purgetest"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edged-proxy/edged/purge"
+	"github.com/edged-proxy/edged/purge/purgetest"
 )
 
 const (

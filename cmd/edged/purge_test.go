@@ -13,12 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edged-proxy/edged/purge/purgetest"
-
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/purge"
+	"github.com/edged-proxy/edged/purge/purgetest"
 )
 
 const testToken = "0123456789abcdef-test-token"

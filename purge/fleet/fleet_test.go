@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edged-proxy/edged/purge/purgetest"
-
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,6 +20,7 @@ import (
 	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/purge"
 	"github.com/edged-proxy/edged/purge/fleet"
+	"github.com/edged-proxy/edged/purge/purgetest"
 )
 
 const allToken = "secret-all-sites-0123456789"

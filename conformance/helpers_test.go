@@ -441,12 +441,7 @@ func long(s string) string { return s + strings.Repeat(".", 32) }
 func (e *env) awaitJoined(n int) {
 	e.t.Helper()
 	testkit.Eventually(e.t, 10*time.Second, func() bool {
-		mfs, err := e.reg.Gather()
-		for _, mf := range mfs {
-			if err == nil && mf.GetName() == "edged_cache_coalesced_waiters_total" {
-				return mf.GetMetric()[0].GetCounter().GetValue() >= float64(n)
-			}
-		}
-		return false
+		v, _ := testkit.Metric(e.t, e.reg, "edged_cache_coalesced_waiters_total")
+		return v >= float64(n)
 	}, fmt.Sprintf("%d requests joining the flight", n))
 }

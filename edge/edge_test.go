@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/rfc"
@@ -242,31 +240,12 @@ func waitFor(t *testing.T, cond func() bool) {
 	testkit.Eventually(t, 10*time.Second, cond, "condition")
 }
 
-// metricValue is the value of the counter or gauge name (with the given
-// label pairs) in reg, or 0 when it has no such series.
+// metricValue is the value of the series name{labels...} in reg, 0 when
+// there is none.
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
-					return l.GetName() == labels[i] && l.GetValue() == labels[i+1]
-				}) {
-					continue series
-				}
-			}
-			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return 0
+	v, _ := testkit.Metric(t, reg, name, labels...)
+	return v
 }
 
 // waitJoined waits until n requests have joined another's fill: the

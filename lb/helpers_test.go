@@ -3,7 +3,6 @@ package lb_test
 import (
 	"context"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/lb"
 )
 
@@ -115,36 +115,18 @@ func newFakeClock() *fakeClock {
 func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-// metricValue returns the value of the series name{labels} in g: a counter's
-// or gauge's value, or a histogram's sample count. It returns -1 if there is
-// no such series.
+// metricValue returns the value of the series name{labels} in g: a
+// counter's or gauge's value, or a histogram's sample count. It returns -1
+// if there is no such series.
 func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatalf("Gather: %v", err)
+	pairs := make([]string, 0, 2*len(labels))
+	for k, v := range labels {
+		pairs = append(pairs, k, v)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			got := make(map[string]string)
-			for _, lp := range m.GetLabel() {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			if !maps.Equal(got, labels) {
-				continue
-			}
-			switch {
-			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
-			case m.GetHistogram() != nil:
-				return float64(m.GetHistogram().GetSampleCount())
-			}
-		}
+	v, found := testkit.Metric(t, g, name, pairs...)
+	if !found {
+		return -1
 	}
-	return -1
+	return v
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/purge"
 	"github.com/edged-proxy/edged/purge/purgetest"
 )
@@ -434,28 +435,12 @@ func joinNever(t *testing.T) func(purge.Local) (purge.Fleet, error) {
 	}
 }
 
-// counterValue reads edged_purges_total-style counters by kind and outcome.
+// counterValue reads edged_purges_total-style counters by kind and
+// outcome, 0 when the series does not exist yet.
 func counterValue(t *testing.T, reg *prometheus.Registry, name, kind, outcome string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["kind"] == kind && labels["outcome"] == outcome {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	v, _ := testkit.Metric(t, reg, name, "kind", kind, "outcome", outcome)
+	return v
 }
 
 func TestPurgeIsLogged(t *testing.T) {

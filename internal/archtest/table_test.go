@@ -41,7 +41,7 @@ var packageTable = []pkgRule{
 	{pkg: "internal/sampleorigin", anyOthers: true},
 	{pkg: "internal/logbuf", anyOthers: true},
 	{pkg: "internal/sdnotify", anyOthers: true},
-	{pkg: "internal/testkit"},
+	{pkg: "internal/testkit", others: []string{"github.com/prometheus"}},
 }
 
 // unimportable lists the edged trees that no package outside them imports.

@@ -1,10 +1,12 @@
 // Package testkit is the shared support for edged's tests: one way to wait
 // for a condition (Poll, Eventually), one gate that holds handlers until a
-// test releases them (Gate), and one counting test origin (Origin).
+// test releases them (Gate), one counting test origin (Origin), and one way
+// to read a metric the code exports (Metric).
 //
 // It is a normal package so that tests in every package can import it, but
 // only _test.go files may: nothing that ships imports it. It imports the
-// standard library only (testing, net/http/httptest and friends).
+// standard library (testing, net/http/httptest and friends) and, for
+// Metric, the Prometheus client.
 //
 // Waits in tests should be on events: a channel the Origin closes when a
 // request arrives (Origin.Arrived), a counter, or a metric the code already

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edged-proxy/edged/internal/testkit"
 )
 
@@ -216,5 +218,36 @@ func TestOriginCleanupReleases(t *testing.T) {
 	})
 	if got := <-done; got != "late" {
 		t.Errorf("held request answered %q after cleanup", got)
+	}
+}
+
+func TestMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "things_total", Help: "h"}, []string{"kind", "outcome"})
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "took_seconds", Help: "h"})
+	reg.MustRegister(c, h)
+	c.WithLabelValues("a", "ok").Add(3)
+	c.WithLabelValues("b", "ok").Inc()
+	h.Observe(1)
+	h.Observe(2)
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+		found  bool
+	}{
+		{"things_total", []string{"kind", "a", "outcome", "ok"}, 3, true},
+		{"things_total", []string{"kind", "b"}, 1, true},
+		{"things_total", []string{"kind", "c"}, 0, false},
+		{"took_seconds", nil, 2, true},
+		{"absent_total", nil, 0, false},
+	} {
+		if v, found := testkit.Metric(t, reg, tc.name, tc.labels...); v != tc.want || found != tc.found {
+			t.Errorf("Metric(%s, %q) = %v, %v; want %v, %v", tc.name, tc.labels, v, found, tc.want, tc.found)
+		}
+	}
+	// A selector matching two series is an error, not the first one.
+	if !fails(t, func(tb testing.TB) { testkit.Metric(tb, reg, "things_total", "outcome", "ok") }) {
+		t.Error("an ambiguous selector did not fail the test")
 	}
 }

@@ -11,9 +11,11 @@
 #               unchanged, with its own cache (for the before/after record)
 #   static      plain static files from $TMP/nginx/static: the ceiling of any
 #               nginx proxy_cache row
+#   static-nosf the same with sendfile off (1 MiB only: faster there on the
+#               development machine, so the ceiling is the better of the two)
 # The tuned servers share one cache; nginx-old keeps its own, as it was.
 #
-# Inputs (shell variables): TMP O_PORT N_PORT NNOSF_PORT NOLD_PORT NS_PORT
+# Inputs (shell variables): TMP O_PORT N_PORT NNOSF_PORT NOLD_PORT NS_PORT NSNOSF_PORT
 # NTLS_PORT WORKERS CACHE TUNED_MAX CERT KEY NGINX_USER NOFILE WCONN OFC_MAX.
 # The open file cache and the connections share one worker's descriptor
 # limit (NOFILE): an open file cache larger than it fails opens and accepts.
@@ -111,6 +113,14 @@ $(tuned_location)
 		listen 127.0.0.1:$NS_PORT;
 		root $TMP/nginx/static;
 		sendfile on;
+$(tuned_common)
+		location / { }
+	}
+	server {
+		listen 127.0.0.1:$NSNOSF_PORT;
+		root $TMP/nginx/static;
+		sendfile off;
+		output_buffers 2 128k;
 $(tuned_common)
 		location / { }
 	}

@@ -29,6 +29,7 @@ type pkgRule struct {
 var packageTable = []pkgRule{
 	{pkg: "edge", ours: []string{"cache", "cache/rfc", "edge/strict", "internal/..."}, anyOthers: true},
 	{pkg: "edge/strict"},
+	{pkg: "edge/h1", ours: []string{"edge/strict"}},
 	{pkg: "edge/certs", others: []string{"github.com/prometheus"}},
 	{pkg: "cache", ours: []string{"storage", "internal/...", "cache/rfc", "purge/selector"}, anyOthers: true},
 	{pkg: "cache/rfc", others: []string{"github.com/pquerna/cachecontrol"}},

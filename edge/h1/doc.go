@@ -1,0 +1,15 @@
+// Package h1 is edged's own HTTP/1 server: a connection loop that parses
+// each request head once, with the strict reader's rules
+// (strict.ParseHead), and runs an http.Handler through its own
+// http.ResponseWriter, without net/http's server.
+//
+// Work in progress (issue 14). What works: HTTP/1.0 and 1.1 requests with
+// keep-alive and pipelining, bodies framed by Content-Length or chunked,
+// Expect: 100-continue, responses framed by Content-Length (computed when
+// the handler's whole body fits the buffer), chunked or, for HTTP/1.0, by
+// closing; HEAD, 204 and 304 without a body; Date; Content-Type sniffing as
+// net/http does; Flush; a panic closes the connection. Not yet: Hijack,
+// trailers, sendfile (ReaderFrom), write deadlines, graceful shutdown, TLS,
+// and the fast path for cache hits. The daemon does not use it yet; the
+// differential test holds it to net/http's answers for the same requests.
+package h1

@@ -1,0 +1,214 @@
+package h1
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// bufferBeforeFraming is how much body a response holds back before it
+// must choose its framing: a handler that writes less and returns gets a
+// Content-Length, a longer or flushed body is chunked (HTTP/1.1) or ends
+// with the connection (HTTP/1.0). It is net/http's figure, so the two
+// servers frame the same handler's output alike.
+const bufferBeforeFraming = 2048
+
+// responseWriter is the http.ResponseWriter of one request.
+type responseWriter struct {
+	c      *conn
+	req    *http.Request
+	header http.Header
+
+	status      int  // the final status, once the handler set it
+	wroteHeader bool // a final status is set
+	committed   bool // the response head is in the write buffer
+	pending     []byte
+	written     int64 // body bytes the handler wrote
+	declared    int64 // the Content-Length the handler set, or -1
+	chunked     bool
+	noBody      bool // HEAD, or a status without a body
+	closeAfter  bool
+}
+
+var _ http.Flusher = (*responseWriter)(nil)
+
+func newResponseWriter(c *conn, req *http.Request) *responseWriter {
+	return &responseWriter{c: c, req: req, header: make(http.Header), declared: -1, closeAfter: req.Close}
+}
+
+func (w *responseWriter) Header() http.Header { return w.header }
+
+// WriteHeader sets the status. Informational statuses (1xx but 101) are
+// sent at once, with the header as it stands; a second final status is
+// ignored.
+func (w *responseWriter) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		w.writeStatusLine(code)
+		w.header.Write(w.c.bw)
+		w.c.bw.WriteString("\r\n")
+		w.c.bw.Flush()
+		return
+	}
+	w.wroteHeader, w.status = true, code
+	if cl := w.header.Get("Content-Length"); cl != "" {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			w.declared = n
+		}
+	}
+	w.noBody = w.req.Method == http.MethodHead || !bodyAllowed(code)
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !bodyAllowed(w.status) {
+		return 0, http.ErrBodyNotAllowed
+	}
+	w.written += int64(len(p))
+	if w.declared >= 0 && w.written > w.declared {
+		return 0, http.ErrContentLength
+	}
+	if !w.committed {
+		if len(w.pending)+len(p) <= bufferBeforeFraming {
+			w.pending = append(w.pending, p...)
+			return len(p), nil
+		}
+		w.commit(false)
+	}
+	return len(p), w.writeBody(p)
+}
+
+// Flush sends the head and what is buffered; the body, if it goes on, is
+// chunked (or, on HTTP/1.0, ends with the connection).
+func (w *responseWriter) Flush() { w.FlushError() }
+
+// FlushError is Flush reporting the write error (http.ResponseController).
+func (w *responseWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		w.commit(false)
+	}
+	return w.c.bw.Flush()
+}
+
+// finish ends the response after the handler returned.
+func (w *responseWriter) finish() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		w.commit(true)
+	}
+	if w.chunked {
+		w.c.bw.WriteString("0\r\n\r\n")
+	}
+	if w.declared >= 0 && w.written < w.declared && !w.noBody {
+		w.closeAfter = true // a short body: the client must not take it for whole
+	}
+	return w.c.bw.Flush()
+}
+
+// commit writes the status line and header, choosing the framing; done
+// means the handler has returned, so the pending bytes are the whole body.
+func (w *responseWriter) commit(done bool) {
+	w.committed = true
+	h := w.header
+	if v := h["Connection"]; len(v) > 0 && strings.EqualFold(strings.Join(v, ","), "close") {
+		w.closeAfter = true
+	}
+	extra := make([]string, 0, 8)
+	if _, ok := h["Date"]; !ok {
+		extra = append(extra, "Date", time.Now().UTC().Format(http.TimeFormat))
+	}
+	if bodyAllowed(w.status) {
+		_, haveType := h["Content-Type"]
+		if !haveType && h.Get("Content-Encoding") == "" && h.Get("Transfer-Encoding") == "" && len(w.pending) > 0 {
+			extra = append(extra, "Content-Type", http.DetectContentType(w.pending))
+		}
+	} else {
+		for _, k := range suppressed(w.status) {
+			delete(h, k)
+		}
+	}
+	_, haveCL := h["Content-Length"]
+	if done && !haveCL && bodyAllowed(w.status) && (w.req.Method != http.MethodHead || len(w.pending) > 0) {
+		extra = append(extra, "Content-Length", strconv.Itoa(len(w.pending)))
+		haveCL = true
+	}
+	switch {
+	case w.noBody, haveCL:
+	case w.req.ProtoMinor == 1:
+		w.chunked = true
+		extra = append(extra, "Transfer-Encoding", "chunked")
+	default:
+		w.closeAfter = true // HTTP/1.0 and no length: the close ends the body
+	}
+	if _, ok := h["Connection"]; !ok {
+		switch {
+		case w.req.ProtoMinor == 0:
+			if !w.closeAfter { // HTTP/1.0 closes unless told otherwise
+				extra = append(extra, "Connection", "keep-alive")
+			}
+		case w.closeAfter:
+			extra = append(extra, "Connection", "close")
+		}
+	}
+	w.writeStatusLine(w.status)
+	h.Write(w.c.bw)
+	for i := 0; i < len(extra); i += 2 {
+		w.c.bw.WriteString(extra[i] + ": " + extra[i+1] + "\r\n")
+	}
+	w.c.bw.WriteString("\r\n")
+	if len(w.pending) > 0 {
+		w.writeBody(w.pending)
+		w.pending = nil
+	}
+}
+
+// writeBody sends body bytes once the head is committed.
+func (w *responseWriter) writeBody(p []byte) error {
+	if w.noBody || len(p) == 0 {
+		return nil
+	}
+	bw := w.c.bw
+	if w.chunked {
+		bw.WriteString(strconv.FormatInt(int64(len(p)), 16) + "\r\n")
+	}
+	if _, err := bw.Write(p); err != nil {
+		return err
+	}
+	if w.chunked {
+		_, err := bw.WriteString("\r\n")
+		return err
+	}
+	return nil
+}
+
+func (w *responseWriter) writeStatusLine(code int) {
+	text := http.StatusText(code)
+	if text == "" {
+		text = "status code " + strconv.Itoa(code)
+	}
+	w.c.bw.WriteString("HTTP/1." + strconv.Itoa(w.req.ProtoMinor) + " " + strconv.Itoa(code) + " " + text + "\r\n")
+}
+
+// bodyAllowed reports whether a response with status may carry a body
+// (RFC 9110 §6.4.1).
+func bodyAllowed(status int) bool {
+	return !(status >= 100 && status < 200) && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// suppressed are the fields a response without a body does not carry.
+func suppressed(status int) []string {
+	if status == http.StatusNotModified {
+		return []string{"Content-Type", "Content-Length", "Transfer-Encoding"}
+	}
+	return []string{"Content-Length", "Transfer-Encoding"}
+}

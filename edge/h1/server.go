@@ -1,0 +1,337 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edged-proxy/edged/edge/strict"
+)
+
+// Server serves HTTP/1 on the connections of a listener. The zero value of
+// every field but Handler is usable.
+type Server struct {
+	// Handler answers every request. Required.
+	Handler http.Handler
+	// Strict holds the request-head limits (strict.Config). Zero values
+	// are strict's defaults.
+	Strict strict.Config
+	// ReadHeaderTimeout bounds reading one request head; IdleTimeout the
+	// wait for the next request on a keep-alive connection. Zero means
+	// 10 s and 120 s.
+	ReadHeaderTimeout, IdleTimeout time.Duration
+	// Logger receives handler panics. Nil discards.
+	Logger *slog.Logger
+}
+
+const (
+	readBufSize  = 4 << 10
+	writeBufSize = 4 << 10
+	// maxDrain is how much of an unread request body is read and dropped
+	// to keep the connection; beyond it the connection is closed.
+	maxDrain = 256 << 10
+)
+
+// Serve accepts connections on ln and serves each on its own goroutine
+// until ln fails (then it returns that error).
+func (s *Server) Serve(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go s.serveConn(c)
+	}
+}
+
+// conn is one client connection: its read buffer (raw[r:w] unconsumed)
+// and its buffered writer.
+type conn struct {
+	s    *Server
+	nc   net.Conn
+	raw  []byte
+	r, w int
+	bw   *bufio.Writer
+	head strict.Head
+}
+
+func (s *Server) serveConn(nc net.Conn) {
+	c := &conn{s: s, nc: nc, raw: make([]byte, readBufSize), bw: bufio.NewWriterSize(nc, writeBufSize)}
+	defer nc.Close()
+	for first := true; ; first = false {
+		if err := c.readHead(first); err != nil {
+			c.refuse(err)
+			return
+		}
+		if !c.serveRequest() {
+			return
+		}
+	}
+}
+
+// readHead reads until raw[r:] starts with a whole request head, parsed
+// into c.head.
+func (c *conn) readHead(first bool) error {
+	wait := cmpDur(c.s.IdleTimeout, 120*time.Second)
+	if first {
+		wait = cmpDur(c.s.ReadHeaderTimeout, 10*time.Second)
+	}
+	c.nc.SetReadDeadline(time.Now().Add(wait))
+	for {
+		err := strict.ParseHead(c.raw[c.r:c.w], c.s.Strict, &c.head)
+		if !errors.Is(err, strict.ErrIncomplete) {
+			return err
+		}
+		if err := c.fill(); err != nil {
+			return err
+		}
+		c.nc.SetReadDeadline(time.Now().Add(cmpDur(c.s.ReadHeaderTimeout, 10*time.Second)))
+	}
+}
+
+// fill reads more input into raw, moving what is unconsumed to its start
+// and growing it when a head needs more room.
+func (c *conn) fill() error {
+	if c.r > 0 {
+		c.w = copy(c.raw, c.raw[c.r:c.w])
+		c.r = 0
+	}
+	if c.w == len(c.raw) {
+		c.raw = append(c.raw, make([]byte, len(c.raw))...)
+	}
+	n, err := c.nc.Read(c.raw[c.w:])
+	c.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// refuse answers a head the strict rules refuse, or ends the connection
+// quietly when the client went away or idled out.
+func (c *conn) refuse(err error) {
+	var he *strict.HeadError
+	switch {
+	case errors.As(err, &he):
+		body := strconv.Itoa(he.Status) + " " + http.StatusText(he.Status) + ": " + he.Reason + "\n"
+		c.bw.WriteString("HTTP/1.1 " + strconv.Itoa(he.Status) + " " + http.StatusText(he.Status) + "\r\n" +
+			"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: " +
+			strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+		c.bw.Flush()
+	case errors.Is(err, strict.ErrPreface):
+		c.bw.WriteString("HTTP/1.1 505 HTTP Version Not Supported\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		c.bw.Flush()
+	}
+}
+
+// serveRequest runs the handler for c.head and reports whether the
+// connection may carry another request.
+func (c *conn) serveRequest() (keep bool) {
+	req, err := c.newRequest()
+	if err != nil {
+		c.refuse(&strict.HeadError{Status: http.StatusBadRequest, Reason: "malformed request-target"})
+		return false
+	}
+	w := newResponseWriter(c, req)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req = req.WithContext(ctx)
+	if !c.runHandler(w, req) {
+		return false
+	}
+	if err := w.finish(); err != nil {
+		return false
+	}
+	return !w.closeAfter && c.drainBody(req)
+}
+
+// runHandler calls the handler, reporting false when it panicked (the
+// connection is then closed without more output, as net/http does).
+func (c *conn) runHandler(w *responseWriter, req *http.Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			ok = false
+			if p != http.ErrAbortHandler && c.s.Logger != nil {
+				c.s.Logger.Error("h1: handler panic", "panic", p, "uri", req.RequestURI)
+			}
+		}
+	}()
+	c.s.Handler.ServeHTTP(w, req)
+	return true
+}
+
+// newRequest turns the parsed head into an http.Request whose Body reads
+// the request body from the connection.
+func (c *conn) newRequest() (*http.Request, error) {
+	h := &c.head
+	req := &http.Request{
+		Method:     string(h.Method),
+		RequestURI: string(h.Target),
+		Proto:      "HTTP/1." + strconv.Itoa(h.Minor),
+		ProtoMajor: 1, ProtoMinor: h.Minor,
+		Header:     make(http.Header, len(h.Fields)),
+		RemoteAddr: c.nc.RemoteAddr().String(),
+	}
+	var err error
+	if req.Method == http.MethodConnect && !strings.HasPrefix(req.RequestURI, "/") {
+		req.URL = &url.URL{Host: req.RequestURI}
+	} else if req.URL, err = url.ParseRequestURI(req.RequestURI); err != nil {
+		return nil, err
+	}
+	for _, f := range h.Fields {
+		name := http.CanonicalHeaderKey(string(f.Name))
+		req.Header[name] = append(req.Header[name], string(f.Value))
+	}
+	req.Host = req.URL.Host
+	if req.Host == "" {
+		req.Host = req.Header.Get("Host")
+	}
+	delete(req.Header, "Host")
+	req.Close = shouldClose(h.Minor, req.Header)
+	c.r += h.Len
+	req.Body, req.ContentLength = c.body(req)
+	return req, nil
+}
+
+// body returns the request body reader and its length (-1: chunked).
+func (c *conn) body(req *http.Request) (io.ReadCloser, int64) {
+	h := &c.head
+	b := &body{c: c, expect: req.ProtoMinor == 1 && strings.EqualFold(req.Header.Get("Expect"), "100-continue")}
+	switch {
+	case h.Chunked:
+		delete(req.Header, "Transfer-Encoding")
+		req.TransferEncoding = []string{"chunked"}
+		b.br = bufio.NewReader(&connReader{c: c, n: -1})
+		b.r = httputil.NewChunkedReader(b.br)
+	case h.ContentLength > 0:
+		b.r = &connReader{c: c, n: h.ContentLength}
+	default:
+		return http.NoBody, 0
+	}
+	if h.Chunked {
+		return b, -1
+	}
+	return b, h.ContentLength
+}
+
+// connReader reads the request body from the buffer, then the connection;
+// n bytes at most (n < 0: unbounded, for the chunked decoder, which stops
+// at the last chunk).
+type connReader struct {
+	c *conn
+	n int64
+}
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	c := r.c
+	if c.r == c.w {
+		if err := c.fill(); err != nil {
+			if r.n > 0 {
+				return 0, io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+	}
+	avail := c.raw[c.r:c.w]
+	if r.n > 0 && int64(len(avail)) > r.n {
+		avail = avail[:r.n]
+	}
+	n := copy(p, avail)
+	c.r += n
+	if r.n > 0 {
+		r.n -= int64(n)
+	}
+	return n, nil
+}
+
+// body is a request body: it sends "100 Continue" before its first read
+// when the client asked for it, and remembers when it reached its end.
+type body struct {
+	r      io.Reader
+	br     *bufio.Reader // the chunked decoder's: it reads ahead
+	c      *conn
+	expect bool
+	eof    bool
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.expect {
+		b.expect = false
+		b.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		b.c.bw.Flush()
+	}
+	if b.eof {
+		return 0, io.EOF
+	}
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.eof = true
+		if b.br != nil {
+			b.c.unread(b.br)
+		}
+	}
+	return n, err
+}
+
+// unread puts back what the chunked decoder's reader read past the end of
+// the body: the start of the next request.
+func (c *conn) unread(br *bufio.Reader) {
+	n := br.Buffered()
+	if n == 0 {
+		return
+	}
+	ahead, _ := br.Peek(n)
+	raw := make([]byte, 0, max(readBufSize, n+c.w-c.r))
+	raw = append(append(raw, ahead...), c.raw[c.r:c.w]...)
+	c.raw, c.r, c.w = raw[:cap(raw)], 0, len(raw)
+}
+
+func (b *body) Close() error { return nil }
+
+// drainBody reads what the handler left of the request body, so the next
+// request's head is next; false when there is too much (or it was never
+// asked for with Expect: 100-continue): then the connection closes.
+func (c *conn) drainBody(req *http.Request) bool {
+	b, ok := req.Body.(*body)
+	if !ok || b.eof {
+		return true
+	}
+	if b.expect {
+		return false // the client waits for 100 Continue and has sent no body
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(b, maxDrain+1))
+	return err == nil && n <= maxDrain && b.eof
+}
+
+// shouldClose reports whether the request asks to close the connection
+// after its response: HTTP/1.1 with Connection: close, or HTTP/1.0
+// without Connection: keep-alive.
+func shouldClose(minor int, h http.Header) bool {
+	conn := strings.ToLower(strings.Join(h["Connection"], ","))
+	if minor == 0 {
+		return !strings.Contains(conn, "keep-alive")
+	}
+	return strings.Contains(conn, "close")
+}
+
+func cmpDur(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}

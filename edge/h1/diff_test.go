@@ -7,7 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,15 +59,49 @@ func handler(w http.ResponseWriter, r *http.Request) {
 	case "/close":
 		w.Header().Set("Connection", "close")
 		io.WriteString(w, "bye")
+	case "/trailer": // announced trailer: chunked, the field after the body
+		w.Header().Set("Trailer", "X-Checksum")
+		io.WriteString(w, "body")
+		w.Header().Set("X-Checksum", "abc")
+	case "/trailer-prefix":
+		io.WriteString(w, "body")
+		w.Header().Set(http.TrailerPrefix+"Grpc-Status", "0")
+	case "/hijack": // a handler that takes the connection over
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+		brw.Flush()
+		conn.Close()
+	case "/file": // a file through ReadFrom (sendfile where the server can)
+		f, err := os.Open(filePath)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		defer f.Close()
+		st, _ := f.Stat()
+		w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
+		w.Header().Set("Content-Type", "application/octet-stream")
+		io.Copy(w, &io.LimitedReader{R: f, N: st.Size()})
 	case "/empty":
 	default:
 		http.NotFound(w, r)
 	}
 }
 
+// filePath is the file /file serves, written by servers.
+var filePath string
+
 // servers starts the handler behind net/http and behind h1.
 func servers(t *testing.T) (netHTTP, ours string) {
 	t.Helper()
+	filePath = filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(filePath, bytes.Repeat([]byte("0123456789abcdef"), 20000), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ln1, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -125,8 +162,13 @@ func describe(resp *http.Response, body []byte, err error) string {
 	if _, ok := resp.Header["Date"]; !ok {
 		keys = append(keys, "(no Date)")
 	}
-	return fmt.Sprintf("%s %d cl=%d te=%v close=%v\n%s\nbody=%q err=%v", resp.Proto, resp.StatusCode,
-		resp.ContentLength, resp.TransferEncoding, resp.Close, strings.Join(keys, "\n"), body, err)
+	var trailers []string
+	for k, vv := range resp.Trailer {
+		trailers = append(trailers, k+": "+strings.Join(vv, ", "))
+	}
+	slices.Sort(trailers)
+	return fmt.Sprintf("%s %d cl=%d te=%v close=%v\n%s\nbody=%q err=%v\ntrailers %s", resp.Proto, resp.StatusCode,
+		resp.ContentLength, resp.TransferEncoding, resp.Close, strings.Join(keys, "\n"), body, err, strings.Join(trailers, "; "))
 }
 
 // The differential test: one corpus through net/http's server and h1,
@@ -163,6 +205,11 @@ func TestSameAnswersAsNetHTTP(t *testing.T) {
 		{"expect 100-continue", "POST /echo HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok", []string{"POST"}},
 		{"request fields", "GET /headers HTTP/1.1\r\nHost: h\r\nx-lower: a\r\nX-Lower: b\r\nAccept: */*\r\n\r\n", []string{"GET"}},
 		{"absolute form", "GET http://h/echo HTTP/1.1\r\nHost: h\r\n\r\n", []string{"GET"}},
+		{"trailer", get("/trailer") + get("/small"), []string{"GET", "GET"}},
+		{"trailer prefix", get("/trailer-prefix"), []string{"GET"}},
+		{"hijack", get("/hijack"), []string{"GET"}},
+		{"file by ReadFrom", get("/file") + get("/small"), []string{"GET", "GET"}},
+		{"HEAD file", "HEAD /file HTTP/1.1\r\nHost: h\r\n\r\n", []string{"HEAD"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := exchange(t, ref, tc.raw, tc.methods)

@@ -8,8 +8,9 @@
 // Expect: 100-continue, responses framed by Content-Length (computed when
 // the handler's whole body fits the buffer), chunked or, for HTTP/1.0, by
 // closing; HEAD, 204 and 304 without a body; Date; Content-Type sniffing as
-// net/http does; Flush; a panic closes the connection. Not yet: Hijack,
-// trailers, sendfile (ReaderFrom), write deadlines, graceful shutdown, TLS,
-// and the fast path for cache hits. The daemon does not use it yet; the
+// net/http does; Flush; trailers; Hijack; ReadFrom (sendfile when the
+// length is declared); deadlines through http.ResponseController; a panic
+// closes the connection. Not yet: graceful shutdown, TLS, request context
+// cancellation on disconnect, and the fast path for cache hits. The daemon does not use it yet; the
 // differential test holds it to net/http's answers for the same requests.
 package h1

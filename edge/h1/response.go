@@ -1,6 +1,11 @@
 package h1
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,7 +23,8 @@ const bufferBeforeFraming = 2048
 type responseWriter struct {
 	c      *conn
 	req    *http.Request
-	header http.Header
+	header http.Header // the handler's
+	head   http.Header // the header as it was at WriteHeader: what the head sends
 
 	status      int  // the final status, once the handler set it
 	wroteHeader bool // a final status is set
@@ -29,9 +35,15 @@ type responseWriter struct {
 	chunked     bool
 	noBody      bool // HEAD, or a status without a body
 	closeAfter  bool
+	trailers    bool // the handler announced trailers: the body is chunked
+	hijacked    bool
 }
 
-var _ http.Flusher = (*responseWriter)(nil)
+var (
+	_ http.Flusher  = (*responseWriter)(nil)
+	_ http.Hijacker = (*responseWriter)(nil)
+	_ io.ReaderFrom = (*responseWriter)(nil)
+)
 
 func newResponseWriter(c *conn, req *http.Request) *responseWriter {
 	return &responseWriter{c: c, req: req, header: make(http.Header), declared: -1, closeAfter: req.Close}
@@ -54,7 +66,8 @@ func (w *responseWriter) WriteHeader(code int) {
 		return
 	}
 	w.wroteHeader, w.status = true, code
-	if cl := w.header.Get("Content-Length"); cl != "" {
+	w.head = w.header.Clone() // later changes are trailers, or nothing (as in net/http)
+	if cl := w.head.Get("Content-Length"); cl != "" {
 		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
 			w.declared = n
 		}
@@ -63,6 +76,9 @@ func (w *responseWriter) WriteHeader(code int) {
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -107,7 +123,9 @@ func (w *responseWriter) finish() error {
 		w.commit(true)
 	}
 	if w.chunked {
-		w.c.bw.WriteString("0\r\n\r\n")
+		w.c.bw.WriteString("0\r\n")
+		w.trailerFields().Write(w.c.bw)
+		w.c.bw.WriteString("\r\n")
 	}
 	if w.declared >= 0 && w.written < w.declared && !w.noBody {
 		w.closeAfter = true // a short body: the client must not take it for whole
@@ -119,7 +137,7 @@ func (w *responseWriter) finish() error {
 // means the handler has returned, so the pending bytes are the whole body.
 func (w *responseWriter) commit(done bool) {
 	w.committed = true
-	h := w.header
+	h := w.head
 	if v := h["Connection"]; len(v) > 0 && strings.EqualFold(strings.Join(v, ","), "close") {
 		w.closeAfter = true
 	}
@@ -138,7 +156,8 @@ func (w *responseWriter) commit(done bool) {
 		}
 	}
 	_, haveCL := h["Content-Length"]
-	if done && !haveCL && bodyAllowed(w.status) && (w.req.Method != http.MethodHead || len(w.pending) > 0) {
+	w.trailers = hasTrailers(h)
+	if done && !haveCL && !w.trailers && bodyAllowed(w.status) && (w.req.Method != http.MethodHead || len(w.pending) > 0) {
 		extra = append(extra, "Content-Length", strconv.Itoa(len(w.pending)))
 		haveCL = true
 	}
@@ -161,7 +180,7 @@ func (w *responseWriter) commit(done bool) {
 		}
 	}
 	w.writeStatusLine(w.status)
-	h.Write(w.c.bw)
+	h.WriteSubset(w.c.bw, trailerKeys(h))
 	for i := 0; i < len(extra); i += 2 {
 		w.c.bw.WriteString(extra[i] + ": " + extra[i+1] + "\r\n")
 	}
@@ -212,3 +231,109 @@ func suppressed(status int) []string {
 	}
 	return []string{"Content-Length", "Transfer-Encoding"}
 }
+
+// hasTrailers reports whether the handler announced trailer fields (a
+// Trailer field, or a field with http.TrailerPrefix).
+func hasTrailers(h http.Header) bool {
+	if _, ok := h["Trailer"]; ok {
+		return true
+	}
+	for k := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// trailerKeys are the header keys that are trailers, not head fields.
+func trailerKeys(h http.Header) map[string]bool {
+	var ex map[string]bool
+	for k := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			if ex == nil {
+				ex = make(map[string]bool)
+			}
+			ex[k] = true
+		}
+	}
+	return ex
+}
+
+// trailerFields are the trailers to send after the last chunk: the fields
+// the Trailer field announced, and those set with http.TrailerPrefix.
+func (w *responseWriter) trailerFields() http.Header {
+	if !w.trailers {
+		return nil
+	}
+	t := make(http.Header)
+	for _, v := range w.head["Trailer"] {
+		for name := range strings.SplitSeq(v, ",") {
+			name = http.CanonicalHeaderKey(strings.TrimSpace(name))
+			if vv, ok := w.header[name]; ok && name != "" {
+				t[name] = vv
+			}
+		}
+	}
+	for k, vv := range w.header {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			t[http.CanonicalHeaderKey(name)] = vv
+		}
+	}
+	return t
+}
+
+// Hijack hands the connection to the handler (a protocol switch): bytes
+// already read come first from the returned reader, and the server neither
+// writes to nor closes the connection afterwards.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hijacked {
+		return nil, nil, http.ErrHijacked
+	}
+	if w.committed {
+		return nil, nil, errors.New("h1: Hijack after the response head was written")
+	}
+	w.hijacked = true
+	c := w.c
+	c.nc.SetReadDeadline(time.Time{})
+	rest := bytes.Clone(c.raw[c.r:c.w])
+	c.r = c.w
+	br := bufio.NewReader(io.MultiReader(bytes.NewReader(rest), c.nc))
+	return c.nc, bufio.NewReadWriter(br, bufio.NewWriter(c.nc)), nil
+}
+
+// ReadFrom sends a body from r. With a declared length and no chunking, the
+// head is flushed and r is copied straight to the connection, so a file
+// goes out with sendfile; otherwise it is written as any body is.
+func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.declared < 0 || w.noBody || hasTrailers(w.head) {
+		return io.Copy(writerOnly{w}, r)
+	}
+	if !w.committed {
+		w.commit(false)
+	}
+	if err := w.c.bw.Flush(); err != nil {
+		return 0, err
+	}
+	src := r // a LimitedReader over a file stays one, so the copy can use sendfile
+	if lr, ok := r.(*io.LimitedReader); !ok || lr.N > w.declared-w.written {
+		src = io.LimitReader(r, w.declared-w.written)
+	}
+	n, err := io.Copy(w.c.nc, src)
+	w.written += n
+	return n, err
+}
+
+// writerOnly hides ReadFrom, so io.Copy does not call it again.
+type writerOnly struct{ io.Writer }
+
+// SetWriteDeadline and SetReadDeadline let http.ResponseController set the
+// connection's deadlines.
+func (w *responseWriter) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
+func (w *responseWriter) SetReadDeadline(t time.Time) error  { return w.c.nc.SetReadDeadline(t) }

@@ -62,11 +62,17 @@ type conn struct {
 	r, w int
 	bw   *bufio.Writer
 	head strict.Head
+	// hijacked: a handler took the connection over; it is theirs to close.
+	hijacked bool
 }
 
 func (s *Server) serveConn(nc net.Conn) {
 	c := &conn{s: s, nc: nc, raw: make([]byte, readBufSize), bw: bufio.NewWriterSize(nc, writeBufSize)}
-	defer nc.Close()
+	defer func() {
+		if !c.hijacked {
+			nc.Close()
+		}
+	}()
 	for first := true; ; first = false {
 		if err := c.readHead(first); err != nil {
 			c.refuse(err)
@@ -149,6 +155,10 @@ func (c *conn) serveRequest() (keep bool) {
 	defer cancel()
 	req = req.WithContext(ctx)
 	if !c.runHandler(w, req) {
+		return false
+	}
+	if w.hijacked {
+		c.hijacked = true
 		return false
 	}
 	if err := w.finish(); err != nil {

@@ -46,7 +46,7 @@ var (
 )
 
 func newResponseWriter(c *conn, req *http.Request) *responseWriter {
-	return &responseWriter{c: c, req: req, header: make(http.Header), declared: -1, closeAfter: req.Close}
+	return &responseWriter{c: c, req: req, header: make(http.Header), declared: -1, closeAfter: req.Close || c.s.shutting.Load()}
 }
 
 func (w *responseWriter) Header() http.Header { return w.header }
@@ -138,6 +138,9 @@ func (w *responseWriter) finish() error {
 func (w *responseWriter) commit(done bool) {
 	w.committed = true
 	h := w.head
+	if w.c.s.shutting.Load() {
+		w.closeAfter = true // shutting down: this response is the connection's last
+	}
 	if v := h["Connection"]; len(v) > 0 && strings.EqualFold(strings.Join(v, ","), "close") {
 		w.closeAfter = true
 	}

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edged-proxy/edged/edge/strict"
@@ -31,6 +33,11 @@ type Server struct {
 	ReadHeaderTimeout, IdleTimeout time.Duration
 	// Logger receives handler panics. Nil discards.
 	Logger *slog.Logger
+
+	mu       sync.Mutex
+	lns      map[net.Listener]struct{}
+	conns    map[*conn]bool // true: serving a request
+	shutting atomic.Bool
 }
 
 const (
@@ -42,15 +49,78 @@ const (
 )
 
 // Serve accepts connections on ln and serves each on its own goroutine
-// until ln fails (then it returns that error).
+// until ln fails (then it returns that error) or Shutdown closes it (then
+// http.ErrServerClosed).
 func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.lns == nil {
+		s.lns = make(map[net.Listener]struct{})
+	}
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
+			if s.shutting.Load() {
+				return http.ErrServerClosed
+			}
 			return err
 		}
 		go s.serveConn(c)
 	}
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, closes
+// connections waiting for a request, lets those serving one finish (their
+// response says Connection: close) and returns when none is left, or with
+// ctx's error when ctx ends first.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutting.Store(true)
+	s.mu.Lock()
+	for ln := range s.lns {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.closeIdle() == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// closeIdle closes the connections not serving a request and returns how
+// many connections are left.
+func (s *Server) closeIdle() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c, active := range s.conns {
+		if !active {
+			c.nc.Close()
+			delete(s.conns, c)
+		}
+	}
+	return len(s.conns)
+}
+
+// track records c's state (active: serving a request), or forgets it.
+func (s *Server) track(c *conn, active, gone bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns == nil {
+		s.conns = make(map[*conn]bool)
+	}
+	if gone {
+		delete(s.conns, c)
+		return
+	}
+	s.conns[c] = active
 }
 
 // conn is one client connection: its read buffer (raw[r:w] unconsumed)
@@ -68,16 +138,22 @@ type conn struct {
 
 func (s *Server) serveConn(nc net.Conn) {
 	c := &conn{s: s, nc: nc, raw: make([]byte, readBufSize), bw: bufio.NewWriterSize(nc, writeBufSize)}
+	s.track(c, false, false)
 	defer func() {
+		s.track(c, false, true)
 		if !c.hijacked {
 			nc.Close()
 		}
 	}()
 	for first := true; ; first = false {
+		if s.shutting.Load() {
+			return
+		}
 		if err := c.readHead(first); err != nil {
 			c.refuse(err)
 			return
 		}
+		s.track(c, true, false) // pipelined heads arrive without a read
 		if !c.serveRequest() {
 			return
 		}
@@ -100,6 +176,7 @@ func (c *conn) readHead(first bool) error {
 		if err := c.fill(); err != nil {
 			return err
 		}
+		c.s.track(c, true, false) // a request is arriving: Shutdown waits for it
 		c.nc.SetReadDeadline(time.Now().Add(cmpDur(c.s.ReadHeaderTimeout, 10*time.Second)))
 	}
 }
@@ -164,7 +241,9 @@ func (c *conn) serveRequest() (keep bool) {
 	if err := w.finish(); err != nil {
 		return false
 	}
-	return !w.closeAfter && c.drainBody(req)
+	keep = !w.closeAfter && c.drainBody(req)
+	c.s.track(c, false, false)
+	return keep
 }
 
 // runHandler calls the handler, reporting false when it panicked (the

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/edge/h1"
 	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/lb"
 	"github.com/edged-proxy/edged/storage"
@@ -173,14 +175,28 @@ func newEnv(t *testing.T, o opts, h originFunc) *env {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(hd)
-	srv.Config = edge.NewServer(hd, edge.ServerConfig{})
-	srv.Start()
-	t.Cleanup(srv.Close)
+	url := ""
+	if os.Getenv("EDGED_TEST_HTTP1") == "edged" {
+		// edged's own HTTP/1 loop (issue 14, in progress).
+		hs := &h1.Server{Handler: hd}
+		go hs.Serve(srv.Listener)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			hs.Shutdown(ctx)
+		})
+		url = "http://" + srv.Listener.Addr().String()
+	} else {
+		srv.Config = edge.NewServer(hd, edge.ServerConfig{})
+		srv.Start()
+		t.Cleanup(srv.Close)
+		url = srv.URL
+	}
 	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &env{
 		disk: o.disk, reg: reg,
-		t: t, clock: c, origin: org, url: srv.URL, host: strings.TrimPrefix(srv.URL, "http://"), cache: ch,
+		t: t, clock: c, origin: org, url: url, host: strings.TrimPrefix(url, "http://"), cache: ch,
 		client: &http.Client{
 			Transport:     tr,
 			Timeout:       15 * time.Second,

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/edge/h1"
 	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/lb"
 	"github.com/edged-proxy/edged/storage"
@@ -104,6 +106,19 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 		tb.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(h)
+	if os.Getenv("EDGED_TEST_HTTP1") == "edged" {
+		// edged's own HTTP/1 loop (issue 14, in progress): it applies the
+		// strict rules itself, so it takes the limit listener directly.
+		ln := edge.LimitListener(srv.Listener, edge.ConnLimits{})
+		hs := &h1.Server{Handler: h}
+		go hs.Serve(ln)
+		tb.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			hs.Shutdown(ctx)
+		})
+		return "http://" + ln.Addr().String(), h, c
+	}
 	srv.Config = edge.NewServer(h, edge.ServerConfig{})
 	// The daemon's listener stack, so every test runs through the strict
 	// reader and its write gathering as production does.

@@ -10,7 +10,8 @@
 // closing; HEAD, 204 and 304 without a body; Date; Content-Type sniffing as
 // net/http does; Flush; trailers; Hijack; ReadFrom (sendfile when the
 // length is declared); deadlines through http.ResponseController; a panic
-// closes the connection; Shutdown. Not yet: TLS, request context
-// cancellation on disconnect, and the fast path for cache hits. The daemon does not use it yet; the
+// closes the connection; Shutdown; Request.TLS on TLS connections. Not
+// yet: request context cancellation on disconnect, and the fast path for
+// cache hits. The daemon does not use it yet; the
 // differential test holds it to net/http's answers for the same requests.
 package h1

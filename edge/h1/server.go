@@ -3,6 +3,7 @@ package h1
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -289,6 +290,10 @@ func (c *conn) newRequest() (*http.Request, error) {
 	}
 	delete(req.Header, "Host")
 	req.Close = shouldClose(h.Minor, req.Header)
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		req.TLS = &st
+	}
 	c.r += h.Len
 	req.Body, req.ContentLength = c.body(req)
 	return req, nil

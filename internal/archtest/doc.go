@@ -2,6 +2,7 @@
 //
 //   - the package table of docs/architecture.md ("Packages and who may
 //     import whom"), checked on the import graph from `go list -deps`
-//     (arch_test.go, table_test.go);
+//     (table_test.go, with table_check_test.go showing every kind of row
+//     can fail);
 //   - no non-test function longer than 100 lines (funclen_test.go).
 package archtest

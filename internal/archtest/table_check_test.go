@@ -71,7 +71,12 @@ func TestPackageTableCanFail(t *testing.T) {
 		{"internal/logbuf imports edged", edges([2]string{"internal/logbuf", "internal/httpx"}), []string{"internal/logbuf imports internal/httpx"}},
 		{"internal/sdnotify imports edged", edges([2]string{"internal/sdnotify", "internal/httpx"}), []string{"internal/sdnotify imports internal/httpx"}},
 		{"cmd/edged imports everything", edges([2]string{"cmd/edged", "storage"}, [2]string{"cmd/edged", "purge"}, [2]string{"cmd/edged", "lb"}), nil},
-		{"something imports cmd", edges([2]string{"purge", "cmd/edged"}), []string{"purge imports cmd/edged: nothing outside cmd/..."}},
+		{"purge imports NATS", edges([2]string{"purge", "github.com/nats-io/nats.go"}), []string{"purge imports github.com/nats-io/nats.go"}},
+		{"purge imports its fleet", edges([2]string{"purge", "purge/fleet"}), []string{"purge imports purge/fleet"}},
+		{"purge/selector imports purge", edges([2]string{"purge/selector", "purge"}), []string{"purge/selector imports purge"}},
+		{"purge/fleet imports cache", edges([2]string{"purge/fleet", "cache"}), []string{"purge/fleet imports cache"}},
+		{"purge/fleet imports NATS", edges([2]string{"purge/fleet", "purge"}, [2]string{"purge/fleet", "github.com/nats-io/nats.go/jetstream"}), nil},
+		{"something imports cmd", edges([2]string{"internal/newpkg", "cmd/edged"}), []string{"internal/newpkg imports cmd/edged: nothing outside cmd/..."}},
 		{"something imports loadtest", edges([2]string{"conformance", "loadtest/origin"}), []string{"conformance imports loadtest/origin: nothing outside loadtest/..."}},
 	}
 	for _, tt := range tests {

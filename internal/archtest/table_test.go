@@ -22,10 +22,13 @@ type pkgRule struct {
 	pending    bool     // being created on another branch: the rule applies once the package exists
 }
 
+// mod is edged's module path.
+const mod = "github.com/edged-proxy/edged"
+
 // packageTable is docs/architecture.md's table. Not here: cmd/edged (may
-// import everything), conformance (tests only), and purge and its subpackages, whose rules live in
-// arch_test.go with the purge split. "Nothing imports cmd/ or loadtest/" is
-// unimportable below.
+// import everything) and conformance (tests only). "Nothing imports cmd/ or
+// loadtest/" is unimportable below. Rows constrain direct imports; as every
+// package below has a row, they bound what each may reach as well.
 var packageTable = []pkgRule{
 	{pkg: "edge", ours: []string{"cache", "cache/rfc", "edge/strict", "internal/..."}, anyOthers: true},
 	{pkg: "edge/strict"},
@@ -43,6 +46,10 @@ var packageTable = []pkgRule{
 	{pkg: "internal/logbuf", anyOthers: true},
 	{pkg: "internal/sdnotify", anyOthers: true},
 	{pkg: "internal/testkit", others: []string{"github.com/prometheus"}},
+	{pkg: "purge", ours: []string{"purge/selector"}, others: []string{"github.com/prometheus"}},
+	{pkg: "purge/selector"},
+	{pkg: "purge/fleet", ours: []string{"purge", "purge/selector"}, others: []string{"github.com/nats-io"}},
+	{pkg: "purge/purgetest", ours: []string{"purge", "purge/selector"}},
 }
 
 // unimportable lists the edged trees that no package outside them imports.

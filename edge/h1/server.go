@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -164,9 +165,9 @@ func (s *Server) serveConn(nc net.Conn) {
 // readHead reads until raw[r:] starts with a whole request head, parsed
 // into c.head.
 func (c *conn) readHead(first bool) error {
-	wait := cmpDur(c.s.IdleTimeout, 120*time.Second)
+	wait := cmp.Or(c.s.IdleTimeout, 120*time.Second)
 	if first {
-		wait = cmpDur(c.s.ReadHeaderTimeout, 10*time.Second)
+		wait = cmp.Or(c.s.ReadHeaderTimeout, 10*time.Second)
 	}
 	c.nc.SetReadDeadline(time.Now().Add(wait))
 	for {
@@ -178,7 +179,7 @@ func (c *conn) readHead(first bool) error {
 			return err
 		}
 		c.s.track(c, true, false) // a request is arriving: Shutdown waits for it
-		c.nc.SetReadDeadline(time.Now().Add(cmpDur(c.s.ReadHeaderTimeout, 10*time.Second)))
+		c.nc.SetReadDeadline(time.Now().Add(cmp.Or(c.s.ReadHeaderTimeout, 10*time.Second)))
 	}
 }
 
@@ -203,19 +204,15 @@ func (c *conn) fill() error {
 	return err
 }
 
-// refuse answers a head the strict rules refuse, or ends the connection
-// quietly when the client went away or idled out.
+// refuse answers a head the strict rules refuse, as a strict.Conn would,
+// or ends the connection quietly when the client went away or idled out.
 func (c *conn) refuse(err error) {
-	var he *strict.HeadError
-	switch {
-	case errors.As(err, &he):
-		body := strconv.Itoa(he.Status) + " " + http.StatusText(he.Status) + ": " + he.Reason + "\n"
-		c.bw.WriteString("HTTP/1.1 " + strconv.Itoa(he.Status) + " " + http.StatusText(he.Status) + "\r\n" +
-			"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: " +
-			strconv.Itoa(len(body)) + "\r\n\r\n" + body)
-		c.bw.Flush()
-	case errors.Is(err, strict.ErrPreface):
-		c.bw.WriteString("HTTP/1.1 505 HTTP Version Not Supported\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+	he, ok := err.(*strict.HeadError)
+	if errors.Is(err, strict.ErrPreface) {
+		he, ok = strict.ErrNoH2C, true
+	}
+	if ok {
+		c.bw.Write(he.Response())
 		c.bw.Flush()
 	}
 }
@@ -421,11 +418,4 @@ func shouldClose(minor int, h http.Header) bool {
 		return !strings.Contains(conn, "keep-alive")
 	}
 	return strings.Contains(conn, "close")
-}
-
-func cmpDur(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }

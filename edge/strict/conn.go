@@ -398,7 +398,7 @@ func (c *Conn) finishHead(h []byte) bool {
 	}
 	if info.preface {
 		if !c.cfg.AllowH2C || c.released > 0 {
-			c.fail = fault{status: http.StatusHTTPVersionNotSupported, reason: "HTTP/2 prior knowledge not enabled"}
+			c.fail = fault{status: ErrNoH2C.Status, reason: ErrNoH2C.Reason}
 			return true
 		}
 		c.st = stRaw

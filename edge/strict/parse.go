@@ -64,14 +64,22 @@ type HeadError struct {
 
 func (e *HeadError) Error() string { return "strict: " + e.Reason }
 
+// Response is the answer a Conn gives a head it refuses: the status, a
+// text/plain reason and Connection: close.
+func (e *HeadError) Response() []byte { return rejection(fault{status: e.Status, reason: e.Reason}) }
+
 // ErrIncomplete means the buffer does not hold a whole request head yet:
 // read more and call ParseHead again (it fails with 431 or 414 once the
 // limits are passed, so the buffer never has to grow past them).
 var ErrIncomplete = errors.New("strict: incomplete request head")
 
 // ErrPreface means the buffer starts with the HTTP/2 prior-knowledge
-// preface ("PRI * HTTP/2.0"): the connection is for an HTTP/2 server.
+// preface ("PRI * HTTP/2.0"): the connection is for an HTTP/2 server. A
+// server that takes none answers ErrNoH2C.Response(), as a Conn does.
 var ErrPreface = errors.New("strict: HTTP/2 connection preface")
+
+// ErrNoH2C is the refusal of an HTTP/2 prior-knowledge connection.
+var ErrNoH2C = &HeadError{Status: http.StatusHTTPVersionNotSupported, Reason: "HTTP/2 prior knowledge not enabled"}
 
 // ParseHead validates the request head at the start of buf and fills h
 // with it. Up to two empty lines before the request-line are skipped (RFC

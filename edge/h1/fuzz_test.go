@@ -4,35 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"testing"
-	"time"
+
+	"github.com/edged-proxy/edged/internal/testkit"
 )
-
-// memConn is an in-memory connection: it reads in, then EOF; it keeps what
-// is written.
-type memConn struct {
-	in  []byte
-	out bytes.Buffer
-}
-
-func (c *memConn) Read(p []byte) (int, error) {
-	if len(c.in) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, c.in)
-	c.in = c.in[n:]
-	return n, nil
-}
-
-func (c *memConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
-func (c *memConn) Close() error                     { return nil }
-func (c *memConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
-func (c *memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
-func (c *memConn) SetDeadline(time.Time) error      { return nil }
-func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
 
 // FuzzConn drives the loop with random request bytes and a handler that
 // reads the body and echoes it: no panic, and every response written is
@@ -60,9 +36,9 @@ func FuzzConn(f *testing.F) {
 			w.Write(b)
 			io.WriteString(w, r.Method+" "+r.RequestURI)
 		})
-		mc := &memConn{in: in}
+		mc := &testkit.Conn{In: in}
 		(&Server{Handler: echo}).serveConn(mc)
-		br := bufio.NewReader(bytes.NewReader(mc.out.Bytes()))
+		br := bufio.NewReader(bytes.NewReader(mc.Out.Bytes()))
 		for i := 0; ; {
 			if _, err := br.Peek(1); err == io.EOF {
 				return
@@ -76,10 +52,10 @@ func FuzzConn(f *testing.F) {
 				i++
 			}
 			if err != nil {
-				t.Fatalf("unreadable response: %v\ninput %q\noutput %q", err, in, mc.out.Bytes())
+				t.Fatalf("unreadable response: %v\ninput %q\noutput %q", err, in, mc.Out.Bytes())
 			}
 			if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-				t.Fatalf("badly framed body: %v\ninput %q\noutput %q", err, in, mc.out.Bytes())
+				t.Fatalf("badly framed body: %v\ninput %q\noutput %q", err, in, mc.Out.Bytes())
 			}
 		}
 	})

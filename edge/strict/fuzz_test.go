@@ -4,36 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/edged-proxy/edged/internal/testkit"
 )
-
-// memConn is an in-memory net.Conn whose Read delivers at most step bytes.
-type memConn struct {
-	in   []byte
-	step int
-	out  bytes.Buffer
-}
-
-func (c *memConn) Read(p []byte) (int, error) {
-	if len(c.in) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p[:min(len(p), c.step)], c.in)
-	c.in = c.in[n:]
-	return n, nil
-}
-
-func (c *memConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
-func (c *memConn) Close() error                     { return nil }
-func (c *memConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
-func (c *memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
-func (c *memConn) SetDeadline(time.Time) error      { return nil }
-func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
 
 type tracedHead struct {
 	method, target string
@@ -61,15 +37,15 @@ func TestByteForByte(t *testing.T) {
 		"GET http://h/d HTTP/1.1\r\nHost: h\r\n\r\n"
 	for _, step := range []int{1, 2, 3, 7, 64, 4096} {
 		for _, sizes := range [][]int{{1}, {1, 4096}, {3, 5, 7}, {4096}} {
-			mc := &memConn{in: []byte(stream), step: step}
+			mc := &testkit.Conn{In: []byte(stream), Step: step}
 			c := WrapConn(mc, Config{})
 			var heads int
 			c.trace = func(*headInfo) { heads++ }
 			if got := string(pump(c, sizes)); got != stream {
 				t.Fatalf("step %d sizes %v: got %q", step, sizes, got)
 			}
-			if heads != 4 || mc.out.Len() != 0 {
-				t.Fatalf("step %d: %d heads, wrote %q", step, heads, mc.out.String())
+			if heads != 4 || mc.Out.Len() != 0 {
+				t.Fatalf("step %d: %d heads, wrote %q", step, heads, mc.Out.String())
 			}
 		}
 	}
@@ -77,15 +53,15 @@ func TestByteForByte(t *testing.T) {
 
 func TestH2CPassthrough(t *testing.T) {
 	const stream = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"
-	mc := &memConn{in: []byte(stream), step: 5}
+	mc := &testkit.Conn{In: []byte(stream), Step: 5}
 	c := WrapConn(mc, Config{AllowH2C: true})
 	if got := string(pump(c, []int{3})); got != stream {
 		t.Fatalf("got %q", got)
 	}
-	mc = &memConn{in: []byte(stream), step: 5}
+	mc = &testkit.Conn{In: []byte(stream), Step: 5}
 	c = WrapConn(mc, Config{})
-	if got := pump(c, []int{3}); len(got) != 0 || !strings.HasPrefix(mc.out.String(), "HTTP/1.1 505 ") {
-		t.Fatalf("got %q, wrote %q", got, mc.out.String())
+	if got := pump(c, []int{3}); len(got) != 0 || !strings.HasPrefix(mc.Out.String(), "HTTP/1.1 505 ") {
+		t.Fatalf("got %q, wrote %q", got, mc.Out.String())
 	}
 }
 
@@ -98,7 +74,7 @@ func FuzzStrictReader(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\nHost: a\n\n"), uint8(0))
 	f.Add([]byte("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"), uint8(4))
 	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
-		mc := &memConn{in: in, step: int(step%13) + 1}
+		mc := &testkit.Conn{In: in, Step: int(step%13) + 1}
 		c := WrapConn(mc, Config{MaxHeaderBytes: 4096, MaxHeaderCount: 20, MaxURILength: 1024, MaxChunkExtBytes: 32})
 		var heads []tracedHead
 		c.trace = func(h *headInfo) {
@@ -159,7 +135,7 @@ func BenchmarkStrictHead(b *testing.B) {
 
 // loopConn delivers data again on every Read.
 type loopConn struct {
-	memConn
+	testkit.Conn
 	data []byte
 }
 

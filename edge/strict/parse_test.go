@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/edged-proxy/edged/internal/testkit"
 )
 
 func TestParseHead(t *testing.T) {
@@ -162,7 +164,7 @@ func FuzzParseHead(f *testing.F) {
 // ParseHead did, with the same request-line and framing.
 func agreeWithConn(t *testing.T, in []byte, h *Head, err error) {
 	t.Helper()
-	c := WrapConn(&memConn{in: in, step: len(in) + 1}, Config{AllowH2C: true})
+	c := WrapConn(&testkit.Conn{In: in, Step: len(in) + 1}, Config{AllowH2C: true})
 	var first *tracedHead
 	c.trace = func(i *headInfo) {
 		if first == nil {

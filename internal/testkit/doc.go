@@ -1,7 +1,8 @@
 // Package testkit is the shared support for edged's tests: one way to wait
 // for a condition (Poll, Eventually), one gate that holds handlers until a
-// test releases them (Gate), one counting test origin (Origin), and one way
-// to read a metric the code exports (Metric).
+// test releases them (Gate), one counting test origin (Origin), one way to
+// read a metric the code exports (Metric), and an in-memory connection
+// (Conn).
 //
 // It is a normal package so that tests in every package can import it, but
 // only _test.go files may: nothing that ships imports it. It imports the

@@ -184,13 +184,9 @@ func (c *Cache) readAlong(f *flight, r *Request) (res Result, err error, ok bool
 		f.leave()
 		return Result{}, nil, false
 	}
-	body, err := f.body()
-	if err != nil {
-		return Result{}, err, true
-	}
 	c.m.coalesced.Inc()
-	c.m.streamReaders.Inc()
-	return Result{Entry: f.head, Body: body, Fwd: FwdURIMiss, Collapsed: true, TTL: f.head.Lifetime}, nil, true
+	res, err = c.answer(f, false, FwdURIMiss)
+	return res, err, true
 }
 
 // fill fetches r's variant from the origin (revalidating stale when set):
@@ -222,6 +218,12 @@ func (c *Cache) fill(ctx context.Context, r *Request, skey string, fwd Fwd, stal
 		f.leave()
 		return c.fill(ctx, r, skey, fwd, stale, false)
 	}
+	return c.answer(f, led, fwd)
+}
+
+// answer is a published flight's answer to one of its readers: its own
+// body cursor and the outcome, seen from the leader or a joiner.
+func (c *Cache) answer(f *flight, led bool, fwd Fwd) (Result, error) {
 	body, err := f.body()
 	if err != nil {
 		return Result{}, err

@@ -1,9 +1,10 @@
-// Package cache is edged's HTTP cache: primary keys, RFC 9111 storability and
-// freshness, the memory tier and coalesced origin fills.
+// Package cache is edged's HTTP cache: its tiers (memory, then disk), the
+// coalesced origin fills (flights), purge and invalidation. The RFC 9111
+// decisions it applies come from the stateless package cache/rfc.
 //
-// The cache fetches from origins only through the http.RoundTripper a Request
-// carries; it never knows about shards or pools. It writes nothing to clients:
-// it returns a Result, and the edge package turns it into a response and the
+// The cache fetches from origins only through the Origin a Request carries;
+// it never knows about shards or pools. It writes nothing to clients: it
+// returns a Result, and the edge package turns it into a response and the
 // Cache-Status header.
 package cache
 
@@ -188,17 +189,6 @@ type Origin interface {
 	// of the server that answered, or on error the last one tried (empty
 	// when the origin does not name servers).
 	Send(out *http.Request, routeKey string) (resp *http.Response, upstream string, err error)
-}
-
-// TransportOrigin adapts an http.RoundTripper to Origin; it names no
-// upstream servers.
-func TransportOrigin(rt http.RoundTripper) Origin { return transportOrigin{rt} }
-
-type transportOrigin struct{ rt http.RoundTripper }
-
-func (o transportOrigin) Send(out *http.Request, _ string) (*http.Response, string, error) {
-	resp, err := o.rt.RoundTrip(out)
-	return resp, "", err
 }
 
 // Fetch is what the cache asks of the origin request for one fill: the

@@ -37,7 +37,7 @@ const (
 	putRefresh                // new metadata (a 304) for the body the tier holds
 )
 
-// tiers returns the cache's tiers, in lookup order.
+// tierList returns the cache's tiers, in lookup order.
 func (c *Cache) tierList() []tier { return *c.tiers.Load() }
 
 // addTier appends t to the tiers.

@@ -23,8 +23,7 @@ type Site struct {
 	// OriginHost, when set, replaces the client's Host header on requests to
 	// the origin; empty preserves it.
 	OriginHost string
-	// Origin reaches the site's origin servers (an *lb.Pool in the daemon;
-	// cache.TransportOrigin adapts a plain http.RoundTripper).
+	// Origin reaches the site's origin servers (an *lb.Pool in the daemon).
 	Origin cache.Origin
 	// CacheDisabled makes every request bypass the cache.
 	CacheDisabled bool

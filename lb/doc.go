@@ -2,9 +2,9 @@
 //
 // A Pool sends a request with a routing key (Pool.Do and Pool.Send; the
 // key passed by the caller, or, empty, the request's scheme, host and
-// request URI, which is what its http.RoundTripper method uses), asks a ketama consistent-hash ring (package lb/ketama)
-// which shards own that key in ring order, and sends the request to the first
-// available one. The same key therefore always reaches the same origin shard,
+// request URI, which is what its http.RoundTripper method uses), asks a
+// ketama consistent-hash ring (package lb/ketama) which shards own that key
+// in ring order, and sends the request to the first available one. The same key therefore always reaches the same origin shard,
 // which keeps origin-side caches warm, and adding a shard only moves the keys
 // that the new shard takes over.
 //

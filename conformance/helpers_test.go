@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -19,7 +18,6 @@ import (
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge"
-	"github.com/edged-proxy/edged/edge/h1"
 	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/lb"
 	"github.com/edged-proxy/edged/storage"
@@ -174,24 +172,19 @@ func newEnv(t *testing.T, o opts, h originFunc) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(hd)
-	url := ""
-	if os.Getenv("EDGED_TEST_HTTP1") == "edged" {
-		// edged's own HTTP/1 loop (issue 14, in progress).
-		hs := &h1.Server{Handler: hd}
-		go hs.Serve(srv.Listener)
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			hs.Shutdown(ctx)
-		})
-		url = "http://" + srv.Listener.Addr().String()
-	} else {
-		srv.Config = edge.NewServer(hd, edge.ServerConfig{})
-		srv.Start()
-		t.Cleanup(srv.Close)
-		url = srv.URL
+	// The HTTP/1 server EDGED_TEST_HTTP1 names: "edged" (the default, the
+	// edge's own loop) or "net/http". CI runs the suite with both.
+	srv, err := edge.NewServer(hd, edge.ServerConfig{HTTP1: os.Getenv("EDGED_TEST_HTTP1")})
+	if err != nil {
+		t.Fatal(err)
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	url := "http://" + ln.Addr().String()
 	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &env{

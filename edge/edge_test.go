@@ -1,11 +1,12 @@
 package edge_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -18,7 +19,6 @@ import (
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge"
-	"github.com/edged-proxy/edged/edge/h1"
 	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/lb"
 	"github.com/edged-proxy/edged/storage"
@@ -105,27 +105,30 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(h)
-	if os.Getenv("EDGED_TEST_HTTP1") == "edged" {
-		// edged's own HTTP/1 loop (issue 14, in progress): it applies the
-		// strict rules itself, so it takes the limit listener directly.
-		ln := edge.LimitListener(srv.Listener, edge.ConnLimits{})
-		hs := &h1.Server{Handler: h}
-		go hs.Serve(ln)
-		tb.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			hs.Shutdown(ctx)
-		})
-		return "http://" + ln.Addr().String(), h, c
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
 	}
-	srv.Config = edge.NewServer(h, edge.ServerConfig{})
-	// The daemon's listener stack, so every test runs through the strict
-	// reader and its write gathering as production does.
-	srv.Listener = edge.Listen(edge.LimitListener(srv.Listener, edge.ConnLimits{}), edge.StrictConfig{})
-	srv.Start()
-	tb.Cleanup(srv.Close)
-	return srv.URL, h, c
+	// The daemon's stack: connection limits, then the edge's server with
+	// the HTTP/1 loop the environment chooses.
+	ln = edge.LimitListener(ln, edge.ConnLimits{})
+	serveTest(tb, h, ln, edge.ServerConfig{})
+	return "http://" + ln.Addr().String(), h, c
+}
+
+// serveTest serves h on ln until the test ends, with cfg and the HTTP/1
+// server EDGED_TEST_HTTP1 names ("edged", the default, or "net/http"):
+// CI runs the end-to-end suites once with each.
+func serveTest(tb testing.TB, h http.Handler, ln net.Listener, cfg edge.ServerConfig) *edge.Server {
+	tb.Helper()
+	cfg.HTTP1 = cmp.Or(cfg.HTTP1, os.Getenv("EDGED_TEST_HTTP1"))
+	srv, err := edge.NewServer(h, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go srv.Serve(ln)
+	tb.Cleanup(func() { srv.Close() })
+	return srv
 }
 
 // get sends a request with the given Host and extra header lines.

@@ -88,10 +88,9 @@ func TestLargeHitHeadAndBodyInOneWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &opListener{Listener: inner}
-	ln := edge.Listen(edge.LimitListener(rec, edge.ConnLimits{MaxConns: 10, MaxConnsPerIP: 10}), edge.StrictConfig{})
-	srv := edge.NewServer(h, edge.ServerConfig{})
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := edge.LimitListener(rec, edge.ConnLimits{MaxConns: 10, MaxConnsPerIP: 10})
+	// Gathering is the strict reader's, in front of net/http.
+	serveTest(t, h, ln, edge.ServerConfig{HTTP1: edge.HTTP1NetHTTP})
 	base := "http://" + ln.Addr().String()
 
 	fetch := func(path string) (string, []byte) {

@@ -63,17 +63,15 @@ func daemonEdgeSize(b *testing.B, size int) (http.Handler, string) {
 	return h, serve(b, h, m)
 }
 
-// serve runs h behind the daemon's listener stack on 127.0.0.1.
+// serve runs h behind the daemon's listener stack on 127.0.0.1, with the
+// HTTP/1 server EDGED_TEST_HTTP1 names.
 func serve(b *testing.B, h http.Handler, m *edge.Metrics) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	ln = edge.LimitListener(ln, edge.ConnLimits{MaxConns: 16384, MaxConnsPerIP: 512})
-	ln = edge.Listen(ln, edge.StrictConfig{})
-	srv := edge.NewServer(h, edge.ServerConfig{Metrics: m})
-	go srv.Serve(ln)
-	b.Cleanup(func() { srv.Close() })
+	serveTest(b, h, ln, edge.ServerConfig{Metrics: m})
 	return ln.Addr().String()
 }
 

@@ -1,19 +1,33 @@
 package edge
 
 import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/edged-proxy/edged/edge/h1"
 	"github.com/edged-proxy/edged/edge/strict"
 )
 
 // ServerConfig holds the client-facing connection limits. Zero values take
 // the defaults given per field.
 type ServerConfig struct {
+	// HTTP1 chooses the HTTP/1 server: HTTP1Edged (the default, edged's own
+	// connection loop, package edge/h1) or HTTP1NetHTTP (net/http behind the
+	// strict reader). HTTP/2 is net/http's either way.
+	HTTP1 string
+	// Strict holds the strict HTTP/1 reader's limits and its rejection
+	// callback (package edge/strict).
+	Strict StrictConfig
 	// ReadHeaderTimeout bounds reading a request's header; zero means 10 s.
+	// It also bounds a TLS handshake.
 	ReadHeaderTimeout time.Duration
 	// ReadTimeout bounds reading a whole request, body included; zero
 	// means none.
@@ -23,7 +37,8 @@ type ServerConfig struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes limits a request header's size; zero means 64 KiB.
 	MaxHeaderBytes int
-	// ErrorLog receives net/http's connection errors; nil discards them.
+	// ErrorLog receives the servers' connection errors and handler panics;
+	// nil discards them.
 	ErrorLog *slog.Logger
 	// Metrics, when set, counts connections closed before they carried a
 	// request (slow or idle clients cut off by the header-read timeout,
@@ -34,21 +49,122 @@ type ServerConfig struct {
 	H2C bool
 }
 
-// StrictConfig configures the strict HTTP/1 request reader that Listen puts
-// in front of net/http (package edge/strict).
+// The values of ServerConfig.HTTP1.
+const (
+	HTTP1Edged   = "edged"
+	HTTP1NetHTTP = "net/http"
+)
+
+// StrictConfig configures the strict HTTP/1 request reader (package
+// edge/strict).
 type StrictConfig = strict.Config
 
 // Listen wraps ln so that every connection's requests pass the strict
 // HTTP/1 framing checks of edge/strict before net/http parses them:
 // ambiguous framing (Content-Length with Transfer-Encoding, obs-fold, bare
 // LF, ...) is answered 400 and the connection closed. Serve the result with
-// a server from NewServer, which tells the reader about protocol switches.
+// a server from NewHTTPServer, which tells the reader about protocol
+// switches.
 func Listen(ln net.Listener, cfg StrictConfig) net.Listener { return strict.NewListener(ln, cfg) }
 
-// NewServer returns an *http.Server running h with cfg's limits. Writes are
+// Server serves the edge's client connections: HTTP/1 on edged's own loop
+// (edge/h1) or on net/http behind the strict reader, as ServerConfig.HTTP1
+// says, and HTTP/2 (ALPN h2, or prior knowledge with H2C) on net/http.
+type Server struct {
+	cfg  ServerConfig
+	std  *http.Server // HTTP/2; HTTP/1 too with HTTP1NetHTTP
+	loop *h1.Server   // nil with HTTP1NetHTTP
+	h2   *connQueue   // connections the loop hands to std
+}
+
+// NewServer returns a server running h with cfg's limits. Writes are
 // bounded per write by the Handler (Config.WriteTimeout), not for the whole
 // response, so that large bodies to healthy clients are not cut off.
-func NewServer(h http.Handler, cfg ServerConfig) *http.Server {
+func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
+	cfg.ReadHeaderTimeout = cmp.Or(cfg.ReadHeaderTimeout, 10*time.Second)
+	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, 120*time.Second)
+	cfg.MaxHeaderBytes = cmp.Or(cfg.MaxHeaderBytes, cfg.Strict.MaxHeaderBytes, 64<<10)
+	cfg.Strict.MaxHeaderBytes = cfg.MaxHeaderBytes
+	if cfg.ErrorLog == nil {
+		cfg.ErrorLog = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, std: NewHTTPServer(h, cfg)}
+	switch cfg.HTTP1 {
+	case "", HTTP1Edged:
+	case HTTP1NetHTTP:
+		return s, nil
+	default:
+		return nil, fmt.Errorf("edge: unknown HTTP/1 server %q (want %q or %q)", cfg.HTTP1, HTTP1Edged, HTTP1NetHTTP)
+	}
+	s.h2 = newConnQueue()
+	s.loop = &h1.Server{
+		Handler:           h,
+		Strict:            cfg.Strict,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		Logger:            cfg.ErrorLog,
+		ConnContext:       connContext,
+		HTTP2:             s.h2.push,
+	}
+	s.loop.Strict.AllowH2C = cfg.H2C
+	if m := cfg.Metrics; m != nil {
+		s.loop.Unused = m.unused.Inc
+	}
+	go s.std.Serve(s.h2) // returns when Shutdown closes the queue
+	return s, nil
+}
+
+// Serve serves the cleartext connections of ln until it fails or Shutdown
+// is called (then it returns http.ErrServerClosed).
+func (s *Server) Serve(ln net.Listener) error {
+	if s.loop == nil {
+		return s.std.Serve(Listen(ln, s.strict(false)))
+	}
+	return s.loop.Serve(ln)
+}
+
+// ServeTLS terminates TLS on ln's connections with cfg and serves them as
+// Serve does; ALPN chooses between HTTP/2 and HTTP/1.1. Each handshake is
+// bounded by ReadHeaderTimeout.
+func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
+	if s.loop == nil {
+		return s.std.Serve(ListenTLS(ln, cfg, s.strict(true), s.cfg.ReadHeaderTimeout))
+	}
+	return s.loop.Serve(listenTLS(ln, cfg, s.cfg.ReadHeaderTimeout, nil))
+}
+
+// strict is the reader's configuration for net/http's HTTP/1: prior
+// knowledge passes through only on cleartext connections with H2C.
+func (s *Server) strict(overTLS bool) StrictConfig {
+	sc := s.cfg.Strict
+	sc.AllowH2C = s.cfg.H2C && !overTLS
+	return sc
+}
+
+// Shutdown stops the server gracefully: listeners close, idle connections
+// close, and requests in flight finish (their responses close their
+// connections) until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.loop == nil {
+		return s.std.Shutdown(ctx)
+	}
+	return errors.Join(s.loop.Shutdown(ctx), s.std.Shutdown(ctx))
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	if s.loop == nil {
+		return s.std.Close()
+	}
+	s.h2.Close()
+	return errors.Join(s.loop.Close(), s.std.Close())
+}
+
+// NewHTTPServer returns the *http.Server that serves HTTP/2 (and, with
+// HTTP1NetHTTP, HTTP/1 behind a listener from Listen or ListenTLS) with
+// cfg's limits.
+func NewHTTPServer(h http.Handler, cfg ServerConfig) *http.Server {
 	if cfg.ReadHeaderTimeout == 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second
 	}
@@ -71,7 +187,7 @@ func NewServer(h http.Handler, cfg ServerConfig) *http.Server {
 		// (the header list is bounded by MaxHeaderBytes, and net/http's own
 		// rapid-reset protection stays on).
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 250},
-		Handler:           h,
+		Handler:           withTLS(h),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
@@ -81,6 +197,58 @@ func NewServer(h http.Handler, cfg ServerConfig) *http.Server {
 		ErrorLog:          slog.NewLogLogger(cfg.ErrorLog.Handler(), slog.LevelWarn),
 	}
 }
+
+// withTLS restores Request.TLS for requests that arrived over a TLS
+// connection the strict reader wraps (net/http sees no *tls.Conn there).
+func withTLS(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		restoreTLS(r, connOf(r))
+		h.ServeHTTP(w, r)
+	})
+}
+
+// connQueue is a listener whose connections are pushed to it: the HTTP/2
+// connections edged's HTTP/1 loop hands to net/http.
+type connQueue struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newConnQueue() *connQueue {
+	return &connQueue{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// push hands c to the server accepting on q, or closes it once q is
+// closed.
+func (q *connQueue) push(c net.Conn) {
+	select {
+	case q.conns <- c:
+	case <-q.done:
+		c.Close()
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.conns:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return queueAddr{} }
+
+type queueAddr struct{}
+
+func (queueAddr) Network() string { return "edged-h2" }
+func (queueAddr) String() string  { return "edged-h2" }
 
 // countUnused returns a ConnState hook counting connections closed without
 // ever becoming active, or nil.

@@ -20,10 +20,16 @@ import (
 // client cannot hold up the others. Serve the result with a server from
 // NewServer: it restores Request.TLS for the wrapped connections.
 func ListenTLS(ln net.Listener, cfg *tls.Config, sc StrictConfig, handshakeTimeout time.Duration) net.Listener {
+	return listenTLS(ln, cfg, handshakeTimeout, func(c *tls.Conn) net.Conn { return strict.WrapConn(c, sc) })
+}
+
+// listenTLS terminates TLS as ListenTLS does; wrapHTTP1, when set, wraps
+// the connections that did not negotiate HTTP/2.
+func listenTLS(ln net.Listener, cfg *tls.Config, handshakeTimeout time.Duration, wrapHTTP1 func(*tls.Conn) net.Conn) net.Listener {
 	if handshakeTimeout <= 0 {
 		handshakeTimeout = 10 * time.Second
 	}
-	l := &tlsListener{inner: ln, cfg: cfg, sc: sc, timeout: handshakeTimeout,
+	l := &tlsListener{inner: ln, cfg: cfg, wrap: wrapHTTP1, timeout: handshakeTimeout,
 		conns: make(chan net.Conn), done: make(chan struct{})}
 	go l.run()
 	return l
@@ -32,7 +38,7 @@ func ListenTLS(ln net.Listener, cfg *tls.Config, sc StrictConfig, handshakeTimeo
 type tlsListener struct {
 	inner   net.Listener
 	cfg     *tls.Config
-	sc      StrictConfig
+	wrap    func(*tls.Conn) net.Conn
 	timeout time.Duration
 	conns   chan net.Conn
 	done    chan struct{}
@@ -64,8 +70,8 @@ func (l *tlsListener) handshake(c net.Conn) {
 		return
 	}
 	var out net.Conn = tc
-	if tc.ConnectionState().NegotiatedProtocol != "h2" {
-		out = strict.WrapConn(tc, l.sc)
+	if l.wrap != nil && tc.ConnectionState().NegotiatedProtocol != "h2" {
+		out = l.wrap(tc)
 	}
 	select {
 	case l.conns <- out:

@@ -55,10 +55,10 @@ func TestEveryKeyReachesItsPackage(t *testing.T) {
 // from cfg (without callbacks, metrics or loggers).
 func packageConfigs(cfg *config.Config) string {
 	opts, err := storageOptions(cfg.Cache.Disk, nil)
-	out := fmt.Sprintf("%+v\n%+v %v\n%+v\n%+v\n%+v\n%+v\n%+v\n",
+	out := fmt.Sprintf("%+v\n%+v %v\n%+v\n%+v\n%+v\n%+v\n",
 		cacheConfig(cfg, nil, nil, nil), opts, err,
 		handlerConfig(cfg, nil, nil, nil, nil, nil, nil), serverConfig(cfg.Server, nil, nil),
-		certsConfig(cfg.TLS, nil, nil), connLimits(cfg.Server, nil), strictConfig(cfg.Server, false, nil))
+		certsConfig(cfg.TLS, nil, nil), connLimits(cfg.Server, nil))
 	for _, s := range cfg.Sites {
 		out += fmt.Sprintf("%+v\n%+v\n", poolConfig(s, nil, nil), *edgeSite(s, nil))
 	}
@@ -94,7 +94,7 @@ func change(path string, v reflect.Value) {
 	case reflect.Float64:
 		v.SetFloat(v.Float() / 2)
 	case reflect.String:
-		alt := map[string]string{"TLS.MinVersion": "1.3", "Cache.Disk.Fsync": "always"}
+		alt := map[string]string{"TLS.MinVersion": "1.3", "Cache.Disk.Fsync": "always", "Server.HTTP1": "net/http"}
 		if a, ok := alt[path]; ok {
 			v.SetString(a)
 		} else {

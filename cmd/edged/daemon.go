@@ -133,6 +133,9 @@ func loadConfig(o *options) (*config.Config, error) {
 	if o.set["log-level"] {
 		cfg.Log.Level = o.logLevel
 	}
+	if o.set["http1"] {
+		cfg.Server.HTTP1 = o.http1
+	}
 	if o.set["tls-listen"] {
 		cfg.TLS.Listen = o.tlsListen
 	}
@@ -170,8 +173,8 @@ type daemon struct {
 	metrics  *edge.Metrics
 	disk     *storage.Store
 	pools    []*lb.Pool
-	edgeSrv  *http.Server
-	tlsSrv   *http.Server
+	edgeSrv  *edge.Server
+	tlsSrv   *edge.Server
 	certs    *certs.Store
 	adminSrv *http.Server
 	sample   *http.Server
@@ -251,12 +254,16 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 	}
 	d.handler = h
 	srvCfg := serverConfig(cfg.Server, d.metrics, d.log)
-	d.edgeSrv = edge.NewServer(h, srvCfg)
+	if d.edgeSrv, err = edge.NewServer(h, srvCfg); err != nil {
+		return err
+	}
 	if cfg.TLS.Listen != "" {
 		if d.certs, err = certs.New(certsConfig(cfg.TLS, reg, d.log)); err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
-		d.tlsSrv = edge.NewServer(h, srvCfg)
+		if d.tlsSrv, err = edge.NewServer(h, srvCfg); err != nil {
+			return err
+		}
 	}
 	d.adminSrv = adminServer(reg, d.purger)
 	return nil
@@ -291,7 +298,7 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	if d.upg != nil {
 		listen = d.upg.Listen // inherited from the previous process after an upgrade
 	}
-	edgeLn, err := d.edgeListener(listen, "edge", d.cfg.Listen, nil)
+	edgeLn, err := d.edgeListener(listen, "edge", d.cfg.Listen)
 	if err != nil {
 		return err
 	}
@@ -301,21 +308,22 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	errc := make(chan error, 3)
-	serveOn := func(name string, srv *http.Server, ln net.Listener) {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	serveOn := func(name string, serve func(net.Listener) error, ln net.Listener) {
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	l := listening{Edge: edgeLn.Addr().String(), Admin: adminLn.Addr().String()}
 	if d.tlsSrv != nil {
-		tlsLn, err := d.edgeListener(listen, "tls", d.cfg.TLS.Listen, d.certs.TLSConfig())
+		tlsLn, err := d.edgeListener(listen, "tls", d.cfg.TLS.Listen)
 		if err != nil {
 			edgeLn.Close()
 			adminLn.Close()
 			return err
 		}
 		l.TLS = tlsLn.Addr().String()
-		go serveOn("tls", d.tlsSrv, tlsLn)
+		tlsCfg := d.certs.TLSConfig()
+		go serveOn("tls", func(ln net.Listener) error { return d.tlsSrv.ServeTLS(ln, tlsCfg) }, tlsLn)
 		wctx, stopWatch := context.WithCancel(ctx)
 		defer stopWatch()
 		go d.certs.Watch(wctx, 0)
@@ -325,10 +333,10 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	defer stopReload()
 	if d.sample != nil {
 		l.Sample = d.sampleLn.Addr().String()
-		go serveOn("sample origin", d.sample, d.sampleLn)
+		go serveOn("sample origin", d.sample.Serve, d.sampleLn)
 	}
-	go serveOn("edge", d.edgeSrv, edgeLn)
-	go serveOn("admin", d.adminSrv, adminLn)
+	go serveOn("edge", d.edgeSrv.Serve, edgeLn)
+	go serveOn("admin", d.adminSrv.Serve, adminLn)
 	d.announce(ctx, l, ready)
 	select {
 	case <-ctx.Done():
@@ -338,25 +346,15 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	return err
 }
 
-// edgeListener opens the client-facing listener for role at addr and
-// stacks on it what both client-facing listeners have: the connection
-// limits, then the strict HTTP/1 reader, behind TLS when tlsCfg is set
-// (HTTP/2 is then negotiated by ALPN; HTTP/1.x over TLS passes the same
-// strict reader as cleartext).
-func (d *daemon) edgeListener(listen listenFunc, role, addr string, tlsCfg *tls.Config) (net.Listener, error) {
+// edgeListener opens the client-facing listener for role at addr with the
+// connection limits both client-facing listeners have. The edge server
+// stacks TLS and the strict HTTP/1 rules on it.
+func (d *daemon) edgeListener(listen listenFunc, role, addr string) (net.Listener, error) {
 	ln, err := listen(role, addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s listener: %w", role, err)
 	}
-	ln = edge.LimitListener(ln, connLimits(d.cfg.Server, d.metrics.Refused))
-	sc := strictConfig(d.cfg.Server, tlsCfg != nil, func(reason string, status int, remote net.Addr) {
-		d.metrics.Rejected(reason, status)
-		d.log.Debug("request rejected", "reason", reason, "status", status, "client", remote.String())
-	})
-	if tlsCfg == nil {
-		return edge.Listen(ln, sc), nil
-	}
-	return edge.ListenTLS(ln, tlsCfg, sc, d.cfg.Server.ReadHeaderTimeout.Std()), nil
+	return edge.LimitListener(ln, connLimits(d.cfg.Server, d.metrics.Refused)), nil
 }
 
 // reloadOnHangup reloads the configuration on each SIGHUP until ctx ends
@@ -388,7 +386,7 @@ func (d *daemon) announce(ctx context.Context, l listening, ready func(listening
 	for i, s := range d.cfg.Sites {
 		sites[i] = s.Name + "=" + strings.Join(s.Hosts, ",")
 	}
-	d.log.Info("edged listening", "edge", l.Edge, "tls", l.TLS, "admin", l.Admin, "sample_origin", l.Sample, "sites", sites)
+	d.log.Info("edged listening", "edge", l.Edge, "tls", l.TLS, "admin", l.Admin, "http1", d.cfg.Server.HTTP1, "sample_origin", l.Sample, "sites", sites)
 	if ready != nil {
 		ready(l)
 	}
@@ -503,10 +501,19 @@ func handlerConfig(cfg *config.Config, sites []*edge.Site, c *cache.Cache, m *ed
 	}
 }
 
-// serverConfig is the configuration of the edge's HTTP servers (cleartext
-// and TLS).
+// serverConfig is the configuration of the edge's servers (cleartext and
+// TLS), with the strict HTTP/1 rules; prior-knowledge HTTP/2 is accepted
+// on the cleartext listener only, when server.h2c is on.
 func serverConfig(sv config.Server, m *edge.Metrics, logger *slog.Logger) edge.ServerConfig {
 	return edge.ServerConfig{
+		HTTP1: sv.HTTP1,
+		Strict: edge.StrictConfig{
+			MaxHeaderBytes: int(sv.MaxHeaderBytes.Int64()),
+			OnReject: func(reason string, status int, remote net.Addr) {
+				m.Rejected(reason, status)
+				logger.Debug("request rejected", "reason", reason, "status", status, "client", remote.String())
+			},
+		},
 		ReadHeaderTimeout: sv.ReadHeaderTimeout.Std(),
 		ReadTimeout:       sv.ReadTimeout.Std(),
 		IdleTimeout:       sv.IdleTimeout.Std(),
@@ -520,17 +527,6 @@ func serverConfig(sv config.Server, m *edge.Metrics, logger *slog.Logger) edge.S
 // connLimits are the client connection limits of the edge listeners.
 func connLimits(sv config.Server, onRefuse func(reason string)) edge.ConnLimits {
 	return edge.ConnLimits{MaxConns: sv.MaxConns, MaxConnsPerIP: sv.MaxConnsPerIP, OnRefuse: onRefuse}
-}
-
-// strictConfig configures the strict HTTP/1 reader of an edge listener.
-// Prior-knowledge HTTP/2 passes to net/http's own parser on cleartext
-// listeners when server.h2c is on; over TLS, ALPN negotiates HTTP/2.
-func strictConfig(sv config.Server, overTLS bool, onReject func(reason string, status int, remote net.Addr)) edge.StrictConfig {
-	return edge.StrictConfig{
-		AllowH2C:       sv.H2C && !overTLS,
-		MaxHeaderBytes: int(sv.MaxHeaderBytes.Int64()),
-		OnReject:       onReject,
-	}
 }
 
 // certsConfig is the TLS certificate store's configuration.
@@ -657,9 +653,9 @@ func (d *daemon) reload() error {
 	for _, p := range old { // requests in flight keep using their pool
 		p.CloseIdleConnections()
 	}
-	if cfg.Listen != d.cfg.Listen || cfg.Admin != d.cfg.Admin || cfg.TLS.Listen != d.cfg.TLS.Listen ||
+	if cfg.Listen != d.cfg.Listen || cfg.Admin != d.cfg.Admin || cfg.TLS.Listen != d.cfg.TLS.Listen || cfg.Server != d.cfg.Server ||
 		cfg.Cache.Memory != d.cfg.Cache.Memory || cfg.Cache.Disk != d.cfg.Cache.Disk {
-		d.log.Warn("reload: listener, memory or disk settings changed; they take effect at the next restart")
+		d.log.Warn("reload: listener, server, memory or disk settings changed; they take effect at the next restart or upgrade")
 	}
 	d.log.Info("configuration reloaded", "sites", len(sites))
 	return nil

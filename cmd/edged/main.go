@@ -78,6 +78,7 @@ type options struct {
 	listen      string
 	admin       string
 	logLevel    string
+	http1       string
 	data        string
 	purgeToken  string
 	tlsListen   string
@@ -110,6 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.listen, "listen", "", "edge listener `ADDR` (host:port; default "+def.Listen+")")
 	fs.StringVar(&o.admin, "admin", "", "admin listener `ADDR` for /metrics and /healthz (default "+def.Admin.Listen+")")
 	fs.StringVar(&o.logLevel, "log-level", "", "operational log `LEVEL`: debug, info, warn or error (default "+def.Log.Level+")")
+	fs.StringVar(&o.http1, "http1", "", "HTTP/1 `SERVER`: edged (its own loop) or net/http (default "+def.Server.HTTP1+")")
 	fs.StringVar(&o.tlsListen, "tls-listen", "", "TLS listener `ADDR` (HTTP/2 and HTTP/1.1 by ALPN); needs -cert and -key or tls.certificates")
 	fs.StringVar(&o.certFile, "cert", "", "PEM certificate chain `FILE` for the TLS listener (replaces tls.certificates)")
 	fs.StringVar(&o.keyFile, "key", "", "PEM private key `FILE` for -cert")

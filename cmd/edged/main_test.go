@@ -53,6 +53,9 @@ func startDaemon(t *testing.T, args ...string) (listening, *syncBuffer) {
 func runDaemon(t *testing.T, args ...string) (listening, *syncBuffer, func()) {
 	t.Helper()
 	base := []string{"-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0"}
+	if s := os.Getenv("EDGED_TEST_HTTP1"); s != "" { // CI runs the suite with each HTTP/1 server
+		base = append(base, "-http1", s)
+	}
 	if !slices.Contains(args, "-data") {
 		base = append(base, "-data", t.TempDir())
 	}

@@ -12,6 +12,7 @@
 // length is declared); deadlines through http.ResponseController; a panic
 // closes the connection; Shutdown; Request.TLS on TLS connections. Not
 // yet: request context cancellation on disconnect, and the fast path for
-// cache hits. The daemon does not use it yet; the
+// cache hits. edge.Server runs it (server.http1: edged, the default) and
+// hands HTTP/2 connections to net/http through Server.HTTP2; the
 // differential test holds it to net/http's answers for the same requests.
 package h1

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
@@ -33,8 +34,24 @@ type Server struct {
 	// wait for the next request on a keep-alive connection. Zero means
 	// 10 s and 120 s.
 	ReadHeaderTimeout, IdleTimeout time.Duration
+	// ReadTimeout bounds reading a request's body, from the end of its
+	// head; zero means no limit.
+	ReadTimeout time.Duration
 	// Logger receives handler panics. Nil discards.
 	Logger *slog.Logger
+	// ConnContext, when set, returns the context of a new connection, which
+	// the contexts of its requests derive from (as http.Server's).
+	ConnContext func(context.Context, net.Conn) context.Context
+	// HTTP2, when set, takes over the connections that speak HTTP/2: TLS
+	// connections whose ALPN chose h2, and cleartext ones that open with
+	// the prior-knowledge preface when Strict.AllowH2C is set. The
+	// connection it gets replays what the loop already read. Without it
+	// the preface is refused with 505 and an h2 TLS connection is closed.
+	HTTP2 func(net.Conn)
+	// Unused, when set, is called once for each connection that ends
+	// without having carried a request (idle or slow clients, scanners,
+	// heads the strict rules refuse).
+	Unused func()
 
 	mu       sync.Mutex
 	lns      map[net.Listener]struct{}
@@ -97,6 +114,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// Close closes the listeners and every connection at once (hijacked ones
+// are their handler's).
+func (s *Server) Close() error {
+	s.shutting.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ln := range s.lns {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.nc.Close()
+		delete(s.conns, c)
+	}
+	return nil
+}
+
 // closeIdle closes the connections not serving a request and returns how
 // many connections are left.
 func (s *Server) closeIdle() int {
@@ -130,6 +163,7 @@ func (s *Server) track(c *conn, active, gone bool) {
 type conn struct {
 	s    *Server
 	nc   net.Conn
+	ctx  context.Context // the connection's (Server.ConnContext)
 	raw  []byte
 	r, w int
 	bw   *bufio.Writer
@@ -139,10 +173,21 @@ type conn struct {
 }
 
 func (s *Server) serveConn(nc net.Conn) {
-	c := &conn{s: s, nc: nc, raw: make([]byte, readBufSize), bw: bufio.NewWriterSize(nc, writeBufSize)}
+	if tc, ok := nc.(*tls.Conn); ok && s.HTTP2 != nil && tc.ConnectionState().NegotiatedProtocol == "h2" {
+		s.HTTP2(nc)
+		return
+	}
+	c := &conn{s: s, nc: nc, ctx: context.Background(), raw: make([]byte, readBufSize), bw: bufio.NewWriterSize(nc, writeBufSize)}
+	if s.ConnContext != nil {
+		c.ctx = s.ConnContext(c.ctx, nc)
+	}
 	s.track(c, false, false)
+	served := false
 	defer func() {
 		s.track(c, false, true)
+		if !served && !c.hijacked && s.Unused != nil {
+			s.Unused()
+		}
 		if !c.hijacked {
 			nc.Close()
 		}
@@ -152,9 +197,15 @@ func (s *Server) serveConn(nc net.Conn) {
 			return
 		}
 		if err := c.readHead(first); err != nil {
+			if first && errors.Is(err, strict.ErrPreface) && s.HTTP2 != nil && s.Strict.AllowH2C {
+				c.hijacked = true
+				s.HTTP2(&replayConn{Conn: nc, buf: bytes.Clone(c.raw[c.r:c.w])})
+				return
+			}
 			c.refuse(err)
 			return
 		}
+		served = true
 		s.track(c, true, false) // pipelined heads arrive without a read
 		if !c.serveRequest() {
 			return
@@ -170,6 +221,7 @@ func (c *conn) readHead(first bool) error {
 		wait = cmp.Or(c.s.ReadHeaderTimeout, 10*time.Second)
 	}
 	c.nc.SetReadDeadline(time.Now().Add(wait))
+	arriving := first // the header timeout runs: from the connection's start, or a keep-alive request's first byte
 	for {
 		err := strict.ParseHead(c.raw[c.r:c.w], c.s.Strict, &c.head)
 		if !errors.Is(err, strict.ErrIncomplete) {
@@ -178,8 +230,11 @@ func (c *conn) readHead(first bool) error {
 		if err := c.fill(); err != nil {
 			return err
 		}
-		c.s.track(c, true, false) // a request is arriving: Shutdown waits for it
-		c.nc.SetReadDeadline(time.Now().Add(cmp.Or(c.s.ReadHeaderTimeout, 10*time.Second)))
+		if !arriving {
+			arriving = true
+			c.s.track(c, true, false) // a request is arriving: Shutdown waits for it
+			c.nc.SetReadDeadline(time.Now().Add(cmp.Or(c.s.ReadHeaderTimeout, 10*time.Second)))
+		}
 	}
 }
 
@@ -211,10 +266,35 @@ func (c *conn) refuse(err error) {
 	if errors.Is(err, strict.ErrPreface) {
 		he, ok = strict.ErrNoH2C, true
 	}
-	if ok {
-		c.bw.Write(he.Response())
-		c.bw.Flush()
+	if !ok {
+		return
 	}
+	c.nc.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
+	c.bw.Write(he.Response())
+	c.bw.Flush()
+	if c.s.Strict.OnReject != nil {
+		c.s.Strict.OnReject(he.Reason, he.Status, c.nc.RemoteAddr())
+	}
+}
+
+// refuseWriteTimeout bounds the write of a refusal, so a client that
+// does not read cannot hold the connection.
+const refuseWriteTimeout = 5 * time.Second
+
+// replayConn is a connection handed to the HTTP/2 server: it reads the
+// bytes the loop already took from the connection first.
+type replayConn struct {
+	net.Conn
+	buf []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.buf) > 0 {
+		n := copy(p, c.buf)
+		c.buf = c.buf[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // serveRequest runs the handler for c.head and reports whether the
@@ -225,8 +305,15 @@ func (c *conn) serveRequest() (keep bool) {
 		c.refuse(&strict.HeadError{Status: http.StatusBadRequest, Reason: "malformed request-target"})
 		return false
 	}
+	if req.ContentLength != 0 { // the body's reads are bounded by ReadTimeout, not the head's deadline
+		var dl time.Time
+		if c.s.ReadTimeout > 0 {
+			dl = time.Now().Add(c.s.ReadTimeout)
+		}
+		c.nc.SetReadDeadline(dl)
+	}
 	w := newResponseWriter(c, req)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	req = req.WithContext(ctx)
 	if !c.runHandler(w, req) {

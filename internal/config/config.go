@@ -93,6 +93,10 @@ type Server struct {
 	// H2C accepts HTTP/2 with prior knowledge on the cleartext listener
 	// (gRPC without TLS).
 	H2C bool `yaml:"h2c"`
+	// HTTP1 chooses the HTTP/1 server of the edge listeners: "edged", its
+	// own connection loop (edge/h1), or "net/http", Go's server behind the
+	// strict reader. HTTP/2 is served by net/http either way.
+	HTTP1 string `yaml:"http1" default:"edged" check:"oneof=edged|net/http"`
 	// MaxConns is the most client connections open at once; more are
 	// refused with 503 at accept. 0 means no limit.
 	MaxConns int `yaml:"max_conns" default:"16384" check:">=0"`

@@ -65,6 +65,7 @@ func TestDefaultValues(t *testing.T) {
 			MaxConns:             16384,
 			MaxConnsPerIP:        512,
 			WebSocketIdleTimeout: config.Duration(5 * time.Minute),
+			HTTP1:                "edged",
 		},
 		Cache: config.Cache{
 			FillTimeout:        config.Duration(60 * time.Second),

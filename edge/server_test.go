@@ -1,0 +1,134 @@
+package edge_test
+
+import (
+	"bufio"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/internal/testkit"
+)
+
+// Both HTTP/1 servers put each protocol where it belongs: HTTP/1.x on the
+// chosen HTTP/1 server, HTTP/2 (ALPN h2, h2c prior knowledge when enabled)
+// on net/http, with Request.TLS on TLS connections, a 505 for prior
+// knowledge when h2c is off, and connections that never carried a request
+// counted as unused.
+func TestServerProtocols(t *testing.T) {
+	cert := httptest.NewUnstartedServer(nil) // borrow httptest's certificate
+	cert.StartTLS()
+	tlsCfg := cert.TLS.Clone()
+	roots := cert.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	cert.Close()
+	tlsCfg.NextProtos = []string{"h2", "http/1.1"}
+
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Proto)
+		if r.TLS != nil {
+			io.WriteString(w, " tls")
+		}
+	})
+	for _, mode := range []string{edge.HTTP1Edged, edge.HTTP1NetHTTP} {
+		t.Run(strings.ReplaceAll(mode, "/", ""), func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			m, err := edge.NewMetrics(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, err := edge.NewServer(h, edge.ServerConfig{HTTP1: mode, H2C: true, Metrics: m})
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, tlsLn := listen(t), listen(t)
+			go srv.Serve(plain)
+			go srv.ServeTLS(tlsLn, tlsCfg)
+			t.Cleanup(func() { srv.Close() })
+
+			get := func(tr http.RoundTripper, url string) string {
+				t.Helper()
+				resp, err := (&http.Client{Transport: tr}).Get(url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return string(b)
+			}
+			var h2c http.Protocols
+			h2c.SetUnencryptedHTTP2(true)
+			var h2 http.Protocols
+			h2.SetHTTP2(true)
+			var h11 http.Protocols
+			h11.SetHTTP1(true)
+			clientTLS := &tls.Config{RootCAs: roots, ServerName: "example.com"}
+			for _, c := range []struct {
+				name string
+				tr   http.RoundTripper
+				url  string
+				want string
+			}{
+				{"http/1.1", &http.Transport{}, "http://" + plain.Addr().String(), "HTTP/1.1"},
+				{"h2c", &http.Transport{Protocols: &h2c}, "http://" + plain.Addr().String(), "HTTP/2.0"},
+				{"tls http/1.1", &http.Transport{Protocols: &h11, TLSClientConfig: clientTLS}, "https://" + tlsLn.Addr().String(), "HTTP/1.1 tls"},
+				{"tls h2", &http.Transport{Protocols: &h2, TLSClientConfig: clientTLS}, "https://" + tlsLn.Addr().String(), "HTTP/2.0 tls"},
+			} {
+				if got := get(c.tr, c.url); got != c.want {
+					t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+				}
+			}
+
+			// A connection that sends nothing and closes is unused.
+			before, _ := testkit.Metric(t, reg, "edged_client_connections_unused_total")
+			nc, err := net.Dial("tcp", plain.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc.Close()
+			testkit.Eventually(t, 5*time.Second, func() bool {
+				v, _ := testkit.Metric(t, reg, "edged_client_connections_unused_total")
+				return v == before+1
+			}, "the unused connection counted")
+		})
+	}
+
+	// Without h2c, prior knowledge is refused with 505 by both.
+	for _, mode := range []string{edge.HTTP1Edged, edge.HTTP1NetHTTP} {
+		srv, err := edge.NewServer(h, edge.ServerConfig{HTTP1: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln := listen(t)
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(nc, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+		line, _ := bufio.NewReader(nc).ReadString('\n')
+		nc.Close()
+		if !strings.HasPrefix(line, "HTTP/1.1 505 ") {
+			t.Errorf("%s: prior knowledge without h2c: %q, want a 505", mode, line)
+		}
+	}
+	if _, err := edge.NewServer(h, edge.ServerConfig{HTTP1: "nginx"}); err == nil {
+		t.Error("an unknown HTTP/1 server was accepted")
+	}
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}

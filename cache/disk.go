@@ -233,7 +233,7 @@ func (c *Cache) endStream(f *flight, skey string, err error, start uint64, reqTi
 	if err == nil && !unstored {
 		// The stored copy gets the length the live one could not announce.
 		e := *st.entry
-		e.Header = e.Header.Clone()
+		e.Header, e.Memo = e.Header.Clone(), new(Memo)
 		e.Header.Set("Content-Length", itoa(written))
 		if !c.unlessInvalidated(&e, start, func() { err = st.w.Commit(e.meta(written)) }) {
 			err = errInvalidated

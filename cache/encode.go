@@ -167,7 +167,7 @@ func decodeEntry(b []byte) (*Entry, error) {
 	if v := d.byte(); d.err == nil && v != entryEncodingVersion {
 		return nil, fmt.Errorf("%w: version %d", errBadEncoding, v)
 	}
-	e := &Entry{Status: int(d.uvarint(999))}
+	e := &Entry{Status: int(d.uvarint(999)), Memo: new(Memo)}
 	e.Timing.RequestTime = fromUnixNano(d.varint())
 	e.Timing.ResponseTime = fromUnixNano(d.varint())
 	e.Timing.Date = fromUnixNano(d.varint())

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/edged-proxy/edged/cache/rfc"
@@ -52,6 +53,39 @@ type Entry struct {
 	// and VaryValues the normalized values the storing request had for them.
 	Vary       []string
 	VaryValues []string
+
+	// Memo is for whoever serves the entry to keep what it derives from
+	// it once (the edge's encoded response head); the cache never reads
+	// it. Nil means nothing may be kept. A copy of an Entry whose Header
+	// differs must get a Memo of its own.
+	Memo *Memo
+}
+
+// Memo holds one value derived from an entry, with a tag saying what it
+// was derived for; safe for concurrent use.
+type Memo struct{ p atomic.Pointer[memoValue] }
+
+type memoValue struct {
+	tag any
+	v   any
+}
+
+// Load returns the value stored with tag, or nil.
+func (m *Memo) Load(tag any) any {
+	if m == nil {
+		return nil
+	}
+	if mv := m.p.Load(); mv != nil && mv.tag == tag {
+		return mv.v
+	}
+	return nil
+}
+
+// Store keeps v for tag, replacing what was kept.
+func (m *Memo) Store(tag, v any) {
+	if m != nil {
+		m.p.Store(&memoValue{tag, v})
+	}
 }
 
 // Age returns the entry's current age at now (RFC 9111 §4.2.3).

@@ -328,7 +328,7 @@ func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, 
 	merged := &http.Response{StatusCode: stale.Status, Header: hdr, Request: r.In, ProtoMajor: 1, ProtoMinor: 1}
 	d := r.Policy.Evaluate(r.In, merged)
 	e := *stale
-	e.Header = hdr
+	e.Header, e.Memo = hdr, new(Memo)
 	e.Timing = rfc.NewTiming(reqTime, respTime, resp.Header)
 	e.Lifetime, e.Heuristic, e.NoCache, e.MustRevalidate = d.Lifetime, d.Heuristic, d.NoCache, d.MustRevalidate
 	e.StaleWhileRevalidate, e.StaleIfError = d.StaleWhileRevalidate, d.StaleIfError
@@ -385,6 +385,7 @@ func newEntry(r *Request, key string, resp *http.Response, body []byte, d rfc.De
 		StaleIfError:         d.StaleIfError,
 		Vary:                 names,
 		VaryValues:           values,
+		Memo:                 new(Memo),
 	}
 }
 

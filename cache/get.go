@@ -88,6 +88,25 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 	return c.fill(ctx, r, skey, fwd, stale, true)
 }
 
+// Hit looks key up for a server's fast path. It returns what Get returns
+// for a request without Cache-Control, Pragma or Authorization fields when
+// that is a fresh hit on an entry without Vary, and false otherwise: the
+// caller then asks Get, which decides every other case. The caller must
+// Close the result's Body.
+func (c *Cache) Hit(key string) (Result, bool) {
+	st, ok := c.load(key, key)
+	if !ok {
+		return Result{}, false
+	}
+	e := st.e
+	age := e.Age(c.now())
+	if e.Marker || len(e.Vary) > 0 || e.NoCache || age >= e.Lifetime {
+		st.close()
+		return Result{}, false
+	}
+	return c.serve(&st, Result{Hit: true, Age: age, TTL: e.Lifetime - age})
+}
+
 // mayRevalidateLater reports whether a stale entry may be served now while
 // it is revalidated in the background (RFC 5861 §3): within its
 // stale-while-revalidate window, when nothing forbids stale responses and

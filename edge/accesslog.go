@@ -20,11 +20,19 @@ func accessLine(b []byte, s *Session, now time.Time, d time.Duration) []byte {
 	b = append(b, `{"time":"`...)
 	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","level":"INFO","msg":"access","method":`...)
-	b = appendJSONString(b, s.Req.Method)
-	b = append(b, `,"host":`...)
-	b = appendJSONString(b, s.Req.Host)
-	b = append(b, `,"path":`...)
-	b = appendRequestURI(b, s.Req.URL)
+	if fr := s.fast; fr != nil && s.Req == nil {
+		b = appendJSONString(b, fr.method)
+		b = append(b, `,"host":`...)
+		b = appendJSONString(b, fr.host)
+		b = append(b, `,"path":`...)
+		b = appendJSONString(b, fr.target) // origin-form, as RequestURI renders it
+	} else {
+		b = appendJSONString(b, s.Req.Method)
+		b = append(b, `,"host":`...)
+		b = appendJSONString(b, s.Req.Host)
+		b = append(b, `,"path":`...)
+		b = appendRequestURI(b, s.Req.URL)
+	}
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(s.Status), 10)
 	b = append(b, `,"bytes":`...)

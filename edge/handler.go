@@ -79,6 +79,10 @@ type Handler struct {
 	purge        http.Handler
 	wsIdle       time.Duration
 	now          func() time.Time
+	// fastOK: the hooks let cache hits take the HTTP/1 loop's fast path
+	// (DefaultHooks, or FastHooks, then in fastHooks).
+	fastOK    bool
+	fastHooks FastHooks
 }
 
 // New returns a Handler built from cfg.
@@ -120,6 +124,10 @@ func New(cfg Config) (*Handler, error) {
 		purge:        cfg.PurgeHandler,
 		wsIdle:       cmp.Or(cfg.WebSocketIdleTimeout, 5*time.Minute),
 		now:          cfg.Now,
+	}
+	h.fastHooks, h.fastOK = cfg.Hooks.(FastHooks)
+	if _, ok := cfg.Hooks.(DefaultHooks); ok {
+		h.fastOK = true
 	}
 	h.sites.Store(rt)
 	return h, nil

@@ -18,17 +18,16 @@ const (
 	rangeUnsatisfiable                     // 416
 )
 
-// evalRange decides how to answer r for a stored 200 response of size bytes
-// with header h (RFC 9110 §14). Only single ranges are served: a request for
+// evalRange decides how to answer a request with method, Range spec and
+// If-Range ir for a stored 200 response of size bytes with header h (RFC 9110 §14). Only single ranges are served: a request for
 // several ranges gets the whole representation, which §14.2 allows, so that
 // no multipart/byteranges body is ever built. An invalid Range, a Range on
 // anything but GET, and an If-Range that does not match are ignored.
-func evalRange(r *http.Request, h http.Header, size int64) (byteRange, rangeOutcome) {
-	spec := first(r.Header, "Range")
-	if spec == "" || r.Method != http.MethodGet || size < 0 {
+func evalRange(method, spec, ir string, h http.Header, size int64) (byteRange, rangeOutcome) {
+	if spec == "" || method != http.MethodGet || size < 0 {
 		return byteRange{}, rangeIgnore
 	}
-	if ir := first(r.Header, "If-Range"); ir != "" && !ifRangeMatches(ir, h) {
+	if ir != "" && !ifRangeMatches(ir, h) {
 		return byteRange{}, rangeIgnore
 	}
 	unit, set, ok := strings.Cut(spec, "=")

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -181,18 +180,9 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 	size := res.Body.Size()
 	// The status is decided from the stored header before the response
 	// header is built.
-	status, off, n := e.Status, int64(0), size
-	var rng byteRange
-	outcome := rangeIgnore
-	if status == http.StatusOK {
-		if notModified(req, e.Header) {
-			status = http.StatusNotModified
-		} else if rng, outcome = evalRange(req, e.Header, size); outcome == rangeUnsatisfiable {
-			status = http.StatusRequestedRangeNotSatisfiable
-		} else if outcome == rangePartial {
-			status, off, n = http.StatusPartialContent, rng.start, rng.length
-		}
-	}
+	d := decideHit(req.Method, strings.Join(req.Header["If-None-Match"], ","), first(req.Header, "If-Modified-Since"),
+		first(req.Header, "Range"), first(req.Header, "If-Range"), e, size)
+	status, off, n := d.status, d.off, d.n
 
 	hd := w.Header()
 	drop := w.s.drop
@@ -225,12 +215,12 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 		hd["Content-Range"] = []string{"bytes */" + strconv.FormatInt(size, 10)}
 		hd["Content-Length"] = []string{"0"}
 	case http.StatusPartialContent:
-		hd["Content-Range"] = []string{contentRange(rng, size)}
+		hd["Content-Range"] = []string{contentRange(d.rng, size)}
 		hd["Content-Length"] = []string{strconv.FormatInt(n, 10)}
 	}
 	w.h.hooks.ResponseFilter(w.s, status, hd)
 	w.WriteHeader(status)
-	if req.Method == http.MethodHead || !bodyAllowed(status) || status == http.StatusRequestedRangeNotSatisfiable {
+	if req.Method == http.MethodHead || !d.body {
 		return
 	}
 	if g := w.gatherer(req, n); g != nil {
@@ -376,10 +366,11 @@ func (w *responseWriter) copyBody(src io.Reader, flushEach bool) error {
 	}
 }
 
-// notModified evaluates If-None-Match (weak comparison) and, without it,
-// If-Modified-Since against a stored 200 response (RFC 9110 §13.1.2, §13.1.3).
-func notModified(r *http.Request, h http.Header) bool {
-	if inm := strings.Join(r.Header["If-None-Match"], ","); inm != "" {
+// notModified evaluates If-None-Match (inm, all its lines joined; weak
+// comparison) and, without it, If-Modified-Since (ims) against a stored
+// 200 response with header h (RFC 9110 §13.1.2, §13.1.3).
+func notModified(inm, ims string, h http.Header) bool {
+	if inm != "" {
 		etag := first(h, "Etag")
 		if etag == "" {
 			return false
@@ -395,15 +386,67 @@ func notModified(r *http.Request, h http.Header) bool {
 		}
 		return false
 	}
-	ims := first(r.Header, "If-Modified-Since")
 	lm := first(h, "Last-Modified")
 	if ims == "" || lm == "" {
 		return false
 	}
 	t, err1 := http.ParseTime(ims)
 	m, err2 := http.ParseTime(lm)
-	if errors.Join(err1, err2) != nil {
+	if err1 != nil || err2 != nil {
 		return false
 	}
 	return !m.After(t)
+}
+
+// hitDecision is how a stored response answers a request: its status,
+// the body range sent, and whether a body is sent at all (not for HEAD).
+type hitDecision struct {
+	status int
+	off, n int64
+	rng    byteRange
+	body   bool // the status carries a body (416 here does not)
+}
+
+// decideHit decides the answer of stored entry e, whose body has size
+// bytes, to a request with method and the conditional and range fields
+// given: 304 for a matching conditional, 206 or 416 for a single range,
+// else the stored status.
+func decideHit(method, inm, ims, rng, ifRange string, e *cache.Entry, size int64) hitDecision {
+	d := hitDecision{status: e.Status, n: size}
+	if d.status == http.StatusOK {
+		var outcome rangeOutcome
+		if notModified(inm, ims, e.Header) {
+			d.status = http.StatusNotModified
+		} else if d.rng, outcome = evalRange(method, rng, ifRange, e.Header, size); outcome == rangeUnsatisfiable {
+			d.status = http.StatusRequestedRangeNotSatisfiable
+		} else if outcome == rangePartial {
+			d.status, d.off, d.n = http.StatusPartialContent, d.rng.start, d.rng.length
+		}
+	}
+	d.body = bodyAllowed(d.status) && d.status != http.StatusRequestedRangeNotSatisfiable
+	return d
+}
+
+// appendFraming appends the Content-Length (and Content-Range) lines of
+// the answer, as writeEntry sets them.
+func (d *hitDecision) appendFraming(b []byte, size int64) []byte {
+	switch d.status {
+	case http.StatusNotModified:
+		return b
+	case http.StatusRequestedRangeNotSatisfiable:
+		b = append(b, "Content-Range: bytes */"...)
+		b = strconv.AppendInt(b, size, 10)
+		return append(b, "\r\nContent-Length: 0\r\n"...)
+	case http.StatusPartialContent:
+		b = append(b, "Content-Range: bytes "...)
+		b = strconv.AppendInt(b, d.rng.start, 10)
+		b = append(b, '-')
+		b = strconv.AppendInt(b, d.rng.start+d.rng.length-1, 10)
+		b = append(b, '/')
+		b = strconv.AppendInt(b, size, 10)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, d.n, 10)
+	return append(b, "\r\n"...)
 }

@@ -108,6 +108,9 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 		HTTP2:             s.h2.push,
 	}
 	s.loop.Strict.AllowH2C = cfg.H2C
+	if f, ok := h.(h1.Fast); ok { // the edge's Handler: cache hits answered in the loop
+		s.loop.Fast = f
+	}
 	if m := cfg.Metrics; m != nil {
 		s.loop.Unused = m.unused.Inc
 	}

@@ -48,6 +48,9 @@ type Server struct {
 	// connection it gets replays what the loop already read. Without it
 	// the preface is refused with 505 and an h2 TLS connection is closed.
 	HTTP2 func(net.Conn)
+	// Fast, when set, is offered every request without a body before the
+	// Handler (see Fast).
+	Fast Fast
 	// Unused, when set, is called once for each connection that ends
 	// without having carried a request (idle or slow clients, scanners,
 	// heads the strict rules refuse).
@@ -170,6 +173,8 @@ type conn struct {
 	head strict.Head
 	// hijacked: a handler took the connection over; it is theirs to close.
 	hijacked bool
+	fast     FastWriter
+	clientIP string // FastWriter.ClientIP's, once computed
 }
 
 func (s *Server) serveConn(nc net.Conn) {
@@ -207,6 +212,15 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 		served = true
 		s.track(c, true, false) // pipelined heads arrive without a read
+		if s.Fast != nil {
+			if answered, keep := c.serveFast(); answered {
+				if !keep {
+					return
+				}
+				s.track(c, false, false)
+				continue
+			}
+		}
 		if !c.serveRequest() {
 			return
 		}

@@ -169,3 +169,9 @@ func WriteBuffers(c net.Conn, b *net.Buffers) (int64, error) {
 	}
 	return b.WriteTo(c)
 }
+
+// Cork sets (on) or clears TCP_CORK on a TCP connection where the system
+// has it, and reports whether it did: a server that writes a response
+// head and then sends the body with sendfile corks around the two so they
+// share segments.
+func Cork(rc syscall.RawConn, on bool) bool { return setCork(rc, on) }

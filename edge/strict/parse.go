@@ -35,6 +35,9 @@ type Head struct {
 // Field is one header field line.
 type Field struct{ Name, Value []byte }
 
+// Is reports whether the field's name is name (ASCII case-insensitive).
+func (f Field) Is(name string) bool { return len(f.Name) == len(name) && eqFoldString(f.Name, name) }
+
 // Get returns the value of the first field named name (ASCII
 // case-insensitive), or nil.
 func (h *Head) Get(name string) []byte {

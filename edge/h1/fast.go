@@ -1,0 +1,196 @@
+package h1
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/edged-proxy/edged/edge/strict"
+)
+
+// Fast is the optional fast path of a Server: it sees every request that
+// frames no body before an http.Request is built, and either answers it
+// through the FastWriter or declines, having written nothing, so that the
+// request takes the general path (Server.Handler). The edge answers cache
+// hits here.
+type Fast interface {
+	ServeFast(w *FastWriter) bool
+}
+
+// FastWriter is what a Fast path gets for one request: the parsed head,
+// the connection's facts, and writes that send a whole response in one
+// system call. It is valid only during ServeFast, as are the head's bytes.
+type FastWriter struct {
+	c          *conn
+	closeAfter bool
+	written    bool
+	err        error
+	bufs       net.Buffers
+	vec        [2][]byte
+	scratch    []byte
+}
+
+// Head is the request's parsed head. Its byte slices alias the connection
+// buffer: copy what must outlive ServeFast.
+func (w *FastWriter) Head() *strict.Head { return &w.c.head }
+
+// Context is the connection's context (Server.ConnContext).
+func (w *FastWriter) Context() context.Context { return w.c.ctx }
+
+// TLS reports whether the connection is TLS.
+func (w *FastWriter) TLS() bool { _, ok := w.c.nc.(*tls.Conn); return ok }
+
+// ClientIP is the client's address without the port, computed once per
+// connection.
+func (w *FastWriter) ClientIP() string {
+	c := w.c
+	if c.clientIP == "" {
+		if ap, err := netip.ParseAddrPort(c.nc.RemoteAddr().String()); err == nil {
+			c.clientIP = ap.Addr().String()
+		} else {
+			c.clientIP = c.nc.RemoteAddr().String()
+		}
+	}
+	return c.clientIP
+}
+
+// Closing reports whether this response is the connection's last: the
+// request asked for it, or the server is shutting down. Write adds the
+// Connection field that says so.
+func (w *FastWriter) Closing() bool { return w.closeAfter }
+
+// Buffer returns an empty buffer to build the response head in; it is the
+// connection's and is reused by the next request.
+func (w *FastWriter) Buffer() []byte { return w.scratch[:0] }
+
+// SetWriteDeadline sets the connection's write deadline.
+func (w *FastWriter) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
+
+// Write sends a response: head is its status line and fields, each line
+// ending in CRLF, without the empty line that ends the head (Write adds
+// the Connection field the request calls for, and that line), and body
+// its body, which must agree with the head's framing. Head and body leave
+// in one vectored write.
+func (w *FastWriter) Write(head, body []byte) (int64, error) {
+	head = w.endHead(head)
+	w.vec[0], w.vec[1] = head, body
+	w.bufs = w.vec[:]
+	if len(body) == 0 {
+		w.bufs = w.vec[:1]
+	}
+	n, err := w.bufs.WriteTo(w.c.nc)
+	w.scratch = head[:0]
+	return w.done(n-int64(len(head)), err)
+}
+
+// SendFile sends a response whose body comes from r: the head leaves with
+// the connection corked, so it shares segments with the start of the body,
+// and r is copied to the connection, with sendfile when it is a
+// LimitedReader over an *os.File.
+func (w *FastWriter) SendFile(head []byte, r io.Reader) (int64, error) {
+	head = w.endHead(head)
+	if sc, ok := w.c.nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil && strict.Cork(rc, true) {
+			defer strict.Cork(rc, false)
+		}
+	}
+	_, err := w.c.nc.Write(head)
+	w.scratch = head[:0]
+	if err != nil {
+		return w.done(0, err)
+	}
+	n, err := io.Copy(w.c.nc, r)
+	return w.done(n, err)
+}
+
+// endHead appends the Connection field and the empty line.
+func (w *FastWriter) endHead(head []byte) []byte {
+	switch {
+	case w.closeAfter:
+		head = append(head, "Connection: close\r\n"...)
+	case w.c.head.Minor == 0:
+		head = append(head, "Connection: keep-alive\r\n"...)
+	}
+	return append(head, "\r\n"...)
+}
+
+func (w *FastWriter) done(n int64, err error) (int64, error) {
+	w.written = true
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// serveFast offers the request to the fast path and reports whether it
+// answered; keep reports whether the connection may carry another request.
+func (c *conn) serveFast() (answered, keep bool) {
+	h := &c.head
+	if h.ContentLength != 0 || h.Chunked {
+		return false, false
+	}
+	w := &c.fast
+	w.c, w.closeAfter, w.written, w.err = c, c.s.shutting.Load() || closeRequested(h), false, nil
+	if w.scratch == nil {
+		w.scratch = make([]byte, 0, 1024)
+	}
+	if !c.s.Fast.ServeFast(w) {
+		if w.written {
+			return true, false // a broken fast path: end the connection
+		}
+		return false, false
+	}
+	c.r += h.Len
+	w.bufs, w.vec = nil, [2][]byte{}
+	return true, w.written && w.err == nil && !w.closeAfter
+}
+
+// closeRequested reports whether the request asks to close the connection
+// after its response: HTTP/1.1 with Connection: close, or HTTP/1.0 without
+// Connection: keep-alive.
+func closeRequested(h *strict.Head) bool {
+	var conn []byte
+	for i := range h.Fields {
+		if h.Fields[i].Is("Connection") {
+			if conn != nil {
+				return shouldClose(h.Minor, http.Header{"Connection": connectionValues(h)})
+			}
+			conn = h.Fields[i].Value
+		}
+	}
+	if conn == nil {
+		return h.Minor == 0
+	}
+	if h.Minor == 0 {
+		return !containsTokenFold(conn, "keep-alive")
+	}
+	return containsTokenFold(conn, "close")
+}
+
+// connectionValues are the values of every Connection field line (the rare
+// case of several).
+func connectionValues(h *strict.Head) []string {
+	var vv []string
+	for i := range h.Fields {
+		if h.Fields[i].Is("Connection") {
+			vv = append(vv, string(h.Fields[i].Value))
+		}
+	}
+	return vv
+}
+
+// containsTokenFold reports whether v contains token as shouldClose tests
+// it: as a case-insensitive substring.
+func containsTokenFold(v []byte, token string) bool {
+	for i := 0; i+len(token) <= len(v); i++ {
+		if (strict.Field{Name: v[i : i+len(token)]}).Is(token) {
+			return true
+		}
+	}
+	return false
+}

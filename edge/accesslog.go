@@ -20,7 +20,7 @@ func accessLine(b []byte, s *Session, now time.Time, d time.Duration) []byte {
 	b = append(b, `{"time":"`...)
 	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","level":"INFO","msg":"access","method":`...)
-	if fr := s.fast; fr != nil && s.Req == nil {
+	if fr := &s.fast; s.Req == nil {
 		b = appendJSONString(b, fr.method)
 		b = append(b, `,"host":`...)
 		b = appendJSONString(b, fr.host)

@@ -91,6 +91,9 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	start := h.now()
 	size := res.Body.Size()
 	d := decideHit(fr.method, fr.inm, fr.ims, fr.rng, fr.ifRange, e, size)
+	if _, isMem := res.Body.(bytesBody); !isMem && d.n > sendChunk && d.body && fr.method != http.MethodHead {
+		return false // copyFrom re-arms the write timeout per chunk; one deadline would cut a slow, moving download
+	}
 	b := w.Buffer()
 	b = append(b, "HTTP/1."...)
 	b = append(b, byte('0'+w.Head().Minor))
@@ -119,10 +122,10 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	}
 	b = d.appendFraming(b, size)
 	if h.draining.Load() {
-		b = append(b, "Connection: close\r\n"...) // (a second Connection field when the request also closes: harmless)
+		w.CloseAfter()
 	}
 
-	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: w.ClientIP(), Status: d.status, CacheResult: OutcomeHit, fast: &fr}
+	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: w.ClientIP(), Status: d.status, CacheResult: OutcomeHit, fast: fastLine{fr.method, fr.host, fr.target}}
 	h.armFast(w)
 	var err error
 	switch {
@@ -175,11 +178,15 @@ func (h *Handler) finishFast(s *Session) {
 	d := now.Sub(s.Start)
 	if h.metrics != nil {
 		h.metrics.observe(s, d.Seconds())
+		h.metrics.fast.Inc()
 	}
 	if h.access != nil {
 		writeAccess(h.access, s, now, d)
 	}
 }
+
+// fastLine is what the access log needs of a fast-path request.
+type fastLine struct{ method, host, target string }
 
 // fastReq is what the fast path takes from a request head. Its strings
 // alias the connection buffer.

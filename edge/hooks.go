@@ -44,7 +44,7 @@ type Session struct {
 	Err error
 
 	drop []string // response fields never sent to this request's client
-	fast *fastReq // the request of a fast-path answer (Req is nil then)
+	fast fastLine // the request line of a fast-path answer (Req is nil then)
 }
 
 // Hooks are the programmable phases of a request, in the spirit of

@@ -17,6 +17,7 @@ type Metrics struct {
 	rejected       *prometheus.CounterVec
 	refused        *prometheus.CounterVec
 	unused         prometheus.Counter
+	fast           prometheus.Counter
 	websockets     prometheus.Counter
 	websocketsOpen prometheus.Gauge
 
@@ -76,6 +77,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "edged_client_connections_unused_total",
 			Help: "Client connections closed before they carried a request: cut off by server.read_header_timeout (slow clients), idle, or refused by the strict reader on their first request.",
 		}),
+		fast: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edged_fast_path_responses_total",
+			Help: "Responses sent by the HTTP/1 loop's fast path for cache hits (server.http1: edged), without building an http.Request; a subset of edged_requests_total{cache=\"hit\"}.",
+		}),
 		websockets: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edged_websocket_connections_total",
 			Help: "WebSocket connections joined to an origin after a 101 Switching Protocols.",
@@ -90,7 +95,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.refused, m.websockets, m.websocketsOpen, m.unused} {
+		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.refused, m.websockets, m.websocketsOpen, m.unused, m.fast} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("edge: registering metrics: %w", err)
 			}

@@ -262,6 +262,9 @@ func (w *responseWriter) gatherer(req *http.Request, n int64) *strict.Conn {
 	return w.conn.gather
 }
 
+// sendChunk is how much of a file body is sent per write deadline.
+const sendChunk = 4 << 20
+
 // copyFrom sends a body that is not in memory. A verified disk object
 // arrives as an *io.LimitedReader over an *os.File and goes to the
 // connection's ReadFrom in chunks, so HTTP/1.1 uses sendfile and the write
@@ -277,10 +280,9 @@ func (w *responseWriter) copyFrom(src io.Reader) error {
 	if !isFile || !canReadFrom {
 		return w.copyBody(src, false)
 	}
-	const chunk = 4 << 20
 	for lr.N > 0 {
 		w.armWriteDeadline()
-		n, err := rf.ReadFrom(&io.LimitedReader{R: f, N: min(lr.N, chunk)})
+		n, err := rf.ReadFrom(&io.LimitedReader{R: f, N: min(lr.N, sendChunk)})
 		lr.N -= n
 		w.s.Bytes += n
 		if err != nil {

@@ -64,6 +64,10 @@ func (w *FastWriter) ClientIP() string {
 // Connection field that says so.
 func (w *FastWriter) Closing() bool { return w.closeAfter }
 
+// CloseAfter makes this response the connection's last (Write then says
+// Connection: close).
+func (w *FastWriter) CloseAfter() { w.closeAfter = true }
+
 // Buffer returns an empty buffer to build the response head in; it is the
 // connection's and is reused by the next request.
 func (w *FastWriter) Buffer() []byte { return w.scratch[:0] }
@@ -111,10 +115,12 @@ func (w *FastWriter) SendFile(head []byte, r io.Reader) (int64, error) {
 // endHead appends the Connection field and the empty line.
 func (w *FastWriter) endHead(head []byte) []byte {
 	switch {
+	case w.c.head.Minor == 0: // HTTP/1.0 closes unless told otherwise
+		if !w.closeAfter {
+			head = append(head, "Connection: keep-alive\r\n"...)
+		}
 	case w.closeAfter:
 		head = append(head, "Connection: close\r\n"...)
-	case w.c.head.Minor == 0:
-		head = append(head, "Connection: keep-alive\r\n"...)
 	}
 	return append(head, "\r\n"...)
 }

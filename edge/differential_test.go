@@ -1,0 +1,230 @@
+package edge_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/internal/testkit"
+	"github.com/edged-proxy/edged/lb"
+)
+
+// diffOrigin serves the resources of the differential test: cacheable
+// ones with and without validators, type and Vary, a large one, and ones
+// that must not be served from the cache.
+func diffOrigin(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Cache-Control", "max-age=3600")
+	switch r.URL.Path {
+	case "/etag":
+		hd.Set("Content-Type", "text/plain; charset=utf-8")
+		hd.Set("Etag", `"v1"`)
+		hd.Set("Last-Modified", "Mon, 02 Jan 2006 15:04:05 GMT")
+		hd.Set("Surrogate-Key", "a b") // dropped by the edge
+		hd.Add("X-Multi", "one")
+		hd.Add("X-Multi", "two")
+		io.WriteString(w, "0123456789abcdefghij")
+	case "/big":
+		hd.Set("Content-Type", "application/octet-stream")
+		w.Write(bytes.Repeat([]byte("0123456789abcdef"), 8<<10))
+	case "/notype":
+		w.Write([]byte("<html><body>sniff me</body></html>"))
+	case "/vary":
+		hd.Set("Content-Type", "text/plain")
+		hd.Set("Vary", "Accept-Language")
+		io.WriteString(w, "lang="+r.Header.Get("Accept-Language"))
+	case "/nocache":
+		hd.Set("Cache-Control", "no-cache")
+		hd.Set("Content-Type", "text/plain")
+		io.WriteString(w, "revalidate me")
+	case "/dated":
+		hd.Set("Content-Type", "text/plain")
+		hd.Set("Date", "Sat, 05 Dec 2026 10:00:00 GMT")
+		io.WriteString(w, "dated")
+	case "/empty":
+		hd.Set("Content-Type", "text/plain")
+	default:
+		hd.Set("Content-Type", "text/plain")
+		io.WriteString(w, "path="+r.URL.RequestURI())
+	}
+}
+
+// diffEdge is one edge stack of the differential test: its own cache,
+// handler and server, on a fixed clock so Age and Cache-Status agree.
+func diffEdge(t *testing.T, origin, mode string, now func() time.Time) (addr string, reg *prometheus.Registry) {
+	t.Helper()
+	pool, err := lb.NewPool(lb.Config{Name: "d", Shards: []lb.Shard{{Name: "o", URL: origin, Weight: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.CloseIdleConnections)
+	c, err := cache.New(cache.Config{MaxBytes: 64 << 20, FillTimeout: time.Minute, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	reg = prometheus.NewRegistry()
+	m, err := edge.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := &edge.Site{Name: "d", Hosts: []string{"example.com", "*.example.com"}, Origin: pool}
+	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Metrics: m, Now: now,
+		StripResponseHeaders: []string{"Surrogate-Key"}, WriteTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := edge.NewServer(h, edge.ServerConfig{HTTP1: mode, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), reg
+}
+
+// rawExchange sends raw on a fresh connection and reads a response per
+// method, until the server closes; each is rendered for comparison.
+func rawExchange(t *testing.T, addr, raw string, methods []string) []string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var out []string
+	for _, m := range methods {
+		resp, err := http.ReadResponse(br, &http.Request{Method: m})
+		if err != nil {
+			out = append(out, "error: "+err.Error())
+			break
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var keys []string
+		for k, vv := range resp.Header {
+			if k != "Date" {
+				keys = append(keys, k+": "+strings.Join(vv, ", "))
+			}
+		}
+		slices.Sort(keys)
+		if _, ok := resp.Header["Date"]; !ok {
+			keys = append(keys, "(no Date)")
+		}
+		out = append(out, fmt.Sprintf("%s %d cl=%d te=%v close=%v\n%s\nbody %d bytes %x err=%v", resp.Proto, resp.StatusCode,
+			resp.ContentLength, resp.TransferEncoding, resp.Close, strings.Join(keys, "\n"), len(b), sha(b), err))
+		if resp.Close {
+			break
+		}
+	}
+	return out
+}
+
+func sha(b []byte) []byte {
+	if len(b) <= 32 {
+		return b
+	}
+	return append(slices.Clone(b[:16]), b[len(b)-16:]...)
+}
+
+// The edge answers one corpus of requests identically (every field but
+// Date, every body byte) whether edged's own HTTP/1 loop serves it, cache
+// hits on its fast path, or net/http does; and the fast path answers the
+// hits it should (the test fails if it never does).
+func TestEdgeSameAnswersBothServers(t *testing.T) {
+	origin := testkit.NewOrigin(t, http.HandlerFunc(diffOrigin))
+	clock := time.Date(2026, 12, 5, 10, 0, 5, 0, time.UTC)
+	now := func() time.Time { return clock }
+	ours, reg := diffEdge(t, origin.URL, edge.HTTP1Edged, now)
+	ref, _ := diffEdge(t, origin.URL, edge.HTTP1NetHTTP, now)
+
+	get := func(path string, fields ...string) string {
+		return "GET " + path + " HTTP/1.1\r\nHost: www.example.com\r\n" + strings.Join(fields, "") + "\r\n"
+	}
+	head := func(path string) string { return "HEAD " + path + " HTTP/1.1\r\nHost: www.example.com\r\n\r\n" }
+	one, two := []string{"GET"}, []string{"GET", "GET"}
+	cases := []struct {
+		name    string
+		raw     string
+		methods []string
+	}{
+		{"miss then hit", get("/etag") + get("/etag"), two},
+		{"hit HEAD", head("/etag"), []string{"HEAD"}},
+		{"hit big", get("/big") + get("/big"), two},
+		{"hit HEAD big", head("/big"), []string{"HEAD"}},
+		{"no Content-Type stored", get("/notype") + get("/notype"), two},
+		{"Vary", get("/vary", "Accept-Language: de\r\n") + get("/vary", "Accept-Language: de\r\n") + get("/vary", "Accept-Language: fr\r\n"), []string{"GET", "GET", "GET"}},
+		{"no-cache stored", get("/nocache") + get("/nocache"), two},
+		{"Date stored", get("/dated") + get("/dated"), two},
+		{"empty body", get("/empty") + get("/empty") + head("/empty"), []string{"GET", "GET", "HEAD"}},
+		{"If-None-Match match", get("/etag", "If-None-Match: \"v1\"\r\n"), one},
+		{"If-None-Match weak", get("/etag", "If-None-Match: W/\"v1\", \"x\"\r\n"), one},
+		{"If-None-Match other", get("/etag", "If-None-Match: \"v0\"\r\n"), one},
+		{"If-None-Match star", get("/etag", "If-None-Match: *\r\n"), one},
+		{"If-None-Match twice", get("/etag", "If-None-Match: \"v0\"\r\nIf-None-Match: \"v1\"\r\n"), one},
+		{"If-Modified-Since later", get("/etag", "If-Modified-Since: Tue, 03 Jan 2006 15:04:05 GMT\r\n"), one},
+		{"If-Modified-Since earlier", get("/etag", "If-Modified-Since: Sun, 01 Jan 2006 15:04:05 GMT\r\n"), one},
+		{"If-Modified-Since garbage", get("/etag", "If-Modified-Since: yesterday\r\n"), one},
+		{"Range", get("/etag", "Range: bytes=2-5\r\n"), one},
+		{"Range suffix", get("/etag", "Range: bytes=-3\r\n"), one},
+		{"Range open", get("/big", "Range: bytes=100000-\r\n"), one},
+		{"Range unsatisfiable", get("/etag", "Range: bytes=50-\r\n"), one},
+		{"Range several", get("/etag", "Range: bytes=0-1,4-5\r\n"), one},
+		{"Range invalid", get("/etag", "Range: lines=1-2\r\n"), one},
+		{"If-Range match", get("/etag", "Range: bytes=0-3\r\nIf-Range: \"v1\"\r\n"), one},
+		{"If-Range other", get("/etag", "Range: bytes=0-3\r\nIf-Range: \"v0\"\r\n"), one},
+		{"Range on HEAD", "HEAD /etag HTTP/1.1\r\nHost: www.example.com\r\nRange: bytes=0-3\r\n\r\n", []string{"HEAD"}},
+		{"304 and Range", get("/etag", "If-None-Match: \"v1\"\r\nRange: bytes=0-3\r\n"), one},
+		{"HTTP/1.0", "GET /etag HTTP/1.0\r\nHost: www.example.com\r\n\r\n", one},
+		{"HTTP/1.0 keep-alive", "GET /etag HTTP/1.0\r\nHost: www.example.com\r\nConnection: keep-alive\r\n\r\nGET /big HTTP/1.0\r\nHost: www.example.com\r\nConnection: Keep-Alive\r\n\r\n", two},
+		{"Connection close", get("/etag", "Connection: close\r\n") + get("/etag"), two},
+		{"pipelined", get("/etag") + head("/big") + get("/etag", "Range: bytes=1-1\r\n") + get("/zzz") + get("/etag"), []string{"GET", "HEAD", "GET", "GET", "GET"}},
+		{"request Cache-Control", get("/etag", "Cache-Control: max-age=0\r\n"), one},
+		{"request Pragma", get("/etag", "Pragma: no-cache\r\n"), one},
+		{"Authorization", get("/etag", "Authorization: Basic eDp5\r\n"), one},
+		{"Host case and port", "GET /etag HTTP/1.1\r\nHost: WWW.Example.COM:80\r\n\r\n", one},
+		{"Host twice", "GET /etag HTTP/1.1\r\nHost: www.example.com\r\nHost: www.example.com\r\n\r\n", one},
+		{"no Host", "GET /etag HTTP/1.1\r\n\r\n", one},
+		{"unknown host", "GET /etag HTTP/1.1\r\nHost: elsewhere.test\r\n\r\n", one},
+		{"absolute form", "GET http://www.example.com/etag HTTP/1.1\r\nHost: www.example.com\r\n\r\n", one},
+		{"escaped path", get("/%65tag") + get("/./etag") + get("/a/../etag"), []string{"GET", "GET", "GET"}},
+		{"query", get("/q?b=2&a=1") + get("/q?b=2&a=1") + get("/q?a=1&b=2"), []string{"GET", "GET", "GET"}},
+		{"odd path bytes", get("/x%zz") + get("/x'y(z)*!") + get("/x'y(z)*!"), []string{"GET", "GET", "GET"}},
+		{"websocket upgrade", get("/etag", "Upgrade: websocket\r\nConnection: Upgrade\r\n"), one},
+		{"POST", "POST /etag HTTP/1.1\r\nHost: www.example.com\r\nContent-Length: 2\r\n\r\nhi" + get("/etag"), []string{"POST", "GET"}},
+		{"PURGE", "PURGE /etag HTTP/1.1\r\nHost: www.example.com\r\n\r\n", one},
+		{"bad request", "GET /etag HTTP/1.1\r\nHost: www.example.com\r\nBad Field: x\r\n\r\n", one},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			want := rawExchange(t, ref, tc.raw, tc.methods)
+			got := rawExchange(t, ours, tc.raw, tc.methods)
+			if !slices.Equal(got, want) {
+				t.Errorf("edged's loop answered\n%s\n\nnet/http answered\n%s", strings.Join(got, "\n--\n"), strings.Join(want, "\n--\n"))
+			}
+		})
+	}
+	n, _ := testkit.Metric(t, reg, "edged_fast_path_responses_total")
+	if n < 20 {
+		t.Errorf("the fast path answered %v requests of the corpus, want at least 20", n)
+	}
+	t.Logf("the fast path answered %v requests", n)
+}
+

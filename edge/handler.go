@@ -2,6 +2,40 @@
 // runs the lifecycle hooks, asks the cache, forwards what bypasses it, and
 // writes every response with its Cache-Status and Age. It is the only
 // package that writes to clients.
+//
+// # Two paths for HTTP/1
+//
+// Server serves HTTP/1 on edged's own connection loop (package edge/h1)
+// unless ServerConfig.HTTP1 asks for net/http; HTTP/2 is always net/http's.
+// On the loop a request takes one of two paths:
+//
+//   - The fast path (Handler.ServeFast): a GET or HEAD without a body,
+//     request Cache-Control, Pragma, Authorization or Upgrade, in
+//     origin-form, whose key has a fresh stored response without Vary and
+//     with a Content-Type. It is answered from the parsed request head:
+//     no http.Request, no header map. The stored fields are encoded once
+//     per entry and site, the answer appends Age, Cache-Status, Date when
+//     none is stored and its framing, and head and body leave in one
+//     writev (memory) or a corked write and sendfile (disk). 304 and
+//     single-range 206/416 answers take it too. The access log and the
+//     metrics record it as any request (edged_fast_path_responses_total
+//     counts them).
+//   - The general path (Handler.ServeHTTP) for everything else, through
+//     the loop's own http.ResponseWriter: misses, pass-through, purges,
+//     WebSockets, stale answers, every lifecycle phase.
+//
+// The fast path declines before writing anything whenever it would answer
+// differently from the general path; a differential test holds the two
+// servers (and so the two paths) to the same bytes.
+//
+// # Hooks and the fast path
+//
+// With DefaultHooks cache hits take the fast path. Custom Hooks send
+// every request of the edge down the general path, since their phases
+// work on an http.Request and a header map, unless they also implement
+// FastHooks: then FastHit runs for each fast-path answer (it may add
+// fields or decline), and the other phases do not run for it. See
+// ExampleFastHooks.
 package edge
 
 import (

@@ -227,4 +227,3 @@ func TestEdgeSameAnswersBothServers(t *testing.T) {
 	}
 	t.Logf("the fast path answered %v requests", n)
 }
-

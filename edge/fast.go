@@ -57,7 +57,7 @@ var _ h1.Fast = (*Handler)(nil)
 // ServeFast answers a fresh cache hit from the parsed request head, for
 // edged's HTTP/1 loop (h1.Fast). It declines, having written nothing,
 // whatever it does not answer exactly as ServeHTTP would: methods other
-// than GET and HEAD, request directives (Cache-Control, Pragma), 
+// than GET and HEAD, request directives (Cache-Control, Pragma),
 // Authorization, upgrades, targets or fields it does not take apart, sites
 // with custom hooks that are not FastHooks, and anything but a fresh hit
 // on a stored response without Vary.

@@ -64,6 +64,11 @@ func diffOrigin(w http.ResponseWriter, r *http.Request) {
 // handler and server, on a fixed clock so Age and Cache-Status agree.
 func diffEdge(t *testing.T, origin, mode string, now func() time.Time) (addr string, reg *prometheus.Registry) {
 	t.Helper()
+	return diffEdgeTB(t, origin, mode, now)
+}
+
+func diffEdgeTB(t testing.TB, origin, mode string, now func() time.Time) (addr string, reg *prometheus.Registry) {
+	t.Helper()
 	pool, err := lb.NewPool(lb.Config{Name: "d", Shards: []lb.Shard{{Name: "o", URL: origin, Weight: 1}}})
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +102,7 @@ func diffEdge(t *testing.T, origin, mode string, now func() time.Time) (addr str
 
 // rawExchange sends raw on a fresh connection and reads a response per
 // method, until the server closes; each is rendered for comparison.
-func rawExchange(t *testing.T, addr, raw string, methods []string) []string {
+func rawExchange(t testing.TB, addr, raw string, methods []string) []string {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -226,4 +231,48 @@ func TestEdgeSameAnswersBothServers(t *testing.T) {
 		t.Errorf("the fast path answered %v requests of the corpus, want at least 20", n)
 	}
 	t.Logf("the fast path answered %v requests", n)
+}
+
+// FuzzEdgeBothServers is the differential test with random request
+// targets and fields: two pipelined GETs, then a HEAD, with what the
+// fuzzer chose, must get the same answers (every field but Date, every
+// body byte) from the edge on edged's loop and on net/http, and never a
+// badly framed one.
+func FuzzEdgeBothServers(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"/etag", ""},
+		{"/etag", "If-None-Match: \"v1\"\r\n"},
+		{"/etag", "Range: bytes=2-5\r\nIf-Range: \"v1\"\r\n"},
+		{"/big", "Range: bytes=-3\r\n"},
+		{"/notype", ""},
+		{"/vary", "Accept-Language: de\r\n"},
+		{"/q?b=2&a=1", "Connection: close\r\n"},
+		{"/%65tag", "If-Modified-Since: Tue, 03 Jan 2006 15:04:05 GMT\r\n"},
+		{"/etag", "Cache-Control: max-age=0\r\n"},
+		{"http://www.example.com/etag", ""},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	origin := testkit.NewOrigin(f, http.HandlerFunc(diffOrigin))
+	clock := time.Date(2026, 12, 5, 10, 0, 5, 0, time.UTC)
+	now := func() time.Time { return clock }
+	ours, _ := diffEdgeTB(f, origin.URL, edge.HTTP1Edged, now)
+	ref, _ := diffEdgeTB(f, origin.URL, edge.HTTP1NetHTTP, now)
+	f.Fuzz(func(t *testing.T, target, fields string) {
+		req := func(method string) string {
+			return method + " " + target + " HTTP/1.1\r\nHost: www.example.com\r\n" + fields + "\r\n"
+		}
+		raw := req("GET") + req("GET") + req("HEAD")
+		methods := []string{"GET", "GET", "HEAD"}
+		want := rawExchange(t, ref, raw, methods)
+		got := rawExchange(t, ours, raw, methods)
+		if !slices.Equal(got, want) {
+			t.Errorf("for %q: edged's loop answered\n%s\n\nnet/http answered\n%s", raw, strings.Join(got, "\n--\n"), strings.Join(want, "\n--\n"))
+		}
+		for _, r := range got {
+			if strings.HasPrefix(r, "error: ") && !strings.Contains(r, "EOF") {
+				t.Errorf("for %q: %s", raw, r)
+			}
+		}
+	})
 }

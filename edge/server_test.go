@@ -132,3 +132,40 @@ func listen(t testing.TB) net.Listener {
 	}
 	return ln
 }
+
+// edged's loop forwards what the client sent: a request's Pragma: no-cache
+// reaches the origin without the Cache-Control: no-cache that net/http's
+// server invents for it. (The origin reads raw bytes: a net/http origin
+// would invent the field on its side.)
+func TestPragmaNotTurnedIntoCacheControl(t *testing.T) {
+	oln := listen(t)
+	t.Cleanup(func() { oln.Close() })
+	heads := make(chan string, 1)
+	go func() {
+		c, err := oln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		var head strings.Builder
+		for {
+			line, err := br.ReadString('\n')
+			head.WriteString(line)
+			if err != nil || line == "\r\n" {
+				break
+			}
+		}
+		heads <- head.String()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	}()
+	addr, _ := diffEdgeTB(t, "http://"+oln.Addr().String(), edge.HTTP1Edged, time.Now)
+	out := rawExchange(t, addr, "GET /p HTTP/1.1\r\nHost: www.example.com\r\nPragma: no-cache\r\n\r\n", []string{"GET"})
+	if len(out) != 1 || !strings.HasPrefix(out[0], "HTTP/1.1 200") {
+		t.Fatalf("answer: %q", out)
+	}
+	head := strings.ToLower(<-heads)
+	if !strings.Contains(head, "\r\npragma: no-cache\r\n") || strings.Contains(head, "cache-control") {
+		t.Errorf("the origin got\n%s\nwant the client's Pragma alone", head)
+	}
+}

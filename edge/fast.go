@@ -160,7 +160,7 @@ func (h *Handler) armFast(w *h1.FastWriter) {
 	if d <= 0 {
 		return
 	}
-	now := time.Now()
+	now := time.Now() // the wall clock, not h.now: deadlines are the kernel's
 	ci, _ := w.Context().Value(connInfoKey{}).(*connInfo)
 	if ci != nil {
 		if ci.writeDeadline.Load()-now.UnixNano() > int64(d/2) {

@@ -50,12 +50,17 @@ func bodyFault(status int, reason string) fault {
 func badBody(reason string) fault { return bodyFault(http.StatusBadRequest, reason) }
 
 // step validates b and returns how many bytes are valid, whether the body
-// ended (after n bytes), and the violation found at b[n], if any.
-func (s *chunkState) step(b []byte, cfg *Config) (n int, done bool, f fault) {
+// ended (after n bytes), and the violation found at b[n], if any. With
+// split it stops where chunk data begins and after the last-chunk line, so
+// a decoder can tell data, framing and trailer section apart.
+func (s *chunkState) step(b []byte, cfg *Config, split bool) (n int, done bool, f fault) {
 	for n < len(b) {
 		c := b[n]
 		switch s.st {
 		case csData:
+			if split {
+				return n, false, fault{}
+			}
 			k := uint64(len(b) - n)
 			if k > s.remain {
 				k = s.remain
@@ -103,6 +108,9 @@ func (s *chunkState) step(b []byte, cfg *Config) (n int, done bool, f fault) {
 			}
 			if s.size == 0 {
 				s.st = csTrStart
+				if split {
+					return n + 1, false, fault{}
+				}
 			} else {
 				s.remain, s.st = s.size, csData
 			}

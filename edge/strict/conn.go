@@ -306,7 +306,7 @@ func (c *Conn) advance() bool {
 		}
 		return true
 	case stChunked:
-		n, done, f := c.ck.step(c.buf[c.v:c.w], &c.cfg)
+		n, done, f := c.ck.step(c.buf[c.v:c.w], &c.cfg, false)
 		c.v += n
 		if done {
 			c.st = stHead

@@ -77,7 +77,10 @@
 // heads and that net/http reads each accepted head the same way) and
 // returns what it parsed, the request-line, the fields and the body framing,
 // as a Head of slices into the buffer, without allocating, so nothing parses
-// the head a second time.
+// the head a second time. Such a server decodes a chunked body with a
+// ChunkDecoder: the same rules again, in place in its buffer, stopping at
+// the body's last byte (FuzzChunkDecoder holds it to a Conn's verdicts and
+// to net/http's reading of every body it accepts).
 //
 // The Conn must wrap the plaintext side of a TLS connection; when it does,
 // net/http no longer sees a *tls.Conn (no ALPN h2, no Request.TLS), so for

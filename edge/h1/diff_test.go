@@ -28,6 +28,11 @@ func handler(w http.ResponseWriter, r *http.Request) {
 		for i := range 5 {
 			w.Write(bytes.Repeat([]byte{byte('a' + i)}, 1000))
 		}
+	case "/one-large-write": // past the framing buffer at once: sniffed all the same
+		io.WriteString(w, "<html>"+strings.Repeat("a", 3000))
+	case "/small-then-large": // sniffed from both writes
+		io.WriteString(w, "<ht")
+		io.WriteString(w, "ml>"+strings.Repeat("a", 3000))
 	case "/length": // declared length
 		w.Header().Set("Content-Length", "5")
 		io.WriteString(w, "12345")
@@ -183,6 +188,8 @@ func TestSameAnswersAsNetHTTP(t *testing.T) {
 	}{
 		{"small", get("/small"), []string{"GET"}},
 		{"large chunked", get("/large"), []string{"GET"}},
+		{"one large write", get("/one-large-write"), []string{"GET"}},
+		{"small then large write", get("/small-then-large"), []string{"GET"}},
 		{"declared length", get("/length"), []string{"GET"}},
 		{"flushed", get("/flush"), []string{"GET"}},
 		{"204", get("/nocontent"), []string{"GET"}},

@@ -94,7 +94,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 			w.pending = append(w.pending, p...)
 			return len(p), nil
 		}
-		w.commit(false)
+		w.commit(false, p)
 	}
 	return len(p), w.writeBody(p)
 }
@@ -109,7 +109,7 @@ func (w *responseWriter) FlushError() error {
 		w.WriteHeader(http.StatusOK)
 	}
 	if !w.committed {
-		w.commit(false)
+		w.commit(false, nil)
 	}
 	return w.c.bw.Flush()
 }
@@ -120,7 +120,7 @@ func (w *responseWriter) finish() error {
 		w.WriteHeader(http.StatusOK)
 	}
 	if !w.committed {
-		w.commit(true)
+		w.commit(true, nil)
 	}
 	if w.chunked {
 		w.c.bw.WriteString("0\r\n")
@@ -135,7 +135,10 @@ func (w *responseWriter) finish() error {
 
 // commit writes the status line and header, choosing the framing; done
 // means the handler has returned, so the pending bytes are the whole body.
-func (w *responseWriter) commit(done bool) {
+// next is the write that did not fit the pending bytes, if that is why:
+// the Content-Type is sniffed from the pending bytes and then next, as
+// net/http sniffs its buffer.
+func (w *responseWriter) commit(done bool, next []byte) {
 	w.committed = true
 	h := w.head
 	if w.c.s.shutting.Load() {
@@ -150,8 +153,8 @@ func (w *responseWriter) commit(done bool) {
 	}
 	if bodyAllowed(w.status) {
 		_, haveType := h["Content-Type"]
-		if !haveType && h.Get("Content-Encoding") == "" && h.Get("Transfer-Encoding") == "" && len(w.pending) > 0 {
-			extra = append(extra, "Content-Type", http.DetectContentType(w.pending))
+		if !haveType && h.Get("Content-Encoding") == "" && h.Get("Transfer-Encoding") == "" && len(w.pending)+len(next) > 0 {
+			extra = append(extra, "Content-Type", sniff(w.pending, next))
 		}
 	} else {
 		for _, k := range suppressed(w.status) {
@@ -219,6 +222,22 @@ func (w *responseWriter) writeStatusLine(code int) {
 		text = "status code " + strconv.Itoa(code)
 	}
 	w.c.bw.WriteString("HTTP/1." + strconv.Itoa(w.req.ProtoMinor) + " " + strconv.Itoa(code) + " " + text + "\r\n")
+}
+
+// sniff returns the Content-Type http.DetectContentType finds in the body
+// that starts with a and goes on with b.
+func sniff(a, b []byte) string {
+	const n = 512 // what DetectContentType looks at
+	if len(a) >= n || len(b) == 0 {
+		return http.DetectContentType(a)
+	}
+	if len(a) == 0 {
+		return http.DetectContentType(b)
+	}
+	var buf [n]byte
+	k := copy(buf[:], a)
+	k += copy(buf[k:], b)
+	return http.DetectContentType(buf[:k])
 }
 
 // bodyAllowed reports whether a response with status may carry a body
@@ -319,7 +338,7 @@ func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
 		return io.Copy(writerOnly{w}, r)
 	}
 	if !w.committed {
-		w.commit(false)
+		w.commit(false, nil)
 	}
 	if err := w.c.bw.Flush(); err != nil {
 		return 0, err

@@ -55,12 +55,7 @@ func handler(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%s %s %d %q host=%s", r.Method, r.RequestURI, r.ContentLength, b, r.Host)
 	case "/headers":
-		var keys []string
-		for k := range r.Header {
-			keys = append(keys, k+"="+strings.Join(r.Header[k], "|"))
-		}
-		slices.Sort(keys)
-		io.WriteString(w, strings.Join(keys, ";"))
+		io.WriteString(w, fields(r.Header))
 	case "/close":
 		w.Header().Set("Connection", "close")
 		io.WriteString(w, "bye")
@@ -91,10 +86,24 @@ func handler(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
 		w.Header().Set("Content-Type", "application/octet-stream")
 		io.Copy(w, &io.LimitedReader{R: f, N: st.Size()})
+	case "/upload": // reads the body to its end and tells what it got
+		b, err := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "n=%d %q failed=%v cl=%d te=%v trailer=%s header-trailer=%q",
+			len(b), b, err != nil, r.ContentLength, r.TransferEncoding, fields(r.Trailer), r.Header["Trailer"])
 	case "/empty":
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// fields renders h sorted, for comparison.
+func fields(h http.Header) string {
+	var keys []string
+	for k := range h {
+		keys = append(keys, k+"="+strings.Join(h[k], "|"))
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, ";")
 }
 
 // filePath is the file /file serves, written by servers.
@@ -217,12 +226,59 @@ func TestSameAnswersAsNetHTTP(t *testing.T) {
 		{"hijack", get("/hijack"), []string{"GET"}},
 		{"file by ReadFrom", get("/file") + get("/small"), []string{"GET", "GET"}},
 		{"HEAD file", "HEAD /file HTTP/1.1\r\nHost: h\r\n\r\n", []string{"HEAD"}},
+
+		// Chunked uploads, read by the strict decoder: where the strict
+		// rules and net/http agree, the same answers.
+		{"chunked extensions", upload("", "3;a=b\r\nabc\r\n2;q=\"x \\\" y\";r\r\nde\r\n0;last=1\r\n\r\n") + get("/small"), []string{"POST", "GET"}},
+		{"chunked hex digits", upload("", "0000A\r\n0123456789\r\nf\r\n0123456789ABCDE\r\n00\r\n\r\n") + get("/small"), []string{"POST", "GET"}},
+		{"chunked large", upload("", "2710\r\n"+strings.Repeat("q", 10000)+"\r\n0\r\n\r\n") + get("/small"), []string{"POST", "GET"}},
+		{"chunked trailers", upload("", "2\r\nhi\r\n0\r\nX-Sum: 42\r\nX-Sum: 7\r\nX-Empty:\r\n\r\n") + get("/small"), []string{"POST", "GET"}},
+		{"chunked announced trailers", upload("Trailer: x-sum, X-Later\r\n", "2\r\nhi\r\n0\r\nX-Sum:  42 \r\nX-Other: o\r\n\r\n") + get("/small"), []string{"POST", "GET"}},
+		{"chunked empty", upload("", "0\r\n\r\n") + get("/small"), []string{"POST", "GET"}},
+		{"chunked unread", "POST /small HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + get("/length"), []string{"POST", "GET"}},
+		{"chunked expect 100-continue", upload("Expect: 100-continue\r\n", "3\r\nabc\r\n0\r\n\r\n"), []string{"POST"}},
+		{"chunked size not hex", upload("", "zz\r\nabc\r\n0\r\n\r\n") + get("/small"), []string{"POST", "GET"}},
+		{"chunked size bare LF", upload("", "3\nabc\r\n0\r\n\r\n") + get("/small"), []string{"POST", "GET"}},
+		{"chunked size 17 digits", upload("", "00000000000000003\r\nabc\r\n0\r\n\r\n") + get("/small"), []string{"POST", "GET"}},
+		{"chunked size then space", upload("", "3 ;a=b\r\nabc\r\n0\r\n\r\n") + get("/small"), []string{"POST", "GET"}},
+		{"chunked data longer than size", upload("", "3\r\nabcd\r\n0\r\n\r\n") + get("/small"), []string{"POST", "GET"}},
+		{"chunked second size bad", upload("", "3\r\nabc\r\n-1\r\nx\r\n0\r\n\r\n") + get("/small"), []string{"POST", "GET"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := exchange(t, ref, tc.raw, tc.methods)
 			got := exchange(t, ours, tc.raw, tc.methods)
 			if !slices.Equal(got, want) {
 				t.Errorf("h1 answered\n%s\n\nnet/http answered\n%s", strings.Join(got, "\n--\n"), strings.Join(want, "\n--\n"))
+			}
+		})
+	}
+}
+
+// upload is a chunked POST to /upload with extra head fields and the body.
+func upload(fields, body string) string {
+	return "POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n" + fields + "\r\n" + body
+}
+
+// Chunked bodies the strict rules refuse and net/http takes: the handler's
+// read fails where net/http's would succeed, and the connection closes
+// after its answer, as net/http's does after a body it refuses.
+func TestChunkedStricterThanNetHTTP(t *testing.T) {
+	_, ours := servers(t)
+	for _, tc := range []struct{ name, body, want string }{
+		{"space after semicolon", "3; a=b\r\nabc\r\n0\r\n\r\n", `n=0 "" failed=true`},
+		{"extension too long", "3;" + strings.Repeat("e", 300) + "\r\nabc\r\n0\r\n\r\n", `n=0 "" failed=true`},
+		{"extension empty value", "3;a=\r\nabc\r\n0\r\n\r\n", `n=0 "" failed=true`},
+		{"data then bare LF", "3\r\nabc\n0\r\n\r\n", `n=3 "abc" failed=true`},
+		{"size 2^63", "8000000000000000\r\nabc\r\n0\r\n\r\n", `n=0 "" failed=true`},
+		{"trailer bare LF", "3\r\nabc\r\n0\r\nX-T: 1\nY: 2\r\n\r\n", `n=3 "abc" failed=true`},
+		{"trailer Content-Length", "3\r\nabc\r\n0\r\nContent-Length: 5\r\n\r\n", `n=3 "abc" failed=true`},
+		{"trailer obs-fold", "3\r\nabc\r\n0\r\nX-T: a\r\n b\r\n\r\n", `n=3 "abc" failed=true`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := exchange(t, ours, upload("", tc.body)+"GET /small HTTP/1.1\r\nHost: h\r\n\r\n", []string{"POST", "GET"})
+			if len(got) != 1 || !strings.HasPrefix(got[0], "HTTP/1.1 200 ") || !strings.Contains(got[0], "close=true") ||
+				!strings.Contains(got[0], "body="+strings.TrimSuffix(strconv.Quote(tc.want), `"`)) {
+				t.Errorf("got\n%s\nwant one 200 with Connection: close and a body starting %s", strings.Join(got, "\n--\n"), tc.want)
 			}
 		})
 	}

@@ -15,4 +15,15 @@
 // cache hits. edge.Server runs it (server.http1: edged, the default) and
 // hands HTTP/2 connections to net/http through Server.HTTP2; the
 // differential test holds it to net/http's answers for the same requests.
+//
+// A chunked request body is decoded by strict.ChunkDecoder, so it gets the
+// strict reader's rules (chunk-size digits, extension grammar, trailer
+// limits, CRLF only) where net/http is laxer, and nothing is read past its
+// end. Its trailer fields fill Request.Trailer as in net/http. On a
+// malformed body the handler's Read fails with a *strict.ChunkError (its
+// Status is the answer a strict.Conn would give); the handler answers, with
+// Connection: close if it had not started, and the connection then
+// closes, as net/http does. (A strict.Conn in front of net/http, as with
+// server.http1: net/http, answers 400 itself instead when no response byte
+// was written yet.)
 package h1

@@ -147,6 +147,9 @@ func (w *responseWriter) commit(done bool, next []byte) {
 	if v := h["Connection"]; len(v) > 0 && strings.EqualFold(strings.Join(v, ","), "close") {
 		w.closeAfter = true
 	}
+	if b := w.c.body; b != nil && b.err != nil {
+		w.closeAfter = true // a malformed or cut body: its rest is no next request
+	}
 	extra := make([]string, 0, 8)
 	if _, ok := h["Date"]; !ok {
 		extra = append(extra, "Date", time.Now().UTC().Format(http.TimeFormat))
@@ -317,6 +320,7 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.hijacked = true
 	c := w.c
+	c.hijacked = true // the body no longer reads the connection
 	c.nc.SetReadDeadline(time.Time{})
 	rest := bytes.Clone(c.raw[c.r:c.w])
 	c.r = c.w

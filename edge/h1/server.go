@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -171,6 +170,8 @@ type conn struct {
 	r, w int
 	bw   *bufio.Writer
 	head strict.Head
+	// body is the current request's body; nil when it has none.
+	body *body
 	// hijacked: a handler took the connection over; it is theirs to close.
 	hijacked bool
 	fast     FastWriter
@@ -316,7 +317,7 @@ func (c *replayConn) Read(p []byte) (int, error) {
 func (c *conn) serveRequest() (keep bool) {
 	req, err := c.newRequest()
 	if err != nil {
-		c.refuse(&strict.HeadError{Status: http.StatusBadRequest, Reason: "malformed request-target"})
+		c.refuse(err)
 		return false
 	}
 	if req.ContentLength != 0 { // the body's reads are bounded by ReadTimeout, not the head's deadline
@@ -329,7 +330,7 @@ func (c *conn) serveRequest() (keep bool) {
 	w := newResponseWriter(c, req)
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
-	req = req.WithContext(ctx)
+	*req = *req.WithContext(ctx) // the same *Request, which the body gives its trailers
 	if !c.runHandler(w, req) {
 		return false
 	}
@@ -340,7 +341,7 @@ func (c *conn) serveRequest() (keep bool) {
 	if err := w.finish(); err != nil {
 		return false
 	}
-	keep = !w.closeAfter && c.drainBody(req)
+	keep = !w.closeAfter && c.drainBody()
 	c.s.track(c, false, false)
 	return keep
 }
@@ -361,7 +362,8 @@ func (c *conn) runHandler(w *responseWriter, req *http.Request) (ok bool) {
 }
 
 // newRequest turns the parsed head into an http.Request whose Body reads
-// the request body from the connection.
+// the request body from the connection. It refuses a head net/http would
+// refuse after the strict rules passed it, with a *strict.HeadError.
 func (c *conn) newRequest() (*http.Request, error) {
 	h := &c.head
 	req := &http.Request{
@@ -376,7 +378,7 @@ func (c *conn) newRequest() (*http.Request, error) {
 	if req.Method == http.MethodConnect && !strings.HasPrefix(req.RequestURI, "/") {
 		req.URL = &url.URL{Host: req.RequestURI}
 	} else if req.URL, err = url.ParseRequestURI(req.RequestURI); err != nil {
-		return nil, err
+		return nil, &strict.HeadError{Status: http.StatusBadRequest, Reason: "malformed request-target"}
 	}
 	for _, f := range h.Fields {
 		name := http.CanonicalHeaderKey(string(f.Name))
@@ -393,121 +395,10 @@ func (c *conn) newRequest() (*http.Request, error) {
 		req.TLS = &st
 	}
 	c.r += h.Len
-	req.Body, req.ContentLength = c.body(req)
+	if req.Body, req.ContentLength, err = c.newBody(req); err != nil {
+		return nil, err
+	}
 	return req, nil
-}
-
-// body returns the request body reader and its length (-1: chunked).
-func (c *conn) body(req *http.Request) (io.ReadCloser, int64) {
-	h := &c.head
-	b := &body{c: c, expect: req.ProtoMinor == 1 && strings.EqualFold(req.Header.Get("Expect"), "100-continue")}
-	switch {
-	case h.Chunked:
-		delete(req.Header, "Transfer-Encoding")
-		req.TransferEncoding = []string{"chunked"}
-		b.br = bufio.NewReader(&connReader{c: c, n: -1})
-		b.r = httputil.NewChunkedReader(b.br)
-	case h.ContentLength > 0:
-		b.r = &connReader{c: c, n: h.ContentLength}
-	default:
-		return http.NoBody, 0
-	}
-	if h.Chunked {
-		return b, -1
-	}
-	return b, h.ContentLength
-}
-
-// connReader reads the request body from the buffer, then the connection;
-// n bytes at most (n < 0: unbounded, for the chunked decoder, which stops
-// at the last chunk).
-type connReader struct {
-	c *conn
-	n int64
-}
-
-func (r *connReader) Read(p []byte) (int, error) {
-	if r.n == 0 {
-		return 0, io.EOF
-	}
-	c := r.c
-	if c.r == c.w {
-		if err := c.fill(); err != nil {
-			if r.n > 0 {
-				return 0, io.ErrUnexpectedEOF
-			}
-			return 0, err
-		}
-	}
-	avail := c.raw[c.r:c.w]
-	if r.n > 0 && int64(len(avail)) > r.n {
-		avail = avail[:r.n]
-	}
-	n := copy(p, avail)
-	c.r += n
-	if r.n > 0 {
-		r.n -= int64(n)
-	}
-	return n, nil
-}
-
-// body is a request body: it sends "100 Continue" before its first read
-// when the client asked for it, and remembers when it reached its end.
-type body struct {
-	r      io.Reader
-	br     *bufio.Reader // the chunked decoder's: it reads ahead
-	c      *conn
-	expect bool
-	eof    bool
-}
-
-func (b *body) Read(p []byte) (int, error) {
-	if b.expect {
-		b.expect = false
-		b.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-		b.c.bw.Flush()
-	}
-	if b.eof {
-		return 0, io.EOF
-	}
-	n, err := b.r.Read(p)
-	if err == io.EOF {
-		b.eof = true
-		if b.br != nil {
-			b.c.unread(b.br)
-		}
-	}
-	return n, err
-}
-
-// unread puts back what the chunked decoder's reader read past the end of
-// the body: the start of the next request.
-func (c *conn) unread(br *bufio.Reader) {
-	n := br.Buffered()
-	if n == 0 {
-		return
-	}
-	ahead, _ := br.Peek(n)
-	raw := make([]byte, 0, max(readBufSize, n+c.w-c.r))
-	raw = append(append(raw, ahead...), c.raw[c.r:c.w]...)
-	c.raw, c.r, c.w = raw[:cap(raw)], 0, len(raw)
-}
-
-func (b *body) Close() error { return nil }
-
-// drainBody reads what the handler left of the request body, so the next
-// request's head is next; false when there is too much (or it was never
-// asked for with Expect: 100-continue): then the connection closes.
-func (c *conn) drainBody(req *http.Request) bool {
-	b, ok := req.Body.(*body)
-	if !ok || b.eof {
-		return true
-	}
-	if b.expect {
-		return false // the client waits for 100 Continue and has sent no body
-	}
-	n, err := io.Copy(io.Discard, io.LimitReader(b, maxDrain+1))
-	return err == nil && n <= maxDrain && b.eof
 }
 
 // shouldClose reports whether the request asks to close the connection

@@ -16,6 +16,7 @@ import (
 // Continue" before its first read when the client asked for it.
 type body struct {
 	c   *conn
+	ctx *requestContext
 	req *http.Request // gets the trailer fields of a chunked body
 	// left is what a Content-Length body has to go.
 	left    int64
@@ -104,6 +105,7 @@ func (b *body) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		b.eof = true
+		b.ctx.bodyDone()
 	case err != nil:
 		b.err = err
 	}
@@ -182,8 +184,10 @@ func (b *body) readChunked(p []byte) (n int, err error) {
 }
 
 // connFailed returns the error a body read reports when reading the
-// connection failed with err (the end of input is io.ErrUnexpectedEOF).
+// connection failed with err (the end of input is io.ErrUnexpectedEOF),
+// and cancels the request's context, as net/http does: the client is gone.
 func (b *body) connFailed(err error) error {
+	b.ctx.cancel()
 	switch err {
 	case nil:
 		return io.ErrNoProgress

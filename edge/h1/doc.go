@@ -10,11 +10,24 @@
 // closing; HEAD, 204 and 304 without a body; Date; Content-Type sniffing as
 // net/http does; Flush; trailers; Hijack; ReadFrom (sendfile when the
 // length is declared); deadlines through http.ResponseController; a panic
-// closes the connection; Shutdown; Request.TLS on TLS connections. Not
-// yet: request context cancellation on disconnect, and the fast path for
-// cache hits. edge.Server runs it (server.http1: edged, the default) and
-// hands HTTP/2 connections to net/http through Server.HTTP2; the
-// differential test holds it to net/http's answers for the same requests.
+// closes the connection; Shutdown; Request.TLS on TLS connections; request
+// context cancellation when the client goes away; a fast path (Fast) for
+// requests without a body. edge.Server runs it (server.http1: edged, the
+// default) and hands HTTP/2 connections to net/http through Server.HTTP2;
+// the differential test holds it to net/http's answers for the same
+// requests.
+//
+// The request's context is cancelled as net/http's is: when the client
+// closes the connection (or it fails) after the body was read, when a
+// write to it fails, and when the handler returns. Seeing the close takes a
+// read of the connection, which net/http starts for every request; here it
+// starts only when someone first calls the context's Done (deriving a
+// context with context.WithCancel or WithTimeout calls it), so a handler
+// that never looks pays for no goroutine and no channel. Until then Err
+// reports only failed reads and writes of the body and response. The read
+// keeps what it gets as the next pipelined request (which, as in net/http,
+// does not cancel), and stops when the handler returns or hijacks the
+// connection.
 //
 // A chunked request body is decoded by strict.ChunkDecoder, so it gets the
 // strict reader's rules (chunk-size digits, extension grammar, trailer

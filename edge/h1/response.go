@@ -37,6 +37,9 @@ type responseWriter struct {
 	closeAfter  bool
 	trailers    bool // the handler announced trailers: the body is chunked
 	hijacked    bool
+
+	// ctx is the request's context, here to share this allocation.
+	ctx requestContext
 }
 
 var (
@@ -96,7 +99,16 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 		}
 		w.commit(false, p)
 	}
-	return len(p), w.writeBody(p)
+	return len(p), w.failed(w.writeBody(p))
+}
+
+// failed passes on a write error, cancelling the request's context: the
+// client is gone (net/http's checkConnErrorWriter).
+func (w *responseWriter) failed(err error) error {
+	if err != nil {
+		w.ctx.cancel()
+	}
+	return err
 }
 
 // Flush sends the head and what is buffered; the body, if it goes on, is
@@ -111,7 +123,7 @@ func (w *responseWriter) FlushError() error {
 	if !w.committed {
 		w.commit(false, nil)
 	}
-	return w.c.bw.Flush()
+	return w.failed(w.c.bw.Flush())
 }
 
 // finish ends the response after the handler returned.
@@ -318,6 +330,7 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.committed {
 		return nil, nil, errors.New("h1: Hijack after the response head was written")
 	}
+	w.ctx.end() // the watcher, if any, stops reading; what it read is in raw
 	w.hijacked = true
 	c := w.c
 	c.hijacked = true // the body no longer reads the connection
@@ -345,7 +358,7 @@ func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
 		w.commit(false, nil)
 	}
 	if err := w.c.bw.Flush(); err != nil {
-		return 0, err
+		return 0, w.failed(err)
 	}
 	src := r // a LimitedReader over a file stays one, so the copy can use sendfile
 	if lr, ok := r.(*io.LimitedReader); !ok || lr.N > w.declared-w.written {

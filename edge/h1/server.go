@@ -55,6 +55,11 @@ type Server struct {
 	// heads the strict rules refuse).
 	Unused func()
 
+	// Test hooks: a request's context starts watching its connection; the
+	// watcher's read returned.
+	onWatch     func()
+	onWatchRead func(n int, err error)
+
 	mu       sync.Mutex
 	lns      map[net.Listener]struct{}
 	conns    map[*conn]bool // true: serving a request
@@ -328,10 +333,15 @@ func (c *conn) serveRequest() (keep bool) {
 		c.nc.SetReadDeadline(dl)
 	}
 	w := newResponseWriter(c, req)
-	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
-	*req = *req.WithContext(ctx) // the same *Request, which the body gives its trailers
-	if !c.runHandler(w, req) {
+	w.ctx.c, w.ctx.parent, w.ctx.ready = c, c.ctx, c.body == nil
+	if c.body != nil {
+		c.body.ctx = &w.ctx
+	}
+	*req = *req.WithContext(&w.ctx) // the same *Request, which the body gives its trailers
+	defer w.ctx.cancel()            // the request is over: its context ends, as in net/http
+	ok := c.runHandler(w, req)
+	w.ctx.end()
+	if !ok {
 		return false
 	}
 	if w.hijacked {

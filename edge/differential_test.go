@@ -3,6 +3,7 @@ package edge_test
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -118,7 +119,15 @@ func rawExchange(t testing.TB, addr, raw string, methods []string) []string {
 	for _, m := range methods {
 		resp, err := http.ReadResponse(br, &http.Request{Method: m})
 		if err != nil {
-			out = append(out, "error: "+err.Error())
+			var ne net.Error
+			switch { // the kind only: messages name addresses
+			case errors.As(err, &ne) && ne.Timeout():
+				out = append(out, "error: timeout")
+			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+				out = append(out, "error: EOF")
+			default:
+				out = append(out, "error: other")
+			}
 			break
 		}
 		b, err := io.ReadAll(resp.Body)
@@ -259,6 +268,10 @@ func FuzzEdgeBothServers(f *testing.F) {
 	ours, _ := diffEdgeTB(f, origin.URL, edge.HTTP1Edged, now)
 	ref, _ := diffEdgeTB(f, origin.URL, edge.HTTP1NetHTTP, now)
 	f.Fuzz(func(t *testing.T, target, fields string) {
+		if strings.ContainsAny(target, " \r\n") || fields != "" && !strings.HasSuffix(fields, "\r\n") ||
+			strings.Contains(fields, "\n\r\n") || strings.Contains(fields, "\n\n") || strings.HasPrefix(fields, "\r\n") {
+			t.Skip("not one request head per request: both servers would wait for the rest")
+		}
 		req := func(method string) string {
 			return method + " " + target + " HTTP/1.1\r\nHost: www.example.com\r\n" + fields + "\r\n"
 		}
@@ -270,7 +283,7 @@ func FuzzEdgeBothServers(f *testing.F) {
 			t.Errorf("for %q: edged's loop answered\n%s\n\nnet/http answered\n%s", raw, strings.Join(got, "\n--\n"), strings.Join(want, "\n--\n"))
 		}
 		for _, r := range got {
-			if strings.HasPrefix(r, "error: ") && !strings.Contains(r, "EOF") {
+			if r == "error: timeout" || r == "error: other" {
 				t.Errorf("for %q: %s", raw, r)
 			}
 		}

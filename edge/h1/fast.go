@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"syscall"
 	"time"
@@ -170,46 +169,15 @@ func (c *conn) serveFast() (answered, keep bool) {
 }
 
 // closeRequested reports whether the request asks to close the connection
-// after its response: HTTP/1.1 with Connection: close, or HTTP/1.0 without
-// Connection: keep-alive.
+// after its response, as shouldClose does for an http.Request: a close
+// token in Connection, or HTTP/1.0 without keep-alive.
 func closeRequested(h *strict.Head) bool {
-	var conn []byte
+	hasClose, keepAlive := false, false
 	for i := range h.Fields {
-		if h.Fields[i].Is("Connection") {
-			if conn != nil {
-				return shouldClose(h.Minor, http.Header{"Connection": connectionValues(h)})
-			}
-			conn = h.Fields[i].Value
+		if f := &h.Fields[i]; f.Is("Connection") {
+			hasClose = hasClose || hasToken(f.Value, "close")
+			keepAlive = keepAlive || hasToken(f.Value, "keep-alive")
 		}
 	}
-	if conn == nil {
-		return h.Minor == 0
-	}
-	if h.Minor == 0 {
-		return !containsTokenFold(conn, "keep-alive")
-	}
-	return containsTokenFold(conn, "close")
-}
-
-// connectionValues are the values of every Connection field line (the rare
-// case of several).
-func connectionValues(h *strict.Head) []string {
-	var vv []string
-	for i := range h.Fields {
-		if h.Fields[i].Is("Connection") {
-			vv = append(vv, string(h.Fields[i].Value))
-		}
-	}
-	return vv
-}
-
-// containsTokenFold reports whether v contains token as shouldClose tests
-// it: as a case-insensitive substring.
-func containsTokenFold(v []byte, token string) bool {
-	for i := 0; i+len(token) <= len(v); i++ {
-		if (strict.Field{Name: v[i : i+len(token)]}).Is(token) {
-			return true
-		}
-	}
-	return false
+	return hasClose || h.Minor == 0 && !keepAlive
 }

@@ -415,9 +415,29 @@ func (c *conn) newRequest() (*http.Request, error) {
 // after its response: HTTP/1.1 with Connection: close, or HTTP/1.0
 // without Connection: keep-alive.
 func shouldClose(minor int, h http.Header) bool {
-	conn := strings.ToLower(strings.Join(h["Connection"], ","))
-	if minor == 0 {
-		return !strings.Contains(conn, "keep-alive")
+	hasClose, keepAlive := false, false
+	for _, v := range h["Connection"] {
+		hasClose = hasClose || hasToken([]byte(v), "close")
+		keepAlive = keepAlive || hasToken([]byte(v), "keep-alive")
 	}
-	return strings.Contains(conn, "close")
+	return hasClose || minor == 0 && !keepAlive
+}
+
+// hasToken reports whether the comma-separated list v holds token (ASCII
+// case-insensitive, optional whitespace around members), as net/http
+// reads Connection.
+func hasToken(v []byte, token string) bool {
+	for len(v) > 0 {
+		var member []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			member, v = v[:i], v[i+1:]
+		} else {
+			member, v = v, nil
+		}
+		member = bytes.Trim(member, " \t")
+		if (strict.Field{Name: member}).Is(token) {
+			return true
+		}
+	}
+	return false
 }

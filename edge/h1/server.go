@@ -62,7 +62,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	lns      map[net.Listener]struct{}
-	conns    map[*conn]bool // true: serving a request
+	conns    map[*conn]struct{}
 	shutting atomic.Bool
 }
 
@@ -131,6 +131,7 @@ func (s *Server) Close() error {
 		ln.Close()
 	}
 	for c := range s.conns {
+		c.state.Store(stateClosed)
 		c.nc.Close()
 		delete(s.conns, c)
 	}
@@ -142,8 +143,8 @@ func (s *Server) Close() error {
 func (s *Server) closeIdle() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for c, active := range s.conns {
-		if !active {
+	for c := range s.conns {
+		if c.state.CompareAndSwap(stateIdle, stateClosed) {
 			c.nc.Close()
 			delete(s.conns, c)
 		}
@@ -151,18 +152,33 @@ func (s *Server) closeIdle() int {
 	return len(s.conns)
 }
 
-// track records c's state (active: serving a request), or forgets it.
-func (s *Server) track(c *conn, active, gone bool) {
+// track adds c to the server's connections, or removes it (gone).
+func (s *Server) track(c *conn, gone bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conns == nil {
-		s.conns = make(map[*conn]bool)
+		s.conns = make(map[*conn]struct{})
 	}
 	if gone {
 		delete(s.conns, c)
 		return
 	}
-	s.conns[c] = active
+	s.conns[c] = struct{}{}
+}
+
+// The states of a connection (conn.state). Shutdown closes idle ones; a
+// request that starts arriving makes its connection active unless
+// Shutdown closed it first. Atomic, so a request costs no lock.
+const (
+	stateIdle int32 = iota
+	stateActive
+	stateClosed
+)
+
+// activate marks c as serving a request, reporting false when Shutdown
+// already closed it.
+func (c *conn) activate() bool {
+	return c.state.Load() == stateActive || c.state.CompareAndSwap(stateIdle, stateActive)
 }
 
 // conn is one client connection: its read buffer (raw[r:w] unconsumed)
@@ -181,6 +197,11 @@ type conn struct {
 	hijacked bool
 	fast     FastWriter
 	clientIP string // FastWriter.ClientIP's, once computed
+	state    atomic.Int32
+	// rdl is the read deadline readHead last set, in Unix nanoseconds; 0
+	// when unknown (a request's body, the context watcher or a handler
+	// may have moved it).
+	rdl int64
 }
 
 func (s *Server) serveConn(nc net.Conn) {
@@ -192,10 +213,10 @@ func (s *Server) serveConn(nc net.Conn) {
 	if s.ConnContext != nil {
 		c.ctx = s.ConnContext(c.ctx, nc)
 	}
-	s.track(c, false, false)
+	s.track(c, false)
 	served := false
 	defer func() {
-		s.track(c, false, true)
+		s.track(c, true)
 		if !served && !c.hijacked && s.Unused != nil {
 			s.Unused()
 		}
@@ -217,45 +238,70 @@ func (s *Server) serveConn(nc net.Conn) {
 			return
 		}
 		served = true
-		s.track(c, true, false) // pipelined heads arrive without a read
+		if !c.activate() { // (a pipelined head arrives without a read)
+			return
+		}
 		if s.Fast != nil {
 			if answered, keep := c.serveFast(); answered {
 				if !keep {
 					return
 				}
-				s.track(c, false, false)
+				c.state.Store(stateIdle)
 				continue
 			}
 		}
 		if !c.serveRequest() {
 			return
 		}
+		c.state.Store(stateIdle)
 	}
 }
 
 // readHead reads until raw[r:] starts with a whole request head, parsed
 // into c.head.
+//
+// The header timeout runs from the connection's start, or from the first
+// byte of a keep-alive request; between requests the idle timeout does.
+// Each is re-armed only when the deadline set is not already between half
+// the timeout and the timeout away, so that a keep-alive connection moves
+// its deadline about once per half timeout instead of once per request
+// (each move is a runtime timer update): a connection idles between half
+// the idle timeout and the idle timeout.
 func (c *conn) readHead(first bool) error {
-	wait := cmp.Or(c.s.IdleTimeout, 120*time.Second)
+	header := cmp.Or(c.s.ReadHeaderTimeout, 10*time.Second)
 	if first {
-		wait = cmp.Or(c.s.ReadHeaderTimeout, 10*time.Second)
+		c.armRead(header)
+	} else {
+		c.armRead(cmp.Or(c.s.IdleTimeout, 120*time.Second))
 	}
-	c.nc.SetReadDeadline(time.Now().Add(wait))
-	arriving := first // the header timeout runs: from the connection's start, or a keep-alive request's first byte
+	arriving := first
 	for {
 		err := strict.ParseHead(c.raw[c.r:c.w], c.s.Strict, &c.head)
 		if !errors.Is(err, strict.ErrIncomplete) {
 			return err
 		}
+		if !arriving && c.r < c.w { // part of a head is here: the rest within the header timeout
+			arriving = true
+			if !c.activate() { // a request is arriving: Shutdown waits for it
+				return net.ErrClosed
+			}
+			c.armRead(header)
+		}
 		if err := c.fill(); err != nil {
 			return err
 		}
-		if !arriving {
-			arriving = true
-			c.s.track(c, true, false) // a request is arriving: Shutdown waits for it
-			c.nc.SetReadDeadline(time.Now().Add(cmp.Or(c.s.ReadHeaderTimeout, 10*time.Second)))
-		}
 	}
+}
+
+// armRead makes the read deadline d from now, unless the one set already
+// is between d/2 and d away.
+func (c *conn) armRead(d time.Duration) {
+	now := time.Now().UnixNano()
+	if left := c.rdl - now; c.rdl != 0 && left >= int64(d/2) && left <= int64(d) {
+		return
+	}
+	c.rdl = now + int64(d)
+	c.nc.SetReadDeadline(time.Unix(0, c.rdl))
 }
 
 // fill reads more input into raw, moving what is unconsumed to its start
@@ -352,7 +398,7 @@ func (c *conn) serveRequest() (keep bool) {
 		return false
 	}
 	keep = !w.closeAfter && c.drainBody()
-	c.s.track(c, false, false)
+	c.rdl = 0 // the body, the watcher or the handler may have moved it
 	return keep
 }
 

@@ -3,19 +3,24 @@
 // (strict.ParseHead), and runs an http.Handler through its own
 // http.ResponseWriter, without net/http's server.
 //
-// Work in progress (issue 14). What works: HTTP/1.0 and 1.1 requests with
-// keep-alive and pipelining, bodies framed by Content-Length or chunked,
-// Expect: 100-continue, responses framed by Content-Length (computed when
-// the handler's whole body fits the buffer), chunked or, for HTTP/1.0, by
-// closing; HEAD, 204 and 304 without a body; Date; Content-Type sniffing as
-// net/http does; Flush; trailers; Hijack; ReadFrom (sendfile when the
-// length is declared); deadlines through http.ResponseController; a panic
-// closes the connection; Shutdown; Request.TLS on TLS connections; request
-// context cancellation when the client goes away; a fast path (Fast) for
-// requests without a body. edge.Server runs it (server.http1: edged, the
-// default) and hands HTTP/2 connections to net/http through Server.HTTP2;
-// the differential test holds it to net/http's answers for the same
-// requests.
+// What it does: HTTP/1.0 and 1.1 requests with keep-alive and pipelining,
+// bodies framed by Content-Length or chunked, Expect: 100-continue,
+// responses framed by Content-Length (computed when the handler's whole
+// body fits the buffer), chunked or, for HTTP/1.0, by closing; HEAD, 204
+// and 304 without a body; Date; Content-Type sniffing as net/http does;
+// Flush; trailers; Hijack; ReadFrom (sendfile when the length is
+// declared); deadlines through http.ResponseController; a panic closes the
+// connection; Shutdown and Close; Request.TLS on TLS connections; request
+// context cancellation when the client goes away; and a fast path (Fast)
+// that answers requests without a body from the parsed head, before any
+// http.Request exists (the edge answers cache hits there). edge.Server
+// runs it (server.http1: edged, the default) and hands HTTP/2 connections
+// to net/http through Server.HTTP2. Differential tests hold it to
+// net/http's answers for the same requests.
+//
+// Per request it takes no lock and, on a busy keep-alive connection, moves
+// no deadline: a connection's state is atomic, and the idle and header
+// deadlines are re-armed only once less than half of them is left.
 //
 // The request's context is cancelled as net/http's is: when the client
 // closes the connection (or it fails) after the body was read, when a

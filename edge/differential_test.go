@@ -1,12 +1,8 @@
 package edge_test
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -101,63 +97,6 @@ func diffEdgeTB(t testing.TB, origin, mode string, now func() time.Time) (addr s
 	return ln.Addr().String(), reg
 }
 
-// rawExchange sends raw on a fresh connection and reads a response per
-// method, until the server closes; each is rendered for comparison.
-func rawExchange(t testing.TB, addr, raw string, methods []string) []string {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	var out []string
-	for _, m := range methods {
-		resp, err := http.ReadResponse(br, &http.Request{Method: m})
-		if err != nil {
-			var ne net.Error
-			switch { // the kind only: messages name addresses
-			case errors.As(err, &ne) && ne.Timeout():
-				out = append(out, "error: timeout")
-			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-				out = append(out, "error: EOF")
-			default:
-				out = append(out, "error: other")
-			}
-			break
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		var keys []string
-		for k, vv := range resp.Header {
-			if k != "Date" {
-				keys = append(keys, k+": "+strings.Join(vv, ", "))
-			}
-		}
-		slices.Sort(keys)
-		if _, ok := resp.Header["Date"]; !ok {
-			keys = append(keys, "(no Date)")
-		}
-		out = append(out, fmt.Sprintf("%s %d cl=%d te=%v close=%v\n%s\nbody %d bytes %x err=%v", resp.Proto, resp.StatusCode,
-			resp.ContentLength, resp.TransferEncoding, resp.Close, strings.Join(keys, "\n"), len(b), sha(b), err))
-		if resp.Close {
-			break
-		}
-	}
-	return out
-}
-
-func sha(b []byte) []byte {
-	if len(b) <= 32 {
-		return b
-	}
-	return append(slices.Clone(b[:16]), b[len(b)-16:]...)
-}
-
 // The edge answers one corpus of requests identically (every field but
 // Date, every body byte) whether edged's own HTTP/1 loop serves it, cache
 // hits on its fast path, or net/http does; and the fast path answers the
@@ -228,8 +167,8 @@ func TestEdgeSameAnswersBothServers(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			want := rawExchange(t, ref, tc.raw, tc.methods)
-			got := rawExchange(t, ours, tc.raw, tc.methods)
+			want := testkit.Exchange(t, ref, tc.raw, tc.methods)
+			got := testkit.Exchange(t, ours, tc.raw, tc.methods)
 			if !slices.Equal(got, want) {
 				t.Errorf("edged's loop answered\n%s\n\nnet/http answered\n%s", strings.Join(got, "\n--\n"), strings.Join(want, "\n--\n"))
 			}
@@ -277,8 +216,8 @@ func FuzzEdgeBothServers(f *testing.F) {
 		}
 		raw := req("GET") + req("GET") + req("HEAD")
 		methods := []string{"GET", "GET", "HEAD"}
-		want := rawExchange(t, ref, raw, methods)
-		got := rawExchange(t, ours, raw, methods)
+		want := testkit.Exchange(t, ref, raw, methods)
+		got := testkit.Exchange(t, ours, raw, methods)
 		if !slices.Equal(got, want) {
 			t.Errorf("for %q: edged's loop answered\n%s\n\nnet/http answered\n%s", raw, strings.Join(got, "\n--\n"), strings.Join(want, "\n--\n"))
 		}

@@ -160,7 +160,7 @@ func TestPragmaNotTurnedIntoCacheControl(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 	}()
 	addr, _ := diffEdgeTB(t, "http://"+oln.Addr().String(), edge.HTTP1Edged, time.Now)
-	out := rawExchange(t, addr, "GET /p HTTP/1.1\r\nHost: www.example.com\r\nPragma: no-cache\r\n\r\n", []string{"GET"})
+	out := testkit.Exchange(t, addr, "GET /p HTTP/1.1\r\nHost: www.example.com\r\nPragma: no-cache\r\n\r\n", []string{"GET"})
 	if len(out) != 1 || !strings.HasPrefix(out[0], "HTTP/1.1 200") {
 		t.Fatalf("answer: %q", out)
 	}

@@ -1,7 +1,6 @@
 package h1_test
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -13,9 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/edged-proxy/edged/edge/h1"
+	"github.com/edged-proxy/edged/internal/testkit"
 )
 
 // handler answers by path, covering the framing choices a server makes.
@@ -132,59 +131,6 @@ func servers(t *testing.T) (netHTTP, ours string) {
 	return ln1.Addr().String(), ln2.Addr().String()
 }
 
-// exchange sends raw on a fresh connection and reads want responses (for
-// methods in order), then whether the server closed the connection.
-func exchange(t *testing.T, addr, raw string, methods []string) []string {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	var out []string
-	for _, m := range methods {
-		resp, err := http.ReadResponse(br, &http.Request{Method: m})
-		if err != nil {
-			out = append(out, "error: "+err.Error())
-			break
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		out = append(out, describe(resp, b, err))
-		if resp.Close {
-			break
-		}
-	}
-	return out
-}
-
-// describe renders a response for comparison: status, proto, framing,
-// every header field but Date, and the body.
-func describe(resp *http.Response, body []byte, err error) string {
-	var keys []string
-	for k, vv := range resp.Header {
-		if k != "Date" {
-			keys = append(keys, k+": "+strings.Join(vv, ", "))
-		}
-	}
-	slices.Sort(keys)
-	if _, ok := resp.Header["Date"]; !ok {
-		keys = append(keys, "(no Date)")
-	}
-	var trailers []string
-	for k, vv := range resp.Trailer {
-		trailers = append(trailers, k+": "+strings.Join(vv, ", "))
-	}
-	slices.Sort(trailers)
-	return fmt.Sprintf("%s %d cl=%d te=%v close=%v\n%s\nbody=%q err=%v\ntrailers %s", resp.Proto, resp.StatusCode,
-		resp.ContentLength, resp.TransferEncoding, resp.Close, strings.Join(keys, "\n"), body, err, strings.Join(trailers, "; "))
-}
-
 // The differential test: one corpus through net/http's server and h1,
 // every response compared field by field (Date ignored) and byte for byte.
 func TestSameAnswersAsNetHTTP(t *testing.T) {
@@ -245,8 +191,8 @@ func TestSameAnswersAsNetHTTP(t *testing.T) {
 		{"chunked second size bad", upload("", "3\r\nabc\r\n-1\r\nx\r\n0\r\n\r\n") + get("/small"), []string{"POST", "GET"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			want := exchange(t, ref, tc.raw, tc.methods)
-			got := exchange(t, ours, tc.raw, tc.methods)
+			want := testkit.Exchange(t, ref, tc.raw, tc.methods)
+			got := testkit.Exchange(t, ours, tc.raw, tc.methods)
 			if !slices.Equal(got, want) {
 				t.Errorf("h1 answered\n%s\n\nnet/http answered\n%s", strings.Join(got, "\n--\n"), strings.Join(want, "\n--\n"))
 			}
@@ -275,7 +221,7 @@ func TestChunkedStricterThanNetHTTP(t *testing.T) {
 		{"trailer obs-fold", "3\r\nabc\r\n0\r\nX-T: a\r\n b\r\n\r\n", `n=3 "abc" failed=true`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := exchange(t, ours, upload("", tc.body)+"GET /small HTTP/1.1\r\nHost: h\r\n\r\n", []string{"POST", "GET"})
+			got := testkit.Exchange(t, ours, upload("", tc.body)+"GET /small HTTP/1.1\r\nHost: h\r\n\r\n", []string{"POST", "GET"})
 			if len(got) != 1 || !strings.HasPrefix(got[0], "HTTP/1.1 200 ") || !strings.Contains(got[0], "close=true") ||
 				!strings.Contains(got[0], "body="+strings.TrimSuffix(strconv.Quote(tc.want), `"`)) {
 				t.Errorf("got\n%s\nwant one 200 with Connection: close and a body starting %s", strings.Join(got, "\n--\n"), tc.want)

@@ -409,8 +409,11 @@ var conditionalFields = [...]string{
 
 // originRequest is the one place a client request becomes an origin
 // request: hop-by-hop and unkeyed fields removed, Via, X-Forwarded-For and
-// X-Forwarded-Proto added, Host preserved unless the site overrides it, the
-// path normalized as the cache key was. A cache fill (fetch set) asks for
+// X-Forwarded-Proto added. The target is the one the cache key is built
+// from (rfc.KeyFor): the host normalized as the key's (unless the site sets
+// OriginHost), the path normalized as the key's, the query as the client
+// sent it; so a response is stored only under the key of the target it
+// was generated for. A cache fill (fetch set) asks for
 // the whole representation, with the stored response's validators when it
 // revalidates; a pass-through (fetch nil) keeps the client's method, body
 // and conditional fields. prepare, if set, adjusts the request, and the
@@ -426,9 +429,11 @@ func (h *Handler) originRequest(ctx context.Context, s *Session, method string, 
 	} else if in.ContentLength == 0 {
 		out.Body = nil // lets the pool retry idempotent requests on dial errors
 	}
-	// The origin gets the path the cache key was built from (dot segments
-	// removed, unreserved characters decoded), never a different resource.
-	out.URL = &url.URL{Scheme: "http", Host: in.Host, Path: in.URL.Path, RawPath: in.URL.RawPath, RawQuery: in.URL.RawQuery}
+	// The origin gets the target the cache key was built from (dot
+	// segments removed, unreserved characters decoded, the host's case,
+	// trailing dot and default port dropped), never a different resource.
+	out.Host = rfc.NormalizeHost(s.Scheme, in.Host)
+	out.URL = &url.URL{Scheme: "http", Host: out.Host, Path: in.URL.Path, RawPath: in.URL.RawPath, RawQuery: in.URL.RawQuery}
 	if p := rfc.NormalizePath(in.URL.EscapedPath()); p != in.URL.EscapedPath() {
 		if dec, err := url.PathUnescape(p); err == nil {
 			out.URL.Path, out.URL.RawPath = dec, p

@@ -204,7 +204,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := h.sites.Load()
 	if r.Method == "PURGE" {
 		s.Site, s.CacheResult = rt.match(r.Host), OutcomePurge
-		s.drop = rt.drops[s.Site]
+		s.rules = rt.rules[s.Site]
+		s.drop = s.rules.drop
 		if h.purge == nil {
 			rw.plainError(http.StatusMethodNotAllowed, "edged; fwd=bypass; detail=purge-disabled", "purging is not enabled on this listener")
 			return
@@ -213,7 +214,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Site = rt.match(r.Host)
-	s.drop = rt.drops[s.Site]
+	s.rules = rt.rules[s.Site]
+	s.drop = s.rules.drop
 	if s.Site == nil {
 		s.CacheResult = OutcomeReject
 		rw.plainError(h.unknownHost, "edged; fwd=bypass; detail=unknown-host", fmt.Sprintf("no site is configured for host %q", r.Host))
@@ -461,13 +463,7 @@ func (h *Handler) originFields(hd http.Header, in *http.Request, s *Session) {
 	if headerHasToken(in.Header, "Te", "trailers") {
 		hd.Set("Te", "trailers") // the one TE value a proxy forwards (gRPC needs it)
 	}
-	unkeyed := s.Site.UnkeyedHeaders
-	if unkeyed == nil {
-		unkeyed = defaultUnkeyedHeaders[:]
-	}
-	for _, f := range unkeyed {
-		hd.Del(f)
-	}
+	s.rules.unkeyed.strip(hd)
 	if s.Scheme == "https" {
 		hd.Set("X-Forwarded-Proto", "https")
 	} else {

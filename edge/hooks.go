@@ -43,8 +43,9 @@ type Session struct {
 	// Err is the error that ended the request, if any.
 	Err error
 
-	drop []string // response fields never sent to this request's client
-	fast fastLine // the request line of a fast-path answer (Req is nil then)
+	drop  []string   // response fields never sent to this request's client
+	rules *siteRules // the router's rules for Site
+	fast  fastLine   // the request line of a fast-path answer (Req is nil then)
 }
 
 // Hooks are the programmable phases of a request, in the spirit of

@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,22 +13,80 @@ import (
 	"github.com/edged-proxy/edged/edge"
 )
 
-// Request fields that could change the origin's answer without being part
-// of the cache key never reach the origin.
-func TestUnkeyedHeadersStripped(t *testing.T) {
-	o := newOrigin(t, cacheable("x"))
+// reflectFields is an origin that writes every request field it received
+// into its (cacheable) body, one "Name: value" line each, sorted.
+func reflectFields(w http.ResponseWriter, r *http.Request) {
+	var lines []string
+	for k, vv := range r.Header {
+		lines = append(lines, k+": "+strings.Join(vv, ", "))
+	}
+	slices.Sort(lines)
+	w.Header().Set("Cache-Control", "public, max-age=600")
+	w.Header().Set("Content-Type", "text/plain")
+	io.WriteString(w, strings.Join(lines, "\n"))
+}
+
+// No request field of the unkeyed families can poison a stored response
+// (issue 15, point 12): an origin that reflects every request field into
+// its body is sent each attack field (its name as written, in other
+// cases and with '_' for '-'); neither the answer to the attacker nor the
+// stored response a clean request then gets carries the attacker's value.
+func TestUnkeyedHeaderFamiliesCannotPoison(t *testing.T) {
+	attacks := []string{
+		"X-Forwarded-Host", "x-forwarded-host", "X_Forwarded_Host", "X-FORWARDED-HOST",
+		"X-Forwarded-Scheme", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Server",
+		"X-Forwarded-Prefix", "X-Forwarded-Path", "X-Forwarded-Uri", "X-Forwarded-Ssl", "X-Forwarded-Protocol",
+		"X_Forwarded_For", "x_forwarded_for",
+		"X-Original-URL", "X-Original-Host", "X-Original-Method", "X_Original_URL",
+		"X-Rewrite-URL", "X-Rewrite-Path", "X-Override-URL", "X-Override-Host",
+		"Forwarded", "forwarded",
+		"X-Real-IP", "x-real-ip", "X_Real_IP", "X-Host", "X-Custom-IP-Authorization",
+		"X-HTTP-Method", "X-HTTP-Method-Override", "X-Method-Override", "x_http_method_override",
+	}
+	o := newOrigin(t, reflectFields)
 	base, _ := newEdge(t, edgeOpts{}, o)
-	hdr := []string{"X-Forwarded-Host", "evil.example", "X-Original-URL", "/admin", "X-Rewrite-URL", "/admin",
-		"X-HTTP-Method-Override", "DELETE", "X-Forwarded-Scheme", "nothttp", "X-Forwarded-Proto", "gopher"}
-	get(t, base, "GET", "example.com", "/p", hdr...)
-	r := o.lastRequest()
-	for i := 0; i < len(hdr); i += 2 {
-		if got := r.Header.Get(hdr[i]); got != "" && !(hdr[i] == "X-Forwarded-Proto" && got == "http") {
-			t.Errorf("%s reached the origin: %q", hdr[i], got)
+	for i, name := range attacks {
+		t.Run(name, func(t *testing.T) {
+			evil := fmt.Sprintf("evil%d.attacker.test", i)
+			target := fmt.Sprintf("/poison/%d", i)
+			code, body, _ := rawGetFields(t, base, "example.com", target, name+": "+evil+"\r\n")
+			if code != 200 || strings.Contains(body, evil) {
+				t.Fatalf("the attacker got %d, and the origin saw %s:\n%s", code, name, body)
+			}
+			code, body, cs := rawGet(t, base, "example.com", target)
+			if code != 200 || !strings.HasPrefix(cs, "edged; hit") || strings.Contains(body, evil) {
+				t.Errorf("the next client got %d (%s):\n%s", code, cs, body)
+			}
+		})
+	}
+
+	// What edged sets itself is its own: the client's X-Forwarded-For
+	// chain is kept and extended, X-Forwarded-Proto is replaced; fields
+	// outside the families reach the origin.
+	_, body, _ := rawGetFields(t, base, "example.com", "/own",
+		"X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: gopher\r\nX-Requested-With: XMLHttpRequest\r\nX-Forwardedness: 1\r\n")
+	for _, want := range []string{"X-Forwarded-For: 192.0.2.1, 127.0.0.1", "X-Forwarded-Proto: http", "X-Requested-With: XMLHttpRequest", "X-Forwardedness: 1"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the origin did not see %q:\n%s", want, body)
 		}
 	}
-	if got := r.Header.Get("X-Forwarded-Proto"); got != "http" {
-		t.Errorf("X-Forwarded-Proto = %q, want the edge's own http", got)
+}
+
+// A site's own list takes names and families, and replaces the default.
+func TestUnkeyedHeadersSiteList(t *testing.T) {
+	o := newOrigin(t, reflectFields)
+	base, _ := newEdge(t, edgeOpts{site: func(s *edge.Site) { s.UnkeyedHeaders = []string{"X-Debug-*", "X-Tenant", "X-Forwarded-For"} }}, o)
+	_, body, _ := rawGetFields(t, base, "example.com", "/site",
+		"X-Debug-Level: 9\r\nx_debug_trace: 1\r\nX-Tenant: a\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Host: kept.test\r\n")
+	for _, gone := range []string{"X-Debug-Level", "X_debug_trace", "X-Tenant", "192.0.2.1"} {
+		if strings.Contains(body, gone) {
+			t.Errorf("%s reached the origin:\n%s", gone, body)
+		}
+	}
+	for _, want := range []string{"X-Forwarded-For: 127.0.0.1", "X-Forwarded-Host: kept.test"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the origin did not see %q:\n%s", want, body)
+		}
 	}
 }
 
@@ -112,12 +171,19 @@ func TestRequestBodyLimit(t *testing.T) {
 // Cache-Status.
 func rawGet(t *testing.T, base, host, target string) (int, string, string) {
 	t.Helper()
+	return rawGetFields(t, base, host, target, "")
+}
+
+// rawGetFields is rawGet with extra field lines ("Name: value\r\n"),
+// sent byte for byte.
+func rawGetFields(t *testing.T, base, host, target, fields string) (int, string, string) {
+	t.Helper()
 	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: "+host+"\r\n"+fields+"Connection: close\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)

@@ -158,7 +158,7 @@ func (w *responseWriter) statusKey() string {
 }
 
 // dropFields removes from hd the fields this request's site never sends
-// to clients (purge tags, targeted cache-control; see router.drops).
+// to clients (purge tags, targeted cache-control; see siteRules.drop).
 func (w *responseWriter) dropFields(hd http.Header) {
 	for _, name := range w.s.drop {
 		delete(hd, name)

@@ -258,8 +258,9 @@ type Site struct {
 	// larger one gets 413. 0 means no limit.
 	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
 	// UnkeyedHeaders are request fields removed before the origin (they
-	// could change its answer without being part of the cache key). Nil
-	// means edge's default list; [] removes none.
+	// could change its answer without being part of the cache key); an
+	// entry ending in "*" is a family of fields. Nil means edge's default
+	// list; [] removes none.
 	UnkeyedHeaders []string `yaml:"unkeyed_headers" kind:"field"`
 	// OriginHost is the Host header sent to the origins; "" sends the
 	// client's Host unchanged.

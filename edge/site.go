@@ -21,7 +21,8 @@ type Site struct {
 	// or "*" for every host.
 	Hosts []string
 	// OriginHost, when set, replaces the client's Host header on requests to
-	// the origin; empty preserves it.
+	// the origin; empty sends the client's Host as the cache key holds it
+	// (rfc.NormalizeHost).
 	OriginHost string
 	// Origin reaches the site's origin servers (an *lb.Pool in the daemon).
 	Origin cache.Origin

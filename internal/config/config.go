@@ -263,7 +263,7 @@ type Site struct {
 	// list; [] removes none.
 	UnkeyedHeaders []string `yaml:"unkeyed_headers" kind:"field"`
 	// OriginHost is the Host header sent to the origins; "" sends the
-	// client's Host unchanged.
+	// normalized client Host (lowercase, no trailing dot or default port).
 	OriginHost string `yaml:"origin_host"`
 	// Origins are the origin shards the site's requests are spread over.
 	// Required and non-empty.

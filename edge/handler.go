@@ -221,6 +221,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rw.plainError(h.unknownHost, "edged; fwd=bypass; detail=unknown-host", fmt.Sprintf("no site is configured for host %q", r.Host))
 		return
 	}
+	if !s.rules.methods.allows(r.Method) {
+		rw.rejectMethod(&s.rules.methods)
+		return
+	}
 	if h.hooks.RequestFilter(s, rw) {
 		if s.CacheResult == "" {
 			s.CacheResult = OutcomeBypass

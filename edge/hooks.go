@@ -110,6 +110,6 @@ const (
 	OutcomePass   Outcome = "pass"   // cacheable method, response not storable
 	OutcomeBypass Outcome = "bypass" // not through the cache (method, hook, WebSocket)
 	OutcomeError  Outcome = "error"  // the edge answered with an error
-	OutcomeReject Outcome = "reject" // no site serves the host
+	OutcomeReject Outcome = "reject" // no site serves the host, or it does not forward the method
 	OutcomePurge  Outcome = "purge"  // a PURGE request
 )

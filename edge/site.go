@@ -44,6 +44,13 @@ type Site struct {
 	// MaxBodyBytes limits request bodies sent through to the origin; a
 	// larger one is answered 413. Zero means no limit.
 	MaxBodyBytes int64
+	// Methods are the request methods forwarded to the origin (GET and
+	// HEAD through the cache). Methods are case-sensitive (RFC 9110 §9.1).
+	// Any other gets 405 with an Allow field when edged knows the method,
+	// else 501, before the RequestFilter hook runs. The list must hold GET
+	// and HEAD, and neither CONNECT (never forwarded) nor PURGE (answered
+	// by Config.PurgeHandler). Nil means DefaultMethods().
+	Methods []string
 	// KeepTargetedHeaders forwards the targeted cache-control fields
 	// (Policy.TargetedHeaders) to clients; by default they are removed, as
 	// they are meant for edged alone (RFC 9213 §2.1).
@@ -70,6 +77,8 @@ type siteRules struct {
 	drop []string
 	// unkeyed are the request fields removed before the origin.
 	unkeyed *fieldSet
+	// methods are the methods forwarded.
+	methods methodSet
 }
 
 type suffixSite struct {
@@ -85,6 +94,9 @@ func newRouter(sites []*Site, strip []string) (*router, error) {
 		if s.Origin == nil {
 			return nil, fmt.Errorf("edge: site %q has no Origin", s.Name)
 		}
+		if err := checkMethods(s.Methods); err != nil {
+			return nil, fmt.Errorf("edge: site %q: %w", s.Name, err)
+		}
 		drop := slices.Clone(strip)
 		if !s.KeepTargetedHeaders {
 			for _, name := range s.Policy.Targeted() {
@@ -97,7 +109,7 @@ func newRouter(sites []*Site, strip []string) (*router, error) {
 		if s.UnkeyedHeaders != nil {
 			unkeyed = newFieldSet(s.UnkeyedHeaders)
 		}
-		r.rules[s] = &siteRules{drop: drop, unkeyed: unkeyed}
+		r.rules[s] = &siteRules{drop: drop, unkeyed: unkeyed, methods: newMethodSet(slices.Clone(s.Methods))}
 		for _, h := range s.Hosts {
 			h = strings.ToLower(h)
 			if prev, dup := seen[h]; dup {

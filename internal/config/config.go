@@ -262,6 +262,11 @@ type Site struct {
 	// entry ending in "*" is a family of fields. Nil means edge's default
 	// list; [] removes none.
 	UnkeyedHeaders []string `yaml:"unkeyed_headers" kind:"field"`
+	// Methods are the request methods forwarded to the origins,
+	// case-sensitive; any other is answered 405 (with Allow) when edged
+	// knows the method, else 501. Must include GET and HEAD; CONNECT
+	// (never forwarded) and PURGE (answered by edged) are not allowed.
+	Methods []string `yaml:"methods" default:"[GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH]" kind:"method"`
 	// OriginHost is the Host header sent to the origins; "" sends the
 	// normalized client Host (lowercase, no trailing dot or default port).
 	OriginHost string `yaml:"origin_host"`

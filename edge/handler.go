@@ -200,6 +200,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	*rw = responseWriter{ResponseWriter: w, s: s, h: h, conn: ci}
 	defer h.finish(s)
+	defer rw.endInterim() // no 1xx once the handler has returned
 
 	rt := h.sites.Load()
 	if r.Method == "PURGE" {
@@ -252,9 +253,11 @@ type requestState struct {
 
 var _ cache.OutBuilder = (*requestState)(nil)
 
-// NewOut builds the origin request of a miss (cache.OutBuilder).
+// NewOut builds the origin request of a miss (cache.OutBuilder). The
+// origin's 1xx responses to it go to this request's client, the one that
+// started the fill; requests that join the fill get none.
 func (st *requestState) NewOut(ctx context.Context, f cache.Fetch) (*http.Request, error) {
-	return st.h.originRequest(ctx, &st.s, http.MethodGet, &f, nil)
+	return st.h.originRequest(st.rw.armInterim(ctx), &st.s, http.MethodGet, &f, nil)
 }
 
 // SiteFor returns the name of the site serving host, or "".
@@ -282,6 +285,7 @@ func (h *Handler) serveCached(st *requestState) {
 		RangeStart: rangeStart(s.Req),
 	}
 	res, err := h.cache.Get(s.Req.Context(), &st.creq)
+	rw.endInterim()
 	s.Shard = res.Upstream
 	if err != nil {
 		cs := "edged; fwd=uri-miss"
@@ -309,11 +313,11 @@ func (h *Handler) serveCached(st *requestState) {
 }
 
 // forward sends the request around the cache to the site's origin (as
-// method; prepare, if set, adjusts the outgoing request before the
-// UpstreamRequestFilter hook) and records the server that answered. A
+// method, under ctx; prepare, if set, adjusts the outgoing request before
+// the UpstreamRequestFilter hook) and records the server that answered. A
 // failing hook is reported as *hookError (500).
-func (h *Handler) forward(s *Session, method string, prepare func(*http.Request)) (*http.Response, error) {
-	out, err := h.originRequest(s.Req.Context(), s, method, nil, prepare)
+func (h *Handler) forward(ctx context.Context, s *Session, method string, prepare func(*http.Request)) (*http.Response, error) {
+	out, err := h.originRequest(ctx, s, method, nil, prepare)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +347,8 @@ func (h *Handler) servePass(rw *responseWriter, s *Session) {
 	}
 	s.Key = h.hooks.CacheKey(s)
 	s.RouteKey = h.hooks.UpstreamSelect(s)
-	resp, err := h.forward(s, r.Method, nil)
+	resp, err := h.forward(rw.armInterim(r.Context()), s, r.Method, nil)
+	rw.endInterim()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -24,6 +24,7 @@ type responseWriter struct {
 	written bool
 	vals    [2]string // backing of the Age and Cache-Status values of a hit
 	conn    *connInfo // nil outside a server from NewServer
+	im      interim   // the origin's 1xx responses on their way to the client
 }
 
 func (w *responseWriter) WriteHeader(code int) {

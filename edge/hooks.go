@@ -52,8 +52,9 @@ type Session struct {
 // Pingora's ProxyHttp. Embed DefaultHooks in your type and override only
 // the phases you need.
 type Hooks interface {
-	// RequestFilter runs first. It may rewrite s.Req, or answer the request
-	// itself through w and return true to end it there.
+	// RequestFilter runs first, once the site is known and forwards the
+	// request's method (Site.Methods). It may rewrite s.Req, or answer the
+	// request itself through w and return true to end it there.
 	RequestFilter(s *Session, w http.ResponseWriter) (handled bool)
 	// CacheKey returns the primary cache key for s.Req.
 	CacheKey(s *Session) string

@@ -147,3 +147,32 @@ func TestSiteMethodsChecked(t *testing.T) {
 		}
 	}
 }
+
+// CONNECT over HTTP/2 (RFC 9113 §8.5) is refused as over HTTP/1: 405,
+// never a tunnel, never at the origin.
+func TestConnectOverHTTP2(t *testing.T) {
+	o := newOrigin(t, nil)
+	base, _ := newEdge(t, edgeOpts{h2c: true}, o)
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p}
+	t.Cleanup(tr.CloseIdleConnections)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, err := http.NewRequest(http.MethodConnect, base, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "example.com:443"
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") == "" {
+		t.Errorf("CONNECT over %s: %d, Allow %q; want HTTP/2 405 with Allow", resp.Proto, resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	if n := o.Total(); n != 0 {
+		t.Errorf("the origin got %d requests", n)
+	}
+}

@@ -50,6 +50,16 @@ type seen1xx struct {
 // final response, its body and the 1xx responses seen before it.
 func doTraced(t *testing.T, client *http.Client, base, method, path string) (*http.Response, string, []seen1xx) {
 	t.Helper()
+	resp, body, seen, err := traced(client, base, method, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body, seen
+}
+
+// traced is doTraced reporting its error, for goroutines other than the
+// test's.
+func traced(client *http.Client, base, method, path string) (*http.Response, string, []seen1xx, error) {
 	var mu sync.Mutex
 	var seen []seen1xx
 	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
@@ -62,21 +72,18 @@ func doTraced(t *testing.T, client *http.Client, base, method, path string) (*ht
 	})
 	req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
 	if err != nil {
-		t.Fatal(err)
+		return nil, "", nil, err
 	}
 	req.Host = "example.com"
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return nil, "", nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	mu.Lock()
 	defer mu.Unlock()
-	return resp, string(b), seen
+	return resp, string(b), seen, err
 }
 
 // clientFor returns a client speaking proto to the edge: "HTTP/1.1" or
@@ -186,26 +193,30 @@ func TestInterimOnlyToTheFillLeader(t *testing.T) {
 	o := newOrigin(t, hintsOrigin(gate))
 	reg := prometheus.NewRegistry()
 	base, _ := newEdge(t, edgeOpts{reg: reg}, o)
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release) // a failed wait must not leave the origin's handler held
 	type result struct {
 		body string
 		seen []seen1xx
+		err  error
 	}
 	leader, joiner := make(chan result, 1), make(chan result, 1)
-	go func() {
-		_, body, seen := doTraced(t, clientFor(t, "HTTP/1.1"), base, "GET", "/shared")
-		leader <- result{body, seen}
-	}()
+	send := func(to chan<- result, client *http.Client) {
+		_, body, seen, err := traced(client, base, "GET", "/shared")
+		to <- result{body, seen, err}
+	}
+	go send(leader, clientFor(t, "HTTP/1.1"))
 	o.Await(t, "/shared", 1)
-	go func() {
-		_, body, seen := doTraced(t, clientFor(t, "HTTP/1.1"), base, "GET", "/shared")
-		joiner <- result{body, seen}
-	}()
+	go send(joiner, clientFor(t, "HTTP/1.1"))
 	testkit.Eventually(t, testkit.AwaitTimeout, func() bool {
 		n, _ := testkit.Metric(t, reg, "edged_cache_coalesced_waiters_total")
 		return n == 1
 	}, "the second request joining the fill")
-	close(gate)
+	release()
 	l, j := <-leader, <-joiner
+	if l.err != nil || j.err != nil {
+		t.Fatalf("leader: %v; joiner: %v", l.err, j.err)
+	}
 	if l.body != "final" || len(l.seen) != 2 {
 		t.Errorf("leader: %q, 1xx %v; want the final body after 102 and 103", l.body, l.seen)
 	}

@@ -117,6 +117,7 @@ type opts struct {
 	keepTargeted bool
 	statusKey    bool
 	disabled     bool          // Site.CacheDisabled
+	methods      []string      // Site.Methods; nil: the default
 	disk         bool          // disk tier, with bodies over 16 bytes kept on disk only
 	fillTimeout  time.Duration // zero: 10 s
 }
@@ -166,7 +167,7 @@ func newEnv(t *testing.T, o opts, h originFunc) *env {
 	t.Cleanup(ch.Close)
 	site := &edge.Site{
 		Name: "t", Hosts: []string{"*"}, Origin: pool, Policy: o.policy,
-		CacheDisabled: o.disabled, KeepTargetedHeaders: o.keepTargeted,
+		CacheDisabled: o.disabled, KeepTargetedHeaders: o.keepTargeted, Methods: o.methods,
 	}
 	hd, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: ch, Now: c.Now, CacheStatusKey: o.statusKey})
 	if err != nil {

@@ -13,6 +13,7 @@ func TestInvalidation(t *testing.T) {
 	cases := []struct {
 		name   string
 		method string
+		allow  bool     // the site forwards method (it is not one of the default methods)
 		path   string   // target of the unsafe request; "" means /a
 		status int      // its response status
 		resp   []string // its response header pairs ("HOST" is replaced by the edge's host)
@@ -23,7 +24,12 @@ func TestInvalidation(t *testing.T) {
 		{name: "§4.4 PUT 201 invalidates the target URI", method: "PUT", status: 201, gone: []string{"/a"}, kept: []string{"/b"}},
 		{name: "§4.4 DELETE 204 invalidates the target URI", method: "DELETE", status: 204, gone: []string{"/a"}, kept: []string{"/b"}},
 		{name: "§4.4 PATCH 200 invalidates the target URI", method: "PATCH", status: 200, gone: []string{"/a"}, kept: []string{"/b"}},
-		{name: "§4.4 an unknown method is unsafe and invalidates", method: "FROB", status: 200, gone: []string{"/a"}, kept: []string{"/b"}},
+		{name: "§4.4 an unknown method the site forwards is unsafe and invalidates", method: "FROB", allow: true, status: 200, gone: []string{"/a"}, kept: []string{"/b"}},
+		// RFC 9110 §15.6.2: a method the site does not forward is answered
+		// 501 by the edge; the origin never answered it, so nothing is
+		// invalidated.
+		{name: "§4.4 a method the site does not forward (501) does not invalidate", method: "FROB", status: 501, kept: []string{"/a"}},
+		{name: "§4.4 methods are case-sensitive: post is not POST (501), no invalidation", method: "post", status: 501, kept: []string{"/a"}},
 		{name: "§4.4 a 3xx is a non-error status: invalidates", method: "POST", status: 303, resp: []string{"Location", "/c"}, gone: []string{"/a", "/c"}, kept: []string{"/b"}},
 		{name: "§4.4 relative Location is invalidated", method: "POST", status: 201, resp: []string{"Location", "/b"}, gone: []string{"/a", "/b"}, kept: []string{"/c"}},
 		{name: "§4.4 absolute same-origin Location is invalidated", method: "POST", status: 201, resp: []string{"Location", "http://HOST/b"}, gone: []string{"/a", "/b"}, kept: []string{"/c"}},
@@ -42,7 +48,11 @@ func TestInvalidation(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var e *env
-			e = newEnv(t, opts{}, func(w http.ResponseWriter, r *http.Request, n int) {
+			var o opts
+			if tc.allow {
+				o.methods = []string{"GET", "HEAD", "POST", tc.method}
+			}
+			e = newEnv(t, o, func(w http.ResponseWriter, r *http.Request, n int) {
 				if r.Method == http.MethodGet {
 					w.Header().Set("Cache-Control", "max-age=600")
 					io.WriteString(w, r.URL.Path+strconv.Itoa(n))

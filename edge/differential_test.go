@@ -159,6 +159,8 @@ func TestEdgeSameAnswersBothServers(t *testing.T) {
 		{"absolute form", "GET http://www.example.com/etag HTTP/1.1\r\nHost: www.example.com\r\n\r\n", one},
 		{"escaped path", get("/%65tag") + get("/./etag") + get("/a/../etag"), []string{"GET", "GET", "GET"}},
 		{"query", get("/q?b=2&a=1") + get("/q?b=2&a=1") + get("/q?a=1&b=2"), []string{"GET", "GET", "GET"}},
+		{"query kept as sent", get("/q?a=%7e&&b=1") + get("/q?a=%7e&&b=1") + get("/q?a=~&b=1") + get("/q?"), []string{"GET", "GET", "GET", "GET"}},
+		{"Host trailing dot", "GET /etag HTTP/1.1\r\nHost: www.example.com.\r\n\r\n", one},
 		{"odd path bytes", get("/x%zz") + get("/x'y(z)*!") + get("/x'y(z)*!"), []string{"GET", "GET", "GET"}},
 		{"websocket upgrade", get("/etag", "Upgrade: websocket\r\nConnection: Upgrade\r\n"), one},
 		{"POST", "POST /etag HTTP/1.1\r\nHost: www.example.com\r\nContent-Length: 2\r\n\r\nhi" + get("/etag"), []string{"POST", "GET"}},

@@ -50,7 +50,9 @@ type edgeOpts struct {
 	maxObject   int64
 	unknown     int
 	cacheBytes  int64
-	reg         *prometheus.Registry // receives the cache's metrics, for tests that wait on them
+	reg         *prometheus.Registry            // receives the cache's metrics, for tests that wait on them
+	h2c         bool                            // the server takes HTTP/2 with prior knowledge too
+	listener    func(net.Listener) net.Listener // wraps the edge's listener
 }
 
 // newEdge starts a real edge listener in front of the origins and returns
@@ -112,7 +114,10 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 	// The daemon's stack: connection limits, then the edge's server with
 	// the HTTP/1 loop the environment chooses.
 	ln = edge.LimitListener(ln, edge.ConnLimits{})
-	serveTest(tb, h, ln, edge.ServerConfig{})
+	if opts.listener != nil {
+		ln = opts.listener(ln)
+	}
+	serveTest(tb, h, ln, edge.ServerConfig{H2C: opts.h2c})
 	return "http://" + ln.Addr().String(), h, c
 }
 

@@ -84,7 +84,7 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	}
 	defer res.Body.Close()
 	e := res.Entry
-	enc := h.encoded(e, site, rt.drops[site])
+	enc := h.encoded(e, site, rt.rules[site].drop)
 	if enc == nil {
 		return false // no Content-Type stored: the general path sniffs one
 	}

@@ -200,11 +200,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	*rw = responseWriter{ResponseWriter: w, s: s, h: h, conn: ci}
 	defer h.finish(s)
+	defer rw.endInterim() // no 1xx once the handler has returned
 
 	rt := h.sites.Load()
 	if r.Method == "PURGE" {
 		s.Site, s.CacheResult = rt.match(r.Host), OutcomePurge
-		s.drop = rt.drops[s.Site]
+		s.rules = rt.rules[s.Site]
+		s.drop = s.rules.drop
 		if h.purge == nil {
 			rw.plainError(http.StatusMethodNotAllowed, "edged; fwd=bypass; detail=purge-disabled", "purging is not enabled on this listener")
 			return
@@ -213,10 +215,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Site = rt.match(r.Host)
-	s.drop = rt.drops[s.Site]
+	s.rules = rt.rules[s.Site]
+	s.drop = s.rules.drop
 	if s.Site == nil {
 		s.CacheResult = OutcomeReject
 		rw.plainError(h.unknownHost, "edged; fwd=bypass; detail=unknown-host", fmt.Sprintf("no site is configured for host %q", r.Host))
+		return
+	}
+	if !s.rules.methods.allows(r.Method) {
+		rw.rejectMethod(&s.rules.methods)
 		return
 	}
 	if h.hooks.RequestFilter(s, rw) {
@@ -246,9 +253,11 @@ type requestState struct {
 
 var _ cache.OutBuilder = (*requestState)(nil)
 
-// NewOut builds the origin request of a miss (cache.OutBuilder).
+// NewOut builds the origin request of a miss (cache.OutBuilder). The
+// origin's 1xx responses to it go to this request's client, the one that
+// started the fill; requests that join the fill get none.
 func (st *requestState) NewOut(ctx context.Context, f cache.Fetch) (*http.Request, error) {
-	return st.h.originRequest(ctx, &st.s, http.MethodGet, &f, nil)
+	return st.h.originRequest(st.rw.armInterim(ctx), &st.s, http.MethodGet, &f, nil)
 }
 
 // SiteFor returns the name of the site serving host, or "".
@@ -276,6 +285,7 @@ func (h *Handler) serveCached(st *requestState) {
 		RangeStart: rangeStart(s.Req),
 	}
 	res, err := h.cache.Get(s.Req.Context(), &st.creq)
+	rw.endInterim()
 	s.Shard = res.Upstream
 	if err != nil {
 		cs := "edged; fwd=uri-miss"
@@ -303,11 +313,11 @@ func (h *Handler) serveCached(st *requestState) {
 }
 
 // forward sends the request around the cache to the site's origin (as
-// method; prepare, if set, adjusts the outgoing request before the
-// UpstreamRequestFilter hook) and records the server that answered. A
+// method, under ctx; prepare, if set, adjusts the outgoing request before
+// the UpstreamRequestFilter hook) and records the server that answered. A
 // failing hook is reported as *hookError (500).
-func (h *Handler) forward(s *Session, method string, prepare func(*http.Request)) (*http.Response, error) {
-	out, err := h.originRequest(s.Req.Context(), s, method, nil, prepare)
+func (h *Handler) forward(ctx context.Context, s *Session, method string, prepare func(*http.Request)) (*http.Response, error) {
+	out, err := h.originRequest(ctx, s, method, nil, prepare)
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +347,8 @@ func (h *Handler) servePass(rw *responseWriter, s *Session) {
 	}
 	s.Key = h.hooks.CacheKey(s)
 	s.RouteKey = h.hooks.UpstreamSelect(s)
-	resp, err := h.forward(s, r.Method, nil)
+	resp, err := h.forward(rw.armInterim(r.Context()), s, r.Method, nil)
+	rw.endInterim()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -409,8 +420,11 @@ var conditionalFields = [...]string{
 
 // originRequest is the one place a client request becomes an origin
 // request: hop-by-hop and unkeyed fields removed, Via, X-Forwarded-For and
-// X-Forwarded-Proto added, Host preserved unless the site overrides it, the
-// path normalized as the cache key was. A cache fill (fetch set) asks for
+// X-Forwarded-Proto added. The target is the one the cache key is built
+// from (rfc.KeyFor): the host normalized as the key's (unless the site sets
+// OriginHost), the path normalized as the key's, the query as the client
+// sent it; so a response is stored only under the key of the target it
+// was generated for. A cache fill (fetch set) asks for
 // the whole representation, with the stored response's validators when it
 // revalidates; a pass-through (fetch nil) keeps the client's method, body
 // and conditional fields. prepare, if set, adjusts the request, and the
@@ -426,9 +440,11 @@ func (h *Handler) originRequest(ctx context.Context, s *Session, method string, 
 	} else if in.ContentLength == 0 {
 		out.Body = nil // lets the pool retry idempotent requests on dial errors
 	}
-	// The origin gets the path the cache key was built from (dot segments
-	// removed, unreserved characters decoded), never a different resource.
-	out.URL = &url.URL{Scheme: "http", Host: in.Host, Path: in.URL.Path, RawPath: in.URL.RawPath, RawQuery: in.URL.RawQuery}
+	// The origin gets the target the cache key was built from (dot
+	// segments removed, unreserved characters decoded, the host's case,
+	// trailing dot and default port dropped), never a different resource.
+	out.Host = rfc.NormalizeHost(s.Scheme, in.Host)
+	out.URL = &url.URL{Scheme: "http", Host: out.Host, Path: in.URL.Path, RawPath: in.URL.RawPath, RawQuery: in.URL.RawQuery}
 	if p := rfc.NormalizePath(in.URL.EscapedPath()); p != in.URL.EscapedPath() {
 		if dec, err := url.PathUnescape(p); err == nil {
 			out.URL.Path, out.URL.RawPath = dec, p
@@ -456,13 +472,7 @@ func (h *Handler) originFields(hd http.Header, in *http.Request, s *Session) {
 	if headerHasToken(in.Header, "Te", "trailers") {
 		hd.Set("Te", "trailers") // the one TE value a proxy forwards (gRPC needs it)
 	}
-	unkeyed := s.Site.UnkeyedHeaders
-	if unkeyed == nil {
-		unkeyed = defaultUnkeyedHeaders[:]
-	}
-	for _, f := range unkeyed {
-		hd.Del(f)
-	}
+	s.rules.unkeyed.strip(hd)
 	if s.Scheme == "https" {
 		hd.Set("X-Forwarded-Proto", "https")
 	} else {

@@ -43,16 +43,18 @@ type Session struct {
 	// Err is the error that ended the request, if any.
 	Err error
 
-	drop []string // response fields never sent to this request's client
-	fast fastLine // the request line of a fast-path answer (Req is nil then)
+	drop  []string   // response fields never sent to this request's client
+	rules *siteRules // the router's rules for Site
+	fast  fastLine   // the request line of a fast-path answer (Req is nil then)
 }
 
 // Hooks are the programmable phases of a request, in the spirit of
 // Pingora's ProxyHttp. Embed DefaultHooks in your type and override only
 // the phases you need.
 type Hooks interface {
-	// RequestFilter runs first. It may rewrite s.Req, or answer the request
-	// itself through w and return true to end it there.
+	// RequestFilter runs first, once the site is known and forwards the
+	// request's method (Site.Methods). It may rewrite s.Req, or answer the
+	// request itself through w and return true to end it there.
 	RequestFilter(s *Session, w http.ResponseWriter) (handled bool)
 	// CacheKey returns the primary cache key for s.Req.
 	CacheKey(s *Session) string
@@ -109,6 +111,6 @@ const (
 	OutcomePass   Outcome = "pass"   // cacheable method, response not storable
 	OutcomeBypass Outcome = "bypass" // not through the cache (method, hook, WebSocket)
 	OutcomeError  Outcome = "error"  // the edge answered with an error
-	OutcomeReject Outcome = "reject" // no site serves the host
+	OutcomeReject Outcome = "reject" // no site serves the host, or it does not forward the method
 	OutcomePurge  Outcome = "purge"  // a PURGE request
 )

@@ -24,6 +24,7 @@ type responseWriter struct {
 	written bool
 	vals    [2]string // backing of the Age and Cache-Status values of a hit
 	conn    *connInfo // nil outside a server from NewServer
+	im      interim   // the origin's 1xx responses on their way to the client
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -158,7 +159,7 @@ func (w *responseWriter) statusKey() string {
 }
 
 // dropFields removes from hd the fields this request's site never sends
-// to clients (purge tags, targeted cache-control; see router.drops).
+// to clients (purge tags, targeted cache-control; see siteRules.drop).
 func (w *responseWriter) dropFields(hd http.Header) {
 	for _, name := range w.s.drop {
 		delete(hd, name)

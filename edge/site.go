@@ -21,7 +21,8 @@ type Site struct {
 	// or "*" for every host.
 	Hosts []string
 	// OriginHost, when set, replaces the client's Host header on requests to
-	// the origin; empty preserves it.
+	// the origin; empty sends the client's Host as the cache key holds it
+	// (rfc.NormalizeHost).
 	OriginHost string
 	// Origin reaches the site's origin servers (an *lb.Pool in the daemon).
 	Origin cache.Origin
@@ -31,8 +32,11 @@ type Site struct {
 	Policy rfc.Policy
 	// UnkeyedHeaders are request fields removed before the origin: they can
 	// change what an origin answers without being part of the cache key,
-	// which is how caches get poisoned. Nil means DefaultUnkeyedHeaders(); an
-	// empty non-nil slice removes none.
+	// which is how caches get poisoned. An entry ending in "*" is a family
+	// ("X-Forwarded-*": every field starting with "X-Forwarded-"; families
+	// never match X-Forwarded-For, which edged extends). Names match
+	// ignoring case, with '_' taken for '-'. Nil means
+	// DefaultUnkeyedHeaders(); an empty non-nil slice removes none.
 	UnkeyedHeaders []string
 	// NoWebSocket refuses WebSocket upgrades (they are then treated as
 	// plain GETs, their Upgrade removed); by default they are forwarded.
@@ -40,22 +44,17 @@ type Site struct {
 	// MaxBodyBytes limits request bodies sent through to the origin; a
 	// larger one is answered 413. Zero means no limit.
 	MaxBodyBytes int64
+	// Methods are the request methods forwarded to the origin (GET and
+	// HEAD through the cache). Methods are case-sensitive (RFC 9110 §9.1).
+	// Any other gets 405 with an Allow field when edged knows the method,
+	// else 501, before the RequestFilter hook runs. The list must hold GET
+	// and HEAD, and neither CONNECT (never forwarded) nor PURGE (answered
+	// by Config.PurgeHandler). Nil means DefaultMethods().
+	Methods []string
 	// KeepTargetedHeaders forwards the targeted cache-control fields
 	// (Policy.TargetedHeaders) to clients; by default they are removed, as
 	// they are meant for edged alone (RFC 9213 §2.1).
 	KeepTargetedHeaders bool
-}
-
-// DefaultUnkeyedHeaders returns the request fields removed before the
-// origin when a site names none (Site.UnkeyedHeaders). The slice is the
-// caller's.
-func DefaultUnkeyedHeaders() []string { return slices.Clone(defaultUnkeyedHeaders[:]) }
-
-var defaultUnkeyedHeaders = [...]string{
-	"X-Forwarded-Host", "X-Forwarded-Scheme", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Server",
-	"X-Original-Url", "X-Rewrite-Url", "X-Original-Host",
-	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
-	"X-Host", "Forwarded",
 }
 
 // router finds the site serving a host: exact names first, then the longest
@@ -64,10 +63,22 @@ type router struct {
 	exact    map[string]*Site
 	suffixes []suffixSite // longest suffix first
 	any      *Site
-	// drops are, per site (nil: no site matched), the canonical names of
-	// the response fields never sent to clients: the handler's strip list
-	// and, unless the site keeps them, its targeted cache-control fields.
-	drops map[*Site][]string
+	// rules are what each site's requests need of it, derived once (the
+	// nil key: no site matched).
+	rules map[*Site]*siteRules
+}
+
+// siteRules is what the router derives from a site for every request it
+// serves.
+type siteRules struct {
+	// drop are the canonical names of the response fields never sent to
+	// clients: the handler's strip list and, unless the site keeps them,
+	// its targeted cache-control fields.
+	drop []string
+	// unkeyed are the request fields removed before the origin.
+	unkeyed *fieldSet
+	// methods are the methods forwarded.
+	methods methodSet
 }
 
 type suffixSite struct {
@@ -76,11 +87,15 @@ type suffixSite struct {
 }
 
 func newRouter(sites []*Site, strip []string) (*router, error) {
-	r := &router{exact: make(map[string]*Site), drops: map[*Site][]string{nil: strip}}
+	r := &router{exact: make(map[string]*Site), rules: map[*Site]*siteRules{nil: {drop: strip}}}
+	defaultUnkeyed := newFieldSet(defaultUnkeyedHeaders[:])
 	seen := make(map[string]string)
 	for _, s := range sites {
 		if s.Origin == nil {
 			return nil, fmt.Errorf("edge: site %q has no Origin", s.Name)
+		}
+		if err := checkMethods(s.Methods); err != nil {
+			return nil, fmt.Errorf("edge: site %q: %w", s.Name, err)
 		}
 		drop := slices.Clone(strip)
 		if !s.KeepTargetedHeaders {
@@ -90,7 +105,11 @@ func newRouter(sites []*Site, strip []string) (*router, error) {
 				}
 			}
 		}
-		r.drops[s] = drop
+		unkeyed := defaultUnkeyed
+		if s.UnkeyedHeaders != nil {
+			unkeyed = newFieldSet(s.UnkeyedHeaders)
+		}
+		r.rules[s] = &siteRules{drop: drop, unkeyed: unkeyed, methods: newMethodSet(slices.Clone(s.Methods))}
 		for _, h := range s.Hosts {
 			h = strings.ToLower(h)
 			if prev, dup := seen[h]; dup {

@@ -44,7 +44,7 @@ func (h *Handler) serveWebSocket(rw *responseWriter, s *Session) {
 	s.CacheResult = OutcomeBypass
 	s.Key = h.hooks.CacheKey(s)
 	s.RouteKey = h.hooks.UpstreamSelect(s)
-	resp, err := h.forward(s, http.MethodGet, func(out *http.Request) {
+	resp, err := h.forward(s.Req.Context(), s, http.MethodGet, func(out *http.Request) {
 		out.Header.Set("Connection", "Upgrade")
 		out.Header.Set("Upgrade", "websocket")
 	})

@@ -2,7 +2,6 @@ package rfc
 
 import (
 	"net/http"
-	"slices"
 	"strings"
 )
 
@@ -12,23 +11,25 @@ import (
 //
 // Normalization, in order:
 //   - scheme and host are lowercased; a trailing dot on the host and the
-//     scheme's default port (:80 for http, :443 for https) are removed;
+//     scheme's default port (:80 for http, :443 for https) are removed
+//     (NormalizeHost);
 //   - an empty path becomes "/";
-//   - in path and query, percent-encoded unreserved characters
+//   - in the path, percent-encoded unreserved characters
 //     (ALPHA / DIGIT / "-" / "." / "_" / "~") are decoded and the hex digits
 //     of every other percent-encoding are uppercased (RFC 3986 §6.2.2);
 //   - dot segments ("." and "..") are removed from the path (RFC 3986 §5.2.4);
 //     repeated slashes are kept, origins may give them meaning;
-//   - the query's parameters are stable-sorted by name, empty parameters
-//     ("&&") are dropped and an empty query loses its "?"; parameters with the
-//     same name keep their relative order, so "a=1&a=2" and "a=2&a=1" stay
-//     distinct;
+//   - the query is kept byte for byte as the client sent it (order,
+//     escapes, empty parameters); only an empty query loses its "?";
 //   - the fragment is never part of the key.
 //
-// The key only finds stored responses. The origin receives the request's
-// path normalized as here (NormalizePath: so that two requests sharing a
-// key cannot reach different origin resources) and its query exactly as
-// the client sent it, unsorted.
+// The key and the origin agree: the edge sends the origin exactly the
+// target the key was built from, the normalized host (NormalizeHost), the
+// normalized path (NormalizePath) and the query as sent, so a response
+// stored under a key was generated for that key's target and no other.
+// The query is not sorted because the origin would then have to be sent
+// the sorted query too, and origins may give parameter order and escapes
+// meaning (signed URLs, repeated parameters).
 func KeyFor(r *http.Request, scheme string) string {
 	host := r.Host
 	if host == "" {
@@ -50,9 +51,10 @@ func NormalizePath(escapedPath string) string {
 }
 
 // NormalizeKey builds a primary cache key from its parts; see KeyFor.
+// rawQuery is used as it is.
 func NormalizeKey(scheme, host, path, rawQuery string) string {
 	scheme = strings.ToLower(scheme)
-	host = normalizeHost(scheme, host)
+	host = NormalizeHost(scheme, host)
 	path = NormalizePath(path)
 	var b strings.Builder
 	b.Grow(len(scheme) + 3 + len(host) + len(path) + 1 + len(rawQuery))
@@ -60,9 +62,9 @@ func NormalizeKey(scheme, host, path, rawQuery string) string {
 	b.WriteString("://")
 	b.WriteString(host)
 	b.WriteString(path)
-	if q := normalizeQuery(rawQuery); q != "" {
+	if rawQuery != "" {
 		b.WriteByte('?')
-		b.WriteString(q)
+		b.WriteString(rawQuery)
 	}
 	return b.String()
 }
@@ -73,71 +75,27 @@ func NormalizeKey(scheme, host, path, rawQuery string) string {
 // without its leading slash and is percent-normalized as keys are.
 func KeyPrefix(scheme, host, pathPrefix string) string {
 	scheme = strings.ToLower(scheme)
-	return scheme + "://" + normalizeHost(scheme, host) + "/" + normalizePercent(pathPrefix)
+	return scheme + "://" + NormalizeHost(scheme, host) + "/" + normalizePercent(pathPrefix)
 }
 
-func normalizeHost(scheme, host string) string {
-	host = strings.ToLower(host)
-	name, port := host, ""
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		name, port = host[:i], host[i+1:]
+// NormalizeHost returns a Host header value (host[:port]) as the key
+// holds it: lowercased, without a trailing dot on the name or the
+// scheme's default port. scheme must be lowercase. The edge sends this
+// form to the origin. It does not allocate when host is already normal.
+func NormalizeHost(scheme, host string) string {
+	lower := strings.ToLower(host)
+	name, port := lower, ""
+	if i := strings.LastIndexByte(lower, ':'); i >= 0 && !strings.Contains(lower[i:], "]") {
+		name, port = lower[:i], lower[i+1:]
 	}
-	name = strings.TrimSuffix(name, ".")
-	if port == "" || (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
-		return name
+	trimmed := strings.TrimSuffix(name, ".")
+	switch {
+	case port == "" || (scheme == "http" && port == "80") || (scheme == "https" && port == "443"):
+		return trimmed
+	case len(trimmed) == len(name):
+		return lower
 	}
-	return name + ":" + port
-}
-
-func normalizeQuery(q string) string {
-	if q == "" || queryNormal(q) {
-		return q
-	}
-	params := strings.Split(q, "&")
-	params = slices.DeleteFunc(params, func(p string) bool { return p == "" })
-	for i, p := range params {
-		params[i] = normalizePercent(p)
-	}
-	slices.SortStableFunc(params, func(a, b string) int {
-		return strings.Compare(paramName(a), paramName(b))
-	})
-	return strings.Join(params, "&")
-}
-
-// queryNormal reports, without allocating, whether q is already in normal
-// form: no escapes to rewrite, no empty parameters, names in sorted order.
-func queryNormal(q string) bool {
-	if strings.IndexByte(q, '%') >= 0 {
-		return false
-	}
-	prev := ""
-	for len(q) > 0 {
-		p := q
-		if i := strings.IndexByte(q, '&'); i >= 0 {
-			p, q = q[:i], q[i+1:]
-			if q == "" {
-				return false // trailing '&'
-			}
-		} else {
-			q = ""
-		}
-		if p == "" {
-			return false
-		}
-		name := paramName(p)
-		if name < prev {
-			return false
-		}
-		prev = name
-	}
-	return true
-}
-
-func paramName(p string) string {
-	if i := strings.IndexByte(p, '='); i >= 0 {
-		return p[:i]
-	}
-	return p
+	return trimmed + ":" + port
 }
 
 func unhex(c byte) (byte, bool) {

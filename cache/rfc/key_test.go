@@ -24,11 +24,12 @@ func TestKeyFor(t *testing.T) {
 		{"dot-dot above root", "http", "h", "/../a", "http://h/a"},
 		{"trailing dot segment", "http", "h", "/a/b/..", "http://h/a/"},
 		{"double slash kept", "http", "h", "//a//b", "http://h//a//b"},
-		{"query sorted by name", "http", "h", "/?b=2&a=1", "http://h/?a=1&b=2"},
-		{"same-name order kept", "http", "h", "/?a=2&b=0&a=1", "http://h/?a=2&a=1&b=0"},
-		{"empty params dropped", "http", "h", "/?&a=1&&", "http://h/?a=1"},
+		// The query is the origin's: kept as sent, never sorted or decoded.
+		{"query order kept", "http", "h", "/?b=2&a=1", "http://h/?b=2&a=1"},
+		{"same-name order kept", "http", "h", "/?a=2&b=0&a=1", "http://h/?a=2&b=0&a=1"},
+		{"empty params kept", "http", "h", "/?&a=1&&", "http://h/?&a=1&&"},
 		{"empty query dropped", "http", "h", "/p?", "http://h/p"},
-		{"query escapes normalized", "http", "h", "/?q=%7e%2f", "http://h/?q=~%2F"},
+		{"query escapes kept", "http", "h", "/?q=%7e%2f", "http://h/?q=%7e%2f"},
 		{"malformed escape kept", "http", "h", "/?q=%zz%4", "http://h/?q=%zz%4"},
 	}
 	for _, tt := range tests {
@@ -39,6 +40,30 @@ func TestKeyFor(t *testing.T) {
 				t.Errorf("KeyFor(%s %s%s) = %q, want %q", tt.scheme, tt.host, tt.target, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestNormalizeHost(t *testing.T) {
+	tests := []struct{ scheme, host, want string }{
+		{"http", "example.com", "example.com"},
+		{"http", "EXAMPLE.com", "example.com"},
+		{"http", "example.com:80", "example.com"},
+		{"http", "example.com.:80", "example.com"},
+		{"http", "example.com.", "example.com"},
+		{"https", "example.com:443", "example.com"},
+		{"https", "example.com:80", "example.com:80"},
+		{"http", "Example.com.:8080", "example.com:8080"},
+		{"http", "[::1]", "[::1]"},
+		{"http", "[::1]:80", "[::1]"},
+		{"http", "[::1]:81", "[::1]:81"},
+	}
+	for _, tt := range tests {
+		if got := NormalizeHost(tt.scheme, tt.host); got != tt.want {
+			t.Errorf("NormalizeHost(%q, %q) = %q, want %q", tt.scheme, tt.host, got, tt.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { NormalizeHost("https", "www.example.com:8443") }); n != 0 {
+		t.Errorf("NormalizeHost of a normal host allocates %v times", n)
 	}
 }
 
@@ -55,7 +80,7 @@ func FuzzNormalizeKey(f *testing.F) {
 			t.Fatalf("key %q lacks scheme", k)
 		}
 		// Normalizing is idempotent on the path and query.
-		rest := k[len("http://"+normalizeHost("http", host)):]
+		rest := k[len("http://"+NormalizeHost("http", host)):]
 		p, q, _ := strings.Cut(rest, "?")
 		if k2 := NormalizeKey("http", host, p, q); k2 != k {
 			t.Fatalf("not idempotent: %q then %q", k, k2)

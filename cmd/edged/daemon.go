@@ -587,6 +587,7 @@ func edgeSite(s config.Site, origin cache.Origin) *edge.Site {
 		MaxBodyBytes:        s.MaxBodyBytes.Int64(),
 		NoWebSocket:         !s.WebSocket,
 		UnkeyedHeaders:      s.UnkeyedHeaders,
+		Methods:             s.Methods,
 	}
 }
 

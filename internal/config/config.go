@@ -258,11 +258,17 @@ type Site struct {
 	// larger one gets 413. 0 means no limit.
 	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
 	// UnkeyedHeaders are request fields removed before the origin (they
-	// could change its answer without being part of the cache key). Nil
-	// means edge's default list; [] removes none.
+	// could change its answer without being part of the cache key); an
+	// entry ending in "*" is a family of fields. Nil means edge's default
+	// list; [] removes none.
 	UnkeyedHeaders []string `yaml:"unkeyed_headers" kind:"field"`
+	// Methods are the request methods forwarded to the origins,
+	// case-sensitive; any other is answered 405 (with Allow) when edged
+	// knows the method, else 501. Must include GET and HEAD; CONNECT
+	// (never forwarded) and PURGE (answered by edged) are not allowed.
+	Methods []string `yaml:"methods" default:"[GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH]" kind:"method"`
 	// OriginHost is the Host header sent to the origins; "" sends the
-	// client's Host unchanged.
+	// normalized client Host (lowercase, no trailing dot or default port).
 	OriginHost string `yaml:"origin_host"`
 	// Origins are the origin shards the site's requests are spread over.
 	// Required and non-empty.

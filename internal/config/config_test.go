@@ -88,6 +88,7 @@ func TestDefaultValues(t *testing.T) {
 			WebSocket: true,
 			Name:      "a",
 			Hosts:     []string{"a.example"},
+			Methods:   []string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"},
 			Origins:   []config.Origin{{URL: "http://127.0.0.1:8081", Weight: 1, Name: "127.0.0.1:8081"}},
 			Upstream: config.Upstream{
 				MaxIdleConnsPerShard:   64,
@@ -318,6 +319,30 @@ func TestParseErrors(t *testing.T) {
 `,
 			want: `edged.yaml:7: sites[1].hosts[0]: host "shared.example" is also served by site "a" (sites[0].hosts[1]); a host may appear in only one site`,
 			line: 7, path: "sites[1].hosts[0]",
+		},
+		{
+			name: "method not a token",
+			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins: [{url: \"http://o:1\"}]\n    methods: [GET, HEAD, \"BAD METHOD\"]\n",
+			want: `edged.yaml:5: sites[0].methods[2]: invalid method "BAD METHOD": want a token such as GET (case-sensitive)`,
+			line: 5, path: "sites[0].methods[2]",
+		},
+		{
+			name: "methods without HEAD",
+			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins: [{url: \"http://o:1\"}]\n    methods: [GET, head, POST]\n",
+			want: `edged.yaml:5: sites[0].methods: must include HEAD (methods are case-sensitive)`,
+			line: 5, path: "sites[0].methods",
+		},
+		{
+			name: "CONNECT method",
+			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins: [{url: \"http://o:1\"}]\n    methods:\n      - GET\n      - HEAD\n      - CONNECT\n",
+			want: `edged.yaml:8: sites[0].methods[2]: CONNECT is never forwarded (edged opens no tunnels)`,
+			line: 8, path: "sites[0].methods[2]",
+		},
+		{
+			name: "PURGE method",
+			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins: [{url: \"http://o:1\"}]\n    methods: [GET, HEAD, PURGE]\n",
+			want: `edged.yaml:5: sites[0].methods[2]: PURGE is answered by edged (purge.tokens, purge.allow_cidrs), never forwarded`,
+			line: 5, path: "sites[0].methods[2]",
 		},
 		{
 			name: "bad wildcard",
@@ -561,6 +586,16 @@ func TestValidate(t *testing.T) {
 		}, `sites[0].hosts[0]: host "A.example" must be lowercase`},
 		{"negative duration set in code", func(c *config.Config) { c.Server.ReadTimeout = -1 },
 			"server.read_timeout: must not be negative, got -1ns"},
+		{"methods without GET set in code", func(c *config.Config) {
+			s := config.NewSite("x", []string{"x"}, "http://o:1")
+			s.Methods = []string{"HEAD", "POST"}
+			c.Sites = []config.Site{s}
+		}, "sites[0].methods: must include GET (methods are case-sensitive)"},
+		{"TRACE and a WebDAV method", func(c *config.Config) {
+			s := config.NewSite("x", []string{"x"}, "http://o:1")
+			s.Methods = []string{"GET", "HEAD", "TRACE", "PROPFIND"}
+			c.Sites = []config.Site{s}
+		}, ""},
 		{"origin without name", func(c *config.Config) {
 			s := config.NewSite("x", []string{"x"})
 			s.Origins = []config.Origin{{URL: "http://o:1", Weight: 1}}

@@ -447,8 +447,9 @@ func sub(fields []field) fieldFunc {
 }
 
 // strList decodes a sequence of strings holding kind (see schema.go):
-// hosts are lowercased, field names checked and canonicalized. An explicit
-// empty sequence is kept as empty (not nil).
+// hosts are lowercased, field names checked and canonicalized, methods
+// checked (and kept as written). An explicit empty sequence is kept as
+// empty (not nil).
 func strList(dst *[]string, kind string) fieldFunc {
 	return func(d *decoder, path string, line int, n *yaml.Node) {
 		out := []string{}
@@ -464,6 +465,11 @@ func strList(dst *[]string, kind string) fieldFunc {
 					return
 				}
 				s = textproto.CanonicalMIMEHeaderKey(s)
+			case "method":
+				if s == "" || !validFieldName(s) {
+					d.errorf(l, p, "invalid method %q: want a token such as GET (case-sensitive)", s)
+					return
+				}
 			}
 			out = append(out, s)
 		})

@@ -26,7 +26,9 @@ import (
 //	                  "address" (host:port, checked; empty allowed when the
 //	                  default is empty), "host" (lowercased), "field" (an
 //	                  HTTP field name, checked and canonicalized; an
-//	                  explicit [] stays non-nil), "cidr" (checked).
+//	                  explicit [] stays non-nil), "cidr" (checked),
+//	                  "method" (a request method: a token, kept as
+//	                  written, since methods are case-sensitive).
 //
 // Parse decodes, fills defaults and checks through these tags; Validate
 // checks the same rules, then the rules between keys in validate.go; the
@@ -200,6 +202,8 @@ func typeName(k key) string {
 			return "list of field names"
 		case k.kind == "cidr":
 			return "list of CIDRs"
+		case k.kind == "method":
+			return "list of methods"
 		}
 		return "list of strings"
 	}

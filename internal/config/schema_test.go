@@ -33,7 +33,7 @@ func TestSchema(t *testing.T) {
 			if strings.ContainsAny(k.name, " .[]") {
 				t.Errorf("%s: key %q must be a plain word", rt.Name(), k.name)
 			}
-			if k.kind != "" && !strings.Contains("address host field cidr", k.kind) {
+			if k.kind != "" && !strings.Contains("address host field cidr method", k.kind) {
 				t.Errorf("%s.%s: unknown kind %q", rt.Name(), k.name, k.kind)
 			}
 			switch {

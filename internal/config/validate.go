@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -163,11 +164,35 @@ func (v *validator) sites(sites []Site) {
 			}
 		}
 
+		v.methods(p+".methods", s.Methods)
+
 		if s.OriginHost != "" && !validOriginHost(s.OriginHost) {
 			v.add(p+".origin_host", `invalid host %q: want a host name with an optional port, or "" to keep the client's Host`, s.OriginHost)
 		}
 
 		v.origins(p+".origins", s.Origins)
+	}
+}
+
+// methods checks a site's methods: tokens, GET and HEAD among them (RFC
+// 9110 §9.1: every general-purpose server supports both, and the cache
+// serves them), neither CONNECT nor PURGE.
+func (v *validator) methods(p string, methods []string) {
+	for i, m := range methods {
+		mp := p + "[" + strconv.Itoa(i) + "]"
+		switch {
+		case m == "" || !validFieldName(m):
+			v.add(mp, "invalid method %q: want a token such as GET (case-sensitive)", m)
+		case m == "CONNECT":
+			v.add(mp, "CONNECT is never forwarded (edged opens no tunnels)")
+		case m == "PURGE":
+			v.add(mp, "PURGE is answered by edged (purge.tokens, purge.allow_cidrs), never forwarded")
+		}
+	}
+	for _, m := range [...]string{"GET", "HEAD"} {
+		if !slices.Contains(methods, m) {
+			v.add(p, "must include %s (methods are case-sensitive)", m)
+		}
 	}
 }
 

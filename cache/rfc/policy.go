@@ -245,14 +245,14 @@ func (p Policy) newEvaluation(req *http.Request, resp *http.Response, now time.T
 	ccLines, targeted := p.controlLines(resp.Header)
 	ev := &evaluation{cc: policyParseResponseCC(ccLines)}
 	rd := ParseRequestDirectives(req.Header)
-	date, _ := policyHTTPDate(resp.Header, "Date")
+	date, _ := policyHTTPDate(resp.Header, "Date", now)
 	ev.ref = date
 	if ev.ref.IsZero() {
 		ev.ref = now
 	}
 	ev.expLines = resp.Header.Values("Expires")
 	var expires time.Time
-	expires, ev.expOK = policyHTTPDate(resp.Header, "Expires")
+	expires, ev.expOK = policyHTTPDate(resp.Header, "Expires", ev.ref)
 	if targeted {
 		ev.expLines, expires, ev.expOK = nil, time.Time{}, false
 	}
@@ -428,7 +428,7 @@ func (p Policy) heuristic(h http.Header, ref time.Time) time.Duration {
 	if p.DefaultTTL > 0 {
 		return p.DefaultTTL
 	}
-	lm, ok := policyHTTPDate(h, "Last-Modified")
+	lm, ok := policyHTTPDate(h, "Last-Modified", ref)
 	if !ok || !ref.After(lm) {
 		return 0
 	}
@@ -476,18 +476,16 @@ func policyUnderstoodStatus(status int) bool {
 	return false
 }
 
-// policyHTTPDate parses the singleton date field name of h (first line).
-// ok is false when the field is absent or not a valid HTTP-date.
-func policyHTTPDate(h http.Header, name string) (t time.Time, ok bool) {
+// policyHTTPDate parses the singleton date field name of h (first line,
+// its surrounding whitespace removed) with ParseHTTPDate, now being the
+// reference for a two-digit year. ok is false when the field is absent or
+// not a valid HTTP-date.
+func policyHTTPDate(h http.Header, name string, now time.Time) (t time.Time, ok bool) {
 	vv := h.Values(name)
 	if len(vv) == 0 {
 		return time.Time{}, false
 	}
-	t, err := http.ParseTime(textproto.TrimString(vv[0]))
-	if err != nil {
-		return time.Time{}, false
-	}
-	return t, true
+	return ParseHTTPDate(textproto.TrimString(vv[0]), now)
 }
 
 // policyConflicting reports whether field lines hold different values.

@@ -34,7 +34,20 @@ func TestTargetedCacheControl(t *testing.T) {
 		{name: "RFC 9213 §2.2 configured Edged-Cache-Control is obeyed", policy: rfc.Policy{TargetedHeaders: []string{"Edged-Cache-Control"}}, resp: []string{"Cache-Control", "no-store", "Edged-Cache-Control", "max-age=60"}, advance: 30 * time.Second, fresh: true},
 		{name: "RFC 9213 §2.2 with Edged-Cache-Control configured, CDN-Cache-Control is ignored", policy: rfc.Policy{TargetedHeaders: []string{"Edged-Cache-Control"}}, resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60"}},
 		{name: "RFC 9213 §2.2 an empty TargetedHeaders list obeys none", policy: rfc.Policy{TargetedHeaders: []string{}}, resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60"}},
-		{name: "RFC 9213 §2.1 targeted directives are case-insensitive", resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "Max-Age=60"}, advance: 30 * time.Second, fresh: true},
+		// RFC 9213 §2.1: targeted fields are Structured Field
+		// Dictionaries (RFC 8941/9651).
+		{name: "RFC 9213 §2.1 an upper-case key fails the SF parse: the field is ignored, Cache-Control applies", resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "Max-Age=60"}},
+		{name: "RFC 9213 §2.1 a field that fails to parse (trailing &&&&) is ignored: Cache-Control no-store applies", resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60, &&&&"}},
+		{name: "RFC 9213 §2.1 a field that fails to parse is ignored: Cache-Control's shorter max-age applies", resp: []string{"Cache-Control", "max-age=10", "CDN-Cache-Control", "max-age=600 &&&&"}, advance: 20 * time.Second},
+		{name: "RFC 9213 §2.1 a trailing comma fails the field", resp: []string{"Cache-Control", "max-age=10", "CDN-Cache-Control", "max-age=600,"}, advance: 20 * time.Second},
+		{name: "RFC 9213 §2.2 a field that fails to parse gives way to the next targeted field", resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60 &&&&", "Surrogate-Control", "max-age=600"}, advance: 30 * time.Second, fresh: true},
+		{name: "RFC 9213 §2.1 max-age as a String is not used (no explicit freshness)", resp: []string{"Cache-Control", "max-age=600", "CDN-Cache-Control", `max-age="10000"`}, advance: 30 * time.Second},
+		{name: "RFC 9213 §2.1 max-age as a Decimal is not used", resp: []string{"Cache-Control", "max-age=600", "CDN-Cache-Control", "max-age=60.5"}, advance: 30 * time.Second},
+		{name: "RFC 9213 §2.1 a negative max-age is not used", resp: []string{"Cache-Control", "max-age=600", "CDN-Cache-Control", "max-age=-1"}, advance: 30 * time.Second},
+		{name: "RFC 9213 §2.1 no-store=?0 is no no-store", resp: []string{"CDN-Cache-Control", "no-store=?0, max-age=60"}, advance: 30 * time.Second, fresh: true},
+		{name: "RFC 9213 §2.1 parameters are ignored", resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60;foo=bar"}, advance: 30 * time.Second, fresh: true},
+		{name: "RFC 9213 §2.1 SF whitespace and field lines: two lines combined", resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "public", "CDN-Cache-Control", "max-age=60"}, advance: 30 * time.Second, fresh: true},
+		{name: "RFC 9213 §3.1 a valid field of unknown directives still replaces Cache-Control", resp: []string{"Cache-Control", "max-age=600", "CDN-Cache-Control", "none"}, advance: 30 * time.Second},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

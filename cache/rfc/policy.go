@@ -245,11 +245,12 @@ type evaluation struct {
 }
 
 // newEvaluation parses resp's caching fields (the targeted field replacing
-// Cache-Control and Expires when present, RFC 9213 §2.2) and asks pquerna
-// for its verdict, fed our corrected parse (corrections 1-5).
+// Cache-Control and Expires when one is valid, RFC 9213 §2.2, see
+// targeted.go) and asks pquerna for its verdict, fed our corrected parse
+// (corrections 1-5).
 func (p Policy) newEvaluation(req *http.Request, resp *http.Response, now time.Time) *evaluation {
-	ccLines, targeted := p.controlLines(resp.Header)
-	ev := &evaluation{cc: policyParseResponseCC(ccLines)}
+	cc, targeted := p.controlDirectives(resp.Header)
+	ev := &evaluation{cc: cc}
 	rd := ParseRequestDirectives(req.Header)
 	date, _ := policyHTTPDate(resp.Header, "Date", now)
 	ev.ref = date
@@ -390,30 +391,6 @@ func (p Policy) freshness(ev *evaluation, resp *http.Response) Decision {
 		d.Lifetime = p.heuristic(resp.Header, ev.ref)
 	}
 	return d
-}
-
-// defaultTargeted are the targeted cache-control fields obeyed when
-// Policy.TargetedHeaders is nil.
-var defaultTargeted = []string{"Cdn-Cache-Control", "Surrogate-Control"}
-
-// Targeted returns the targeted fields the policy obeys, in precedence order.
-func (p Policy) Targeted() []string {
-	if p.TargetedHeaders == nil {
-		return defaultTargeted
-	}
-	return p.TargetedHeaders
-}
-
-// controlLines returns the cache-control field lines that govern h for
-// edged: those of the first targeted field present (RFC 9213 §2.2), else
-// Cache-Control. targeted reports the former.
-func (p Policy) controlLines(h http.Header) (lines []string, targeted bool) {
-	for _, name := range p.Targeted() {
-		if v := h.Values(name); len(v) > 0 && strings.TrimSpace(strings.Join(v, "")) != "" {
-			return v, true
-		}
-	}
-	return h.Values("Cache-Control"), false
 }
 
 // policyWithoutExpires returns h without Expires (a shallow copy).

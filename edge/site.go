@@ -40,9 +40,12 @@ type Site struct {
 	// MaxBodyBytes limits request bodies sent through to the origin; a
 	// larger one is answered 413. Zero means no limit.
 	MaxBodyBytes int64
-	// KeepTargetedHeaders forwards the targeted cache-control fields
-	// (Policy.TargetedHeaders) to clients; by default they are removed, as
-	// they are meant for edged alone (RFC 9213 §2.1).
+	// KeepTargetedHeaders forwards to clients the targeted cache-control
+	// fields aimed at edged itself (Policy.OwnTargeted, by default
+	// Edged-Cache-Control), which are otherwise removed from every
+	// response. The other targeted fields (Policy.TargetedHeaders, such as
+	// CDN-Cache-Control) are always forwarded, for the caches downstream
+	// (RFC 9213 §2.2).
 	KeepTargetedHeaders bool
 }
 
@@ -66,7 +69,8 @@ type router struct {
 	any      *Site
 	// drops are, per site (nil: no site matched), the canonical names of
 	// the response fields never sent to clients: the handler's strip list
-	// and, unless the site keeps them, its targeted cache-control fields.
+	// and, unless the site keeps them, the targeted cache-control fields
+	// aimed at edged itself.
 	drops map[*Site][]string
 }
 
@@ -84,7 +88,7 @@ func newRouter(sites []*Site, strip []string) (*router, error) {
 		}
 		drop := slices.Clone(strip)
 		if !s.KeepTargetedHeaders {
-			for _, name := range s.Policy.Targeted() {
+			for _, name := range s.Policy.OwnTargeted() {
 				if name = http.CanonicalHeaderKey(name); !slices.Contains(drop, name) {
 					drop = append(drop, name)
 				}

@@ -128,10 +128,19 @@ type Policy struct {
 	// no explicit freshness (negative caching); origin headers override it.
 	// Zero: such responses follow the heuristic rules.
 	NegativeTTL time.Duration
-	// TargetedHeaders are the targeted cache-control fields (RFC 9213)
-	// edged obeys, in order of precedence: the first one present replaces
-	// Cache-Control and Expires. Nil means CDN-Cache-Control, then
-	// Surrogate-Control; an empty non-nil slice obeys none.
+	// OwnTargetedHeaders are the targeted cache-control fields (RFC 9213)
+	// aimed at this edged alone, such as Edged-Cache-Control: first in the
+	// target list, so they take precedence over TargetedHeaders, and
+	// removed from responses by the edge (edge.Site). Nil means
+	// Edged-Cache-Control; an empty non-nil slice names none.
+	OwnTargetedHeaders []string
+	// TargetedHeaders are the targeted fields aimed at a class of caches
+	// edged belongs to, such as CDN-Cache-Control: obeyed after
+	// OwnTargetedHeaders, in order, and forwarded downstream for the next
+	// cache. Nil means CDN-Cache-Control, then Surrogate-Control; an empty
+	// non-nil slice obeys none. The first field of the target list
+	// (TargetList) that is present and valid replaces Cache-Control and
+	// Expires.
 	TargetedHeaders []string
 }
 

@@ -2,7 +2,11 @@ package rfc
 
 // This file applies the targeted cache-control fields (RFC 9213):
 // CDN-Cache-Control and the like, which address a class of caches and, when
-// present and valid, replace Cache-Control and Expires for them.
+// present and valid, replace Cache-Control and Expires for them. edged's
+// target list is its own fields (Policy.OwnTargetedHeaders, by default
+// Edged-Cache-Control, which the edge strips from responses) and then the
+// fields of the classes it belongs to (Policy.TargetedHeaders, by default
+// CDN-Cache-Control then Surrogate-Control, which it forwards).
 //
 // Choices, each with a test in targeted_test.go:
 //   - A targeted field is a Structured Field Dictionary (RFC 9213 §2.1,
@@ -28,20 +32,36 @@ package rfc
 import (
 	"math"
 	"net/http"
+	"slices"
 
 	"github.com/pquerna/cachecontrol/cacheobject"
 )
 
-// defaultTargeted are the targeted cache-control fields obeyed when
-// Policy.TargetedHeaders is nil.
-var defaultTargeted = []string{"Cdn-Cache-Control", "Surrogate-Control"}
+// The targeted fields of a Policy whose lists are nil.
+var (
+	defaultOwnTargeted = []string{"Edged-Cache-Control"}
+	defaultTargeted    = []string{"Cdn-Cache-Control", "Surrogate-Control"}
+)
 
-// Targeted returns the targeted fields the policy obeys, in precedence order.
-func (p Policy) Targeted() []string {
-	if p.TargetedHeaders == nil {
-		return defaultTargeted
+// OwnTargeted returns the targeted fields aimed at this edged alone
+// (Policy.OwnTargetedHeaders, or its default), in precedence order. The
+// slice must not be modified.
+func (p Policy) OwnTargeted() []string {
+	if p.OwnTargetedHeaders == nil {
+		return defaultOwnTargeted
 	}
-	return p.TargetedHeaders
+	return p.OwnTargetedHeaders
+}
+
+// TargetList returns the target list (RFC 9213 §2.2): the fields of
+// OwnTargeted, then those of TargetedHeaders (or its default), in
+// precedence order. The caller owns the slice.
+func (p Policy) TargetList() []string {
+	others := p.TargetedHeaders
+	if others == nil {
+		others = defaultTargeted
+	}
+	return append(slices.Clone(p.OwnTargeted()), others...)
 }
 
 // controlDirectives returns the cache directives that govern h for edged:
@@ -49,13 +69,19 @@ func (p Policy) Targeted() []string {
 // parses and is not empty (RFC 9213 §2.2), else Cache-Control's. targeted
 // reports the former, in which case Expires does not apply either.
 func (p Policy) controlDirectives(h http.Header) (cc policyResponseCC, targeted bool) {
-	for _, name := range p.Targeted() {
-		lines := h.Values(name)
-		if len(lines) == 0 {
-			continue
+	// TargetList without building it: own fields, then the others.
+	for _, list := range [2][]string{p.OwnTargeted(), p.TargetedHeaders} {
+		if list == nil { // only TargetedHeaders can be nil here
+			list = defaultTargeted
 		}
-		if d, ok := sfParseDictionary(lines); ok && len(d) > 0 {
-			return targetedDirectives(d), true
+		for _, name := range list {
+			lines := h.Values(name)
+			if len(lines) == 0 {
+				continue
+			}
+			if d, ok := sfParseDictionary(lines); ok && len(d) > 0 {
+				return targetedDirectives(d), true
+			}
 		}
 	}
 	return policyParseResponseCC(h.Values("Cache-Control")), false

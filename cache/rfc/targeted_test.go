@@ -3,6 +3,7 @@ package rfc
 import (
 	"math"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 )
@@ -55,8 +56,12 @@ func TestPolicyTargeted(t *testing.T) {
 		{name: "a broken first field gives way to the next", resp: []string{"CDN-Cache-Control", "max-age=60 &&&&", "Surrogate-Control", "max-age=30"}, want: fresh(30 * time.Second)},
 		{name: "Expires applies when the targeted field is ignored", resp: []string{"Expires", polDate(polT0.Add(time.Hour)), "CDN-Cache-Control", "&&&&"}, want: fresh(time.Hour)},
 
-		// The target list (§2.2).
+		// The target list (§2.2): edged's own fields, then the class's.
 		{name: "CDN-Cache-Control before Surrogate-Control", resp: []string{"Surrogate-Control", "max-age=600", "CDN-Cache-Control", "max-age=60"}, want: fresh(time.Minute)},
+		{name: "Edged-Cache-Control before CDN-Cache-Control", resp: []string{"CDN-Cache-Control", "max-age=600", "Edged-Cache-Control", "max-age=60"}, want: fresh(time.Minute)},
+		{name: "a broken own field gives way to CDN-Cache-Control", resp: []string{"CDN-Cache-Control", "max-age=600", "Edged-Cache-Control", "max-age=60,"}, want: fresh(10 * time.Minute)},
+		{name: "configured own field before configured class field", policy: Policy{OwnTargetedHeaders: []string{"Acme-Cache-Control"}, TargetedHeaders: []string{"Edged-Cache-Control"}}, resp: []string{"Edged-Cache-Control", "max-age=600", "Acme-Cache-Control", "max-age=60"}, want: fresh(time.Minute)},
+		{name: "no own field: Edged-Cache-Control is nothing", policy: Policy{OwnTargetedHeaders: []string{}}, resp: []string{"Cache-Control", "max-age=600", "Edged-Cache-Control", "max-age=60"}, want: fresh(10 * time.Minute)},
 		{name: "configured list", policy: Policy{TargetedHeaders: []string{"Edged-Cache-Control"}}, resp: []string{"CDN-Cache-Control", "max-age=600", "Edged-Cache-Control", "max-age=60"}, want: fresh(time.Minute)},
 		{name: "field not on the list is ignored", policy: Policy{TargetedHeaders: []string{"Edged-Cache-Control"}}, resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=600"}, want: no("no-store")},
 		{name: "empty list obeys none", policy: Policy{TargetedHeaders: []string{}}, resp: []string{"Cache-Control", "no-store", "CDN-Cache-Control", "max-age=600"}, want: no("no-store")},
@@ -69,6 +74,36 @@ func TestPolicyTargeted(t *testing.T) {
 			got := tt.policy.evaluate(req, &http.Response{StatusCode: http.StatusOK, Header: rh}, polNow)
 			if got != tt.want {
 				t.Errorf("evaluate = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPolicyTargetList(t *testing.T) {
+	tests := []struct {
+		name     string
+		policy   Policy
+		own, all []string
+	}{
+		{"defaults", Policy{}, []string{"Edged-Cache-Control"}, []string{"Edged-Cache-Control", "Cdn-Cache-Control", "Surrogate-Control"}},
+		{"own only", Policy{OwnTargetedHeaders: []string{"A"}, TargetedHeaders: []string{}}, []string{"A"}, []string{"A"}},
+		{"class only", Policy{OwnTargetedHeaders: []string{}, TargetedHeaders: []string{"B"}}, []string{}, []string{"B"}},
+		{"none", Policy{OwnTargetedHeaders: []string{}, TargetedHeaders: []string{}}, []string{}, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.policy.OwnTargeted(); !slices.Equal(got, tt.own) {
+				t.Errorf("OwnTargeted = %q, want %q", got, tt.own)
+			}
+			all := tt.policy.TargetList()
+			if !slices.Equal(all, tt.all) {
+				t.Errorf("TargetList = %q, want %q", all, tt.all)
+			}
+			for i := range all {
+				all[i] = "changed" // the caller's: must not alter the policy or the defaults
+			}
+			if again := tt.policy.TargetList(); !slices.Equal(again, tt.all) {
+				t.Errorf("TargetList after changing the last one = %q, want %q", again, tt.all)
 			}
 		})
 	}

@@ -36,7 +36,9 @@ package rfc
 //     An empty Expires line counts as present (pquerna ignores it), and
 //     Expires lines that disagree also mean stale.
 //  7. InvalidDate: an unparsable Date makes pquerna return an error. We ignore
-//     it and use the evaluation time as "now".
+//     it and use the evaluation time as "now". Every date is read by
+//     ParseHTTPDate (httpdate.go), stricter than the http.ParseTime pquerna
+//     uses: a one-digit hour or a double space is not a date.
 //  8. InvalidLastModified: likewise an error in pquerna; we ignore the field,
 //     so there is no Last-Modified heuristic.
 //  9. HeuristicUsesDate: pquerna's heuristic is 0.1 × (time.Now − Last-Modified)

@@ -2,8 +2,10 @@ package conformance_test
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -135,4 +137,63 @@ func TestRequestNoCacheRefreshes(t *testing.T) {
 	r = e.get("/n")
 	wantHit(t, r)
 	wantBody(t, r, "v2")
+}
+
+// TestResponsePragmaNotInvented checks that a response's Pragma: no-cache,
+// which has no meaning in a response (RFC 9111 §5.4 defines it for
+// requests), neither makes edged revalidate nor reaches the client as a
+// Cache-Control the origin did not send, though Go's HTTP/1 client turns it
+// into "Cache-Control: no-cache" when reading the origin's response; and
+// that a Cache-Control: no-cache the origin did send is obeyed and
+// forwarded. The answers are read as bytes: Go's client would invent the
+// field again on this side.
+func TestResponsePragmaNotInvented(t *testing.T) {
+	cases := []struct {
+		name   string
+		resp   []string
+		hit    bool
+		wantCC bool
+	}{
+		{name: "§5.4 Pragma: no-cache with Expires: stored and fresh, no Cache-Control added", resp: []string{"Pragma", "no-cache", "Expires", httpDate(epoch.Add(time.Hour))}, hit: true},
+		{name: "§5.4 Pragma: no-cache with Last-Modified: heuristic freshness", resp: []string{"Pragma", "no-cache", "Last-Modified", httpDate(epoch.Add(-100 * time.Hour))}, hit: true},
+		{name: "§5.2.2.4 Pragma and Cache-Control: no-cache: revalidated, both forwarded", resp: []string{"Pragma", "no-cache", "Cache-Control", "no-cache", "Expires", httpDate(epoch.Add(time.Hour))}, wantCC: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, opts{}, numbered("v", tc.resp...))
+			for i := range 2 {
+				head := strings.ToLower(e.rawHead("/p"))
+				if got := strings.Contains(head, "\r\ncache-control:"); got != tc.wantCC {
+					t.Errorf("response %d has Cache-Control: %v, want %v\n%s", i+1, got, tc.wantCC, head)
+				}
+				if !strings.Contains(head, "\r\npragma: no-cache\r\n") {
+					t.Errorf("response %d lacks the origin's Pragma\n%s", i+1, head)
+				}
+				if hit := strings.Contains(head, "\r\ncache-status: edged; hit"); i == 1 && hit != tc.hit {
+					t.Errorf("second response hit=%v, want %v\n%s", hit, tc.hit, head)
+				}
+			}
+		})
+	}
+}
+
+// rawHead sends a GET for path on a new connection and returns the
+// response head as received, without Go's client reading it.
+func (e *env) rawHead(path string) string {
+	e.t.Helper()
+	c, err := net.Dial("tcp", e.host)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: "+e.host+"\r\nConnection: close\r\n\r\n"); err != nil {
+		e.t.Fatal(err)
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	head, _, _ := strings.Cut(string(b), "\r\n\r\n")
+	return head + "\r\n"
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,6 +52,23 @@ func TestFreshness(t *testing.T) {
 		}, advance: 31 * time.Second, fresh: false},
 		{name: "§5.3 invalid Expires (\"0\") means already expired", hdr: fixed("Expires", "0"), advance: 0, fresh: false},
 		{name: "§5.3 invalid Expires (garbage) means already expired", hdr: fixed("Expires", "next tuesday", "Last-Modified", httpDate(epoch.Add(-1000*time.Hour))), advance: time.Second, fresh: false},
+		// RFC 9110 §5.6.7 HTTP-dates, exactly. The clock starts at
+		// epoch (Sat, 01 Mar 2025 12:00:00 GMT); the "loose" dates have a
+		// one-digit hour, which http.ParseTime takes and the grammar does
+		// not, and name a time that would flip the outcome if read.
+		{name: "RFC 9110 §5.6.7 Expires as an rfc850-date", hdr: func(d time.Time) []string {
+			return []string{"Expires", d.Add(time.Minute).UTC().Format("Monday, 02-Jan-06 15:04:05 GMT")}
+		}, advance: 30 * time.Second, fresh: true},
+		{name: "RFC 9110 §5.6.7 Expires as an asctime-date", hdr: func(d time.Time) []string {
+			return []string{"Expires", d.Add(time.Minute).UTC().Format(time.ANSIC)}
+		}, advance: 30 * time.Second, fresh: true},
+		{name: "RFC 9111 §4.2 a cache reads an HTTP-date case-insensitively", hdr: func(d time.Time) []string {
+			return []string{"Expires", strings.ToUpper(httpDate(d.Add(time.Minute)))}
+		}, advance: 30 * time.Second, fresh: true},
+		{name: "§5.3 Expires with a one-digit hour is invalid: already expired", hdr: fixed("Expires", "Sun, 02 Mar 2025 9:00:00 GMT"), advance: 30 * time.Second, fresh: false},
+		{name: "§5.3 Expires with a double space is invalid: already expired", hdr: fixed("Expires", "Sun, 02 Mar 2025  09:00:00 GMT"), advance: 30 * time.Second, fresh: false},
+		{name: "§4.2.3 a Date with a one-digit hour is ignored, not read as 11 hours old", hdr: fixed("Date", "Sat, 01 Mar 2025 1:00:00 GMT", "Cache-Control", "max-age=60"), advance: 30 * time.Second, fresh: true},
+		{name: "§4.2.2 a Last-Modified with a one-digit hour is ignored: no heuristic", hdr: fixed("Last-Modified", "Fri, 28 Feb 2025 1:00:00 GMT"), advance: time.Minute, fresh: false},
 		{name: "§4.2.1 Expires in the past is stale on arrival", hdr: func(d time.Time) []string {
 			return []string{"Expires", httpDate(d.Add(-time.Hour))}
 		}, advance: 0, fresh: false},

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // TestStorability sends two requests and checks whether the first response
@@ -155,5 +156,89 @@ func TestNonGetNotStored(t *testing.T) {
 	wantBody(t, r, "v2")
 	if r.CS.hit() {
 		t.Errorf("GET answered from a POST response: %v", r)
+	}
+}
+
+// TestUnknownStatus checks that a final status edged does not recognise is
+// stored when the response has explicit freshness, then served from the
+// cache and revalidated like a 200 (RFC 9111 §3: only 206 and 304 must be
+// understood to be stored), while heuristic freshness stays with the
+// statuses of RFC 9110 §15.1.
+func TestUnknownStatus(t *testing.T) {
+	cases := []struct {
+		name   string
+		status int
+		cc     string
+		stored bool
+	}{
+		{name: "§3 299 with max-age is stored", status: 299, cc: "max-age=60", stored: true},
+		{name: "§3 432 with s-maxage is stored", status: 432, cc: "s-maxage=60", stored: true},
+		{name: "§3 599 with max-age is stored", status: 599, cc: "max-age=60", stored: true},
+		{name: "§4.2.2 299 with only Last-Modified gets no heuristic", status: 299},
+		{name: "§3 599 with max-age and no-store is not stored", status: 599, cc: "max-age=60, no-store"},
+		{name: "§5.2.2.3 299 with must-understand is not stored", status: 299, cc: "max-age=60, must-understand"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, opts{}, func(w http.ResponseWriter, r *http.Request, n int) {
+				if tc.cc != "" {
+					w.Header().Set("Cache-Control", tc.cc)
+				}
+				w.Header().Set("Last-Modified", httpDate(epoch.Add(-100*time.Hour)))
+				w.WriteHeader(tc.status)
+				io.WriteString(w, "v"+strconv.Itoa(n))
+			})
+			r1 := e.get("/u")
+			wantStatus(t, r1, tc.status)
+			if r1.CS.has("stored") != tc.stored {
+				t.Errorf("first response: stored=%v, want %v (%v)", r1.CS.has("stored"), tc.stored, r1)
+			}
+			e.advance(time.Second)
+			for _, method := range []string{http.MethodGet, http.MethodHead} {
+				r := e.do(method, "/u")
+				wantStatus(t, r, tc.status)
+				if tc.stored {
+					wantHit(t, r)
+				} else if r.CS.hit() {
+					t.Errorf("%s is a hit: %v", method, r)
+				}
+			}
+			if tc.stored {
+				e.wantHits("/u", 1)
+			}
+		})
+	}
+}
+
+// TestUnknownStatusRevalidated checks that a stored response with a status
+// edged does not recognise is revalidated when stale, and that a 304 keeps
+// its status and body (RFC 9111 §4.3.4).
+func TestUnknownStatusRevalidated(t *testing.T) {
+	e := newEnv(t, opts{}, func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Header().Set("Cache-Control", "max-age=10")
+		w.Header().Set("ETag", `"u"`)
+		if r.Header.Get("If-None-Match") == `"u"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.WriteHeader(599)
+		io.WriteString(w, "v"+strconv.Itoa(n))
+	})
+	wantStatus(t, e.get("/u"), 599)
+	e.advance(20 * time.Second)
+	r := e.get("/u")
+	wantStatus(t, r, 599)
+	wantBody(t, r, "v1")
+	if r.CS.fwd() != "stale" || r.CS.get("fwd-status") != "304" {
+		t.Errorf("want a revalidation answered 304, got %v", r)
+	}
+	e.advance(time.Second)
+	r = e.get("/u")
+	wantStatus(t, r, 599)
+	wantBody(t, r, "v1")
+	wantHit(t, r)
+	e.wantHits("/u", 2)
+	if h := e.origin.last(t, "/u").Header; h.Get("If-None-Match") != `"u"` {
+		t.Errorf("revalidation sent If-None-Match %q", h.Get("If-None-Match"))
 	}
 }

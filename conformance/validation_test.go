@@ -223,6 +223,9 @@ func TestClientConditionals(t *testing.T) {
 		{name: "RFC 9110 §13.1.3 If-Modified-Since after Last-Modified: 304", hdr: []string{"If-Modified-Since", httpDate(lm.Add(time.Minute))}, want: 304},
 		{name: "RFC 9110 §13.1.3 If-Modified-Since before Last-Modified: 200", hdr: []string{"If-Modified-Since", httpDate(lm.Add(-time.Minute))}, want: 200},
 		{name: "RFC 9110 §13.1.3 invalid If-Modified-Since is ignored: 200", hdr: []string{"If-Modified-Since", "yesterday"}, want: 200},
+		{name: "RFC 9110 §5.6.7 If-Modified-Since as an rfc850-date: 304", hdr: []string{"If-Modified-Since", lm.Format("Monday, 02-Jan-06 15:04:05 GMT")}, want: 304},
+		{name: "RFC 9110 §5.6.7 If-Modified-Since as an asctime-date: 304", hdr: []string{"If-Modified-Since", lm.Format(time.ANSIC)}, want: 304},
+		{name: "RFC 9110 §13.1.3 If-Modified-Since with a one-digit hour is invalid, ignored: 200", hdr: []string{"If-Modified-Since", "Sun, 02 Mar 2025 9:00:00 GMT"}, want: 200},
 		{name: "RFC 9110 §13.1.3 If-None-Match takes precedence over If-Modified-Since", etag: `"a"`, hdr: []string{"If-None-Match", `"b"`, "If-Modified-Since", httpDate(lm.Add(time.Minute))}, want: 200},
 		{name: "RFC 9110 §13.2.2 If-None-Match match wins over an old If-Modified-Since", etag: `"a"`, hdr: []string{"If-None-Match", `"a"`, "If-Modified-Since", httpDate(lm.Add(-time.Minute))}, want: 304},
 	}

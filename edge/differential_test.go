@@ -51,6 +51,10 @@ func diffOrigin(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "dated")
 	case "/empty":
 		hd.Set("Content-Type", "text/plain")
+	case "/unknown-status": // stored: a status edged does not recognise, with max-age
+		hd.Set("Content-Type", "text/plain")
+		w.WriteHeader(599)
+		io.WriteString(w, "599")
 	default:
 		hd.Set("Content-Type", "text/plain")
 		io.WriteString(w, "path="+r.URL.RequestURI())
@@ -127,6 +131,7 @@ func TestEdgeSameAnswersBothServers(t *testing.T) {
 		{"no-cache stored", get("/nocache") + get("/nocache"), two},
 		{"Date stored", get("/dated") + get("/dated"), two},
 		{"empty body", get("/empty") + get("/empty") + head("/empty"), []string{"GET", "GET", "HEAD"}},
+		{"unknown status stored", get("/unknown-status") + get("/unknown-status") + head("/unknown-status"), []string{"GET", "GET", "HEAD"}},
 		{"If-None-Match match", get("/etag", "If-None-Match: \"v1\"\r\n"), one},
 		{"If-None-Match weak", get("/etag", "If-None-Match: W/\"v1\", \"x\"\r\n"), one},
 		{"If-None-Match other", get("/etag", "If-None-Match: \"v0\"\r\n"), one},

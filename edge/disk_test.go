@@ -128,6 +128,9 @@ func TestRanges(t *testing.T) {
 		{"if-range etag mismatch", []string{"Range", "bytes=0-9", "If-Range", `"other"`}, 200, "", [2]int{0, size}},
 		{"if-range date match", []string{"Range", "bytes=0-9", "If-Range", "Mon, 02 Jan 2006 15:04:05 GMT"}, 206, "bytes 0-9/1000", [2]int{0, 10}},
 		{"if-range date mismatch", []string{"Range", "bytes=0-9", "If-Range", "Tue, 03 Jan 2006 15:04:05 GMT"}, 200, "", [2]int{0, size}},
+		{"if-range asctime date match", []string{"Range", "bytes=0-9", "If-Range", "Mon Jan  2 15:04:05 2006"}, 206, "bytes 0-9/1000", [2]int{0, 10}},
+		{"if-range date matched case-insensitively", []string{"Range", "bytes=0-9", "If-Range", "MON, 02 JAN 2006 15:04:05 GMT"}, 206, "bytes 0-9/1000", [2]int{0, 10}},
+		{"if-range date with a double space is no date", []string{"Range", "bytes=0-9", "If-Range", "Mon, 02 Jan 2006  15:04:05 GMT"}, 200, "", [2]int{0, size}},
 	}
 	for _, tier := range []struct {
 		name string

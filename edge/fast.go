@@ -100,7 +100,12 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, int64(d.status), 10)
 	b = append(b, ' ')
-	b = append(b, http.StatusText(d.status)...)
+	if text := http.StatusText(d.status); text != "" {
+		b = append(b, text...)
+	} else { // a status edged does not recognise, stored with explicit freshness
+		b = append(b, "status code "...)
+		b = strconv.AppendInt(b, int64(d.status), 10)
+	}
 	b = append(b, "\r\n"...)
 	b = append(b, enc.fields...)
 	if d.status != http.StatusNotModified {

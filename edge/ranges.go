@@ -2,8 +2,12 @@ package edge
 
 import (
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/edged-proxy/edged/cache/rfc"
 )
 
 // byteRange is one satisfiable range of a representation: [start, start+length).
@@ -22,12 +26,13 @@ const (
 // If-Range ir for a stored 200 response of size bytes with header h (RFC 9110 §14). Only single ranges are served: a request for
 // several ranges gets the whole representation, which §14.2 allows, so that
 // no multipart/byteranges body is ever built. An invalid Range, a Range on
-// anything but GET, and an If-Range that does not match are ignored.
-func evalRange(method, spec, ir string, h http.Header, size int64) (byteRange, rangeOutcome) {
+// anything but GET, and an If-Range that does not match are ignored. ref is
+// the reference for a two-digit year in If-Range and Last-Modified.
+func evalRange(method, spec, ir string, h http.Header, size int64, ref time.Time) (byteRange, rangeOutcome) {
 	if spec == "" || method != http.MethodGet || size < 0 {
 		return byteRange{}, rangeIgnore
 	}
-	if ir != "" && !ifRangeMatches(ir, h) {
+	if ir != "" && !ifRangeMatches(ir, h, ref) {
 		return byteRange{}, rangeIgnore
 	}
 	unit, set, ok := strings.Cut(spec, "=")
@@ -69,19 +74,19 @@ func evalRange(method, spec, ir string, h http.Header, size int64) (byteRange, r
 }
 
 // ifRangeMatches evaluates If-Range (RFC 9110 §13.1.5): a strong entity-tag
-// match, or a date equal to Last-Modified.
-func ifRangeMatches(ir string, h http.Header) bool {
-	ir = strings.TrimSpace(ir)
+// match, or an HTTP-date (rfc.ParseHTTPDate) equal to a valid Last-Modified.
+func ifRangeMatches(ir string, h http.Header, ref time.Time) bool {
+	ir = textproto.TrimString(ir)
 	if strings.HasPrefix(ir, `"`) || strings.HasPrefix(ir, "W/") {
 		etag := first(h, "Etag")
 		return etag != "" && !strings.HasPrefix(ir, "W/") && !strings.HasPrefix(etag, "W/") && ir == etag
 	}
-	t, err := http.ParseTime(ir)
-	if err != nil {
+	t, ok := rfc.ParseHTTPDate(ir, ref)
+	if !ok {
 		return false
 	}
-	lm, err := http.ParseTime(first(h, "Last-Modified"))
-	return err == nil && t.Equal(lm)
+	lm, ok := rfc.ParseHTTPDate(textproto.TrimString(first(h, "Last-Modified")), ref)
+	return ok && t.Equal(lm)
 }
 
 func contentRange(r byteRange, size int64) string {

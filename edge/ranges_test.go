@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 // FuzzEvalRange: any Range/If-Range pair gives a range inside the
@@ -23,7 +24,7 @@ func FuzzEvalRange(f *testing.F) {
 			r.Header.Set("If-Range", ifRange)
 		}
 		h := http.Header{"Etag": {`"e"`}, "Last-Modified": {"Mon, 02 Jan 2006 15:04:05 GMT"}}
-		rng, out := evalRange(r.Method, r.Header.Get("Range"), r.Header.Get("If-Range"), h, size)
+		rng, out := evalRange(r.Method, r.Header.Get("Range"), r.Header.Get("If-Range"), h, size, time.Date(2006, 1, 2, 15, 4, 5, 0, time.UTC))
 		if out == rangePartial && (rng.start < 0 || rng.length <= 0 || rng.start+rng.length > size) {
 			t.Fatalf("Range %q on %d bytes gave %+v", spec, size, rng)
 		}

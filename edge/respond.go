@@ -3,6 +3,7 @@ package edge
 import (
 	"io"
 	"net/http"
+	"net/textproto"
 	"os"
 	"slices"
 	"strconv"
@@ -371,8 +372,10 @@ func (w *responseWriter) copyBody(src io.Reader, flushEach bool) error {
 
 // notModified evaluates If-None-Match (inm, all its lines joined; weak
 // comparison) and, without it, If-Modified-Since (ims) against a stored
-// 200 response with header h (RFC 9110 §13.1.2, §13.1.3).
-func notModified(inm, ims string, h http.Header) bool {
+// 200 response with header h (RFC 9110 §13.1.2, §13.1.3). Dates are
+// HTTP-dates (rfc.ParseHTTPDate, ref the reference for a two-digit year);
+// an invalid one is ignored (§13.1.3).
+func notModified(inm, ims string, h http.Header, ref time.Time) bool {
 	if inm != "" {
 		etag := first(h, "Etag")
 		if etag == "" {
@@ -393,9 +396,9 @@ func notModified(inm, ims string, h http.Header) bool {
 	if ims == "" || lm == "" {
 		return false
 	}
-	t, err1 := http.ParseTime(ims)
-	m, err2 := http.ParseTime(lm)
-	if err1 != nil || err2 != nil {
+	t, ok1 := rfc.ParseHTTPDate(textproto.TrimString(ims), ref)
+	m, ok2 := rfc.ParseHTTPDate(textproto.TrimString(lm), ref)
+	if !ok1 || !ok2 {
 		return false
 	}
 	return !m.After(t)
@@ -418,9 +421,12 @@ func decideHit(method, inm, ims, rng, ifRange string, e *cache.Entry, size int64
 	d := hitDecision{status: e.Status, n: size}
 	if d.status == http.StatusOK {
 		var outcome rangeOutcome
-		if notModified(inm, ims, e.Header) {
+		// The entry's response time is the reference for two-digit
+		// years in the dates compared.
+		ref := e.Timing.ResponseTime
+		if notModified(inm, ims, e.Header, ref) {
 			d.status = http.StatusNotModified
-		} else if d.rng, outcome = evalRange(method, rng, ifRange, e.Header, size); outcome == rangeUnsatisfiable {
+		} else if d.rng, outcome = evalRange(method, rng, ifRange, e.Header, size, ref); outcome == rangeUnsatisfiable {
 			d.status = http.StatusRequestedRangeNotSatisfiable
 		} else if outcome == rangePartial {
 			d.status, d.off, d.n = http.StatusPartialContent, d.rng.start, d.rng.length

@@ -169,3 +169,43 @@ func TestPragmaNotTurnedIntoCacheControl(t *testing.T) {
 		t.Errorf("the origin got\n%s\nwant the client's Pragma alone", head)
 	}
 }
+
+// Under server.http1: net/http the request side is net/http's: its server
+// turns a request's Pragma: no-cache without Cache-Control into
+// Cache-Control: no-cache before edged sees the request, and a request
+// forwarded to the origin carries both. This is a documented departure
+// (docs/caching.md, RFC 9111 §5.4): the two mean the same to a cache, edged
+// decides the same either way, and the default server does not do it. The
+// test pins the behaviour so that a change in net/http shows up here.
+func TestPragmaUnderNetHTTPGainsCacheControl(t *testing.T) {
+	oln := listen(t)
+	t.Cleanup(func() { oln.Close() })
+	heads := make(chan string, 1)
+	go func() {
+		c, err := oln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		var head strings.Builder
+		for {
+			line, err := br.ReadString('\n')
+			head.WriteString(line)
+			if err != nil || line == "\r\n" {
+				break
+			}
+		}
+		heads <- head.String()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	}()
+	addr, _ := diffEdgeTB(t, "http://"+oln.Addr().String(), edge.HTTP1NetHTTP, time.Now)
+	out := testkit.Exchange(t, addr, "GET /p HTTP/1.1\r\nHost: www.example.com\r\nPragma: no-cache\r\n\r\n", []string{"GET"})
+	if len(out) != 1 || !strings.HasPrefix(out[0], "HTTP/1.1 200") {
+		t.Fatalf("answer: %q", out)
+	}
+	head := strings.ToLower(<-heads)
+	if !strings.Contains(head, "\r\npragma: no-cache\r\n") || !strings.Contains(head, "\r\ncache-control: no-cache\r\n") {
+		t.Errorf("the origin got\n%s\nwant Pragma and net/http's Cache-Control (if net/http stopped adding it, update docs/caching.md)", head)
+	}
+}

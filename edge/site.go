@@ -51,9 +51,12 @@ type Site struct {
 	// and HEAD, and neither CONNECT (never forwarded) nor PURGE (answered
 	// by Config.PurgeHandler). Nil means DefaultMethods().
 	Methods []string
-	// KeepTargetedHeaders forwards the targeted cache-control fields
-	// (Policy.TargetedHeaders) to clients; by default they are removed, as
-	// they are meant for edged alone (RFC 9213 §2.1).
+	// KeepTargetedHeaders forwards to clients the targeted cache-control
+	// fields aimed at edged itself (Policy.OwnTargeted, by default
+	// Edged-Cache-Control), which are otherwise removed from every
+	// response. The other targeted fields (Policy.TargetedHeaders, such as
+	// CDN-Cache-Control) are always forwarded, for the caches downstream
+	// (RFC 9213 §2.2).
 	KeepTargetedHeaders bool
 }
 
@@ -73,7 +76,7 @@ type router struct {
 type siteRules struct {
 	// drop are the canonical names of the response fields never sent to
 	// clients: the handler's strip list and, unless the site keeps them,
-	// its targeted cache-control fields.
+	// the targeted cache-control fields aimed at edged itself.
 	drop []string
 	// unkeyed are the request fields removed before the origin.
 	unkeyed *fieldSet
@@ -99,7 +102,7 @@ func newRouter(sites []*Site, strip []string) (*router, error) {
 		}
 		drop := slices.Clone(strip)
 		if !s.KeepTargetedHeaders {
-			for _, name := range s.Policy.Targeted() {
+			for _, name := range s.Policy.OwnTargeted() {
 				if name = http.CanonicalHeaderKey(name); !slices.Contains(drop, name) {
 					drop = append(drop, name)
 				}

@@ -34,6 +34,16 @@
 // HTTP/2 over TLS when the shard offers it in ALPN and HTTP/1.1 otherwise,
 // "h2c" HTTP/2 with prior knowledge over cleartext (for gRPC origins).
 //
+// # Responses
+//
+// A response is returned with the fields the origin sent and no others.
+// Go's HTTP/1 client adds "Cache-Control: no-cache" to a response that has
+// "Pragma: no-cache" and no Cache-Control; the pool's HTTP/1 connections
+// note each response head's raw field names (rawhead.go, for which the pool
+// does TLS handshakes itself) and the pool removes that field exactly when
+// the origin did not send it. Config.TLSClientConfig configures TLS to
+// https shards.
+//
 // Do returns how it routed the request as a value (Route: the shard that
 // answered, or with an error the last one tried, and the number tried); Send
 // returns the shard's name alone, which is the cache.Origin seam through

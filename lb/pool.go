@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,11 @@ type Config struct {
 	// MaxResponseHeaderBytes limits an origin response's header; a larger
 	// one fails the request (502). Zero means 64 KiB.
 	MaxResponseHeaderBytes int64
+
+	// TLSClientConfig configures TLS to https shards; the pool clones it
+	// and sets NextProtos (by Protocol) and, when empty, ServerName (the
+	// shard's host). Nil means the system's roots.
+	TLSClientConfig *tls.Config
 
 	// Metrics receives the pool's metrics. Nil means none are recorded.
 	Metrics *Metrics

@@ -2,6 +2,8 @@ package lb
 
 import (
 	"cmp"
+	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -52,23 +54,49 @@ func parseShardURL(raw string) (*url.URL, error) {
 }
 
 // newTransport builds the transport of one shard from a validated config with
-// defaults applied.
+// defaults applied. Its HTTP/1 connections are rawHeadConns (rawhead.go), so
+// that the Cache-Control Go invents can be told from the origin's; for that
+// it does the TLS handshake itself, offering the ALPN protocols the
+// transport would.
 func newTransport(cfg *Config) *http.Transport {
 	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	maxHead := cmp.Or(cfg.MaxResponseHeaderBytes, 64<<10)
 	var protos http.Protocols
+	alpn := []string{"http/1.1"}
 	switch cfg.Protocol {
 	case "h2":
 		protos.SetHTTP1(true)
 		protos.SetHTTP2(true)
+		alpn = []string{"h2", "http/1.1"}
 	case "h2c":
 		protos.SetUnencryptedHTTP2(true)
 	default:
 		protos.SetHTTP1(true)
 	}
+	dial := dialer.DialContext
+	var dialTLS func(ctx context.Context, network, addr string) (net.Conn, error)
+	if cfg.Protocol != "h2c" { // HTTP/2 invents nothing: h2c connections stay as dialled
+		limit := int(maxHead) + 4096 // the transport fails a longer head anyway
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return newRawHeadConn(c, limit), nil
+		}
+		dialTLS = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			tc, err := dialTLSShard(ctx, dialer, cfg.TLSClientConfig, alpn, network, addr)
+			if err != nil || tc.ConnectionState().NegotiatedProtocol == "h2" {
+				return tc, err // HTTP/2 needs the *tls.Conn itself
+			}
+			return newRawHeadConn(tc, limit), nil
+		}
+	}
 	return &http.Transport{
 		Protocols:              &protos,
 		Proxy:                  nil,
-		DialContext:            dialer.DialContext,
+		DialContext:            dial,
+		DialTLSContext:         dialTLS,
 		MaxIdleConns:           cfg.MaxIdleConnsPerShard,
 		MaxIdleConnsPerHost:    cfg.MaxIdleConnsPerShard,
 		MaxConnsPerHost:        cfg.MaxConnsPerShard,
@@ -77,8 +105,40 @@ func newTransport(cfg *Config) *http.Transport {
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  1 * time.Second,
 		DisableCompression:     true,
-		MaxResponseHeaderBytes: cmp.Or(cfg.MaxResponseHeaderBytes, 64<<10),
+		MaxResponseHeaderBytes: maxHead,
 	}
+}
+
+// tlsHandshakeTimeout bounds a shard's TLS handshake, as
+// http.Transport.TLSHandshakeTimeout did before the pool dialled TLS itself.
+const tlsHandshakeTimeout = 10 * time.Second
+
+// dialTLSShard connects to addr and completes a TLS handshake offering the
+// ALPN protocols alpn. base (nil: the system roots) is cloned; its
+// ServerName defaults to addr's host. A dial error is returned as the
+// dialer's (a *net.OpError "dial": failover applies), a handshake error as
+// is (not a dial error: the shard was reached).
+func dialTLSShard(ctx context.Context, d *net.Dialer, base *tls.Config, alpn []string, network, addr string) (*tls.Conn, error) {
+	raw, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{}
+	if base != nil {
+		cfg = base.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	cfg.NextProtos = alpn
+	tc := tls.Client(raw, cfg)
+	hctx, cancel := context.WithTimeout(ctx, tlsHandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // available reports whether picks at time now may use the shard.
@@ -95,15 +155,21 @@ func (s *shard) markDown(now, until time.Time) bool {
 
 // roundTrip sends a clone of req, with body as its body, to the shard.
 func (s *shard) roundTrip(req *http.Request, body io.ReadCloser) (*http.Response, error) {
-	ctx := req.Context()
-	if s.metrics != nil {
-		// A ClientTrace is composed in place by WithClientTrace, so each
-		// request needs its own.
-		sm := s.metrics
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			GotConn: func(info httptrace.GotConnInfo) { sm.gotConn(info.Reused) },
-		})
-	}
+	// The connection the response comes from, to read its raw head
+	// (rawhead.go). A ClientTrace is composed in place by
+	// WithClientTrace, so each request needs its own.
+	var conn atomic.Pointer[rawHeadConn]
+	sm := s.metrics
+	ctx := httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			if c, ok := info.Conn.(*rawHeadConn); ok {
+				conn.Store(c)
+			}
+			if sm != nil {
+				sm.gotConn(info.Reused)
+			}
+		},
+	})
 	out := req.Clone(ctx)
 	out.Body = body
 	out.URL.Scheme = s.scheme
@@ -117,5 +183,8 @@ func (s *shard) roundTrip(req *http.Request, body io.ReadCloser) (*http.Response
 		return nil, err
 	}
 	s.metrics.response(resp.StatusCode, time.Since(start))
+	if c := conn.Load(); c != nil && resp.ProtoMajor == 1 {
+		undoInventedCacheControl(resp, c.head())
+	}
 	return resp, nil
 }

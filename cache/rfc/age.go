@@ -31,12 +31,13 @@ type Timing struct {
 
 // NewTiming returns the Timing of a response received at responseTime for a
 // request sent at requestTime, reading Date and Age from the response header
-// h. An invalid Date is treated as absent. For Age, only the first member of
+// h. An invalid Date (not an HTTP-date, see ParseHTTPDate) is treated as
+// absent. For Age, only the first member of
 // the first line is used, an invalid one is ignored, and values above 2^31
 // seconds are capped (RFC 9111 §5.1).
 func NewTiming(requestTime, responseTime time.Time, h http.Header) Timing {
 	t := Timing{RequestTime: requestTime, ResponseTime: responseTime}
-	if d, ok := policyHTTPDate(h, "Date"); ok {
+	if d, ok := policyHTTPDate(h, "Date", responseTime); ok {
 		t.Date = d
 	}
 	t.AgeValue = ageParseHeader(h)

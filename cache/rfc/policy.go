@@ -36,7 +36,9 @@ package rfc
 //     An empty Expires line counts as present (pquerna ignores it), and
 //     Expires lines that disagree also mean stale.
 //  7. InvalidDate: an unparsable Date makes pquerna return an error. We ignore
-//     it and use the evaluation time as "now".
+//     it and use the evaluation time as "now". Every date is read by
+//     ParseHTTPDate (httpdate.go), stricter than the http.ParseTime pquerna
+//     uses: a one-digit hour or a double space is not a date.
 //  8. InvalidLastModified: likewise an error in pquerna; we ignore the field,
 //     so there is no Last-Modified heuristic.
 //  9. HeuristicUsesDate: pquerna's heuristic is 0.1 × (time.Now − Last-Modified)
@@ -50,18 +52,22 @@ package rfc
 //     status is stored with Lifetime 0.
 //  11. Status308: pquerna's list of heuristically cacheable statuses lacks 308
 //     (RFC 9110 §15.1 has it), so a 308 without freshness is not stored there.
-//  12. StatusNotUnderstood: pquerna stores any status with explicit freshness or
-//     public: 1xx, 206, 304, unregistered codes. A cache must not store a status
-//     it doesn't understand (§3). Our set is in policyUnderstoodStatus. 206 is
-//     out because edged stores whole objects and serves ranges itself; 304,
-//     412 and 416 are out because they answer conditional or range requests.
+//  12. StatusNotStored: pquerna stores any status with explicit freshness or
+//     public: 1xx, 206, 304. A 1xx is not final, and §3 lets a cache store
+//     206 or 304 only if it understands them, which edged, storing whole
+//     objects, doesn't. We also never store 412, 416 (answers to conditional
+//     or range requests) and 407, 408, 421, 426 (about a hop, not the
+//     resource): policyNeverStoredStatus. Any other final status, even one
+//     edged does not recognise (299, 599), is storable with explicit
+//     freshness or public, as §3 says, and only the heuristically cacheable
+//     ones get heuristic freshness (correction 10).
 //  13. Method: pquerna stores POST responses that have explicit freshness. A
 //     POST response can't answer a later POST, and edged keys only GET/HEAD,
 //     so any other method is "method".
 //  14. MustUnderstand: pquerna doesn't know must-understand (RFC 9111 §5.2.2.3).
-//     With must-understand and a status we understand, we ignore no-store as
-//     the RFC says we should. With a status we don't understand, the response
-//     is not stored ("status").
+//     With must-understand and a status we understand (policyUnderstoodStatus),
+//     we ignore no-store as the RFC says we should. With a status we don't
+//     understand, the response is not stored ("status").
 //  15. EmptyAuthorization: pquerna checks Authorization with Header.Get != "".
 //     §3.5 is about the field being present, so an empty Authorization counts.
 //  16. VaryStar: pquerna stores Vary: *, which can never match (§4.1). We
@@ -124,10 +130,19 @@ type Policy struct {
 	// no explicit freshness (negative caching); origin headers override it.
 	// Zero: such responses follow the heuristic rules.
 	NegativeTTL time.Duration
-	// TargetedHeaders are the targeted cache-control fields (RFC 9213)
-	// edged obeys, in order of precedence: the first one present replaces
-	// Cache-Control and Expires. Nil means CDN-Cache-Control, then
-	// Surrogate-Control; an empty non-nil slice obeys none.
+	// OwnTargetedHeaders are the targeted cache-control fields (RFC 9213)
+	// aimed at this edged alone, such as Edged-Cache-Control: first in the
+	// target list, so they take precedence over TargetedHeaders, and
+	// removed from responses by the edge (edge.Site). Nil means
+	// Edged-Cache-Control; an empty non-nil slice names none.
+	OwnTargetedHeaders []string
+	// TargetedHeaders are the targeted fields aimed at a class of caches
+	// edged belongs to, such as CDN-Cache-Control: obeyed after
+	// OwnTargetedHeaders, in order, and forwarded downstream for the next
+	// cache. Nil means CDN-Cache-Control, then Surrogate-Control; an empty
+	// non-nil slice obeys none. The first field of the target list
+	// (TargetList) that is present and valid replaces Cache-Control and
+	// Expires.
 	TargetedHeaders []string
 }
 
@@ -140,7 +155,9 @@ type Decision struct {
 	//
 	//	"method"           request method other than GET or HEAD (or no request)
 	//	"request-no-store" the request carried Cache-Control: no-store
-	//	"status"           a status code the cache doesn't understand
+	//	"status"           a status edged never stores: not final, 206,
+	//	                   304, 407, 408, 412, 416, 421, 426, or one it
+	//	                   doesn't understand under must-understand
 	//	"no-store"         response Cache-Control: no-store
 	//	"private"          response Cache-Control: private (any form)
 	//	"authorization"    request had Authorization and the response lacks
@@ -239,20 +256,21 @@ type evaluation struct {
 }
 
 // newEvaluation parses resp's caching fields (the targeted field replacing
-// Cache-Control and Expires when present, RFC 9213 §2.2) and asks pquerna
-// for its verdict, fed our corrected parse (corrections 1-5).
+// Cache-Control and Expires when one is valid, RFC 9213 §2.2, see
+// targeted.go) and asks pquerna for its verdict, fed our corrected parse
+// (corrections 1-5).
 func (p Policy) newEvaluation(req *http.Request, resp *http.Response, now time.Time) *evaluation {
-	ccLines, targeted := p.controlLines(resp.Header)
-	ev := &evaluation{cc: policyParseResponseCC(ccLines)}
+	cc, targeted := p.controlDirectives(resp.Header)
+	ev := &evaluation{cc: cc}
 	rd := ParseRequestDirectives(req.Header)
-	date, _ := policyHTTPDate(resp.Header, "Date")
+	date, _ := policyHTTPDate(resp.Header, "Date", now)
 	ev.ref = date
 	if ev.ref.IsZero() {
 		ev.ref = now
 	}
 	ev.expLines = resp.Header.Values("Expires")
 	var expires time.Time
-	expires, ev.expOK = policyHTTPDate(resp.Header, "Expires")
+	expires, ev.expOK = policyHTTPDate(resp.Header, "Expires", ev.ref)
 	if targeted {
 		ev.expLines, expires, ev.expOK = nil, time.Time{}, false
 	}
@@ -309,13 +327,13 @@ func (ev *evaluation) reason(req *http.Request, resp *http.Response) string {
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		why[policyReasonMethod] = true
 	}
-	// Corrections 12 and 14: statuses we don't understand.
-	understood := policyUnderstoodStatus(resp.StatusCode)
-	if !understood {
+	// Corrections 12 and 14: statuses edged does not store.
+	statusOK := policyStorableStatus(resp.StatusCode, ev.cc.mustUnderstand)
+	if !statusOK {
 		why[policyReasonStatus] = true
 	}
 	// Correction 14: must-understand overrides no-store for understood codes.
-	if ev.cc.mustUnderstand && understood {
+	if ev.cc.mustUnderstand && statusOK {
 		delete(why, policyReasonNoStore)
 	}
 	// Correction 15: Authorization present, even if empty.
@@ -386,30 +404,6 @@ func (p Policy) freshness(ev *evaluation, resp *http.Response) Decision {
 	return d
 }
 
-// defaultTargeted are the targeted cache-control fields obeyed when
-// Policy.TargetedHeaders is nil.
-var defaultTargeted = []string{"Cdn-Cache-Control", "Surrogate-Control"}
-
-// Targeted returns the targeted fields the policy obeys, in precedence order.
-func (p Policy) Targeted() []string {
-	if p.TargetedHeaders == nil {
-		return defaultTargeted
-	}
-	return p.TargetedHeaders
-}
-
-// controlLines returns the cache-control field lines that govern h for
-// edged: those of the first targeted field present (RFC 9213 §2.2), else
-// Cache-Control. targeted reports the former.
-func (p Policy) controlLines(h http.Header) (lines []string, targeted bool) {
-	for _, name := range p.Targeted() {
-		if v := h.Values(name); len(v) > 0 && strings.TrimSpace(strings.Join(v, "")) != "" {
-			return v, true
-		}
-	}
-	return h.Values("Cache-Control"), false
-}
-
 // policyWithoutExpires returns h without Expires (a shallow copy).
 func policyWithoutExpires(h http.Header) http.Header {
 	c := make(http.Header, len(h))
@@ -428,7 +422,7 @@ func (p Policy) heuristic(h http.Header, ref time.Time) time.Duration {
 	if p.DefaultTTL > 0 {
 		return p.DefaultTTL
 	}
-	lm, ok := policyHTTPDate(h, "Last-Modified")
+	lm, ok := policyHTTPDate(h, "Last-Modified", ref)
 	if !ok || !ref.After(lm) {
 		return 0
 	}
@@ -457,14 +451,45 @@ func policyHeuristicStatus(status int) bool {
 	return false
 }
 
-// policyUnderstoodStatus reports whether edged understands status well
-// enough to store a response with it (RFC 9111 §3). These are the final
-// status codes of RFC 9110 §15, plus 451 (RFC 7725), without:
-//   - 206, 304, 412 and 416, which answer range or conditional requests
-//     (fills send neither, and edged stores whole objects);
+// policyStorableStatus reports whether a response with status may be
+// stored as far as its status goes (RFC 9111 §3): a final status of one of
+// the five classes of RFC 9110 §15, not one edged never stores
+// (policyNeverStoredStatus), and, when the response has must-understand, one
+// edged understands (policyUnderstoodStatus, §5.2.2.3). A status edged does
+// not recognise is otherwise storable: §3 asks a cache to understand only
+// 206 and 304; such a response still needs explicit freshness or public,
+// since only the statuses of RFC 9110 §15.1 are heuristically cacheable.
+func policyStorableStatus(status int, mustUnderstand bool) bool {
+	switch {
+	case status < 200 || status > 599, policyNeverStoredStatus(status):
+		return false
+	case mustUnderstand:
+		return policyUnderstoodStatus(status)
+	}
+	return true
+}
+
+// policyNeverStoredStatus reports the statuses edged never stores, whatever
+// the response says:
+//   - 206 and 304, which §3 allows a cache to store only if it understands
+//     them: edged stores whole objects (a 206 is never one), and a 304 to a
+//     revalidation updates the stored response rather than being stored;
+//   - 412 and 416, which answer conditional or range requests (fills send
+//     neither, so such an answer is about the request, not the resource);
 //   - 407, 408, 421 and 426, which describe a connection or a proxy hop, not
-//     the resource;
-//   - 305, 306 and 418, which are unused.
+//     the resource.
+func policyNeverStoredStatus(status int) bool {
+	switch status {
+	case 206, 304, 407, 408, 412, 416, 421, 426:
+		return true
+	}
+	return false
+}
+
+// policyUnderstoodStatus reports whether edged understands status well
+// enough to store it under must-understand (RFC 9111 §5.2.2.3). These are
+// the final status codes of RFC 9110 §15, plus 451 (RFC 7725), without those
+// of policyNeverStoredStatus and without 305, 306 and 418, which are unused.
 func policyUnderstoodStatus(status int) bool {
 	switch status {
 	case 200, 201, 202, 203, 204, 205,
@@ -476,18 +501,16 @@ func policyUnderstoodStatus(status int) bool {
 	return false
 }
 
-// policyHTTPDate parses the singleton date field name of h (first line).
-// ok is false when the field is absent or not a valid HTTP-date.
-func policyHTTPDate(h http.Header, name string) (t time.Time, ok bool) {
+// policyHTTPDate parses the singleton date field name of h (first line,
+// its surrounding whitespace removed) with ParseHTTPDate, now being the
+// reference for a two-digit year. ok is false when the field is absent or
+// not a valid HTTP-date.
+func policyHTTPDate(h http.Header, name string, now time.Time) (t time.Time, ok bool) {
 	vv := h.Values(name)
 	if len(vv) == 0 {
 		return time.Time{}, false
 	}
-	t, err := http.ParseTime(textproto.TrimString(vv[0]))
-	if err != nil {
-		return time.Time{}, false
-	}
-	return t, true
+	return ParseHTTPDate(textproto.TrimString(vv[0]), now)
 }
 
 // policyConflicting reports whether field lines hold different values.

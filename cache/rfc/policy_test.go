@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -113,9 +114,21 @@ func TestPolicyEvaluate(t *testing.T) {
 		{name: "206 not understood", status: 206, resp: []string{"Cache-Control", "max-age=60"}, want: no("status")},
 		{name: "304 not understood", status: 304, resp: []string{"Cache-Control", "max-age=60"}, want: no("status")},
 		{name: "103 not final", status: 103, resp: []string{"Cache-Control", "max-age=60"}, want: no("status")},
-		{name: "299 unknown", status: 299, resp: []string{"Cache-Control", "public, max-age=60"}, want: no("status")},
-		{name: "599 unknown", status: 599, resp: []string{"Cache-Control", "max-age=60"}, want: no("status")},
 		{name: "407 not stored", status: 407, resp: []string{"Cache-Control", "max-age=60"}, want: no("status")},
+		{name: "412 not stored", status: 412, resp: []string{"Cache-Control", "max-age=60"}, want: no("status")},
+		{name: "600 is no status class", status: 600, resp: []string{"Cache-Control", "max-age=60"}, want: no("status")},
+
+		// A final status edged does not recognise is storable with
+		// explicit freshness or public (RFC 9111 §3); heuristics stay with
+		// the statuses of RFC 9110 §15.1.
+		{name: "299 unknown with public and max-age", status: 299, resp: []string{"Cache-Control", "public, max-age=60"}, want: fresh(60 * time.Second)},
+		{name: "599 unknown with max-age", status: 599, resp: []string{"Cache-Control", "max-age=60"}, want: fresh(60 * time.Second)},
+		{name: "432 unknown with s-maxage", status: 432, resp: []string{"Cache-Control", "s-maxage=60"}, want: mr(60 * time.Second)},
+		{name: "418 with Expires", status: 418, resp: []string{"Expires", polDate(polT0.Add(time.Minute))}, want: fresh(time.Minute)},
+		{name: "299 unknown with an invalid Expires: stored stale", status: 299, resp: []string{"Expires", "0"}, want: fresh(0)},
+		{name: "299 unknown with public only: stored stale, no heuristic", status: 299, policy: Policy{DefaultTTL: time.Hour}, resp: []string{"Cache-Control", "public", "Last-Modified", lm(10 * time.Hour)}, want: fresh(0)},
+		{name: "299 unknown without freshness", status: 299, resp: []string{"Last-Modified", lm(10 * time.Hour)}, want: no("no-freshness")},
+		{name: "599 unknown with no-store", status: 599, resp: []string{"Cache-Control", "max-age=60, no-store"}, want: no("no-store")},
 
 		// no-store, private, no-cache, revalidation.
 		{name: "no-store", resp: []string{"Cache-Control", "no-store"}, want: no("no-store")},
@@ -392,11 +405,18 @@ func TestPolicyCorrects_Status308(t *testing.T) {
 	polWant(t, got, Decision{Storable: true, Lifetime: time.Hour, Heuristic: true})
 }
 
-func TestPolicyCorrects_StatusNotUnderstood(t *testing.T) {
-	for _, status := range []int{100, 206, 304, 299, 599} {
+func TestPolicyCorrects_StatusNotStored(t *testing.T) {
+	for _, status := range []int{100, 206, 304, 412, 421} {
 		pq, got := polBoth(t, "GET", nil, status, "Cache-Control", "public, max-age=60")
 		polPquernaSays(t, pq.err == nil && len(pq.reasons) == 0, pq, "stores status "+http.StatusText(status))
 		polWant(t, got, Decision{Reason: "status"})
+	}
+	// Statuses edged does not recognise: stored as §3 says, agreeing with
+	// pquerna here.
+	for _, status := range []int{299, 432, 599} {
+		pq, got := polBoth(t, "GET", nil, status, "Cache-Control", "public, max-age=60")
+		polPquernaSays(t, pq.err == nil && len(pq.reasons) == 0, pq, "stores status "+strconv.Itoa(status))
+		polWant(t, got, Decision{Storable: true, Lifetime: time.Minute})
 	}
 }
 

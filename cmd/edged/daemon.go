@@ -581,6 +581,7 @@ func edgeSite(s config.Site, origin cache.Origin) *edge.Site {
 			StaleWhileRevalidate: s.Cache.StaleWhileRevalidate.Std(),
 			StaleIfError:         s.Cache.StaleIfError.Std(),
 			NegativeTTL:          s.Cache.NegativeTTL.Std(),
+			OwnTargetedHeaders:   s.Cache.OwnTargetedHeaders,
 			TargetedHeaders:      s.Cache.TargetedHeaders,
 		},
 		KeepTargetedHeaders: s.Cache.KeepTargetedHeaders,

@@ -346,12 +346,17 @@ type SiteCache struct {
 	// NegativeTTL is the freshness lifetime of 404 and 410 responses that
 	// carry no explicit freshness; 0 leaves them to the heuristic rules.
 	NegativeTTL Duration `yaml:"negative_ttl" default:"10s"`
-	// TargetedHeaders are the targeted cache-control fields (RFC 9213)
-	// edged obeys, first present wins over Cache-Control and Expires; []
-	// obeys none.
+	// OwnTargetedHeaders are the targeted cache-control fields (RFC 9213)
+	// aimed at this edged alone: first in the target list, and removed
+	// from responses to clients; [] names none.
+	OwnTargetedHeaders []string `yaml:"own_targeted_headers" default:"[Edged-Cache-Control]" kind:"field"`
+	// TargetedHeaders are the targeted fields of the cache classes edged
+	// belongs to, obeyed after OwnTargetedHeaders and forwarded to clients
+	// for the caches downstream; the first valid one present wins over
+	// Cache-Control and Expires; [] obeys none.
 	TargetedHeaders []string `yaml:"targeted_headers" default:"[CDN-Cache-Control, Surrogate-Control]" kind:"field"`
-	// KeepTargetedHeaders forwards those fields to clients. Off by default:
-	// they are removed, being meant for edged alone.
+	// KeepTargetedHeaders forwards the OwnTargetedHeaders fields to clients
+	// too. Off by default: they are removed, being meant for edged alone.
 	KeepTargetedHeaders bool `yaml:"keep_targeted_headers"`
 }
 

@@ -100,11 +100,12 @@ func TestDefaultValues(t *testing.T) {
 				MaxResponseHeaderBytes: 64 << 10,
 			},
 			Cache: config.SiteCache{
-				Enabled:           true,
-				HeuristicFraction: 0.1,
-				HeuristicMax:      config.Duration(24 * time.Hour),
-				NegativeTTL:       config.Duration(10 * time.Second),
-				TargetedHeaders:   []string{"CDN-Cache-Control", "Surrogate-Control"},
+				Enabled:            true,
+				HeuristicFraction:  0.1,
+				HeuristicMax:       config.Duration(24 * time.Hour),
+				NegativeTTL:        config.Duration(10 * time.Second),
+				OwnTargetedHeaders: []string{"Edged-Cache-Control"},
+				TargetedHeaders:    []string{"CDN-Cache-Control", "Surrogate-Control"},
 			},
 		}},
 	}
@@ -361,6 +362,12 @@ func TestParseErrors(t *testing.T) {
 			yaml: "listen: \":8080\"\nunknown_host_status: 500\n",
 			want: "edged.yaml:2: unknown_host_status: must be 421 or 404, got 500",
 			line: 2, path: "unknown_host_status",
+		},
+		{
+			name: "a targeted field both edged's own and forwarded (a config from before own_targeted_headers)",
+			yaml: "sites:\n  - name: a\n    hosts: [a.example]\n    origins: [{url: \"http://o:1\"}]\n    cache:\n      targeted_headers: [edged-cache-control, CDN-Cache-Control]\n",
+			want: "edged.yaml:6: sites[0].cache.targeted_headers[0]: Edged-Cache-Control is also in own_targeted_headers: list edged's own fields (obeyed first, removed from responses) only there, and in targeted_headers the fields to obey after them and forward",
+			line: 6, path: "sites[0].cache.targeted_headers[0]",
 		},
 		{
 			name: "max_object_bytes above max_bytes",

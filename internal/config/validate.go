@@ -171,6 +171,23 @@ func (v *validator) sites(sites []Site) {
 		}
 
 		v.origins(p+".origins", s.Origins)
+		v.targeted(p+".cache", &s.Cache)
+	}
+}
+
+// targeted checks that no field is both edged's own targeted field and one
+// it forwards: the two lists mean opposite things (removed, forwarded), and
+// a name in both is most likely a configuration from before
+// own_targeted_headers, when targeted_headers listed every field obeyed and
+// all were removed.
+func (v *validator) targeted(p string, c *SiteCache) {
+	for i, name := range c.TargetedHeaders {
+		for _, own := range c.OwnTargetedHeaders {
+			if strings.EqualFold(name, own) {
+				v.add(p+".targeted_headers["+strconv.Itoa(i)+"]",
+					"%s is also in own_targeted_headers: list edged's own fields (obeyed first, removed from responses) only there, and in targeted_headers the fields to obey after them and forward", name)
+			}
+		}
 	}
 }
 

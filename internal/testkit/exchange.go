@@ -57,7 +57,7 @@ func Exchange(t testing.TB, addr, raw string, methods []string) []string {
 	return out
 }
 
-// Describe renders a response for comparison: protocol, status, framing,
+// Describe renders a response for comparison: protocol, status and reason, framing,
 // every header field but Date (whose presence is noted), the body (quoted
 // up to 256 bytes, else its length and digest), the error that ended it,
 // and the trailers.
@@ -81,6 +81,6 @@ func Describe(resp *http.Response, body []byte, err error) string {
 	if len(body) > 256 {
 		b = fmt.Sprintf("%d bytes sha256:%x", len(body), sha256.Sum256(body))
 	}
-	return fmt.Sprintf("%s %d cl=%d te=%v close=%v\n%s\nbody=%s err=%v\ntrailers %s", resp.Proto, resp.StatusCode,
+	return fmt.Sprintf("%s %s cl=%d te=%v close=%v\n%s\nbody=%s err=%v\ntrailers %s", resp.Proto, resp.Status,
 		resp.ContentLength, resp.TransferEncoding, resp.Close, strings.Join(keys, "\n"), b, err, strings.Join(trailers, "; "))
 }

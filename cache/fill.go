@@ -301,10 +301,15 @@ func (c *Cache) storeFilled(e *Entry, start uint64) bool {
 }
 
 // staleOnError reports whether stale may be served because the origin
-// failed: its stale-if-error window still covers it (RFC 5861 §4).
+// failed: its stale-if-error window still covers it (RFC 5861 §4), and
+// nothing forbids serving it stale. must-revalidate, proxy-revalidate and
+// s-maxage forbid it (RFC 9111 §4.2.4, §5.2.2.2), and so does no-cache
+// (§5.2.2.4): what must be validated before every use is never served
+// unvalidated, whichever window applies (RFC 5861 §4 does not override
+// that for a shared cache).
 func (c *Cache) staleOnError(stale *Entry) bool {
 	age := stale.Age(c.now())
-	if stale.MustRevalidate || stale.StaleIfError <= 0 || age-stale.Lifetime > stale.StaleIfError {
+	if stale.MustRevalidate || stale.NoCache || stale.StaleIfError <= 0 || age-stale.Lifetime > stale.StaleIfError {
 		return false
 	}
 	c.m.revalidations.WithLabelValues("stale_if_error").Inc()

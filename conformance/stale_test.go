@@ -165,6 +165,9 @@ func TestStaleIfError(t *testing.T) {
 			{name: "inside the window: stale served", cc: "max-age=10, stale-if-error=60", advance: 30 * time.Second, stale: true},
 			{name: "beyond the window: error", cc: "max-age=10, stale-if-error=60", advance: 71 * time.Second},
 			{name: "site default window", cc: "max-age=10", policy: policyStale(0, time.Minute), advance: 30 * time.Second, stale: true},
+			{name: "RFC 9111 §5.2.2.4 no-cache: never, whatever the response's window", cc: "max-age=10, no-cache, stale-if-error=600", advance: 30 * time.Second},
+			{name: "RFC 9111 §5.2.2.4 no-cache: never, whatever the site's window", cc: "max-age=10, no-cache", policy: policyStale(0, time.Hour), advance: 30 * time.Second},
+			{name: "RFC 9111 §5.2.2.4 no-cache while fresh: never", cc: "max-age=600, no-cache, stale-if-error=600", advance: 30 * time.Second},
 		} {
 			t.Run("RFC 5861 §4 "+f.name+" "+tc.name, func(t *testing.T) {
 				o := opts{policy: tc.policy}

@@ -264,17 +264,25 @@ func (f Fwd) String() string { return fwdNames[f] }
 // Detail is extra Cache-Status detail about a stored response served.
 type Detail uint8
 
-// The details of Result.
+// The details of Result. The Origin* ones say why a stale stored response
+// was served because the origin failed (stale-if-error, RFC 5861 §4, or
+// the site's default window).
 const (
 	DetailNone                 Detail = iota
 	DetailStaleWhileRevalidate        // served stale while a background revalidation runs
-	DetailStaleIfError                // served stale because the origin failed
+	DetailOriginError                 // the origin answered 500, 502, 503 or 504
+	DetailOriginUnreachable           // no complete answer: refused, reset, truncated
+	DetailOriginTimeout               // the origin did not answer within the fill timeout
 )
 
-var detailNames = [...]string{"", "stale-while-revalidate", "stale-if-error"}
+var detailNames = [...]string{"", "stale-while-revalidate", "origin-error", "origin-unreachable", "origin-timeout"}
 
 // String is the Cache-Status detail token.
 func (d Detail) String() string { return detailNames[d] }
+
+// StaleOnError reports whether d says a stale response was served because
+// the origin failed.
+func (d Detail) StaleOnError() bool { return d >= DetailOriginError }
 
 // Result is how a request was answered.
 type Result struct {
@@ -289,7 +297,9 @@ type Result struct {
 	Body Body
 	// Hit reports that no origin was contacted.
 	Hit bool
-	// Fwd is the RFC 9211 fwd reason when the origin was contacted.
+	// Fwd is the RFC 9211 fwd reason when the origin was contacted. It is
+	// also set when Get fails because the origin did: FwdStale when a
+	// stored response existed but could not be served.
 	Fwd Fwd
 	// Stored reports that this request's fill stored the response.
 	Stored bool
@@ -301,7 +311,9 @@ type Result struct {
 	// FwdStatus is the status code the origin sent, when it was contacted
 	// for this response (RFC 9211 fwd-status); 0 otherwise.
 	FwdStatus int
-	// Detail says when a stale entry was served.
+	// Detail says when a stale entry was served, and why: in the
+	// background of a revalidation, or because the origin failed (then Fwd
+	// is FwdStale, and FwdStatus the origin's 5xx, if it answered).
 	Detail Detail
 	// Upstream names the origin server that answered this request's own
 	// fill (or was last tried, with an error); empty for hits and joined

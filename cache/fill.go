@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -58,7 +59,12 @@ func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, st
 		c.publishLive(f, resp, out, d.Reason)
 		return
 	}
-	c.fillStorable(f, skey, r, resp, d, out, fillClock{start, reqTime, respTime})
+	if err := c.fillStorable(f, skey, r, resp, d, out, fillClock{start, reqTime, respTime}); err != nil {
+		// The body failed before anyone saw it: as if the origin had not
+		// answered, so a stale entry may still stand in.
+		c.m.fills.WithLabelValues("error").Inc()
+		c.publishError(f, r, stale, err, upstream)
+	}
 }
 
 // fillClock is when a fill started: its invalidation sequence and the
@@ -72,8 +78,8 @@ type fillClock struct {
 // readers: streamed through a tier that takes streams when it is large or
 // of unknown length, otherwise read whole into memory. A response that
 // turns out too large for memory, with no tier to stream it, goes to the
-// leader alone.
-func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Response, d rfc.Decision, out fillOutcome, t fillClock) {
+// leader alone. A body read whole that fails is returned, f unpublished.
+func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Response, d rfc.Decision, out fillOutcome, t fillClock) error {
 	key := r.Key
 	if names, _ := parseVary(resp.Header); len(names) > 0 {
 		key = variantKey(c.marker(r.Key, names), r.In.Header)
@@ -82,12 +88,12 @@ func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Resp
 	e.Tags = parseTags(resp.Header, c.tagHeaders)
 	if resp.ContentLength < 0 || resp.ContentLength > c.mem.maxObject {
 		if c.startStream(f, skey, e, resp, out, t) {
-			return
+			return nil
 		}
 		if resp.ContentLength > c.mem.maxObject {
 			c.m.fills.WithLabelValues("too_large").Inc()
 			c.publishLive(f, resp, out, "too-large")
-			return
+			return nil
 		}
 	}
 	body, err := readBody(resp, c.mem.maxObject)
@@ -95,17 +101,16 @@ func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Resp
 	case errors.Is(err, errTooLarge):
 		c.m.fills.WithLabelValues("too_large").Inc()
 		c.publishLive(f, resp, out, "too-large") // resp.Body now starts over
-		return
+		return nil
 	case err != nil:
-		c.m.fills.WithLabelValues("error").Inc()
-		f.publish(nil, fillOutcome{err: fmt.Errorf("cache: reading %s from origin: %w", r.Key, err), upstream: out.upstream})
-		return
+		return fmt.Errorf("cache: reading %s from origin: %w", r.Key, err)
 	}
 	c.m.fillTime.Observe(c.now().Sub(t.req).Seconds())
 	e.Body = body
 	e.Header.Set("Content-Length", itoa(int64(len(body))))
 	out.stored = c.storeFilled(e, t.start)
 	f.publish(e, out)
+	return nil
 }
 
 // send builds the origin request of a fill (a conditional one when stale
@@ -172,13 +177,16 @@ func (c *Cache) publishStored(f *flight, st *stored, out fillOutcome) {
 }
 
 // publishError publishes a failed fill: for an origin failure, the stale
-// entry when its stale-if-error window covers it (RFC 5861 §4); otherwise
-// the error.
+// entry when it may be served on error (staleOnError); otherwise the error.
 func (c *Cache) publishError(f *flight, r *Request, stale *Entry, err error, upstream string) {
 	var be *buildError
 	if stale != nil && !errors.As(err, &be) {
+		detail := DetailOriginUnreachable
+		if isTimeout(err) {
+			detail = DetailOriginTimeout
+		}
 		if c.staleOnError(stale) {
-			c.publishStale(f, r, stale, fillOutcome{detail: DetailStaleIfError, upstream: upstream})
+			c.publishStale(f, r, stale, fillOutcome{detail: detail, upstream: upstream})
 			return
 		}
 		if stale.MustRevalidate {
@@ -186,6 +194,13 @@ func (c *Cache) publishError(f *flight, r *Request, stale *Entry, err error, ups
 		}
 	}
 	f.publish(nil, fillOutcome{err: err, upstream: upstream})
+}
+
+// isTimeout reports whether a fill failed because the origin took too
+// long: the fill's deadline, or a network timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // publishStale publishes the stale entry itself as f's answer, its body
@@ -206,14 +221,15 @@ func (c *Cache) publishStale(f *flight, r *Request, stale *Entry, out fillOutcom
 }
 
 // revalidated handles the origin's answer to a revalidation when it is
-// not a new response: a server error within the stale-if-error window
-// serves stale, and 304 refreshes the stored entry (RFC 9111 §4.3.4). It
-// reports whether it published f.
+// not a new response: a server error (500, 502, 503, 504: RFC 5861 §4)
+// serves the stale entry when it may be served on error, and 304
+// refreshes the stored entry (RFC 9111 §4.3.4). It reports whether it
+// published f.
 func (c *Cache) revalidated(f *flight, r *Request, stale *Entry, resp *http.Response, out fillOutcome, reqTime, respTime time.Time, start uint64) bool {
 	switch {
-	case resp.StatusCode >= 500 && c.staleOnError(stale):
+	case originErrorStatus(resp.StatusCode) && c.staleOnError(stale):
 		resp.Body.Close()
-		out.detail = DetailStaleIfError
+		out.detail = DetailOriginError
 		c.publishStale(f, r, stale, out)
 		return true
 	case resp.StatusCode == http.StatusNotModified:
@@ -301,12 +317,12 @@ func (c *Cache) storeFilled(e *Entry, start uint64) bool {
 }
 
 // staleOnError reports whether stale may be served because the origin
-// failed: its stale-if-error window still covers it (RFC 5861 §4), and
-// nothing forbids serving it stale. must-revalidate, proxy-revalidate and
-// s-maxage forbid it (RFC 9111 §4.2.4, §5.2.2.2), and so does no-cache
-// (§5.2.2.4): what must be validated before every use is never served
-// unvalidated, whichever window applies (RFC 5861 §4 does not override
-// that for a shared cache).
+// failed: its stale-if-error window (the response's, else the site's
+// default) still covers it (RFC 5861 §4), and nothing forbids serving it
+// stale. must-revalidate, proxy-revalidate and s-maxage forbid it (RFC
+// 9111 §4.2.4, §5.2.2.2), and so does no-cache (§5.2.2.4): what must be
+// validated before every use is never served unvalidated, whichever
+// window applies (RFC 5861 §4 does not override that for a shared cache).
 func (c *Cache) staleOnError(stale *Entry) bool {
 	age := stale.Age(c.now())
 	if stale.MustRevalidate || stale.NoCache || stale.StaleIfError <= 0 || age-stale.Lifetime > stale.StaleIfError {
@@ -314,6 +330,17 @@ func (c *Cache) staleOnError(stale *Entry) bool {
 	}
 	c.m.revalidations.WithLabelValues("stale_if_error").Inc()
 	return true
+}
+
+// originErrorStatus reports whether an origin's status is one of the
+// errors RFC 5861 §4 lets a stale response stand in for: 500, 502, 503,
+// 504. Other statuses (501, 505, ...) are answers, served as they are.
+func originErrorStatus(code int) bool {
+	switch code {
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
 }
 
 // refresh applies a 304 answer to a revalidation (RFC 9111 §4.3.4): the

@@ -33,12 +33,16 @@ func (st *stored) close() {
 }
 
 // Get answers r from the cache or the origin. On success the Result's Body
-// is set and the caller must close it.
+// is set and the caller must close it. On failure the Result's Fwd still
+// says why the origin was asked (FwdStale when a stored response existed
+// that could not be served).
 //
 // A fresh stored response is a hit. A stale one is served at once within
 // its stale-while-revalidate window while one background revalidation runs;
-// otherwise it is revalidated with a conditional request, and served again
-// within its stale-if-error window if the origin fails. Misses for one
+// otherwise it is revalidated with a conditional request, and served
+// anyway, to the request and to every one waiting on the same fill, when
+// the origin fails within its stale-if-error window (see staleOnError).
+// Misses for one
 // variant are coalesced into one flight: one origin fetch shared by every
 // waiter, each of which may stop waiting without cancelling it.
 func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
@@ -224,15 +228,15 @@ func (c *Cache) fill(ctx context.Context, r *Request, skey string, fwd Fwd, stal
 	}
 	if err := f.wait(ctx); err != nil {
 		f.leave()
-		return Result{}, err
+		return Result{Fwd: fwd}, err
 	}
 	switch {
 	case f.out.err != nil:
 		f.leave()
 		if !led {
-			return Result{}, f.out.err
+			return Result{Fwd: fwd}, f.out.err
 		}
-		return Result{Upstream: f.out.upstream}, f.out.err
+		return Result{Fwd: fwd, Upstream: f.out.upstream}, f.out.err
 	case !led && (!f.shared || !f.head.matchesVary(r.In.Header)):
 		f.leave()
 		return c.fill(ctx, r, skey, fwd, stale, false)
@@ -252,6 +256,9 @@ func (c *Cache) answer(f *flight, led bool, fwd Fwd) (Result, error) {
 	}
 	res := Result{Body: body, Hit: f.out.hit, Fwd: fwd, Stored: f.out.stored && led, Collapsed: !led,
 		FwdStatus: f.out.fwdStatus, Detail: f.out.detail, NotStored: f.out.notStored}
+	if res.Detail.StaleOnError() {
+		c.m.staleOnError.WithLabelValues(staleReasons[res.Detail]).Inc()
+	}
 	if led {
 		res.Upstream = f.out.upstream
 	}
@@ -262,6 +269,13 @@ func (c *Cache) answer(f *flight, led bool, fwd Fwd) (Result, error) {
 	res.Entry, res.Age = f.head, f.head.Age(c.now())
 	res.TTL = f.head.Lifetime - res.Age
 	return res, nil
+}
+
+// staleReasons are the reason labels of edged_cache_stale_on_error_total.
+var staleReasons = [...]string{
+	DetailOriginError:       "origin_error",
+	DetailOriginUnreachable: "origin_unreachable",
+	DetailOriginTimeout:     "origin_timeout",
 }
 
 // revalidateAsync refreshes a stale entry in the background, once per
@@ -283,11 +297,11 @@ func (c *Cache) revalidateAsync(ctx context.Context, r *Request, skey string, st
 func (c *Cache) forwardRange(ctx context.Context, r *Request, fwd Fwd) (Result, error) {
 	out, err := r.Out.NewOut(ctx, Fetch{PassConditionals: true})
 	if err != nil {
-		return Result{}, fmt.Errorf("cache: building the origin request for %s: %w", r.Key, err)
+		return Result{Fwd: fwd}, fmt.Errorf("cache: building the origin request for %s: %w", r.Key, err)
 	}
 	resp, upstream, err := r.Origin.Send(out, r.RouteKey)
 	if err != nil {
-		return Result{Upstream: upstream}, fmt.Errorf("cache: fetching a range of %s: %w", r.Key, err)
+		return Result{Fwd: fwd, Upstream: upstream}, fmt.Errorf("cache: fetching a range of %s: %w", r.Key, err)
 	}
 	c.m.fills.WithLabelValues("range_forwarded").Inc()
 	body := LiveBody(resp)

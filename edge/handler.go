@@ -278,11 +278,8 @@ func (h *Handler) serveCached(st *requestState) {
 	res, err := h.cache.Get(s.Req.Context(), &st.creq)
 	s.Shard = res.Upstream
 	if err != nil {
-		cs := "edged; fwd=uri-miss"
-		if errors.Is(err, cache.ErrStaleForbidden) {
-			cs = "edged; fwd=stale"
-		}
-		h.fail(rw, s, err, cs)
+		// fwd=stale when a stored response existed but could not stand in.
+		h.fail(rw, s, err, "edged; fwd="+cmp.Or(res.Fwd, cache.FwdURIMiss).String())
 		return
 	}
 	switch {

@@ -102,9 +102,17 @@ func cacheStatus(res *cache.Result, key string) string {
 // appendCacheStatus appends cacheStatus(res, key) to b.
 func appendCacheStatus(b []byte, res *cache.Result, key string) []byte {
 	b = append(b, "edged; "...)
-	if res.Hit {
+	// A stale response served because the origin failed is a hit that
+	// also says what went forward and what came back: "hit; fwd=stale;
+	// fwd-status=503" (a departure from RFC 9211 §2.1: docs/caching.md).
+	staleOnError := res.Detail.StaleOnError()
+	if res.Hit || staleOnError {
 		b = append(b, "hit"...)
-	} else {
+	}
+	if !res.Hit {
+		if staleOnError {
+			b = append(b, "; "...)
+		}
 		b = append(b, "fwd="...)
 		b = append(b, res.Fwd.String()...)
 		if res.FwdStatus != 0 {

@@ -118,7 +118,10 @@ type Policy struct {
 	// window (RFC 5861 §3) for responses that name none. Zero: none.
 	StaleWhileRevalidate time.Duration
 	// StaleIfError is the site's default stale-if-error window (RFC 5861
-	// §4) for responses that name none. Zero: none.
+	// §4) for responses that name none: how long after expiry a stored
+	// response may stand in for an origin that fails. Zero means
+	// DefaultStaleIfError; negative means none (a response's own
+	// stale-if-error still applies).
 	StaleIfError time.Duration
 	// NegativeTTL is the freshness lifetime of a 404 or 410 response with
 	// no explicit freshness (negative caching); origin headers override it.
@@ -129,6 +132,24 @@ type Policy struct {
 	// Cache-Control and Expires. Nil means CDN-Cache-Control, then
 	// Surrogate-Control; an empty non-nil slice obeys none.
 	TargetedHeaders []string
+}
+
+// DefaultStaleIfError is the stale-if-error window of a Policy that sets
+// none: a day, so that an origin outage does not take a site down with it
+// while stored copies exist (RFC 9111 §4.2.4 lets configuration allow
+// stale responses; must-revalidate, proxy-revalidate, s-maxage and
+// no-cache still forbid them).
+const DefaultStaleIfError = 24 * time.Hour
+
+// staleIfError is the site's default stale-if-error window.
+func (p Policy) staleIfError() time.Duration {
+	switch {
+	case p.StaleIfError == 0:
+		return DefaultStaleIfError
+	case p.StaleIfError < 0:
+		return 0
+	}
+	return p.StaleIfError
 }
 
 // Decision is what the policy says about one origin response.
@@ -352,7 +373,7 @@ func (p Policy) freshness(ev *evaluation, resp *http.Response) Decision {
 		NoCache:              dirs.NoCachePresent,
 		MustRevalidate:       dirs.MustRevalidate || dirs.ProxyRevalidate || dirs.SMaxAge >= 0,
 		StaleWhileRevalidate: p.StaleWhileRevalidate,
-		StaleIfError:         p.StaleIfError,
+		StaleIfError:         p.staleIfError(),
 	}
 	if dirs.StaleWhileRevalidate >= 0 {
 		d.StaleWhileRevalidate = time.Duration(dirs.StaleWhileRevalidate) * time.Second

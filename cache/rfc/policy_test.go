@@ -193,6 +193,9 @@ func TestPolicyEvaluate(t *testing.T) {
 			}
 			resp := &http.Response{StatusCode: status, Header: rh}
 			got := tt.policy.evaluate(req, resp, polNow)
+			if tt.want.Storable && tt.want.StaleIfError == 0 {
+				tt.want.StaleIfError = DefaultStaleIfError // every storable response gets the default window
+			}
 			if got != tt.want {
 				t.Errorf("evaluate = %+v, want %+v", got, tt.want)
 			}
@@ -223,7 +226,7 @@ func TestPolicyNilRequest(t *testing.T) {
 	}
 	// Nil header maps are fine.
 	got := Policy{}.evaluate(&http.Request{Method: http.MethodGet}, &http.Response{StatusCode: 200}, polNow)
-	if want := (Decision{Storable: true, Heuristic: true}); got != want {
+	if want := (Decision{Storable: true, Heuristic: true, StaleIfError: DefaultStaleIfError}); got != want {
 		t.Errorf("nil headers: %+v, want %+v", got, want)
 	}
 }
@@ -285,8 +288,13 @@ func polBoth(t *testing.T, method string, reqH http.Header, status int, respKV .
 	return pq, Policy{}.evaluate(req, resp, now)
 }
 
+// polWant compares a Decision with want, which, when storable and naming
+// no stale-if-error window, gets the default one.
 func polWant(t *testing.T, got, want Decision) {
 	t.Helper()
+	if want.Storable && want.StaleIfError == 0 {
+		want.StaleIfError = DefaultStaleIfError
+	}
 	if got != want {
 		t.Errorf("Evaluate = %+v, want %+v", got, want)
 	}
@@ -515,4 +523,35 @@ func FuzzEvaluate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPolicyStaleIfErrorWindow checks the stale-if-error window a
+// storable response gets (RFC 5861 §4): its own directive, else the
+// site's default, which is a day when the Policy sets none and nothing
+// when it is negative.
+func TestPolicyStaleIfErrorWindow(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy Policy
+		cc     string
+		want   time.Duration
+	}{
+		{name: "zero Policy: a day", cc: "max-age=60", want: 24 * time.Hour},
+		{name: "site window", policy: Policy{StaleIfError: time.Minute}, cc: "max-age=60", want: time.Minute},
+		{name: "negative: none", policy: Policy{StaleIfError: -1}, cc: "max-age=60", want: 0},
+		{name: "the response's window beats the default", cc: "max-age=60, stale-if-error=30", want: 30 * time.Second},
+		{name: "the response's window beats the site's", policy: Policy{StaleIfError: time.Hour}, cc: "max-age=60, stale-if-error=30", want: 30 * time.Second},
+		{name: "the response's window with the default disabled", policy: Policy{StaleIfError: -1}, cc: "max-age=60, stale-if-error=30", want: 30 * time.Second},
+		{name: "stale-if-error=0 is no window", cc: "max-age=60, stale-if-error=0", want: 0},
+		{name: "an invalid stale-if-error is ignored", cc: "max-age=60, stale-if-error=soon", want: 24 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &http.Response{StatusCode: 200, Header: polHeader("Cache-Control", tt.cc, "Date", polDate(polT0))}
+			got := tt.policy.evaluate(&http.Request{Method: http.MethodGet, Header: http.Header{}}, resp, polNow)
+			if !got.Storable || got.StaleIfError != tt.want {
+				t.Errorf("evaluate = %+v, want StaleIfError %v", got, tt.want)
+			}
+		})
+	}
 }

@@ -377,9 +377,13 @@ func (w *responseWriter) copyBody(src io.Reader, flushEach bool) error {
 }
 
 // notModified evaluates If-None-Match (inm, all its lines joined; weak
-// comparison) and, without it, If-Modified-Since (ims) against a stored
-// 200 response with header h (RFC 9110 §13.1.2, §13.1.3).
-func notModified(inm, ims string, h http.Header) bool {
+// comparison) and, without it, If-Modified-Since (ims) against the stored
+// 200 response e (RFC 9110 §13.1.2, §13.1.3). If-Modified-Since is
+// compared with the stored Last-Modified, or without a valid one with
+// the stored Date, or without that with the time the response was
+// received (RFC 9111 §4.3.2).
+func notModified(inm, ims string, e *cache.Entry) bool {
+	h := e.Header
 	if inm != "" {
 		etag := first(h, "Etag")
 		if etag == "" {
@@ -396,16 +400,29 @@ func notModified(inm, ims string, h http.Header) bool {
 		}
 		return false
 	}
-	lm := first(h, "Last-Modified")
-	if ims == "" || lm == "" {
+	if ims == "" {
 		return false
 	}
-	t, err1 := http.ParseTime(ims)
-	m, err2 := http.ParseTime(lm)
-	if err1 != nil || err2 != nil {
+	t, err := http.ParseTime(ims)
+	if err != nil {
 		return false
 	}
-	return !m.After(t)
+	return !lastModified(e).After(t)
+}
+
+// lastModified is the modification time of a stored response for
+// If-Modified-Since (RFC 9111 §4.3.2): Last-Modified, else Date, else when
+// it was received.
+func lastModified(e *cache.Entry) time.Time {
+	if lm := first(e.Header, "Last-Modified"); lm != "" {
+		if m, err := http.ParseTime(lm); err == nil {
+			return m
+		}
+	}
+	if !e.Timing.Date.IsZero() {
+		return e.Timing.Date
+	}
+	return e.Timing.ResponseTime
 }
 
 // hitDecision is how a stored response answers a request: its status,
@@ -425,7 +442,7 @@ func decideHit(method, inm, ims, rng, ifRange string, e *cache.Entry, size int64
 	d := hitDecision{status: e.Status, n: size}
 	if d.status == http.StatusOK {
 		var outcome rangeOutcome
-		if notModified(inm, ims, e.Header) {
+		if notModified(inm, ims, e) {
 			d.status = http.StatusNotModified
 		} else if d.rng, outcome = evalRange(method, rng, ifRange, e.Header, size); outcome == rangeUnsatisfiable {
 			d.status = http.StatusRequestedRangeNotSatisfiable

@@ -315,6 +315,13 @@ type Result struct {
 	// background of a revalidation, or because the origin failed (then Fwd
 	// is FwdStale, and FwdStatus the origin's 5xx, if it answered).
 	Detail Detail
+	// Strip names the fields of Entry that must not be sent: its
+	// qualified no-cache fields (RFC 9111 §5.2.2.4) whenever the entry is
+	// reused without having been validated for this request, that is to
+	// everyone but the request whose own fill or revalidation the origin
+	// just answered. Nil when nothing is withheld; the caller must not
+	// modify it.
+	Strip []string
 	// Upstream names the origin server that answered this request's own
 	// fill (or was last tried, with an error); empty for hits and joined
 	// fills.

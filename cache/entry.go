@@ -35,6 +35,10 @@ type Entry struct {
 	Heuristic bool
 	// NoCache means the entry must be validated before every reuse.
 	NoCache bool
+	// NoCacheFields are the header fields a qualified no-cache names
+	// (RFC 9111 §5.2.2.4): never sent when the entry is reused without
+	// validation (see Result.Strip).
+	NoCacheFields []string
 	// MustRevalidate forbids serving the entry stale.
 	MustRevalidate bool
 	// StaleWhileRevalidate and StaleIfError are the RFC 5861 windows after

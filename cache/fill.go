@@ -46,7 +46,7 @@ func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, st
 		return
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
-	out := fillOutcome{fwdStatus: resp.StatusCode, upstream: upstream}
+	out := fillOutcome{fwdStatus: resp.StatusCode, upstream: upstream, validated: true}
 	if stale != nil && c.revalidated(f, r, stale, resp, out, reqTime, respTime, start) {
 		return
 	}
@@ -229,7 +229,7 @@ func (c *Cache) revalidated(f *flight, r *Request, stale *Entry, resp *http.Resp
 	switch {
 	case originErrorStatus(resp.StatusCode) && c.staleOnError(stale):
 		resp.Body.Close()
-		out.detail = DetailOriginError
+		out.detail, out.validated = DetailOriginError, false
 		c.publishStale(f, r, stale, out)
 		return true
 	case resp.StatusCode == http.StatusNotModified:
@@ -363,6 +363,7 @@ func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, 
 	e.Header, e.Memo = hdr, new(Memo)
 	e.Timing = rfc.NewTiming(reqTime, respTime, resp.Header)
 	e.Lifetime, e.Heuristic, e.NoCache, e.MustRevalidate = d.Lifetime, d.Heuristic, d.NoCache, d.MustRevalidate
+	e.NoCacheFields = d.NoCacheFields
 	e.StaleWhileRevalidate, e.StaleIfError = d.StaleWhileRevalidate, d.StaleIfError
 	stored := false
 	c.unlessInvalidated(&e, start, func() { stored = c.putAll(&e, putRefresh, start) })
@@ -412,6 +413,7 @@ func newEntry(r *Request, key string, resp *http.Response, body []byte, d rfc.De
 		Lifetime:             d.Lifetime,
 		Heuristic:            d.Heuristic,
 		NoCache:              d.NoCache,
+		NoCacheFields:        d.NoCacheFields,
 		MustRevalidate:       d.MustRevalidate,
 		StaleWhileRevalidate: d.StaleWhileRevalidate,
 		StaleIfError:         d.StaleIfError,

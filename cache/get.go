@@ -54,12 +54,12 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 		ttl := e.Lifetime - age
 		switch {
 		case dirs.Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache):
-			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl}); ok {
+			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl, Strip: e.NoCacheFields}); ok {
 				return res, nil
 			}
 			found, fwd = false, FwdURIMiss // it failed verification and is gone
 		case c.mayRevalidateLater(e, age, dirs):
-			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl, Detail: DetailStaleWhileRevalidate}); ok {
+			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl, Detail: DetailStaleWhileRevalidate, Strip: e.NoCacheFields}); ok {
 				c.revalidateAsync(ctx, r, skey, e)
 				return res, nil
 			}
@@ -94,9 +94,10 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 
 // Hit looks key up for a server's fast path. It returns what Get returns
 // for a request without Cache-Control, Pragma or Authorization fields when
-// that is a fresh hit on an entry without Vary, and false otherwise: the
-// caller then asks Get, which decides every other case. The caller must
-// Close the result's Body.
+// that is a fresh hit on an entry without Vary or fields to strip
+// (Result.Strip is always nil), and false otherwise: the caller then asks
+// Get, which decides every other case. The caller must Close the
+// result's Body.
 func (c *Cache) Hit(key string) (Result, bool) {
 	st, ok := c.load(key, key)
 	if !ok {
@@ -104,7 +105,7 @@ func (c *Cache) Hit(key string) (Result, bool) {
 	}
 	e := st.e
 	age := e.Age(c.now())
-	if e.Marker || len(e.Vary) > 0 || e.NoCache || age >= e.Lifetime {
+	if e.Marker || len(e.Vary) > 0 || e.NoCache || len(e.NoCacheFields) > 0 || age >= e.Lifetime {
 		st.close()
 		return Result{}, false
 	}
@@ -265,6 +266,9 @@ func (c *Cache) answer(f *flight, led bool, fwd Fwd) (Result, error) {
 	if f.out.live != nil {
 		res.Response = f.out.live
 		return res, nil
+	}
+	if !led || !f.out.validated {
+		res.Strip = f.head.NoCacheFields // a waiter, a re-check, a stale answer
 	}
 	res.Entry, res.Age = f.head, f.head.Age(c.now())
 	res.TTL = f.head.Lifetime - res.Age

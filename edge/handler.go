@@ -11,15 +11,15 @@
 //
 //   - The fast path (Handler.ServeFast): a GET or HEAD without a body,
 //     request Cache-Control, Pragma, Authorization or Upgrade, in
-//     origin-form, whose key has a fresh stored response without Vary and
-//     with a Content-Type. It is answered from the parsed request head:
-//     no http.Request, no header map. The stored fields are encoded once
-//     per entry and site, the answer appends Age, Cache-Status, Date when
-//     none is stored and its framing, and head and body leave in one
-//     writev (memory) or a corked write and sendfile (disk). 304 and
-//     single-range 206/416 answers take it too. The access log and the
-//     metrics record it as any request (edged_fast_path_responses_total
-//     counts them).
+//     origin-form, whose key has a fresh stored response without Vary or
+//     qualified no-cache fields and with a Content-Type. It is answered
+//     from the parsed request head: no http.Request, no header map. The
+//     stored fields are encoded once per entry and site, the answer
+//     appends Age, Cache-Status, Date when none is stored and its
+//     framing, and head and body leave in one writev (memory) or a
+//     corked write and sendfile (disk). 304 and single-range 206/416
+//     answers take it too. The access log and the metrics record it as
+//     any request (edged_fast_path_responses_total counts them).
 //   - The general path (Handler.ServeHTTP) for everything else, through
 //     the loop's own http.ResponseWriter: misses, pass-through, purges,
 //     WebSockets, stale answers, every lifecycle phase.

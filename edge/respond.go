@@ -179,8 +179,9 @@ func (w *responseWriter) dropFields(hd http.Header) {
 // with 206.
 //
 // It is the hit path: the stored header is shared into the response
-// header without copying (minus the fields the site drops), and Age and
-// Cache-Status are rendered into one allocation.
+// header without copying (minus the fields the site drops and those a
+// qualified no-cache withholds, res.Strip), and Age and Cache-Status are
+// rendered into one allocation.
 func (w *responseWriter) writeEntry(res *cache.Result) {
 	e := res.Entry
 	defer res.Body.Close()
@@ -193,9 +194,9 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 	status, off, n := d.status, d.off, d.n
 
 	hd := w.Header()
-	drop := w.s.drop
+	drop, strip := w.s.drop, res.Strip
 	for k, vv := range e.Header {
-		if len(drop) > 0 && slices.Contains(drop, k) {
+		if len(drop) > 0 && slices.Contains(drop, k) || len(strip) > 0 && slices.Contains(strip, k) {
 			continue
 		}
 		hd[k] = vv // shared, not copied: Header.Clone clipped these slices, so appends reallocate

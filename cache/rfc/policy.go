@@ -76,9 +76,12 @@ package rfc
 //   - Qualified private ("private=Set-Cookie") is treated as unqualified: not
 //     stored ("private"). §5.2.2.7 allows storing the rest, but that would mean
 //     removing fields, and the RFC notes that caches commonly do this.
-//   - Qualified no-cache ("no-cache=Set-Cookie") is treated as unqualified: the
-//     response is stored and validated before every reuse (NoCache), which
-//     §5.2.2.4 notes is common practice.
+//   - Qualified no-cache ("no-cache=\"X-User, X-Token\"") stores the response
+//     and names the fields (NoCacheFields) that must not be sent when it is
+//     reused without validation (§5.2.2.4 SHOULD). A qualified no-cache whose
+//     list is empty or holds something that is not a field name, and any
+//     unqualified no-cache alongside, mean no-cache for the whole response:
+//     the conservative reading.
 //   - A response carrying Set-Cookie is never stored ("set-cookie"), whatever
 //     its Cache-Control says (Varnish's builtin policy does the same). A cookie
 //     meant for one user must not reach another.
@@ -93,6 +96,7 @@ package rfc
 import (
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 	"time"
 
@@ -183,8 +187,13 @@ type Decision struct {
 	// freshness. It can be true with Lifetime 0 (no Last-Modified).
 	Heuristic bool
 	// NoCache reports that the response may be stored but must be validated
-	// before each reuse (response no-cache, qualified or not).
+	// before each reuse (response no-cache without a field list).
 	NoCache bool
+	// NoCacheFields are the canonical names of the fields a qualified
+	// no-cache="..." lists (RFC 9111 §5.2.2.4): the response may be reused
+	// without validation, but without these fields. Nil when NoCache is
+	// set or there are none.
+	NoCacheFields []string
 	// MustRevalidate reports must-revalidate, proxy-revalidate or s-maxage:
 	// the response must never be served stale.
 	MustRevalidate bool
@@ -371,6 +380,7 @@ func (p Policy) freshness(ev *evaluation, resp *http.Response) Decision {
 	d := Decision{
 		Storable:             true,
 		NoCache:              dirs.NoCachePresent,
+		NoCacheFields:        ev.cc.noCacheFields,
 		MustRevalidate:       dirs.MustRevalidate || dirs.ProxyRevalidate || dirs.SMaxAge >= 0,
 		StaleWhileRevalidate: p.StaleWhileRevalidate,
 		StaleIfError:         p.staleIfError(),
@@ -539,6 +549,9 @@ type policyResponseCC struct {
 	// s-maxage that is invalid or duplicated with different values is 0.
 	dirs           cacheobject.ResponseCacheDirectives
 	mustUnderstand bool
+	// noCacheFields are the fields of qualified no-cache directives; nil
+	// when an unqualified (or unreadable) no-cache sets dirs.NoCachePresent.
+	noCacheFields []string
 }
 
 // policyParseResponseCC combines Cache-Control field lines and parses them
@@ -560,7 +573,15 @@ func policyParseResponseCC(lines []string) policyResponseCC {
 		case "no-store":
 			cc.dirs.NoStore = true
 		case "no-cache":
-			cc.dirs.NoCachePresent = true
+			if names, ok := d.fieldNames(); ok {
+				for _, n := range names {
+					if !slices.Contains(cc.noCacheFields, n) {
+						cc.noCacheFields = append(cc.noCacheFields, n)
+					}
+				}
+			} else {
+				cc.dirs.NoCachePresent = true
+			}
 		case "private":
 			cc.dirs.PrivatePresent = true
 		case "must-revalidate":
@@ -585,7 +606,40 @@ func policyParseResponseCC(lines []string) policyResponseCC {
 	}
 	cc.dirs.MaxAge = maxAge.resolve()
 	cc.dirs.SMaxAge = sMaxAge.resolve()
+	if cc.dirs.NoCachePresent {
+		cc.noCacheFields = nil // the whole response is validated anyway
+	}
 	return cc
+}
+
+// fieldNames reads the field-name list of a qualified directive
+// (no-cache="a, b", or unquoted no-cache=a), canonicalized. ok is false
+// for a directive without a value, an empty list, an unterminated quote
+// or a member that is not a token.
+func (d policyDirective) fieldNames() (names []string, ok bool) {
+	if !d.hasValue {
+		return nil, false
+	}
+	v := d.value
+	if strings.HasPrefix(v, `"`) {
+		if len(v) < 2 || !strings.HasSuffix(v, `"`) || strings.ContainsRune(v[1:len(v)-1], '\\') {
+			return nil, false
+		}
+		v = v[1 : len(v)-1]
+	}
+	for m := range strings.SplitSeq(v, ",") {
+		m = textproto.TrimString(m)
+		if m == "" {
+			continue
+		}
+		for i := 0; i < len(m); i++ {
+			if !policyTokenChar(m[i]) {
+				return nil, false
+			}
+		}
+		names = append(names, textproto.CanonicalMIMEHeaderKey(m))
+	}
+	return names, len(names) > 0
 }
 
 // policyDelta collects the occurrences of one delta-seconds response

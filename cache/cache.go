@@ -198,6 +198,9 @@ type Fetch struct {
 	// response being revalidated (RFC 9111 §4.3.1): they become
 	// If-None-Match and If-Modified-Since.
 	ETag, LastModified string
+	// Head asks with HEAD instead of GET: a HEAD request revalidating a
+	// stored response, whose body it does not need (RFC 9111 §4.3.5).
+	Head bool
 	// PassConditionals forwards the client's Range and conditional fields
 	// (If-Range, If-None-Match, ...) as they are: a range the cache
 	// forwards instead of filling, whose answer goes to this client alone.
@@ -306,7 +309,8 @@ type Result struct {
 	// Collapsed reports that the request joined another request's fill.
 	Collapsed bool
 	// NotStored is why the response was not stored: an rfc.Decision
-	// Reason, "too-large" or "range".
+	// Reason, "too-large", "range" or "head" (the answer to a HEAD
+	// revalidation that did not match the stored response).
 	NotStored string
 	// FwdStatus is the status code the origin sent, when it was contacted
 	// for this response (RFC 9211 fwd-status); 0 otherwise.

@@ -19,9 +19,10 @@ import (
 
 // lead runs flight f: one origin fetch for r, under key skey, detached
 // from the leader's cancellation and bounded by FillTimeout. When stale is
-// set it revalidates it (RFC 9111 §4.3.1). It publishes the head and body
+// set it revalidates it (RFC 9111 §4.3.1), with a HEAD request when head
+// is set (§4.3.5: the body is not fetched). It publishes the head and body
 // to every reader of f and stores what may be stored.
-func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, stale *Entry) {
+func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, stale *Entry, head bool) {
 	defer func() {
 		if p := recover(); p != nil && !f.published() {
 			f.publish(nil, fillOutcome{err: fmt.Errorf("cache: fill of %s panicked: %v", r.Key, p)})
@@ -37,8 +38,15 @@ func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, st
 	start := c.inval.begin()
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.fillTimeout)
 	reqTime := c.now()
-	resp, upstream, err := c.send(fctx, r, stale)
-	respTime := c.now()
+	head = head && stale != nil
+	resp, upstream, err := c.send(fctx, r, stale, head)
+	if err == nil && head && (resp.StatusCode == http.StatusMethodNotAllowed || resp.StatusCode == http.StatusNotImplemented) {
+		// The origin does not do HEAD: revalidate with a GET after all.
+		resp.Body.Close()
+		head = false
+		resp, upstream, err = c.send(fctx, r, stale, false)
+	}
+	t := fillClock{start, reqTime, c.now()}
 	if err != nil {
 		cancel()
 		c.m.fills.WithLabelValues("error").Inc()
@@ -47,7 +55,7 @@ func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, st
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 	out := fillOutcome{fwdStatus: resp.StatusCode, upstream: upstream, validated: true}
-	if stale != nil && c.revalidated(f, r, stale, resp, out, reqTime, respTime, start) {
+	if stale != nil && c.revalidated(f, r, stale, resp, out, t, head) {
 		return
 	}
 	d := r.Policy.Evaluate(r.In, resp)
@@ -59,7 +67,7 @@ func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, st
 		c.publishLive(f, resp, out, d.Reason)
 		return
 	}
-	if err := c.fillStorable(f, skey, r, resp, d, out, fillClock{start, reqTime, respTime}); err != nil {
+	if err := c.fillStorable(f, skey, r, resp, d, out, t); err != nil {
 		// The body failed before anyone saw it: as if the origin had not
 		// answered, so a stale entry may still stand in.
 		c.m.fills.WithLabelValues("error").Inc()
@@ -114,9 +122,9 @@ func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Resp
 }
 
 // send builds the origin request of a fill (a conditional one when stale
-// is set) and sends it.
-func (c *Cache) send(ctx context.Context, r *Request, stale *Entry) (*http.Response, string, error) {
-	var fetch Fetch
+// is set, a HEAD when head is) and sends it.
+func (c *Cache) send(ctx context.Context, r *Request, stale *Entry, head bool) (*http.Response, string, error) {
+	fetch := Fetch{Head: head}
 	if stale != nil {
 		fetch.ETag, fetch.LastModified = stale.Header.Get("Etag"), stale.Header.Get("Last-Modified")
 	}
@@ -223,9 +231,10 @@ func (c *Cache) publishStale(f *flight, r *Request, stale *Entry, out fillOutcom
 // revalidated handles the origin's answer to a revalidation when it is
 // not a new response: a server error (500, 502, 503, 504: RFC 5861 §4)
 // serves the stale entry when it may be served on error, and 304
-// refreshes the stored entry (RFC 9111 §4.3.4). It reports whether it
-// published f.
-func (c *Cache) revalidated(f *flight, r *Request, stale *Entry, resp *http.Response, out fillOutcome, reqTime, respTime time.Time, start uint64) bool {
+// refreshes the stored entry (RFC 9111 §4.3.4). The answer to a HEAD
+// revalidation (head) is never a new response to store: it is handled
+// here whatever it is (headAnswered). It reports whether it published f.
+func (c *Cache) revalidated(f *flight, r *Request, stale *Entry, resp *http.Response, out fillOutcome, t fillClock, head bool) bool {
 	switch {
 	case originErrorStatus(resp.StatusCode) && c.staleOnError(stale):
 		resp.Body.Close()
@@ -234,12 +243,66 @@ func (c *Cache) revalidated(f *flight, r *Request, stale *Entry, resp *http.Resp
 		return true
 	case resp.StatusCode == http.StatusNotModified:
 		resp.Body.Close()
-		e, stored := c.refresh(r, stale, resp, reqTime, respTime, start)
+		c.m.revalidations.WithLabelValues("not_modified").Inc()
+		e, stored := c.refresh(r, stale, resp, t)
 		out.stored = stored
 		c.publishStale(f, r, e, out)
 		return true
+	case head:
+		c.headAnswered(f, r, stale, resp, out, t)
+		return true
 	}
 	return false
+}
+
+// headAnswered handles the answer to a HEAD revalidation that is neither
+// 304 nor an error the stale entry stands in for (RFC 9111 §4.3.5): a 200
+// matching the stored response (headMatches) freshens it as a 304 would,
+// and the readers get the refreshed entry; anything else is passed to the
+// leader alone (a HEAD answer has no body to store or share), and the
+// stored response, if still fresh, is made stale, so that the next
+// request revalidates it.
+func (c *Cache) headAnswered(f *flight, r *Request, stale *Entry, resp *http.Response, out fillOutcome, t fillClock) {
+	if headMatches(stale, resp) {
+		resp.Body.Close()
+		c.m.revalidations.WithLabelValues("head_updated").Inc()
+		e, stored := c.refresh(r, stale, resp, t)
+		out.stored = stored
+		c.publishStale(f, r, e, out)
+		return
+	}
+	c.m.revalidations.WithLabelValues("head_changed").Inc()
+	c.expire(stale, t.start)
+	c.publishLive(f, resp, out, "head")
+}
+
+// headMatches reports whether a HEAD response shows that the stored
+// response is still current (RFC 9111 §4.3.5): both are 200, each
+// validator (ETag, Last-Modified) either of them has is the same in the
+// other, and the HEAD response's Content-Length, if any, is the stored
+// one's.
+func headMatches(stored *Entry, resp *http.Response) bool {
+	if resp.StatusCode != http.StatusOK || stored.Status != http.StatusOK {
+		return false
+	}
+	for _, name := range [...]string{"Etag", "Last-Modified"} {
+		if resp.Header.Get(name) != stored.Header.Get(name) {
+			return false
+		}
+	}
+	return resp.ContentLength < 0 || stored.Header.Get("Content-Length") == itoa(resp.ContentLength)
+}
+
+// expire stores a copy of a response that is still fresh with its
+// lifetime cut to its current age: stale from now on.
+func (c *Cache) expire(e *Entry, start uint64) {
+	age := e.Age(c.now())
+	if e.Lifetime <= age {
+		return
+	}
+	x := *e
+	x.Lifetime = age
+	c.unlessInvalidated(&x, start, func() { c.putAll(&x, putRefresh, start) })
 }
 
 // publishLive hands an origin response that is not stored to the leader
@@ -343,12 +406,12 @@ func originErrorStatus(code int) bool {
 	return false
 }
 
-// refresh applies a 304 answer to a revalidation (RFC 9111 §4.3.4): the
-// stored header is updated with the 304's fields (§3.2: all but
-// Content-Length and the hop-by-hop ones), freshness is recomputed and the
-// entry is stored again, its body untouched.
-func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, respTime time.Time, start uint64) (*Entry, bool) {
-	c.m.revalidations.WithLabelValues("not_modified").Inc()
+// refresh applies a 304 answer to a revalidation (RFC 9111 §4.3.4), or a
+// 200 answer to a HEAD one that matches (§4.3.5): the stored header is
+// updated with the answer's fields (§3.2: all but Content-Length and the
+// hop-by-hop ones), freshness is recomputed and the entry is stored again,
+// its body untouched.
+func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, t fillClock) (*Entry, bool) {
 	upd := resp.Header.Clone()
 	httpx.RemoveHopByHop(upd)
 	upd.Del("Content-Length")
@@ -361,12 +424,12 @@ func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, 
 	d := r.Policy.Evaluate(r.In, merged)
 	e := *stale
 	e.Header, e.Memo = hdr, new(Memo)
-	e.Timing = rfc.NewTiming(reqTime, respTime, resp.Header)
+	e.Timing = rfc.NewTiming(t.req, t.response, resp.Header)
 	e.Lifetime, e.Heuristic, e.NoCache, e.MustRevalidate = d.Lifetime, d.Heuristic, d.NoCache, d.MustRevalidate
 	e.NoCacheFields = d.NoCacheFields
 	e.StaleWhileRevalidate, e.StaleIfError = d.StaleWhileRevalidate, d.StaleIfError
 	stored := false
-	c.unlessInvalidated(&e, start, func() { stored = c.putAll(&e, putRefresh, start) })
+	c.unlessInvalidated(&e, t.start, func() { stored = c.putAll(&e, putRefresh, t.start) })
 	return &e, stored
 }
 

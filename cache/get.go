@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -223,7 +224,10 @@ func (c *Cache) fill(ctx context.Context, r *Request, skey string, fwd Fwd, stal
 	}
 	if led {
 		f.retain() // the fill's, dropped by publish (or by a stream's pump)
-		go c.lead(ctx, f, skey, r, stale)
+		// A HEAD that must wait for a revalidation asks with HEAD: the body
+		// is not needed, and a 304 or a matching 200 freshens the entry
+		// for every reader (RFC 9111 §4.3.5).
+		go c.lead(ctx, f, skey, r, stale, stale != nil && r.In.Method == http.MethodHead)
 	} else {
 		c.m.coalesced.Inc() // counted on joining: the event tests wait on
 	}
@@ -290,7 +294,8 @@ func (c *Cache) revalidateAsync(ctx context.Context, r *Request, skey string, st
 	if led {
 		c.m.revalidations.WithLabelValues("background").Inc()
 		f.retain() // the fill's
-		go c.lead(ctx, f, skey, r, stale)
+		// Always a GET, for a HEAD too: a changed response is stored at once.
+		go c.lead(ctx, f, skey, r, stale, false)
 	}
 	f.leave()
 }

@@ -246,9 +246,14 @@ type requestState struct {
 
 var _ cache.OutBuilder = (*requestState)(nil)
 
-// NewOut builds the origin request of a miss (cache.OutBuilder).
+// NewOut builds the origin request of a miss (cache.OutBuilder): a GET,
+// or a HEAD when the cache revalidates for a HEAD.
 func (st *requestState) NewOut(ctx context.Context, f cache.Fetch) (*http.Request, error) {
-	return st.h.originRequest(ctx, &st.s, http.MethodGet, &f, nil)
+	method := http.MethodGet
+	if f.Head {
+		method = http.MethodHead
+	}
+	return st.h.originRequest(ctx, &st.s, method, &f, nil)
 }
 
 // SiteFor returns the name of the site serving host, or "".

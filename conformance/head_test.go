@@ -275,8 +275,9 @@ func TestHeadRevalidationCoalesced(t *testing.T) {
 			var get result
 			var getErr error
 			gdone := make(chan struct{})
+			base := e.joined()
 			go func() { defer close(gdone); get, getErr = e.try(context.Background(), http.MethodGet, "/h") }()
-			e.awaitJoined(1)
+			e.awaitJoined(base + 1)
 			g.Open()
 			<-done
 			<-gdone
@@ -317,10 +318,14 @@ func TestHeadStaleWhileRevalidate(t *testing.T) {
 	if m := e.origin.Requests("/h")[1].Method; m != http.MethodGet {
 		t.Errorf("background revalidation was a %s, want GET", m)
 	}
-	testkit.Eventually(t, 5*time.Second, func() bool {
+	var last result
+	if !testkit.Poll(5*time.Second, func() bool {
 		r, err := e.try(context.Background(), http.MethodGet, "/h")
+		last = r
 		return err == nil && r.Body == "v2" && r.CS.hit()
-	}, "the refreshed entry")
+	}) {
+		t.Fatalf("the entry was not refreshed: last %v, origin hits %d", last, e.origin.hits("/h"))
+	}
 }
 
 // TestHeadNotStoredWhenUncacheable checks that a HEAD to an uncacheable

@@ -321,11 +321,12 @@ func TestStaleIfErrorCoalesced(t *testing.T) {
 		var wg sync.WaitGroup
 		results := make([]result, n)
 		errs := make([]error, n)
+		base := e.joined()
 		for i := range n {
 			wg.Go(func() { results[i], errs[i] = e.try(context.Background(), http.MethodGet, "/e") })
 		}
 		e.origin.Await(t, "/e", 2)
-		e.awaitJoined(n - 1)
+		e.awaitJoined(base + n - 1)
 		g.Open()
 		wg.Wait()
 		collapsed := 0
@@ -377,11 +378,12 @@ func TestStaleIfErrorAfterBackgroundRevalidation(t *testing.T) {
 	var late result
 	var lateErr error
 	done := make(chan struct{})
+	base := e.joined()
 	go func() {
 		defer close(done)
 		late, lateErr = e.try(context.Background(), http.MethodGet, "/e")
 	}()
-	e.awaitJoined(1)
+	e.awaitJoined(base + 1)
 	g.Open()
 	<-done
 	if lateErr != nil {

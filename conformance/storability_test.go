@@ -198,11 +198,12 @@ func TestNoCacheQualified(t *testing.T) {
 		var wg sync.WaitGroup
 		res := make([]result, n)
 		errs := make([]error, n)
+		base := e.joined()
 		for i := range n {
 			wg.Go(func() { res[i], errs[i] = e.try(context.Background(), http.MethodGet, "/q") })
 		}
 		e.origin.Await(t, "/q", 2)
-		e.awaitJoined(n - 1)
+		e.awaitJoined(base + n - 1)
 		hold.Store(false)
 		g.Open()
 		wg.Wait()

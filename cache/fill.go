@@ -259,9 +259,9 @@ func (c *Cache) revalidated(f *flight, r *Request, stale *Entry, resp *http.Resp
 // 304 nor an error the stale entry stands in for (RFC 9111 §4.3.5): a 200
 // matching the stored response (headMatches) freshens it as a 304 would,
 // and the readers get the refreshed entry; anything else is passed to the
-// leader alone (a HEAD answer has no body to store or share), and the
-// stored response, if still fresh, is made stale, so that the next
-// request revalidates it.
+// leader alone (a HEAD answer has no body to store or share). A 200 that
+// does not match makes the stored response stale if it was still fresh
+// (a HEAD forced to revalidate), so that the next request revalidates it.
 func (c *Cache) headAnswered(f *flight, r *Request, stale *Entry, resp *http.Response, out fillOutcome, t fillClock) {
 	if headMatches(stale, resp) {
 		resp.Body.Close()
@@ -271,8 +271,10 @@ func (c *Cache) headAnswered(f *flight, r *Request, stale *Entry, resp *http.Res
 		c.publishStale(f, r, e, out)
 		return
 	}
-	c.m.revalidations.WithLabelValues("head_changed").Inc()
-	c.expire(stale, t.start)
+	if resp.StatusCode == http.StatusOK {
+		c.m.revalidations.WithLabelValues("head_changed").Inc()
+		c.expire(stale, t.start)
+	}
 	c.publishLive(f, resp, out, "head")
 }
 

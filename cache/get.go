@@ -43,9 +43,9 @@ func (st *stored) close() {
 // otherwise it is revalidated with a conditional request, and served
 // anyway, to the request and to every one waiting on the same fill, when
 // the origin fails within its stale-if-error window (see staleOnError).
-// Misses for one
-// variant are coalesced into one flight: one origin fetch shared by every
-// waiter, each of which may stop waiting without cancelling it.
+// Misses for one variant are coalesced into one flight: one origin fetch
+// shared by every waiter, each of which may stop waiting without
+// cancelling it.
 func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 	dirs := rfc.ParseRequestDirectives(r.In.Header)
 	skey, st, found, fwd := c.find(r)

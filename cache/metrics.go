@@ -46,7 +46,7 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store)
 		}),
 		revalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_cache_revalidations_total",
-			Help: "Stale entries handled without a full refetch: not_modified (a 304 refreshed the entry), head_updated (a matching 200 to a HEAD revalidation refreshed it), head_changed (a HEAD revalidation found it changed: passed through, entry left stale), background (a stale-while-revalidate refresh started), stale_if_error (a failed fill published the stale entry instead).",
+			Help: "Stale entries handled without a full refetch: not_modified (a 304 refreshed the entry), head_updated (a matching 200 to a HEAD revalidation refreshed it), head_changed (a 200 to a HEAD revalidation did not match it: passed through, entry left stale), background (a stale-while-revalidate refresh started), stale_if_error (a failed fill published the stale entry instead).",
 		}, []string{"result"}),
 		staleOnError: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_cache_stale_on_error_total",

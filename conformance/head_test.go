@@ -161,6 +161,10 @@ func TestHeadRevalidation(t *testing.T) {
 						t.Errorf("passed-through HEAD answer %v, want detail=head, not stored", h)
 					}
 				}
+				label := map[bool]string{true: "head_updated", false: "head_changed"}[tc.updated]
+				if v, _ := testkit.Metric(t, e.reg, "edged_cache_revalidations_total", "result", label); (v == 1) != (tc.updated || tc.status == 200) {
+					t.Errorf("edged_cache_revalidations_total{result=%q} = %v", label, v)
+				}
 				wantTemplate := "1"
 				if (tc.updated || !tc.stale) && slices.Contains(tc.answer, "Template-A") {
 					wantTemplate = "2" // the HEAD answer's own, or the updated entry's

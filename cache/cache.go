@@ -198,6 +198,9 @@ type Fetch struct {
 	// response being revalidated (RFC 9111 §4.3.1): they become
 	// If-None-Match and If-Modified-Since.
 	ETag, LastModified string
+	// Head asks with HEAD instead of GET: a HEAD request revalidating a
+	// stored response, whose body it does not need (RFC 9111 §4.3.5).
+	Head bool
 	// PassConditionals forwards the client's Range and conditional fields
 	// (If-Range, If-None-Match, ...) as they are: a range the cache
 	// forwards instead of filling, whose answer goes to this client alone.
@@ -264,17 +267,25 @@ func (f Fwd) String() string { return fwdNames[f] }
 // Detail is extra Cache-Status detail about a stored response served.
 type Detail uint8
 
-// The details of Result.
+// The details of Result. The Origin* ones say why a stale stored response
+// was served because the origin failed (stale-if-error, RFC 5861 §4, or
+// the site's default window).
 const (
 	DetailNone                 Detail = iota
 	DetailStaleWhileRevalidate        // served stale while a background revalidation runs
-	DetailStaleIfError                // served stale because the origin failed
+	DetailOriginError                 // the origin answered 500, 502, 503 or 504
+	DetailOriginUnreachable           // no complete answer: refused, reset, truncated
+	DetailOriginTimeout               // the origin did not answer within the fill timeout
 )
 
-var detailNames = [...]string{"", "stale-while-revalidate", "stale-if-error"}
+var detailNames = [...]string{"", "stale-while-revalidate", "origin-error", "origin-unreachable", "origin-timeout"}
 
 // String is the Cache-Status detail token.
 func (d Detail) String() string { return detailNames[d] }
+
+// StaleOnError reports whether d says a stale response was served because
+// the origin failed.
+func (d Detail) StaleOnError() bool { return d >= DetailOriginError }
 
 // Result is how a request was answered.
 type Result struct {
@@ -289,20 +300,32 @@ type Result struct {
 	Body Body
 	// Hit reports that no origin was contacted.
 	Hit bool
-	// Fwd is the RFC 9211 fwd reason when the origin was contacted.
+	// Fwd is the RFC 9211 fwd reason when the origin was contacted. It is
+	// also set when Get fails because the origin did: FwdStale when a
+	// stored response existed but could not be served.
 	Fwd Fwd
 	// Stored reports that this request's fill stored the response.
 	Stored bool
 	// Collapsed reports that the request joined another request's fill.
 	Collapsed bool
 	// NotStored is why the response was not stored: an rfc.Decision
-	// Reason, "too-large" or "range".
+	// Reason, "too-large", "range" or "head" (the answer to a HEAD
+	// revalidation that did not match the stored response).
 	NotStored string
 	// FwdStatus is the status code the origin sent, when it was contacted
 	// for this response (RFC 9211 fwd-status); 0 otherwise.
 	FwdStatus int
-	// Detail says when a stale entry was served.
+	// Detail says when a stale entry was served, and why: in the
+	// background of a revalidation, or because the origin failed (then Fwd
+	// is FwdStale, and FwdStatus the origin's 5xx, if it answered).
 	Detail Detail
+	// Strip names the fields of Entry that must not be sent: its
+	// qualified no-cache fields (RFC 9111 §5.2.2.4) whenever the entry is
+	// reused without having been validated for this request, that is to
+	// everyone but the request whose own fill or revalidation the origin
+	// just answered. Nil when nothing is withheld; the caller must not
+	// modify it.
+	Strip []string
 	// Upstream names the origin server that answered this request's own
 	// fill (or was last tried, with an error); empty for hits and joined
 	// fills.

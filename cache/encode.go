@@ -9,9 +9,9 @@ import (
 )
 
 // The disk tier stores an entry's metadata as an opaque byte block; this is
-// its encoding. Version 2:
+// its encoding. Version 3 (version 2, still read, ends after the tags):
 //
-//	byte     version (2)
+//	byte     version (3)
 //	uvarint  status
 //	varint   request time, response time, Date (unix ns; 0 = zero time)
 //	varint   Age value, lifetime, stale-while-revalidate, stale-if-error (ns)
@@ -20,9 +20,10 @@ import (
 //	uvarint  n, then n × (string name, string value)       Vary
 //	uvarint  n, then n × (string key, uvarint m, m × string) header
 //	uvarint  n, then n × string                             purge tags
+//	uvarint  n, then n × string                             no-cache fields
 //
 // where string is a uvarint length and the bytes.
-const entryEncodingVersion = 2
+const entryEncodingVersion = 3
 
 // Limits that keep a corrupt or hostile block from allocating much.
 const (
@@ -75,9 +76,15 @@ func encodeEntry(e *Entry) []byte {
 			b = appendString(b, v)
 		}
 	}
-	b = binary.AppendUvarint(b, uint64(len(e.Tags)))
-	for _, t := range e.Tags {
-		b = appendString(b, t)
+	b = appendStrings(b, e.Tags)
+	b = appendStrings(b, e.NoCacheFields)
+	return b
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendString(b, s)
 	}
 	return b
 }
@@ -160,12 +167,26 @@ func (d *decoder) string() string {
 	return s
 }
 
+// strings reads a list written by appendStrings; nil when empty.
+func (d *decoder) strings() []string {
+	n := d.uvarint(maxEncodedFields)
+	if n == 0 || d.err != nil {
+		return nil
+	}
+	ss := make([]string, 0, n)
+	for range n {
+		ss = append(ss, d.string())
+	}
+	return ss
+}
+
 // decodeEntry rebuilds the metadata of an entry (everything but Key and
 // Body) from encodeEntry's output.
 func decodeEntry(b []byte) (*Entry, error) {
 	d := &decoder{b: b}
-	if v := d.byte(); d.err == nil && v != entryEncodingVersion {
-		return nil, fmt.Errorf("%w: version %d", errBadEncoding, v)
+	version := d.byte()
+	if d.err == nil && version != entryEncodingVersion && version != 2 {
+		return nil, fmt.Errorf("%w: version %d", errBadEncoding, version)
 	}
 	e := &Entry{Status: int(d.uvarint(999)), Memo: new(Memo)}
 	e.Timing.RequestTime = fromUnixNano(d.varint())
@@ -199,11 +220,9 @@ func decodeEntry(b []byte) (*Entry, error) {
 		}
 		e.Header[k] = vv[:len(vv):len(vv)]
 	}
-	if n := d.uvarint(maxEncodedFields); n > 0 {
-		e.Tags = make([]string, 0, n)
-		for range n {
-			e.Tags = append(e.Tags, d.string())
-		}
+	e.Tags = d.strings()
+	if version > 2 {
+		e.NoCacheFields = d.strings()
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail()

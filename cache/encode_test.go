@@ -18,7 +18,7 @@ func sampleEntry() *Entry {
 		Lifetime: time.Hour, Heuristic: true, MustRevalidate: true,
 		Vary: []string{"Accept-Encoding"}, VaryValues: []string{"gzip"},
 		StaleWhileRevalidate: time.Minute, StaleIfError: time.Hour, Marker: true, MarkerID: 1 << 60,
-		Tags: []string{"product-1", "all"},
+		Tags: []string{"product-1", "all"}, NoCacheFields: []string{"X-User", "X-Token"},
 	}
 }
 
@@ -38,9 +38,26 @@ func TestEntryEncodingRoundTrip(t *testing.T) {
 			got.MustRevalidate != want.MustRevalidate || !reflect.DeepEqual(got.Header, want.Header) ||
 			!reflect.DeepEqual(got.Vary, want.Vary) || !reflect.DeepEqual(got.VaryValues, want.VaryValues) ||
 			got.StaleWhileRevalidate != want.StaleWhileRevalidate || got.StaleIfError != want.StaleIfError ||
-			got.Marker != want.Marker || got.MarkerID != want.MarkerID || !reflect.DeepEqual(got.Tags, want.Tags) {
+			got.Marker != want.Marker || got.MarkerID != want.MarkerID || !reflect.DeepEqual(got.Tags, want.Tags) ||
+			!reflect.DeepEqual(got.NoCacheFields, want.NoCacheFields) {
 			t.Errorf("round trip:\n got %+v\nwant %+v", got, want)
 		}
+	}
+}
+
+// TestEntryDecodesVersion2 checks that entries a previous edged wrote
+// (version 2: no no-cache fields) are still read.
+func TestEntryDecodesVersion2(t *testing.T) {
+	e := sampleEntry()
+	e.NoCacheFields = nil
+	b := encodeEntry(e)
+	v2 := append([]byte{2}, b[1:len(b)-1]...) // without the empty no-cache list
+	got, err := decodeEntry(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Tags, e.Tags) || got.NoCacheFields != nil || !reflect.DeepEqual(got.Header, e.Header) {
+		t.Errorf("version 2 decoded as %+v", got)
 	}
 }
 

@@ -35,6 +35,10 @@ type Entry struct {
 	Heuristic bool
 	// NoCache means the entry must be validated before every reuse.
 	NoCache bool
+	// NoCacheFields are the header fields a qualified no-cache names
+	// (RFC 9111 §5.2.2.4): never sent when the entry is reused without
+	// validation (see Result.Strip).
+	NoCacheFields []string
 	// MustRevalidate forbids serving the entry stale.
 	MustRevalidate bool
 	// StaleWhileRevalidate and StaleIfError are the RFC 5861 windows after
@@ -136,8 +140,11 @@ func parseVary(h http.Header) (names []string, star bool) {
 }
 
 // varyValue is the normalized value of request field name (RFC 9111
-// §4.1 allows normalizing what is semantically equal): all its lines joined
-// by ", " with runs of whitespace folded; Accept-Encoding becomes its sorted,
+// §4.1 allows normalizing what is semantically equal): its lines combined
+// into one list (RFC 9110 §5.3) and the list normalized (normalizeList:
+// whitespace around members and separators removed, runs inside a member
+// folded, empty members dropped), so that "1,2", " 1 , 2 " and two lines
+// "1" and "2" are one value; Accept-Encoding becomes its sorted,
 // lowercased set of acceptable codings (q-values dropped, q=0 codings
 // removed); Accept-Language and Accept-Charset are lowercased with spaces
 // removed. An absent field is "" and differs from an empty one ("\x01").
@@ -150,16 +157,71 @@ func varyValue(h http.Header, name string) string {
 		return ""
 	}
 	joined := strings.Join(vv, ",")
+	var v string
 	switch name {
 	case "Accept-Encoding":
 		return normalizeCodings(joined)
 	case "Accept-Language", "Accept-Charset":
-		return strings.ToLower(strings.Join(strings.Fields(joined), ""))
+		v = strings.ToLower(strings.ReplaceAll(normalizeList(joined), " ", ""))
+	default:
+		v = normalizeList(joined)
 	}
-	if v := strings.Join(strings.Fields(strings.Join(vv, ", ")), " "); v != "" {
-		return v
+	if v == "" {
+		return "\x01"
 	}
-	return "\x01"
+	return v
+}
+
+// normalizeList normalizes a comma-separated field value (RFC 9110 §5.6.1)
+// for comparison: each member trimmed of whitespace, runs of spaces and
+// tabs inside it folded into one space, empty members dropped, and the
+// members joined with ",". Quoted strings are kept as they are, commas and
+// whitespace included. A field that is not a list gets the same treatment,
+// which at most equates values that differ only in whitespace next to a
+// comma.
+func normalizeList(v string) string {
+	var b strings.Builder
+	b.Grow(len(v))
+	quoted, space := false, false
+	start := 0 // where the current member starts in b
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case quoted:
+			b.WriteByte(c)
+			switch c {
+			case '\\':
+				if i+1 < len(v) {
+					i++
+					b.WriteByte(v[i])
+				}
+			case '"':
+				quoted = false
+			}
+			continue
+		case c == ',':
+			if b.Len() == start { // an empty member: nothing to separate
+				continue
+			}
+			b.WriteByte(',')
+			start, space = b.Len(), false
+			continue
+		case c == ' ' || c == '\t':
+			space = true
+			continue
+		}
+		if space && b.Len() > start {
+			b.WriteByte(' ')
+		}
+		space = false
+		b.WriteByte(c)
+		quoted = c == '"'
+	}
+	out := b.String()
+	if start > 0 && len(out) == start {
+		out = out[:start-1] // the separator before trailing empty members
+	}
+	return out
 }
 
 // normalizeCodings reduces an Accept-Encoding value to the sorted set of

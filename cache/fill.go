@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -18,9 +19,10 @@ import (
 
 // lead runs flight f: one origin fetch for r, under key skey, detached
 // from the leader's cancellation and bounded by FillTimeout. When stale is
-// set it revalidates it (RFC 9111 §4.3.1). It publishes the head and body
+// set it revalidates it (RFC 9111 §4.3.1), with a HEAD request when head
+// is set (§4.3.5: the body is not fetched). It publishes the head and body
 // to every reader of f and stores what may be stored.
-func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, stale *Entry) {
+func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, stale *Entry, head bool) {
 	defer func() {
 		if p := recover(); p != nil && !f.published() {
 			f.publish(nil, fillOutcome{err: fmt.Errorf("cache: fill of %s panicked: %v", r.Key, p)})
@@ -36,8 +38,15 @@ func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, st
 	start := c.inval.begin()
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.fillTimeout)
 	reqTime := c.now()
-	resp, upstream, err := c.send(fctx, r, stale)
-	respTime := c.now()
+	head = head && stale != nil
+	resp, upstream, err := c.send(fctx, r, stale, head)
+	if err == nil && head && (resp.StatusCode == http.StatusMethodNotAllowed || resp.StatusCode == http.StatusNotImplemented) {
+		// The origin does not do HEAD: revalidate with a GET after all.
+		resp.Body.Close()
+		head = false
+		resp, upstream, err = c.send(fctx, r, stale, false)
+	}
+	t := fillClock{start, reqTime, c.now()}
 	if err != nil {
 		cancel()
 		c.m.fills.WithLabelValues("error").Inc()
@@ -45,8 +54,8 @@ func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, st
 		return
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
-	out := fillOutcome{fwdStatus: resp.StatusCode, upstream: upstream}
-	if stale != nil && c.revalidated(f, r, stale, resp, out, reqTime, respTime, start) {
+	out := fillOutcome{fwdStatus: resp.StatusCode, upstream: upstream, validated: true}
+	if stale != nil && c.revalidated(f, r, stale, resp, out, t, head) {
 		return
 	}
 	d := r.Policy.Evaluate(r.In, resp)
@@ -58,7 +67,12 @@ func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, st
 		c.publishLive(f, resp, out, d.Reason)
 		return
 	}
-	c.fillStorable(f, skey, r, resp, d, out, fillClock{start, reqTime, respTime})
+	if err := c.fillStorable(f, skey, r, resp, d, out, t); err != nil {
+		// The body failed before anyone saw it: as if the origin had not
+		// answered, so a stale entry may still stand in.
+		c.m.fills.WithLabelValues("error").Inc()
+		c.publishError(f, r, stale, err, upstream)
+	}
 }
 
 // fillClock is when a fill started: its invalidation sequence and the
@@ -72,8 +86,8 @@ type fillClock struct {
 // readers: streamed through a tier that takes streams when it is large or
 // of unknown length, otherwise read whole into memory. A response that
 // turns out too large for memory, with no tier to stream it, goes to the
-// leader alone.
-func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Response, d rfc.Decision, out fillOutcome, t fillClock) {
+// leader alone. A body read whole that fails is returned, f unpublished.
+func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Response, d rfc.Decision, out fillOutcome, t fillClock) error {
 	key := r.Key
 	if names, _ := parseVary(resp.Header); len(names) > 0 {
 		key = variantKey(c.marker(r.Key, names), r.In.Header)
@@ -82,12 +96,12 @@ func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Resp
 	e.Tags = parseTags(resp.Header, c.tagHeaders)
 	if resp.ContentLength < 0 || resp.ContentLength > c.mem.maxObject {
 		if c.startStream(f, skey, e, resp, out, t) {
-			return
+			return nil
 		}
 		if resp.ContentLength > c.mem.maxObject {
 			c.m.fills.WithLabelValues("too_large").Inc()
 			c.publishLive(f, resp, out, "too-large")
-			return
+			return nil
 		}
 	}
 	body, err := readBody(resp, c.mem.maxObject)
@@ -95,23 +109,22 @@ func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Resp
 	case errors.Is(err, errTooLarge):
 		c.m.fills.WithLabelValues("too_large").Inc()
 		c.publishLive(f, resp, out, "too-large") // resp.Body now starts over
-		return
+		return nil
 	case err != nil:
-		c.m.fills.WithLabelValues("error").Inc()
-		f.publish(nil, fillOutcome{err: fmt.Errorf("cache: reading %s from origin: %w", r.Key, err), upstream: out.upstream})
-		return
+		return fmt.Errorf("cache: reading %s from origin: %w", r.Key, err)
 	}
 	c.m.fillTime.Observe(c.now().Sub(t.req).Seconds())
 	e.Body = body
 	e.Header.Set("Content-Length", itoa(int64(len(body))))
 	out.stored = c.storeFilled(e, t.start)
 	f.publish(e, out)
+	return nil
 }
 
 // send builds the origin request of a fill (a conditional one when stale
-// is set) and sends it.
-func (c *Cache) send(ctx context.Context, r *Request, stale *Entry) (*http.Response, string, error) {
-	var fetch Fetch
+// is set, a HEAD when head is) and sends it.
+func (c *Cache) send(ctx context.Context, r *Request, stale *Entry, head bool) (*http.Response, string, error) {
+	fetch := Fetch{Head: head}
 	if stale != nil {
 		fetch.ETag, fetch.LastModified = stale.Header.Get("Etag"), stale.Header.Get("Last-Modified")
 	}
@@ -172,13 +185,16 @@ func (c *Cache) publishStored(f *flight, st *stored, out fillOutcome) {
 }
 
 // publishError publishes a failed fill: for an origin failure, the stale
-// entry when its stale-if-error window covers it (RFC 5861 §4); otherwise
-// the error.
+// entry when it may be served on error (staleOnError); otherwise the error.
 func (c *Cache) publishError(f *flight, r *Request, stale *Entry, err error, upstream string) {
 	var be *buildError
 	if stale != nil && !errors.As(err, &be) {
+		detail := DetailOriginUnreachable
+		if isTimeout(err) {
+			detail = DetailOriginTimeout
+		}
 		if c.staleOnError(stale) {
-			c.publishStale(f, r, stale, fillOutcome{detail: DetailStaleIfError, upstream: upstream})
+			c.publishStale(f, r, stale, fillOutcome{detail: detail, upstream: upstream})
 			return
 		}
 		if stale.MustRevalidate {
@@ -186,6 +202,13 @@ func (c *Cache) publishError(f *flight, r *Request, stale *Entry, err error, ups
 		}
 	}
 	f.publish(nil, fillOutcome{err: err, upstream: upstream})
+}
+
+// isTimeout reports whether a fill failed because the origin took too
+// long: the fill's deadline, or a network timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // publishStale publishes the stale entry itself as f's answer, its body
@@ -206,24 +229,82 @@ func (c *Cache) publishStale(f *flight, r *Request, stale *Entry, out fillOutcom
 }
 
 // revalidated handles the origin's answer to a revalidation when it is
-// not a new response: a server error within the stale-if-error window
-// serves stale, and 304 refreshes the stored entry (RFC 9111 §4.3.4). It
-// reports whether it published f.
-func (c *Cache) revalidated(f *flight, r *Request, stale *Entry, resp *http.Response, out fillOutcome, reqTime, respTime time.Time, start uint64) bool {
+// not a new response: a server error (500, 502, 503, 504: RFC 5861 §4)
+// serves the stale entry when it may be served on error, and 304
+// refreshes the stored entry (RFC 9111 §4.3.4). The answer to a HEAD
+// revalidation (head) is never a new response to store: it is handled
+// here whatever it is (headAnswered). It reports whether it published f.
+func (c *Cache) revalidated(f *flight, r *Request, stale *Entry, resp *http.Response, out fillOutcome, t fillClock, head bool) bool {
 	switch {
-	case resp.StatusCode >= 500 && c.staleOnError(stale):
+	case originErrorStatus(resp.StatusCode) && c.staleOnError(stale):
 		resp.Body.Close()
-		out.detail = DetailStaleIfError
+		out.detail, out.validated = DetailOriginError, false
 		c.publishStale(f, r, stale, out)
 		return true
 	case resp.StatusCode == http.StatusNotModified:
 		resp.Body.Close()
-		e, stored := c.refresh(r, stale, resp, reqTime, respTime, start)
+		c.m.revalidations.WithLabelValues("not_modified").Inc()
+		e, stored := c.refresh(r, stale, resp, t)
 		out.stored = stored
 		c.publishStale(f, r, e, out)
 		return true
+	case head:
+		c.headAnswered(f, r, stale, resp, out, t)
+		return true
 	}
 	return false
+}
+
+// headAnswered handles the answer to a HEAD revalidation that is neither
+// 304 nor an error the stale entry stands in for (RFC 9111 §4.3.5): a 200
+// matching the stored response (headMatches) freshens it as a 304 would,
+// and the readers get the refreshed entry; anything else is passed to the
+// leader alone (a HEAD answer has no body to store or share). A 200 that
+// does not match makes the stored response stale if it was still fresh
+// (a HEAD forced to revalidate), so that the next request revalidates it.
+func (c *Cache) headAnswered(f *flight, r *Request, stale *Entry, resp *http.Response, out fillOutcome, t fillClock) {
+	if headMatches(stale, resp) {
+		resp.Body.Close()
+		c.m.revalidations.WithLabelValues("head_updated").Inc()
+		e, stored := c.refresh(r, stale, resp, t)
+		out.stored = stored
+		c.publishStale(f, r, e, out)
+		return
+	}
+	if resp.StatusCode == http.StatusOK {
+		c.m.revalidations.WithLabelValues("head_changed").Inc()
+		c.expire(stale, t.start)
+	}
+	c.publishLive(f, resp, out, "head")
+}
+
+// headMatches reports whether a HEAD response shows that the stored
+// response is still current (RFC 9111 §4.3.5): both are 200, each
+// validator (ETag, Last-Modified) either of them has is the same in the
+// other, and the HEAD response's Content-Length, if any, is the stored
+// one's.
+func headMatches(stored *Entry, resp *http.Response) bool {
+	if resp.StatusCode != http.StatusOK || stored.Status != http.StatusOK {
+		return false
+	}
+	for _, name := range [...]string{"Etag", "Last-Modified"} {
+		if resp.Header.Get(name) != stored.Header.Get(name) {
+			return false
+		}
+	}
+	return resp.ContentLength < 0 || stored.Header.Get("Content-Length") == itoa(resp.ContentLength)
+}
+
+// expire stores a copy of a response that is still fresh with its
+// lifetime cut to its current age: stale from now on.
+func (c *Cache) expire(e *Entry, start uint64) {
+	age := e.Age(c.now())
+	if e.Lifetime <= age {
+		return
+	}
+	x := *e
+	x.Lifetime = age
+	c.unlessInvalidated(&x, start, func() { c.putAll(&x, putRefresh, start) })
 }
 
 // publishLive hands an origin response that is not stored to the leader
@@ -301,22 +382,38 @@ func (c *Cache) storeFilled(e *Entry, start uint64) bool {
 }
 
 // staleOnError reports whether stale may be served because the origin
-// failed: its stale-if-error window still covers it (RFC 5861 §4).
+// failed: its stale-if-error window (the response's, else the site's
+// default) still covers it (RFC 5861 §4), and nothing forbids serving it
+// stale. must-revalidate, proxy-revalidate and s-maxage forbid it (RFC
+// 9111 §4.2.4, §5.2.2.2), and so does no-cache (§5.2.2.4): what must be
+// validated before every use is never served unvalidated, whichever
+// window applies (RFC 5861 §4 does not override that for a shared cache).
 func (c *Cache) staleOnError(stale *Entry) bool {
 	age := stale.Age(c.now())
-	if stale.MustRevalidate || stale.StaleIfError <= 0 || age-stale.Lifetime > stale.StaleIfError {
+	if stale.MustRevalidate || stale.NoCache || stale.StaleIfError <= 0 || age-stale.Lifetime > stale.StaleIfError {
 		return false
 	}
 	c.m.revalidations.WithLabelValues("stale_if_error").Inc()
 	return true
 }
 
-// refresh applies a 304 answer to a revalidation (RFC 9111 §4.3.4): the
-// stored header is updated with the 304's fields (§3.2: all but
-// Content-Length and the hop-by-hop ones), freshness is recomputed and the
-// entry is stored again, its body untouched.
-func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, respTime time.Time, start uint64) (*Entry, bool) {
-	c.m.revalidations.WithLabelValues("not_modified").Inc()
+// originErrorStatus reports whether an origin's status is one of the
+// errors RFC 5861 §4 lets a stale response stand in for: 500, 502, 503,
+// 504. Other statuses (501, 505, ...) are answers, served as they are.
+func originErrorStatus(code int) bool {
+	switch code {
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// refresh applies a 304 answer to a revalidation (RFC 9111 §4.3.4), or a
+// 200 answer to a HEAD one that matches (§4.3.5): the stored header is
+// updated with the answer's fields (§3.2: all but Content-Length and the
+// hop-by-hop ones), freshness is recomputed and the entry is stored again,
+// its body untouched.
+func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, t fillClock) (*Entry, bool) {
 	upd := resp.Header.Clone()
 	httpx.RemoveHopByHop(upd)
 	upd.Del("Content-Length")
@@ -329,11 +426,12 @@ func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, reqTime, 
 	d := r.Policy.Evaluate(r.In, merged)
 	e := *stale
 	e.Header, e.Memo = hdr, new(Memo)
-	e.Timing = rfc.NewTiming(reqTime, respTime, resp.Header)
+	e.Timing = rfc.NewTiming(t.req, t.response, resp.Header)
 	e.Lifetime, e.Heuristic, e.NoCache, e.MustRevalidate = d.Lifetime, d.Heuristic, d.NoCache, d.MustRevalidate
+	e.NoCacheFields = d.NoCacheFields
 	e.StaleWhileRevalidate, e.StaleIfError = d.StaleWhileRevalidate, d.StaleIfError
 	stored := false
-	c.unlessInvalidated(&e, start, func() { stored = c.putAll(&e, putRefresh, start) })
+	c.unlessInvalidated(&e, t.start, func() { stored = c.putAll(&e, putRefresh, t.start) })
 	return &e, stored
 }
 
@@ -380,6 +478,7 @@ func newEntry(r *Request, key string, resp *http.Response, body []byte, d rfc.De
 		Lifetime:             d.Lifetime,
 		Heuristic:            d.Heuristic,
 		NoCache:              d.NoCache,
+		NoCacheFields:        d.NoCacheFields,
 		MustRevalidate:       d.MustRevalidate,
 		StaleWhileRevalidate: d.StaleWhileRevalidate,
 		StaleIfError:         d.StaleIfError,

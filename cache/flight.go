@@ -54,6 +54,7 @@ type fillOutcome struct {
 	live      *http.Response // an unshared origin response (its head; Body in flight.live)
 	hit       bool           // the re-check inside the flight found a usable entry
 	stored    bool           // the fill stored what it fetched
+	validated bool           // the head is the origin's answer to the leader (a new response, or a 304 for the stored one)
 	fwdStatus int            // the origin's status code, when it answered
 	detail    Detail         // stale-if-error when the stale entry is served
 	notStored string         // why a live response was not stored

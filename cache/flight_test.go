@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,4 +191,31 @@ func TestBackgroundRevalidationClosesLiveBody(t *testing.T) {
 	if !c.tableEmpty() {
 		t.Error("a flight is still in the table")
 	}
+}
+
+// A qualified no-cache="X-A" response is stored; its fields are withheld
+// (Result.Strip) from every reuse but the request the origin answered,
+// and the fast path's Hit leaves such entries to Get (RFC 9111 §5.2.2.4).
+func TestQualifiedNoCacheStrip(t *testing.T) {
+	c, err := New(Config{FillTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	o := &fakeOrigin{cc: `max-age=60, no-cache="x-a"`}
+	for i, want := range [][]string{nil, {"X-A"}, {"X-A"}} {
+		res, err := c.Get(context.Background(), flightRequest(o, "/s"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if !slices.Equal(res.Strip, want) || (i > 0) != res.Hit {
+			t.Errorf("request %d: Strip %q, hit %v; want %q", i+1, res.Strip, res.Hit, want)
+		}
+	}
+	if res, ok := c.Hit("http://example.com/s"); ok {
+		res.Body.Close()
+		t.Error("Hit served an entry with no-cache fields")
+	}
+	o.allClosed(t)
 }

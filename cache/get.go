@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -33,14 +34,18 @@ func (st *stored) close() {
 }
 
 // Get answers r from the cache or the origin. On success the Result's Body
-// is set and the caller must close it.
+// is set and the caller must close it. On failure the Result's Fwd still
+// says why the origin was asked (FwdStale when a stored response existed
+// that could not be served).
 //
 // A fresh stored response is a hit. A stale one is served at once within
 // its stale-while-revalidate window while one background revalidation runs;
-// otherwise it is revalidated with a conditional request, and served again
-// within its stale-if-error window if the origin fails. Misses for one
-// variant are coalesced into one flight: one origin fetch shared by every
-// waiter, each of which may stop waiting without cancelling it.
+// otherwise it is revalidated with a conditional request, and served
+// anyway, to the request and to every one waiting on the same fill, when
+// the origin fails within its stale-if-error window (see staleOnError).
+// Misses for one variant are coalesced into one flight: one origin fetch
+// shared by every waiter, each of which may stop waiting without
+// cancelling it.
 func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 	dirs := rfc.ParseRequestDirectives(r.In.Header)
 	skey, st, found, fwd := c.find(r)
@@ -50,12 +55,12 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 		ttl := e.Lifetime - age
 		switch {
 		case dirs.Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache):
-			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl}); ok {
+			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl, Strip: e.NoCacheFields}); ok {
 				return res, nil
 			}
 			found, fwd = false, FwdURIMiss // it failed verification and is gone
 		case c.mayRevalidateLater(e, age, dirs):
-			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl, Detail: DetailStaleWhileRevalidate}); ok {
+			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl, Detail: DetailStaleWhileRevalidate, Strip: e.NoCacheFields}); ok {
 				c.revalidateAsync(ctx, r, skey, e)
 				return res, nil
 			}
@@ -90,9 +95,10 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 
 // Hit looks key up for a server's fast path. It returns what Get returns
 // for a request without Cache-Control, Pragma or Authorization fields when
-// that is a fresh hit on an entry without Vary, and false otherwise: the
-// caller then asks Get, which decides every other case. The caller must
-// Close the result's Body.
+// that is a fresh hit on an entry without Vary or fields to strip
+// (Result.Strip is always nil), and false otherwise: the caller then asks
+// Get, which decides every other case. The caller must Close the
+// result's Body.
 func (c *Cache) Hit(key string) (Result, bool) {
 	st, ok := c.load(key, key)
 	if !ok {
@@ -100,7 +106,7 @@ func (c *Cache) Hit(key string) (Result, bool) {
 	}
 	e := st.e
 	age := e.Age(c.now())
-	if e.Marker || len(e.Vary) > 0 || e.NoCache || age >= e.Lifetime {
+	if e.Marker || len(e.Vary) > 0 || e.NoCache || len(e.NoCacheFields) > 0 || age >= e.Lifetime {
 		st.close()
 		return Result{}, false
 	}
@@ -218,21 +224,24 @@ func (c *Cache) fill(ctx context.Context, r *Request, skey string, fwd Fwd, stal
 	}
 	if led {
 		f.retain() // the fill's, dropped by publish (or by a stream's pump)
-		go c.lead(ctx, f, skey, r, stale)
+		// A HEAD that must wait for a revalidation asks with HEAD: the body
+		// is not needed, and a 304 or a matching 200 freshens the entry
+		// for every reader (RFC 9111 §4.3.5).
+		go c.lead(ctx, f, skey, r, stale, stale != nil && r.In.Method == http.MethodHead)
 	} else {
 		c.m.coalesced.Inc() // counted on joining: the event tests wait on
 	}
 	if err := f.wait(ctx); err != nil {
 		f.leave()
-		return Result{}, err
+		return Result{Fwd: fwd}, err
 	}
 	switch {
 	case f.out.err != nil:
 		f.leave()
 		if !led {
-			return Result{}, f.out.err
+			return Result{Fwd: fwd}, f.out.err
 		}
-		return Result{Upstream: f.out.upstream}, f.out.err
+		return Result{Fwd: fwd, Upstream: f.out.upstream}, f.out.err
 	case !led && (!f.shared || !f.head.matchesVary(r.In.Header)):
 		f.leave()
 		return c.fill(ctx, r, skey, fwd, stale, false)
@@ -252,6 +261,9 @@ func (c *Cache) answer(f *flight, led bool, fwd Fwd) (Result, error) {
 	}
 	res := Result{Body: body, Hit: f.out.hit, Fwd: fwd, Stored: f.out.stored && led, Collapsed: !led,
 		FwdStatus: f.out.fwdStatus, Detail: f.out.detail, NotStored: f.out.notStored}
+	if res.Detail.StaleOnError() {
+		c.m.staleOnError.WithLabelValues(staleReasons[res.Detail]).Inc()
+	}
 	if led {
 		res.Upstream = f.out.upstream
 	}
@@ -259,9 +271,19 @@ func (c *Cache) answer(f *flight, led bool, fwd Fwd) (Result, error) {
 		res.Response = f.out.live
 		return res, nil
 	}
+	if !led || !f.out.validated {
+		res.Strip = f.head.NoCacheFields // a waiter, a re-check, a stale answer
+	}
 	res.Entry, res.Age = f.head, f.head.Age(c.now())
 	res.TTL = f.head.Lifetime - res.Age
 	return res, nil
+}
+
+// staleReasons are the reason labels of edged_cache_stale_on_error_total.
+var staleReasons = [...]string{
+	DetailOriginError:       "origin_error",
+	DetailOriginUnreachable: "origin_unreachable",
+	DetailOriginTimeout:     "origin_timeout",
 }
 
 // revalidateAsync refreshes a stale entry in the background, once per
@@ -272,7 +294,8 @@ func (c *Cache) revalidateAsync(ctx context.Context, r *Request, skey string, st
 	if led {
 		c.m.revalidations.WithLabelValues("background").Inc()
 		f.retain() // the fill's
-		go c.lead(ctx, f, skey, r, stale)
+		// Always a GET, for a HEAD too: a changed response is stored at once.
+		go c.lead(ctx, f, skey, r, stale, false)
 	}
 	f.leave()
 }
@@ -283,11 +306,11 @@ func (c *Cache) revalidateAsync(ctx context.Context, r *Request, skey string, st
 func (c *Cache) forwardRange(ctx context.Context, r *Request, fwd Fwd) (Result, error) {
 	out, err := r.Out.NewOut(ctx, Fetch{PassConditionals: true})
 	if err != nil {
-		return Result{}, fmt.Errorf("cache: building the origin request for %s: %w", r.Key, err)
+		return Result{Fwd: fwd}, fmt.Errorf("cache: building the origin request for %s: %w", r.Key, err)
 	}
 	resp, upstream, err := r.Origin.Send(out, r.RouteKey)
 	if err != nil {
-		return Result{Upstream: upstream}, fmt.Errorf("cache: fetching a range of %s: %w", r.Key, err)
+		return Result{Fwd: fwd, Upstream: upstream}, fmt.Errorf("cache: fetching a range of %s: %w", r.Key, err)
 	}
 	c.m.fills.WithLabelValues("range_forwarded").Inc()
 	body := LiveBody(resp)

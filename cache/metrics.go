@@ -18,6 +18,7 @@ type metrics struct {
 	streamReaders prometheus.Counter
 	diskWrites    *prometheus.CounterVec
 	revalidations *prometheus.CounterVec
+	staleOnError  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store) (*metrics, error) {
@@ -45,8 +46,12 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store)
 		}),
 		revalidations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_cache_revalidations_total",
-			Help: "Stale entries handled without a full refetch: not_modified (a 304 refreshed the entry), background (a stale-while-revalidate refresh started), stale_if_error (served stale because the origin failed).",
+			Help: "Stale entries handled without a full refetch: not_modified (a 304 refreshed the entry), head_updated (a matching 200 to a HEAD revalidation refreshed it), head_changed (a 200 to a HEAD revalidation did not match it: passed through, entry left stale), background (a stale-while-revalidate refresh started), stale_if_error (a failed fill published the stale entry instead).",
 		}, []string{"result"}),
+		staleOnError: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_cache_stale_on_error_total",
+			Help: "Requests answered with a stale stored response because the origin failed (each waiter of a failed fill counts), by reason: origin_error (500, 502, 503, 504), origin_unreachable (refused, reset, truncated), origin_timeout.",
+		}, []string{"reason"}),
 		diskWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_disk_writes_total",
 			Help: "Background copies of memory-filled entries to the disk tier, by result (stored, error, skipped when all write slots were busy, invalidated).",
@@ -55,7 +60,7 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store)
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.fills, m.fillTime, m.coalesced, m.promotions, m.streamReaders, m.diskWrites, m.revalidations}
+	cs := []prometheus.Collector{m.fills, m.fillTime, m.coalesced, m.promotions, m.streamReaders, m.diskWrites, m.revalidations, m.staleOnError}
 	if disk != nil {
 		cs = append(cs, newDiskCollector(disk))
 	}

@@ -446,6 +446,15 @@ func tiers(t *testing.T, base opts, f func(t *testing.T, o opts)) {
 // long pads a body past the disk variant's 16-byte memory limit.
 func long(s string) string { return s + strings.Repeat(".", 32) }
 
+// joined is how many requests have joined another's fill so far (with
+// the disk tier, settle's probes reading along a fill count too): a
+// baseline for awaitJoined.
+func (e *env) joined() int {
+	e.t.Helper()
+	v, _ := testkit.Metric(e.t, e.reg, "edged_cache_coalesced_waiters_total")
+	return int(v)
+}
+
 // awaitJoined waits until n requests have joined another's fill: the cache
 // counts a waiter when it joins the flight.
 func (e *env) awaitJoined(n int) {

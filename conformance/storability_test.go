@@ -1,11 +1,16 @@
 package conformance_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/internal/testkit"
 )
 
 // TestStorability sends two requests and checks whether the first response
@@ -95,8 +100,9 @@ func TestStorability(t *testing.T) {
 func TestStorabilityNoCache(t *testing.T) {
 	for _, cc := range []struct{ name, value string }{
 		{"§5.2.2.4 no-cache: stored, validated on every use", "max-age=600, no-cache"},
-		{"§5.2.2.4 qualified no-cache=\"Set-Cookie2\" treated like no-cache (edged choice)", `max-age=600, no-cache="X-Foo"`},
-		{"§5.2.2.4 unquoted qualified no-cache=X-Foo treated like no-cache", "no-cache=X-Foo, max-age=600"},
+		{"§5.2.2.4 a qualified no-cache whose list is not field names is treated like no-cache (edged choice)", `max-age=600, no-cache="X Foo"`},
+		{"§5.2.2.4 an empty qualified no-cache is treated like no-cache (edged choice)", `max-age=600, no-cache=""`},
+		{"§5.2.2.4 no-cache beside a qualified one applies to the whole response", `max-age=600, no-cache="X-Foo", no-cache`},
 	} {
 		t.Run(cc.name, func(t *testing.T) {
 			e := newEnv(t, opts{}, func(w http.ResponseWriter, r *http.Request, n int) {
@@ -126,6 +132,111 @@ func TestStorabilityNoCache(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNoCacheQualified checks RFC 9111 §5.2.2.4's qualified form,
+// no-cache="field": the response is stored and reused without validation,
+// but the named fields are never sent on a reuse without successful
+// revalidation: not on a hit, a HEAD or a 304 from the cache, not to
+// requests collapsed on another's fill, not on a stale answer for a
+// failing origin. The request whose fill or revalidation the origin just
+// answered gets them.
+func TestNoCacheQualified(t *testing.T) {
+	tiers(t, opts{}, func(t *testing.T, o opts) {
+		g := testkit.NewGate(t)
+		var hold atomic.Bool
+		e := newEnv(t, o, func(w http.ResponseWriter, r *http.Request, n int) {
+			if hold.Load() {
+				g.Wait(r.Context())
+			}
+			if n == 4 {
+				w.WriteHeader(http.StatusBadGateway)
+				return
+			}
+			w.Header().Set("Cache-Control", `max-age=60, no-cache="X-User, x-token"`)
+			w.Header().Set("ETag", `"q"`)
+			w.Header().Set("X-User", "user"+strconv.Itoa(n))
+			w.Header().Set("X-Token", "t")
+			w.Header().Set("X-Shared", "s")
+			if r.Header.Get("If-None-Match") == `"q"` {
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			io.WriteString(w, long("body"))
+		})
+		t.Cleanup(g.Open)
+		withheld := func(r result, what string) {
+			t.Helper()
+			if r.Header.Get("X-User") != "" || r.Header.Get("X-Token") != "" {
+				t.Errorf("%s: a no-cache field was sent: X-User=%q X-Token=%q", what, r.Header.Get("X-User"), r.Header.Get("X-Token"))
+			}
+			if r.Header.Get("X-Shared") != "s" {
+				t.Errorf("%s: X-Shared = %q, want s", what, r.Header.Get("X-Shared"))
+			}
+		}
+
+		r := e.get("/q")
+		if !r.CS.has("stored") || r.Header.Get("X-User") != "user1" {
+			t.Errorf("the fill: %v X-User=%q, want stored and the origin's fields", r, r.Header.Get("X-User"))
+		}
+		r = e.get("/q")
+		wantHit(t, r)
+		wantBody(t, r, long("body"))
+		withheld(r, "hit")
+		withheld(e.do(http.MethodHead, "/q"), "HEAD hit")
+		r = e.get("/q", "If-None-Match", `"q"`)
+		wantStatus(t, r, 304)
+		withheld(r, "304 from the cache")
+		e.wantHits("/q", 1)
+
+		// Stale: the revalidation the origin answers 304 gives the fields
+		// (fresh from it) to the request that made it, not to the ones
+		// collapsed on it.
+		e.advance(2 * time.Minute)
+		hold.Store(true)
+		const n = 4
+		var wg sync.WaitGroup
+		res := make([]result, n)
+		errs := make([]error, n)
+		base := e.joined()
+		for i := range n {
+			wg.Go(func() { res[i], errs[i] = e.try(context.Background(), http.MethodGet, "/q") })
+		}
+		e.origin.Await(t, "/q", 2)
+		e.awaitJoined(base + n - 1)
+		hold.Store(false)
+		g.Open()
+		wg.Wait()
+		leaders := 0
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatal(errs[i])
+			}
+			wantFwd(t, res[i], "stale")
+			wantBody(t, res[i], long("body"))
+			if res[i].CS.has("collapsed") {
+				withheld(res[i], "collapsed on a revalidation")
+				continue
+			}
+			leaders++
+			if res[i].Header.Get("X-User") != "user2" {
+				t.Errorf("the revalidating request: X-User = %q, want the 304's user2", res[i].Header.Get("X-User"))
+			}
+		}
+		if leaders != 1 {
+			t.Errorf("%d requests not collapsed, want 1", leaders)
+		}
+		withheld(e.get("/q"), "hit after the revalidation")
+
+		// A stale answer for a failing origin is a reuse without
+		// validation.
+		e.advance(2 * time.Minute)
+		e.get("/q") // 3: refetched (304 again: the fields stay with it)
+		e.advance(2 * time.Minute)
+		r = e.get("/q") // 4: 502
+		wantStaleOnError(t, r, "origin-error", 502)
+		withheld(r, "stale on error")
+	})
 }
 
 // TestSetCookieNotLeaked checks that one client's cookie is never served to

@@ -206,10 +206,12 @@ func TestChangedResponseReplaces(t *testing.T) {
 func TestClientConditionals(t *testing.T) {
 	lm := epoch.Add(-time.Hour)
 	cases := []struct {
-		name string
-		etag string
-		hdr  []string
-		want int
+		name   string
+		etag   string
+		lm     string // Last-Modified; "" is httpDate(lm), "-" none
+		noDate bool   // the origin sends no Date
+		hdr    []string
+		want   int
 	}{
 		{name: "RFC 9110 §13.1.2 If-None-Match matching strong ETag: 304", etag: `"a"`, hdr: []string{"If-None-Match", `"a"`}, want: 304},
 		{name: "RFC 9110 §13.1.2 If-None-Match uses weak comparison (W/ stored)", etag: `W/"a"`, hdr: []string{"If-None-Match", `"a"`}, want: 304},
@@ -228,10 +230,30 @@ func TestClientConditionals(t *testing.T) {
 		{name: "RFC 9110 §13.1.3 If-Modified-Since with a one-digit hour is invalid, ignored: 200", hdr: []string{"If-Modified-Since", "Sun, 02 Mar 2025 9:00:00 GMT"}, want: 200},
 		{name: "RFC 9110 §13.1.3 If-None-Match takes precedence over If-Modified-Since", etag: `"a"`, hdr: []string{"If-None-Match", `"b"`, "If-Modified-Since", httpDate(lm.Add(time.Minute))}, want: 200},
 		{name: "RFC 9110 §13.2.2 If-None-Match match wins over an old If-Modified-Since", etag: `"a"`, hdr: []string{"If-None-Match", `"a"`, "If-Modified-Since", httpDate(lm.Add(-time.Minute))}, want: 304},
+		{name: "RFC 9111 §4.3.2 no Last-Modified: If-Modified-Since equal to Date: 304", lm: "-", hdr: []string{"If-Modified-Since", httpDate(epoch)}, want: 304},
+		{name: "RFC 9111 §4.3.2 no Last-Modified: If-Modified-Since after Date: 304", lm: "-", hdr: []string{"If-Modified-Since", httpDate(epoch.Add(time.Minute))}, want: 304},
+		{name: "RFC 9111 §4.3.2 no Last-Modified: If-Modified-Since before Date: 200", lm: "-", hdr: []string{"If-Modified-Since", httpDate(epoch.Add(-time.Minute))}, want: 200},
+		{name: "RFC 9111 §4.3.2 invalid Last-Modified: compared with Date", lm: "last week", hdr: []string{"If-Modified-Since", httpDate(epoch)}, want: 304},
+		{name: "RFC 9111 §4.3.2 no Last-Modified or Date: compared with the time received (304)", lm: "-", noDate: true, hdr: []string{"If-Modified-Since", httpDate(epoch.Add(time.Minute))}, want: 304},
+		{name: "RFC 9111 §4.3.2 no Last-Modified or Date: compared with the time received (200)", lm: "-", noDate: true, hdr: []string{"If-Modified-Since", httpDate(epoch.Add(-time.Minute))}, want: 200},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, opts{}, validatingOrigin("max-age=600", tc.etag, httpDate(lm), "payload"))
+			lastModified := httpDate(lm)
+			switch tc.lm {
+			case "":
+			case "-":
+				lastModified = ""
+			default:
+				lastModified = tc.lm
+			}
+			o := validatingOrigin("max-age=600", tc.etag, lastModified, "payload")
+			e := newEnv(t, opts{}, func(w http.ResponseWriter, r *http.Request, n int) {
+				if tc.noDate {
+					w.Header()["Date"] = nil // not even net/http's own
+				}
+				o(w, r, n)
+			})
 			e.get("/cond")
 			r := e.get("/cond", tc.hdr...)
 			wantStatus(t, r, tc.want)

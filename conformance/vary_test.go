@@ -78,6 +78,11 @@ func TestVaryMatching(t *testing.T) {
 		{name: "§4.1 Accept-Encoding gzip;q=0 (refused) differs from gzip", vary: "Accept-Encoding", req1: []string{"Accept-Encoding", "gzip"}, req2: []string{"Accept-Encoding", "gzip;q=0"}},
 		{name: "§4.1 Accept-Encoding different codings differ", vary: "Accept-Encoding", req1: []string{"Accept-Encoding", "gzip"}, req2: []string{"Accept-Encoding", "br"}},
 		{name: "§4.1 Vary on two field lines: both apply", vary: "Accept-Language", req1: []string{"Accept-Language", "en", "X-Device", "phone"}, req2: []string{"Accept-Language", "en", "X-Device", "desktop"}},
+		{name: "§4.1 whitespace around list separators is normalised", vary: "X-Foo", req1: []string{"X-Foo", "1,2"}, req2: []string{"X-Foo", "1 ,  2"}, match: true},
+		{name: "§4.1 field lines are combined for any field", vary: "X-Foo", req1: []string{"X-Foo", "1, 2"}, req2: []string{"X-Foo", "1", "X-Foo", "2"}, match: true},
+		{name: "§4.1 empty list members are ignored (RFC 9110 §5.6.1)", vary: "X-Foo", req1: []string{"X-Foo", "1,2"}, req2: []string{"X-Foo", "1,,2,"}, match: true},
+		{name: "§4.1 member order is significant", vary: "X-Foo", req1: []string{"X-Foo", "1,2"}, req2: []string{"X-Foo", "2,1"}},
+		{name: "§4.1 commas inside a quoted string are not separators", vary: "X-Foo", req1: []string{"X-Foo", `"a,b"`}, req2: []string{"X-Foo", `"a, b"`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

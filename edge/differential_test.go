@@ -45,6 +45,12 @@ func diffOrigin(w http.ResponseWriter, r *http.Request) {
 		hd.Set("Cache-Control", "no-cache")
 		hd.Set("Content-Type", "text/plain")
 		io.WriteString(w, "revalidate me")
+	case "/nocachefield":
+		hd.Set("Cache-Control", `max-age=3600, no-cache="X-User"`)
+		hd.Set("Content-Type", "text/plain")
+		hd.Set("X-User", "alice") // withheld from every reuse
+		hd.Set("Etag", `"u1"`)
+		io.WriteString(w, "shared body")
 	case "/dated":
 		hd.Set("Content-Type", "text/plain")
 		hd.Set("Date", "Sat, 05 Dec 2026 10:00:00 GMT")
@@ -130,6 +136,9 @@ func TestEdgeSameAnswersBothServers(t *testing.T) {
 		{"Vary", get("/vary", "Accept-Language: de\r\n") + get("/vary", "Accept-Language: de\r\n") + get("/vary", "Accept-Language: fr\r\n"), []string{"GET", "GET", "GET"}},
 		{"no-cache stored", get("/nocache") + get("/nocache"), two},
 		{"Date stored", get("/dated") + get("/dated"), two},
+		{"If-Modified-Since against Date", get("/dated", "If-Modified-Since: Sat, 05 Dec 2026 10:00:00 GMT\r\n"), one},
+		{"qualified no-cache stored", get("/nocachefield") + get("/nocachefield") + head("/nocachefield"), []string{"GET", "GET", "HEAD"}},
+		{"qualified no-cache 304", get("/nocachefield", "If-None-Match: \"u1\"\r\n"), one},
 		{"empty body", get("/empty") + get("/empty") + head("/empty"), []string{"GET", "GET", "HEAD"}},
 		{"unknown status stored", get("/unknown-status") + get("/unknown-status") + head("/unknown-status"), []string{"GET", "GET", "HEAD"}},
 		{"If-None-Match match", get("/etag", "If-None-Match: \"v1\"\r\n"), one},

@@ -60,7 +60,8 @@ var _ h1.Fast = (*Handler)(nil)
 // than GET and HEAD, request directives (Cache-Control, Pragma),
 // Authorization, upgrades, targets or fields it does not take apart, sites
 // with custom hooks that are not FastHooks, and anything but a fresh hit
-// on a stored response without Vary.
+// on a stored response without Vary or qualified no-cache fields
+// (cache.Cache.Hit declines those).
 func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	if !h.fastOK {
 		return false

@@ -11,15 +11,15 @@
 //
 //   - The fast path (Handler.ServeFast): a GET or HEAD without a body,
 //     request Cache-Control, Pragma, Authorization or Upgrade, in
-//     origin-form, whose key has a fresh stored response without Vary and
-//     with a Content-Type. It is answered from the parsed request head:
-//     no http.Request, no header map. The stored fields are encoded once
-//     per entry and site, the answer appends Age, Cache-Status, Date when
-//     none is stored and its framing, and head and body leave in one
-//     writev (memory) or a corked write and sendfile (disk). 304 and
-//     single-range 206/416 answers take it too. The access log and the
-//     metrics record it as any request (edged_fast_path_responses_total
-//     counts them).
+//     origin-form, whose key has a fresh stored response without Vary or
+//     qualified no-cache fields and with a Content-Type. It is answered
+//     from the parsed request head: no http.Request, no header map. The
+//     stored fields are encoded once per entry and site, the answer
+//     appends Age, Cache-Status, Date when none is stored and its
+//     framing, and head and body leave in one writev (memory) or a
+//     corked write and sendfile (disk). 304 and single-range 206/416
+//     answers take it too. The access log and the metrics record it as
+//     any request (edged_fast_path_responses_total counts them).
 //   - The general path (Handler.ServeHTTP) for everything else, through
 //     the loop's own http.ResponseWriter: misses, pass-through, purges,
 //     WebSockets, stale answers, every lifecycle phase.
@@ -253,11 +253,16 @@ type requestState struct {
 
 var _ cache.OutBuilder = (*requestState)(nil)
 
-// NewOut builds the origin request of a miss (cache.OutBuilder). The
-// origin's 1xx responses to it go to this request's client, the one that
-// started the fill; requests that join the fill get none.
+// NewOut builds the origin request of a miss (cache.OutBuilder): a GET,
+// or a HEAD when the cache revalidates for a HEAD. The origin's 1xx
+// responses to it go to this request's client, the one that started the
+// fill; requests that join the fill get none.
 func (st *requestState) NewOut(ctx context.Context, f cache.Fetch) (*http.Request, error) {
-	return st.h.originRequest(st.rw.armInterim(ctx), &st.s, http.MethodGet, &f, nil)
+	method := http.MethodGet
+	if f.Head {
+		method = http.MethodHead
+	}
+	return st.h.originRequest(st.rw.armInterim(ctx), &st.s, method, &f, nil)
 }
 
 // SiteFor returns the name of the site serving host, or "".
@@ -288,11 +293,8 @@ func (h *Handler) serveCached(st *requestState) {
 	rw.endInterim()
 	s.Shard = res.Upstream
 	if err != nil {
-		cs := "edged; fwd=uri-miss"
-		if errors.Is(err, cache.ErrStaleForbidden) {
-			cs = "edged; fwd=stale"
-		}
-		h.fail(rw, s, err, cs)
+		// fwd=stale when a stored response existed but could not stand in.
+		h.fail(rw, s, err, "edged; fwd="+cmp.Or(res.Fwd, cache.FwdURIMiss).String())
 		return
 	}
 	switch {

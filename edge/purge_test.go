@@ -134,7 +134,7 @@ func TestSoftPurge(t *testing.T) {
 			}
 			o.fail.Store(true)
 			resp, body := get(t, base, "GET", "example.com", "/a/1", "Accept-Language", "en")
-			if body != `/a/1 en "v0"` || !strings.Contains(resp.Header.Get("Cache-Status"), "detail=stale-if-error") {
+			if body != `/a/1 en "v0"` || !strings.Contains(resp.Header.Get("Cache-Status"), "hit; fwd=stale; fwd-status=503; ttl=") || !strings.Contains(resp.Header.Get("Cache-Status"), "detail=origin-error") {
 				t.Errorf("origin down after a soft purge: %q %q, want the stale copy", resp.Header.Get("Cache-Status"), body)
 			}
 			o.fail.Store(false)

@@ -104,9 +104,17 @@ func cacheStatus(res *cache.Result, key string) string {
 // appendCacheStatus appends cacheStatus(res, key) to b.
 func appendCacheStatus(b []byte, res *cache.Result, key string) []byte {
 	b = append(b, "edged; "...)
-	if res.Hit {
+	// A stale response served because the origin failed is a hit that
+	// also says what went forward and what came back: "hit; fwd=stale;
+	// fwd-status=503" (a departure from RFC 9211 §2.1: docs/caching.md).
+	staleOnError := res.Detail.StaleOnError()
+	if res.Hit || staleOnError {
 		b = append(b, "hit"...)
-	} else {
+	}
+	if !res.Hit {
+		if staleOnError {
+			b = append(b, "; "...)
+		}
 		b = append(b, "fwd="...)
 		b = append(b, res.Fwd.String()...)
 		if res.FwdStatus != 0 {
@@ -173,8 +181,9 @@ func (w *responseWriter) dropFields(hd http.Header) {
 // with 206.
 //
 // It is the hit path: the stored header is shared into the response
-// header without copying (minus the fields the site drops), and Age and
-// Cache-Status are rendered into one allocation.
+// header without copying (minus the fields the site drops and those a
+// qualified no-cache withholds, res.Strip), and Age and Cache-Status are
+// rendered into one allocation.
 func (w *responseWriter) writeEntry(res *cache.Result) {
 	e := res.Entry
 	defer res.Body.Close()
@@ -187,9 +196,9 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 	status, off, n := d.status, d.off, d.n
 
 	hd := w.Header()
-	drop := w.s.drop
+	drop, strip := w.s.drop, res.Strip
 	for k, vv := range e.Header {
-		if len(drop) > 0 && slices.Contains(drop, k) {
+		if len(drop) > 0 && slices.Contains(drop, k) || len(strip) > 0 && slices.Contains(strip, k) {
 			continue
 		}
 		hd[k] = vv // shared, not copied: Header.Clone clipped these slices, so appends reallocate
@@ -371,11 +380,15 @@ func (w *responseWriter) copyBody(src io.Reader, flushEach bool) error {
 }
 
 // notModified evaluates If-None-Match (inm, all its lines joined; weak
-// comparison) and, without it, If-Modified-Since (ims) against a stored
-// 200 response with header h (RFC 9110 §13.1.2, §13.1.3). Dates are
-// HTTP-dates (rfc.ParseHTTPDate, ref the reference for a two-digit year);
-// an invalid one is ignored (§13.1.3).
-func notModified(inm, ims string, h http.Header, ref time.Time) bool {
+// comparison) and, without it, If-Modified-Since (ims) against the stored
+// 200 response e (RFC 9110 §13.1.2, §13.1.3). If-Modified-Since is
+// compared with the stored Last-Modified, or without a valid one with
+// the stored Date, or without that with the time the response was
+// received (RFC 9111 §4.3.2). Dates are HTTP-dates (rfc.ParseHTTPDate,
+// the entry's response time the reference for a two-digit year); an
+// invalid If-Modified-Since is ignored (§13.1.3).
+func notModified(inm, ims string, e *cache.Entry) bool {
+	h := e.Header
 	if inm != "" {
 		etag := first(h, "Etag")
 		if etag == "" {
@@ -392,16 +405,29 @@ func notModified(inm, ims string, h http.Header, ref time.Time) bool {
 		}
 		return false
 	}
-	lm := first(h, "Last-Modified")
-	if ims == "" || lm == "" {
+	if ims == "" {
 		return false
 	}
-	t, ok1 := rfc.ParseHTTPDate(textproto.TrimString(ims), ref)
-	m, ok2 := rfc.ParseHTTPDate(textproto.TrimString(lm), ref)
-	if !ok1 || !ok2 {
+	t, ok := rfc.ParseHTTPDate(textproto.TrimString(ims), e.Timing.ResponseTime)
+	if !ok {
 		return false
 	}
-	return !m.After(t)
+	return !lastModified(e).After(t)
+}
+
+// lastModified is the modification time of a stored response for
+// If-Modified-Since (RFC 9111 §4.3.2): Last-Modified, else Date, else when
+// it was received.
+func lastModified(e *cache.Entry) time.Time {
+	if lm := first(e.Header, "Last-Modified"); lm != "" {
+		if m, ok := rfc.ParseHTTPDate(textproto.TrimString(lm), e.Timing.ResponseTime); ok {
+			return m
+		}
+	}
+	if !e.Timing.Date.IsZero() {
+		return e.Timing.Date
+	}
+	return e.Timing.ResponseTime
 }
 
 // hitDecision is how a stored response answers a request: its status,
@@ -424,7 +450,7 @@ func decideHit(method, inm, ims, rng, ifRange string, e *cache.Entry, size int64
 		// The entry's response time is the reference for two-digit
 		// years in the dates compared.
 		ref := e.Timing.ResponseTime
-		if notModified(inm, ims, e.Header, ref) {
+		if notModified(inm, ims, e) {
 			d.status = http.StatusNotModified
 		} else if d.rng, outcome = evalRange(method, rng, ifRange, e.Header, size, ref); outcome == rangeUnsatisfiable {
 			d.status = http.StatusRequestedRangeNotSatisfiable

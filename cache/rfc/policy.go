@@ -82,9 +82,12 @@ package rfc
 //   - Qualified private ("private=Set-Cookie") is treated as unqualified: not
 //     stored ("private"). §5.2.2.7 allows storing the rest, but that would mean
 //     removing fields, and the RFC notes that caches commonly do this.
-//   - Qualified no-cache ("no-cache=Set-Cookie") is treated as unqualified: the
-//     response is stored and validated before every reuse (NoCache), which
-//     §5.2.2.4 notes is common practice.
+//   - Qualified no-cache ("no-cache=\"X-User, X-Token\"") stores the response
+//     and names the fields (NoCacheFields) that must not be sent when it is
+//     reused without validation (§5.2.2.4 SHOULD). A qualified no-cache whose
+//     list is empty or holds something that is not a field name, and any
+//     unqualified no-cache alongside, mean no-cache for the whole response:
+//     the conservative reading.
 //   - A response carrying Set-Cookie is never stored ("set-cookie"), whatever
 //     its Cache-Control says (Varnish's builtin policy does the same). A cookie
 //     meant for one user must not reach another.
@@ -99,6 +102,7 @@ package rfc
 import (
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 	"time"
 
@@ -124,7 +128,10 @@ type Policy struct {
 	// window (RFC 5861 §3) for responses that name none. Zero: none.
 	StaleWhileRevalidate time.Duration
 	// StaleIfError is the site's default stale-if-error window (RFC 5861
-	// §4) for responses that name none. Zero: none.
+	// §4) for responses that name none: how long after expiry a stored
+	// response may stand in for an origin that fails. Zero means
+	// DefaultStaleIfError; negative means none (a response's own
+	// stale-if-error still applies).
 	StaleIfError time.Duration
 	// NegativeTTL is the freshness lifetime of a 404 or 410 response with
 	// no explicit freshness (negative caching); origin headers override it.
@@ -144,6 +151,24 @@ type Policy struct {
 	// (TargetList) that is present and valid replaces Cache-Control and
 	// Expires.
 	TargetedHeaders []string
+}
+
+// DefaultStaleIfError is the stale-if-error window of a Policy that sets
+// none: a day, so that an origin outage does not take a site down with it
+// while stored copies exist (RFC 9111 §4.2.4 lets configuration allow
+// stale responses; must-revalidate, proxy-revalidate, s-maxage and
+// no-cache still forbid them).
+const DefaultStaleIfError = 24 * time.Hour
+
+// staleIfError is the site's default stale-if-error window.
+func (p Policy) staleIfError() time.Duration {
+	switch {
+	case p.StaleIfError == 0:
+		return DefaultStaleIfError
+	case p.StaleIfError < 0:
+		return 0
+	}
+	return p.StaleIfError
 }
 
 // Decision is what the policy says about one origin response.
@@ -179,8 +204,13 @@ type Decision struct {
 	// freshness. It can be true with Lifetime 0 (no Last-Modified).
 	Heuristic bool
 	// NoCache reports that the response may be stored but must be validated
-	// before each reuse (response no-cache, qualified or not).
+	// before each reuse (response no-cache without a field list).
 	NoCache bool
+	// NoCacheFields are the canonical names of the fields a qualified
+	// no-cache="..." lists (RFC 9111 §5.2.2.4): the response may be reused
+	// without validation, but without these fields. Nil when NoCache is
+	// set or there are none.
+	NoCacheFields []string
 	// MustRevalidate reports must-revalidate, proxy-revalidate or s-maxage:
 	// the response must never be served stale.
 	MustRevalidate bool
@@ -368,9 +398,10 @@ func (p Policy) freshness(ev *evaluation, resp *http.Response) Decision {
 	d := Decision{
 		Storable:             true,
 		NoCache:              dirs.NoCachePresent,
+		NoCacheFields:        ev.cc.noCacheFields,
 		MustRevalidate:       dirs.MustRevalidate || dirs.ProxyRevalidate || dirs.SMaxAge >= 0,
 		StaleWhileRevalidate: p.StaleWhileRevalidate,
-		StaleIfError:         p.StaleIfError,
+		StaleIfError:         p.staleIfError(),
 	}
 	if dirs.StaleWhileRevalidate >= 0 {
 		d.StaleWhileRevalidate = time.Duration(dirs.StaleWhileRevalidate) * time.Second
@@ -541,6 +572,9 @@ type policyResponseCC struct {
 	// s-maxage that is invalid or duplicated with different values is 0.
 	dirs           cacheobject.ResponseCacheDirectives
 	mustUnderstand bool
+	// noCacheFields are the fields of qualified no-cache directives; nil
+	// when an unqualified (or unreadable) no-cache sets dirs.NoCachePresent.
+	noCacheFields []string
 }
 
 // policyParseResponseCC combines Cache-Control field lines and parses them
@@ -562,7 +596,15 @@ func policyParseResponseCC(lines []string) policyResponseCC {
 		case "no-store":
 			cc.dirs.NoStore = true
 		case "no-cache":
-			cc.dirs.NoCachePresent = true
+			if names, ok := d.fieldNames(); ok {
+				for _, n := range names {
+					if !slices.Contains(cc.noCacheFields, n) {
+						cc.noCacheFields = append(cc.noCacheFields, n)
+					}
+				}
+			} else {
+				cc.dirs.NoCachePresent = true
+			}
 		case "private":
 			cc.dirs.PrivatePresent = true
 		case "must-revalidate":
@@ -587,7 +629,40 @@ func policyParseResponseCC(lines []string) policyResponseCC {
 	}
 	cc.dirs.MaxAge = maxAge.resolve()
 	cc.dirs.SMaxAge = sMaxAge.resolve()
+	if cc.dirs.NoCachePresent {
+		cc.noCacheFields = nil // the whole response is validated anyway
+	}
 	return cc
+}
+
+// fieldNames reads the field-name list of a qualified directive
+// (no-cache="a, b", or unquoted no-cache=a), canonicalized. ok is false
+// for a directive without a value, an empty list, an unterminated quote
+// or a member that is not a token.
+func (d policyDirective) fieldNames() (names []string, ok bool) {
+	if !d.hasValue {
+		return nil, false
+	}
+	v := d.value
+	if strings.HasPrefix(v, `"`) {
+		if len(v) < 2 || !strings.HasSuffix(v, `"`) || strings.ContainsRune(v[1:len(v)-1], '\\') {
+			return nil, false
+		}
+		v = v[1 : len(v)-1]
+	}
+	for m := range strings.SplitSeq(v, ",") {
+		m = textproto.TrimString(m)
+		if m == "" {
+			continue
+		}
+		for i := 0; i < len(m); i++ {
+			if !policyTokenChar(m[i]) {
+				return nil, false
+			}
+		}
+		names = append(names, textproto.CanonicalMIMEHeaderKey(m))
+	}
+	return names, len(names) > 0
 }
 
 // policyDelta collects the occurrences of one delta-seconds response

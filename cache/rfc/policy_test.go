@@ -39,6 +39,9 @@ func TestPolicyEvaluate(t *testing.T) {
 	heur := func(d time.Duration) Decision { return Decision{Storable: true, Lifetime: d, Heuristic: true} }
 	mr := func(d time.Duration) Decision { return Decision{Storable: true, Lifetime: d, MustRevalidate: true} }
 	nc := func(d time.Duration) Decision { return Decision{Storable: true, Lifetime: d, NoCache: true} }
+	ncf := func(d time.Duration, fields ...string) Decision {
+		return Decision{Storable: true, Lifetime: d, NoCacheFields: fields}
+	}
 	no := func(reason string) Decision { return Decision{Reason: reason} }
 
 	tests := []struct {
@@ -85,7 +88,7 @@ func TestPolicyEvaluate(t *testing.T) {
 		{name: "duplicate max-age across lines", resp: []string{"Cache-Control", "max-age=600", "Cache-Control", "max-age=60"}, want: fresh(0)},
 		{name: "invalid s-maxage is stale even with max-age", resp: []string{"Cache-Control", "s-maxage=soon, max-age=60"}, want: mr(0)},
 		{name: "unknown extensions ignored", resp: []string{"Cache-Control", `max-age=60, foo="a,b", bar, immutable`}, want: fresh(60 * time.Second)},
-		{name: "quoted comma does not split", resp: []string{"Cache-Control", `no-cache="Set-Cookie, X-Foo", max-age=60`}, want: nc(60 * time.Second)},
+		{name: "quoted comma does not split", resp: []string{"Cache-Control", `no-cache="Set-Cookie, X-Foo", max-age=60`}, want: ncf(60*time.Second, "Set-Cookie", "X-Foo")},
 
 		// Heuristic freshness (RFC 9111 §4.2.2).
 		{name: "heuristic 10% of Date-Last-Modified", resp: []string{"Last-Modified", lm(10 * time.Hour)}, want: heur(time.Hour)},
@@ -140,7 +143,7 @@ func TestPolicyEvaluate(t *testing.T) {
 		{name: "unquoted qualified private", resp: []string{"Cache-Control", `private=X-User,max-age=60`}, want: no("private")},
 		{name: "no-cache stored", resp: []string{"Cache-Control", "no-cache"}, want: Decision{Storable: true, NoCache: true, Heuristic: true}},
 		{name: "no-cache with max-age", resp: []string{"Cache-Control", "no-cache, max-age=60"}, want: nc(60 * time.Second)},
-		{name: "qualified no-cache", resp: []string{"Cache-Control", `no-cache="Set-Cookie", max-age=60`}, want: nc(60 * time.Second)},
+		{name: "qualified no-cache", resp: []string{"Cache-Control", `no-cache="Set-Cookie", max-age=60`}, want: ncf(60*time.Second, "Set-Cookie")},
 		{name: "must-revalidate", resp: []string{"Cache-Control", "max-age=60, must-revalidate"}, want: mr(60 * time.Second)},
 		{name: "proxy-revalidate", resp: []string{"Cache-Control", "max-age=60, proxy-revalidate"}, want: mr(60 * time.Second)},
 		{name: "must-revalidate with argument", resp: []string{"Cache-Control", "max-age=60, must-revalidate=yes"}, want: mr(60 * time.Second)},
@@ -206,7 +209,10 @@ func TestPolicyEvaluate(t *testing.T) {
 			}
 			resp := &http.Response{StatusCode: status, Header: rh}
 			got := tt.policy.evaluate(req, resp, polNow)
-			if got != tt.want {
+			if tt.want.Storable && tt.want.StaleIfError == 0 {
+				tt.want.StaleIfError = DefaultStaleIfError // every storable response gets the default window
+			}
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("evaluate = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -236,7 +242,7 @@ func TestPolicyNilRequest(t *testing.T) {
 	}
 	// Nil header maps are fine.
 	got := Policy{}.evaluate(&http.Request{Method: http.MethodGet}, &http.Response{StatusCode: 200}, polNow)
-	if want := (Decision{Storable: true, Heuristic: true}); got != want {
+	if want := (Decision{Storable: true, Heuristic: true, StaleIfError: DefaultStaleIfError}); !reflect.DeepEqual(got, want) {
 		t.Errorf("nil headers: %+v, want %+v", got, want)
 	}
 }
@@ -298,9 +304,14 @@ func polBoth(t *testing.T, method string, reqH http.Header, status int, respKV .
 	return pq, Policy{}.evaluate(req, resp, now)
 }
 
+// polWant compares a Decision with want, which, when storable and naming
+// no stale-if-error window, gets the default one.
 func polWant(t *testing.T, got, want Decision) {
 	t.Helper()
-	if got != want {
+	if want.Storable && want.StaleIfError == 0 {
+		want.StaleIfError = DefaultStaleIfError
+	}
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Evaluate = %+v, want %+v", got, want)
 	}
 }
@@ -335,7 +346,7 @@ func TestPolicyCorrects_MalformedDirective(t *testing.T) {
 func TestPolicyCorrects_UnquotedFieldList(t *testing.T) {
 	pq, got := polBoth(t, "GET", nil, 200, "Cache-Control", "no-cache=Set-Cookie,max-age=600")
 	polPquernaSays(t, pq.err == nil && pq.lifetime == 0, pq, "swallows max-age after an unquoted no-cache value")
-	polWant(t, got, Decision{Storable: true, Lifetime: 10 * time.Minute, NoCache: true})
+	polWant(t, got, Decision{Storable: true, Lifetime: 10 * time.Minute, NoCacheFields: []string{"Set-Cookie"}})
 }
 
 func TestPolicyCorrects_DuplicateDirective(t *testing.T) {
@@ -455,9 +466,35 @@ func TestPolicyChoice_QualifiedPrivateNotStored(t *testing.T) {
 	polWant(t, got, Decision{Reason: "private"})
 }
 
-func TestPolicyChoice_QualifiedNoCacheRevalidatesWholeResponse(t *testing.T) {
-	_, got := polBoth(t, "GET", nil, 200, "Cache-Control", `max-age=60, no-cache="X-Debug, X-Trace"`)
-	polWant(t, got, Decision{Storable: true, Lifetime: time.Minute, NoCache: true})
+// TestPolicyChoice_QualifiedNoCache checks RFC 9111 §5.2.2.4's qualified
+// form: the response is stored, reusable without validation, and the
+// fields it names are listed (canonical, once each) for removal; a list
+// that cannot be read, or an unqualified no-cache beside it, means
+// no-cache for the whole response.
+func TestPolicyChoice_QualifiedNoCache(t *testing.T) {
+	fields := func(names ...string) Decision {
+		return Decision{Storable: true, Lifetime: time.Minute, NoCacheFields: names}
+	}
+	whole := Decision{Storable: true, Lifetime: time.Minute, NoCache: true}
+	tests := []struct {
+		cc   string
+		want Decision
+	}{
+		{`max-age=60, no-cache="X-Debug, X-Trace"`, fields("X-Debug", "X-Trace")},
+		{`max-age=60, no-cache="x-debug"`, fields("X-Debug")},
+		{`max-age=60, no-cache=X-Debug`, fields("X-Debug")},
+		{`max-age=60, no-cache="X-Debug", no-cache="X-Trace, x-debug"`, fields("X-Debug", "X-Trace")},
+		{`max-age=60, no-cache=" X-Debug ,, X-Trace "`, fields("X-Debug", "X-Trace")},
+		{`max-age=60, no-cache="X-Debug", no-cache`, whole},
+		{`max-age=60, no-cache=""`, whole},
+		{`max-age=60, no-cache="X Debug"`, whole},
+		{`max-age=60, no-cache="X-Debug`, whole},
+		{`max-age=60, no-cache="X-\Debug"`, whole},
+	}
+	for _, tt := range tests {
+		_, got := polBoth(t, "GET", nil, 200, "Cache-Control", tt.cc)
+		t.Run(tt.cc, func(t *testing.T) { polWant(t, got, tt.want) })
+	}
 }
 
 func TestPolicyChoice_SetCookieNeverStored(t *testing.T) {
@@ -527,12 +564,43 @@ func FuzzEvaluate(f *testing.F) {
 			if d.Storable != (d.Reason == "") {
 				t.Fatalf("Storable and Reason disagree: %+v", d)
 			}
-			if !d.Storable && (!polReasons[d.Reason] || d != Decision{Reason: d.Reason}) {
+			if !d.Storable && (!polReasons[d.Reason] || !reflect.DeepEqual(d, Decision{Reason: d.Reason})) {
 				t.Fatalf("bad refusal: %+v", d)
 			}
-			if d2 := p.evaluate(req, resp, polNow); d2 != d {
+			if d2 := p.evaluate(req, resp, polNow); !reflect.DeepEqual(d2, d) {
 				t.Fatalf("not deterministic: %+v then %+v", d, d2)
 			}
 		}
 	})
+}
+
+// TestPolicyStaleIfErrorWindow checks the stale-if-error window a
+// storable response gets (RFC 5861 §4): its own directive, else the
+// site's default, which is a day when the Policy sets none and nothing
+// when it is negative.
+func TestPolicyStaleIfErrorWindow(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy Policy
+		cc     string
+		want   time.Duration
+	}{
+		{name: "zero Policy: a day", cc: "max-age=60", want: 24 * time.Hour},
+		{name: "site window", policy: Policy{StaleIfError: time.Minute}, cc: "max-age=60", want: time.Minute},
+		{name: "negative: none", policy: Policy{StaleIfError: -1}, cc: "max-age=60", want: 0},
+		{name: "the response's window beats the default", cc: "max-age=60, stale-if-error=30", want: 30 * time.Second},
+		{name: "the response's window beats the site's", policy: Policy{StaleIfError: time.Hour}, cc: "max-age=60, stale-if-error=30", want: 30 * time.Second},
+		{name: "the response's window with the default disabled", policy: Policy{StaleIfError: -1}, cc: "max-age=60, stale-if-error=30", want: 30 * time.Second},
+		{name: "stale-if-error=0 is no window", cc: "max-age=60, stale-if-error=0", want: 0},
+		{name: "an invalid stale-if-error is ignored", cc: "max-age=60, stale-if-error=soon", want: 24 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &http.Response{StatusCode: 200, Header: polHeader("Cache-Control", tt.cc, "Date", polDate(polT0))}
+			got := tt.policy.evaluate(&http.Request{Method: http.MethodGet, Header: http.Header{}}, resp, polNow)
+			if !got.Storable || got.StaleIfError != tt.want {
+				t.Errorf("evaluate = %+v, want StaleIfError %v", got, tt.want)
+			}
+		})
+	}
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edged-proxy/edged/internal/config"
 )
@@ -116,4 +118,26 @@ func underAny(prefixes []string, path string) bool {
 		}
 	}
 	return false
+}
+
+// TestStaleIfErrorZeroDisables checks that sites[].cache.stale_if_error: 0
+// reaches the site's policy as "no default window", not as the policy's
+// zero value (a day).
+func TestStaleIfErrorZeroDisables(t *testing.T) {
+	for _, tc := range []struct {
+		set  config.Duration
+		want time.Duration
+	}{
+		{config.Duration(24 * time.Hour), 24 * time.Hour},
+		{config.Duration(time.Minute), time.Minute},
+		{0, 0},
+	} {
+		s := config.NewSite("a", []string{"a.example"}, "http://127.0.0.1:1")
+		s.Cache.StaleIfError = tc.set
+		p := edgeSite(s, nil).Policy
+		resp := &http.Response{StatusCode: 200, Header: http.Header{"Cache-Control": {"max-age=60"}}}
+		if got := p.Evaluate(&http.Request{Method: http.MethodGet, Header: http.Header{}}, resp).StaleIfError; got != tc.want {
+			t.Errorf("stale_if_error %v: the policy gives a window of %v, want %v", tc.set, got, tc.want)
+		}
+	}
 }

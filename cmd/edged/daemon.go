@@ -579,7 +579,7 @@ func edgeSite(s config.Site, origin cache.Origin) *edge.Site {
 			HeuristicFraction:    s.Cache.HeuristicFraction,
 			HeuristicMax:         s.Cache.HeuristicMax.Std(),
 			StaleWhileRevalidate: s.Cache.StaleWhileRevalidate.Std(),
-			StaleIfError:         s.Cache.StaleIfError.Std(),
+			StaleIfError:         staleIfError(s.Cache.StaleIfError.Std()),
 			NegativeTTL:          s.Cache.NegativeTTL.Std(),
 			OwnTargetedHeaders:   s.Cache.OwnTargetedHeaders,
 			TargetedHeaders:      s.Cache.TargetedHeaders,
@@ -590,6 +590,16 @@ func edgeSite(s config.Site, origin cache.Origin) *edge.Site {
 		UnkeyedHeaders:      s.UnkeyedHeaders,
 		Methods:             s.Methods,
 	}
+}
+
+// staleIfError is the rfc.Policy form of a site's stale_if_error: 0
+// disables the default window, which the Policy spells as negative (its
+// zero value is the default, a day).
+func staleIfError(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // storageOptions is the disk tier's configuration, in the user's cache

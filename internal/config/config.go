@@ -341,8 +341,10 @@ type SiteCache struct {
 	// (RFC 5861) for responses that name none; 0 means none.
 	StaleWhileRevalidate Duration `yaml:"stale_while_revalidate"`
 	// StaleIfError is the default stale-if-error window (RFC 5861) for
-	// responses that name none; 0 means none.
-	StaleIfError Duration `yaml:"stale_if_error"`
+	// responses that name none: how long after expiry a stored response
+	// is served when the origin fails (refused, reset, timeout, 500, 502,
+	// 503, 504); 0 means none.
+	StaleIfError Duration `yaml:"stale_if_error" default:"24h" check:">=0"`
 	// NegativeTTL is the freshness lifetime of 404 and 410 responses that
 	// carry no explicit freshness; 0 leaves them to the heuristic rules.
 	NegativeTTL Duration `yaml:"negative_ttl" default:"10s"`

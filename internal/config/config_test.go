@@ -103,6 +103,7 @@ func TestDefaultValues(t *testing.T) {
 				Enabled:            true,
 				HeuristicFraction:  0.1,
 				HeuristicMax:       config.Duration(24 * time.Hour),
+				StaleIfError:       config.Duration(24 * time.Hour),
 				NegativeTTL:        config.Duration(10 * time.Second),
 				OwnTargetedHeaders: []string{"Edged-Cache-Control"},
 				TargetedHeaders:    []string{"CDN-Cache-Control", "Surrogate-Control"},

@@ -70,7 +70,13 @@ func (l *tlsListener) handshake(c net.Conn) {
 		return
 	}
 	var out net.Conn = tc
-	if l.wrap != nil && tc.ConnectionState().NegotiatedProtocol != "h2" {
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		// HTTP/2 frames never pass an HTTP/1 head parser: the connection
+		// counts as having sent a request head (ConnLimits).
+		if m := strict.HeadMarkerOf(c); m != nil {
+			m.MarkHead()
+		}
+	} else if l.wrap != nil {
 		out = l.wrap(tc)
 	}
 	select {

@@ -354,7 +354,7 @@ func (d *daemon) edgeListener(listen listenFunc, role, addr string) (net.Listene
 	if err != nil {
 		return nil, fmt.Errorf("%s listener: %w", role, err)
 	}
-	return edge.LimitListener(ln, connLimits(d.cfg.Server, d.metrics.Refused)), nil
+	return edge.LimitListener(ln, connLimits(d.cfg.Server, d.metrics)), nil
 }
 
 // reloadOnHangup reloads the configuration on each SIGHUP until ctx ends
@@ -524,9 +524,14 @@ func serverConfig(sv config.Server, m *edge.Metrics, logger *slog.Logger) edge.S
 	}
 }
 
-// connLimits are the client connection limits of the edge listeners.
-func connLimits(sv config.Server, onRefuse func(reason string)) edge.ConnLimits {
-	return edge.ConnLimits{MaxConns: sv.MaxConns, MaxConnsPerIP: sv.MaxConnsPerIP, OnRefuse: onRefuse}
+// connLimits are the client connection limits of the edge listeners,
+// counted in m (nil: not counted).
+func connLimits(sv config.Server, m *edge.Metrics) edge.ConnLimits {
+	lim := edge.ConnLimits{MaxConns: sv.MaxConns, MaxConnsPerIP: sv.MaxConnsPerIP}
+	if m != nil {
+		lim.OnRefuse, lim.OnEvict = m.Refused, m.Evicted
+	}
+	return lim
 }
 
 // certsConfig is the TLS certificate store's configuration.

@@ -215,6 +215,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 	s.track(c, false)
 	served := false
+	mark := strict.HeadMarkerOf(nc) // told of the first head (the connection limiter's)
 	defer func() {
 		s.track(c, true)
 		if !served && !c.hijacked && s.Unused != nil {
@@ -230,6 +231,9 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 		if err := c.readHead(first); err != nil {
 			if first && errors.Is(err, strict.ErrPreface) && s.HTTP2 != nil && s.Strict.AllowH2C {
+				if mark != nil {
+					mark.MarkHead()
+				}
 				c.hijacked = true
 				s.HTTP2(&replayConn{Conn: nc, buf: bytes.Clone(c.raw[c.r:c.w])})
 				return
@@ -237,7 +241,12 @@ func (s *Server) serveConn(nc net.Conn) {
 			c.refuse(err)
 			return
 		}
-		served = true
+		if !served {
+			served = true
+			if mark != nil {
+				mark.MarkHead()
+			}
+		}
 		if !c.activate() { // (a pipelined head arrives without a read)
 			return
 		}

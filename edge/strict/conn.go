@@ -141,13 +141,15 @@ type Conn struct {
 	headTail int // bytes of the last head not yet returned
 	bodyLeft int64
 	ck       chunkState
-	released int64    // bytes returned by Read
-	fail     fault    // violation at buf[v], acted on once r == v
-	info     headInfo // last head; its slices alias buf
-	rerr     error    // sticky read error after a rejection
+	released int64      // bytes returned by Read
+	fail     fault      // violation at buf[v], acted on once r == v
+	info     headInfo   // last head; its slices alias buf
+	rerr     error      // sticky read error after a rejection
+	marker   HeadMarker // the wrapped connection's, or nil; see firstHead
 
 	pass   atomic.Bool
 	wstate atomic.Int32
+	first  atomic.Int32 // headNone, headRead or headClosed
 
 	gathering atomic.Bool // Gather armed or holding: Write takes writeGathered
 	g         gatherer
@@ -168,7 +170,7 @@ func WrapConn(c net.Conn, cfg Config) *Conn {
 }
 
 func newConn(c net.Conn, cfg Config) *Conn {
-	return &Conn{Conn: c, cfg: cfg}
+	return &Conn{Conn: c, cfg: cfg, marker: HeadMarkerOf(c)}
 }
 
 // Passthrough stops validation: bytes already buffered and all later input
@@ -396,11 +398,15 @@ func (c *Conn) finishHead(h []byte) bool {
 		c.fail = f
 		return true
 	}
+	if info.preface && (!c.cfg.AllowH2C || c.released > 0) {
+		c.fail = fault{status: ErrNoH2C.Status, reason: ErrNoH2C.Reason}
+		return true
+	}
+	if !c.firstHead() { // closed first: the server never gets it
+		c.rerr = net.ErrClosed
+		return true
+	}
 	if info.preface {
-		if !c.cfg.AllowH2C || c.released > 0 {
-			c.fail = fault{status: ErrNoH2C.Status, reason: ErrNoH2C.Reason}
-			return true
-		}
 		c.st = stRaw
 		c.v = c.w
 		return true

@@ -29,6 +29,12 @@ type ServerConfig struct {
 	// ReadHeaderTimeout bounds reading a request's header; zero means 10 s.
 	// It also bounds a TLS handshake.
 	ReadHeaderTimeout time.Duration
+	// FirstByteTimeout bounds how long a new connection may send nothing
+	// before its first request begins; zero means 5 s. It is what makes a
+	// silent connection go sooner than a slow one. At or above
+	// ReadHeaderTimeout it adds nothing: ReadHeaderTimeout bounds the
+	// first head from the connection's start either way.
+	FirstByteTimeout time.Duration
 	// ReadTimeout bounds reading a whole request, body included; zero
 	// means none.
 	ReadTimeout time.Duration
@@ -85,6 +91,7 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, 120*time.Second)
 	cfg.MaxHeaderBytes = cmp.Or(cfg.MaxHeaderBytes, cfg.Strict.MaxHeaderBytes, 64<<10)
 	cfg.Strict.MaxHeaderBytes = cfg.MaxHeaderBytes
+	cfg.Strict.FirstByteTimeout = cmp.Or(cfg.FirstByteTimeout, cfg.Strict.FirstByteTimeout, 5*time.Second)
 	if cfg.ErrorLog == nil {
 		cfg.ErrorLog = slog.New(slog.DiscardHandler)
 	}

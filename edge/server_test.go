@@ -169,3 +169,98 @@ func TestPragmaNotTurnedIntoCacheControl(t *testing.T) {
 		t.Errorf("the origin got\n%s\nwant the client's Pragma alone", head)
 	}
 }
+
+// A new connection that sends nothing is closed at FirstByteTimeout, one
+// whose request is arriving slowly only at ReadHeaderTimeout, and a
+// keep-alive connection between requests at IdleTimeout: on both HTTP/1
+// servers, over cleartext and TLS.
+func TestFirstByteTimeout(t *testing.T) {
+	const firstByte, header = 200 * time.Millisecond, 10 * time.Second
+	cert := httptest.NewUnstartedServer(nil) // borrow httptest's certificate
+	cert.StartTLS()
+	tlsCfg := cert.TLS.Clone()
+	roots := cert.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	cert.Close()
+	tlsCfg.NextProtos = []string{"http/1.1"}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+
+	// closedWithin reports whether the server closed c within d (a read
+	// returns EOF or a reset rather than timing out).
+	closedWithin := func(c net.Conn, d time.Duration) bool {
+		c.SetReadDeadline(time.Now().Add(d))
+		_, err := io.Copy(io.Discard, c)
+		ne, timedOut := err.(net.Error)
+		return !(timedOut && ne.Timeout())
+	}
+	// trickle writes a byte of a header field every firstByte/2 for five
+	// first-byte timeouts: a slow client, still sending.
+	trickle := func(c net.Conn) {
+		io.WriteString(c, "X-Slow: ")
+		tick := time.NewTicker(firstByte / 2)
+		defer tick.Stop()
+		for range 10 {
+			<-tick.C
+			c.Write([]byte{'a'})
+		}
+		io.WriteString(c, "\r\n\r\n")
+	}
+	for _, mode := range []string{edge.HTTP1Edged, edge.HTTP1NetHTTP} {
+		t.Run(strings.ReplaceAll(mode, "/", ""), func(t *testing.T) {
+			srv, err := edge.NewServer(h, edge.ServerConfig{HTTP1: mode, FirstByteTimeout: firstByte, ReadHeaderTimeout: header})
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, tlsLn := listen(t), listen(t)
+			go srv.Serve(plain)
+			go srv.ServeTLS(tlsLn, tlsCfg)
+			t.Cleanup(func() { srv.Close() })
+			for _, overTLS := range []bool{false, true} {
+				dial := func() net.Conn {
+					t.Helper()
+					if overTLS {
+						c, err := tls.Dial("tcp", tlsLn.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "example.com"})
+						if err != nil {
+							t.Fatal(err)
+						}
+						return c
+					}
+					c, err := net.Dial("tcp", plain.Addr().String())
+					if err != nil {
+						t.Fatal(err)
+					}
+					return c
+				}
+				name := map[bool]string{false: "cleartext", true: "tls"}[overTLS]
+				t.Run(name, func(t *testing.T) {
+					silent := dial()
+					defer silent.Close()
+					if !closedWithin(silent, header/2) {
+						t.Error("a silent connection was still open at half the header timeout")
+					}
+
+					slow := dial()
+					defer slow.Close()
+					io.WriteString(slow, "GET /slow HTTP/1.1\r\nHost: example.com\r\n")
+					trickle(slow)
+					br := bufio.NewReader(slow)
+					slow.SetReadDeadline(time.Now().Add(header))
+					if line, err := br.ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 200 ") {
+						t.Errorf("a request trickled over five first-byte timeouts: %q, %v; want a 200", line, err)
+					}
+
+					idle := dial()
+					defer idle.Close()
+					io.WriteString(idle, "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+					resp, err := http.ReadResponse(bufio.NewReader(idle), nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					if closedWithin(idle, 5*firstByte) {
+						t.Error("a keep-alive connection was closed between requests at the first-byte timeout")
+					}
+				})
+			}
+		})
+	}
+}

@@ -515,6 +515,7 @@ func serverConfig(sv config.Server, m *edge.Metrics, logger *slog.Logger) edge.S
 			},
 		},
 		ReadHeaderTimeout: sv.ReadHeaderTimeout.Std(),
+		FirstByteTimeout:  sv.FirstByteTimeout.Std(),
 		ReadTimeout:       sv.ReadTimeout.Std(),
 		IdleTimeout:       sv.IdleTimeout.Std(),
 		MaxHeaderBytes:    int(sv.MaxHeaderBytes.Int64()),

@@ -25,6 +25,12 @@ type Config struct {
 	// MaxChunkExtBytes limits the chunk extensions of one chunk (from the
 	// first ";" to the CR). Zero means 256. Over it: 400.
 	MaxChunkExtBytes int
+	// FirstByteTimeout bounds how long a new connection may send nothing:
+	// until its first byte, the read deadline is at most this far from
+	// the connection's start, whatever deadline the server sets; from the
+	// first byte on, the server's own header timeout bounds the head. Zero
+	// means no bound of its own.
+	FirstByteTimeout time.Duration
 	// AllowH2C lets a connection that opens with the HTTP/2 prior-knowledge
 	// preface pass through unvalidated. False (the default) answers it 505.
 	AllowH2C bool
@@ -151,6 +157,11 @@ type Conn struct {
 	wstate atomic.Int32
 	first  atomic.Int32 // headNone, headRead or headClosed
 
+	// firstByteBy is the first-byte deadline (Unix ns) until the first
+	// byte arrives, then 0; askedBy the read deadline the server asked for
+	// meanwhile (0: none). See armFirstByte.
+	firstByteBy, askedBy atomic.Int64
+
 	gathering atomic.Bool // Gather armed or holding: Write takes writeGathered
 	g         gatherer
 
@@ -170,7 +181,9 @@ func WrapConn(c net.Conn, cfg Config) *Conn {
 }
 
 func newConn(c net.Conn, cfg Config) *Conn {
-	return &Conn{Conn: c, cfg: cfg, marker: HeadMarkerOf(c)}
+	sc := &Conn{Conn: c, cfg: cfg, marker: HeadMarkerOf(c)}
+	sc.armFirstByte()
+	return sc
 }
 
 // Passthrough stops validation: bytes already buffered and all later input
@@ -284,6 +297,7 @@ func (c *Conn) fill() error {
 	n, err := c.Conn.Read(c.buf[c.w:])
 	c.w += n
 	if n > 0 {
+		c.gotFirstByte()
 		return nil
 	}
 	if err == nil {

@@ -1,6 +1,9 @@
 package strict
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 // HeadMarker is an optional interface of the connection an HTTP/1 server
 // reads from: the server calls MarkHead once it has read the connection's
@@ -56,4 +59,66 @@ func (c *Conn) firstHead() bool {
 		c.marker.MarkHead()
 	}
 	return true
+}
+
+// armFirstByte starts Config.FirstByteTimeout: until the first byte
+// arrives, the read deadline is the earlier of the one the server sets and
+// the first-byte deadline.
+func (c *Conn) armFirstByte() {
+	if c.cfg.FirstByteTimeout <= 0 {
+		return
+	}
+	dl := time.Now().Add(c.cfg.FirstByteTimeout)
+	c.firstByteBy.Store(dl.UnixNano())
+	c.Conn.SetReadDeadline(dl)
+}
+
+// SetReadDeadline implements net.Conn. Until the connection's first byte
+// arrives it keeps the first-byte deadline if that is earlier; the
+// server's deadline applies from the first byte on.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if by := c.firstByteBy.Load(); by != 0 {
+		c.askedBy.Store(unixNano(t))
+		if t.IsZero() || t.UnixNano() > by {
+			t = time.Unix(0, by)
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline implements net.Conn, as SetReadDeadline and
+// SetWriteDeadline do.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if c.firstByteBy.Load() == 0 {
+		return c.Conn.SetDeadline(t)
+	}
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+// gotFirstByte lifts the first-byte deadline once input arrived: the
+// server's own deadline (its header timeout) bounds the rest of the head.
+// Until the first request, only the goroutine reading sets deadlines (as
+// net/http does), so this does not race with SetReadDeadline.
+func (c *Conn) gotFirstByte() {
+	if c.firstByteBy.Load() == 0 {
+		return
+	}
+	c.firstByteBy.Store(0)
+	asked := c.askedBy.Load()
+	if asked == 0 {
+		c.Conn.SetReadDeadline(time.Time{})
+		return
+	}
+	c.Conn.SetReadDeadline(time.Unix(0, asked))
+}
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time (no deadline).
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }

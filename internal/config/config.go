@@ -72,6 +72,11 @@ type Admin struct {
 type Server struct {
 	// ReadHeaderTimeout bounds reading a request's headers.
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout" default:"10s" check:">0"`
+	// FirstByteTimeout is how long a new client connection may send
+	// nothing: a silent connection is closed sooner than one whose
+	// request is arriving slowly (which ReadHeaderTimeout bounds). At or
+	// above ReadHeaderTimeout it adds nothing.
+	FirstByteTimeout Duration `yaml:"first_byte_timeout" default:"5s" check:">0"`
 	// ReadTimeout bounds reading a whole request, body included; 0 means
 	// no limit.
 	ReadTimeout Duration `yaml:"read_timeout" default:"60s" check:">=0"`

@@ -57,6 +57,7 @@ func TestDefaultValues(t *testing.T) {
 		UnknownHostStatus: 421,
 		Server: config.Server{
 			ReadHeaderTimeout:    config.Duration(10 * time.Second),
+			FirstByteTimeout:     config.Duration(5 * time.Second),
 			ReadTimeout:          config.Duration(60 * time.Second),
 			WriteTimeout:         config.Duration(60 * time.Second),
 			IdleTimeout:          config.Duration(120 * time.Second),

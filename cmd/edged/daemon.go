@@ -73,7 +73,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 		return err
 	}
 	if o.checkConfig != "" {
-		cfg, err := config.Load(o.checkConfig)
+		cfg, err := config.Load(o.checkConfig, startupChecks)
 		if err != nil {
 			return err
 		}
@@ -109,6 +109,30 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 	d.opts = o
 	d.upg = upg
 	return d.serve(ctx, ready)
+}
+
+// startupChecks finds what starting on cfg would fail on beyond the
+// file's own rules, for -check-config: it loads every TLS certificate and
+// key as the certificate store does (when tls.listen is set, as starting
+// does), and reports a bad one at its key.
+func startupChecks(cfg *config.Config) []*config.Error {
+	if cfg.TLS.Listen == "" {
+		return nil
+	}
+	var errs []*config.Error
+	for i, c := range cfg.TLS.Certificates {
+		err := certs.Check(certs.Pair{CertFile: c.Cert, KeyFile: c.Key})
+		if err == nil {
+			continue
+		}
+		path, msg := fmt.Sprintf("tls.certificates[%d]", i), err.Error()
+		if fe, ok := errors.AsType[*certs.FileError](err); ok {
+			path += map[bool]string{false: ".cert", true: ".key"}[fe.Key]
+			msg = fe.File + ": " + fe.Err.Error()
+		}
+		errs = append(errs, &config.Error{Path: path, Msg: msg})
+	}
+	return errs
 }
 
 // loadConfig reads the file (or the embedded default) and applies the

@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -260,6 +261,62 @@ func TestFirstByteTimeout(t *testing.T) {
 						t.Error("a keep-alive connection was closed between requests at the first-byte timeout")
 					}
 				})
+			}
+		})
+	}
+}
+
+// Shutdown closes at once the connections that have not begun a request,
+// while a request in flight goes on to its answer, on both HTTP/1
+// servers. (Regression: net/http counts a connection that has sent no
+// request as busy for 5 s, so Shutdown waited that long for it.)
+func TestShutdownClosesWaitingConnections(t *testing.T) {
+	for _, mode := range []string{edge.HTTP1Edged, edge.HTTP1NetHTTP} {
+		t.Run(strings.ReplaceAll(mode, "/", ""), func(t *testing.T) {
+			started, release := make(chan struct{}), make(chan struct{})
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				close(started)
+				<-release
+				io.WriteString(w, "done")
+			})
+			srv, err := edge.NewServer(h, edge.ServerConfig{HTTP1: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln := listen(t)
+			go srv.Serve(ln)
+			t.Cleanup(func() { srv.Close() })
+			dial := func(send string) net.Conn {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				io.WriteString(c, send)
+				return c
+			}
+			silent, half := dial(""), dial("GET / HTTP/1.1\r\n")
+			busy := dial("GET /busy HTTP/1.1\r\nHost: example.com\r\n\r\n")
+			<-started // accepted after the other two: all three are the server's
+			shut := make(chan error, 1)
+			go func() { shut <- srv.Shutdown(context.Background()) }()
+			for name, c := range map[string]net.Conn{"silent": silent, "half a head": half} {
+				c.SetReadDeadline(time.Now().Add(3 * time.Second)) // within net/http's 5 s
+				if _, err := io.Copy(io.Discard, c); err != nil {
+					t.Errorf("%s connection: %v; want it closed while a request is in flight", name, err)
+				}
+			}
+			close(release)
+			resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
+			if err != nil {
+				t.Fatalf("the request in flight: %v", err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if string(b) != "done" {
+				t.Errorf("the request in flight got %q", b)
+			}
+			if err := <-shut; err != nil {
+				t.Errorf("Shutdown: %v", err)
 			}
 		})
 	}

@@ -416,7 +416,7 @@ func (c *Conn) finishHead(h []byte) bool {
 		c.fail = fault{status: ErrNoH2C.Status, reason: ErrNoH2C.Reason}
 		return true
 	}
-	if !c.firstHead() { // closed first: the server never gets it
+	if !c.firstHead() { // CloseWaiting was first: the server never gets it
 		c.rerr = net.ErrClosed
 		return true
 	}

@@ -42,12 +42,12 @@ func HeadMarkerOf(c net.Conn) HeadMarker {
 const (
 	headNone   int32 = iota // no complete head yet
 	headRead                // the first head was validated
-	headClosed              // the connection was closed first
+	headClosed              // CloseWaiting closed the connection first
 )
 
 // firstHead records the connection's first complete head and tells the
-// wrapped connection's HeadMarker. It reports false when the connection
-// was closed first: the head is then not delivered.
+// wrapped connection's HeadMarker. It reports false when CloseWaiting
+// closed the connection first: the head is then not delivered.
 func (c *Conn) firstHead() bool {
 	if c.first.Load() == headRead {
 		return true
@@ -58,6 +58,20 @@ func (c *Conn) firstHead() bool {
 	if c.marker != nil {
 		c.marker.MarkHead()
 	}
+	return true
+}
+
+// CloseWaiting closes the connection if no request head has been read
+// from it yet, and reports whether it did; a head completing afterwards is
+// not delivered. It is how a server shutting down closes the connections
+// that have not begun a request (net/http waits up to 5 s for them), and
+// it never cuts one whose request the server already has. It is safe to
+// call from any goroutine.
+func (c *Conn) CloseWaiting() bool {
+	if !c.first.CompareAndSwap(headNone, headClosed) {
+		return false
+	}
+	c.Close()
 	return true
 }
 

@@ -64,6 +64,9 @@ type upgrader interface {
 	Ready() error
 	HasParent() bool
 	WaitForParent(ctx context.Context) error
+	// Exit is closed once a successor process has taken over (or the
+	// upgrader was stopped).
+	Exit() <-chan struct{}
 }
 
 // runWith is run with an optional upgrader (nil: plain listeners).
@@ -431,11 +434,13 @@ func (d *daemon) announce(ctx context.Context, l listening, ready func(listening
 // when a server failed, in which case no successor is waited for.
 func (d *daemon) shutdown(clean bool) {
 	sdnotify.Stopping()
-	if d.upg != nil && clean {
-		// A successor may be taking over: keep answering for a moment, each
-		// response closing its connection, so that keep-alive clients
+	if clean && d.succeeded() {
+		// The successor has the listeners: keep answering for a moment,
+		// each response closing its connection, so that keep-alive clients
 		// reconnect (to the successor) between requests rather than racing
-		// the close of an idle connection.
+		// the close of an idle connection. Not on a plain SIGTERM: there
+		// is no one to move to, and the drain would hold every stop for a
+		// second.
 		d.handler.Drain()
 		time.Sleep(min(time.Second, d.cfg.Server.ShutdownTimeout.Std()))
 	}
@@ -451,6 +456,20 @@ func (d *daemon) shutdown(clean bool) {
 	}
 	if serr != nil {
 		d.log.Warn("shutdown did not finish cleanly", "err", serr)
+	}
+}
+
+// succeeded reports whether a successor process has taken over from this
+// one (a zero-downtime upgrade).
+func (d *daemon) succeeded() bool {
+	if d.upg == nil {
+		return false
+	}
+	select {
+	case <-d.upg.Exit():
+		return true
+	default:
+		return false
 	}
 }
 

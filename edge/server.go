@@ -142,7 +142,7 @@ func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
 	if s.loop == nil {
 		return s.std.Serve(ListenTLS(ln, cfg, s.strict(true), s.cfg.ReadHeaderTimeout))
 	}
-	return s.loop.Serve(listenTLS(ln, cfg, s.cfg.ReadHeaderTimeout, nil))
+	return s.loop.Serve(listenTLS(ln, cfg, s.cfg.ReadHeaderTimeout, s.cfg.Strict.FirstByteTimeout, nil))
 }
 
 // strict is the reader's configuration for net/http's HTTP/1: prior

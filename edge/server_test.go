@@ -171,10 +171,11 @@ func TestPragmaNotTurnedIntoCacheControl(t *testing.T) {
 	}
 }
 
-// A new connection that sends nothing is closed at FirstByteTimeout, one
-// whose request is arriving slowly only at ReadHeaderTimeout, and a
-// keep-alive connection between requests at IdleTimeout: on both HTTP/1
-// servers, over cleartext and TLS.
+// A new connection that sends nothing is closed at FirstByteTimeout (on
+// the TLS listener both before the handshake and after it), one whose
+// request is arriving slowly only at ReadHeaderTimeout, and a keep-alive
+// connection between requests at IdleTimeout: on both HTTP/1 servers, over
+// cleartext and TLS.
 func TestFirstByteTimeout(t *testing.T) {
 	const firstByte, header = 200 * time.Millisecond, 10 * time.Second
 	cert := httptest.NewUnstartedServer(nil) // borrow httptest's certificate
@@ -237,6 +238,16 @@ func TestFirstByteTimeout(t *testing.T) {
 					defer silent.Close()
 					if !closedWithin(silent, header/2) {
 						t.Error("a silent connection was still open at half the header timeout")
+					}
+					if overTLS { // silent before its handshake, too
+						raw, err := net.Dial("tcp", tlsLn.Addr().String())
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer raw.Close()
+						if !closedWithin(raw, header/2) {
+							t.Error("a connection that sent no ClientHello was still open at half the header timeout")
+						}
 					}
 
 					slow := dial()

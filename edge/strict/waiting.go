@@ -71,7 +71,9 @@ func (c *Conn) CloseWaiting() bool {
 	if !c.first.CompareAndSwap(headNone, headClosed) {
 		return false
 	}
-	c.Close()
+	// The socket alone: its server's read fails and the server then calls
+	// Close, whose linger after a rejection must not hold the caller.
+	c.Conn.Close()
 	return true
 }
 

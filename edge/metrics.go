@@ -16,6 +16,7 @@ type Metrics struct {
 	invalidations  *prometheus.CounterVec
 	rejected       *prometheus.CounterVec
 	refused        *prometheus.CounterVec
+	evicted        prometheus.Counter
 	unused         prometheus.Counter
 	fast           prometheus.Counter
 	websockets     prometheus.Counter
@@ -41,6 +42,10 @@ type requestSeries struct {
 
 // Refused counts a connection refused at accept (ConnLimits.OnRefuse).
 func (m *Metrics) Refused(reason string) { m.refused.WithLabelValues(reason).Inc() }
+
+// Evicted counts a connection closed to make room for a newer one from
+// its address (ConnLimits.OnEvict).
+func (m *Metrics) Evicted() { m.evicted.Inc() }
 
 // Rejected counts a connection the strict reader refused (StrictConfig's
 // OnReject hook).
@@ -93,9 +98,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "edged_refused_connections_total",
 			Help: "Client connections refused at accept because of server.max_conns (reason=total) or server.max_conns_per_ip (reason=per_ip).",
 		}, []string{"reason"}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edged_evicted_connections_total",
+			Help: "Client connections closed to make room for a newer one from the same address at server.max_conns_per_ip: the address's oldest connection that had not yet sent a complete request head.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.refused, m.websockets, m.websocketsOpen, m.unused, m.fast} {
+		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.refused, m.evicted, m.websockets, m.websocketsOpen, m.unused, m.fast} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("edge: registering metrics: %w", err)
 			}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edged-proxy/edged/edge/h1"
@@ -29,6 +30,12 @@ type ServerConfig struct {
 	// ReadHeaderTimeout bounds reading a request's header; zero means 10 s.
 	// It also bounds a TLS handshake.
 	ReadHeaderTimeout time.Duration
+	// FirstByteTimeout bounds how long a new connection may send nothing
+	// before its first request begins; zero means 5 s. It is what makes a
+	// silent connection go sooner than a slow one. At or above
+	// ReadHeaderTimeout it adds nothing: ReadHeaderTimeout bounds the
+	// first head from the connection's start either way.
+	FirstByteTimeout time.Duration
 	// ReadTimeout bounds reading a whole request, body included; zero
 	// means none.
 	ReadTimeout time.Duration
@@ -85,6 +92,7 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, 120*time.Second)
 	cfg.MaxHeaderBytes = cmp.Or(cfg.MaxHeaderBytes, cfg.Strict.MaxHeaderBytes, 64<<10)
 	cfg.Strict.MaxHeaderBytes = cfg.MaxHeaderBytes
+	cfg.Strict.FirstByteTimeout = cmp.Or(cfg.FirstByteTimeout, cfg.Strict.FirstByteTimeout, 5*time.Second)
 	if cfg.ErrorLog == nil {
 		cfg.ErrorLog = slog.New(slog.DiscardHandler)
 	}
@@ -134,7 +142,7 @@ func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
 	if s.loop == nil {
 		return s.std.Serve(ListenTLS(ln, cfg, s.strict(true), s.cfg.ReadHeaderTimeout))
 	}
-	return s.loop.Serve(listenTLS(ln, cfg, s.cfg.ReadHeaderTimeout, nil))
+	return s.loop.Serve(listenTLS(ln, cfg, s.cfg.ReadHeaderTimeout, s.cfg.Strict.FirstByteTimeout, nil))
 }
 
 // strict is the reader's configuration for net/http's HTTP/1: prior
@@ -145,9 +153,10 @@ func (s *Server) strict(overTLS bool) StrictConfig {
 	return sc
 }
 
-// Shutdown stops the server gracefully: listeners close, idle connections
-// close, and requests in flight finish (their responses close their
-// connections) until ctx ends.
+// Shutdown stops the server gracefully: listeners close, connections not
+// in a request close at once (idle ones, and those that have not finished
+// a first request head, under either HTTP/1 server), and requests in
+// flight finish (their responses close their connections) until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if s.loop == nil {
 		return s.std.Shutdown(ctx)
@@ -166,7 +175,8 @@ func (s *Server) Close() error {
 
 // NewHTTPServer returns the *http.Server that serves HTTP/2 (and, with
 // HTTP1NetHTTP, HTTP/1 behind a listener from Listen or ListenTLS) with
-// cfg's limits.
+// cfg's limits. Its Shutdown closes at once the strict-wrapped
+// connections that have not begun a request.
 func NewHTTPServer(h http.Handler, cfg ServerConfig) *http.Server {
 	if cfg.ReadHeaderTimeout == 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second
@@ -184,7 +194,8 @@ func NewHTTPServer(h http.Handler, cfg ServerConfig) *http.Server {
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
 	protos.SetUnencryptedHTTP2(cfg.H2C)
-	return &http.Server{
+	waiting := &waitingConns{}
+	srv := &http.Server{
 		Protocols: &protos,
 		// HTTP/2 limits: at most 250 concurrent streams per connection
 		// (the header list is bounded by MaxHeaderBytes, and net/http's own
@@ -195,10 +206,53 @@ func NewHTTPServer(h http.Handler, cfg ServerConfig) *http.Server {
 		ReadTimeout:       cfg.ReadTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ConnState:         strict.ConnState(countUnused(cfg.Metrics)), // hijacked connections leave the strict reader
-		ConnContext:       connContext,                                // TLS state of strict-wrapped TLS connections
+		ConnState:         strict.ConnState(waiting.track(countUnused(cfg.Metrics))), // hijacked connections leave the strict reader
+		ConnContext:       connContext,                                               // TLS state of strict-wrapped TLS connections
 		ErrorLog:          slog.NewLogLogger(cfg.ErrorLog.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(waiting.shutdown)
+	return srv
+}
+
+// waitingConns are the open HTTP/1 connections of a net/http server, so
+// that Shutdown can close at once those that have not begun a request
+// (strict.Conn.CloseWaiting): net/http counts a connection that has sent
+// no request as busy for its first 5 s, which held the shutdown of an
+// idle edged that long.
+type waitingConns struct {
+	conns    sync.Map // *strict.Conn → struct{}, from StateNew to closed or hijacked
+	shutting atomic.Bool
+}
+
+// track returns a ConnState hook that keeps the set, then calls next
+// (which may be nil).
+func (w *waitingConns) track(next func(net.Conn, http.ConnState)) func(net.Conn, http.ConnState) {
+	return func(c net.Conn, st http.ConnState) {
+		if sc, ok := c.(*strict.Conn); ok {
+			switch st {
+			case http.StateNew:
+				w.conns.Store(sc, struct{}{})
+				if w.shutting.Load() { // accepted as Shutdown began
+					sc.CloseWaiting()
+				}
+			case http.StateClosed, http.StateHijacked:
+				w.conns.Delete(sc)
+			}
+		}
+		if next != nil {
+			next(c, st)
+		}
+	}
+}
+
+// shutdown closes the connections that have not begun a request; it runs
+// when Shutdown has closed the listeners.
+func (w *waitingConns) shutdown() {
+	w.shutting.Store(true)
+	w.conns.Range(func(c, _ any) bool {
+		c.(*strict.Conn).CloseWaiting()
+		return true
+	})
 }
 
 // withTLS restores Request.TLS for requests that arrived over a TLS

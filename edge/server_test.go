@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -207,5 +208,167 @@ func TestPragmaUnderNetHTTPGainsCacheControl(t *testing.T) {
 	head := strings.ToLower(<-heads)
 	if !strings.Contains(head, "\r\npragma: no-cache\r\n") || !strings.Contains(head, "\r\ncache-control: no-cache\r\n") {
 		t.Errorf("the origin got\n%s\nwant Pragma and net/http's Cache-Control (if net/http stopped adding it, update docs/caching.md)", head)
+	}
+}
+
+// A new connection that sends nothing is closed at FirstByteTimeout (on
+// the TLS listener both before the handshake and after it), one whose
+// request is arriving slowly only at ReadHeaderTimeout, and a keep-alive
+// connection between requests at IdleTimeout: on both HTTP/1 servers, over
+// cleartext and TLS.
+func TestFirstByteTimeout(t *testing.T) {
+	const firstByte, header = 200 * time.Millisecond, 10 * time.Second
+	cert := httptest.NewUnstartedServer(nil) // borrow httptest's certificate
+	cert.StartTLS()
+	tlsCfg := cert.TLS.Clone()
+	roots := cert.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	cert.Close()
+	tlsCfg.NextProtos = []string{"http/1.1"}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+
+	// closedWithin reports whether the server closed c within d (a read
+	// returns EOF or a reset rather than timing out).
+	closedWithin := func(c net.Conn, d time.Duration) bool {
+		c.SetReadDeadline(time.Now().Add(d))
+		_, err := io.Copy(io.Discard, c)
+		ne, timedOut := err.(net.Error)
+		return !(timedOut && ne.Timeout())
+	}
+	// trickle writes a byte of a header field every firstByte/2 for five
+	// first-byte timeouts: a slow client, still sending.
+	trickle := func(c net.Conn) {
+		io.WriteString(c, "X-Slow: ")
+		tick := time.NewTicker(firstByte / 2)
+		defer tick.Stop()
+		for range 10 {
+			<-tick.C
+			c.Write([]byte{'a'})
+		}
+		io.WriteString(c, "\r\n\r\n")
+	}
+	for _, mode := range []string{edge.HTTP1Edged, edge.HTTP1NetHTTP} {
+		t.Run(strings.ReplaceAll(mode, "/", ""), func(t *testing.T) {
+			srv, err := edge.NewServer(h, edge.ServerConfig{HTTP1: mode, FirstByteTimeout: firstByte, ReadHeaderTimeout: header})
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, tlsLn := listen(t), listen(t)
+			go srv.Serve(plain)
+			go srv.ServeTLS(tlsLn, tlsCfg)
+			t.Cleanup(func() { srv.Close() })
+			for _, overTLS := range []bool{false, true} {
+				dial := func() net.Conn {
+					t.Helper()
+					if overTLS {
+						c, err := tls.Dial("tcp", tlsLn.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "example.com"})
+						if err != nil {
+							t.Fatal(err)
+						}
+						return c
+					}
+					c, err := net.Dial("tcp", plain.Addr().String())
+					if err != nil {
+						t.Fatal(err)
+					}
+					return c
+				}
+				name := map[bool]string{false: "cleartext", true: "tls"}[overTLS]
+				t.Run(name, func(t *testing.T) {
+					silent := dial()
+					defer silent.Close()
+					if !closedWithin(silent, header/2) {
+						t.Error("a silent connection was still open at half the header timeout")
+					}
+					if overTLS { // silent before its handshake, too
+						raw, err := net.Dial("tcp", tlsLn.Addr().String())
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer raw.Close()
+						if !closedWithin(raw, header/2) {
+							t.Error("a connection that sent no ClientHello was still open at half the header timeout")
+						}
+					}
+
+					slow := dial()
+					defer slow.Close()
+					io.WriteString(slow, "GET /slow HTTP/1.1\r\nHost: example.com\r\n")
+					trickle(slow)
+					br := bufio.NewReader(slow)
+					slow.SetReadDeadline(time.Now().Add(header))
+					if line, err := br.ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 200 ") {
+						t.Errorf("a request trickled over five first-byte timeouts: %q, %v; want a 200", line, err)
+					}
+
+					idle := dial()
+					defer idle.Close()
+					io.WriteString(idle, "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+					resp, err := http.ReadResponse(bufio.NewReader(idle), nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					if closedWithin(idle, 5*firstByte) {
+						t.Error("a keep-alive connection was closed between requests at the first-byte timeout")
+					}
+				})
+			}
+		})
+	}
+}
+
+// Shutdown closes at once the connections that have not begun a request,
+// while a request in flight goes on to its answer, on both HTTP/1
+// servers. (Regression: net/http counts a connection that has sent no
+// request as busy for 5 s, so Shutdown waited that long for it.)
+func TestShutdownClosesWaitingConnections(t *testing.T) {
+	for _, mode := range []string{edge.HTTP1Edged, edge.HTTP1NetHTTP} {
+		t.Run(strings.ReplaceAll(mode, "/", ""), func(t *testing.T) {
+			started, release := make(chan struct{}), make(chan struct{})
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				close(started)
+				<-release
+				io.WriteString(w, "done")
+			})
+			srv, err := edge.NewServer(h, edge.ServerConfig{HTTP1: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln := listen(t)
+			go srv.Serve(ln)
+			t.Cleanup(func() { srv.Close() })
+			dial := func(send string) net.Conn {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				io.WriteString(c, send)
+				return c
+			}
+			silent, half := dial(""), dial("GET / HTTP/1.1\r\n")
+			busy := dial("GET /busy HTTP/1.1\r\nHost: example.com\r\n\r\n")
+			<-started // accepted after the other two: all three are the server's
+			shut := make(chan error, 1)
+			go func() { shut <- srv.Shutdown(context.Background()) }()
+			for name, c := range map[string]net.Conn{"silent": silent, "half a head": half} {
+				c.SetReadDeadline(time.Now().Add(3 * time.Second)) // within net/http's 5 s
+				if _, err := io.Copy(io.Discard, c); err != nil {
+					t.Errorf("%s connection: %v; want it closed while a request is in flight", name, err)
+				}
+			}
+			close(release)
+			resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
+			if err != nil {
+				t.Fatalf("the request in flight: %v", err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if string(b) != "done" {
+				t.Errorf("the request in flight got %q", b)
+			}
+			if err := <-shut; err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+		})
 	}
 }

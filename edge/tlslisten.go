@@ -17,19 +17,24 @@ import (
 // does for cleartext ones. Connections that negotiate HTTP/2 go to net/http
 // as *tls.Conn (its HTTP/2 server parses frames itself). Each handshake runs
 // in its own goroutine, bounded by handshakeTimeout (zero: 10 s), so a slow
-// client cannot hold up the others. Serve the result with a server from
-// NewServer: it restores Request.TLS for the wrapped connections.
+// client cannot hold up the others; a client that sends nothing at all is
+// closed sooner, at sc.FirstByteTimeout when that is shorter. Serve the
+// result with a server from NewServer: it restores Request.TLS for the
+// wrapped connections.
 func ListenTLS(ln net.Listener, cfg *tls.Config, sc StrictConfig, handshakeTimeout time.Duration) net.Listener {
-	return listenTLS(ln, cfg, handshakeTimeout, func(c *tls.Conn) net.Conn { return strict.WrapConn(c, sc) })
+	return listenTLS(ln, cfg, handshakeTimeout, sc.FirstByteTimeout, func(c *tls.Conn) net.Conn { return strict.WrapConn(c, sc) })
 }
 
 // listenTLS terminates TLS as ListenTLS does; wrapHTTP1, when set, wraps
 // the connections that did not negotiate HTTP/2.
-func listenTLS(ln net.Listener, cfg *tls.Config, handshakeTimeout time.Duration, wrapHTTP1 func(*tls.Conn) net.Conn) net.Listener {
+func listenTLS(ln net.Listener, cfg *tls.Config, handshakeTimeout, firstByte time.Duration, wrapHTTP1 func(*tls.Conn) net.Conn) net.Listener {
 	if handshakeTimeout <= 0 {
 		handshakeTimeout = 10 * time.Second
 	}
-	l := &tlsListener{inner: ln, cfg: cfg, wrap: wrapHTTP1, timeout: handshakeTimeout,
+	if firstByte >= handshakeTimeout {
+		firstByte = 0
+	}
+	l := &tlsListener{inner: ln, cfg: cfg, wrap: wrapHTTP1, timeout: handshakeTimeout, firstByte: firstByte,
 		conns: make(chan net.Conn), done: make(chan struct{})}
 	go l.run()
 	return l
@@ -40,11 +45,14 @@ type tlsListener struct {
 	cfg     *tls.Config
 	wrap    func(*tls.Conn) net.Conn
 	timeout time.Duration
-	conns   chan net.Conn
-	done    chan struct{}
-	once    sync.Once
-	mu      sync.Mutex
-	err     error // the inner listener's, once it failed
+	// firstByte, when set, bounds the wait for the handshake's first byte
+	// (shorter than timeout).
+	firstByte time.Duration
+	conns     chan net.Conn
+	done      chan struct{}
+	once      sync.Once
+	mu        sync.Mutex
+	err       error // the inner listener's, once it failed
 }
 
 func (l *tlsListener) run() {
@@ -62,7 +70,12 @@ func (l *tlsListener) run() {
 }
 
 func (l *tlsListener) handshake(c net.Conn) {
-	tc := tls.Server(c, l.cfg)
+	conn := c
+	if l.firstByte > 0 {
+		c.SetReadDeadline(time.Now().Add(l.firstByte))
+		conn = &firstByteConn{Conn: c}
+	}
+	tc := tls.Server(conn, l.cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -70,7 +83,13 @@ func (l *tlsListener) handshake(c net.Conn) {
 		return
 	}
 	var out net.Conn = tc
-	if l.wrap != nil && tc.ConnectionState().NegotiatedProtocol != "h2" {
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		// HTTP/2 frames never pass an HTTP/1 head parser: the connection
+		// counts as having sent a request head (ConnLimits).
+		if m := strict.HeadMarkerOf(c); m != nil {
+			m.MarkHead()
+		}
+	} else if l.wrap != nil {
 		out = l.wrap(tc)
 	}
 	select {
@@ -79,6 +98,26 @@ func (l *tlsListener) handshake(c net.Conn) {
 		out.Close()
 	}
 }
+
+// firstByteConn lifts the first-byte read deadline when its first byte
+// arrives; the handshake's own bound (a context) covers the rest.
+type firstByteConn struct {
+	net.Conn
+	got bool // read by the handshake's goroutine, then by the server's
+}
+
+func (c *firstByteConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.got {
+		c.got = true
+		c.Conn.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// NetConn returns the wrapped connection (strict.HeadMarkerOf looks
+// through it).
+func (c *firstByteConn) NetConn() net.Conn { return c.Conn }
 
 func (l *tlsListener) Accept() (net.Conn, error) {
 	select {

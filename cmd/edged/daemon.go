@@ -64,6 +64,9 @@ type upgrader interface {
 	Ready() error
 	HasParent() bool
 	WaitForParent(ctx context.Context) error
+	// Exit is closed once a successor process has taken over (or the
+	// upgrader was stopped).
+	Exit() <-chan struct{}
 }
 
 // runWith is run with an optional upgrader (nil: plain listeners).
@@ -73,7 +76,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 		return err
 	}
 	if o.checkConfig != "" {
-		cfg, err := config.Load(o.checkConfig)
+		cfg, err := config.Load(o.checkConfig, startupChecks)
 		if err != nil {
 			return err
 		}
@@ -109,6 +112,30 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 	d.opts = o
 	d.upg = upg
 	return d.serve(ctx, ready)
+}
+
+// startupChecks finds what starting on cfg would fail on beyond the
+// file's own rules, for -check-config: it loads every TLS certificate and
+// key as the certificate store does (when tls.listen is set, as starting
+// does), and reports a bad one at its key.
+func startupChecks(cfg *config.Config) []*config.Error {
+	if cfg.TLS.Listen == "" {
+		return nil
+	}
+	var errs []*config.Error
+	for i, c := range cfg.TLS.Certificates {
+		err := certs.Check(certs.Pair{CertFile: c.Cert, KeyFile: c.Key})
+		if err == nil {
+			continue
+		}
+		path, msg := fmt.Sprintf("tls.certificates[%d]", i), err.Error()
+		if fe, ok := errors.AsType[*certs.FileError](err); ok {
+			path += map[bool]string{false: ".cert", true: ".key"}[fe.Key]
+			msg = fe.File + ": " + fe.Err.Error()
+		}
+		errs = append(errs, &config.Error{Path: path, Msg: msg})
+	}
+	return errs
 }
 
 // loadConfig reads the file (or the embedded default) and applies the
@@ -354,7 +381,7 @@ func (d *daemon) edgeListener(listen listenFunc, role, addr string) (net.Listene
 	if err != nil {
 		return nil, fmt.Errorf("%s listener: %w", role, err)
 	}
-	return edge.LimitListener(ln, connLimits(d.cfg.Server, d.metrics.Refused)), nil
+	return edge.LimitListener(ln, connLimits(d.cfg.Server, d.metrics)), nil
 }
 
 // reloadOnHangup reloads the configuration on each SIGHUP until ctx ends
@@ -407,11 +434,13 @@ func (d *daemon) announce(ctx context.Context, l listening, ready func(listening
 // when a server failed, in which case no successor is waited for.
 func (d *daemon) shutdown(clean bool) {
 	sdnotify.Stopping()
-	if d.upg != nil && clean {
-		// A successor may be taking over: keep answering for a moment, each
-		// response closing its connection, so that keep-alive clients
+	if clean && d.succeeded() {
+		// The successor has the listeners: keep answering for a moment,
+		// each response closing its connection, so that keep-alive clients
 		// reconnect (to the successor) between requests rather than racing
-		// the close of an idle connection.
+		// the close of an idle connection. Not on a plain SIGTERM: there
+		// is no one to move to, and the drain would hold every stop for a
+		// second.
 		d.handler.Drain()
 		time.Sleep(min(time.Second, d.cfg.Server.ShutdownTimeout.Std()))
 	}
@@ -427,6 +456,20 @@ func (d *daemon) shutdown(clean bool) {
 	}
 	if serr != nil {
 		d.log.Warn("shutdown did not finish cleanly", "err", serr)
+	}
+}
+
+// succeeded reports whether a successor process has taken over from this
+// one (a zero-downtime upgrade).
+func (d *daemon) succeeded() bool {
+	if d.upg == nil {
+		return false
+	}
+	select {
+	case <-d.upg.Exit():
+		return true
+	default:
+		return false
 	}
 }
 
@@ -515,6 +558,7 @@ func serverConfig(sv config.Server, m *edge.Metrics, logger *slog.Logger) edge.S
 			},
 		},
 		ReadHeaderTimeout: sv.ReadHeaderTimeout.Std(),
+		FirstByteTimeout:  sv.FirstByteTimeout.Std(),
 		ReadTimeout:       sv.ReadTimeout.Std(),
 		IdleTimeout:       sv.IdleTimeout.Std(),
 		MaxHeaderBytes:    int(sv.MaxHeaderBytes.Int64()),
@@ -524,9 +568,14 @@ func serverConfig(sv config.Server, m *edge.Metrics, logger *slog.Logger) edge.S
 	}
 }
 
-// connLimits are the client connection limits of the edge listeners.
-func connLimits(sv config.Server, onRefuse func(reason string)) edge.ConnLimits {
-	return edge.ConnLimits{MaxConns: sv.MaxConns, MaxConnsPerIP: sv.MaxConnsPerIP, OnRefuse: onRefuse}
+// connLimits are the client connection limits of the edge listeners,
+// counted in m (nil: not counted).
+func connLimits(sv config.Server, m *edge.Metrics) edge.ConnLimits {
+	lim := edge.ConnLimits{MaxConns: sv.MaxConns, MaxConnsPerIP: sv.MaxConnsPerIP}
+	if m != nil {
+		lim.OnRefuse, lim.OnEvict = m.Refused, m.Evicted
+	}
+	return lim
 }
 
 // certsConfig is the TLS certificate store's configuration.

@@ -283,10 +283,81 @@ func TestSmugglingRefused(t *testing.T) {
 	}
 }
 
-// The sample TLS configuration shipped in docs/ is valid.
+// The sample TLS configuration shipped in docs/ is valid once its
+// certificate files exist; until they do, -check-config says which are
+// missing, at their lines.
 func TestTLSExampleParses(t *testing.T) {
+	example, err := os.ReadFile("../../docs/edged.tls.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lineOf := func(s string) int { // of the first line holding s
+		i := strings.Index(string(example), s)
+		return strings.Count(string(example[:i]), "\n") + 1
+	}
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-check-config", "../../docs/edged.tls.example.yaml"}, &out, &out, nil); err != nil {
-		t.Errorf("docs/edged.tls.example.yaml: %v", err)
+	err = run(context.Background(), []string{"-check-config", "../../docs/edged.tls.example.yaml"}, &out, &out, nil)
+	for _, want := range []string{
+		fmt.Sprintf("edged.tls.example.yaml:%d: tls.certificates[0].cert: /etc/edged/tls/example.com.pem: cannot read: no such file or directory", lineOf("example.com.pem")),
+		fmt.Sprintf("edged.tls.example.yaml:%d: tls.certificates[1].cert: /etc/edged/tls/wildcard.example.org.pem: cannot read", lineOf("wildcard.example.org.pem")),
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("docs/edged.tls.example.yaml without its files: %v; want %q", err, want)
+		}
+	}
+	text := string(example)
+	for _, name := range []string{"example.com", "wildcard.example.org"} {
+		certFile, keyFile, _ := selfSigned(t, strings.Replace(name, "wildcard", "*", 1))
+		text = strings.Replace(text, "/etc/edged/tls/"+name+".pem", certFile, 1)
+		text = strings.Replace(text, "/etc/edged/tls/"+name+".key", keyFile, 1)
+	}
+	withFiles := writeConfig(t, text)
+	if err := run(context.Background(), []string{"-check-config", withFiles}, &out, &out, nil); err != nil {
+		t.Errorf("docs/edged.tls.example.yaml with its files: %v", err)
+	}
+}
+
+// -check-config loads every TLS certificate and key, as starting would,
+// and reports a bad one as FILE:LINE: key.path: message.
+func TestCheckConfigLoadsCertificates(t *testing.T) {
+	certA, keyA, _ := selfSigned(t, "a.example")
+	certB, keyB, _ := selfSigned(t, "b.example")
+	notPEM := filepath.Join(t.TempDir(), "not.pem")
+	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
+	missing := filepath.Join(t.TempDir(), "missing.key")
+	pairs := func(listen string, p ...[2]string) string {
+		s := "tls:\n  listen: \"" + listen + "\"\n  certificates:\n"
+		for _, p := range p {
+			s += "    - cert: " + p[0] + "\n      key: " + p[1] + "\n"
+		}
+		return s
+	}
+	for _, c := range []struct {
+		name, yaml string
+		want       []string // empty: valid
+	}{
+		{"good pairs", pairs("127.0.0.1:0", [2]string{certA, keyA}, [2]string{certB, keyB}), nil},
+		{"missing key", pairs("127.0.0.1:0", [2]string{certA, keyA}, [2]string{certB, missing}),
+			[]string{":7: tls.certificates[1].key: " + missing + ": cannot read: no such file or directory"}},
+		{"key of another certificate", pairs("127.0.0.1:0", [2]string{certA, keyB}),
+			[]string{":5: tls.certificates[0].key: " + keyB + ": not a key for " + certA + ": tls: private key does not match public key"}},
+		{"certificate not PEM, and a missing key", pairs("127.0.0.1:0", [2]string{notPEM, keyA}, [2]string{certB, missing}),
+			[]string{":4: tls.certificates[0].cert: " + notPEM + ": no PEM CERTIFICATE block", ":7: tls.certificates[1].key: "}},
+		{"not loaded without a TLS listener", pairs("", [2]string{notPEM, missing}), nil},
+	} {
+		file := writeConfig(t, c.yaml)
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"-check-config", file}, &out, &out, nil)
+		if len(c.want) == 0 {
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		for _, want := range c.want {
+			if err == nil || !strings.Contains(err.Error(), file+want) {
+				t.Errorf("%s: %v; want %q", c.name, err, file+want)
+			}
+		}
 	}
 }

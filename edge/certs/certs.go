@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -272,9 +273,6 @@ func (s *Store) loadAll() (*certSet, error) {
 		}
 		leaf := cert.Leaf
 		names := leafNames(leaf)
-		if len(names) == 0 {
-			return nil, fmt.Errorf("certs: %s: certificate has no DNS names and no common name", p.CertFile)
-		}
 		if now.After(leaf.NotAfter) {
 			s.log.Warn("tls certificate has expired", "file", p.CertFile, "name", names[0], "not_after", leaf.NotAfter)
 		}
@@ -359,33 +357,70 @@ func leafNames(leaf *x509.Certificate) []string {
 	return nil
 }
 
-// loadPair reads and parses one pair; errors name the file at fault.
+// Check loads p as New and Reload do and returns what is wrong with it, a
+// *FileError, or nil. It is for configuration checks that should fail
+// where starting would.
+func Check(p Pair) error {
+	_, err := loadPair(p)
+	return err
+}
+
+// FileError is a problem with one file of a Pair: unreadable, not PEM, not
+// a usable certificate, or a key that is not the certificate's.
+type FileError struct {
+	// File is the file at fault, KeyFile or CertFile of its Pair.
+	File string
+	// Key says File is the pair's key (else its certificate).
+	Key bool
+	// Err says what is wrong.
+	Err error
+}
+
+func (e *FileError) Error() string { return "certs: " + e.File + ": " + e.Err.Error() }
+
+func (e *FileError) Unwrap() error { return e.Err }
+
+// loadPair reads and parses one pair, checking what the store needs of
+// it; errors are *FileError, naming the file at fault.
 func loadPair(p Pair) (*tls.Certificate, error) {
 	certPEM, err := os.ReadFile(p.CertFile)
 	if err != nil {
-		return nil, fmt.Errorf("certs: read certificate: %w", err)
+		return nil, &FileError{File: p.CertFile, Err: readError(err)}
 	}
 	keyPEM, err := os.ReadFile(p.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("certs: read key: %w", err)
+		return nil, &FileError{File: p.KeyFile, Key: true, Err: readError(err)}
 	}
 	if err := checkCertPEM(certPEM); err != nil {
-		return nil, fmt.Errorf("certs: %s: %w", p.CertFile, err)
+		return nil, &FileError{File: p.CertFile, Err: err}
 	}
 	// The certificate parses, so a failure now lies with the key: missing,
 	// malformed, or not the certificate's.
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("certs: %s (key for %s): %w", p.KeyFile, p.CertFile, err)
+		return nil, &FileError{File: p.KeyFile, Key: true, Err: fmt.Errorf("not a key for %s: %w", p.CertFile, err)}
 	}
 	if cert.Leaf == nil {
 		leaf, err := x509.ParseCertificate(cert.Certificate[0])
 		if err != nil {
-			return nil, fmt.Errorf("certs: %s: %w", p.CertFile, err)
+			return nil, &FileError{File: p.CertFile, Err: err}
 		}
 		cert.Leaf = leaf
 	}
+	if len(leafNames(cert.Leaf)) == 0 {
+		return nil, &FileError{File: p.CertFile, Err: errors.New("certificate has no DNS names and no common name")}
+	}
 	return &cert, nil
+}
+
+// readError is a read failure without the file name, which FileError
+// gives: "cannot read: no such file or directory".
+func readError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("cannot read: %w", err)
 }
 
 // checkCertPEM reports whether data holds a parsable leaf certificate as its

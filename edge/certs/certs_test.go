@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -345,6 +346,46 @@ func TestNewErrors(t *testing.T) {
 	noName := pairFor(t, dir, "noname", ca.leaf(t, farFuture(), ""))
 	if _, err := New(Config{Pairs: []Pair{noName}}); err == nil || !strings.Contains(err.Error(), noName.CertFile) {
 		t.Errorf("nameless cert: err = %v", err)
+	}
+}
+
+// Check fails as loading would, and its *FileError names the file at
+// fault and whether it is the key.
+func TestCheck(t *testing.T) {
+	ca := newCA(t)
+	dir := t.TempDir()
+	good := pairFor(t, dir, "a", ca.leaf(t, farFuture(), "", "a.example.com"))
+	other := pairFor(t, dir, "b", ca.leaf(t, farFuture(), "", "b.example.com"))
+	noName := pairFor(t, dir, "noname", ca.leaf(t, farFuture(), ""))
+	notPEM := filepath.Join(dir, "not.pem")
+	writeFile(t, notPEM, []byte("not a certificate"))
+	missing := filepath.Join(dir, "missing.pem")
+	for _, c := range []struct {
+		name    string
+		pair    Pair
+		file    string // "" for no error
+		key     bool
+		inError string
+	}{
+		{"good", good, "", false, ""},
+		{"missing certificate", Pair{CertFile: missing, KeyFile: good.KeyFile}, missing, false, "no such file"},
+		{"missing key", Pair{CertFile: good.CertFile, KeyFile: missing}, missing, true, "no such file"},
+		{"key of another certificate", Pair{CertFile: good.CertFile, KeyFile: other.KeyFile}, other.KeyFile, true, "not a key for " + good.CertFile},
+		{"key file is a certificate", Pair{CertFile: good.CertFile, KeyFile: good.CertFile}, good.CertFile, true, "not a key for"},
+		{"certificate not PEM", Pair{CertFile: notPEM, KeyFile: good.KeyFile}, notPEM, false, "no PEM CERTIFICATE block"},
+		{"no names", noName, noName.CertFile, false, "no DNS names"},
+	} {
+		err := Check(c.pair)
+		if c.file == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		var fe *FileError
+		if !errors.As(err, &fe) || fe.File != c.file || fe.Key != c.key || !strings.Contains(err.Error(), c.inError) {
+			t.Errorf("%s: %v (%#v); want a FileError for %s (key %v) saying %q", c.name, err, fe, c.file, c.key, c.inError)
+		}
 	}
 }
 

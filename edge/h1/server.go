@@ -215,6 +215,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 	s.track(c, false)
 	served := false
+	mark := strict.HeadMarkerOf(nc) // told of the first head (the connection limiter's)
 	defer func() {
 		s.track(c, true)
 		if !served && !c.hijacked && s.Unused != nil {
@@ -230,6 +231,9 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 		if err := c.readHead(first); err != nil {
 			if first && errors.Is(err, strict.ErrPreface) && s.HTTP2 != nil && s.Strict.AllowH2C {
+				if mark != nil {
+					mark.MarkHead()
+				}
 				c.hijacked = true
 				s.HTTP2(&replayConn{Conn: nc, buf: bytes.Clone(c.raw[c.r:c.w])})
 				return
@@ -237,7 +241,12 @@ func (s *Server) serveConn(nc net.Conn) {
 			c.refuse(err)
 			return
 		}
-		served = true
+		if !served {
+			served = true
+			if mark != nil {
+				mark.MarkHead()
+			}
+		}
 		if !c.activate() { // (a pipelined head arrives without a read)
 			return
 		}
@@ -261,31 +270,43 @@ func (s *Server) serveConn(nc net.Conn) {
 // into c.head.
 //
 // The header timeout runs from the connection's start, or from the first
-// byte of a keep-alive request; between requests the idle timeout does.
-// Each is re-armed only when the deadline set is not already between half
-// the timeout and the timeout away, so that a keep-alive connection moves
-// its deadline about once per half timeout instead of once per request
-// (each move is a runtime timer update): a connection idles between half
-// the idle timeout and the idle timeout.
+// byte of a keep-alive request; between requests the idle timeout does,
+// and before a new connection's first byte Strict.FirstByteTimeout does
+// when it is shorter than the header timeout. Each is re-armed only when
+// the deadline set is not already between half the timeout and the
+// timeout away, so that a keep-alive connection moves its deadline about
+// once per half timeout instead of once per request (each move is a
+// runtime timer update): a connection idles between half the idle timeout
+// and the idle timeout.
 func (c *conn) readHead(first bool) error {
 	header := cmp.Or(c.s.ReadHeaderTimeout, 10*time.Second)
+	wait := cmp.Or(c.s.IdleTimeout, 120*time.Second) // until the head's first byte
+	var headBy time.Time                             // a first head's deadline, when wait is shorter
 	if first {
-		c.armRead(header)
-	} else {
-		c.armRead(cmp.Or(c.s.IdleTimeout, 120*time.Second))
+		wait = header
+		if fb := c.s.Strict.FirstByteTimeout; fb > 0 && fb < header {
+			wait, headBy = fb, time.Now().Add(header)
+		}
 	}
-	arriving := first
+	c.armRead(wait)
+	waiting := true // for the head's first byte
 	for {
 		err := strict.ParseHead(c.raw[c.r:c.w], c.s.Strict, &c.head)
 		if !errors.Is(err, strict.ErrIncomplete) {
 			return err
 		}
-		if !arriving && c.r < c.w { // part of a head is here: the rest within the header timeout
-			arriving = true
-			if !c.activate() { // a request is arriving: Shutdown waits for it
-				return net.ErrClosed
+		if waiting && c.r < c.w { // part of a head is here: the rest within the header timeout
+			waiting = false
+			switch {
+			case !first:
+				if !c.activate() { // a request is arriving: Shutdown waits for it
+					return net.ErrClosed
+				}
+				c.armRead(header)
+			case !headBy.IsZero():
+				c.rdl = headBy.UnixNano()
+				c.nc.SetReadDeadline(headBy)
 			}
-			c.armRead(header)
 		}
 		if err := c.fill(); err != nil {
 			return err

@@ -25,6 +25,12 @@ type Config struct {
 	// MaxChunkExtBytes limits the chunk extensions of one chunk (from the
 	// first ";" to the CR). Zero means 256. Over it: 400.
 	MaxChunkExtBytes int
+	// FirstByteTimeout bounds how long a new connection may send nothing:
+	// until its first byte, the read deadline is at most this far from
+	// the connection's start, whatever deadline the server sets; from the
+	// first byte on, the server's own header timeout bounds the head. Zero
+	// means no bound of its own.
+	FirstByteTimeout time.Duration
 	// AllowH2C lets a connection that opens with the HTTP/2 prior-knowledge
 	// preface pass through unvalidated. False (the default) answers it 505.
 	AllowH2C bool
@@ -141,13 +147,20 @@ type Conn struct {
 	headTail int // bytes of the last head not yet returned
 	bodyLeft int64
 	ck       chunkState
-	released int64    // bytes returned by Read
-	fail     fault    // violation at buf[v], acted on once r == v
-	info     headInfo // last head; its slices alias buf
-	rerr     error    // sticky read error after a rejection
+	released int64      // bytes returned by Read
+	fail     fault      // violation at buf[v], acted on once r == v
+	info     headInfo   // last head; its slices alias buf
+	rerr     error      // sticky read error after a rejection
+	marker   HeadMarker // the wrapped connection's, or nil; see firstHead
 
 	pass   atomic.Bool
 	wstate atomic.Int32
+	first  atomic.Int32 // headNone, headRead or headClosed
+
+	// firstByteBy is the first-byte deadline (Unix ns) until the first
+	// byte arrives, then 0; askedBy the read deadline the server asked for
+	// meanwhile (0: none). See armFirstByte.
+	firstByteBy, askedBy atomic.Int64
 
 	gathering atomic.Bool // Gather armed or holding: Write takes writeGathered
 	g         gatherer
@@ -168,7 +181,9 @@ func WrapConn(c net.Conn, cfg Config) *Conn {
 }
 
 func newConn(c net.Conn, cfg Config) *Conn {
-	return &Conn{Conn: c, cfg: cfg}
+	sc := &Conn{Conn: c, cfg: cfg, marker: HeadMarkerOf(c)}
+	sc.armFirstByte()
+	return sc
 }
 
 // Passthrough stops validation: bytes already buffered and all later input
@@ -282,6 +297,7 @@ func (c *Conn) fill() error {
 	n, err := c.Conn.Read(c.buf[c.w:])
 	c.w += n
 	if n > 0 {
+		c.gotFirstByte()
 		return nil
 	}
 	if err == nil {
@@ -396,11 +412,15 @@ func (c *Conn) finishHead(h []byte) bool {
 		c.fail = f
 		return true
 	}
+	if info.preface && (!c.cfg.AllowH2C || c.released > 0) {
+		c.fail = fault{status: ErrNoH2C.Status, reason: ErrNoH2C.Reason}
+		return true
+	}
+	if !c.firstHead() { // CloseWaiting was first: the server never gets it
+		c.rerr = net.ErrClosed
+		return true
+	}
 	if info.preface {
-		if !c.cfg.AllowH2C || c.released > 0 {
-			c.fail = fault{status: ErrNoH2C.Status, reason: ErrNoH2C.Reason}
-			return true
-		}
 		c.st = stRaw
 		c.v = c.w
 		return true

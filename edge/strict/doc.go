@@ -82,6 +82,16 @@
 // the body's last byte (FuzzChunkDecoder holds it to a Conn's verdicts and
 // to net/http's reading of every body it accepts).
 //
+// A connection's start: a Conn tells the connection it wraps when the
+// first request head is complete, if that connection implements
+// HeadMarker (edged's connection limiter does, to know which connections
+// it may close for newer ones; edged's own loop marks it the same way).
+// Until the first byte arrives, Config.FirstByteTimeout caps the read
+// deadline the server sets, so a silent connection goes sooner than a slow
+// request. CloseWaiting closes a Conn only while no head has come, which
+// lets a server shutting down close the connections that have not begun a
+// request without cutting one it already has.
+//
 // The Conn must wrap the plaintext side of a TLS connection; when it does,
 // net/http no longer sees a *tls.Conn (no ALPN h2, no Request.TLS), so for
 // HTTPS wrap only connections that negotiated HTTP/1.1.

@@ -72,6 +72,11 @@ type Admin struct {
 type Server struct {
 	// ReadHeaderTimeout bounds reading a request's headers.
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout" default:"10s" check:">0"`
+	// FirstByteTimeout is how long a new client connection may send
+	// nothing: a silent connection is closed sooner than one whose
+	// request is arriving slowly (which ReadHeaderTimeout bounds). At or
+	// above ReadHeaderTimeout it adds nothing.
+	FirstByteTimeout Duration `yaml:"first_byte_timeout" default:"5s" check:">0"`
 	// ReadTimeout bounds reading a whole request, body included; 0 means
 	// no limit.
 	ReadTimeout Duration `yaml:"read_timeout" default:"60s" check:">=0"`
@@ -380,14 +385,21 @@ func Default() *Config {
 }
 
 // Load reads the file at path and parses it with Parse, using path as the
-// file name in errors.
-func Load(path string) (*Config, error) {
+// file name in errors, and runs checks as Parse does.
+func Load(path string, checks ...Check) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, data)
+	return Parse(path, data, checks...)
 }
+
+// A Check finds problems in a configuration that its values alone do not
+// show, for instance in the files it names, which only the packages that
+// read them can judge. It returns each problem as an *Error with the key
+// path at fault and no file or line (Parse adds them), or nil. The daemon's
+// -check-config passes the checks that starting would make.
+type Check func(*Config) []*Error
 
 // NewSite returns a Site with the given name and hosts, one origin of weight
 // 1 per URL, and every other field at its default, as Parse would build it

@@ -57,6 +57,7 @@ func TestDefaultValues(t *testing.T) {
 		UnknownHostStatus: 421,
 		Server: config.Server{
 			ReadHeaderTimeout:    config.Duration(10 * time.Second),
+			FirstByteTimeout:     config.Duration(5 * time.Second),
 			ReadTimeout:          config.Duration(60 * time.Second),
 			WriteTimeout:         config.Duration(60 * time.Second),
 			IdleTimeout:          config.Duration(120 * time.Second),
@@ -189,6 +190,45 @@ func TestLoad(t *testing.T) {
 	_, err := config.Load(bad)
 	if want := bad + ":1: listen: invalid address"; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("Load(bad) = %v, want prefix %q", err, want)
+	}
+}
+
+// Checks run last, on a configuration that passed every other rule, and
+// their problems are placed like any other: file, line of the key named.
+func TestChecks(t *testing.T) {
+	const file = `tls:
+  listen: "127.0.0.1:8443"
+  certificates:
+    - cert: a.pem
+      key: a.key
+    - cert: b.pem
+      key: b.key
+`
+	keyOfSecond := func(c *config.Config) []*config.Error {
+		return []*config.Error{{Path: "tls.certificates[1].key", Msg: "does not match " + c.TLS.Certificates[1].Cert}}
+	}
+	ran := false
+	mustNotRun := func(*config.Config) []*config.Error { ran = true; return nil }
+	for _, tc := range []struct {
+		name, yaml string
+		checks     []config.Check
+		want       string // "" for no error
+	}{
+		{"no problem", file, []config.Check{func(*config.Config) []*config.Error { return nil }}, ""},
+		{"problem at a key", file, []config.Check{keyOfSecond}, "edged.yaml:7: tls.certificates[1].key: does not match b.pem"},
+		{"not run on an invalid file", file + "listen: x\n", []config.Check{mustNotRun}, "edged.yaml:8: listen: invalid address"},
+		{"not run after an earlier check's problem", file, []config.Check{keyOfSecond, mustNotRun}, "edged.yaml:7: tls.certificates[1].key:"},
+	} {
+		_, err := config.Parse("edged.yaml", []byte(tc.yaml), tc.checks...)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want)):
+			t.Errorf("%s: %v; want %q", tc.name, err, tc.want)
+		}
+	}
+	if ran {
+		t.Error("a check ran on a configuration with problems")
 	}
 }
 

@@ -29,8 +29,12 @@ import (
 // any, the value checks of Validate are not run, since they would mostly
 // repeat them.
 //
+// checks, if any, run last, on a configuration that passed everything
+// else; their problems are reported like the others, with the file and
+// the line of the key they name.
+//
 // An empty file, or one holding only comments, yields the defaults.
-func Parse(filename string, data []byte) (*Config, error) {
+func Parse(filename string, data []byte, checks ...Check) (*Config, error) {
 	d := &decoder{file: filename, lines: make(map[string]int)}
 	root, err := d.document(data)
 	if err != nil {
@@ -41,11 +45,13 @@ func Parse(filename string, data []byte) (*Config, error) {
 		d.mapping("", root.Line, root, fieldsOf(reflect.ValueOf(&c).Elem()))
 	}
 	if len(d.errs) == 0 {
-		for _, e := range c.validate() {
-			e.File = filename
-			e.Line = d.lineOf(e.Path)
-			d.errs = append(d.errs, e)
+		d.place(c.validate())
+	}
+	for _, check := range checks {
+		if len(d.errs) > 0 {
+			break
 		}
+		d.place(check(&c))
 	}
 	if len(d.errs) > 0 {
 		slices.SortStableFunc(d.errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
@@ -128,6 +134,16 @@ func (d *decoder) syntaxError(err error) *Error {
 		msg = m[2]
 	}
 	return &Error{File: d.file, Line: line, Msg: "invalid YAML: " + msg}
+}
+
+// place adds problems found after decoding, each at the line of the key
+// it names.
+func (d *decoder) place(errs []*Error) {
+	for _, e := range errs {
+		e.File = d.file
+		e.Line = d.lineOf(e.Path)
+		d.errs = append(d.errs, e)
+	}
 }
 
 func (d *decoder) errorf(line int, path, format string, args ...any) {

@@ -17,19 +17,37 @@ type tokenEntry struct {
 	sites []string // nil: every site
 }
 
+// TokenError is a token New refuses: Tokens[Index], and why.
+type TokenError struct {
+	Index int
+	Name  string
+	Msg   string
+}
+
+func (e *TokenError) Error() string {
+	return fmt.Sprintf("purge: Tokens[%d] (%s): %s", e.Index, e.Name, e.Msg)
+}
+
+// CheckTokens reports the first token New would refuse, as a *TokenError,
+// or nil: for a configuration check that must catch what starting would.
+func CheckTokens(ts []Token) error {
+	_, err := compileTokens(ts)
+	return err
+}
+
 func compileTokens(ts []Token) ([]tokenEntry, error) {
 	out := make([]tokenEntry, 0, len(ts))
 	seen := map[[sha256.Size]byte]bool{}
 	for i, t := range ts {
 		if t.Value == "" {
-			return nil, fmt.Errorf("purge: Tokens[%d] (%s): empty value", i, t.Name)
+			return nil, &TokenError{i, t.Name, "empty value"}
 		}
 		if strings.IndexFunc(t.Value, ctlOrSpace) >= 0 {
-			return nil, fmt.Errorf("purge: Tokens[%d] (%s): value contains whitespace or control characters", i, t.Name)
+			return nil, &TokenError{i, t.Name, "value contains whitespace or control characters"}
 		}
 		e := tokenEntry{sum: sha256.Sum256([]byte(t.Value)), name: t.Name}
 		if seen[e.sum] {
-			return nil, fmt.Errorf("purge: Tokens[%d] (%s): same value as an earlier token", i, t.Name)
+			return nil, &TokenError{i, t.Name, "same value as an earlier token"}
 		}
 		seen[e.sum] = true
 		if e.name == "" {
@@ -37,7 +55,7 @@ func compileTokens(ts []Token) ([]tokenEntry, error) {
 		}
 		for _, s := range t.Sites {
 			if s == "" {
-				return nil, fmt.Errorf("purge: Tokens[%d] (%s): empty site name", i, e.name)
+				return nil, &TokenError{i, e.name, "empty site name"}
 			}
 		}
 		if len(t.Sites) > 0 {

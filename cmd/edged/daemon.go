@@ -115,14 +115,18 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 }
 
 // startupChecks finds what starting on cfg would fail on beyond the
-// file's own rules, for -check-config: it loads every TLS certificate and
-// key as the certificate store does (when tls.listen is set, as starting
-// does), and reports a bad one at its key.
+// file's own rules, for -check-config: the purge tokens as the purge API
+// takes them (duplicate values, whitespace), and every TLS certificate and
+// key loaded as the certificate store does (when tls.listen is set, as
+// starting does); each problem is reported at its key.
 func startupChecks(cfg *config.Config) []*config.Error {
-	if cfg.TLS.Listen == "" {
-		return nil
-	}
 	var errs []*config.Error
+	if te, ok := errors.AsType[*purge.TokenError](purge.CheckTokens(purgeTokens(cfg))); ok {
+		errs = append(errs, &config.Error{Path: fmt.Sprintf("purge.tokens[%d].token", te.Index), Msg: te.Msg})
+	}
+	if cfg.TLS.Listen == "" {
+		return errs
+	}
 	for i, c := range cfg.TLS.Certificates {
 		err := certs.Check(certs.Pair{CertFile: c.Cert, KeyFile: c.Key})
 		if err == nil {
@@ -806,6 +810,15 @@ func openDisk(dc config.Disk, logger *slog.Logger) (*storage.Store, error) {
 	return s, nil
 }
 
+// purgeTokens are the purge API's tokens from the configuration.
+func purgeTokens(cfg *config.Config) []purge.Token {
+	var ts []purge.Token
+	for _, t := range cfg.Purge.Tokens {
+		ts = append(ts, purge.Token{Name: t.Name, Value: t.Token, Sites: t.Sites})
+	}
+	return ts
+}
+
 // newPurger builds the purge API over the cache, with the fleet when
 // purge.nats.url is set.
 func newPurger(cfg *config.Config, c *cache.Cache, siteOf func(string) string, reg prometheus.Registerer, logger *slog.Logger) (*purge.Purger, error) {
@@ -816,9 +829,7 @@ func newPurger(cfg *config.Config, c *cache.Cache, siteOf func(string) string, r
 		Logger:      logger,
 		Registerer:  reg,
 	}
-	for _, t := range cfg.Purge.Tokens {
-		pc.Tokens = append(pc.Tokens, purge.Token{Name: t.Name, Value: t.Token, Sites: t.Sites})
-	}
+	pc.Tokens = purgeTokens(cfg)
 	for _, c := range cfg.Purge.AllowCIDRs {
 		p, err := netip.ParsePrefix(c)
 		if err != nil {

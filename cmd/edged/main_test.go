@@ -361,3 +361,15 @@ func TestCheckConfigLoadsCertificates(t *testing.T) {
 		}
 	}
 }
+
+// -check-config refuses the purge tokens the purge API would refuse at
+// startup (two tokens with one value), at the token's line; before, it
+// called such a file valid and starting failed.
+func TestCheckConfigChecksPurgeTokens(t *testing.T) {
+	file := writeConfig(t, "purge:\n  tokens:\n    - name: a\n      token: \"0123456789abcdef0123\"\n    - name: b\n      token: \"0123456789abcdef0123\"\n")
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-check-config", file}, &out, &out, nil)
+	if want := file + ":6: purge.tokens[1].token: same value as an earlier token"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("-check-config: %v; want %q", err, want)
+	}
+}

@@ -138,19 +138,28 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// closeIdle closes the connections not serving a request and returns how
-// many connections are left.
+// closeIdle ends the connections waiting for a request and returns how
+// many connections are left. It does not close them outright: a request
+// may be on its way (a client reusing a keep-alive connection, or a new
+// connection's first request), and closing a socket with unread bytes
+// resets it, which the client cannot retry. Each gets its read deadline
+// moved to shutdownGrace from now instead: a request that arrives by then
+// is answered (with Connection: close), and the connection ends when the
+// deadline passes without one. Connections serving a request finish it.
 func (s *Server) closeIdle() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		if c.state.CompareAndSwap(stateIdle, stateClosed) {
-			c.nc.Close()
-			delete(s.conns, c)
+		if c.state.Load() == stateIdle && c.nudged.CompareAndSwap(false, true) {
+			c.nc.SetReadDeadline(time.Now().Add(shutdownGrace))
 		}
 	}
 	return len(s.conns)
 }
+
+// shutdownGrace is how long Shutdown waits for a request on a connection
+// that is waiting for one: the strict reader's, for both servers alike.
+var shutdownGrace = strict.ShutdownGrace // a variable for the tests
 
 // track adds c to the server's connections, or removes it (gone).
 func (s *Server) track(c *conn, gone bool) {
@@ -198,6 +207,7 @@ type conn struct {
 	fast     FastWriter
 	clientIP string // FastWriter.ClientIP's, once computed
 	state    atomic.Int32
+	nudged   atomic.Bool // Shutdown moved the read deadline to its grace
 	// rdl is the read deadline readHead last set, in Unix nanoseconds; 0
 	// when unknown (a request's body, the context watcher or a handler
 	// may have moved it).
@@ -226,9 +236,9 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 	}()
 	for first := true; ; first = false {
-		if s.shutting.Load() {
-			return
-		}
+		// (While shutting down, every response closes its connection, so
+		// a connection comes back here only for its first request, which
+		// readHead waits for within shutdownGrace.)
 		if err := c.readHead(first); err != nil {
 			if first && errors.Is(err, strict.ErrPreface) && s.HTTP2 != nil && s.Strict.AllowH2C {
 				if mark != nil {
@@ -289,6 +299,10 @@ func (c *conn) readHead(first bool) error {
 		}
 	}
 	c.armRead(wait)
+	if c.s.shutting.Load() { // Shutdown may have moved the deadline before armRead did
+		c.rdl = 0
+		c.nc.SetReadDeadline(time.Now().Add(shutdownGrace))
+	}
 	waiting := true // for the head's first byte
 	for {
 		err := strict.ParseHead(c.raw[c.r:c.w], c.s.Strict, &c.head)

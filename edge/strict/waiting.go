@@ -62,20 +62,33 @@ func (c *Conn) firstHead() bool {
 }
 
 // CloseWaiting closes the connection if no request head has been read
-// from it yet, and reports whether it did; a head completing afterwards is
-// not delivered. It is how a server shutting down closes the connections
-// that have not begun a request (net/http waits up to 5 s for them), and
-// it never cuts one whose request the server already has. It is safe to
-// call from any goroutine.
+// from it within ShutdownGrace, and reports false when one has been read
+// already. A head completing within the grace is delivered and served as
+// usual; one completing later is not. It is how a server shutting down
+// ends the connections that have not begun a request (net/http waits up
+// to 5 s for them) without resetting one whose first request is on its
+// way (closing a socket with unread bytes resets it, and the client cannot
+// tell whether its request was served). It never cuts a request the
+// server already has. It is safe to call from any goroutine.
 func (c *Conn) CloseWaiting() bool {
-	if !c.first.CompareAndSwap(headNone, headClosed) {
+	if c.first.Load() != headNone {
 		return false
 	}
-	// The socket alone: its server's read fails and the server then calls
-	// Close, whose linger after a rejection must not hold the caller.
-	c.Conn.Close()
+	time.AfterFunc(ShutdownGrace, func() {
+		if c.first.CompareAndSwap(headNone, headClosed) {
+			// The socket alone: its server's read fails and the server
+			// then calls Close, whose linger after a rejection must not
+			// hold the timer.
+			c.Conn.Close()
+		}
+	})
 	return true
 }
+
+// ShutdownGrace is how long a server shutting down waits for the first
+// request of a connection that has sent none (CloseWaiting), and edged's
+// HTTP/1 loop for the next request of a waiting keep-alive connection.
+var ShutdownGrace = 50 * time.Millisecond
 
 // armFirstByte starts Config.FirstByteTimeout: until the first byte
 // arrives, the read deadline is the earlier of the one the server sets and

@@ -41,9 +41,11 @@ func loopbackPair(t *testing.T) (client, server net.Conn) {
 
 // A Conn marks the connection it wraps once, when its first head is
 // complete (a head split over reads included), and CloseWaiting closes it
-// only while no head has come: a head that completes afterwards is never
-// delivered.
+// only while no head has come, once ShutdownGrace has passed: a head that
+// completes afterwards is never delivered.
 func TestHeadMarkAndCloseWaiting(t *testing.T) {
+	defer func(g time.Duration) { strict.ShutdownGrace = g }(strict.ShutdownGrace)
+	strict.ShutdownGrace = time.Millisecond
 	const head = "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 	for _, c := range []struct {
 		name        string
@@ -77,6 +79,11 @@ func TestHeadMarkAndCloseWaiting(t *testing.T) {
 			if !c.wantClosed {
 				return
 			}
+			// The grace passes: the socket is closed (the client sees it).
+			client.SetReadDeadline(time.Now().Add(10 * time.Second)) // failure guard only
+			if _, err := client.Read(make([]byte, 1)); err == nil {
+				t.Fatal("the client read something; want the close")
+			}
 			io.WriteString(client, head[len(c.before):])         // the head completes: too late
 			sc.SetReadDeadline(time.Now().Add(10 * time.Second)) // failure guard only
 			if n, err := sc.Read(make([]byte, 100)); n != 0 || err == nil {
@@ -86,5 +93,29 @@ func TestHeadMarkAndCloseWaiting(t *testing.T) {
 				t.Error("a head that came after CloseWaiting was marked")
 			}
 		})
+	}
+}
+
+// A head that completes within ShutdownGrace after CloseWaiting is
+// delivered and marked: a request on its way as a server shuts down is
+// served, not reset.
+func TestCloseWaitingGraceDeliversHead(t *testing.T) {
+	defer func(g time.Duration) { strict.ShutdownGrace = g }(strict.ShutdownGrace)
+	strict.ShutdownGrace = time.Minute
+	const head = "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+	client, server := loopbackPair(t)
+	mc := &markedConn{Conn: server}
+	sc := strict.WrapConn(mc, strict.Config{})
+	if !sc.CloseWaiting() {
+		t.Fatal("CloseWaiting = false on a connection that sent nothing")
+	}
+	io.WriteString(client, head)
+	buf := make([]byte, len(head))
+	sc.SetReadDeadline(time.Now().Add(10 * time.Second)) // failure guard only
+	if _, err := io.ReadFull(sc, buf); err != nil || string(buf) != head {
+		t.Fatalf("Read = %q, %v; want the head", buf, err)
+	}
+	if mc.marks.Load() != 1 {
+		t.Errorf("%d head marks, want 1", mc.marks.Load())
 	}
 }

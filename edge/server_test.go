@@ -134,11 +134,12 @@ func listen(t testing.TB) net.Listener {
 	return ln
 }
 
-// edged's loop forwards what the client sent: a request's Pragma: no-cache
-// reaches the origin without the Cache-Control: no-cache that net/http's
-// server invents for it. (The origin reads raw bytes: a net/http origin
-// would invent the field on its side.)
-func TestPragmaNotTurnedIntoCacheControl(t *testing.T) {
+// pragmaOriginHead sends GET /p with Pragma: no-cache through an edge on
+// the HTTP/1 server mode and returns the request head the origin got, in
+// lower case. The origin reads raw bytes: a net/http origin would invent
+// Cache-Control on its side.
+func pragmaOriginHead(t *testing.T, mode string) string {
+	t.Helper()
 	oln := listen(t)
 	t.Cleanup(func() { oln.Close() })
 	heads := make(chan string, 1)
@@ -160,12 +161,19 @@ func TestPragmaNotTurnedIntoCacheControl(t *testing.T) {
 		heads <- head.String()
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 	}()
-	addr, _ := diffEdgeTB(t, "http://"+oln.Addr().String(), edge.HTTP1Edged, time.Now)
+	addr, _ := diffEdgeTB(t, "http://"+oln.Addr().String(), mode, time.Now)
 	out := testkit.Exchange(t, addr, "GET /p HTTP/1.1\r\nHost: www.example.com\r\nPragma: no-cache\r\n\r\n", []string{"GET"})
 	if len(out) != 1 || !strings.HasPrefix(out[0], "HTTP/1.1 200") {
 		t.Fatalf("answer: %q", out)
 	}
-	head := strings.ToLower(<-heads)
+	return strings.ToLower(<-heads)
+}
+
+// edged's loop forwards what the client sent: a request's Pragma: no-cache
+// reaches the origin without the Cache-Control: no-cache that net/http's
+// server invents for it.
+func TestPragmaNotTurnedIntoCacheControl(t *testing.T) {
+	head := pragmaOriginHead(t, edge.HTTP1Edged)
 	if !strings.Contains(head, "\r\npragma: no-cache\r\n") || strings.Contains(head, "cache-control") {
 		t.Errorf("the origin got\n%s\nwant the client's Pragma alone", head)
 	}
@@ -179,33 +187,7 @@ func TestPragmaNotTurnedIntoCacheControl(t *testing.T) {
 // decides the same either way, and the default server does not do it. The
 // test pins the behaviour so that a change in net/http shows up here.
 func TestPragmaUnderNetHTTPGainsCacheControl(t *testing.T) {
-	oln := listen(t)
-	t.Cleanup(func() { oln.Close() })
-	heads := make(chan string, 1)
-	go func() {
-		c, err := oln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		br := bufio.NewReader(c)
-		var head strings.Builder
-		for {
-			line, err := br.ReadString('\n')
-			head.WriteString(line)
-			if err != nil || line == "\r\n" {
-				break
-			}
-		}
-		heads <- head.String()
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-	}()
-	addr, _ := diffEdgeTB(t, "http://"+oln.Addr().String(), edge.HTTP1NetHTTP, time.Now)
-	out := testkit.Exchange(t, addr, "GET /p HTTP/1.1\r\nHost: www.example.com\r\nPragma: no-cache\r\n\r\n", []string{"GET"})
-	if len(out) != 1 || !strings.HasPrefix(out[0], "HTTP/1.1 200") {
-		t.Fatalf("answer: %q", out)
-	}
-	head := strings.ToLower(<-heads)
+	head := pragmaOriginHead(t, edge.HTTP1NetHTTP)
 	if !strings.Contains(head, "\r\npragma: no-cache\r\n") || !strings.Contains(head, "\r\ncache-control: no-cache\r\n") {
 		t.Errorf("the origin got\n%s\nwant Pragma and net/http's Cache-Control (if net/http stopped adding it, update docs/caching.md)", head)
 	}

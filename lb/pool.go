@@ -256,8 +256,9 @@ func (p *Pool) Send(req *http.Request, key string) (*http.Response, string, erro
 // its URL scheme and host are replaced by the shard's, while req.Host, the
 // path and the query are kept.
 //
-// Shards marked down are skipped unless every shard is down, in which case all
-// are tried in ring order. If a shard cannot be dialled, it is marked down for
+// Shards marked down or ejected (see Config.Outlier) are skipped unless none
+// is left, in which case all are tried in ring order; each attempt's outcome
+// feeds outlier detection. If a shard cannot be dialled, it is marked down for
 // Config.DownFor and, when req can be replayed, the request goes to the next
 // shard in ring order. Replayable means an idempotent method (GET, HEAD,
 // OPTIONS, TRACE, PUT, DELETE) and a body that is nil, http.NoBody or

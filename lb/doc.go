@@ -10,18 +10,40 @@
 //
 // # Health and failover
 //
-// Health is passive and lives on the shard as one atomic value: the time until
-// which the shard is marked down. A shard is marked down for Config.DownFor
-// when a connection to it cannot be established. Picks skip down shards unless
-// every shard is down, in which case all are tried in ring order. There is no
-// background goroutine: a shard becomes eligible again when its time passes.
+// Health is passive and lives on the shard as atomic values: no background
+// goroutine runs, and a shard becomes eligible again when its time passes.
+// A shard is marked down for Config.DownFor when a connection to it cannot be
+// established.
 //
-// Only dial failures cause failover, because only then is it certain the
-// origin never saw the request. The request moves to the next shard in ring
-// order if it is replayable: an idempotent method (GET, HEAD, OPTIONS, TRACE,
-// PUT, DELETE) with no body or a body recreatable through Request.GetBody.
-// Any other error, and any response, whatever its status, is returned to the
-// caller as is; retrying after a response is the caller's decision.
+// Outlier detection (Config.Outlier, outlier.go; on by default) counts each
+// shard's gateway failures in a row: a connection that cannot be established,
+// an error before the response headers (reset, timeout), or a 502, 503 or 504
+// response; any other response resets the count, and a request the caller
+// cancelled counts neither way. At Outlier.ConsecutiveFailures (5) the shard
+// is ejected for Outlier.BaseEjection (30s), twice the previous ejection for
+// a repeat within Outlier.MaxEjection (300s), which caps it. At most
+// Outlier.MaxEjectedPercent (50%) of the shards are ejected at once. The
+// defaults are Envoy's outlier_detection defaults, except the cap (Envoy's
+// 10% would eject nothing in a site of a few shards; 50% is Envoy's panic
+// threshold) and slow start.
+//
+// Picks walk the ring from the key and skip shards that are down or ejected;
+// when none is left, all are tried in ring order (panic mode), so a site is
+// never failed by its health state alone. After an ejection a shard is in
+// slow start for Outlier.SlowStart (30s): its share ramps linearly from 10% to
+// 100%, and it takes a key it owns only when a hash of the key, independent of
+// the ring's, as a fraction of the hash space, is below its share; otherwise
+// it comes after the other available shards. Consistent hashing has no weights
+// to ramp, so the share is of keys rather than of requests; the accepted keys
+// only grow during the window, so each key moves back once and stays.
+//
+// Only dial failures cause failover within a request, because only then is
+// it certain the origin never saw the request. The request moves to the next
+// shard in ring order if it is replayable: an idempotent method (GET, HEAD,
+// OPTIONS, TRACE, PUT, DELETE) with no body or a body recreatable through
+// Request.GetBody. Any other error, and any response, whatever its status, is
+// returned to the caller as is; retrying after a response is the caller's
+// decision.
 //
 // # Requests
 //
@@ -54,6 +76,7 @@
 //
 // Metrics, created once with NewMetrics and shared by pools through
 // Config.Metrics, counts attempts by status code, new and reused connections
-// (through net/http/httptrace), time to response headers, failovers and the
-// up/down state of each shard.
+// (through net/http/httptrace), time to response headers, failovers, the
+// up/down state of each shard, outlier ejections by reason and the ejected
+// state of each shard.
 package lb

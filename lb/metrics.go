@@ -22,11 +22,14 @@ import (
 //	edged_upstream_duration_seconds{pool,shard}         histogram: time to response headers
 //	edged_upstream_failovers_total{pool,shard}          counter: dial failures after which another shard was tried
 //	edged_upstream_shard_up{pool,shard}                 gauge: 1, or 0 while the shard is marked down
+//	edged_upstream_ejections_total{pool,shard,reason}   counter: outlier ejections, by the failure that ejected
+//	edged_upstream_ejected{pool,shard}                  gauge: 1 while the shard is ejected, else 0
 type Metrics struct {
 	requests    *prometheus.CounterVec
 	connections *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	failovers   *prometheus.CounterVec
+	ejections   *prometheus.CounterVec
 	up          *upCollector
 }
 
@@ -56,15 +59,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "edged_upstream_failovers_total",
 			Help: "Dial failures of a shard after which the request was sent to the next shard.",
 		}, []string{"pool", "shard"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_upstream_ejections_total",
+			Help: "Outlier ejections of a shard after consecutive gateway failures, by the failure that ejected it.",
+		}, []string{"pool", "shard", "reason"}),
 		up: &upCollector{
 			desc: prometheus.NewDesc("edged_upstream_shard_up",
 				"Whether the shard is eligible for picks (1) or marked down after a dial failure (0).",
+				[]string{"pool", "shard"}, nil),
+			ejected: prometheus.NewDesc("edged_upstream_ejected",
+				"Whether the shard is ejected by outlier detection (1) or not (0).",
 				[]string{"pool", "shard"}, nil),
 			shards: make(map[upKey]upEntry),
 		},
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.up)
+		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.ejections, m.up)
 	}
 	return m
 }
@@ -78,16 +88,17 @@ type shardMetrics struct {
 	connReused prometheus.Counter
 	duration   prometheus.Observer
 	failovers  prometheus.Counter
+	ejections  *prometheus.CounterVec // curried: only "reason" left
 }
 
 // forShard binds the labels of one shard and makes the shard visible to the
 // shard_up gauge.
-func (m *Metrics) forShard(pool string, s *shard, now func() time.Time) *shardMetrics {
+func (m *Metrics) forShard(pool string, s *shard, e *ejector, now func() time.Time) *shardMetrics {
 	if m == nil {
 		return nil
 	}
 	l := prometheus.Labels{"pool": pool, "shard": s.name}
-	m.up.add(upKey{pool, s.name}, upEntry{s, now})
+	m.up.add(upKey{pool, s.name}, upEntry{s, e, now})
 	reqs := m.requests.MustCurryWith(l)
 	return &shardMetrics{
 		requests:   reqs,
@@ -96,6 +107,7 @@ func (m *Metrics) forShard(pool string, s *shard, now func() time.Time) *shardMe
 		connReused: m.connections.WithLabelValues(pool, s.name, "true"),
 		duration:   m.duration.With(l),
 		failovers:  m.failovers.With(l),
+		ejections:  m.ejections.MustCurryWith(l),
 	}
 }
 
@@ -129,11 +141,18 @@ func (sm *shardMetrics) failover() {
 	}
 }
 
-// upCollector reports edged_upstream_shard_up from each shard's down-until
+func (sm *shardMetrics) ejection(reason string) {
+	if sm != nil {
+		sm.ejections.WithLabelValues(reason).Inc()
+	}
+}
+
+// upCollector reports edged_upstream_shard_up and edged_upstream_ejected from each shard's down-until and ejected-until
 // state at scrape time, so the gauge returns to 1 when DownFor expires even if
 // no request touches the shard.
 type upCollector struct {
-	desc *prometheus.Desc
+	desc    *prometheus.Desc
+	ejected *prometheus.Desc
 
 	mu     sync.Mutex
 	shards map[upKey]upEntry
@@ -143,6 +162,7 @@ type upKey struct{ pool, shard string }
 
 type upEntry struct {
 	s   *shard
+	e   *ejector
 	now func() time.Time
 }
 
@@ -152,17 +172,22 @@ func (c *upCollector) add(k upKey, e upEntry) {
 	c.mu.Unlock()
 }
 
-func (c *upCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *upCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.ejected }
 
 func (c *upCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	ms := make([]prometheus.Metric, 0, len(c.shards))
 	for k, e := range c.shards {
-		v := 0.0
-		if e.s.available(e.now()) {
+		now := e.now()
+		v, ej := 0.0, 0.0
+		if e.s.available(now) {
 			v = 1
 		}
-		ms = append(ms, prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, k.pool, k.shard))
+		if e.e.ejected(e.s, now) {
+			ej = 1
+		}
+		ms = append(ms, prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, k.pool, k.shard),
+			prometheus.MustNewConstMetric(c.ejected, prometheus.GaugeValue, ej, k.pool, k.shard))
 	}
 	c.mu.Unlock()
 	for _, m := range ms {

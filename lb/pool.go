@@ -58,6 +58,11 @@ type Config struct {
 	// picks. Zero means 5s.
 	DownFor time.Duration
 
+	// Outlier configures passive outlier detection (outlier.go): shards
+	// that fail several times in a row are ejected from picks for a while
+	// and come back with slow start. The zero value is on with defaults.
+	Outlier Outlier
+
 	// Protocol is how the pool talks to its shards: "" or "http1"
 	// (HTTP/1.1 only), "h2" (HTTP/2 over TLS when the shard offers it,
 	// else HTTP/1.1) or "h2c" (HTTP/2 with prior knowledge over cleartext,
@@ -79,7 +84,8 @@ type Config struct {
 	// Logger receives shard state changes. Nil means discard.
 	Logger *slog.Logger
 
-	// Now is the clock for the down state of shards. Nil means time.Now.
+	// Now is the clock for the down and ejected states of shards and for
+	// slow start. Nil means time.Now.
 	// Request durations are always measured with the real clock.
 	Now func() time.Time
 }
@@ -104,6 +110,7 @@ type Pool struct {
 	shards  []*shard          // config order
 	byName  map[string]*shard // ring member name → shard
 	downFor time.Duration
+	ejector *ejector
 	now     func() time.Time
 	logger  *slog.Logger
 }
@@ -141,10 +148,13 @@ func NewPool(cfg Config) (*Pool, error) {
 			return nil, fmt.Errorf("lb: shard %d: duplicate shard name %q", i, name)
 		}
 		s := &shard{name: name, scheme: u.Scheme, host: u.Host, transport: newTransport(&cfg)}
-		s.metrics = cfg.Metrics.forShard(cfg.Name, s, cfg.Now)
 		p.byName[name] = s
 		p.shards = append(p.shards, s)
 		members = append(members, ketama.Member{Name: name, Weight: sc.Weight})
+	}
+	p.ejector = newEjector(cfg.Outlier, cfg.Name, p.shards, cfg.Now, cfg.Logger)
+	for _, s := range p.shards {
+		s.metrics = cfg.Metrics.forShard(cfg.Name, s, p.ejector, cfg.Now)
 	}
 	ring, err := ketama.New(members)
 	if err != nil {
@@ -175,6 +185,9 @@ func (c *Config) setDefaults() error {
 			return fmt.Errorf("lb: Config.%s is negative", f.name)
 		}
 	}
+	if err := c.Outlier.setDefaults(); err != nil {
+		return err
+	}
 	if c.MaxIdleConnsPerShard == 0 {
 		c.MaxIdleConnsPerShard = defaultMaxIdleConnsPerShard
 	}
@@ -200,7 +213,7 @@ func (c *Config) setDefaults() error {
 }
 
 // Pick returns the name of the shard the ring assigns to key, whether or not
-// that shard is currently marked down.
+// that shard is currently marked down or ejected.
 func (p *Pool) Pick(key string) string {
 	return p.ring.Lookup(key)
 }
@@ -243,8 +256,9 @@ func (p *Pool) Send(req *http.Request, key string) (*http.Response, string, erro
 // its URL scheme and host are replaced by the shard's, while req.Host, the
 // path and the query are kept.
 //
-// Shards marked down are skipped unless every shard is down, in which case all
-// are tried in ring order. If a shard cannot be dialled, it is marked down for
+// Shards marked down or ejected (see Config.Outlier) are skipped unless none
+// is left, in which case all are tried in ring order; each attempt's outcome
+// feeds outlier detection. If a shard cannot be dialled, it is marked down for
 // Config.DownFor and, when req can be replayed, the request goes to the next
 // shard in ring order. Replayable means an idempotent method (GET, HEAD,
 // OPTIONS, TRACE, PUT, DELETE) and a body that is nil, http.NoBody or
@@ -275,6 +289,9 @@ func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) 
 		}
 		resp, err := s.roundTrip(req, body)
 		rt = Route{Shard: s.name, Attempts: i + 1}
+		if reason, counted := gatewayFailure(ctx, resp, err); counted {
+			p.ejector.record(s, reason)
+		}
 		if err == nil {
 			return resp, rt, nil
 		}
@@ -294,16 +311,32 @@ func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) 
 }
 
 // candidates returns the shards to try for key, in ring order: the available
-// ones, or all of them when none is available.
+// ones (neither down nor ejected), or all of them when none is available
+// (panic mode). A shard in slow start that does not accept key yet goes after
+// the other available ones.
 func (p *Pool) candidates(key string) []*shard {
 	names := p.ring.LookupN(key, len(p.shards))
 	now := p.now()
 	out := make([]*shard, 0, len(names))
+	var later []*shard
+	frac := -1.0
 	for _, n := range names {
-		if s := p.byName[n]; s.available(now) {
-			out = append(out, s)
+		s := p.byName[n]
+		if !s.available(now) || p.ejector.ejected(s, now) {
+			continue
 		}
+		if share := p.ejector.share(s, now); share < 1 {
+			if frac < 0 {
+				frac = keyFraction(key)
+			}
+			if frac >= share {
+				later = append(later, s)
+				continue
+			}
+		}
+		out = append(out, s)
 	}
+	out = append(out, later...)
 	if len(out) == 0 {
 		for _, n := range names {
 			out = append(out, p.byName[n])

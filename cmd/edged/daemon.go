@@ -611,11 +611,29 @@ func poolConfig(s config.Site, lbm *lb.Metrics, logger *slog.Logger) lb.Config {
 		DialTimeout:            u.DialTimeout.Std(),
 		ResponseHeaderTimeout:  u.ResponseHeaderTimeout.Std(),
 		DownFor:                u.DownFor.Std(),
+		Outlier:                outlierConfig(u),
 		MaxResponseHeaderBytes: u.MaxResponseHeaderBytes.Int64(),
 		Protocol:               u.Protocol,
 		Metrics:                lbm,
 		Logger:                 logger,
 	}
+}
+
+// outlierConfig maps a site's outlier keys to lb.Outlier, where zero means
+// the default: eject_after 0 turns detection off, slow_start 0 means none.
+func outlierConfig(u config.Upstream) lb.Outlier {
+	o := lb.Outlier{
+		Disabled:            u.EjectAfter == 0,
+		ConsecutiveFailures: u.EjectAfter,
+		BaseEjection:        u.EjectFor.Std(),
+		MaxEjection:         u.EjectForMax.Std(),
+		MaxEjectedPercent:   u.MaxEjectedPercent,
+		SlowStart:           u.SlowStart.Std(),
+	}
+	if o.SlowStart == 0 {
+		o.SlowStart = -1
+	}
+	return o
 }
 
 // edgeSite is one site of the edge handler, reaching its origins through

@@ -319,6 +319,22 @@ type Upstream struct {
 	// DownFor is how long an origin that refused a dial is skipped before it
 	// is tried again; 0 also means the default.
 	DownFor Duration `yaml:"down_for" default:"5s" check:">=0"`
+	// EjectAfter is the number of consecutive gateway failures (connect
+	// error, reset or timeout before a response, 502/503/504) that ejects
+	// an origin from picks; 0 turns passive outlier detection off.
+	EjectAfter int `yaml:"eject_after" default:"5" check:">=0"`
+	// EjectFor is how long a first ejection lasts; each repeat ejection
+	// lasts twice the previous one, up to EjectForMax.
+	EjectFor Duration `yaml:"eject_for" default:"30s" check:">0"`
+	// EjectForMax caps an ejection's length; an origin not ejected again
+	// within this long after an ejection ended starts over at EjectFor.
+	EjectForMax Duration `yaml:"eject_for_max" default:"300s" check:">0"`
+	// MaxEjectedPercent caps the share of the site's origins ejected at
+	// once (at least one of two or more); with none left, all are used.
+	MaxEjectedPercent int `yaml:"max_ejected_percent" default:"50" check:"min=1 max=100"`
+	// SlowStart is how long an origin back from an ejection takes to get
+	// its full share of keys again; 0 means at once.
+	SlowStart Duration `yaml:"slow_start" default:"30s" check:">=0"`
 	// MaxResponseHeaderBytes limits an origin response's header (502 when
 	// exceeded).
 	MaxResponseHeaderBytes ByteSize `yaml:"max_response_header_bytes" default:"64KiB"`

@@ -63,8 +63,23 @@
 // "Pragma: no-cache" and no Cache-Control; the pool's HTTP/1 connections
 // note each response head's raw field names (rawhead.go, for which the pool
 // does TLS handshakes itself) and the pool removes that field exactly when
-// the origin did not send it. Config.TLSClientConfig configures TLS to
-// https shards.
+// the origin did not send it.
+//
+// # Origin TLS
+//
+// Config.TLS configures TLS to a pool's https shards from names and files:
+// the server name sent as SNI and verified (default: each shard's host),
+// a PEM CA bundle that replaces the system roots (not added to them), a
+// client certificate and key for origins that require mutual TLS, the
+// lowest version (TLS 1.2 unless set to 1.3), and InsecureSkipVerify,
+// which the daemon warns about at every start and reload. NewPool reads
+// the files, and refuses a bad one with a *TLSFileError naming the field
+// and file; CheckTLS runs the same checks without a pool. The settings are
+// applied over Config.TLSClientConfig, the Go API's base configuration.
+// With Protocol "h2" each connection offers h2 and http/1.1 by ALPN. A
+// failed handshake is not a dial error (the shard was reached, and
+// another shard would fail alike): it is returned, naming the address and
+// the server name checked, with no failover.
 //
 // Do returns how it routed the request as a value (Route: the shard that
 // answered, or with an error the last one tried, and the number tried); Send

@@ -73,9 +73,16 @@ type Config struct {
 	// one fails the request (502). Zero means 64 KiB.
 	MaxResponseHeaderBytes int64
 
-	// TLSClientConfig configures TLS to https shards; the pool clones it
-	// and sets NextProtos (by Protocol) and, when empty, ServerName (the
-	// shard's host). Nil means the system's roots.
+	// TLS configures TLS to https shards from names and files (server
+	// name, CA bundle, client certificate, minimum version); see TLS. Its
+	// set fields are applied over TLSClientConfig.
+	TLS TLS
+
+	// TLSClientConfig is the base TLS configuration of https shards, for
+	// what TLS cannot say (a GetClientCertificate, a VerifyConnection);
+	// the pool clones it, applies TLS, and sets NextProtos (by Protocol)
+	// and, when still empty, ServerName (the shard's host). Nil means an
+	// empty one: the system's roots.
 	TLSClientConfig *tls.Config
 
 	// Metrics receives the pool's metrics. Nil means none are recorded.
@@ -134,6 +141,11 @@ func NewPool(cfg Config) (*Pool, error) {
 		now:     cfg.Now,
 		logger:  cfg.Logger,
 	}
+	tlsCfg, err := cfg.TLS.clientConfig(cfg.TLSClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.TLSClientConfig = tlsCfg
 	members := make([]ketama.Member, 0, len(cfg.Shards))
 	for i, sc := range cfg.Shards {
 		u, err := parseShardURL(sc.URL)

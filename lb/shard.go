@@ -97,6 +97,7 @@ func newTransport(cfg *Config) *http.Transport {
 		Proxy:                  nil,
 		DialContext:            dial,
 		DialTLSContext:         dialTLS,
+		TLSClientConfig:        cfg.TLSClientConfig, // used only where dialTLS is nil (h2c)
 		MaxIdleConns:           cfg.MaxIdleConnsPerShard,
 		MaxIdleConnsPerHost:    cfg.MaxIdleConnsPerShard,
 		MaxConnsPerHost:        cfg.MaxConnsPerShard,
@@ -116,8 +117,10 @@ const tlsHandshakeTimeout = 10 * time.Second
 // dialTLSShard connects to addr and completes a TLS handshake offering the
 // ALPN protocols alpn. base (nil: the system roots) is cloned; its
 // ServerName defaults to addr's host. A dial error is returned as the
-// dialer's (a *net.OpError "dial": failover applies), a handshake error as
-// is (not a dial error: the shard was reached).
+// dialer's (a *net.OpError "dial": failover applies), a handshake error
+// wrapped with the address and the name verified (not a dial error: the
+// shard was reached), so that the log line of a failed request says which
+// name was checked against which shard.
 func dialTLSShard(ctx context.Context, d *net.Dialer, base *tls.Config, alpn []string, network, addr string) (*tls.Conn, error) {
 	raw, err := d.DialContext(ctx, network, addr)
 	if err != nil {
@@ -136,7 +139,7 @@ func dialTLSShard(ctx context.Context, d *net.Dialer, base *tls.Config, alpn []s
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		raw.Close()
-		return nil, err
+		return nil, fmt.Errorf("TLS handshake with %s (server name %q): %w", addr, cfg.ServerName, err)
 	}
 	return tc, nil
 }

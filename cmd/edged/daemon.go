@@ -116,11 +116,12 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 
 // startupChecks finds what starting on cfg would fail on beyond the
 // file's own rules, for -check-config: the purge tokens as the purge API
-// takes them (duplicate values, whitespace), and every TLS certificate and
+// takes them (duplicate values, whitespace), every TLS certificate and
 // key loaded as the certificate store does (when tls.listen is set, as
-// starting does); each problem is reported at its key.
+// starting does), and the origin TLS files (originTLSChecks); each
+// problem is reported at its key.
 func startupChecks(cfg *config.Config) []*config.Error {
-	var errs []*config.Error
+	errs := originTLSChecks(cfg)
 	if te, ok := errors.AsType[*purge.TokenError](purge.CheckTokens(purgeTokens(cfg))); ok {
 		errs = append(errs, &config.Error{Path: fmt.Sprintf("purge.tokens[%d].token", te.Index), Msg: te.Msg})
 	}
@@ -142,13 +143,37 @@ func startupChecks(cfg *config.Config) []*config.Error {
 	return errs
 }
 
-// loadConfig reads the file (or the embedded default) and applies the
-// command-line overrides, which win.
+// originTLSChecks reads the origin TLS files of every site (upstream.tls)
+// as its pool will, reporting a bad one at its key. Starting and reloading
+// run it too, so that a bad file is reported at its line there as well.
+func originTLSChecks(cfg *config.Config) []*config.Error {
+	var errs []*config.Error
+	for i, s := range cfg.Sites {
+		err := lb.CheckTLS(upstreamTLS(s.Upstream.TLS))
+		if err == nil {
+			continue
+		}
+		path, msg := fmt.Sprintf("sites[%d].upstream.tls", i), err.Error()
+		if fe, ok := errors.AsType[*lb.TLSFileError](err); ok {
+			path += map[string]string{"CAFile": ".ca", "CertFile": ".client_cert", "KeyFile": ".client_key"}[fe.Field]
+			msg = fe.File + ": " + fe.Err.Error()
+		}
+		errs = append(errs, &config.Error{Path: path, Msg: msg})
+	}
+	return errs
+}
+
+// loadConfig reads the file (or the embedded default), checks its origin
+// TLS files, and applies the command-line overrides, which win.
 func loadConfig(o *options) (*config.Config, error) {
 	cfg := config.Default()
 	if o.config != "" {
+		var checks []config.Check
+		if !o.set["origin"] { // -origin replaces the file's sites
+			checks = append(checks, originTLSChecks)
+		}
 		var err error
-		if cfg, err = config.Load(o.config); err != nil {
+		if cfg, err = config.Load(o.config, checks...); err != nil {
 			return nil, err
 		}
 	}
@@ -482,7 +507,11 @@ func (d *daemon) succeeded() bool {
 func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger) ([]*edge.Site, []*lb.Pool, error) {
 	var sites []*edge.Site
 	var pools []*lb.Pool
-	for _, s := range cfgSites {
+	for i, s := range cfgSites {
+		if s.Upstream.TLS.InsecureSkipVerify {
+			logger.Warn("origin TLS certificates are NOT verified: anyone on the path to the origins can read and change their traffic; remove insecure_skip_verify (use ca and server_name instead)",
+				"site", s.Name, "key", fmt.Sprintf("sites[%d].upstream.tls.insecure_skip_verify", i))
+		}
 		pool, err := lb.NewPool(poolConfig(s, lbm, logger))
 		if err != nil {
 			for _, p := range pools {
@@ -588,11 +617,7 @@ func certsConfig(t config.TLS, reg prometheus.Registerer, logger *slog.Logger) c
 	for i, c := range t.Certificates {
 		pairs[i] = certs.Pair{CertFile: c.Cert, KeyFile: c.Key, Default: c.Default}
 	}
-	minVersion := uint16(tls.VersionTLS12)
-	if t.MinVersion == "1.3" {
-		minVersion = tls.VersionTLS13
-	}
-	return certs.Config{Pairs: pairs, MinVersion: minVersion, Logger: logger, Registerer: reg}
+	return certs.Config{Pairs: pairs, MinVersion: tlsVersion(t.MinVersion), Logger: logger, Registerer: reg}
 }
 
 // poolConfig is the configuration of one site's origin pool.
@@ -614,6 +639,7 @@ func poolConfig(s config.Site, lbm *lb.Metrics, logger *slog.Logger) lb.Config {
 		Outlier:                outlierConfig(u),
 		MaxResponseHeaderBytes: u.MaxResponseHeaderBytes.Int64(),
 		Protocol:               u.Protocol,
+		TLS:                    upstreamTLS(u.TLS),
 		Metrics:                lbm,
 		Logger:                 logger,
 	}
@@ -634,6 +660,26 @@ func outlierConfig(u config.Upstream) lb.Outlier {
 		o.SlowStart = -1
 	}
 	return o
+}
+
+// upstreamTLS is the lb form of a site's upstream.tls.
+func upstreamTLS(t config.UpstreamTLS) lb.TLS {
+	return lb.TLS{
+		ServerName:         t.ServerName,
+		CAFile:             t.CA,
+		CertFile:           t.ClientCert,
+		KeyFile:            t.ClientKey,
+		MinVersion:         tlsVersion(t.MinVersion),
+		InsecureSkipVerify: t.InsecureSkipVerify,
+	}
+}
+
+// tlsVersion maps a min_version value ("1.2", "1.3") to its tls constant.
+func tlsVersion(v string) uint16 {
+	if v == "1.3" {
+		return tls.VersionTLS13
+	}
+	return tls.VersionTLS12
 }
 
 // edgeSite is one site of the edge handler, reaching its origins through

@@ -342,6 +342,33 @@ type Upstream struct {
 	// over TLS when offered) or "h2c" (HTTP/2 prior knowledge over
 	// cleartext, e.g. gRPC origins).
 	Protocol string `yaml:"protocol" default:"http1" check:"oneof=http1|h2|h2c"`
+	// TLS configures TLS to the site's https origins.
+	TLS UpstreamTLS `yaml:"tls"`
+}
+
+// UpstreamTLS configures TLS to a site's https origins; http origins do
+// not use it, but its files are checked all the same. The files are read
+// at start and at each reload.
+type UpstreamTLS struct {
+	// ServerName is sent as SNI and is the name the origins'
+	// certificates must be valid for; "" means each origin's host (from
+	// its URL).
+	ServerName string `yaml:"server_name"`
+	// CA is a PEM file of the CA certificates trusted to sign the
+	// origins' certificates, instead of the system roots (not in
+	// addition: concatenate the system bundle to trust both); "" means
+	// the system roots.
+	CA string `yaml:"ca"`
+	// ClientCert is a PEM client certificate chain presented to origins
+	// that ask for one (mutual TLS); "" means none. Requires ClientKey.
+	ClientCert string `yaml:"client_cert"`
+	// ClientKey is ClientCert's PEM private key file.
+	ClientKey string `yaml:"client_key"`
+	// MinVersion is the lowest TLS version offered to the origins.
+	MinVersion string `yaml:"min_version" default:"1.2" check:"oneof=1.2|1.3"`
+	// InsecureSkipVerify accepts any certificate from the origins, for
+	// any name. Logged as a warning at every start and reload.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // SiteCache configures caching for one site.

@@ -104,6 +104,7 @@ func TestDefaultValues(t *testing.T) {
 				SlowStart:              config.Duration(30 * time.Second),
 				Protocol:               "http1",
 				MaxResponseHeaderBytes: 64 << 10,
+				TLS:                    config.UpstreamTLS{MinVersion: "1.2"},
 			},
 			Cache: config.SiteCache{
 				Enabled:            true,
@@ -277,6 +278,36 @@ func TestParseErrors(t *testing.T) {
 			yaml: "\"a\\nb\": 1\n",
 			want: `edged.yaml:1: "a\nb": unknown key (known: …`,
 			line: 1, path: `"a\nb"`,
+		},
+		{
+			name: "upstream tls: client_cert without client_key",
+			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins:\n      - url: https://o:1\n    upstream:\n      tls:\n        client_cert: c.pem\n",
+			want: "edged.yaml:8: sites[0].upstream.tls.client_cert: set client_key too (the certificate's private key file)",
+			line: 8, path: "sites[0].upstream.tls.client_cert",
+		},
+		{
+			name: "upstream tls: client_key without client_cert",
+			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins:\n      - url: https://o:1\n    upstream:\n      tls:\n        client_key: k.pem\n",
+			want: "edged.yaml:8: sites[0].upstream.tls.client_key: set client_cert too (the certificate chain of this key)",
+			line: 8, path: "sites[0].upstream.tls.client_key",
+		},
+		{
+			name: "upstream tls: ca with insecure_skip_verify",
+			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins:\n      - url: https://o:1\n    upstream:\n      tls:\n        ca: ca.pem\n        insecure_skip_verify: true\n",
+			want: "edged.yaml:8: sites[0].upstream.tls.ca: has no effect with insecure_skip_verify…",
+			line: 8, path: "sites[0].upstream.tls.ca",
+		},
+		{
+			name: "upstream tls: server name with a port",
+			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins:\n      - url: https://o:1\n    upstream:\n      tls:\n        server_name: origin.example:443\n",
+			want: "edged.yaml:8: sites[0].upstream.tls.server_name: invalid server name \"origin.example:443\"…",
+			line: 8, path: "sites[0].upstream.tls.server_name",
+		},
+		{
+			name: "upstream tls: min_version 1.1",
+			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins:\n      - url: https://o:1\n    upstream:\n      tls:\n        min_version: \"1.1\"\n",
+			want: "edged.yaml:8: sites[0].upstream.tls.min_version: must be 1.2 or 1.3, got \"1.1\"",
+			line: 8, path: "sites[0].upstream.tls.min_version",
 		},
 		{
 			name: "wrong type: sequence for string",

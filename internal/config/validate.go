@@ -171,6 +171,7 @@ func (v *validator) sites(sites []Site) {
 		}
 
 		v.origins(p+".origins", s.Origins)
+		v.upstreamTLS(p+".upstream.tls", &s.Upstream.TLS)
 		v.targeted(p+".cache", &s.Cache)
 	}
 }
@@ -239,6 +240,32 @@ func (v *validator) origins(p string, origins []Origin) {
 			}
 		}
 	}
+}
+
+// upstreamTLS checks the keys of upstream.tls that go together; the
+// files themselves are read by the daemon's checks.
+func (v *validator) upstreamTLS(p string, t *UpstreamTLS) {
+	if t.ServerName != "" && !validServerName(t.ServerName) {
+		v.add(p+".server_name", "invalid server name %q: want a host name like origin.example.com or an IP address, without a port", t.ServerName)
+	}
+	switch {
+	case t.ClientCert != "" && t.ClientKey == "":
+		v.add(p+".client_cert", "set client_key too (the certificate's private key file)")
+	case t.ClientKey != "" && t.ClientCert == "":
+		v.add(p+".client_key", "set client_cert too (the certificate chain of this key)")
+	}
+	if t.InsecureSkipVerify && t.CA != "" {
+		v.add(p+".ca", "has no effect with insecure_skip_verify, which trusts every certificate: remove one of them")
+	}
+}
+
+// validServerName reports whether s can be verified against an origin's
+// certificate: a host name (any case) or an IP address.
+func validServerName(s string) bool {
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
+		return true
+	}
+	return validHostName(strings.ToLower(s))
 }
 
 func validSiteName(s string) bool {

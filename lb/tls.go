@@ -31,7 +31,11 @@ type TLS struct {
 
 	// CertFile and KeyFile are a PEM client certificate chain (leaf first)
 	// and its private key, presented to shards that ask for one (mutual
-	// TLS). Both or neither; empty means none.
+	// TLS), whatever CAs they name as acceptable: the shard judges it.
+	// (Go's default sends no certificate when no issuer in the chain is
+	// among those named, which fails a chain that leaves out an
+	// intermediate with a less clear error.) Both or neither; empty means
+	// none.
 	CertFile, KeyFile string
 
 	// MinVersion is the lowest TLS version offered (tls.VersionTLS12 or
@@ -114,7 +118,8 @@ func (t TLS) clientConfig(base *tls.Config) (*tls.Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+		cfg.Certificates = nil
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 	}
 	return cfg, nil
 }

@@ -2,6 +2,7 @@ package lb_test
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log"
@@ -52,6 +53,17 @@ func TestOriginTLS(t *testing.T) {
 
 	plain := &tls.Config{Certificates: []tls.Certificate{serverCert.TLS}}
 	mutual := &tls.Config{Certificates: []tls.Certificate{serverCert.TLS}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.Pool()}
+	// An origin naming other-ca as acceptable but verifying against
+	// client-ca itself (as nginx does with ssl_trusted_certificate).
+	namesOther := &tls.Config{Certificates: []tls.Certificate{serverCert.TLS}, ClientAuth: tls.RequireAnyClientCert, ClientCAs: otherCA.Pool(),
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			c, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return err
+			}
+			_, err = c.Verify(x509.VerifyOptions{Roots: clientCA.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+			return err
+		}}
 	tls12 := &tls.Config{Certificates: []tls.Certificate{serverCert.TLS}, MaxVersion: tls.VersionTLS12}
 	selfSigned := &tls.Config{Certificates: []tls.Certificate{otherCA.Issue(t, "whatever").TLS}}
 
@@ -81,6 +93,9 @@ func TestOriginTLS(t *testing.T) {
 		{name: "mTLS with h2", origin: mutual, protocol: "h2",
 			tls:     lb.TLS{ServerName: "origin.internal", CAFile: ca.File, CertFile: clientCert.CertFile, KeyFile: clientCert.KeyFile},
 			wantSNI: "origin.internal", wantCert: "edge-1", wantH2: true},
+		{name: "mTLS: the certificate goes even when its CA is not named as acceptable", origin: namesOther,
+			tls:     lb.TLS{ServerName: "origin.internal", CAFile: ca.File, CertFile: clientCert.CertFile, KeyFile: clientCert.KeyFile},
+			wantSNI: "origin.internal", wantCert: "edge-1"},
 		{name: "mTLS without a client certificate", origin: mutual, tls: lb.TLS{ServerName: "origin.internal", CAFile: ca.File},
 			wantErr: "certificate required"},
 		{name: "mTLS with a certificate the origin does not trust", origin: mutual,

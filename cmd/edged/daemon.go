@@ -80,6 +80,11 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 		if err != nil {
 			return err
 		}
+		for i, s := range cfg.Sites {
+			if s.Upstream.TLS.InsecureSkipVerify {
+				fmt.Fprintf(stdout, "%s: warning: sites[%d].upstream.tls.insecure_skip_verify: origin certificates of site %s are not verified\n", o.checkConfig, i, s.Name)
+			}
+		}
 		fmt.Fprintf(stdout, "%s: configuration is valid (%d sites)\n", o.checkConfig, len(cfg.Sites))
 		return nil
 	}

@@ -108,6 +108,18 @@ func TestInsecureSkipVerifyWarnsOnReload(t *testing.T) {
 	}
 }
 
+// -check-config accepts insecure_skip_verify with a warning.
+func TestCheckConfigWarnsInsecureSkipVerify(t *testing.T) {
+	file := writeConfig(t, originTLSSite("https://127.0.0.1:1", "      tls:\n        insecure_skip_verify: true\n"))
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-check-config", file}, &out, &out, nil); err != nil {
+		t.Fatalf("-check-config: %v", err)
+	}
+	if want := file + ": warning: sites[0].upstream.tls.insecure_skip_verify: "; !strings.Contains(out.String(), want) {
+		t.Errorf("-check-config said %q, want a line starting %q", out.String(), want)
+	}
+}
+
 // -check-config, starting and reloading read the origin TLS files and
 // report a bad one as FILE:LINE: key.path: message.
 func TestCheckConfigOriginTLSFiles(t *testing.T) {

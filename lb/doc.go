@@ -65,6 +65,12 @@
 // does TLS handshakes itself) and the pool removes that field exactly when
 // the origin did not send it.
 //
+// Do returns how it routed the request as a value (Route: the shard that
+// answered, or with an error the last one tried, and the number tried); Send
+// returns the shard's name alone, which is the cache.Origin seam through
+// which the cache and the edge reach origins. Nothing travels in the
+// request's context.
+//
 // # Origin TLS
 //
 // Config.TLS configures TLS to a pool's https shards from names and files:
@@ -77,15 +83,10 @@
 // and file; CheckTLS runs the same checks without a pool. The settings are
 // applied over Config.TLSClientConfig, the Go API's base configuration.
 // With Protocol "h2" each connection offers h2 and http/1.1 by ALPN. A
-// failed handshake is not a dial error (the shard was reached, and
-// another shard would fail alike): it is returned, naming the address and
-// the server name checked, with no failover.
-//
-// Do returns how it routed the request as a value (Route: the shard that
-// answered, or with an error the last one tried, and the number tried); Send
-// returns the shard's name alone, which is the cache.Origin seam through
-// which the cache and the edge reach origins. Nothing travels in the
-// request's context.
+// failed handshake is not a dial error (the shard was reached, and with
+// one setting for the pool another shard would most likely fail alike):
+// it is returned, naming the address and the server name checked, with no
+// failover, and counts as a gateway failure for outlier ejection.
 //
 // # Metrics
 //

@@ -221,3 +221,30 @@ func TestTLSFiles(t *testing.T) {
 		t.Errorf("CheckTLS of good files: %v", err)
 	}
 }
+
+// A shard whose certificate fails verification (here: another CA's, as
+// after a botched renewal) is not failed over within the request, but
+// counts as failing for outlier ejection: after ConsecutiveFailures its
+// keys go to the healthy shard.
+func TestBadCertificateShardEjected(t *testing.T) {
+	ca, otherCA := testkit.NewCA(t, "origin-ca"), testkit.NewCA(t, "other-ca")
+	good := tlsOrigin(t, &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "origin.internal").TLS}})
+	bad := tlsOrigin(t, &tls.Config{Certificates: []tls.Certificate{otherCA.Issue(t, "origin.internal").TLS}})
+	p := newPool(t, lb.Config{
+		Name:    "site",
+		Shards:  []lb.Shard{{Name: "good", URL: good.URL}, {Name: "bad", URL: bad.URL}},
+		TLS:     lb.TLS{ServerName: "origin.internal", CAFile: ca.File},
+		Outlier: lb.Outlier{ConsecutiveFailures: 2},
+		Now:     newFakeClock().Now,
+	})
+	key := keyOwnedBy(t, p, "bad")
+	for i := range 2 {
+		_, _, rt, err := send(t, p, newRequest(t, http.MethodGet, "https://site.example/", nil), key)
+		if err == nil || rt.Shard != "bad" || rt.Attempts != 1 {
+			t.Fatalf("request %d: route %+v, err %v; want an error from bad alone", i, rt, err)
+		}
+	}
+	if shard, code := answer(t, p, key); shard != "good" || code != 200 {
+		t.Fatalf("after ejection: %s answered %d, want good with 200", shard, code)
+	}
+}

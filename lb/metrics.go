@@ -24,12 +24,16 @@ import (
 //	edged_upstream_shard_up{pool,shard}                 gauge: 1, or 0 while the shard is marked down
 //	edged_upstream_ejections_total{pool,shard,reason}   counter: outlier ejections, by the failure that ejected
 //	edged_upstream_ejected{pool,shard}                  gauge: 1 while the shard is ejected, else 0
+//	edged_upstream_retries_total{pool,reason}           counter: tries sent to the next shard, by what failed
+//	edged_upstream_retry_budget_exhausted_total{pool}   counter: retries refused by the retry budget
 type Metrics struct {
 	requests    *prometheus.CounterVec
 	connections *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	failovers   *prometheus.CounterVec
 	ejections   *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	exhausted   *prometheus.CounterVec
 	up          *upCollector
 }
 
@@ -63,6 +67,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "edged_upstream_ejections_total",
 			Help: "Outlier ejections of a shard after consecutive gateway failures, by the failure that ejected it.",
 		}, []string{"pool", "shard", "reason"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_upstream_retries_total",
+			Help: "Requests sent on to the next shard after a try failed, by the failure (connect_error, reset, status_502/503/504).",
+		}, []string{"pool", "reason"}),
+		exhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_upstream_retry_budget_exhausted_total",
+			Help: "Retries not made because the pool's retry budget was spent; the failed try's outcome was returned.",
+		}, []string{"pool"}),
 		up: &upCollector{
 			desc: prometheus.NewDesc("edged_upstream_shard_up",
 				"Whether the shard is eligible for picks (1) or marked down after a dial failure (0).",
@@ -74,9 +86,42 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		},
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.ejections, m.up)
+		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.ejections, m.retries, m.exhausted, m.up)
 	}
 	return m
+}
+
+// poolMetrics is one pool's view of Metrics with the pool label bound. A nil
+// *poolMetrics records nothing.
+type poolMetrics struct {
+	retries   map[string]prometheus.Counter // by reason
+	exhausted prometheus.Counter
+}
+
+// forPool binds the pool label, creating every retry series at zero so
+// that rate() works from the first retry.
+func (m *Metrics) forPool(pool string) *poolMetrics {
+	if m == nil {
+		return nil
+	}
+	pm := &poolMetrics{retries: make(map[string]prometheus.Counter, len(retryReasons)),
+		exhausted: m.exhausted.WithLabelValues(pool)}
+	for _, r := range retryReasons {
+		pm.retries[r] = m.retries.WithLabelValues(pool, r)
+	}
+	return pm
+}
+
+func (pm *poolMetrics) retry(reason string) {
+	if pm != nil {
+		pm.retries[reason].Inc()
+	}
+}
+
+func (pm *poolMetrics) budgetExhausted() {
+	if pm != nil {
+		pm.exhausted.Inc()
+	}
 }
 
 // shardMetrics is one shard's view of Metrics with the pool and shard labels

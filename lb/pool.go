@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -63,6 +64,11 @@ type Config struct {
 	// and come back with slow start. The zero value is on with defaults.
 	Outlier Outlier
 
+	// Retry configures retries on the next shard after a try that may
+	// have reached the origin (retry.go): bounded, and within a budget.
+	// The zero value is on with defaults.
+	Retry Retry
+
 	// Protocol is how the pool talks to its shards: "" or "http1"
 	// (HTTP/1.1 only), "h2" (HTTP/2 over TLS when the shard offers it,
 	// else HTTP/1.1) or "h2c" (HTTP/2 with prior knowledge over cleartext,
@@ -91,8 +97,8 @@ type Config struct {
 	// Logger receives shard state changes. Nil means discard.
 	Logger *slog.Logger
 
-	// Now is the clock for the down and ejected states of shards and for
-	// slow start. Nil means time.Now.
+	// Now is the clock for the down and ejected states of shards, for
+	// slow start and for the retry budget's window. Nil means time.Now.
 	// Request durations are always measured with the real clock.
 	Now func() time.Time
 }
@@ -108,7 +114,8 @@ const (
 
 // Pool is an http.RoundTripper that sends each request to one of a set of
 // origin shards, chosen by consistent hashing of the request's key, and fails
-// over to the next shard on the ring when a shard cannot be dialled. It is
+// over to the next shard on the ring when a shard cannot be dialled, resets
+// the connection or (optionally) answers 502/503/504, within a retry budget. It is
 // safe for concurrent use. Its shard set is fixed; build a new Pool to change
 // it.
 type Pool struct {
@@ -118,6 +125,9 @@ type Pool struct {
 	byName  map[string]*shard // ring member name → shard
 	downFor time.Duration
 	ejector *ejector
+	retry   Retry
+	budget  *retryBudget
+	metrics *poolMetrics // nil when the pool has no Metrics
 	now     func() time.Time
 	logger  *slog.Logger
 }
@@ -138,6 +148,9 @@ func NewPool(cfg Config) (*Pool, error) {
 		name:    cfg.Name,
 		byName:  make(map[string]*shard, len(cfg.Shards)),
 		downFor: cfg.DownFor,
+		retry:   cfg.Retry,
+		budget:  newRetryBudget(cfg.Retry, cfg.Now),
+		metrics: cfg.Metrics.forPool(cfg.Name),
 		now:     cfg.Now,
 		logger:  cfg.Logger,
 	}
@@ -198,6 +211,9 @@ func (c *Config) setDefaults() error {
 		}
 	}
 	if err := c.Outlier.setDefaults(); err != nil {
+		return err
+	}
+	if err := c.Retry.setDefaults(); err != nil {
 		return err
 	}
 	if c.MaxIdleConnsPerShard == 0 {
@@ -269,16 +285,21 @@ func (p *Pool) Send(req *http.Request, key string) (*http.Response, string, erro
 // path and the query are kept.
 //
 // Shards marked down or ejected (see Config.Outlier) are skipped unless none
-// is left, in which case all are tried in ring order; each attempt's outcome
-// feeds outlier detection. If a shard cannot be dialled, it is marked down for
-// Config.DownFor and, when req can be replayed, the request goes to the next
-// shard in ring order. Replayable means an idempotent method (GET, HEAD,
-// OPTIONS, TRACE, PUT, DELETE) and a body that is nil, http.NoBody or
-// recreatable through req.GetBody. Once a shard has responded, there is no
-// retry.
+// is left, in which case all are tried in ring order; each try's outcome
+// feeds outlier detection. A replayable request moves to the next shard in
+// ring order when a try fails in a way another shard may not (Config.Retry):
+// the shard cannot be dialled (it is then marked down for Config.DownFor), the
+// connection is reset or closed before any response, or, with Retry.OnStatus,
+// the shard answers 502, 503 or 504. Replayable means an idempotent method
+// (GET, HEAD, OPTIONS, TRACE, PUT, DELETE; RFC 9110, 9.2.2) and a body that is
+// nil, http.NoBody or recreatable through req.GetBody, so a body that cannot
+// be replayed is never sent twice. Dial failures move on to every candidate;
+// other retries are bounded by Retry.Max and the retry budget, and when they
+// run out the outcome in hand (an error or a gateway answer) is returned. A
+// timeout is not retried.
 //
-// A dial failure is returned as a *DialError (from the last shard tried);
-// other errors are wrapped with the shard's name.
+// When every try failed to dial, the last *DialError is returned; other
+// errors are wrapped with the shard's name.
 func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) {
 	ctx := req.Context()
 	if key == "" {
@@ -286,13 +307,14 @@ func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) 
 	}
 	cands := p.candidates(key)
 	replay := replayable(req)
+	p.budget.request()
 
-	var lastErr error
 	var rt Route
+	retries := 0
 	for i, s := range cands {
 		body := req.Body
 		if i > 0 && body != nil && body != http.NoBody {
-			// The transport closed the previous attempt's body;
+			// The transport closed the previous try's body;
 			// replayable guarantees GetBody is set.
 			var err error
 			if body, err = req.GetBody(); err != nil {
@@ -304,22 +326,45 @@ func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) 
 		if reason, counted := gatewayFailure(ctx, resp, err); counted {
 			p.ejector.record(s, reason)
 		}
-		if err == nil {
-			return resp, rt, nil
+		why := retryReason(ctx, resp, err, p.retry.OnStatus)
+		dial := why == reasonConnect
+		if dial {
+			p.markDown(s, err)
+			err = &DialError{Shard: s.name, Err: err}
+		} else if err != nil {
+			err = fmt.Errorf("lb: shard %s: %w", s.name, err)
 		}
-		if !isDialError(err) || ctx.Err() != nil {
-			// Either the request may have reached the origin, or the
-			// caller gave up (which is not the shard's fault).
-			return nil, rt, fmt.Errorf("lb: shard %s: %w", s.name, err)
+		if why == "" || !replay || i == len(cands)-1 || !dial && !p.mayRetry(retries) {
+			return resp, rt, err
 		}
-		p.markDown(s, err)
-		lastErr = &DialError{Shard: s.name, Err: err}
-		if !replay || i == len(cands)-1 {
-			break
+		if !dial {
+			retries++
 		}
-		s.metrics.failover()
+		if resp != nil {
+			// Drain a little so the connection may be reused.
+			io.CopyN(io.Discard, resp.Body, 4<<10)
+			resp.Body.Close()
+		}
+		if dial {
+			s.metrics.failover()
+		}
+		p.metrics.retry(why)
 	}
-	return nil, rt, lastErr
+	return nil, rt, errors.New("lb: no shard to try") // candidates is never empty
+}
+
+// mayRetry reports whether one more retry after a try that may have reached
+// an origin is allowed, retries having been made: within Retry.Max and the
+// budget. An exhausted budget is counted.
+func (p *Pool) mayRetry(retries int) bool {
+	if retries >= p.retry.Max {
+		return false
+	}
+	if !p.budget.withdraw() {
+		p.metrics.budgetExhausted()
+		return false
+	}
+	return true
 }
 
 // candidates returns the shards to try for key, in ring order: the available

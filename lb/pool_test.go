@@ -291,6 +291,8 @@ func TestAllShardsDown(t *testing.T) {
 	}
 }
 
+// Errors other than dial failures are not retried when retries are off
+// (Retry.Max < 0), nor is a timeout ever (there is no per-try timeout yet).
 func TestOtherErrorsAreNotRetried(t *testing.T) {
 	// An origin that accepts the connection and drops it without answering.
 	hangup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -318,7 +320,7 @@ func TestOtherErrorsAreNotRetried(t *testing.T) {
 		url    string
 		config func(*lb.Config)
 	}{
-		{"connection dropped", hangup.URL, func(*lb.Config) {}},
+		{"connection dropped, retries off", hangup.URL, func(c *lb.Config) { c.Retry.Max = -1 }},
 		{"response header timeout", stall.URL, func(c *lb.Config) { c.ResponseHeaderTimeout = 50 * time.Millisecond }},
 	}
 	for _, tt := range tests {

@@ -642,6 +642,7 @@ func poolConfig(s config.Site, lbm *lb.Metrics, logger *slog.Logger) lb.Config {
 		ResponseHeaderTimeout:  u.ResponseHeaderTimeout.Std(),
 		DownFor:                u.DownFor.Std(),
 		Outlier:                outlierConfig(u),
+		Retry:                  retryConfig(u),
 		MaxResponseHeaderBytes: u.MaxResponseHeaderBytes.Int64(),
 		Protocol:               u.Protocol,
 		TLS:                    upstreamTLS(u.TLS),
@@ -665,6 +666,25 @@ func outlierConfig(u config.Upstream) lb.Outlier {
 		o.SlowStart = -1
 	}
 	return o
+}
+
+// retryConfig maps a site's retry keys to lb.Retry, where zero means the
+// default and negative means none: retries 0, retry_budget_percent 0 and
+// retry_budget_min_per_second 0 mean none.
+func retryConfig(u config.Upstream) lb.Retry {
+	neg := func(n int) int {
+		if n == 0 {
+			return -1
+		}
+		return n
+	}
+	return lb.Retry{
+		Max:           neg(u.Retries),
+		OnStatus:      u.RetryOnStatus,
+		BudgetPercent: neg(u.RetryBudgetPercent),
+		BudgetWindow:  u.RetryBudgetWindow.Std(),
+		MinPerSecond:  neg(u.RetryBudgetMinPerSecond),
+	}
 }
 
 // upstreamTLS is the lb form of a site's upstream.tls.

@@ -335,6 +335,21 @@ type Upstream struct {
 	// SlowStart is how long an origin back from an ejection takes to get
 	// its full share of keys again; 0 means at once.
 	SlowStart Duration `yaml:"slow_start" default:"30s" check:">=0"`
+	// Retries is how many times an idempotent request (or cache fill) is
+	// retried on the next shard after a reset before any response (or a
+	// 502/503/504 with RetryOnStatus); 0 means never. Dial failures always
+	// move on to the next shard.
+	Retries int `yaml:"retries" default:"2" check:">=0"`
+	// RetryOnStatus also retries a 502, 503 or 504 answer.
+	RetryOnStatus bool `yaml:"retry_on_status"`
+	// RetryBudgetPercent caps retries at this share of the site's origin
+	// requests over RetryBudgetWindow, above the per-second floor.
+	RetryBudgetPercent int `yaml:"retry_budget_percent" default:"20" check:"min=0 max=100"`
+	// RetryBudgetWindow is the retry budget's sliding window.
+	RetryBudgetWindow Duration `yaml:"retry_budget_window" default:"10s" check:">0"`
+	// RetryBudgetMinPerSecond is the retry budget's floor: retries a
+	// second (averaged over the window) allowed however quiet the site.
+	RetryBudgetMinPerSecond int `yaml:"retry_budget_min_per_second" default:"10" check:">=0"`
 	// MaxResponseHeaderBytes limits an origin response's header (502 when
 	// exceeded).
 	MaxResponseHeaderBytes ByteSize `yaml:"max_response_header_bytes" default:"64KiB"`

@@ -37,13 +37,27 @@
 // to ramp, so the share is of keys rather than of requests; the accepted keys
 // only grow during the window, so each key moves back once and stays.
 //
-// Only dial failures cause failover within a request, because only then is
-// it certain the origin never saw the request. The request moves to the next
-// shard in ring order if it is replayable: an idempotent method (GET, HEAD,
-// OPTIONS, TRACE, PUT, DELETE) with no body or a body recreatable through
-// Request.GetBody. Any other error, and any response, whatever its status, is
-// returned to the caller as is; retrying after a response is the caller's
-// decision.
+// # Retries
+//
+// Within a request, a replayable request moves to the next shard in ring
+// order after a try that failed in a way another shard likely would not.
+// Replayable means an idempotent method (GET, HEAD, OPTIONS, TRACE, PUT,
+// DELETE; RFC 9110, 9.2.2; cache fills are GETs) with no body or a body
+// recreatable through Request.GetBody: a body that cannot be replayed, and
+// a POST or PATCH, are never sent twice once they may have reached an origin.
+//
+// A dial failure (refused, connect timeout) always moves on, to every
+// candidate if need be, and costs nothing: the origin never saw the request,
+// so it adds no load. A connection reset or closed before any response
+// (retry.go), and with Retry.OnStatus a 502, 503 or 504 answer, may have cost
+// the origin work, so those retries are bounded twice: Retry.Max per request
+// (2), and a retry budget per pool, Finagle's and Envoy's guard against retry
+// storms: retries over a sliding Retry.BudgetWindow (10s) stay within
+// Retry.BudgetPercent (20%) of the requests, or Retry.MinPerSecond (10) a
+// second if that is more, so a quiet pool can still retry. With the budget
+// spent, the outcome in hand (the error, or the gateway answer) is returned.
+// Timeouts are not retried, and any other error or answer is returned as is.
+// Every try, retried or not, feeds outlier detection.
 //
 // # Requests
 //
@@ -86,13 +100,14 @@
 // failed handshake is not a dial error (the shard was reached, and with
 // one setting for the pool another shard would most likely fail alike):
 // it is returned, naming the address and the server name checked, with no
-// failover, and counts as a gateway failure for outlier ejection.
+// failover (unless the shard broke the handshake off: a reset, retried as
+// above), and counts as a gateway failure for outlier ejection.
 //
 // # Metrics
 //
 // Metrics, created once with NewMetrics and shared by pools through
 // Config.Metrics, counts attempts by status code, new and reused connections
 // (through net/http/httptrace), time to response headers, failovers, the
-// up/down state of each shard, outlier ejections by reason and the ejected
-// state of each shard.
+// up/down state of each shard, outlier ejections by reason, the ejected
+// state of each shard, retries by reason and retries the budget refused.
 package lb

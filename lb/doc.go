@@ -49,15 +49,17 @@
 // A dial failure (refused, connect timeout) always moves on, to every
 // candidate if need be, and costs nothing: the origin never saw the request,
 // so it adds no load. A connection reset or closed before any response
-// (retry.go), and with Retry.OnStatus a 502, 503 or 504 answer, may have cost
-// the origin work, so those retries are bounded twice: Retry.Max per request
-// (2), and a retry budget per pool, Finagle's and Envoy's guard against retry
-// storms: retries over a sliding Retry.BudgetWindow (10s) stay within
-// Retry.BudgetPercent (20%) of the requests, or Retry.MinPerSecond (10) a
-// second if that is more, so a quiet pool can still retry. With the budget
-// spent, the outcome in hand (the error, or the gateway answer) is returned.
-// Timeouts are not retried, and any other error or answer is returned as is.
-// Every try, retried or not, feeds outlier detection.
+// (retry.go), no response headers within Config.ResponseHeaderTimeout (each
+// try's own first-byte timeout), and with Retry.OnStatus a 502, 503 or 504
+// answer may each have cost the origin work, so those retries are bounded
+// twice: Retry.Max per request (2), and a retry budget per pool, Finagle's
+// and Envoy's guard against retry storms: retries over a sliding
+// Retry.BudgetWindow (10s) stay within Retry.BudgetPercent (20%) of the
+// requests, or Retry.MinPerSecond (10) a second if that is more, so a quiet
+// pool can still retry. With the budget spent, the outcome in hand (the
+// error, or the gateway answer) is returned. Nothing is retried once the
+// caller's context is done, and any other error or answer is returned as
+// is. Every try, retried or not, feeds outlier detection.
 //
 // # Requests
 //

@@ -52,7 +52,9 @@ type Config struct {
 	DialTimeout time.Duration
 
 	// ResponseHeaderTimeout bounds the wait for an origin's response
-	// headers once the request is written. Zero means 30s.
+	// headers once the request is written, per try: a replayable request
+	// whose try times out is retried on the next shard (Retry). Zero means
+	// 30s.
 	ResponseHeaderTimeout time.Duration
 
 	// DownFor is how long a shard whose dial failed is skipped by later
@@ -289,14 +291,15 @@ func (p *Pool) Send(req *http.Request, key string) (*http.Response, string, erro
 // feeds outlier detection. A replayable request moves to the next shard in
 // ring order when a try fails in a way another shard may not (Config.Retry):
 // the shard cannot be dialled (it is then marked down for Config.DownFor), the
-// connection is reset or closed before any response, or, with Retry.OnStatus,
+// connection is reset or closed before any response, no response headers came
+// within Config.ResponseHeaderTimeout (each try's own), or, with Retry.OnStatus,
 // the shard answers 502, 503 or 504. Replayable means an idempotent method
 // (GET, HEAD, OPTIONS, TRACE, PUT, DELETE; RFC 9110, 9.2.2) and a body that is
 // nil, http.NoBody or recreatable through req.GetBody, so a body that cannot
 // be replayed is never sent twice. Dial failures move on to every candidate;
 // other retries are bounded by Retry.Max and the retry budget, and when they
-// run out the outcome in hand (an error or a gateway answer) is returned. A
-// timeout is not retried.
+// run out the outcome in hand (an error or a gateway answer) is returned.
+// Nothing is retried once req's context is done.
 //
 // When every try failed to dial, the last *DialError is returned; other
 // errors are wrapped with the shard's name.

@@ -292,7 +292,7 @@ func TestAllShardsDown(t *testing.T) {
 }
 
 // Errors other than dial failures are not retried when retries are off
-// (Retry.Max < 0), nor is a timeout ever (there is no per-try timeout yet).
+// (Retry.Max < 0).
 func TestOtherErrorsAreNotRetried(t *testing.T) {
 	// An origin that accepts the connection and drops it without answering.
 	hangup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -321,7 +321,10 @@ func TestOtherErrorsAreNotRetried(t *testing.T) {
 		config func(*lb.Config)
 	}{
 		{"connection dropped, retries off", hangup.URL, func(c *lb.Config) { c.Retry.Max = -1 }},
-		{"response header timeout", stall.URL, func(c *lb.Config) { c.ResponseHeaderTimeout = 50 * time.Millisecond }},
+		{"response header timeout, retries off", stall.URL, func(c *lb.Config) {
+			c.ResponseHeaderTimeout = 50 * time.Millisecond
+			c.Retry.Max = -1
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

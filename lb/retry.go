@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"syscall"
@@ -13,8 +14,9 @@ import (
 
 // Retry configures how the Pool retries a request on the next shard in ring
 // order after a try that may have reached the origin: the connection was
-// reset or closed before any response, or (with OnStatus) the shard answered
-// 502, 503 or 504. Only replayable requests are retried (see Pool.Do). The
+// reset or closed before any response, no response headers came within
+// Config.ResponseHeaderTimeout (the per-try first-byte timeout), or (with
+// OnStatus) the shard answered 502, 503 or 504. Only replayable requests are retried (see Pool.Do). The
 // zero value retries at most twice, within a budget of 20% of requests over
 // 10s plus 10 retries a second, the defaults of Finagle's RetryBudget.
 //
@@ -83,13 +85,14 @@ func (r *Retry) setDefaults() error {
 
 // Retry reasons, the "reason" label of edged_upstream_retries_total: the
 // connect and reset reasons of outlier detection, and the status ones.
-var retryReasons = []string{reasonConnect, reasonReset, reason502, reason503, reason504}
+var retryReasons = []string{reasonConnect, reasonReset, reasonTimeout, reason502, reason503, reason504}
 
 // retryReason says whether the outcome of one try allows another on the next
 // shard, and why: "" when it does not. A dial failure always does; a reset
-// or an early close before any response does; a gateway status does when
-// onStatus is set. A timeout does not (a per-try timeout would be needed
-// first), nor does anything once the caller gave up.
+// or an early close before any response does, and so does a try's own
+// timeout (Config.ResponseHeaderTimeout, the per-try time to first byte); a
+// gateway status does when onStatus is set. Nothing does once the caller
+// gave up or its deadline passed.
 func retryReason(ctx context.Context, resp *http.Response, err error, onStatus bool) string {
 	if ctx.Err() != nil {
 		return ""
@@ -113,6 +116,10 @@ func retryReason(ctx context.Context, resp *http.Response, err error, onStatus b
 	}
 	if isReset(err) {
 		return reasonReset
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return reasonTimeout
 	}
 	return ""
 }

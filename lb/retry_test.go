@@ -2,6 +2,7 @@ package lb_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -265,5 +266,47 @@ func TestRetryMax(t *testing.T) {
 		if route.Attempts != tt.wantTries {
 			t.Errorf("Max %d: %d tries, want %d", tt.max, route.Attempts, tt.wantTries)
 		}
+	}
+}
+
+// A shard that accepts requests and never answers costs a GET one
+// ResponseHeaderTimeout (the per-try first-byte timeout), then the next
+// shard answers; a caller whose own deadline passed gets no retry.
+func TestRetryOnTryTimeout(t *testing.T) {
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(release) })
+	reg := prometheus.NewRegistry()
+	p := newPool(t, lb.Config{
+		Name:                  "site",
+		Shards:                []lb.Shard{{Name: "hang", URL: hang.URL}, {Name: "good", URL: testOrigin(t, "good").URL}},
+		ResponseHeaderTimeout: 50 * time.Millisecond,
+		Outlier:               lb.Outlier{Disabled: true},
+		Metrics:               lb.NewMetrics(reg),
+	})
+	key := keyOwnedBy(t, p, "hang")
+	resp, _, route, err := send(t, p, newRequest(t, "GET", "http://site.example/", nil), key)
+	if err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+	if o := resp.Header.Get(hdrOrigin); o != "good" || route.Attempts != 2 {
+		t.Fatalf("answered by %q after %d tries, want good after 2", o, route.Attempts)
+	}
+	if got := metricValue(t, reg, "edged_upstream_retries_total", map[string]string{"pool": "site", "reason": "timeout"}); got != 1 {
+		t.Errorf("edged_upstream_retries_total{timeout} = %v, want 1", got)
+	}
+
+	// The caller's deadline, shorter than the try's: no retry.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, _, route, err = send(t, p, newRequest(t, "GET", "http://site.example/", nil).WithContext(ctx), key)
+	if err == nil || route.Shard != "hang" || route.Attempts != 1 {
+		t.Fatalf("caller deadline: err %v, Route %+v; want an error from hang after 1 try", err, route)
 	}
 }

@@ -314,7 +314,8 @@ type Upstream struct {
 	// to an origin.
 	DialTimeout Duration `yaml:"dial_timeout" default:"5s" check:">0"`
 	// ResponseHeaderTimeout bounds the wait for an origin's response headers
-	// after the request is written; 0 also means the default.
+	// after the request is written, per try (see Retries); 0 also means the
+	// default.
 	ResponseHeaderTimeout Duration `yaml:"response_header_timeout" default:"30s" check:">=0"`
 	// DownFor is how long an origin that refused a dial is skipped before it
 	// is tried again; 0 also means the default.
@@ -336,8 +337,8 @@ type Upstream struct {
 	// its full share of keys again; 0 means at once.
 	SlowStart Duration `yaml:"slow_start" default:"30s" check:">=0"`
 	// Retries is how many times an idempotent request (or cache fill) is
-	// retried on the next shard after a reset before any response (or a
-	// 502/503/504 with RetryOnStatus); 0 means never. Dial failures always
+	// retried on the next shard after a reset or a response header timeout
+	// (or a 502/503/504 with RetryOnStatus); 0 means never. Dial failures always
 	// move on to the next shard.
 	Retries int `yaml:"retries" default:"2" check:">=0"`
 	// RetryOnStatus also retries a 502, 503 or 504 answer.

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -190,12 +189,7 @@ func TestLimitListener(t *testing.T) {
 // max_conns_per_ip the connection evicted is a silent one, never an older
 // one that carried a request.
 func TestServersMarkRequestHeads(t *testing.T) {
-	cert := httptest.NewUnstartedServer(nil) // borrow httptest's certificate
-	cert.StartTLS()
-	tlsCfg := cert.TLS.Clone()
-	roots := cert.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	cert.Close()
-	tlsCfg.NextProtos = []string{"h2", "http/1.1"}
+	tlsCfg, roots := testTLS(t, "h2", "http/1.1")
 	clientTLS := &tls.Config{RootCAs: roots, ServerName: "example.com"}
 	var h2c, h2, h11 http.Protocols
 	h2c.SetUnencryptedHTTP2(true)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
@@ -24,12 +25,7 @@ import (
 // knowledge when h2c is off, and connections that never carried a request
 // counted as unused.
 func TestServerProtocols(t *testing.T) {
-	cert := httptest.NewUnstartedServer(nil) // borrow httptest's certificate
-	cert.StartTLS()
-	tlsCfg := cert.TLS.Clone()
-	roots := cert.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	cert.Close()
-	tlsCfg.NextProtos = []string{"h2", "http/1.1"}
+	tlsCfg, roots := testTLS(t, "h2", "http/1.1")
 
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Proto)
@@ -125,6 +121,19 @@ func TestServerProtocols(t *testing.T) {
 	}
 }
 
+// testTLS returns a server TLS configuration with httptest's certificate
+// (for example.com and 127.0.0.1) offering the ALPN protocols protos, and
+// the pool that trusts it.
+func testTLS(t testing.TB, protos ...string) (*tls.Config, *x509.CertPool) {
+	t.Helper()
+	cert := httptest.NewUnstartedServer(nil) // borrow httptest's certificate
+	cert.StartTLS()
+	defer cert.Close()
+	cfg := cert.TLS.Clone()
+	cfg.NextProtos = protos
+	return cfg, cert.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+}
+
 func listen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -200,12 +209,7 @@ func TestPragmaUnderNetHTTPGainsCacheControl(t *testing.T) {
 // cleartext and TLS.
 func TestFirstByteTimeout(t *testing.T) {
 	const firstByte, header = 200 * time.Millisecond, 10 * time.Second
-	cert := httptest.NewUnstartedServer(nil) // borrow httptest's certificate
-	cert.StartTLS()
-	tlsCfg := cert.TLS.Clone()
-	roots := cert.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	cert.Close()
-	tlsCfg.NextProtos = []string{"http/1.1"}
+	tlsCfg, roots := testTLS(t, "http/1.1")
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 
 	// closedWithin reports whether the server closed c within d (a read

@@ -93,6 +93,15 @@ type Config struct {
 	// empty one: the system's roots.
 	TLSClientConfig *tls.Config
 
+	// Policy is the balancing policy, which orders the shards a request
+	// is tried on: "" or "ketama" (consistent hashing of the routing key,
+	// for caching sites). Selector, when set, replaces it.
+	Policy string
+
+	// Selector is a balancing policy of the Go API user's own; nil means
+	// the one Policy names.
+	Selector Selector
+
 	// Metrics receives the pool's metrics. Nil means none are recorded.
 	Metrics *Metrics
 
@@ -125,6 +134,8 @@ type Pool struct {
 	ring    *ketama.Ring
 	shards  []*shard          // config order
 	byName  map[string]*shard // ring member name → shard
+	ups     []*Upstream       // config order
+	sel     Selector
 	downFor time.Duration
 	ejector *ejector
 	retry   Retry
@@ -174,9 +185,10 @@ func NewPool(cfg Config) (*Pool, error) {
 		if _, dup := p.byName[name]; dup {
 			return nil, fmt.Errorf("lb: shard %d: duplicate shard name %q", i, name)
 		}
-		s := &shard{name: name, scheme: u.Scheme, host: u.Host, transport: newTransport(&cfg)}
+		s := &shard{name: name, weight: max(sc.Weight, 1), scheme: u.Scheme, host: u.Host, transport: newTransport(&cfg)}
 		p.byName[name] = s
 		p.shards = append(p.shards, s)
+		p.ups = append(p.ups, &Upstream{s: s, pool: p, index: i})
 		members = append(members, ketama.Member{Name: name, Weight: sc.Weight})
 	}
 	p.ejector = newEjector(cfg.Outlier, cfg.Name, p.shards, cfg.Now, cfg.Logger)
@@ -188,6 +200,10 @@ func NewPool(cfg Config) (*Pool, error) {
 		return nil, fmt.Errorf("lb: %w", err)
 	}
 	p.ring = ring
+	p.sel = cfg.Selector
+	if p.sel == nil {
+		p.sel = newKetamaSelector(ring, p.ups)
+	}
 	return p, nil
 }
 
@@ -196,6 +212,11 @@ func (c *Config) setDefaults() error {
 	case "", "http1", "h2", "h2c":
 	default:
 		return fmt.Errorf("lb: Protocol must be http1, h2 or h2c, got %q", c.Protocol)
+	}
+	switch c.Policy {
+	case "", "ketama":
+	default:
+		return fmt.Errorf("lb: unknown Policy %q", c.Policy)
 	}
 	for _, f := range []struct {
 		name string
@@ -256,6 +277,14 @@ func (p *Pool) CloseIdleConnections() {
 	}
 }
 
+// Close retires the pool: it stops the pool's background work and closes
+// its idle connections. Requests in flight finish; the pool stays usable,
+// but a retired pool should not be given new requests. Close is idempotent.
+func (p *Pool) Close() error {
+	p.CloseIdleConnections()
+	return nil
+}
+
 // Route is how Pool.Do routed one request.
 type Route struct {
 	// Shard is the shard that answered, or with an error the last one
@@ -308,7 +337,7 @@ func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) 
 	if key == "" {
 		key = defaultKey(req)
 	}
-	cands := p.candidates(key)
+	cands := p.candidates(key, req)
 	replay := replayable(req)
 	p.budget.request()
 
@@ -370,37 +399,17 @@ func (p *Pool) mayRetry(retries int) bool {
 	return true
 }
 
-// candidates returns the shards to try for key, in ring order: the available
-// ones (neither down nor ejected), or all of them when none is available
-// (panic mode). A shard in slow start that does not accept key yet goes after
-// the other available ones.
-func (p *Pool) candidates(key string) []*shard {
-	names := p.ring.LookupN(key, len(p.shards))
-	now := p.now()
-	out := make([]*shard, 0, len(names))
-	var later []*shard
-	frac := -1.0
-	for _, n := range names {
-		s := p.byName[n]
-		if !s.available(now) || p.ejector.ejected(s, now) {
-			continue
-		}
-		if share := p.ejector.share(s, now); share < 1 {
-			if frac < 0 {
-				frac = keyFraction(key)
-			}
-			if frac >= share {
-				later = append(later, s)
-				continue
-			}
-		}
-		out = append(out, s)
+// candidates returns the shards to try for key, in order: the policy's
+// (Config.Policy or Config.Selector) over the eligible shards, neither down
+// nor ejected, or over all of them when none is eligible (panic mode).
+func (p *Pool) candidates(key string, req *http.Request) []*shard {
+	ups := p.sel.Select(key, req, p.eligible(p.now()))
+	out := make([]*shard, len(ups))
+	for i, u := range ups {
+		out[i] = u.s
 	}
-	out = append(out, later...)
-	if len(out) == 0 {
-		for _, n := range names {
-			out = append(out, p.byName[n])
-		}
+	if len(out) == 0 { // a Selector broke its contract: keep the request going
+		out = append(out, p.shards...)
 	}
 	return out
 }

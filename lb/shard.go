@@ -18,6 +18,7 @@ import (
 // connections and limits are per shard) and its health as atomic state.
 type shard struct {
 	name   string
+	weight int    // 1 or more
 	scheme string // "http" or "https"
 	host   string // host[:port]
 
@@ -27,6 +28,10 @@ type shard struct {
 	// downUntil is the unix-nano time before which picks skip the shard;
 	// zero or past means available.
 	downUntil atomic.Int64
+
+	// inflight counts requests from the start of a try until its response
+	// body is read to its end or closed (Upstream.InFlight).
+	inflight atomic.Int64
 }
 
 // parseShardURL checks a Shard.URL: scheme http or https, a host, and no path
@@ -180,14 +185,60 @@ func (s *shard) roundTrip(req *http.Request, body io.ReadCloser) (*http.Response
 	// out.Host stays as the caller set it: the caller decides the Host header.
 
 	start := time.Now()
+	s.inflight.Add(1)
 	resp, err := s.transport.RoundTrip(out)
 	if err != nil {
+		s.inflight.Add(-1)
 		s.metrics.error()
 		return nil, err
 	}
+	resp.Body = trackBody(resp.Body, &s.inflight)
 	s.metrics.response(resp.StatusCode, time.Since(start))
 	if c := conn.Load(); c != nil && resp.ProtoMajor == 1 {
 		undoInventedCacheControl(resp, c.head())
 	}
 	return resp, nil
 }
+
+// trackBody wraps a response body so that the shard's in-flight count drops
+// once, when the body is read to its end, fails, or is closed. A body that
+// is also an io.Writer (a 101 Switching Protocols connection) stays one.
+func trackBody(b io.ReadCloser, inflight *atomic.Int64) io.ReadCloser {
+	if w, ok := b.(io.Writer); ok {
+		return &trackedRWBody{trackedBody: trackedBody{ReadCloser: b, inflight: inflight}, w: w}
+	}
+	return &trackedBody{ReadCloser: b, inflight: inflight}
+}
+
+type trackedBody struct {
+	io.ReadCloser
+	inflight *atomic.Int64
+	done     atomic.Bool
+}
+
+func (b *trackedBody) finish() {
+	if b.done.CompareAndSwap(false, true) {
+		b.inflight.Add(-1)
+	}
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.finish()
+	}
+	return n, err
+}
+
+func (b *trackedBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.finish()
+	return err
+}
+
+type trackedRWBody struct {
+	trackedBody
+	w io.Writer
+}
+
+func (b *trackedRWBody) Write(p []byte) (int, error) { return b.w.Write(p) }

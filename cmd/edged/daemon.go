@@ -520,7 +520,7 @@ func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger) ([
 		pool, err := lb.NewPool(poolConfig(s, lbm, logger))
 		if err != nil {
 			for _, p := range pools {
-				p.CloseIdleConnections()
+				p.Close()
 			}
 			return nil, nil, fmt.Errorf("site %s: %w", s.Name, err)
 		}
@@ -794,7 +794,7 @@ func (d *daemon) reload() error {
 	}
 	if err := d.handler.SetSites(sites); err != nil {
 		for _, p := range pools {
-			p.CloseIdleConnections()
+			p.Close()
 		}
 		d.log.Error("reload rejected: the running configuration stays", "err", err)
 		return err
@@ -805,7 +805,7 @@ func (d *daemon) reload() error {
 	d.cfg.Sites = cfg.Sites
 	d.mu.Unlock()
 	for _, p := range old { // requests in flight keep using their pool
-		p.CloseIdleConnections()
+		p.Close()
 	}
 	if cfg.Listen != d.cfg.Listen || cfg.Admin != d.cfg.Admin || cfg.TLS.Listen != d.cfg.TLS.Listen || cfg.Server != d.cfg.Server ||
 		cfg.Cache.Memory != d.cfg.Cache.Memory || cfg.Cache.Disk != d.cfg.Cache.Disk {
@@ -872,7 +872,7 @@ func (d *daemon) close() {
 		}
 	}
 	for _, p := range d.pools {
-		p.CloseIdleConnections()
+		p.Close()
 	}
 	if d.cache != nil {
 		d.cache.Close() // waits for pending disk writes

@@ -31,7 +31,9 @@ func input(method, scheme, host, path, query string, hdr http.Header, client str
 }
 
 func TestMatchers(t *testing.T) {
-	get := func(path string) *rules.Input { return input("GET", "https", "www.example.com", path, "", nil, "192.0.2.7") }
+	get := func(path string) *rules.Input {
+		return input("GET", "https", "www.example.com", path, "", nil, "192.0.2.7")
+	}
 	withQ := func(q string) *rules.Input { return input("GET", "https", "www.example.com", "/", q, nil, "192.0.2.7") }
 	withH := func(kv ...string) *rules.Input {
 		h := http.Header{}

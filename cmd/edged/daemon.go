@@ -175,7 +175,7 @@ func loadConfig(o *options) (*config.Config, error) {
 	if o.config != "" {
 		var checks []config.Check
 		if !o.set["origin"] { // -origin replaces the file's sites
-			checks = append(checks, originTLSChecks)
+			checks = append(checks, originTLSChecks, ruleChecks)
 		}
 		var err error
 		if cfg, err = config.Load(o.config, checks...); err != nil {
@@ -525,7 +525,17 @@ func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger) ([
 			return nil, nil, fmt.Errorf("site %s: %w", s.Name, err)
 		}
 		pools = append(pools, pool)
-		sites = append(sites, edgeSite(s, pool))
+		site := edgeSite(s, pool)
+		if site.Rules, err = compileRules(s); err == nil {
+			site.Pools, pools, err = rulePools(s, pools, lbm, logger)
+		}
+		if err != nil {
+			for _, p := range pools {
+				p.Close()
+			}
+			return nil, nil, fmt.Errorf("site %s: %w", s.Name, err)
+		}
+		sites = append(sites, site)
 	}
 	return sites, pools, nil
 }

@@ -41,6 +41,8 @@ type Set struct {
 	// respOps: some rule changes response fields or the browser TTL;
 	// reqOps: some rule changes request fields.
 	respOps, reqOps bool
+	// client: some rule matches on the client address.
+	client bool
 }
 
 // rule is one compiled Spec.
@@ -73,6 +75,7 @@ func Compile(specs []Spec, opt Options) (*Set, error) {
 		s.rules = append(s.rules, r)
 		s.respOps = s.respOps || r.respOps != nil
 		s.reqOps = s.reqOps || r.reqOps != nil
+		s.client = s.client || r.m.clients != nil || r.m.notClients != nil
 	}
 	if len(c.errs) > 0 {
 		errs := make([]error, len(c.errs))

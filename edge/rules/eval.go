@@ -292,11 +292,8 @@ func (d *Decision) statusTTL(status int, ttl *time.Duration) bool {
 	return found
 }
 
-// HasTTLByStatus reports whether a status rule applies to status.
-func (d *Decision) HasTTLByStatus(status int) bool {
-	var t time.Duration
-	return d.statusTTL(status, &t)
-}
+// HasTTLByStatus reports whether a rule set TTLs by status.
+func (d *Decision) HasTTLByStatus() bool { return d.byStatus != nil }
 
 // Matched reports whether the rule at index i (its place in the Specs)
 // matched.
@@ -527,6 +524,10 @@ func appendKeyPart(dst []byte, kind byte, name, v string, ok bool) []byte {
 	dst = append(dst, '=')
 	return append(dst, v...)
 }
+
+// NeedsClient reports whether some rule matches on the client address,
+// so that callers parse it only then.
+func (s *Set) NeedsClient() bool { return s != nil && s.client }
 
 // Rules returns the number of rules in the set.
 func (s *Set) Rules() int {

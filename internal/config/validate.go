@@ -173,6 +173,35 @@ func (v *validator) sites(sites []Site) {
 		v.origins(p+".origins", s.Origins)
 		v.upstreamTLS(p+".upstream.tls", &s.Upstream.TLS)
 		v.targeted(p+".cache", &s.Cache)
+		v.pools(p+".pools", s.Pools)
+	}
+}
+
+// pools checks a site's further origin pools: names that rules can use,
+// and each pool's origins and TLS keys as a site's. Rules themselves are
+// compiled, and checked, by the daemon (package edge/rules).
+func (v *validator) pools(p string, pools []Pool) {
+	names := map[string]string{}
+	for i, pl := range pools {
+		pp := p + "[" + strconv.Itoa(i) + "]"
+		switch {
+		case pl.Name == "":
+			v.add(pp+".name", "required: the name rules[].origin uses")
+		case pl.Name == "default":
+			v.add(pp+".name", `"default" is the site's own origins; choose another name`)
+		case !validSiteName(pl.Name):
+			v.add(pp+".name", "invalid name %q: use lowercase letters, digits, '_' and '-'", pl.Name)
+		default:
+			if first, dup := names[pl.Name]; dup {
+				v.add(pp+".name", "duplicate pool name %q (also %s)", pl.Name, first)
+			}
+			names[pl.Name] = pp + ".name"
+		}
+		if pl.OriginHost != "" && !validOriginHost(pl.OriginHost) {
+			v.add(pp+".origin_host", `invalid host %q: want a host name with an optional port, or ""`, pl.OriginHost)
+		}
+		v.origins(pp+".origins", pl.Origins)
+		v.upstreamTLS(pp+".upstream.tls", &pl.Upstream.TLS)
 	}
 }
 

@@ -512,14 +512,17 @@ func (res *Result) AppendKeyExtra(dst []byte, in *Input) []byte {
 	return dst
 }
 
-// appendKeyPart appends "\x00" kind name "=" value (or "\x01" when
-// absent, so an absent field and an empty one differ). NUL cannot occur
-// in a URL, a field value or a cookie, so parts never run together.
+// appendKeyPart appends "\x01" kind name "=" value, or "\x01" kind name
+// "\x02" when absent (so an absent field and an empty one differ). Neither
+// control byte can occur in a URL, a field value or a cookie (the HTTP/1
+// readers refuse them), so parts never run together; the cache takes
+// "\x01" as the start of the part of a key after its URL (purges by URL
+// match every such key).
 func appendKeyPart(dst []byte, kind byte, name, v string, ok bool) []byte {
-	dst = append(dst, 0, kind)
+	dst = append(dst, 1, kind)
 	dst = append(dst, name...)
 	if !ok {
-		return append(dst, 1)
+		return append(dst, 2)
 	}
 	dst = append(dst, '=')
 	return append(dst, v...)

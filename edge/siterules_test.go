@@ -102,3 +102,63 @@ func TestRulesOnHits(t *testing.T) {
 		t.Errorf("origin asked %d times for /plain/a, want 1", n)
 	}
 }
+
+// Each matcher, over a real listener: a rule answering 418 when it
+// matches, for a request that should and one that should not match.
+func TestRuleMatchersOverListeners(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		fmt.Fprint(w, "origin")
+	})
+	type req struct {
+		method, host, path string
+		fields             []string
+	}
+	g := func(path string, fields ...string) req { return req{"GET", "www.example.com", path, fields} }
+	tests := []struct {
+		name    string
+		match   rules.Match
+		yes, no req
+	}{
+		{"path prefix", rules.Match{Paths: []string{"/static/*"}}, g("/static/a.css"), g("/stat")},
+		{"path suffix", rules.Match{Paths: []string{"*.php"}}, g("/a/b.php"), g("/a/b.php5")},
+		{"path normalized", rules.Match{Paths: []string{"/admin/*"}}, g("/x/../admin/%70anel"), g("/x/admin/")},
+		{"path regex", rules.Match{PathRegex: `^/v[0-9]+/`}, g("/v2/a"), g("/vx/a")},
+		{"host", rules.Match{Hosts: []string{"*.example.com"}}, g("/"), req{"GET", "example.com", "/", nil}},
+		{"method", rules.Match{Methods: []string{"DELETE"}}, req{"DELETE", "www.example.com", "/", nil}, g("/")},
+		{"query present", rules.Match{Query: []string{"debug"}}, g("/?debug"), g("/?debugx=1")},
+		{"query absent", rules.Match{Query: []string{"!token"}}, g("/?a=1"), g("/?token=x")},
+		{"query value", rules.Match{Query: []string{"lang=en-*"}}, g("/?lang=en-GB"), g("/?lang=de")},
+		{"header", rules.Match{Headers: []string{"user-agent=*bot*"}}, g("/", "User-Agent", "googlebot/2"), g("/", "User-Agent", "firefox")},
+		{"cookie", rules.Match{Cookies: []string{"beta=1"}}, g("/", "Cookie", "a=b; beta=1"), g("/", "Cookie", "beta=2")},
+		{"client", rules.Match{Clients: []string{"127.0.0.0/8"}}, g("/"), g("/")},
+		{"not client", rules.Match{NotClients: []string{"127.0.0.1"}}, g("/"), g("/")},
+		{"scheme", rules.Match{Scheme: "http"}, g("/"), g("/")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base, _ := newEdge(t, edgeOpts{site: withRules(t, rules.Spec{Name: "m", Match: tt.match, Respond: rules.Respond{Status: 418}})}, o)
+			send := func(r req) int {
+				resp, _ := get(t, base, r.method, r.host, r.path, r.fields...)
+				return resp.StatusCode
+			}
+			switch tt.name {
+			case "client", "scheme": // the test's client is 127.0.0.1 on plain HTTP: always a match
+				if s := send(tt.yes); s != 418 {
+					t.Errorf("matching request: %d", s)
+				}
+			case "not client": // never a match
+				if s := send(tt.no); s != 200 {
+					t.Errorf("excluded client: %d", s)
+				}
+			default:
+				if s := send(tt.yes); s != 418 {
+					t.Errorf("matching request: %d, want 418", s)
+				}
+				if s := send(tt.no); s != 200 {
+					t.Errorf("other request: %d, want 200", s)
+				}
+			}
+		})
+	}
+}

@@ -120,13 +120,14 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 }
 
 // startupChecks finds what starting on cfg would fail on beyond the
-// file's own rules, for -check-config: the purge tokens as the purge API
+// file's own rules, for -check-config: the sites' rules compiled
+// (ruleChecks), the purge tokens as the purge API
 // takes them (duplicate values, whitespace), every TLS certificate and
 // key loaded as the certificate store does (when tls.listen is set, as
 // starting does), and the origin TLS files (originTLSChecks); each
 // problem is reported at its key.
 func startupChecks(cfg *config.Config) []*config.Error {
-	errs := originTLSChecks(cfg)
+	errs := append(originTLSChecks(cfg), ruleChecks(cfg)...)
 	if te, ok := errors.AsType[*purge.TokenError](purge.CheckTokens(purgeTokens(cfg))); ok {
 		errs = append(errs, &config.Error{Path: fmt.Sprintf("purge.tokens[%d].token", te.Index), Msg: te.Msg})
 	}

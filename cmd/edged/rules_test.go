@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -109,5 +110,16 @@ func TestRulesReloadOnSIGHUP(t *testing.T) {
 	}
 	if s := e.get("/b").status; s != http.StatusForbidden {
 		t.Errorf("after the bad reload /b: %d, want the running rule's 403", s)
+	}
+}
+
+// -check-config compiles the rules: a rule that would stop the start is
+// reported at its line (the file alone parses).
+func TestCheckConfigCompilesRules(t *testing.T) {
+	path := writeConfig(t, "sites:\n  - name: a\n    hosts: [a.example]\n    origins:\n      - url: http://127.0.0.1:1\n    rules:\n      - name: x\n        redirect:\n          location: \"https://{hots}{uri}\"\n")
+	var out strings.Builder
+	err := run(context.Background(), []string{"-check-config", path}, &out, &out, nil)
+	if err == nil || !strings.Contains(err.Error(), ":9: sites[0].rules[0].redirect.location: at offset 8: unknown variable {hots}") {
+		t.Errorf("err = %v", err)
 	}
 }

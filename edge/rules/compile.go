@@ -248,24 +248,20 @@ func (c *compiler) conds(key string, in []string, header bool) []cond {
 	return out
 }
 
-func (c *compiler) prefixes(key string, in []string) []netip.Prefix {
+func (c *compiler) prefixes(key string, in []string) *AddrSet {
 	if len(in) == 0 {
 		return nil
 	}
 	out := make([]netip.Prefix, 0, len(in))
 	for j, s := range in {
-		p, err := netip.ParsePrefix(s)
+		p, err := parsePrefix(s)
 		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				c.add(fmt.Sprintf("%s[%d]", key, j), "invalid address or CIDR %q", s)
-				continue
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
+			c.add(fmt.Sprintf("%s[%d]", key, j), "%v", err)
+			continue
 		}
-		out = append(out, p.Masked())
+		out = append(out, p)
 	}
-	return out
+	return NewAddrSet(out)
 }
 
 func (c *compiler) cacheAct(dst *cacheAct, sp *Cache) {

@@ -2,7 +2,6 @@ package rules
 
 import (
 	"net/http"
-	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -16,8 +15,8 @@ type matcher struct {
 	methods    []string
 	hosts      []string
 	paths      globs
-	clients    []netip.Prefix
-	notClients []netip.Prefix
+	clients    *AddrSet
+	notClients *AddrSet
 	query      []cond
 	headers    []cond
 	cookies    []cond
@@ -45,10 +44,10 @@ func (m *matcher) match(in *Input) bool {
 	if m.paths != nil && !m.paths.match(in.Path) {
 		return false
 	}
-	if m.clients != nil && !inPrefixes(m.clients, in.Client) {
+	if m.clients != nil && !m.clients.Contains(in.Client) {
 		return false
 	}
-	if m.notClients != nil && inPrefixes(m.notClients, in.Client) {
+	if m.notClients != nil && m.notClients.Contains(in.Client) {
 		return false
 	}
 	for i := range m.query {
@@ -105,19 +104,6 @@ func matchHost(hosts []string, host string) bool {
 			return true
 		}
 		if len(h) > 1 && h[0] == '*' && len(host) > len(h)-1 && host[len(host)-(len(h)-1):] == h[1:] {
-			return true
-		}
-	}
-	return false
-}
-
-func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
-	if !a.IsValid() {
-		return false
-	}
-	a = a.Unmap()
-	for _, p := range ps {
-		if p.Contains(a) {
 			return true
 		}
 	}

@@ -60,3 +60,39 @@ func FuzzGlob(f *testing.F) {
 		}
 	})
 }
+
+// cookieRef is the reference reading of a Cookie line: split at ';',
+// trim, split at the first '='.
+func cookieRef(line, name string) (string, bool) {
+	for _, pair := range strings.Split(line, ";") {
+		n, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if ok && strings.TrimSpace(n) == name {
+			v = strings.TrimSpace(v)
+			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// FuzzCookie holds the scanning cookie lookup to the splitting one.
+func FuzzCookie(f *testing.F) {
+	for _, s := range [][2]string{
+		{"a=1; session=xyz", "session"}, {"xsession=1; session=2", "session"}, {"a=\"q\"", "a"},
+		{"a = 1 ;b=2", "a"}, {"a", "a"}, {"a=1;a=2", "a"}, {"; =x; a=", "a"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, line, name string) {
+		if name == "" || strings.ContainsAny(name, "=; \t") {
+			return
+		}
+		v, ok := cookieIn(line, name)
+		wv, wok := cookieRef(line, name)
+		if v != wv || ok != wok {
+			t.Fatalf("cookieIn(%q, %q) = %q, %v; want %q, %v", line, name, v, ok, wv, wok)
+		}
+	})
+}

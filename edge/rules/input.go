@@ -69,19 +69,48 @@ func (in *Input) cookie(name string) (string, bool) {
 		if !ok {
 			return "", false
 		}
-		for line != "" {
-			var pair string
-			pair, line, _ = strings.Cut(line, ";")
-			pair = strings.TrimSpace(pair)
-			n, v, _ := strings.Cut(pair, "=")
-			if n == name {
-				if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-					v = v[1 : len(v)-1]
-				}
-				return v, true
-			}
+		if v, ok := cookieIn(line, name); ok {
+			return v, true
 		}
 	}
+}
+
+// cookieIn finds cookie name in one Cookie line ("a=1; b=2"): each
+// occurrence of name is checked to start a pair (at the line's start or
+// after ';' and spaces) and to be followed by '='.
+func cookieIn(line, name string) (string, bool) {
+	for off := 0; off < len(line); {
+		i := strings.Index(line[off:], name)
+		if i < 0 {
+			return "", false
+		}
+		i += off
+		off = i + 1
+		j := i - 1
+		for j >= 0 && (line[j] == ' ' || line[j] == '\t') {
+			j--
+		}
+		if j >= 0 && line[j] != ';' {
+			continue
+		}
+		k := i + len(name)
+		for k < len(line) && (line[k] == ' ' || line[k] == '\t') {
+			k++
+		}
+		if k >= len(line) || line[k] != '=' {
+			continue
+		}
+		v := line[k+1:]
+		if end := strings.IndexByte(v, ';'); end >= 0 {
+			v = v[:end]
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		return v, true
+	}
+	return "", false
 }
 
 // queryParam returns the raw value of the first parameter called name

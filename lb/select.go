@@ -36,7 +36,11 @@ func (u *Upstream) InFlight() int { return int(u.s.inflight.Load()) }
 // 1, or while it is in slow start after an ejection (Outlier.SlowStart) a
 // value ramping from 0.1 to 1. Weighted policies multiply the weight by it.
 func (u *Upstream) Share() float64 {
-	return u.pool.ejector.share(u.s, u.pool.now())
+	e := u.pool.ejector
+	if e.disabled || e.state[u.s].ejectedUntil.Load() == 0 {
+		return 1 // never ejected: skip the clock, which policies ask per shard
+	}
+	return e.share(u.s, u.pool.now())
 }
 
 // Latency is the shard's recent time to response headers: a peak EWMA

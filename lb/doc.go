@@ -81,7 +81,8 @@
 // # Retries
 //
 // Within a request, a replayable request moves to the next shard in ring
-// order after a try that failed in a way another shard likely would not.
+// order (the policy's order, for the other policies) after a try that
+// failed in a way another shard likely would not.
 // Replayable means an idempotent method (GET, HEAD, OPTIONS, TRACE, PUT,
 // DELETE; RFC 9110, 9.2.2; cache fills are GETs) with no body or a body
 // recreatable through Request.GetBody: a body that cannot be replayed, and

@@ -335,9 +335,9 @@ func (p *Pool) Send(req *http.Request, key string) (*http.Response, string, erro
 // path and the query are kept.
 //
 // Shards marked down or ejected (see Config.Outlier) are skipped unless none
-// is left, in which case all are tried in ring order; each try's outcome
-// feeds outlier detection. A replayable request moves to the next shard in
-// ring order when a try fails in a way another shard may not (Config.Retry):
+// is left, in which case all are tried in the policy's order; each try's
+// outcome feeds outlier detection. A replayable request moves to the next
+// shard in the policy's order (ring order for ketama) when a try fails in a way another shard may not (Config.Retry):
 // the shard cannot be dialled (it is then marked down for Config.DownFor), the
 // connection is reset or closed before any response, no response headers came
 // within Config.ResponseHeaderTimeout (each try's own), or, with Retry.OnStatus,

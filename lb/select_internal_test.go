@@ -2,10 +2,12 @@ package lb
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // selectPool builds a pool over n shards that are never sent a request.
@@ -121,6 +123,33 @@ func BenchmarkSelect(b *testing.B) {
 					i++
 				}
 			})
+		}
+	}
+}
+
+func TestPeakEWMA(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	e1 := math.Exp(-1)
+	var e peakEWMA
+	steps := []struct {
+		observe time.Duration // 0: only read
+		at      time.Duration // since t0
+		want    float64       // ms, read at at
+	}{
+		{0, 0, 0},                      // nothing yet
+		{10 * time.Millisecond, 0, 10}, // the first observation is the estimate
+		{time.Millisecond, 10 * time.Second, 10*e1 + 1*(1-e1)}, // faster: blended by the time since the last
+		{20 * time.Millisecond, 10 * time.Second, 20},          // slower: the peak at once
+		{0, 20 * time.Second, 20 * e1},                         // no answers: decays toward zero
+	}
+	for i, st := range steps {
+		now := t0.Add(st.at)
+		if st.observe > 0 {
+			e.observe(st.observe, now)
+		}
+		got := float64(e.at(now)) / float64(time.Millisecond)
+		if math.Abs(got-st.want) > 0.001 {
+			t.Fatalf("step %d: estimate %.4fms, want %.4fms", i, got, st.want)
 		}
 	}
 }

@@ -509,3 +509,35 @@ func BenchmarkBoundedLoadLocality(b *testing.B) {
 		}
 	}
 }
+
+// TestPoliciesFailOver checks that every policy lists every eligible
+// shard, so a request whose first choice refuses the connection moves on:
+// with one of three shards dead, no request fails.
+func TestPoliciesFailOver(t *testing.T) {
+	for _, policy := range []string{"ketama", "round_robin", "least_conn", "p2c_ewma"} {
+		t.Run(policy, func(t *testing.T) {
+			shards := []lb.Shard{
+				{Name: "a", URL: testOrigin(t, "a").URL},
+				{Name: "dead", URL: deadURL(t)},
+				{Name: "c", URL: testOrigin(t, "c").URL},
+			}
+			// DownFor 1ns: the dead shard stays eligible, so picks keep
+			// choosing it first.
+			p := newPool(t, lb.Config{Name: "site", Shards: shards, Policy: policy, DownFor: time.Nanosecond,
+				Outlier: lb.Outlier{Disabled: true}})
+			tried := 0
+			for i := range 30 {
+				_, _, rt, err := send(t, p, newRequest(t, "GET", "http://example.test/", nil), "k"+strconv.Itoa(i))
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				if rt.Attempts > 1 {
+					tried++
+				}
+			}
+			if tried == 0 {
+				t.Fatalf("no request tried the dead shard first: the test proves nothing")
+			}
+		})
+	}
+}

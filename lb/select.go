@@ -109,9 +109,9 @@ type ketamaSelector struct {
 	factor float64     // Config.HashBalanceFactor; 0 means no bound
 }
 
-// maxStack is the shard count up to which selection keeps its scratch
+// stackShards is the shard count up to which selection keeps its scratch
 // space on the stack; larger pools allocate it per call.
-const maxStack = 64
+const stackShards = 64
 
 // Select walks the ring from key over the eligible shards. A shard in slow
 // start that does not accept key yet (a hash of the key, independent of the
@@ -121,10 +121,10 @@ const maxStack = 64
 // follow in that order.
 func (ks *ketamaSelector) Select(key string, _ *http.Request, ups []*Upstream) []*Upstream {
 	n := len(ks.ups)
-	var eligBuf [maxStack]bool
-	var orderBuf [maxStack]int
+	var eligBuf [stackShards]bool
+	var orderBuf [stackShards]int
 	elig, order := eligBuf[:0], orderBuf[:0]
-	if n <= maxStack {
+	if n <= stackShards {
 		elig = eligBuf[:n]
 	} else {
 		elig = make([]bool, n)
@@ -180,9 +180,9 @@ func (ks *ketamaSelector) Select(key string, _ *http.Request, ups []*Upstream) [
 // none has room (loads changed meanwhile), the least loaded for its
 // weight.
 func (ks *ketamaSelector) bound(key string, order []*Upstream, accepted int, elig []bool) int {
-	var loadBuf [maxStack]int
+	var loadBuf [stackShards]int
 	load := loadBuf[:0]
-	if len(ks.ups) <= maxStack {
+	if len(ks.ups) <= stackShards {
 		load = loadBuf[:len(ks.ups)]
 	} else {
 		load = make([]int, len(ks.ups))

@@ -23,7 +23,7 @@ func selectPool(t testing.TB, n int, cfg Config) *Pool {
 	return p
 }
 
-func names(ups []*Upstream) []string {
+func upNames(ups []*Upstream) []string {
 	out := make([]string, len(ups))
 	for i, u := range ups {
 		out[i] = u.Name()
@@ -49,11 +49,11 @@ func TestBoundedLoadOverflowSpreads(t *testing.T) {
 		if ring[0] != hot.name {
 			continue
 		}
-		out := names(p.sel.Select(key, nil, p.eligible(p.now())))
+		out := upNames(p.sel.Select(key, nil, p.eligible(p.now())))
 		if out[0] == hot.name {
 			t.Fatalf("key %s stayed on the overloaded owner: %v", key, out)
 		}
-		if again := names(p.sel.Select(key, nil, p.eligible(p.now()))); !slices.Equal(again, out) {
+		if again := upNames(p.sel.Select(key, nil, p.eligible(p.now()))); !slices.Equal(again, out) {
 			t.Fatalf("key %s: %v, then %v: overflow not stable per key", key, out, again)
 		}
 		rest := slices.DeleteFunc(slices.Clone(ring), func(n string) bool { return n == out[0] })

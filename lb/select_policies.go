@@ -63,16 +63,16 @@ func (rr *roundRobin) Select(_ string, _ *http.Request, ups []*Upstream) []*Upst
 	// Insertion sort of the rest (stable: config order among ties); a
 	// pool's shards are few.
 	for i := 2; i < len(ups); i++ {
-		for j := i; j > 1 && less(rr.current[ups[j].index], rr.current[ups[j-1].index], ups[j], ups[j-1]); j-- {
+		for j := i; j > 1 && rrBefore(rr.current[ups[j].index], rr.current[ups[j-1].index], ups[j], ups[j-1]); j-- {
 			ups[j], ups[j-1] = ups[j-1], ups[j]
 		}
 	}
 	return ups
 }
 
-// less orders two shards for round robin's retries: higher current weight
+// rrBefore orders two shards for round robin's retries: higher current weight
 // first, then config order.
-func less(ca, cb int64, a, b *Upstream) bool {
+func rrBefore(ca, cb int64, a, b *Upstream) bool {
 	if ca != cb {
 		return ca > cb
 	}
@@ -86,9 +86,9 @@ func less(ca, cb int64, a, b *Upstream) bool {
 type leastConn struct{}
 
 func (leastConn) Select(_ string, _ *http.Request, ups []*Upstream) []*Upstream {
-	var costBuf [maxStack]float64
+	var costBuf [stackShards]float64
 	cost := costBuf[:0]
-	if len(ups) > maxStack {
+	if len(ups) > stackShards {
 		cost = make([]float64, 0, len(ups))
 	}
 	// Shuffle first so that the stable sort breaks ties at random.
@@ -115,9 +115,9 @@ func (p2cEWMA) Select(_ string, _ *http.Request, ups []*Upstream) []*Upstream {
 	if n == 1 {
 		return ups
 	}
-	var costBuf [maxStack]float64
+	var costBuf [stackShards]float64
 	cost := costBuf[:0]
-	if n > maxStack {
+	if n > stackShards {
 		cost = make([]float64, 0, n)
 	}
 	now := time.Now()

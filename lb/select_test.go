@@ -122,7 +122,7 @@ func (h *holds) inFlight() (map[string]int, int) {
 	return m, total
 }
 
-func shardNames(n int) []string {
+func letterNames(n int) []string {
 	names := make([]string, n)
 	for i := range names {
 		names[i] = string(rune('a' + i))
@@ -150,7 +150,7 @@ func TestBoundedLoadUnderHotKey(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHolds()
 			var shards []lb.Shard
-			names := shardNames(4)
+			names := letterNames(4)
 			for _, name := range names {
 				shards = append(shards, lb.Shard{Name: name, URL: h.origin(t, name, 0).URL})
 			}
@@ -219,7 +219,7 @@ func TestBoundedLoadUnderHotKey(t *testing.T) {
 func TestBoundedLoadKeepsKeysOnMembershipChange(t *testing.T) {
 	h := newHolds()
 	urls := make(map[string]string)
-	for _, name := range shardNames(5) {
+	for _, name := range letterNames(5) {
 		urls[name] = h.origin(t, name, 0).URL
 	}
 	pool := func(factor float64, names ...string) *lb.Pool {
@@ -249,8 +249,8 @@ func TestBoundedLoadKeepsKeysOnMembershipChange(t *testing.T) {
 		name          string
 		before, after []string
 	}{
-		{"add a shard", shardNames(4), shardNames(5)},
-		{"remove a shard", shardNames(4), shardNames(4)[1:]},
+		{"add a shard", letterNames(4), letterNames(5)},
+		{"remove a shard", letterNames(4), letterNames(4)[1:]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -384,7 +384,7 @@ func TestLeastConnPicksLeastLoaded(t *testing.T) {
 func TestP2CEWMAAvoidsSlowShard(t *testing.T) {
 	h := newHolds()
 	var shards []lb.Shard
-	for _, name := range shardNames(3) {
+	for _, name := range letterNames(3) {
 		delay := time.Duration(0)
 		if name == "c" {
 			delay = 50 * time.Millisecond
@@ -466,7 +466,7 @@ func BenchmarkBoundedLoadLocality(b *testing.B) {
 		for _, factor := range []float64{1.25, 1.5, 2} {
 			b.Run(fmt.Sprintf("clients=%d/c=%v", clients, factor), func(b *testing.B) {
 				var shards []lb.Shard
-				for _, name := range shardNames(3) {
+				for _, name := range letterNames(3) {
 					srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 						time.Sleep(time.Millisecond)
 					}))

@@ -28,7 +28,7 @@
 //     and overloading it in turn, and each key overflows to the same place
 //     every time. Retries after the first choice stay in ring order. Off by
 //     default: under steady uniform load in-flight counts fluctuate, and at
-//     c = 1.25 6 to 22% of requests left their key's shard in
+//     c = 1.25 3 to 22% of requests left their key's shard in
 //     BenchmarkBoundedLoadLocality (docs/architecture.md); set it for sites
 //     with hot keys.
 //   - "round_robin": nginx's smooth weighted round robin, exact over a

@@ -26,6 +26,7 @@ import (
 //	edged_upstream_ejected{pool,shard}                  gauge: 1 while the shard is ejected, else 0
 //	edged_upstream_retries_total{pool,reason}           counter: tries sent to the next shard, by what failed
 //	edged_upstream_retry_budget_exhausted_total{pool}   counter: retries refused by the retry budget
+//	edged_upstream_balance_overflows_total{pool,shard}  counter: picks a bounded-load ketama pool sent past this overloaded key owner
 type Metrics struct {
 	requests    *prometheus.CounterVec
 	connections *prometheus.CounterVec
@@ -34,6 +35,7 @@ type Metrics struct {
 	ejections   *prometheus.CounterVec
 	retries     *prometheus.CounterVec
 	exhausted   *prometheus.CounterVec
+	overflows   *prometheus.CounterVec
 	up          *upCollector
 }
 
@@ -75,6 +77,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "edged_upstream_retry_budget_exhausted_total",
 			Help: "Retries not made because the pool's retry budget was spent; the failed try's outcome was returned.",
 		}, []string{"pool"}),
+		overflows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_upstream_balance_overflows_total",
+			Help: "Requests whose key's shard was at its bounded-load limit (hash_balance_factor), so another shard took them.",
+		}, []string{"pool", "shard"}),
 		up: &upCollector{
 			desc: prometheus.NewDesc("edged_upstream_shard_up",
 				"Whether the shard is eligible for picks (1) or marked down after a dial failure (0).",
@@ -86,7 +92,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		},
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.ejections, m.retries, m.exhausted, m.up)
+		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.ejections, m.retries, m.exhausted, m.overflows, m.up)
 	}
 	return m
 }
@@ -134,6 +140,7 @@ type shardMetrics struct {
 	duration   prometheus.Observer
 	failovers  prometheus.Counter
 	ejections  *prometheus.CounterVec // curried: only "reason" left
+	overflows  prometheus.Counter
 }
 
 // forShard binds the labels of one shard and makes the shard visible to the
@@ -153,6 +160,7 @@ func (m *Metrics) forShard(pool string, s *shard, e *ejector, now func() time.Ti
 		duration:   m.duration.With(l),
 		failovers:  m.failovers.With(l),
 		ejections:  m.ejections.MustCurryWith(l),
+		overflows:  m.overflows.With(l),
 	}
 }
 
@@ -183,6 +191,12 @@ func (sm *shardMetrics) gotConn(reused bool) {
 func (sm *shardMetrics) failover() {
 	if sm != nil {
 		sm.failovers.Inc()
+	}
+}
+
+func (sm *shardMetrics) overflow() {
+	if sm != nil {
+		sm.overflows.Inc()
 	}
 }
 

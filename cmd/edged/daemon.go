@@ -655,6 +655,8 @@ func poolConfig(s config.Site, lbm *lb.Metrics, logger *slog.Logger) lb.Config {
 		Outlier:                outlierConfig(u),
 		Retry:                  retryConfig(u),
 		MaxResponseHeaderBytes: u.MaxResponseHeaderBytes.Int64(),
+		Policy:                 u.Policy,
+		HashBalanceFactor:      u.HashBalanceFactor,
 		Protocol:               u.Protocol,
 		TLS:                    upstreamTLS(u.TLS),
 		Metrics:                lbm,

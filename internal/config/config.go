@@ -463,6 +463,18 @@ type Upstream struct {
 	// MaxResponseHeaderBytes limits an origin response's header (502 when
 	// exceeded).
 	MaxResponseHeaderBytes ByteSize `yaml:"max_response_header_bytes" default:"64KiB"`
+	// Policy is how requests are spread over the origins: "ketama"
+	// (consistent hashing of the cache key: one origin per key, for
+	// caching sites), "round_robin" (smooth weighted), "least_conn"
+	// (fewest in flight for the weight) or "p2c_ewma" (the faster of two
+	// random origins by latency and in-flight requests, for pass-through
+	// and API sites).
+	Policy string `yaml:"policy" default:"ketama" check:"oneof=ketama|round_robin|least_conn|p2c_ewma"`
+	// HashBalanceFactor bounds ketama's load per origin (consistent
+	// hashing with bounded loads): no origin takes a request above
+	// ceil(factor × the mean in-flight requests); 0 means no bound,
+	// otherwise at least 1 (e.g. 1.25). Only with policy ketama.
+	HashBalanceFactor float64 `yaml:"hash_balance_factor" check:">=0"`
 	// Protocol is how edged talks to the origins: "http1", "h2" (HTTP/2
 	// over TLS when offered) or "h2c" (HTTP/2 prior knowledge over
 	// cleartext, e.g. gRPC origins).

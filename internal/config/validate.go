@@ -172,6 +172,7 @@ func (v *validator) sites(sites []Site) {
 
 		v.origins(p+".origins", s.Origins)
 		v.upstreamTLS(p+".upstream.tls", &s.Upstream.TLS)
+		v.balance(p+".upstream", &s.Upstream)
 		v.targeted(p+".cache", &s.Cache)
 		v.pools(p+".pools", s.Pools)
 	}
@@ -268,6 +269,18 @@ func (v *validator) origins(p string, origins []Origin) {
 				names[o.Name] = op + ".name"
 			}
 		}
+	}
+}
+
+// balance checks hash_balance_factor: off, or a bound of at least the
+// mean, and only where there is a ring to bound.
+func (v *validator) balance(p string, u *Upstream) {
+	switch f := u.HashBalanceFactor; {
+	case f <= 0: // off; a negative one breaks the check tag already
+	case !(f >= 1): // NaN too
+		v.add(p+".hash_balance_factor", "must be 0 (off) or at least 1 (no bound can be below the mean), got %v", f)
+	case u.Policy != "ketama":
+		v.add(p+".hash_balance_factor", "bounds the ketama policy only, not %s: remove it or set policy: ketama", u.Policy)
 	}
 }
 

@@ -203,6 +203,7 @@ func (v *validator) pools(p string, pools []Pool) {
 		}
 		v.origins(pp+".origins", pl.Origins)
 		v.upstreamTLS(pp+".upstream.tls", &pl.Upstream.TLS)
+		v.balance(pp+".upstream", &pl.Upstream)
 	}
 }
 

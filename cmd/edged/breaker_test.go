@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -247,5 +248,51 @@ func TestHangingShardTarget(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// An origin that stalls mid-body is cut off after body_idle_timeout: the
+// client's response is aborted (never presented as complete) well before
+// the fill timeout, and the truncated body is not stored, so the next
+// request goes to the origin again.
+func TestBodyIdleTimeoutNotStored(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	var hits atomic.Int64
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", "10")
+		io.WriteString(w, "12345")
+		w.(http.Flusher).Flush()
+		select {
+		case <-stop:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(stop) })
+	cfg := writeConfig(t, "log:\n  access: false\nsites:\n  - name: site\n    hosts: [\"*\"]\n"+
+		"    upstream:\n      body_idle_timeout: "+idle.String()+"\n    origins:\n      - url: "+srv.URL+"\n")
+	l, _ := startDaemon(t, "-config", cfg)
+
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := range 2 {
+		start := time.Now()
+		resp, err := client.Get("http://" + l.Edge + "/stall")
+		if err == nil {
+			var b []byte
+			b, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == http.StatusOK {
+				t.Fatalf("request %d: a %d-byte body (%q) was presented as complete", i, len(b), b)
+			}
+		}
+		if d := time.Since(start); d < idle || d > idle+10*time.Second {
+			t.Errorf("request %d ended after %v, want about body_idle_timeout %v", i, d, idle)
+		}
+	}
+	if n := hits.Load(); n != 2 {
+		t.Errorf("the origin was asked %d times, want 2 (the truncated body must not be stored)", n)
 	}
 }

@@ -359,6 +359,10 @@ func (p *Pool) Send(req *http.Request, key string) (*http.Response, string, erro
 // run out the outcome in hand (an error or a gateway answer) is returned.
 // Nothing is retried once req's context is done.
 //
+// A shard over a circuit-breaking limit (breaker.go) is skipped without
+// being sent to, whatever the method; when every candidate is skipped so,
+// Do fails at once with an error wrapping ErrOverloaded.
+//
 // When every try failed to dial, the last *DialError is returned; other
 // errors are wrapped with the shard's name.
 func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) {

@@ -61,8 +61,7 @@ type idleBody struct {
 }
 
 func newIdleBody(b io.ReadCloser, ctx context.Context, cancel context.CancelCauseFunc, shard string, idle time.Duration) *idleBody {
-	cause := &BodyIdleError{Shard: shard, Idle: idle}
-	t := time.AfterFunc(time.Hour, func() { cancel(cause) })
+	t := time.AfterFunc(time.Hour, func() { cancel(&BodyIdleError{Shard: shard, Idle: idle}) })
 	t.Stop()
 	return &idleBody{ReadCloser: b, ctx: ctx, timer: t, idle: idle}
 }

@@ -143,7 +143,7 @@ func TestAllShardsOverLimitFailFast(t *testing.T) {
 func TestPendingLimitAndConnectionWait(t *testing.T) {
 	o := newHeldOrigin(t, "o")
 	reg := prometheus.NewRegistry()
-	const wait = 300 * time.Millisecond
+	const wait = time.Second
 	p := newPool(t, lb.Config{Name: "site", MaxConnsPerShard: 1, MaxPendingPerShard: 1, Metrics: lb.NewMetrics(reg),
 		DialTimeout: wait / 2, TLSHandshakeTimeout: wait / 2,
 		Shards: []lb.Shard{{Name: "o", URL: o.URL}}})

@@ -31,12 +31,13 @@ const (
 	defaultMaxInFlightPerShard = 1024
 )
 
-// ErrOverloaded is returned (wrapped) by Pool.Do when no try was sent
-// because every candidate shard was over one of its circuit-breaking
-// limits (Config.MaxPendingPerShard, Config.MaxInFlightPerShard, or a
-// connection wait beyond the connect timeout at Config.MaxConnsPerShard).
-// The request reached no origin. Callers should answer at once (edged
-// answers 503) rather than queue it. Its Overloaded method reports true,
+// ErrOverloaded is returned (wrapped) by Pool.Do when the request could
+// not be sent because every candidate shard left was over one of its
+// circuit-breaking limits (Config.MaxPendingPerShard,
+// Config.MaxInFlightPerShard, or a connection wait beyond the connect
+// timeout at Config.MaxConnsPerShard); the error also wraps the failure of
+// an earlier try of the request, if there was one. Callers should answer at
+// once (edged answers 503) rather than queue it. Its Overloaded method reports true,
 // so packages that do not import lb can recognise it.
 var ErrOverloaded error = overloadedError{}
 

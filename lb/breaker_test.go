@@ -195,3 +195,21 @@ func TestPendingLimitAndConnectionWait(t *testing.T) {
 	default:
 	}
 }
+
+// A request whose earlier try failed and whose other shards are all over
+// their limits fails with ErrOverloaded, still carrying the earlier
+// failure.
+func TestOverloadedAfterDialFailure(t *testing.T) {
+	full := newHeldOrigin(t, "full")
+	p := newPool(t, lb.Config{Name: "site", MaxInFlightPerShard: 1,
+		Shards: []lb.Shard{{Name: "dead", URL: deadURL(t)}, {Name: "full", URL: full.URL}}})
+	hold(t, p, full, keyOwnedBy(t, p, "full"))
+	_, rt, err := p.Do(newRequest(t, "GET", "http://site.test/x", nil), keyOwnedBy(t, p, "dead"))
+	var de *lb.DialError
+	if !errors.Is(err, lb.ErrOverloaded) || !errors.As(err, &de) || de.Shard != "dead" {
+		t.Fatalf("Do error %v, want ErrOverloaded wrapping the DialError of dead", err)
+	}
+	if rt.Attempts != 1 || rt.Shard != "full" {
+		t.Errorf("route %+v, want 1 attempt, last shard full", rt)
+	}
+}

@@ -26,6 +26,7 @@ import (
 //	edged_upstream_ejected{pool,shard}                  gauge: 1 while the shard is ejected, else 0
 //	edged_upstream_retries_total{pool,reason}           counter: tries sent to the next shard, by what failed
 //	edged_upstream_retry_budget_exhausted_total{pool}   counter: retries refused by the retry budget
+//	edged_upstream_balance_overflows_total{pool,shard}  counter: picks a bounded-load ketama pool sent past this overloaded key owner
 //	edged_upstream_pending{pool,shard}                  gauge: requests waiting for a connection to the shard
 //	edged_upstream_in_flight{pool,shard}                gauge: requests the shard is serving (Upstream.InFlight)
 //	edged_upstream_breaker_trips_total{pool,shard,limit} counter: tries not sent, the shard over a limit (pending, in_flight, connections)
@@ -37,6 +38,7 @@ type Metrics struct {
 	ejections   *prometheus.CounterVec
 	retries     *prometheus.CounterVec
 	exhausted   *prometheus.CounterVec
+	overflows   *prometheus.CounterVec
 	up          *upCollector
 	trips       *prometheus.CounterVec
 	load        *loadCollector
@@ -80,6 +82,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "edged_upstream_retry_budget_exhausted_total",
 			Help: "Retries not made because the pool's retry budget was spent; the failed try's outcome was returned.",
 		}, []string{"pool"}),
+		overflows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_upstream_balance_overflows_total",
+			Help: "Requests whose key's shard was at its bounded-load limit (hash_balance_factor), so another shard took them.",
+		}, []string{"pool", "shard"}),
 		up: &upCollector{
 			desc: prometheus.NewDesc("edged_upstream_shard_up",
 				"Whether the shard is eligible for picks (1) or marked down after a dial failure (0).",
@@ -96,7 +102,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		load: newLoadCollector(),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.ejections, m.retries, m.exhausted, m.up)
+		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.ejections, m.retries, m.exhausted, m.overflows, m.up)
 		reg.MustRegister(m.trips, m.load)
 	}
 	return m
@@ -144,7 +150,8 @@ type shardMetrics struct {
 	connReused prometheus.Counter
 	duration   prometheus.Observer
 	failovers  prometheus.Counter
-	ejections  *prometheus.CounterVec        // curried: only "reason" left
+	ejections  *prometheus.CounterVec // curried: only "reason" left
+	overflows  prometheus.Counter
 	trips      map[string]prometheus.Counter // by limit
 }
 
@@ -166,6 +173,7 @@ func (m *Metrics) forShard(pool string, s *shard, e *ejector, now func() time.Ti
 		duration:   m.duration.With(l),
 		failovers:  m.failovers.With(l),
 		ejections:  m.ejections.MustCurryWith(l),
+		overflows:  m.overflows.With(l),
 		trips:      m.tripsFor(pool, s.name),
 	}
 }
@@ -197,6 +205,12 @@ func (sm *shardMetrics) gotConn(reused bool) {
 func (sm *shardMetrics) failover() {
 	if sm != nil {
 		sm.failovers.Inc()
+	}
+}
+
+func (sm *shardMetrics) overflow() {
+	if sm != nil {
+		sm.overflows.Inc()
 	}
 }
 

@@ -34,6 +34,10 @@ type shard struct {
 	// body is read to its end or closed (Upstream.InFlight).
 	inflight atomic.Int64
 
+	// latency is the peak EWMA of time to response headers
+	// (Upstream.Latency, the "p2c_ewma" policy).
+	latency peakEWMA
+
 	// pending counts tries waiting for a connection: from their start
 	// until the transport hands them one (httptrace GotConn) or they end.
 	pending atomic.Int64
@@ -244,7 +248,9 @@ func (s *shard) roundTrip(req *http.Request, body io.ReadCloser) (*http.Response
 		rb = newIdleBody(rb, ctx, cancel, s.name, s.bodyIdle)
 	}
 	resp.Body = trackBody(rb, &s.inflight, cancel)
-	s.metrics.response(resp.StatusCode, time.Since(start))
+	took := time.Since(start)
+	s.latency.observe(took, start.Add(took))
+	s.metrics.response(resp.StatusCode, took)
 	if c := conn.Load(); c != nil && resp.ProtoMajor == 1 {
 		undoInventedCacheControl(resp, c.head())
 	}

@@ -531,7 +531,8 @@ func clientIP(r *http.Request) string {
 }
 
 // fail answers a request whose origin exchange failed: 504 for timeouts and
-// only-if-cached misses, 502 otherwise; a client that went away gets nothing
+// only-if-cached misses, 503 when every shard was over its circuit-breaking
+// limits, 502 otherwise; a client that went away gets nothing
 // (logged as 499).
 func (h *Handler) fail(rw *responseWriter, s *Session, err error, cs string) {
 	s.CacheResult, s.Err = OutcomeError, err
@@ -544,6 +545,9 @@ func (h *Handler) fail(rw *responseWriter, s *Session, err error, cs string) {
 	switch {
 	case errors.Is(err, cache.ErrOnlyIfCached):
 		cs += "; detail=only-if-cached"
+	case isOverloaded(err):
+		cs += "; detail=origin-overloaded"
+		h.log.Warn("origin request not sent: every shard over its limits", "site", s.Site.Name, "key", s.Key, "shard", s.Shard, "err", err)
 	case errors.As(err, &he):
 		cs += "; detail=hook-error"
 		h.log.Warn("upstream request filter failed", "site", s.Site.Name, "key", s.Key, "err", he.err)
@@ -567,12 +571,22 @@ func StatusForError(err error) int {
 		return http.StatusInternalServerError
 	case errors.Is(err, cache.ErrOnlyIfCached), errors.Is(err, cache.ErrStaleForbidden):
 		return http.StatusGatewayTimeout
+	case isOverloaded(err):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, context.Canceled):
 		return StatusClientClosed
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway
+}
+
+// isOverloaded reports whether err says the origin request was not sent
+// because every shard was over its circuit-breaking limits (lb.ErrOverloaded,
+// which edge does not import, has an Overloaded method).
+func isOverloaded(err error) bool {
+	var o interface{ Overloaded() bool }
+	return errors.As(err, &o) && o.Overloaded()
 }
 
 // finish records metrics, runs the Logging phase and writes the access log.

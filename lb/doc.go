@@ -103,6 +103,38 @@
 // caller's context is done, and any other error or answer is returned as
 // is. Every try, retried or not, feeds outlier detection.
 //
+// # Circuit breaking
+//
+// Each shard has limits (breaker.go): requests waiting for a connection to
+// it (Config.MaxPendingPerShard, 1024), requests it serves at once, from
+// the start of a try until the response body is read or closed
+// (Config.MaxInFlightPerShard, 1024; Upstream.InFlight), and its
+// connections (Config.MaxConnsPerShard, no limit by default; at the limit
+// the transport queues a request, and the pool cuts that wait at
+// DialTimeout + TLSHandshakeTimeout). A try over a limit is not sent: it
+// never reached the origin, so the request moves on to the next candidate
+// whatever its method, as after a dial failure, without counting as a
+// failure of the shard or drawing on the retry budget (a connection wait
+// that was cut moves only a replayable request on: the connection may have
+// come at the last moment). When every candidate is over a limit, Do fails
+// at once with an error wrapping ErrOverloaded, never queueing. The
+// defaults are Envoy's circuit-breaker defaults, per shard.
+//
+// # Timeouts
+//
+// Each try has a timeout per phase (timeouts.go): connecting
+// (Config.DialTimeout, 5s), the TLS handshake (Config.TLSHandshakeTimeout,
+// 10s), the response headers once the request is written
+// (Config.ResponseHeaderTimeout, 15s: the per-try first-byte timeout,
+// after which a replayable request is retried), and each read of the
+// response body (Config.BodyIdleTimeout, 60s: a read that gets no bytes for
+// that long fails with a *BodyIdleError, and the connection is closed). The
+// whole of an exchange is the caller's to bound, through the request's
+// context. A shard that accepts connections and never answers thus costs a
+// request it owns one ResponseHeaderTimeout, then the next shard answers it,
+// until Outlier.ConsecutiveFailures such timeouts eject it.
+//
+
 // # Requests
 //
 // The Pool clones each request and replaces only the URL's scheme and host by
@@ -144,8 +176,9 @@
 // failed handshake is not a dial error (the shard was reached, and with
 // one setting for the pool another shard would most likely fail alike):
 // it is returned, naming the address and the server name checked, with no
-// failover (unless the shard broke the handshake off: a reset, retried as
-// above), and counts as a gateway failure for outlier ejection.
+// failover (unless the shard broke the handshake off or it timed out:
+// retried as above), and counts as a gateway failure for outlier ejection,
+// with reason "tls_error".
 //
 // # Metrics
 //
@@ -153,6 +186,7 @@
 // Config.Metrics, counts attempts by status code, new and reused connections
 // (through net/http/httptrace), time to response headers, failovers, the
 // up/down state of each shard, outlier ejections by reason, the ejected
-// state of each shard, retries by reason, retries the budget refused and
-// requests bounded loads sent past their key's shard.
+// state of each shard, retries by reason, retries the budget refused,
+// requests bounded loads sent past their key's shard, and each shard's
+// pending and in-flight requests and circuit-breaker trips by limit.
 package lb

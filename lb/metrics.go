@@ -27,6 +27,9 @@ import (
 //	edged_upstream_retries_total{pool,reason}           counter: tries sent to the next shard, by what failed
 //	edged_upstream_retry_budget_exhausted_total{pool}   counter: retries refused by the retry budget
 //	edged_upstream_balance_overflows_total{pool,shard}  counter: picks a bounded-load ketama pool sent past this overloaded key owner
+//	edged_upstream_pending{pool,shard}                  gauge: requests waiting for a connection to the shard
+//	edged_upstream_in_flight{pool,shard}                gauge: requests the shard is serving (Upstream.InFlight)
+//	edged_upstream_breaker_trips_total{pool,shard,limit} counter: tries not sent, the shard over a limit (pending, in_flight, connections)
 type Metrics struct {
 	requests    *prometheus.CounterVec
 	connections *prometheus.CounterVec
@@ -37,6 +40,8 @@ type Metrics struct {
 	exhausted   *prometheus.CounterVec
 	overflows   *prometheus.CounterVec
 	up          *upCollector
+	trips       *prometheus.CounterVec
+	load        *loadCollector
 }
 
 // durationBuckets spans 1ms to 30s, roughly ×2.5 per step.
@@ -90,9 +95,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 				[]string{"pool", "shard"}, nil),
 			shards: make(map[upKey]upEntry),
 		},
+		trips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_upstream_breaker_trips_total",
+			Help: "Tries not sent to a shard because it was over a circuit-breaking limit (pending, in_flight, connections); the request moved to the next shard or failed with 503.",
+		}, []string{"pool", "shard", "limit"}),
+		load: newLoadCollector(),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.ejections, m.retries, m.exhausted, m.overflows, m.up)
+		reg.MustRegister(m.trips, m.load)
 	}
 	return m
 }
@@ -141,6 +152,7 @@ type shardMetrics struct {
 	failovers  prometheus.Counter
 	ejections  *prometheus.CounterVec // curried: only "reason" left
 	overflows  prometheus.Counter
+	trips      map[string]prometheus.Counter // by limit
 }
 
 // forShard binds the labels of one shard and makes the shard visible to the
@@ -152,6 +164,7 @@ func (m *Metrics) forShard(pool string, s *shard, e *ejector, now func() time.Ti
 	l := prometheus.Labels{"pool": pool, "shard": s.name}
 	m.up.add(upKey{pool, s.name}, upEntry{s, e, now})
 	reqs := m.requests.MustCurryWith(l)
+	m.load.add(upKey{pool, s.name}, s)
 	return &shardMetrics{
 		requests:   reqs,
 		errors:     reqs.WithLabelValues("error"),
@@ -161,6 +174,7 @@ func (m *Metrics) forShard(pool string, s *shard, e *ejector, now func() time.Ti
 		failovers:  m.failovers.With(l),
 		ejections:  m.ejections.MustCurryWith(l),
 		overflows:  m.overflows.With(l),
+		trips:      m.tripsFor(pool, s.name),
 	}
 }
 

@@ -157,6 +157,7 @@ const (
 	reasonConnect = "connect_error"
 	reasonTimeout = "timeout"
 	reasonReset   = "reset"
+	reasonTLS     = "tls_error"
 	reason502     = "status_502"
 	reason503     = "status_503"
 	reason504     = "status_504"
@@ -182,6 +183,10 @@ func gatewayFailure(ctx context.Context, resp *http.Response, err error) (reason
 	}
 	if isDialError(err) {
 		return reasonConnect, true
+	}
+	var te *tlsError
+	if errors.As(err, &te) {
+		return reasonTLS, true
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {

@@ -42,8 +42,23 @@ type Config struct {
 	MaxIdleConnsPerShard int
 
 	// MaxConnsPerShard caps the connections (dialling, active and idle) per
-	// shard; requests beyond it wait for a connection. Zero means no limit.
+	// shard; requests beyond it wait for a connection, for at most
+	// DialTimeout + TLSHandshakeTimeout, and then move on to the next
+	// shard (see ErrOverloaded). Zero means no limit.
 	MaxConnsPerShard int
+
+	// MaxPendingPerShard caps the requests waiting for a connection to a
+	// shard (being dialled, in a TLS handshake, or queued at
+	// MaxConnsPerShard); a request over it moves on to the next shard
+	// without being sent (circuit breaking, breaker.go). Zero means 1024;
+	// negative means no limit.
+	MaxPendingPerShard int
+
+	// MaxInFlightPerShard caps the requests a shard serves at once (from
+	// the start of a try until its response body is read or closed;
+	// Upstream.InFlight); a request over it moves on to the next shard
+	// without being sent. Zero means 1024; negative means no limit.
+	MaxInFlightPerShard int
 
 	// IdleConnTimeout is how long an idle connection is kept. Zero means
 	// 90s.
@@ -52,10 +67,21 @@ type Config struct {
 	// DialTimeout bounds establishing a TCP connection. Zero means 5s.
 	DialTimeout time.Duration
 
+	// TLSHandshakeTimeout bounds the TLS handshake with an https shard,
+	// after the TCP connection. Zero means 10s.
+	TLSHandshakeTimeout time.Duration
+
+	// BodyIdleTimeout fails a response body read that gets no bytes from
+	// the origin for this long, with a *BodyIdleError (timeouts.go); time
+	// the caller spends between reads does not count. Not applied to a
+	// 101 Switching Protocols connection. Zero means 60s; negative means
+	// none.
+	BodyIdleTimeout time.Duration
+
 	// ResponseHeaderTimeout bounds the wait for an origin's response
 	// headers once the request is written, per try: a replayable request
 	// whose try times out is retried on the next shard (Retry). Zero means
-	// 30s.
+	// 15s.
 	ResponseHeaderTimeout time.Duration
 
 	// DownFor is how long a shard whose dial failed is skipped by later
@@ -133,7 +159,7 @@ const (
 	defaultMaxIdleConnsPerShard  = 64
 	defaultIdleConnTimeout       = 90 * time.Second
 	defaultDialTimeout           = 5 * time.Second
-	defaultResponseHeaderTimeout = 30 * time.Second
+	defaultResponseHeaderTimeout = 15 * time.Second
 	defaultDownFor               = 5 * time.Second
 )
 
@@ -200,7 +226,8 @@ func NewPool(cfg Config) (*Pool, error) {
 		if _, dup := p.byName[name]; dup {
 			return nil, fmt.Errorf("lb: shard %d: duplicate shard name %q", i, name)
 		}
-		s := &shard{name: name, weight: max(sc.Weight, 1), scheme: u.Scheme, host: u.Host, transport: newTransport(&cfg)}
+		s := &shard{name: name, weight: max(sc.Weight, 1), scheme: u.Scheme, host: u.Host, transport: newTransport(&cfg),
+			limits: newLimits(&cfg), bodyIdle: max(cfg.BodyIdleTimeout, 0)}
 		p.byName[name] = s
 		p.shards = append(p.shards, s)
 		p.ups = append(p.ups, &Upstream{s: s, pool: p, index: i})
@@ -247,6 +274,7 @@ func (c *Config) setDefaults() error {
 		{"DialTimeout", int64(c.DialTimeout)},
 		{"ResponseHeaderTimeout", int64(c.ResponseHeaderTimeout)},
 		{"DownFor", int64(c.DownFor)},
+		{"TLSHandshakeTimeout", int64(c.TLSHandshakeTimeout)},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("lb: Config.%s is negative", f.name)
@@ -273,6 +301,7 @@ func (c *Config) setDefaults() error {
 	if c.DownFor == 0 {
 		c.DownFor = defaultDownFor
 	}
+	c.setBreakerDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -349,6 +378,10 @@ func (p *Pool) Send(req *http.Request, key string) (*http.Response, string, erro
 // run out the outcome in hand (an error or a gateway answer) is returned.
 // Nothing is retried once req's context is done.
 //
+// A shard over a circuit-breaking limit (breaker.go) is skipped without
+// being sent to, whatever the method; when every candidate is skipped so,
+// Do fails at once with an error wrapping ErrOverloaded.
+//
 // When every try failed to dial, the last *DialError is returned; other
 // errors are wrapped with the shard's name.
 func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) {
@@ -362,9 +395,11 @@ func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) 
 
 	var rt Route
 	retries := 0
+	sent := false // a try was sent, so req.Body was used
+	var moved error
 	for i, s := range cands {
 		body := req.Body
-		if i > 0 && body != nil && body != http.NoBody {
+		if sent && body != nil && body != http.NoBody {
 			// The transport closed the previous try's body;
 			// replayable guarantees GetBody is set.
 			var err error
@@ -373,7 +408,20 @@ func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) 
 			}
 		}
 		resp, err := s.roundTrip(req, body)
-		rt = Route{Shard: s.name, Attempts: i + 1}
+		if lim := overLimit(err); lim != "" {
+			// Circuit breaking (breaker.go): not sent, not the shard's
+			// failure. A try that gave up waiting for a connection may
+			// have had one at the last moment: only a replayable
+			// request moves on from it.
+			s.metrics.trip(lim)
+			rt.Shard = s.name
+			if lim != limitConnections || replay {
+				continue
+			}
+			return nil, rt, fmt.Errorf("%w: %w", ErrOverloaded, err)
+		}
+		sent = true
+		rt = Route{Shard: s.name, Attempts: rt.Attempts + 1}
 		if reason, counted := gatewayFailure(ctx, resp, err); counted {
 			p.ejector.record(s, reason)
 		}
@@ -391,7 +439,9 @@ func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) 
 		if !dial {
 			retries++
 		}
+		moved = err
 		if resp != nil {
+			moved = fmt.Errorf("lb: shard %s: answered %s", s.name, resp.Status)
 			// Drain a little so the connection may be reused.
 			io.CopyN(io.Discard, resp.Body, 4<<10)
 			resp.Body.Close()
@@ -401,7 +451,12 @@ func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) 
 		}
 		p.metrics.retry(why)
 	}
-	return nil, rt, errors.New("lb: no shard to try") // candidates is never empty
+	// Every shard left was over its limits.
+	err := fmt.Errorf("lb: pool %s: %w", p.name, ErrOverloaded)
+	if moved != nil {
+		err = fmt.Errorf("%w (after %w)", err, moved)
+	}
+	return nil, rt, err
 }
 
 // mayRetry reports whether one more retry after a try that may have reached

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -36,6 +37,13 @@ type shard struct {
 	// latency is the peak EWMA of time to response headers
 	// (Upstream.Latency, the "p2c_ewma" policy).
 	latency peakEWMA
+
+	// pending counts tries waiting for a connection: from their start
+	// until the transport hands them one (httptrace GotConn) or they end.
+	pending atomic.Int64
+
+	limits   limits        // circuit breaking (breaker.go)
+	bodyIdle time.Duration // Config.BodyIdleTimeout; 0 means none
 }
 
 // parseShardURL checks a Shard.URL: scheme http or https, a host, and no path
@@ -94,7 +102,7 @@ func newTransport(cfg *Config) *http.Transport {
 			return newRawHeadConn(c, limit), nil
 		}
 		dialTLS = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			tc, err := dialTLSShard(ctx, dialer, cfg.TLSClientConfig, alpn, network, addr)
+			tc, err := dialTLSShard(ctx, dialer, cfg.TLSClientConfig, cfg.TLSHandshakeTimeout, alpn, network, addr)
 			if err != nil || tc.ConnectionState().NegotiatedProtocol == "h2" {
 				return tc, err // HTTP/2 needs the *tls.Conn itself
 			}
@@ -112,25 +120,21 @@ func newTransport(cfg *Config) *http.Transport {
 		MaxConnsPerHost:        cfg.MaxConnsPerShard,
 		IdleConnTimeout:        cfg.IdleConnTimeout,
 		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
-		TLSHandshakeTimeout:    10 * time.Second,
+		TLSHandshakeTimeout:    cfg.TLSHandshakeTimeout, // used only where dialTLS is nil (h2c)
 		ExpectContinueTimeout:  1 * time.Second,
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: maxHead,
 	}
 }
 
-// tlsHandshakeTimeout bounds a shard's TLS handshake, as
-// http.Transport.TLSHandshakeTimeout did before the pool dialled TLS itself.
-const tlsHandshakeTimeout = 10 * time.Second
-
 // dialTLSShard connects to addr and completes a TLS handshake offering the
-// ALPN protocols alpn. base (nil: the system roots) is cloned; its
+// ALPN protocols alpn within timeout. base (nil: the system roots) is cloned; its
 // ServerName defaults to addr's host. A dial error is returned as the
 // dialer's (a *net.OpError "dial": failover applies), a handshake error
 // wrapped with the address and the name verified (not a dial error: the
 // shard was reached), so that the log line of a failed request says which
 // name was checked against which shard.
-func dialTLSShard(ctx context.Context, d *net.Dialer, base *tls.Config, alpn []string, network, addr string) (*tls.Conn, error) {
+func dialTLSShard(ctx context.Context, d *net.Dialer, base *tls.Config, timeout time.Duration, alpn []string, network, addr string) (*tls.Conn, error) {
 	raw, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
@@ -144,14 +148,22 @@ func dialTLSShard(ctx context.Context, d *net.Dialer, base *tls.Config, alpn []s
 	}
 	cfg.NextProtos = alpn
 	tc := tls.Client(raw, cfg)
-	hctx, cancel := context.WithTimeout(ctx, tlsHandshakeTimeout)
+	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		raw.Close()
-		return nil, fmt.Errorf("TLS handshake with %s (server name %q): %w", addr, cfg.ServerName, err)
+		return nil, &tlsError{fmt.Errorf("TLS handshake with %s (server name %q): %w", addr, cfg.ServerName, err)}
 	}
 	return tc, nil
 }
+
+// tlsError is a failed TLS handshake with a shard: the "tls_error" reason
+// of outlier detection. Whether it is retried is decided by what it wraps
+// (retryReason): a reset or a timeout is, a verification failure is not.
+type tlsError struct{ err error }
+
+func (e *tlsError) Error() string { return e.err.Error() }
+func (e *tlsError) Unwrap() error { return e.err }
 
 // available reports whether picks at time now may use the shard.
 func (s *shard) available(now time.Time) bool {
@@ -165,15 +177,42 @@ func (s *shard) markDown(now, until time.Time) bool {
 	return now.UnixNano() >= old
 }
 
-// roundTrip sends a clone of req, with body as its body, to the shard.
+// roundTrip sends a clone of req, with body as its body, to the shard. A
+// try over one of the shard's limits is not sent: it fails at once with an
+// *overLimitError (breaker.go).
 func (s *shard) roundTrip(req *http.Request, body io.ReadCloser) (*http.Response, error) {
+	if lim := s.acquire(); lim != "" {
+		return nil, &overLimitError{shard: s.name, limit: lim}
+	}
+	pd := &pendingDone{pending: &s.pending}
+	ctx := req.Context()
+	// The try's own context, cancelled when it ends, for the timeouts
+	// the transport has none for: the connection wait at
+	// MaxConnsPerShard and body idle (timeouts.go).
+	cancel := context.CancelCauseFunc(func(error) {})
+	if s.limits.connWait > 0 || s.bodyIdle > 0 {
+		ctx, cancel = context.WithCancelCause(ctx)
+	}
+	var connWait *time.Timer
+	if s.limits.connWait > 0 {
+		connWait = time.AfterFunc(s.limits.connWait, func() {
+			if pd.done.CompareAndSwap(false, true) {
+				s.pending.Add(-1)
+				cancel(&overLimitError{shard: s.name, limit: limitConnections})
+			}
+		})
+	}
 	// The connection the response comes from, to read its raw head
 	// (rawhead.go). A ClientTrace is composed in place by
 	// WithClientTrace, so each request needs its own.
 	var conn atomic.Pointer[rawHeadConn]
 	sm := s.metrics
-	ctx := httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
+			pd.end()
+			if connWait != nil {
+				connWait.Stop()
+			}
 			if c, ok := info.Conn.(*rawHeadConn); ok {
 				conn.Store(c)
 			}
@@ -189,14 +228,26 @@ func (s *shard) roundTrip(req *http.Request, body io.ReadCloser) (*http.Response
 	// out.Host stays as the caller set it: the caller decides the Host header.
 
 	start := time.Now()
-	s.inflight.Add(1)
 	resp, err := s.transport.RoundTrip(out)
+	pd.end()
+	if connWait != nil {
+		connWait.Stop()
+	}
 	if err != nil {
+		var ol *overLimitError
+		if errors.As(context.Cause(ctx), &ol) {
+			err = ol
+		}
+		cancel(nil)
 		s.inflight.Add(-1)
 		s.metrics.error()
 		return nil, err
 	}
-	resp.Body = trackBody(resp.Body, &s.inflight)
+	rb := resp.Body
+	if _, upgraded := rb.(io.Writer); !upgraded && s.bodyIdle > 0 {
+		rb = newIdleBody(rb, ctx, cancel, s.name, s.bodyIdle)
+	}
+	resp.Body = trackBody(rb, &s.inflight, cancel)
 	took := time.Since(start)
 	s.latency.observe(took, start.Add(took))
 	s.metrics.response(resp.StatusCode, took)
@@ -207,24 +258,27 @@ func (s *shard) roundTrip(req *http.Request, body io.ReadCloser) (*http.Response
 }
 
 // trackBody wraps a response body so that the shard's in-flight count drops
-// once, when the body is read to its end, fails, or is closed. A body that
-// is also an io.Writer (a 101 Switching Protocols connection) stays one.
-func trackBody(b io.ReadCloser, inflight *atomic.Int64) io.ReadCloser {
+// and the try's context is cancelled once, when the body is read to its
+// end, fails, or is closed. A body that is also an io.Writer (a 101
+// Switching Protocols connection) stays one.
+func trackBody(b io.ReadCloser, inflight *atomic.Int64, cancel context.CancelCauseFunc) io.ReadCloser {
 	if w, ok := b.(io.Writer); ok {
-		return &trackedRWBody{trackedBody: trackedBody{ReadCloser: b, inflight: inflight}, w: w}
+		return &trackedRWBody{trackedBody: trackedBody{ReadCloser: b, inflight: inflight, cancel: cancel}, w: w}
 	}
-	return &trackedBody{ReadCloser: b, inflight: inflight}
+	return &trackedBody{ReadCloser: b, inflight: inflight, cancel: cancel}
 }
 
 type trackedBody struct {
 	io.ReadCloser
 	inflight *atomic.Int64
+	cancel   context.CancelCauseFunc
 	done     atomic.Bool
 }
 
 func (b *trackedBody) finish() {
 	if b.done.CompareAndSwap(false, true) {
 		b.inflight.Add(-1)
+		b.cancel(nil)
 	}
 }
 

@@ -659,6 +659,10 @@ func poolConfig(s config.Site, lbm *lb.Metrics, logger *slog.Logger) lb.Config {
 		HashBalanceFactor:      u.HashBalanceFactor,
 		Protocol:               u.Protocol,
 		TLS:                    upstreamTLS(u.TLS),
+		MaxPendingPerShard:     noLimit(u.MaxPendingPerShard),
+		MaxInFlightPerShard:    noLimit(u.MaxInFlightPerShard),
+		TLSHandshakeTimeout:    u.TLSHandshakeTimeout.Std(),
+		BodyIdleTimeout:        noneIfZero(u.BodyIdleTimeout.Std()),
 		Metrics:                lbm,
 		Logger:                 logger,
 	}
@@ -698,6 +702,24 @@ func retryConfig(u config.Upstream) lb.Retry {
 		BudgetWindow:  u.RetryBudgetWindow.Std(),
 		MinPerSecond:  neg(u.RetryBudgetMinPerSecond),
 	}
+}
+
+// noLimit maps a circuit-breaking limit key, where 0 means unlimited, to
+// lb's form, where zero means the default and negative none.
+func noLimit(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// noneIfZero maps a timeout key where 0 means none to lb's form, where
+// zero means the default and negative none.
+func noneIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // upstreamTLS is the lb form of a site's upstream.tls.

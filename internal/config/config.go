@@ -419,13 +419,12 @@ type Upstream struct {
 	// IdleConnTimeout closes keep-alive connections idle this long; 0 also
 	// means the default.
 	IdleConnTimeout Duration `yaml:"idle_conn_timeout" default:"90s" check:">=0"`
-	// DialTimeout bounds establishing a TCP connection (and TLS handshake)
-	// to an origin.
+	// DialTimeout bounds establishing a TCP connection to an origin.
 	DialTimeout Duration `yaml:"dial_timeout" default:"5s" check:">0"`
 	// ResponseHeaderTimeout bounds the wait for an origin's response headers
 	// after the request is written, per try (see Retries); 0 also means the
 	// default.
-	ResponseHeaderTimeout Duration `yaml:"response_header_timeout" default:"30s" check:">=0"`
+	ResponseHeaderTimeout Duration `yaml:"response_header_timeout" default:"15s" check:">=0"`
 	// DownFor is how long an origin that refused a dial is skipped before it
 	// is tried again; 0 also means the default.
 	DownFor Duration `yaml:"down_for" default:"5s" check:">=0"`
@@ -481,6 +480,22 @@ type Upstream struct {
 	Protocol string `yaml:"protocol" default:"http1" check:"oneof=http1|h2|h2c"`
 	// TLS configures TLS to the site's https origins.
 	TLS UpstreamTLS `yaml:"tls"`
+	// MaxPendingPerShard caps the requests waiting for a connection to
+	// one origin (dialing, TLS handshake, or queued at
+	// max_conns_per_shard); over it a request goes to the next origin, or
+	// gets a 503 when every origin is over a limit. 0 means unlimited.
+	MaxPendingPerShard int `yaml:"max_pending_per_shard" default:"1024" check:">=0"`
+	// MaxInFlightPerShard caps the requests one origin serves at once;
+	// over it a request goes to the next origin, or gets a 503 when every
+	// origin is over a limit. 0 means unlimited.
+	MaxInFlightPerShard int `yaml:"max_in_flight_per_shard" default:"1024" check:">=0"`
+	// TLSHandshakeTimeout bounds the TLS handshake with an https origin,
+	// after the TCP connection.
+	TLSHandshakeTimeout Duration `yaml:"tls_handshake_timeout" default:"10s" check:">0"`
+	// BodyIdleTimeout fails an origin response whose body sends no bytes
+	// for this long (the response is cut off and not stored); 0 means
+	// none.
+	BodyIdleTimeout Duration `yaml:"body_idle_timeout" default:"60s" check:">=0"`
 }
 
 // UpstreamTLS configures TLS to a site's https origins; http origins do

@@ -26,6 +26,8 @@ import (
 //	edged_upstream_ejected{pool,shard}                  gauge: 1 while the shard is ejected, else 0
 //	edged_upstream_retries_total{pool,reason}           counter: tries sent to the next shard, by what failed
 //	edged_upstream_retry_budget_exhausted_total{pool}   counter: retries refused by the retry budget
+//	edged_upstream_health_checks_total{pool,shard,result} counter: active health checks, by result
+//	edged_upstream_healthy{pool,shard}                  gauge: 1, or 0 while the shard fails its health checks (pools with checks only)
 type Metrics struct {
 	requests    *prometheus.CounterVec
 	connections *prometheus.CounterVec
@@ -35,6 +37,7 @@ type Metrics struct {
 	retries     *prometheus.CounterVec
 	exhausted   *prometheus.CounterVec
 	up          *upCollector
+	checks      *prometheus.CounterVec
 }
 
 // durationBuckets spans 1ms to 30s, roughly ×2.5 per step.
@@ -85,8 +88,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			shards: make(map[upKey]upEntry),
 		},
 	}
+	m.checks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edged_upstream_health_checks_total",
+		Help: "Active health checks of origin shards, by result (ok, bad_status, connect_error, timeout, error).",
+	}, []string{"pool", "shard", "result"})
+	m.up.healthy = prometheus.NewDesc("edged_upstream_healthy",
+		"Whether the shard passes its active health checks (1) or is out of picks after failing them (0); pools with checks only.",
+		[]string{"pool", "shard"}, nil)
 	if reg != nil {
 		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.ejections, m.retries, m.exhausted, m.up)
+		reg.MustRegister(m.checks)
 	}
 	return m
 }
@@ -198,6 +209,7 @@ func (sm *shardMetrics) ejection(reason string) {
 type upCollector struct {
 	desc    *prometheus.Desc
 	ejected *prometheus.Desc
+	healthy *prometheus.Desc // for shards with health checks
 
 	mu     sync.Mutex
 	shards map[upKey]upEntry
@@ -217,7 +229,11 @@ func (c *upCollector) add(k upKey, e upEntry) {
 	c.mu.Unlock()
 }
 
-func (c *upCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.ejected }
+func (c *upCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	ch <- c.ejected
+	ch <- c.healthy
+}
 
 func (c *upCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
@@ -233,6 +249,13 @@ func (c *upCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ms = append(ms, prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, k.pool, k.shard),
 			prometheus.MustNewConstMetric(c.ejected, prometheus.GaugeValue, ej, k.pool, k.shard))
+		if h := e.s.health; h != nil {
+			hv := 0.0
+			if h.healthy() {
+				hv = 1
+			}
+			ms = append(ms, prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, hv, k.pool, k.shard))
+		}
 	}
 	c.mu.Unlock()
 	for _, m := range ms {

@@ -32,6 +32,10 @@ type shard struct {
 	// inflight counts requests from the start of a try until its response
 	// body is read to its end or closed (Upstream.InFlight).
 	inflight atomic.Int64
+
+	// health is the shard's active health (health.go); nil when the pool
+	// has no health checks.
+	health *healthState
 }
 
 // parseShardURL checks a Shard.URL: scheme http or https, a host, and no path

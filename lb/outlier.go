@@ -53,8 +53,9 @@ type Outlier struct {
 	// (ejected or down), all are used in ring order (panic mode).
 	MaxEjectedPercent int
 
-	// SlowStart is how long a shard takes, after its ejection ends, to get
-	// back its full share of keys. Its share ramps linearly from 10% to
+	// SlowStart is how long a shard takes, after its ejection ends or its
+	// health checks pass again (HealthCheck), to get back its full share
+	// of keys. Its share ramps linearly from 10% to
 	// 100%: a key the shard owns is accepted when a hash of the key, as a
 	// fraction of the hash space, is below the share, and otherwise goes to
 	// the next shard in ring order. The accepted keys only grow during the

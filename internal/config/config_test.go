@@ -109,6 +109,8 @@ func TestDefaultValues(t *testing.T) {
 				Protocol:                "http1",
 				MaxResponseHeaderBytes:  64 << 10,
 				TLS:                     config.UpstreamTLS{MinVersion: "1.2"},
+				HealthCheck: config.UpstreamHealthCheck{Path: "/", Method: "GET", Interval: config.Duration(5 * time.Second),
+					JitterPercent: 15, Timeout: config.Duration(2 * time.Second), ExpectedStatus: "200-399", Rise: 2, Fall: 3},
 			},
 			Cache: config.SiteCache{
 				Enabled:            true,

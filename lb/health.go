@@ -239,11 +239,11 @@ func parseStatusRanges(s string) (statusRanges, error) {
 		}
 		switch {
 		case item == "":
-			return nil, fmt.Errorf("%q: empty item; want status codes and ranges such as 200-399 or 200,204", s)
+			return nil, fmt.Errorf("%q has an empty item; want status codes and ranges such as 200-399 or 200,204", s)
 		case !okA || !okB:
-			return nil, fmt.Errorf("%q: %q is not a status code (100 to 599) or a range of them such as 200-399", s, item)
+			return nil, fmt.Errorf("%q is not a status code (100 to 599) or a range of them such as 200-399", item)
 		case a > b:
-			return nil, fmt.Errorf("%q: range %q ends before it starts", s, item)
+			return nil, fmt.Errorf("range %q ends before it starts", item)
 		}
 		out = append(out, statusRange{a, b})
 	}

@@ -90,9 +90,9 @@ func TestCheckConfigHealthCheck(t *testing.T) {
 	}{
 		{"good", "        expected_status: \"200,204,300-399\"\n        path: /healthz?full=1\n        host: origin.example:8080\n", ""},
 		{"bad status range", "        expected_status: \"2xx\"\n",
-			`:13: sites[0].upstream.health_check.expected_status: "2xx": "2xx" is not a status code (100 to 599)`},
+			`:13: sites[0].upstream.health_check.expected_status: "2xx" is not a status code (100 to 599)`},
 		{"reversed range", "        enabled: true\n        expected_status: 399-200\n",
-			`:14: sites[0].upstream.health_check.expected_status: "399-200": range "399-200" ends before it starts`},
+			`:14: sites[0].upstream.health_check.expected_status: range "399-200" ends before it starts`},
 		{"relative path", "        path: healthz\n", `:13: sites[0].upstream.health_check.path: "healthz" must start with /`},
 		{"bad host", "        host: \"a b\"\n", `:13: sites[0].upstream.health_check.host: invalid Host "a b"`},
 		{"method", "        method: POST\n", `:13: sites[0].upstream.health_check.method: must be GET or HEAD`},

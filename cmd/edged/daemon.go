@@ -120,13 +120,14 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 }
 
 // startupChecks finds what starting on cfg would fail on beyond the
-// file's own rules, for -check-config: the purge tokens as the purge API
+// file's own rules, for -check-config: the sites' rules compiled
+// (ruleChecks), the purge tokens as the purge API
 // takes them (duplicate values, whitespace), every TLS certificate and
 // key loaded as the certificate store does (when tls.listen is set, as
 // starting does), the origin TLS files (originTLSChecks) and the health
 // checks (healthCheckChecks); each problem is reported at its key.
 func startupChecks(cfg *config.Config) []*config.Error {
-	errs := originTLSChecks(cfg)
+	errs := append(originTLSChecks(cfg), ruleChecks(cfg)...)
 	errs = append(errs, healthCheckChecks(cfg)...)
 	if te, ok := errors.AsType[*purge.TokenError](purge.CheckTokens(purgeTokens(cfg))); ok {
 		errs = append(errs, &config.Error{Path: fmt.Sprintf("purge.tokens[%d].token", te.Index), Msg: te.Msg})
@@ -176,7 +177,7 @@ func loadConfig(o *options) (*config.Config, error) {
 	if o.config != "" {
 		var checks []config.Check
 		if !o.set["origin"] { // -origin replaces the file's sites
-			checks = append(checks, originTLSChecks)
+			checks = append(checks, originTLSChecks, ruleChecks)
 			checks = append(checks, healthCheckChecks)
 		}
 		var err error
@@ -527,7 +528,17 @@ func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger) ([
 			return nil, nil, fmt.Errorf("site %s: %w", s.Name, err)
 		}
 		pools = append(pools, pool)
-		sites = append(sites, edgeSite(s, pool))
+		site := edgeSite(s, pool)
+		if site.Rules, err = compileRules(s); err == nil {
+			site.Pools, pools, err = rulePools(s, pools, lbm, logger)
+		}
+		if err != nil {
+			for _, p := range pools {
+				p.Close()
+			}
+			return nil, nil, fmt.Errorf("site %s: %w", s.Name, err)
+		}
+		sites = append(sites, site)
 	}
 	return sites, pools, nil
 }
@@ -646,6 +657,8 @@ func poolConfig(s config.Site, lbm *lb.Metrics, logger *slog.Logger) lb.Config {
 		Outlier:                outlierConfig(u),
 		Retry:                  retryConfig(u),
 		MaxResponseHeaderBytes: u.MaxResponseHeaderBytes.Int64(),
+		Policy:                 u.Policy,
+		HashBalanceFactor:      u.HashBalanceFactor,
 		Protocol:               u.Protocol,
 		TLS:                    upstreamTLS(u.TLS),
 		HealthCheck:            healthCheckConfig(u.HealthCheck),
@@ -723,26 +736,41 @@ func healthCheckConfig(h config.UpstreamHealthCheck) lb.HealthCheck {
 	}
 }
 
-// healthCheckChecks checks every site's upstream.health_check as its pool
-// will (lb owns the grammar of path, host and expected_status), reporting
-// a problem at its key. Starting and reloading run it too.
+// healthCheckChecks checks the health_check of every site's upstream and
+// of its further pools as their pools will (lb owns the grammar of path,
+// host and expected_status), reporting a problem at its key. Starting and
+// reloading run it too.
 func healthCheckChecks(cfg *config.Config) []*config.Error {
-	keys := map[string]string{"Path": "path", "Method": "method", "Host": "host", "Interval": "interval",
-		"JitterPercent": "jitter_percent", "Timeout": "timeout", "ExpectedStatus": "expected_status", "Rise": "rise", "Fall": "fall"}
 	var errs []*config.Error
+	check := func(path string, h config.UpstreamHealthCheck) {
+		if e := healthCheckError(path, h); e != nil {
+			errs = append(errs, e)
+		}
+	}
 	for i, s := range cfg.Sites {
-		err := lb.CheckHealthCheck(healthCheckConfig(s.Upstream.HealthCheck))
-		if err == nil {
-			continue
+		check(fmt.Sprintf("sites[%d].upstream.health_check", i), s.Upstream.HealthCheck)
+		for j, p := range s.Pools {
+			check(fmt.Sprintf("sites[%d].pools[%d].upstream.health_check", i, j), p.Upstream.HealthCheck)
 		}
-		path, msg := fmt.Sprintf("sites[%d].upstream.health_check", i), err.Error()
-		if he, ok := errors.AsType[*lb.HealthCheckError](err); ok {
-			path += "." + keys[he.Field]
-			msg = he.Err.Error()
-		}
-		errs = append(errs, &config.Error{Path: path, Msg: msg})
 	}
 	return errs
+}
+
+// healthCheckError is the problem lb finds with h, at its key under path,
+// or nil.
+func healthCheckError(path string, h config.UpstreamHealthCheck) *config.Error {
+	err := lb.CheckHealthCheck(healthCheckConfig(h))
+	if err == nil {
+		return nil
+	}
+	keys := map[string]string{"Path": "path", "Method": "method", "Host": "host", "Interval": "interval",
+		"JitterPercent": "jitter_percent", "Timeout": "timeout", "ExpectedStatus": "expected_status", "Rise": "rise", "Fall": "fall"}
+	msg := err.Error()
+	if he, ok := errors.AsType[*lb.HealthCheckError](err); ok {
+		path += "." + keys[he.Field]
+		msg = he.Err.Error()
+	}
+	return &config.Error{Path: path, Msg: msg}
 }
 
 // tlsVersion maps a min_version value ("1.2", "1.3") to its tls constant.

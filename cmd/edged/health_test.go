@@ -96,6 +96,9 @@ func TestCheckConfigHealthCheck(t *testing.T) {
 		{"relative path", "        path: healthz\n", `:13: sites[0].upstream.health_check.path: "healthz" must start with /`},
 		{"bad host", "        host: \"a b\"\n", `:13: sites[0].upstream.health_check.host: invalid Host "a b"`},
 		{"method", "        method: POST\n", `:13: sites[0].upstream.health_check.method: must be GET or HEAD`},
+		{"a further pool's", "        path: /healthz\n    pools:\n      - name: p\n        origins:\n          - url: http://127.0.0.1:3\n" +
+			"        upstream:\n          health_check:\n            expected_status: 200-\n",
+			`:20: sites[0].pools[0].upstream.health_check.expected_status: "200-" is not a status code`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			file := writeConfig(t, healthSite("http://127.0.0.1:1", "http://127.0.0.1:2", c.keys))

@@ -51,10 +51,10 @@
 //
 // # Health and failover
 //
-// Health is passive and lives on the shard as atomic values: no background
-// goroutine runs, and a shard becomes eligible again when its time passes.
-// A shard is marked down for Config.DownFor when a connection to it cannot be
-// established.
+// Passive health lives on the shard as atomic values: no background
+// goroutine runs for it, and a shard becomes eligible again when its time
+// passes. A shard is marked down for Config.DownFor when a connection to
+// it cannot be established.
 //
 // Outlier detection (Config.Outlier, outlier.go; on by default) counts each
 // shard's gateway failures in a row: a connection that cannot be established,
@@ -68,10 +68,26 @@
 // 10% would eject nothing in a site of a few shards; 50% is Envoy's panic
 // threshold) and slow start.
 //
-// Picks walk the ring from the key and skip shards that are down or ejected;
-// when none is left, all are tried in ring order (panic mode), so a site is
-// never failed by its health state alone. After an ejection a shard is in
-// slow start for Outlier.SlowStart (30s): its share ramps linearly from 10% to
+// Active health checks (Config.HealthCheck, health.go; off unless
+// enabled) send each shard a GET or HEAD of a path, with a chosen Host
+// header, every HealthCheck.Interval (5s, ± 15% jitter), each bounded by
+// HealthCheck.Timeout (2s). A check passes when a status in
+// HealthCheck.ExpectedStatus ("200-399") comes back; HealthCheck.Fall (3)
+// failures in a row take the shard out of picks and HealthCheck.Rise (2)
+// passes in a row bring it back (HAProxy's rise and fall). One goroutine
+// per shard runs the checks; Pool.Close cancels them and waits for the
+// goroutines. Shards start healthy, so a new pool (at start or at a
+// reload) serves at once, and until a shard has passed a check one failure
+// takes it out (HAProxy's default init-state). Checks have connections of
+// their own, one per check, with the pool's TLS settings: each connects
+// and handshakes as a new request connection would, and none counts in
+// the reuse metrics.
+//
+// Picks walk the ring from the key and skip shards that are down, ejected
+// or failing health checks; when none is left, all are tried in ring order
+// (panic mode), so a site is never failed by its health state alone. After
+// an ejection, or after its health checks pass again, a shard is in slow
+// start for Outlier.SlowStart (30s): its share ramps linearly from 10% to
 // 100%, and it takes a key it owns only when a hash of the key, independent of
 // the ring's, as a fraction of the hash space, is below its share; otherwise
 // it comes after the other available shards. Consistent hashing has no weights
@@ -187,6 +203,7 @@
 // (through net/http/httptrace), time to response headers, failovers, the
 // up/down state of each shard, outlier ejections by reason, the ejected
 // state of each shard, retries by reason, retries the budget refused,
-// requests bounded loads sent past their key's shard, and each shard's
-// pending and in-flight requests and circuit-breaker trips by limit.
+// requests bounded loads sent past their key's shard, each shard's pending
+// and in-flight requests and circuit-breaker trips by limit, health checks
+// by result and the health of each checked shard.
 package lb

@@ -30,6 +30,8 @@ import (
 //	edged_upstream_pending{pool,shard}                  gauge: requests waiting for a connection to the shard
 //	edged_upstream_in_flight{pool,shard}                gauge: requests the shard is serving (Upstream.InFlight)
 //	edged_upstream_breaker_trips_total{pool,shard,limit} counter: tries not sent, the shard over a limit (pending, in_flight, connections)
+//	edged_upstream_health_checks_total{pool,shard,result} counter: active health checks, by result
+//	edged_upstream_healthy{pool,shard}                  gauge: 1, or 0 while the shard fails its health checks (pools with checks only)
 type Metrics struct {
 	requests    *prometheus.CounterVec
 	connections *prometheus.CounterVec
@@ -42,6 +44,7 @@ type Metrics struct {
 	up          *upCollector
 	trips       *prometheus.CounterVec
 	load        *loadCollector
+	checks      *prometheus.CounterVec
 }
 
 // durationBuckets spans 1ms to 30s, roughly ×2.5 per step.
@@ -101,9 +104,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"pool", "shard", "limit"}),
 		load: newLoadCollector(),
 	}
+	m.checks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edged_upstream_health_checks_total",
+		Help: "Active health checks of origin shards, by result (ok, bad_status, connect_error, timeout, error).",
+	}, []string{"pool", "shard", "result"})
+	m.up.healthy = prometheus.NewDesc("edged_upstream_healthy",
+		"Whether the shard passes its active health checks (1) or is out of picks after failing them (0); pools with checks only.",
+		[]string{"pool", "shard"}, nil)
 	if reg != nil {
 		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.ejections, m.retries, m.exhausted, m.overflows, m.up)
 		reg.MustRegister(m.trips, m.load)
+		reg.MustRegister(m.checks)
 	}
 	return m
 }
@@ -226,6 +237,7 @@ func (sm *shardMetrics) ejection(reason string) {
 type upCollector struct {
 	desc    *prometheus.Desc
 	ejected *prometheus.Desc
+	healthy *prometheus.Desc // for shards with health checks
 
 	mu     sync.Mutex
 	shards map[upKey]upEntry
@@ -245,7 +257,11 @@ func (c *upCollector) add(k upKey, e upEntry) {
 	c.mu.Unlock()
 }
 
-func (c *upCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.ejected }
+func (c *upCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	ch <- c.ejected
+	ch <- c.healthy
+}
 
 func (c *upCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
@@ -261,6 +277,13 @@ func (c *upCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ms = append(ms, prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, k.pool, k.shard),
 			prometheus.MustNewConstMetric(c.ejected, prometheus.GaugeValue, ej, k.pool, k.shard))
+		if h := e.s.health; h != nil {
+			hv := 0.0
+			if h.healthy() {
+				hv = 1
+			}
+			ms = append(ms, prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, hv, k.pool, k.shard))
+		}
 	}
 	c.mu.Unlock()
 	for _, m := range ms {

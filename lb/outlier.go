@@ -53,8 +53,9 @@ type Outlier struct {
 	// (ejected or down), all are used in ring order (panic mode).
 	MaxEjectedPercent int
 
-	// SlowStart is how long a shard takes, after its ejection ends, to get
-	// back its full share of keys. Its share ramps linearly from 10% to
+	// SlowStart is how long a shard takes, after its ejection ends or its
+	// health checks pass again (HealthCheck), to get back its full share
+	// of keys. Its share ramps linearly from 10% to
 	// 100%: a key the shard owns is accepted when a hash of the key, as a
 	// fraction of the hash space, is below the share, and otherwise goes to
 	// the next shard in ring order. The accepted keys only grow during the
@@ -123,6 +124,7 @@ type ejector struct {
 type outlierState struct {
 	failures     atomic.Int64 // consecutive gateway failures
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0 = never ejected
+	recoveredAt  atomic.Int64 // unix nanoseconds the shard passed its health checks again; 0 = never
 
 	// Guarded by ejector.mu.
 	ejections    int       // ejections in a row, for the doubling
@@ -249,14 +251,23 @@ func (e *ejector) record(s *shard, reason string) {
 		slog.String("reason", reason), slog.Duration("for", d))
 }
 
+// recovered starts the slow start of s at now, as the end of an ejection
+// does: s is back from failed health checks (health.go). It applies with
+// outlier detection off too.
+func (e *ejector) recovered(s *shard, now time.Time) {
+	e.state[s].recoveredAt.Store(now.UnixNano())
+}
+
 // share is the fraction of its keys s accepts at now: 0 while ejected,
-// ramping from slowStartMinShare to 1 over SlowStart after the ejection, 1
+// ramping from slowStartMinShare to 1 over SlowStart after the ejection or
+// after a recovery from failed health checks, whichever came last, 1
 // otherwise.
 func (e *ejector) share(s *shard, now time.Time) float64 {
-	if e.disabled {
-		return 1
+	st := e.state[s]
+	until := st.recoveredAt.Load()
+	if !e.disabled {
+		until = max(until, st.ejectedUntil.Load())
 	}
-	until := e.state[s].ejectedUntil.Load()
 	if until == 0 {
 		return 1
 	}

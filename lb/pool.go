@@ -98,6 +98,12 @@ type Config struct {
 	// The zero value is on with defaults.
 	Retry Retry
 
+	// HealthCheck configures active health checks of the shards
+	// (health.go): a request of its own to each shard every interval,
+	// taking out of picks a shard that fails several in a row. The zero
+	// value is off.
+	HealthCheck HealthCheck
+
 	// Protocol is how the pool talks to its shards: "" or "http1"
 	// (HTTP/1.1 only), "h2" (HTTP/2 over TLS when the shard offers it,
 	// else HTTP/1.1) or "h2c" (HTTP/2 with prior knowledge over cleartext,
@@ -184,6 +190,7 @@ type Pool struct {
 	metrics *poolMetrics // nil when the pool has no Metrics
 	now     func() time.Time
 	logger  *slog.Logger
+	health  *healthChecker // nil without Config.HealthCheck
 }
 
 var _ http.RoundTripper = (*Pool)(nil)
@@ -235,6 +242,9 @@ func NewPool(cfg Config) (*Pool, error) {
 	}
 	p.ejector = newEjector(cfg.Outlier, cfg.Name, p.shards, cfg.Now, cfg.Logger)
 	for _, s := range p.shards {
+		if cfg.HealthCheck.Enabled {
+			s.health = new(healthState)
+		}
 		s.metrics = cfg.Metrics.forShard(cfg.Name, s, p.ejector, cfg.Now)
 	}
 	ring, err := ketama.New(members)
@@ -243,6 +253,7 @@ func NewPool(cfg Config) (*Pool, error) {
 	}
 	p.ring = ring
 	p.sel = newSelector(&cfg, ring, p.ups)
+	p.health = startHealthChecks(&cfg, p.shards, p.ejector) // last: nothing fails after
 	return p, nil
 }
 
@@ -286,6 +297,9 @@ func (c *Config) setDefaults() error {
 	if err := c.Retry.setDefaults(); err != nil {
 		return err
 	}
+	if err := c.HealthCheck.setDefaults(); err != nil {
+		return err
+	}
 	if c.MaxIdleConnsPerShard == 0 {
 		c.MaxIdleConnsPerShard = defaultMaxIdleConnsPerShard
 	}
@@ -325,10 +339,13 @@ func (p *Pool) CloseIdleConnections() {
 	}
 }
 
-// Close retires the pool: it stops the pool's background work and closes
-// its idle connections. Requests in flight finish; the pool stays usable,
-// but a retired pool should not be given new requests. Close is idempotent.
+// Close retires the pool: it stops the pool's background work (the health
+// checks, cancelling those in flight, and waiting for their goroutines to
+// end) and closes its idle connections. Requests in flight finish; the
+// pool stays usable, but a retired pool should not be given new requests.
+// Close is idempotent.
 func (p *Pool) Close() error {
+	p.health.stop()
 	p.CloseIdleConnections()
 	return nil
 }
@@ -474,8 +491,9 @@ func (p *Pool) mayRetry(retries int) bool {
 }
 
 // candidates returns the shards to try for key, in order: the policy's
-// (Config.Policy or Config.Selector) over the eligible shards, neither down
-// nor ejected, or over all of them when none is eligible (panic mode).
+// (Config.Policy or Config.Selector) over the eligible shards, neither down,
+// ejected nor failing health checks, or over all of them when none is
+// eligible (panic mode).
 func (p *Pool) candidates(key string, req *http.Request) []*shard {
 	ups := p.sel.Select(key, req, p.eligible(p.now()))
 	out := make([]*shard, len(ups))

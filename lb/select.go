@@ -33,12 +33,14 @@ func (u *Upstream) Index() int { return u.index }
 func (u *Upstream) InFlight() int { return int(u.s.inflight.Load()) }
 
 // Share is the fraction of its normal traffic the shard should take now:
-// 1, or while it is in slow start after an ejection (Outlier.SlowStart) a
-// value ramping from 0.1 to 1. Weighted policies multiply the weight by it.
+// 1, or while it is in slow start after an ejection or failed health
+// checks (Outlier.SlowStart) a value ramping from 0.1 to 1. Weighted
+// policies multiply the weight by it.
 func (u *Upstream) Share() float64 {
 	e := u.pool.ejector
-	if e.disabled || e.state[u.s].ejectedUntil.Load() == 0 {
-		return 1 // never ejected: skip the clock, which policies ask per shard
+	st := e.state[u.s]
+	if (e.disabled || st.ejectedUntil.Load() == 0) && st.recoveredAt.Load() == 0 {
+		return 1 // never ejected nor back from failed checks: skip the clock, which policies ask per shard
 	}
 	return e.share(u.s, u.pool.now())
 }
@@ -252,12 +254,12 @@ func jumpPoint(h uint64, attempt int) uint32 {
 }
 
 // eligible returns the shards a request may be sent to now, in config
-// order: neither marked down nor ejected; all of them when that leaves
-// none (panic mode).
+// order: neither marked down, ejected nor failing health checks; all of
+// them when that leaves none (panic mode).
 func (p *Pool) eligible(now time.Time) []*Upstream {
 	out := make([]*Upstream, 0, len(p.ups))
 	for _, u := range p.ups {
-		if u.s.available(now) && !p.ejector.ejected(u.s, now) {
+		if u.s.available(now) && !p.ejector.ejected(u.s, now) && u.s.health.healthy() {
 			out = append(out, u)
 		}
 	}

@@ -44,6 +44,9 @@ type shard struct {
 
 	limits   limits        // circuit breaking (breaker.go)
 	bodyIdle time.Duration // Config.BodyIdleTimeout; 0 means none
+	// health is the shard's active health (health.go); nil when the pool
+	// has no health checks.
+	health *healthState
 }
 
 // parseShardURL checks a Shard.URL: scheme http or https, a host, and no path

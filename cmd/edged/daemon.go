@@ -124,10 +124,11 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 // (ruleChecks), the purge tokens as the purge API
 // takes them (duplicate values, whitespace), every TLS certificate and
 // key loaded as the certificate store does (when tls.listen is set, as
-// starting does), and the origin TLS files (originTLSChecks); each
-// problem is reported at its key.
+// starting does), the origin TLS files (originTLSChecks) and the health
+// checks (healthCheckChecks); each problem is reported at its key.
 func startupChecks(cfg *config.Config) []*config.Error {
 	errs := append(originTLSChecks(cfg), ruleChecks(cfg)...)
+	errs = append(errs, healthCheckChecks(cfg)...)
 	if te, ok := errors.AsType[*purge.TokenError](purge.CheckTokens(purgeTokens(cfg))); ok {
 		errs = append(errs, &config.Error{Path: fmt.Sprintf("purge.tokens[%d].token", te.Index), Msg: te.Msg})
 	}
@@ -177,6 +178,7 @@ func loadConfig(o *options) (*config.Config, error) {
 		var checks []config.Check
 		if !o.set["origin"] { // -origin replaces the file's sites
 			checks = append(checks, originTLSChecks, ruleChecks)
+			checks = append(checks, healthCheckChecks)
 		}
 		var err error
 		if cfg, err = config.Load(o.config, checks...); err != nil {
@@ -663,6 +665,7 @@ func poolConfig(s config.Site, lbm *lb.Metrics, logger *slog.Logger) lb.Config {
 		MaxInFlightPerShard:    noLimit(u.MaxInFlightPerShard),
 		TLSHandshakeTimeout:    u.TLSHandshakeTimeout.Std(),
 		BodyIdleTimeout:        noneIfZero(u.BodyIdleTimeout.Std()),
+		HealthCheck:            healthCheckConfig(u.HealthCheck),
 		Metrics:                lbm,
 		Logger:                 logger,
 	}
@@ -732,6 +735,64 @@ func upstreamTLS(t config.UpstreamTLS) lb.TLS {
 		MinVersion:         tlsVersion(t.MinVersion),
 		InsecureSkipVerify: t.InsecureSkipVerify,
 	}
+}
+
+// healthCheckConfig is the lb form of a site's upstream.health_check,
+// where jitter_percent 0 means none (lb: negative).
+func healthCheckConfig(h config.UpstreamHealthCheck) lb.HealthCheck {
+	jitter := h.JitterPercent
+	if jitter == 0 {
+		jitter = -1
+	}
+	return lb.HealthCheck{
+		Enabled:        h.Enabled,
+		Path:           h.Path,
+		Method:         h.Method,
+		Host:           h.Host,
+		Interval:       h.Interval.Std(),
+		JitterPercent:  jitter,
+		Timeout:        h.Timeout.Std(),
+		ExpectedStatus: h.ExpectedStatus,
+		Rise:           h.Rise,
+		Fall:           h.Fall,
+	}
+}
+
+// healthCheckChecks checks the health_check of every site's upstream and
+// of its further pools as their pools will (lb owns the grammar of path,
+// host and expected_status), reporting a problem at its key. Starting and
+// reloading run it too.
+func healthCheckChecks(cfg *config.Config) []*config.Error {
+	var errs []*config.Error
+	check := func(path string, h config.UpstreamHealthCheck) {
+		if e := healthCheckError(path, h); e != nil {
+			errs = append(errs, e)
+		}
+	}
+	for i, s := range cfg.Sites {
+		check(fmt.Sprintf("sites[%d].upstream.health_check", i), s.Upstream.HealthCheck)
+		for j, p := range s.Pools {
+			check(fmt.Sprintf("sites[%d].pools[%d].upstream.health_check", i, j), p.Upstream.HealthCheck)
+		}
+	}
+	return errs
+}
+
+// healthCheckError is the problem lb finds with h, at its key under path,
+// or nil.
+func healthCheckError(path string, h config.UpstreamHealthCheck) *config.Error {
+	err := lb.CheckHealthCheck(healthCheckConfig(h))
+	if err == nil {
+		return nil
+	}
+	keys := map[string]string{"Path": "path", "Method": "method", "Host": "host", "Interval": "interval",
+		"JitterPercent": "jitter_percent", "Timeout": "timeout", "ExpectedStatus": "expected_status", "Rise": "rise", "Fall": "fall"}
+	msg := err.Error()
+	if he, ok := errors.AsType[*lb.HealthCheckError](err); ok {
+		path += "." + keys[he.Field]
+		msg = he.Err.Error()
+	}
+	return &config.Error{Path: path, Msg: msg}
 }
 
 // tlsVersion maps a min_version value ("1.2", "1.3") to its tls constant.

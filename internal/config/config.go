@@ -441,8 +441,9 @@ type Upstream struct {
 	// MaxEjectedPercent caps the share of the site's origins ejected at
 	// once (at least one of two or more); with none left, all are used.
 	MaxEjectedPercent int `yaml:"max_ejected_percent" default:"50" check:"min=1 max=100"`
-	// SlowStart is how long an origin back from an ejection takes to get
-	// its full share of keys again; 0 means at once.
+	// SlowStart is how long an origin back from an ejection (or from
+	// failed health checks) takes to get its full share of keys again; 0
+	// means at once.
 	SlowStart Duration `yaml:"slow_start" default:"30s" check:">=0"`
 	// Retries is how many times an idempotent request (or cache fill) is
 	// retried on the next shard after a reset or a response header timeout
@@ -496,6 +497,42 @@ type Upstream struct {
 	// for this long (the response is cut off and not stored); 0 means
 	// none.
 	BodyIdleTimeout Duration `yaml:"body_idle_timeout" default:"60s" check:">=0"`
+	// HealthCheck configures active health checks of the origins.
+	HealthCheck UpstreamHealthCheck `yaml:"health_check"`
+}
+
+// UpstreamHealthCheck configures active health checks of a site's
+// origins: a request to each origin every Interval; Fall failures in a
+// row take it out of picks, Rise passes in a row bring it back. Path,
+// Host and ExpectedStatus are checked by the daemon's checks (lb owns
+// their grammar).
+type UpstreamHealthCheck struct {
+	// Enabled turns the checks on.
+	Enabled bool `yaml:"enabled"`
+	// Path is the request target checked: a path with an optional query.
+	Path string `yaml:"path" default:"/"`
+	// Method is the checks' method.
+	Method string `yaml:"method" default:"GET" check:"oneof=GET|HEAD"`
+	// Host is the checks' Host header; "" means each origin's host[:port]
+	// from its URL.
+	Host string `yaml:"host"`
+	// Interval is the time between the end of one check of an origin and
+	// the start of the next, before jitter.
+	Interval Duration `yaml:"interval" default:"5s" check:">0"`
+	// JitterPercent spreads checks: each wait is Interval plus or minus
+	// up to this share of it; 0 means none.
+	JitterPercent int `yaml:"jitter_percent" default:"15" check:"min=0 max=50"`
+	// Timeout bounds one check (connect, TLS handshake, response headers).
+	Timeout Duration `yaml:"timeout" default:"2s" check:">0"`
+	// ExpectedStatus is the status codes of a passing check: codes and
+	// ranges separated by commas, e.g. "200-399" or "200,204".
+	ExpectedStatus string `yaml:"expected_status" default:"200-399"`
+	// Rise is the number of passing checks in a row that bring an origin
+	// back.
+	Rise int `yaml:"rise" default:"2" check:"min=1"`
+	// Fall is the number of failing checks in a row that take an origin
+	// out.
+	Fall int `yaml:"fall" default:"3" check:"min=1"`
 }
 
 // UpstreamTLS configures TLS to a site's https origins; http origins do

@@ -114,6 +114,8 @@ func TestDefaultValues(t *testing.T) {
 				MaxInFlightPerShard:     1024,
 				TLSHandshakeTimeout:     config.Duration(10 * time.Second),
 				BodyIdleTimeout:         config.Duration(60 * time.Second),
+				HealthCheck: config.UpstreamHealthCheck{Path: "/", Method: "GET", Interval: config.Duration(5 * time.Second),
+					JitterPercent: 15, Timeout: config.Duration(2 * time.Second), ExpectedStatus: "200-399", Rise: 2, Fall: 3},
 			},
 			Cache: config.SiteCache{
 				Enabled:            true,

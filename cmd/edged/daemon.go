@@ -155,17 +155,23 @@ func startupChecks(cfg *config.Config) []*config.Error {
 // run it too, so that a bad file is reported at its line there as well.
 func originTLSChecks(cfg *config.Config) []*config.Error {
 	var errs []*config.Error
-	for i, s := range cfg.Sites {
-		err := lb.CheckTLS(upstreamTLS(s.Upstream.TLS))
+	check := func(path string, t config.UpstreamTLS) {
+		err := lb.CheckTLS(upstreamTLS(t))
 		if err == nil {
-			continue
+			return
 		}
-		path, msg := fmt.Sprintf("sites[%d].upstream.tls", i), err.Error()
+		msg := err.Error()
 		if fe, ok := errors.AsType[*lb.TLSFileError](err); ok {
 			path += map[string]string{"CAFile": ".ca", "CertFile": ".client_cert", "KeyFile": ".client_key"}[fe.Field]
 			msg = fe.File + ": " + fe.Err.Error()
 		}
 		errs = append(errs, &config.Error{Path: path, Msg: msg})
+	}
+	for i, s := range cfg.Sites {
+		check(fmt.Sprintf("sites[%d].upstream.tls", i), s.Upstream.TLS)
+		for j, p := range s.Pools { // a rule's pool is built the same way
+			check(fmt.Sprintf("sites[%d].pools[%d].upstream.tls", i, j), p.Upstream.TLS)
+		}
 	}
 	return errs
 }

@@ -123,3 +123,14 @@ func TestCheckConfigCompilesRules(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// A pool's origin TLS files are read as the site's are: a missing CA is
+// reported at its line under pools.
+func TestPoolTLSFilesChecked(t *testing.T) {
+	path := writeConfig(t, "sites:\n  - name: a\n    hosts: [a.example]\n    origins:\n      - url: http://127.0.0.1:1\n    pools:\n      - name: api\n        origins:\n          - url: https://127.0.0.1:2\n        upstream:\n          tls:\n            ca: /nonexistent/ca.pem\n")
+	var out strings.Builder
+	err := run(context.Background(), []string{"-check-config", path}, &out, &out, nil)
+	if err == nil || !strings.Contains(err.Error(), ":12: sites[0].pools[0].upstream.tls.ca: /nonexistent/ca.pem") {
+		t.Errorf("err = %v", err)
+	}
+}

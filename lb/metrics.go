@@ -26,6 +26,12 @@ import (
 //	edged_upstream_ejected{pool,shard}                  gauge: 1 while the shard is ejected, else 0
 //	edged_upstream_retries_total{pool,reason}           counter: tries sent to the next shard, by what failed
 //	edged_upstream_retry_budget_exhausted_total{pool}   counter: retries refused by the retry budget
+//	edged_upstream_dials_total{pool,shard,result}       counter: TCP dials, result="ok"/"error"
+//	edged_upstream_tls_handshakes_total{pool,shard,result} counter: TLS handshakes, result="ok"/"error"
+//	edged_upstream_open_connections{pool,shard}         gauge: connections open (every protocol)
+//	edged_upstream_idle_connections{pool,shard}         gauge: HTTP/1 connections no request is using
+//	edged_upstream_idle_pool_target{pool,shard}         gauge: connections the idle trimmer keeps (auto sizing)
+//	edged_upstream_idle_trimmed_total{pool,shard}       counter: idle connections closed by the trimmer
 type Metrics struct {
 	requests    *prometheus.CounterVec
 	connections *prometheus.CounterVec
@@ -35,6 +41,7 @@ type Metrics struct {
 	retries     *prometheus.CounterVec
 	exhausted   *prometheus.CounterVec
 	up          *upCollector
+	conns       *connCollectors // dials, handshakes, open and idle connections (conns.go)
 }
 
 // durationBuckets spans 1ms to 30s, roughly ×2.5 per step.
@@ -88,6 +95,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.ejections, m.retries, m.exhausted, m.up)
 	}
+	m.conns = newConnCollectors(reg)
 	return m
 }
 

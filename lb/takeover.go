@@ -118,3 +118,6 @@ func (e *ejector) inherit(s *shard, from *ejector, of *shard) {
 	dst.ejections, dst.lastEjectEnd = ejections, last
 	e.mu.Unlock()
 }
+
+// Name is the pool's name (Config.Name).
+func (p *Pool) Name() string { return p.name }

@@ -102,10 +102,10 @@ type Stats struct {
 	Paths map[string]int64 `json:"paths,omitempty"`
 	// PathsDropped counts requests whose path was not tracked (MaxPaths).
 	PathsDropped int64 `json:"paths_dropped,omitempty"`
-	// Connections counts the connections that carried at least one
-	// counted request: Requests - Connections of the requests came on a
-	// reused connection. Polls of /__stats are on neither side. It counts
-	// only when the server's ConnContext is the Origin's (ConnContext).
+	// Connections counts the connections accepted, except those whose
+	// first request was to /__stats (the polls): a proxy's new
+	// connections, whether they carried a request or not. It counts only
+	// when the server's ConnContext is the Origin's (ConnContext).
 	Connections int64 `json:"connections"`
 }
 
@@ -190,8 +190,8 @@ func (o *Origin) Stats(paths []string) Stats {
 	return s
 }
 
-// ResetStats zeroes all counters except Inflight. Connections already
-// counted are not counted again.
+// ResetStats zeroes all counters except Inflight; connections accepted
+// before are not counted again.
 func (o *Origin) ResetStats() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -207,23 +207,26 @@ func (o *Origin) ResetStats() {
 // connKey is the context key of a connection's connMark.
 type connKey struct{}
 
-// connMark is set by the first counted request on a connection.
-type connMark struct{ used atomic.Bool }
+// connMark is set by the first request on a connection.
+type connMark struct{ seen atomic.Bool }
 
-// ConnContext is the http.Server ConnContext hook that lets the Origin tell
-// a request on a new connection from one on a reused connection
-// (Stats.Connections): set Server.ConnContext to it. A connection's first
-// counted request counts it, so that connections the stats polls open, and
-// connections a proxy opened but never used, are not counted.
+// ConnContext is the http.Server ConnContext hook that counts accepted
+// connections (Stats.Connections): set Server.ConnContext to it.
 func (o *Origin) ConnContext(ctx context.Context, _ net.Conn) context.Context {
+	o.conns.Add(1)
 	return context.WithValue(ctx, connKey{}, new(connMark))
+}
+
+// firstRequest marks r's connection as having carried a request and
+// reports whether r is its first.
+func firstRequest(r *http.Request) bool {
+	m, ok := r.Context().Value(connKey{}).(*connMark)
+	return ok && m.seen.CompareAndSwap(false, true)
 }
 
 func (o *Origin) count(r *http.Request) {
 	path := r.URL.Path
-	if m, ok := r.Context().Value(connKey{}).(*connMark); ok && m.used.CompareAndSwap(false, true) {
-		o.conns.Add(1)
-	}
+	firstRequest(r)
 	o.requests.Add(1)
 	n := o.inflight.Add(1)
 	for m := o.maxInflight.Load(); n > m && !o.maxInflight.CompareAndSwap(m, n); m = o.maxInflight.Load() {
@@ -239,6 +242,12 @@ func (o *Origin) count(r *http.Request) {
 
 // ServeHTTP serves /obj/{id}, GET /__stats and POST /__stats/reset.
 func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/__stats", "/__stats/reset":
+		if firstRequest(r) {
+			o.conns.Add(-1) // a poll's connection is not a proxy's
+		}
+	}
 	switch r.URL.Path {
 	case "/__stats":
 		o.serveStats(w, r)

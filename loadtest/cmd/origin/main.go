@@ -43,9 +43,9 @@ parameters override the flags:
   fail=P         probability of an injected failure (see -fail-status, -fail-reset)
 
 GET /__stats (JSON, no-store) reports requests in total and per path, body
-bytes, injected failures, requests in flight and the connections that
-carried requests (requests - connections came on a reused connection: a
-proxy's connection reuse, measured at the origin); ?path=/obj/x (repeatable)
+bytes, injected failures, requests in flight and the connections accepted
+(but those of the polls themselves): a proxy's new connections, so its
+connection reuse is measured at the origin; ?path=/obj/x (repeatable)
 limits the per-path map to those paths. POST /__stats/reset zeroes them.
 
 With -fixed SIZE it instead answers every request with one fixed 200 response

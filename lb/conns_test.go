@@ -293,3 +293,35 @@ func TestPreviousPoolKeepsEjection(t *testing.T) {
 		t.Fatalf("after the ejection ended: route %+v, want bad back", rt)
 	}
 }
+
+// The reuse target at the pool: steady load of distinct keys over
+// three healthy shards, with the default (auto) idle pools, and at least
+// 99.9% of the origin requests reuse a connection, counted at the origins.
+// The load is measured once the pool has seen the per-shard peaks it can
+// reach (a warm-up at twice, then at once the measured concurrency): any
+// pool opens a connection when a shard's concurrency sets a new high.
+// cmd/edged's TestReuseTargetSteadyMisses does the same through the daemon.
+func TestReuseTargetSteadyLoad(t *testing.T) {
+	const n, c = 5000, 32
+	origins := []*connOrigin{newConnOrigin(t, nil), newConnOrigin(t, nil), newConnOrigin(t, nil)}
+	shards := make([]lb.Shard, len(origins))
+	for i, o := range origins {
+		shards[i] = lb.Shard{Name: "s" + strconv.Itoa(i), URL: o.URL}
+	}
+	p := newPool(t, lb.Config{Name: "site", Shards: shards})
+	sendN(t, p, 1000, 2*c)
+	sendN(t, p, 1000, c)
+	accepted := func() (n int64) {
+		for _, o := range origins {
+			n += o.accepted.Load()
+		}
+		return n
+	}
+	before := accepted()
+	sendN(t, p, n, c)
+	conns := accepted() - before
+	t.Logf("%d requests, %d new connections: %.3f%% reused (warm-up: %d connections)", n, conns, 100*(1-float64(conns)/n), before)
+	if conns*1000 > n {
+		t.Errorf("%d new connections for %d requests: %.3f%% reused, want at least 99.9%%", conns, n, 100*(1-float64(conns)/n))
+	}
+}

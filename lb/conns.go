@@ -318,7 +318,7 @@ func newConnCollectors(reg prometheus.Registerer) *connCollectors {
 		}, l),
 		target: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "edged_upstream_idle_pool_target",
-			Help: "Connections the idle pool trimmer keeps for the shard (peak use over the window plus a quarter); auto sizing only.",
+			Help: "Connections the shard's idle pool keeps: the peak use over the last minute plus a quarter (auto sizing), or the fixed cap.",
 		}, l),
 		trimmed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_upstream_idle_trimmed_total",

@@ -135,6 +135,10 @@ func TestConnectionSeries(t *testing.T) {
 			}
 		}
 	}
+	newPool(t, lb.Config{Name: "fixed", Metrics: m, MaxIdleConnsPerShard: 8, Shards: []lb.Shard{{Name: "plain", URL: plain.URL}}})
+	if got := val("edged_upstream_idle_pool_target", "fixed", "plain"); got != 8 {
+		t.Errorf("idle pool target with a fixed cap of 8 = %v", got)
+	}
 	p.CloseIdleConnections()
 	ps.CloseIdleConnections()
 	for _, c := range []struct{ pool, shard string }{{"site", "plain"}, {"tls", "secure"}} {

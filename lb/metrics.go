@@ -30,7 +30,7 @@ import (
 //	edged_upstream_tls_handshakes_total{pool,shard,result} counter: TLS handshakes, result="ok"/"error"
 //	edged_upstream_open_connections{pool,shard}         gauge: connections open (every protocol)
 //	edged_upstream_idle_connections{pool,shard}         gauge: HTTP/1 connections no request is using
-//	edged_upstream_idle_pool_target{pool,shard}         gauge: connections the idle trimmer keeps (auto sizing)
+//	edged_upstream_idle_pool_target{pool,shard}         gauge: connections the idle pool keeps (auto: peak use + 25%, or the cap)
 //	edged_upstream_idle_trimmed_total{pool,shard}       counter: idle connections closed by the trimmer
 type Metrics struct {
 	requests    *prometheus.CounterVec

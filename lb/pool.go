@@ -226,6 +226,10 @@ func NewPool(cfg Config) (*Pool, error) {
 	if cfg.MaxIdleConnsPerShard == 0 {
 		p.stopTrim = make(chan struct{})
 		go p.trimIdle(p.stopTrim)
+	} else {
+		for _, s := range p.shards {
+			s.conns.m.target(int64(cfg.MaxIdleConnsPerShard))
+		}
 	}
 	p.sel = cfg.Selector
 	if p.sel == nil {

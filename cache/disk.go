@@ -105,7 +105,7 @@ func (c *Cache) recordInvalidation(keys, prefixes, tags []string) {
 func (iv *invalidations) stale(e *Entry, start uint64) bool {
 	iv.mu.Lock()
 	defer iv.mu.Unlock()
-	if v, ok := iv.keys[e.Primary]; ok && v.seq > start {
+	if v, ok := iv.keys[URLKey(e.Primary)]; ok && v.seq > start {
 		return true
 	}
 	for i := len(iv.sels) - 1; i >= 0 && iv.sels[i].seq > start; i-- {

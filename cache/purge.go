@@ -107,7 +107,7 @@ func compileSelector(p selector.Parsed) *keySelector {
 // matchEntry reports which kinds of ks match e, by its primary key and tags.
 func (ks *keySelector) matchEntry(e *Entry) match {
 	m := match{
-		urls:     slices.Contains(ks.urlKeys, e.Primary),
+		urls:     slices.Contains(ks.urlKeys, URLKey(e.Primary)),
 		prefixes: hasAnyPrefix(e.Primary, ks.prefixes),
 		hosts:    hasAnyPrefix(e.Primary, ks.hostPrefixes),
 	}
@@ -115,6 +115,21 @@ func (ks *keySelector) matchEntry(e *Entry) match {
 		m.tags = m.tags || slices.Contains(e.Tags, t)
 	}
 	return m
+}
+
+// KeyExtraSep starts the part of a primary key that the edge's rules add
+// after the URL (header and cookie values: package edge/rules). A purge or
+// invalidation of a URL matches the URL's key with any such part. It
+// cannot occur in a URL or a field value.
+const KeyExtraSep = "\x01"
+
+// URLKey returns the URL part of a primary key: key without the part that
+// begins with KeyExtraSep, if any.
+func URLKey(key string) string {
+	if i := strings.IndexByte(key, KeyExtraSep[0]); i >= 0 {
+		return key[:i]
+	}
+	return key
 }
 
 func hasAnyPrefix(s string, prefixes []string) bool {

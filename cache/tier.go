@@ -279,10 +279,11 @@ func (t diskTier) scan(sel *keySelector) ([]string, map[string]match) {
 		return func(k string) bool { mark(k, m); return true }
 	}
 	for _, k := range sel.urlKeys {
-		// The key, then its marker and variants (k + NUL + ...), sort
-		// before every longer key: stop at the first that is neither.
+		// The key, then its marker and variants (k + NUL + ...) and the
+		// keys the edge's rules extend (k + KeyExtraSep + ...), sort
+		// before every other longer key: stop at the first that is none.
 		t.s.KeysWithPrefix(k, func(v string) bool {
-			if v != k && !strings.HasPrefix(v, k+"\x00") {
+			if v != k && !strings.HasPrefix(v, k+"\x00") && !strings.HasPrefix(v, k+KeyExtraSep) {
 				return false
 			}
 			mark(v, match{urls: true})

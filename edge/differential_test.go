@@ -13,6 +13,7 @@ import (
 
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/edge/rules"
 	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/lb"
 )
@@ -67,6 +68,19 @@ func diffOrigin(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// diffRules are the differential site's rules: one that matches every
+// request and changes only what is stored (hits stay on the fast path),
+// and some that the fast path must leave to the general path.
+var diffRules = []rules.Spec{
+	{Name: "cap", Cache: rules.Cache{MaxTTL: 30 * time.Minute}},
+	{Name: "hdr", Match: rules.Match{Paths: []string{"/r/*"}}, ResponseHeaders: rules.HeaderOps{Set: []string{"X-R: {path}"}, Add: []string{"Vary: X-R"}}},
+	{Name: "browser", Match: rules.Match{Paths: []string{"/b/*"}}, Cache: rules.Cache{BrowserTTL: time.Minute}},
+	{Name: "sortq", Match: rules.Match{Paths: []string{"/k*"}}, Key: rules.Key{Query: "sort"}},
+	{Name: "deny", Match: rules.Match{Paths: []string{"/deny"}}, Respond: rules.Respond{Status: 403, Body: "no {path}"}},
+	{Name: "go", Match: rules.Match{Query: []string{"go"}}, Redirect: rules.Redirect{Status: 302, Location: "/{query.go}"}},
+	{Name: "skip", Match: rules.Match{Headers: []string{"X-Skip"}}, Cache: rules.Cache{Bypass: true}},
+}
+
 // diffEdge is one edge stack of the differential test: its own cache,
 // handler and server, on a fixed clock so Age and Cache-Status agree.
 func diffEdge(t *testing.T, origin, mode string, now func() time.Time) (addr string, reg *prometheus.Registry) {
@@ -92,6 +106,7 @@ func diffEdgeTB(t testing.TB, origin, mode string, now func() time.Time) (addr s
 		t.Fatal(err)
 	}
 	site := &edge.Site{Name: "d", Hosts: []string{"example.com", "*.example.com"}, Origin: pool}
+	withRules(t, diffRules...)(site)
 	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Metrics: m, Now: now,
 		StripResponseHeaders: []string{"Surrogate-Key"}, WriteTimeout: time.Minute})
 	if err != nil {
@@ -180,6 +195,12 @@ func TestEdgeSameAnswersBothServers(t *testing.T) {
 		{"POST", "POST /etag HTTP/1.1\r\nHost: www.example.com\r\nContent-Length: 2\r\n\r\nhi" + get("/etag"), []string{"POST", "GET"}},
 		{"PURGE", "PURGE /etag HTTP/1.1\r\nHost: www.example.com\r\n\r\n", one},
 		{"bad request", "GET /etag HTTP/1.1\r\nHost: www.example.com\r\nBad Field: x\r\n\r\n", one},
+		{"rule response fields", get("/r/a") + get("/r/a") + head("/r/a"), []string{"GET", "GET", "HEAD"}},
+		{"rule browser TTL", get("/b/a") + get("/b/a"), two},
+		{"rule key", get("/k?b=1&a=2") + get("/k?a=2&b=1"), two},
+		{"rule respond", get("/deny") + head("/deny"), []string{"GET", "HEAD"}},
+		{"rule redirect", get("/etag?go=big"), one},
+		{"rule bypass", get("/etag", "X-Skip: 1\r\n"), one},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,6 +235,9 @@ func FuzzEdgeBothServers(f *testing.F) {
 		{"/%65tag", "If-Modified-Since: Tue, 03 Jan 2006 15:04:05 GMT\r\n"},
 		{"/etag", "Cache-Control: max-age=0\r\n"},
 		{"http://www.example.com/etag", ""},
+		{"/r/x", ""},
+		{"/k?z=1&a=2", ""},
+		{"/etag?go=etag", "X-Skip: 1\r\n"},
 	} {
 		f.Add(seed[0], seed[1])
 	}

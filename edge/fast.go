@@ -79,6 +79,9 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	if w.TLS() {
 		scheme = "https"
 	}
+	if site.Rules != nil && !fastRules(site, scheme, &fr, w.Head(), w.ClientIP) {
+		return false
+	}
 	res, ok := h.cache.Hit(rfc.NormalizeKey(scheme, fr.host, fr.path, fr.query))
 	if !ok {
 		return false

@@ -226,6 +226,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rw.rejectMethod(&s.rules.methods)
 		return
 	}
+	if h.evalRules(s) && h.answerRule(rw, s) {
+		return
+	}
 	if h.hooks.RequestFilter(s, rw) {
 		if s.CacheResult == "" {
 			s.CacheResult = OutcomeBypass
@@ -236,7 +239,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveWebSocket(rw, s)
 		return
 	}
-	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !s.Site.CacheDisabled {
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !s.Site.CacheDisabled && !s.rs.res.Cache.Bypass {
 		h.serveCached(st)
 		return
 	}
@@ -277,16 +280,17 @@ func (h *Handler) SiteFor(host string) string {
 // is built only on a miss.
 func (h *Handler) serveCached(st *requestState) {
 	s, rw := &st.s, &st.rw
-	s.Key = h.hooks.CacheKey(s)
+	s.Key = h.cacheKey(s)
 	s.RouteKey = h.hooks.UpstreamSelect(s)
 	st.h = h
+	origin, _ := s.origin()
 	st.creq = cache.Request{
 		Key:        s.Key,
 		In:         s.Req,
 		Out:        st,
-		Origin:     s.Site.Origin,
+		Origin:     origin,
 		RouteKey:   s.RouteKey,
-		Policy:     s.Site.Policy,
+		Policy:     s.policy(),
 		RangeStart: rangeStart(s.Req),
 	}
 	res, err := h.cache.Get(s.Req.Context(), &st.creq)
@@ -311,7 +315,9 @@ func (h *Handler) serveCached(st *requestState) {
 		rw.writeEntry(&res)
 		return
 	}
-	rw.writeLive(res.Response, res.Body, cacheStatus(&res, rw.statusKey()))
+	rw.stored = res.Stored
+	var buf [128]byte
+	rw.writeLive(res.Response, res.Body, string(appendRuleDetail(appendCacheStatus(buf[:0], &res, rw.statusKey()), s)))
 }
 
 // forward sends the request around the cache to the site's origin (as
@@ -323,7 +329,8 @@ func (h *Handler) forward(ctx context.Context, s *Session, method string, prepar
 	if err != nil {
 		return nil, err
 	}
-	resp, upstream, err := s.Site.Origin.Send(out, s.RouteKey)
+	origin, _ := s.origin()
+	resp, upstream, err := origin.Send(out, s.RouteKey)
 	s.Shard = upstream
 	return resp, err
 }
@@ -347,7 +354,7 @@ func (h *Handler) servePass(rw *responseWriter, s *Session) {
 		}
 		r.Body = http.MaxBytesReader(rw, r.Body, max) // a chunked body over the limit fails mid-way
 	}
-	s.Key = h.hooks.CacheKey(s)
+	s.Key = h.cacheKey(s)
 	s.RouteKey = h.hooks.UpstreamSelect(s)
 	resp, err := h.forward(rw.armInterim(r.Context()), s, r.Method, nil)
 	rw.endInterim()
@@ -369,7 +376,8 @@ func (h *Handler) servePass(rw *responseWriter, s *Session) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		fwd = "edged; fwd=method; fwd-status="
 	}
-	rw.writeLive(resp, cache.LiveBody(resp), fwd+strconv.Itoa(resp.StatusCode))
+	cs := append([]byte(fwd), strconv.Itoa(resp.StatusCode)...)
+	rw.writeLive(resp, cache.LiveBody(resp), string(appendRuleDetail(cs, s)))
 }
 
 func canonical(names []string) []string {
@@ -447,15 +455,22 @@ func (h *Handler) originRequest(ctx context.Context, s *Session, method string, 
 	// trailing dot and default port dropped), never a different resource.
 	out.Host = rfc.NormalizeHost(s.Scheme, in.Host)
 	out.URL = &url.URL{Scheme: "http", Host: out.Host, Path: in.URL.Path, RawPath: in.URL.RawPath, RawQuery: in.URL.RawQuery}
+	if s.rs.res.KeyRule() != "" {
+		out.URL.RawQuery = s.rs.res.Query(in.URL.RawQuery) // the query the key holds
+	}
 	if p := rfc.NormalizePath(in.URL.EscapedPath()); p != in.URL.EscapedPath() {
 		if dec, err := url.PathUnescape(p); err == nil {
 			out.URL.Path, out.URL.RawPath = dec, p
 		}
 	}
-	if s.Site.OriginHost != "" {
-		out.Host = s.Site.OriginHost
+	if _, host := s.origin(); host != "" {
+		out.Host = host
 	}
 	h.originFields(out.Header, in, s)
+	if s.rs.res.Any() {
+		s.ruleInput()
+		s.rs.res.ApplyRequest(out.Header, &s.rs.in)
+	}
 	if fetch != nil {
 		setFetchFields(out.Header, fetch)
 	}

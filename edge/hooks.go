@@ -43,6 +43,7 @@ type Session struct {
 	// Err is the error that ended the request, if any.
 	Err error
 
+	rs    ruleState  // what the site's rules decided
 	drop  []string   // response fields never sent to this request's client
 	rules *siteRules // the router's rules for Site
 	fast  fastLine   // the request line of a fast-path answer (Req is nil then)
@@ -113,4 +114,5 @@ const (
 	OutcomeError  Outcome = "error"  // the edge answered with an error
 	OutcomeReject Outcome = "reject" // no site serves the host, or it does not forward the method
 	OutcomePurge  Outcome = "purge"  // a PURGE request
+	OutcomeRule   Outcome = "rule"   // answered at the edge by a rule (redirect or fixed response)
 )

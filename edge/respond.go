@@ -23,6 +23,7 @@ type responseWriter struct {
 	s       *Session
 	h       *Handler
 	written bool
+	stored  bool      // writeLive's response was stored by the cache (rules' browser TTL)
 	vals    [2]string // backing of the Age and Cache-Status values of a hit
 	conn    *connInfo // nil outside a server from NewServer
 	im      interim   // the origin's 1xx responses on their way to the client
@@ -85,9 +86,7 @@ func (w *responseWriter) plainError(code int, cacheStatus, msg string) {
 	hd.Set("Cache-Status", cacheStatus)
 	body := strconv.Itoa(code) + " " + http.StatusText(code) + ": " + msg + "\n"
 	hd.Set("Content-Length", strconv.Itoa(len(body)))
-	if w.s.Site != nil {
-		w.h.hooks.ResponseFilter(w.s, code, hd)
-	}
+	w.filterResponse(code, hd, false)
 	w.WriteHeader(code)
 	if w.s.Req.Method != http.MethodHead {
 		io.WriteString(w, body)
@@ -229,7 +228,7 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 		hd["Content-Range"] = []string{contentRange(d.rng, size)}
 		hd["Content-Length"] = []string{strconv.FormatInt(n, 10)}
 	}
-	w.h.hooks.ResponseFilter(w.s, status, hd)
+	w.filterResponse(status, hd, true)
 	w.WriteHeader(status)
 	if req.Method == http.MethodHead || !d.body {
 		return
@@ -337,7 +336,7 @@ func (w *responseWriter) writeLive(resp *http.Response, body cache.Body, cs stri
 	if resp.ContentLength >= 0 && hd.Get("Content-Length") == "" && bodyAllowed(resp.StatusCode) {
 		hd.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
-	w.h.hooks.ResponseFilter(w.s, resp.StatusCode, hd)
+	w.filterResponse(resp.StatusCode, hd, w.stored)
 	w.WriteHeader(resp.StatusCode)
 	if w.s.Req.Method == http.MethodHead {
 		return

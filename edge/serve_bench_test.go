@@ -17,6 +17,7 @@ import (
 
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/edge/rules"
 	"github.com/edged-proxy/edged/internal/logbuf"
 	"github.com/edged-proxy/edged/lb"
 )
@@ -29,6 +30,33 @@ func daemonEdge(b *testing.B) (http.Handler, string) { return daemonEdgeSize(b, 
 
 // daemonEdgeSize is daemonEdge with objects of size bytes.
 func daemonEdgeSize(b *testing.B, size int) (http.Handler, string) {
+	return daemonEdgeRules(b, size, nil)
+}
+
+// benchRules are 20 rules of simple conditions, as a site might have: the
+// hit path evaluates them all, and the one matching /hot only sets what
+// is stored, so hits stay on the fast path.
+func benchRules(b *testing.B) *rules.Set {
+	var specs []rules.Spec
+	for i := range 16 {
+		specs = append(specs, rules.Spec{Name: "section-" + strconv.Itoa(i),
+			Match: rules.Match{Paths: []string{"/section-" + strconv.Itoa(i) + "/*"}}, Cache: rules.Cache{TTL: time.Minute}})
+	}
+	specs = append(specs,
+		rules.Spec{Name: "assets", Match: rules.Match{Paths: []string{"*.css", "*.js"}}, Cache: rules.Cache{TTL: time.Hour}},
+		rules.Spec{Name: "logged-in", Match: rules.Match{Cookies: []string{"session"}}, Cache: rules.Cache{Bypass: true}},
+		rules.Spec{Name: "debug", Match: rules.Match{Query: []string{"debug"}}, Cache: rules.Cache{Bypass: true}},
+		rules.Spec{Name: "hot", Match: rules.Match{Paths: []string{"/hot"}}, Cache: rules.Cache{MaxTTL: time.Hour}},
+	)
+	set, err := rules.Compile(specs, rules.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return set
+}
+
+// daemonEdgeRules is daemonEdgeSize with the site's rules set to set.
+func daemonEdgeRules(b *testing.B, size int, set *rules.Set) (http.Handler, string) {
 	body := strings.Repeat("x", size)
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
@@ -54,7 +82,7 @@ func daemonEdgeSize(b *testing.B, size int) (http.Handler, string) {
 	}
 	access := logbuf.New(io.Discard, 0, 0)
 	b.Cleanup(func() { access.Close() })
-	site := &edge.Site{Name: "bench", Hosts: []string{"*"}, Origin: pool}
+	site := &edge.Site{Name: "bench", Hosts: []string{"*"}, Origin: pool, Rules: set}
 	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Metrics: m, AccessLog: access,
 		WriteTimeout: time.Minute, StripResponseHeaders: []string{"Surrogate-Key", "Cache-Tag"}})
 	if err != nil {
@@ -174,6 +202,12 @@ func benchServer(b *testing.B, conns, size int) {
 		_, addr := daemonEdgeSize(b, size)
 		run(b, addr, "/hot")
 	})
+	if size <= 1024 {
+		b.Run("edged-20-rules", func(b *testing.B) {
+			_, addr := daemonEdgeRules(b, size, benchRules(b))
+			run(b, addr, "/hot")
+		})
+	}
 	b.Run("bare-net-http", func(b *testing.B) {
 		body := bytes.Repeat([]byte("x"), size)
 		hdr := http.Header{"Content-Type": {"application/octet-stream"}, "Content-Length": {strconv.Itoa(size)}}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/rfc"
+	"github.com/edged-proxy/edged/edge/rules"
 )
 
 // Site is one set of host names served from one origin group with one cache
@@ -58,6 +59,13 @@ type Site struct {
 	// CDN-Cache-Control) are always forwarded, for the caches downstream
 	// (RFC 9213 §2.2).
 	KeepTargetedHeaders bool
+	// Rules are the site's rules (package edge/rules), evaluated for each
+	// request once its method is known to be forwarded, before the
+	// RequestFilter hook. Nil means none.
+	Rules *rules.Set
+	// Pools are the site's further origin pools by name, which rules send
+	// requests to (rules.Spec.Origin); "default" is Origin.
+	Pools map[string]Pool
 }
 
 // router finds the site serving a host: exact names first, then the longest

@@ -6,7 +6,48 @@
 // ketama consistent-hash ring (package lb/ketama) which shards own that key
 // in ring order, and sends the request to the first available one. The same key therefore always reaches the same origin shard,
 // which keeps origin-side caches warm, and adding a shard only moves the keys
-// that the new shard takes over.
+// that the new shard takes over. That is the default balancing policy;
+// Config.Policy picks another.
+//
+// # Balancing policies
+//
+// A policy (a Selector, select.go and select_policies.go) orders the shards
+// eligible for a request (neither down nor ejected; all of them in panic
+// mode): the first is tried first, the rest are the order of retries.
+//
+//   - "ketama" (the default), for caching sites: ring order from the key,
+//     so a key stays on one shard and that shard's cache stays warm. With
+//     Config.HashBalanceFactor c (consistent hashing with bounded loads,
+//     Mirrokni, Thorup and Zadimoghaddam 2017; HAProxy's and Envoy's
+//     hash_balance_factor), no shard takes a request that would bring its
+//     in-flight requests above ceil(c × the mean over the eligible shards,
+//     this request included), scaled by its weight. The overflow jumps to
+//     the owner of a ring position derived from the key and the attempt,
+//     until one has room, then walks the ring: a hot shard's keys spread
+//     over the other shards instead of all landing on its ring successor
+//     and overloading it in turn, and each key overflows to the same place
+//     every time. Retries after the first choice stay in ring order. Off by
+//     default: under steady uniform load in-flight counts fluctuate, and at
+//     c = 1.25 3 to 22% of requests left their key's shard in
+//     BenchmarkBoundedLoadLocality (docs/architecture.md); set it for sites
+//     with hot keys.
+//   - "round_robin": nginx's smooth weighted round robin, exact over a
+//     cycle and interleaved (weights 5, 1, 1 give a a b a c a a).
+//   - "least_conn": the fewest requests in flight for the weight, this one
+//     included, ties broken at random.
+//   - "p2c_ewma", for pass-through and API sites: of two eligible shards
+//     drawn at random, the one with the lower latency EWMA × (in-flight + 1)
+//     for its weight, as Finagle's and Linkerd's balancers. The EWMA
+//     (Upstream.Latency) is of time to response headers, peak-sensitive: a
+//     slow shard costs more at once and gets little traffic until it is
+//     fast again.
+//
+// The weighted policies scale a shard's weight by its slow-start share
+// (Upstream.Share). Retries in the last three follow the policy's ranking
+// after the first pick. Config.Selector plugs in a policy of one's own
+// (see ExampleSelector; SelectorFunc adapts a function). Selection runs on
+// every miss and allocates nothing for pools of up to 64 shards
+// (BenchmarkSelect).
 //
 // # Health and failover
 //
@@ -40,7 +81,8 @@
 // # Retries
 //
 // Within a request, a replayable request moves to the next shard in ring
-// order after a try that failed in a way another shard likely would not.
+// order (the policy's order, for the other policies) after a try that
+// failed in a way another shard likely would not.
 // Replayable means an idempotent method (GET, HEAD, OPTIONS, TRACE, PUT,
 // DELETE; RFC 9110, 9.2.2; cache fills are GETs) with no body or a body
 // recreatable through Request.GetBody: a body that cannot be replayed, and
@@ -131,7 +173,8 @@
 // Config.Metrics, counts attempts by status code, new and reused connections
 // (through net/http/httptrace), time to response headers, failovers, the
 // up/down state of each shard, outlier ejections by reason, the ejected
-// state of each shard, retries by reason and retries the budget refused.
+// state of each shard, retries by reason, retries the budget refused and
+// requests bounded loads sent past their key's shard.
 //
 // Connections (conns.go) are counted too: dials and TLS handshakes by
 // result, open and idle connections per shard, the idle pool's target size

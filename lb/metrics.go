@@ -26,6 +26,7 @@ import (
 //	edged_upstream_ejected{pool,shard}                  gauge: 1 while the shard is ejected, else 0
 //	edged_upstream_retries_total{pool,reason}           counter: tries sent to the next shard, by what failed
 //	edged_upstream_retry_budget_exhausted_total{pool}   counter: retries refused by the retry budget
+//	edged_upstream_balance_overflows_total{pool,shard}  counter: picks a bounded-load ketama pool sent past this overloaded key owner
 //	edged_upstream_dials_total{pool,shard,result}       counter: TCP dials, result="ok"/"error"
 //	edged_upstream_tls_handshakes_total{pool,shard,result} counter: TLS handshakes, result="ok"/"error"
 //	edged_upstream_open_connections{pool,shard}         gauge: connections open (every protocol)
@@ -40,6 +41,7 @@ type Metrics struct {
 	ejections   *prometheus.CounterVec
 	retries     *prometheus.CounterVec
 	exhausted   *prometheus.CounterVec
+	overflows   *prometheus.CounterVec
 	up          *upCollector
 	conns       *connCollectors // dials, handshakes, open and idle connections (conns.go)
 }
@@ -82,6 +84,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "edged_upstream_retry_budget_exhausted_total",
 			Help: "Retries not made because the pool's retry budget was spent; the failed try's outcome was returned.",
 		}, []string{"pool"}),
+		overflows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_upstream_balance_overflows_total",
+			Help: "Requests whose key's shard was at its bounded-load limit (hash_balance_factor), so another shard took them.",
+		}, []string{"pool", "shard"}),
 		up: &upCollector{
 			desc: prometheus.NewDesc("edged_upstream_shard_up",
 				"Whether the shard is eligible for picks (1) or marked down after a dial failure (0).",
@@ -93,7 +99,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		},
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.ejections, m.retries, m.exhausted, m.up)
+		reg.MustRegister(m.requests, m.connections, m.duration, m.failovers, m.ejections, m.retries, m.exhausted, m.overflows, m.up)
 	}
 	m.conns = newConnCollectors(reg)
 	return m
@@ -142,6 +148,7 @@ type shardMetrics struct {
 	duration   prometheus.Observer
 	failovers  prometheus.Counter
 	ejections  *prometheus.CounterVec // curried: only "reason" left
+	overflows  prometheus.Counter
 }
 
 // forShard binds the labels of one shard and makes the shard visible to the
@@ -161,6 +168,7 @@ func (m *Metrics) forShard(pool string, s *shard, e *ejector, now func() time.Ti
 		duration:   m.duration.With(l),
 		failovers:  m.failovers.With(l),
 		ejections:  m.ejections.MustCurryWith(l),
+		overflows:  m.overflows.With(l),
 	}
 }
 
@@ -191,6 +199,12 @@ func (sm *shardMetrics) gotConn(reused bool) {
 func (sm *shardMetrics) failover() {
 	if sm != nil {
 		sm.failovers.Inc()
+	}
+}
+
+func (sm *shardMetrics) overflow() {
+	if sm != nil {
+		sm.overflows.Inc()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -98,9 +99,22 @@ type Config struct {
 	TLSClientConfig *tls.Config
 
 	// Policy is the balancing policy, which orders the shards a request
-	// is tried on: "" or "ketama" (consistent hashing of the routing key,
-	// for caching sites). Selector, when set, replaces it.
+	// is tried on (select.go, select_policies.go): "" or "ketama"
+	// (consistent hashing of the routing key, for caching sites),
+	// "round_robin" (smooth weighted round robin), "least_conn" (fewest
+	// requests in flight for the weight) or "p2c_ewma" (the cheaper of two
+	// random shards by latency EWMA × in-flight, for pass-through and API
+	// sites). Selector, when set, replaces it.
 	Policy string
+
+	// HashBalanceFactor bounds the load of the "ketama" policy
+	// (consistent hashing with bounded loads): no shard takes a request
+	// that would bring its in-flight requests above ceil(factor × the
+	// eligible shards' mean, this request included, scaled by weight); the
+	// overflow goes to other shards. Zero means no bound; otherwise it
+	// must be at least 1 (1.25 is a usual value). Other policies reject
+	// it.
+	HashBalanceFactor float64
 
 	// Selector is a balancing policy of the Go API user's own; nil means
 	// the one Policy names.
@@ -138,8 +152,9 @@ const (
 )
 
 // Pool is an http.RoundTripper that sends each request to one of a set of
-// origin shards, chosen by consistent hashing of the request's key, and fails
-// over to the next shard on the ring when a shard cannot be dialled, resets
+// origin shards, chosen by its balancing policy (Config.Policy; by default
+// consistent hashing of the request's key), and fails over to the next
+// shard in the policy's order when a shard cannot be dialled, resets
 // the connection or (optionally) answers 502/503/504, within a retry budget. It is
 // safe for concurrent use. Its shard set is fixed; build a new Pool to change
 // it.
@@ -231,10 +246,7 @@ func NewPool(cfg Config) (*Pool, error) {
 			s.conns.m.target(int64(cfg.MaxIdleConnsPerShard))
 		}
 	}
-	p.sel = cfg.Selector
-	if p.sel == nil {
-		p.sel = newKetamaSelector(ring, p.ups)
-	}
+	p.sel = newSelector(&cfg, ring, p.ups)
 	return p, nil
 }
 
@@ -245,9 +257,16 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("lb: Protocol must be http1, h2 or h2c, got %q", c.Protocol)
 	}
 	switch c.Policy {
-	case "", "ketama":
+	case "", policyKetama, policyRoundRobin, policyLeastConn, policyP2CEWMA:
 	default:
-		return fmt.Errorf("lb: unknown Policy %q", c.Policy)
+		return fmt.Errorf("lb: unknown Policy %q (want ketama, round_robin, least_conn or p2c_ewma)", c.Policy)
+	}
+	switch f := c.HashBalanceFactor; {
+	case f == 0:
+	case !(f >= 1) || math.IsInf(f, 1):
+		return fmt.Errorf("lb: HashBalanceFactor must be 0 (off) or at least 1, got %v", f)
+	case c.Policy != "" && c.Policy != policyKetama:
+		return fmt.Errorf("lb: HashBalanceFactor applies to the ketama policy only, not %q", c.Policy)
 	}
 	for _, f := range []struct {
 		name string
@@ -371,9 +390,9 @@ func (p *Pool) Send(req *http.Request, key string) (*http.Response, string, erro
 // path and the query are kept.
 //
 // Shards marked down or ejected (see Config.Outlier) are skipped unless none
-// is left, in which case all are tried in ring order; each try's outcome
-// feeds outlier detection. A replayable request moves to the next shard in
-// ring order when a try fails in a way another shard may not (Config.Retry):
+// is left, in which case all are tried in the policy's order; each try's
+// outcome feeds outlier detection. A replayable request moves to the next
+// shard in the policy's order (ring order for ketama) when a try fails in a way another shard may not (Config.Retry):
 // the shard cannot be dialled (it is then marked down for Config.DownFor), the
 // connection is reset or closed before any response, no response headers came
 // within Config.ResponseHeaderTimeout (each try's own), or, with Retry.OnStatus,

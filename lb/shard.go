@@ -37,6 +37,10 @@ type shard struct {
 	// inflight counts requests from the start of a try until its response
 	// body is read to its end or closed (Upstream.InFlight).
 	inflight atomic.Int64
+
+	// latency is the peak EWMA of time to response headers
+	// (Upstream.Latency, the "p2c_ewma" policy).
+	latency peakEWMA
 }
 
 // parseShardURL checks a Shard.URL: scheme http or https, a host, and no path
@@ -235,7 +239,9 @@ func (s *shard) roundTrip(req *http.Request, body io.ReadCloser) (*http.Response
 		return nil, err
 	}
 	resp.Body = trackBody(resp.Body, &s.inflight)
-	s.metrics.response(resp.StatusCode, time.Since(start))
+	took := time.Since(start)
+	s.latency.observe(took, start.Add(took))
+	s.metrics.response(resp.StatusCode, took)
 	if c := conn.Load(); c != nil && resp.ProtoMajor == 1 {
 		undoInventedCacheControl(resp, c.head())
 	}

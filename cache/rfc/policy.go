@@ -151,6 +151,22 @@ type Policy struct {
 	// (TargetList) that is present and valid replaces Cache-Control and
 	// Expires.
 	TargetedHeaders []string
+	// Override, when set, has the last word on the freshness lifetime of
+	// a response that may be stored (edged's rules: a TTL override, a
+	// clamp, a TTL by status; package edge/rules). It is given the
+	// status, the lifetime found above and whether it was explicit, and
+	// returns the lifetime to use and whether it decided one. It may also
+	// make storable a response that lacks freshness only (reason
+	// "no-freshness"), by deciding a positive lifetime for it; and a
+	// decided lifetime of 0 means the response is not stored (reason
+	// "rule").
+	Override LifetimeOverride
+}
+
+// LifetimeOverride decides freshness lifetimes in place of the origin's
+// (Policy.Override).
+type LifetimeOverride interface {
+	Lifetime(status int, lifetime time.Duration, explicit bool) (time.Duration, bool)
 }
 
 // DefaultStaleIfError is the stale-if-error window of a Policy that sets
@@ -191,6 +207,7 @@ type Decision struct {
 	//	"set-cookie"       response has Set-Cookie
 	//	"no-freshness"     no explicit freshness, not public, and the status
 	//	                   is not heuristically cacheable
+	//	"rule"             Policy.Override decided a lifetime of 0
 	//
 	// Reason is empty when Storable is true. When several apply, the first
 	// in this list is reported.
@@ -230,6 +247,7 @@ const (
 	policyReasonVaryStar       = "vary-star"
 	policyReasonSetCookie      = "set-cookie"
 	policyReasonNoFreshness    = "no-freshness"
+	policyReasonRule           = "rule"
 )
 
 // policyReasonOrder is the reporting order when several reasons apply.
@@ -267,10 +285,25 @@ func (p Policy) evaluate(req *http.Request, resp *http.Response, now time.Time) 
 		return Decision{Reason: policyReasonMethod}
 	}
 	ev := p.newEvaluation(req, resp, now)
-	if r := ev.reason(req, resp); r != "" {
+	r := ev.reason(req, resp)
+	if r != "" && (p.Override == nil || r != policyReasonNoFreshness) {
 		return Decision{Reason: r}
 	}
-	return p.freshness(ev, resp)
+	d := p.freshness(ev, resp)
+	if p.Override == nil {
+		return d
+	}
+	ttl, set := p.Override.Lifetime(resp.StatusCode, d.Lifetime, !d.Heuristic && ev.explicit())
+	switch {
+	case !set && r != "":
+		return Decision{Reason: r}
+	case !set:
+		return d
+	case ttl <= 0:
+		return Decision{Reason: policyReasonRule}
+	}
+	d.Lifetime, d.Heuristic = ttl, false
+	return d
 }
 
 // evaluation is what one Evaluate call has parsed: the effective

@@ -604,3 +604,52 @@ func TestPolicyStaleIfErrorWindow(t *testing.T) {
 		})
 	}
 }
+
+// fixedOverride decides ttl for status, and nothing for any other.
+type fixedOverride struct {
+	status int
+	ttl    time.Duration
+}
+
+func (o fixedOverride) Lifetime(status int, lifetime time.Duration, explicit bool) (time.Duration, bool) {
+	if status == o.status {
+		return o.ttl, true
+	}
+	return lifetime, false
+}
+
+// TestPolicyOverride: a rule's lifetime replaces the origin's for
+// storable responses, makes a response lacking only freshness storable,
+// stops storing with 0, and never overrides no-store, private or
+// Set-Cookie.
+func TestPolicyOverride(t *testing.T) {
+	req := &http.Request{Method: http.MethodGet, Header: http.Header{}}
+	tests := []struct {
+		name     string
+		status   int
+		fields   []string
+		o        fixedOverride
+		storable bool
+		reason   string
+		lifetime time.Duration
+	}{
+		{"replaces explicit", 200, []string{"Cache-Control", "max-age=60"}, fixedOverride{200, time.Hour}, true, "", time.Hour},
+		{"not deciding keeps origin's", 200, []string{"Cache-Control", "max-age=60"}, fixedOverride{404, time.Hour}, true, "", time.Minute},
+		{"no freshness made storable", 500, nil, fixedOverride{500, 10 * time.Second}, true, "", 10 * time.Second},
+		{"no freshness stays without a decision", 500, nil, fixedOverride{404, time.Hour}, false, "no-freshness", 0},
+		{"zero stops storing", 200, []string{"Cache-Control", "max-age=60"}, fixedOverride{200, 0}, false, "rule", 0},
+		{"no-store wins", 200, []string{"Cache-Control", "no-store"}, fixedOverride{200, time.Hour}, false, "no-store", 0},
+		{"private wins", 200, []string{"Cache-Control", "private, max-age=60"}, fixedOverride{200, time.Hour}, false, "private", 0},
+		{"set-cookie wins", 200, []string{"Set-Cookie", "a=b"}, fixedOverride{200, time.Hour}, false, "set-cookie", 0},
+		{"206 never", 206, []string{"Cache-Control", "max-age=60"}, fixedOverride{206, time.Hour}, false, "status", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &http.Response{StatusCode: tt.status, Header: polHeader(tt.fields...)}
+			d := Policy{Override: tt.o}.Evaluate(req, resp)
+			if d.Storable != tt.storable || d.Reason != tt.reason || d.Lifetime != tt.lifetime {
+				t.Errorf("Decision = storable %v reason %q lifetime %v; want %v %q %v", d.Storable, d.Reason, d.Lifetime, tt.storable, tt.reason, tt.lifetime)
+			}
+		})
+	}
+}

@@ -120,13 +120,14 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 }
 
 // startupChecks finds what starting on cfg would fail on beyond the
-// file's own rules, for -check-config: the purge tokens as the purge API
+// file's own rules, for -check-config: the sites' rules compiled
+// (ruleChecks), the purge tokens as the purge API
 // takes them (duplicate values, whitespace), every TLS certificate and
 // key loaded as the certificate store does (when tls.listen is set, as
 // starting does), and the origin TLS files (originTLSChecks); each
 // problem is reported at its key.
 func startupChecks(cfg *config.Config) []*config.Error {
-	errs := originTLSChecks(cfg)
+	errs := append(originTLSChecks(cfg), ruleChecks(cfg)...)
 	if te, ok := errors.AsType[*purge.TokenError](purge.CheckTokens(purgeTokens(cfg))); ok {
 		errs = append(errs, &config.Error{Path: fmt.Sprintf("purge.tokens[%d].token", te.Index), Msg: te.Msg})
 	}
@@ -175,7 +176,7 @@ func loadConfig(o *options) (*config.Config, error) {
 	if o.config != "" {
 		var checks []config.Check
 		if !o.set["origin"] { // -origin replaces the file's sites
-			checks = append(checks, originTLSChecks)
+			checks = append(checks, originTLSChecks, ruleChecks)
 		}
 		var err error
 		if cfg, err = config.Load(o.config, checks...); err != nil {
@@ -509,8 +510,9 @@ func (d *daemon) succeeded() bool {
 
 // buildSites makes the edge sites and their origin pools from the
 // configuration. Each pool takes over the unchanged shards of the running
-// pool of the same site name in prev (a reload; nil at start), so their
-// connections stay warm (lb.Config.Previous).
+// pool of the same name in prev (the site's name, or "site/pool" for a
+// rule pool; prev is nil at start), so their connections stay warm
+// (lb.Config.Previous).
 func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger, prev []*lb.Pool) ([]*edge.Site, []*lb.Pool, error) {
 	prevBySite := make(map[string]*lb.Pool, len(prev))
 	for _, p := range prev {
@@ -533,7 +535,17 @@ func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger, pr
 			return nil, nil, fmt.Errorf("site %s: %w", s.Name, err)
 		}
 		pools = append(pools, pool)
-		sites = append(sites, edgeSite(s, pool))
+		site := edgeSite(s, pool)
+		if site.Rules, err = compileRules(s); err == nil {
+			site.Pools, pools, err = rulePools(s, pools, lbm, logger, prevBySite)
+		}
+		if err != nil {
+			for _, p := range pools {
+				p.Close()
+			}
+			return nil, nil, fmt.Errorf("site %s: %w", s.Name, err)
+		}
+		sites = append(sites, site)
 	}
 	return sites, pools, nil
 }
@@ -652,6 +664,8 @@ func poolConfig(s config.Site, lbm *lb.Metrics, logger *slog.Logger) lb.Config {
 		Outlier:                outlierConfig(u),
 		Retry:                  retryConfig(u),
 		MaxResponseHeaderBytes: u.MaxResponseHeaderBytes.Int64(),
+		Policy:                 u.Policy,
+		HashBalanceFactor:      u.HashBalanceFactor,
 		Protocol:               u.Protocol,
 		TLS:                    upstreamTLS(u.TLS),
 		Metrics:                lbm,

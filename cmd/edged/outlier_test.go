@@ -96,11 +96,24 @@ func outlier5xx(t *testing.T, upstream string, max float64, metric string) {
 		t.Errorf("%.3f%% of requests failed, want ≤ %.1f%%", 100*share, 100*max)
 	}
 	_, metrics := fetch(t, "http://"+l.Admin+"/metrics")
-	for _, want := range []string{
+	wants := []string{
 		`edged_upstream_ejections_total{pool="site",reason="status_503",shard="s1"} 1`,
 		`edged_upstream_ejected{pool="site",shard="s1"} 1`,
 		`edged_upstream_ejected{pool="site",shard="s0"} 0`,
-	} {
+	}
+	if elapsed >= 30*time.Second {
+		// A machine too loaded to keep the rate stretched the run past the
+		// first ejection (eject_for, 30s): the shard came back and was
+		// ejected again, maybe is between ejections at this moment. The
+		// share above still holds; of the metrics, only that s1 was
+		// ejected and s0 never was.
+		wants = []string{`edged_upstream_ejections_total{pool="site",reason="status_503",shard="s1"} `,
+			`edged_upstream_ejected{pool="site",shard="s0"} 0`}
+		if strings.Contains(metrics, wants[0]+"0\n") {
+			t.Errorf("s1 was never ejected")
+		}
+	}
+	for _, want := range wants {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

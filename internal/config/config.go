@@ -282,6 +282,115 @@ type Site struct {
 	Upstream Upstream `yaml:"upstream"`
 	// Cache configures caching for this site.
 	Cache SiteCache `yaml:"cache"`
+	// Pools are further origin pools of the site, each with its own
+	// origins and upstream settings, that rules send requests to
+	// (rules[].origin); the site's own origins are the pool "default".
+	Pools []Pool `yaml:"pools"`
+	// Rules are the site's rules: conditions on the request and what to
+	// do when they hold. Every matching rule applies, in order, a later
+	// one overriding what an earlier one set; a redirect or respond ends
+	// evaluation (docs/rules.md).
+	Rules []Rule `yaml:"rules"`
+}
+
+// Pool is a named origin pool of a site, besides its default one.
+type Pool struct {
+	// Name is what rules[].origin calls the pool: [a-z0-9_-]+, unique
+	// within the site, not "default".
+	Name string `yaml:"name"`
+	// OriginHost is the Host header sent to this pool's origins; "" sends
+	// the site's origin_host, or the client's Host.
+	OriginHost string `yaml:"origin_host"`
+	// Origins are the pool's shards. Required and non-empty.
+	Origins []Origin `yaml:"origins"`
+	// Upstream configures the connections to the pool's origins, with
+	// the same keys and defaults as the site's upstream.
+	Upstream Upstream `yaml:"upstream"`
+}
+
+func (p *Pool) normalize() { fillNames(p.Origins) }
+
+// Rule is one of a site's rules (package edge/rules).
+type Rule struct {
+	// Name identifies the rule in Cache-Status (detail=rule:NAME) and
+	// logs. Required, unique within the site.
+	Name string `yaml:"name"`
+	// Match are the conditions; none matches every request.
+	Match RuleMatch `yaml:"match"`
+	// Cache changes how matching requests are cached.
+	Cache RuleCache `yaml:"cache"`
+	// Key changes the cache key of matching requests.
+	Key RuleKey `yaml:"key"`
+	// RequestHeaders change the request sent to the origin.
+	RequestHeaders RuleHeaders `yaml:"request_headers"`
+	// ResponseHeaders change the response sent to the client.
+	ResponseHeaders RuleHeaders `yaml:"response_headers"`
+	// Redirect answers matching requests with a redirect.
+	Redirect RuleRedirect `yaml:"redirect"`
+	// Respond answers matching requests with a fixed response.
+	Respond RuleRespond `yaml:"respond"`
+	// Origin sends matching requests to the site's pool of this name
+	// ("default": the site's own origins).
+	Origin string `yaml:"origin"`
+}
+
+// RuleMatch is a rule's conditions: every key set must hold, and a list
+// holds when any entry does.
+type RuleMatch struct {
+	Hosts      []string `yaml:"hosts" kind:"host"`
+	Paths      []string `yaml:"paths"`
+	PathRegex  string   `yaml:"path_regex"`
+	Methods    []string `yaml:"methods" kind:"method"`
+	Query      []string `yaml:"query"`
+	Headers    []string `yaml:"headers"`
+	Cookies    []string `yaml:"cookies"`
+	Clients    []string `yaml:"clients"`
+	NotClients []string `yaml:"not_clients"`
+	Scheme     string   `yaml:"scheme" check:"oneof=|http|https"`
+}
+
+// RuleCache is a rule's caching actions; zero durations are unset.
+type RuleCache struct {
+	Bypass               bool     `yaml:"bypass"`
+	TTL                  Duration `yaml:"ttl"`
+	MinTTL               Duration `yaml:"min_ttl"`
+	MaxTTL               Duration `yaml:"max_ttl"`
+	DefaultTTL           Duration `yaml:"default_ttl"`
+	TTLByStatus          []string `yaml:"ttl_by_status"`
+	StaleWhileRevalidate Duration `yaml:"stale_while_revalidate"`
+	StaleIfError         Duration `yaml:"stale_if_error"`
+	BrowserTTL           Duration `yaml:"browser_ttl"`
+}
+
+// RuleKey is a rule's cache key actions.
+type RuleKey struct {
+	Query      string   `yaml:"query" check:"oneof=|keep|sort|ignore"`
+	QueryAllow []string `yaml:"query_allow"`
+	QueryDeny  []string `yaml:"query_deny"`
+	Headers    []string `yaml:"headers" kind:"field"`
+	Cookies    []string `yaml:"cookies"`
+	Host       string   `yaml:"host"`
+}
+
+// RuleHeaders change header fields: Set and Add hold "Name: value"
+// entries (the value a template), Remove field names.
+type RuleHeaders struct {
+	Set    []string `yaml:"set"`
+	Add    []string `yaml:"add"`
+	Remove []string `yaml:"remove" kind:"field"`
+}
+
+// RuleRedirect is an edge redirect.
+type RuleRedirect struct {
+	Status   int    `yaml:"status"`
+	Location string `yaml:"location"`
+}
+
+// RuleRespond is a fixed edge response.
+type RuleRespond struct {
+	Status      int    `yaml:"status"`
+	Body        string `yaml:"body"`
+	ContentType string `yaml:"content_type"`
 }
 
 // Origin is one origin shard of a site.
@@ -355,6 +464,18 @@ type Upstream struct {
 	// MaxResponseHeaderBytes limits an origin response's header (502 when
 	// exceeded).
 	MaxResponseHeaderBytes ByteSize `yaml:"max_response_header_bytes" default:"64KiB"`
+	// Policy is how requests are spread over the origins: "ketama"
+	// (consistent hashing of the cache key: one origin per key, for
+	// caching sites), "round_robin" (smooth weighted), "least_conn"
+	// (fewest in flight for the weight) or "p2c_ewma" (the faster of two
+	// random origins by latency and in-flight requests, for pass-through
+	// and API sites).
+	Policy string `yaml:"policy" default:"ketama" check:"oneof=ketama|round_robin|least_conn|p2c_ewma"`
+	// HashBalanceFactor bounds ketama's load per origin (consistent
+	// hashing with bounded loads): no origin takes a request above
+	// ceil(factor × the mean in-flight requests); 0 means no bound,
+	// otherwise at least 1 (e.g. 1.25). Only with policy ketama.
+	HashBalanceFactor float64 `yaml:"hash_balance_factor" check:">=0"`
 	// Protocol is how edged talks to the origins: "http1", "h2" (HTTP/2
 	// over TLS when offered) or "h2c" (HTTP/2 prior knowledge over
 	// cleartext, e.g. gRPC origins).
@@ -472,18 +593,18 @@ func NewSite(name string, hosts []string, originURLs ...string) Site {
 	for _, u := range originURLs {
 		s.Origins = append(s.Origins, Origin{URL: u, Weight: 1})
 	}
-	fillOriginNames(&s)
+	fillNames(s.Origins)
 	return s
 }
 
 // normalize names the site's unnamed origins after their URL's host.
-func (s *Site) normalize() { fillOriginNames(s) }
+func (s *Site) normalize() { fillNames(s.Origins) }
 
-// fillOriginNames gives each unnamed origin of s its URL's host as name, if
-// the URL parses.
-func fillOriginNames(s *Site) {
-	for i := range s.Origins {
-		o := &s.Origins[i]
+// fillNames gives each unnamed origin its URL's host as name, if the URL
+// parses.
+func fillNames(origins []Origin) {
+	for i := range origins {
+		o := &origins[i]
 		if o.Name != "" {
 			continue
 		}

@@ -108,6 +108,7 @@ func TestDefaultValues(t *testing.T) {
 				RetryBudgetMinPerSecond: 10,
 				Protocol:                "http1",
 				MaxResponseHeaderBytes:  64 << 10,
+				Policy:                  "ketama",
 				TLS:                     config.UpstreamTLS{MinVersion: "1.2"},
 			},
 			Cache: config.SiteCache{
@@ -300,6 +301,30 @@ func TestParseErrors(t *testing.T) {
 			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins:\n      - url: https://o:1\n    upstream:\n      tls:\n        ca: ca.pem\n        insecure_skip_verify: true\n",
 			want: "edged.yaml:8: sites[0].upstream.tls.ca: has no effect with insecure_skip_verify…",
 			line: 8, path: "sites[0].upstream.tls.ca",
+		},
+		{
+			name: "upstream: unknown policy",
+			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins:\n      - url: http://o:1\n    upstream:\n      policy: random\n",
+			want: "edged.yaml:7: sites[0].upstream.policy: must be one of ketama, round_robin, least_conn, p2c_ewma; got \"random\"",
+			line: 7, path: "sites[0].upstream.policy",
+		},
+		{
+			name: "upstream: hash_balance_factor below 1",
+			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins:\n      - url: http://o:1\n    upstream:\n      hash_balance_factor: 0.8\n",
+			want: "edged.yaml:7: sites[0].upstream.hash_balance_factor: must be 0 (off) or at least 1…",
+			line: 7, path: "sites[0].upstream.hash_balance_factor",
+		},
+		{
+			name: "upstream: hash_balance_factor negative",
+			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins:\n      - url: http://o:1\n    upstream:\n      hash_balance_factor: -1\n",
+			want: "edged.yaml:7: sites[0].upstream.hash_balance_factor: must not be negative, got -1",
+			line: 7, path: "sites[0].upstream.hash_balance_factor",
+		},
+		{
+			name: "upstream: hash_balance_factor without ketama",
+			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins:\n      - url: http://o:1\n    upstream:\n      policy: least_conn\n      hash_balance_factor: 1.25\n",
+			want: "edged.yaml:8: sites[0].upstream.hash_balance_factor: bounds the ketama policy only, not least_conn…",
+			line: 8, path: "sites[0].upstream.hash_balance_factor",
 		},
 		{
 			name: "upstream tls: server name with a port",

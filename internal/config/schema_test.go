@@ -143,10 +143,19 @@ func defaultText(k key) string {
 
 // declared returns every declared key by path, list items written "[]"
 // ("sites[].origins[].url").
+//
+// A mapping type met a second time (a site's pools[].upstream has the keys
+// of its upstream) is documented once, where it first appears: its keys
+// are not declared again under the second path.
 func declared() map[string]key {
 	out := map[string]key{}
+	seen := map[reflect.Type]bool{}
 	var walk func(rt reflect.Type, prefix string)
 	walk = func(rt reflect.Type, prefix string) {
+		if seen[rt] {
+			return
+		}
+		seen[rt] = true
 		for _, k := range keysOf(rt) {
 			p := joinDoc(prefix, k.name)
 			out[p] = k

@@ -172,7 +172,38 @@ func (v *validator) sites(sites []Site) {
 
 		v.origins(p+".origins", s.Origins)
 		v.upstreamTLS(p+".upstream.tls", &s.Upstream.TLS)
+		v.balance(p+".upstream", &s.Upstream)
 		v.targeted(p+".cache", &s.Cache)
+		v.pools(p+".pools", s.Pools)
+	}
+}
+
+// pools checks a site's further origin pools: names that rules can use,
+// and each pool's origins and TLS keys as a site's. Rules themselves are
+// compiled, and checked, by the daemon (package edge/rules).
+func (v *validator) pools(p string, pools []Pool) {
+	names := map[string]string{}
+	for i, pl := range pools {
+		pp := p + "[" + strconv.Itoa(i) + "]"
+		switch {
+		case pl.Name == "":
+			v.add(pp+".name", "required: the name rules[].origin uses")
+		case pl.Name == "default":
+			v.add(pp+".name", `"default" is the site's own origins; choose another name`)
+		case !validSiteName(pl.Name):
+			v.add(pp+".name", "invalid name %q: use lowercase letters, digits, '_' and '-'", pl.Name)
+		default:
+			if first, dup := names[pl.Name]; dup {
+				v.add(pp+".name", "duplicate pool name %q (also %s)", pl.Name, first)
+			}
+			names[pl.Name] = pp + ".name"
+		}
+		if pl.OriginHost != "" && !validOriginHost(pl.OriginHost) {
+			v.add(pp+".origin_host", `invalid host %q: want a host name with an optional port, or ""`, pl.OriginHost)
+		}
+		v.origins(pp+".origins", pl.Origins)
+		v.upstreamTLS(pp+".upstream.tls", &pl.Upstream.TLS)
+		v.balance(pp+".upstream", &pl.Upstream)
 	}
 }
 
@@ -239,6 +270,18 @@ func (v *validator) origins(p string, origins []Origin) {
 				names[o.Name] = op + ".name"
 			}
 		}
+	}
+}
+
+// balance checks hash_balance_factor: off, or a bound of at least the
+// mean, and only where there is a ring to bound.
+func (v *validator) balance(p string, u *Upstream) {
+	switch f := u.HashBalanceFactor; {
+	case f <= 0: // off; a negative one breaks the check tag already
+	case !(f >= 1): // NaN too
+		v.add(p+".hash_balance_factor", "must be 0 (off) or at least 1 (no bound can be below the mean), got %v", f)
+	case u.Policy != "ketama":
+		v.add(p+".hash_balance_factor", "bounds the ketama policy only, not %s: remove it or set policy: ketama", u.Policy)
 	}
 }
 

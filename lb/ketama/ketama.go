@@ -172,6 +172,45 @@ func (r *Ring) LookupN(key string, n int) []string {
 	return out
 }
 
+// Point returns the position of key on the ring: the hash Lookup starts
+// from.
+func Point(key string) uint32 { return hash(key) }
+
+// AppendOrder appends to dst the indexes, in the members passed to New, of up
+// to n distinct members in ring order from the first point at or after pos
+// (wrapping around), and returns the extended slice. With pos = Point(key)
+// the members appended are LookupN(key, n), in that order; another pos
+// starts the walk elsewhere on the ring. It appends nothing when n <= 0 or
+// the ring is empty, and allocates only to grow dst (and, past 256 members,
+// for bookkeeping), so a caller walking the ring on every request can keep
+// dst on its stack.
+func (r *Ring) AppendOrder(dst []int, pos uint32, n int) []int {
+	if r == nil || len(r.hashes) == 0 || n <= 0 {
+		return dst
+	}
+	n = min(n, len(r.members))
+	var seenBuf [256]bool
+	seen := seenBuf[:0]
+	if len(r.members) <= len(seenBuf) {
+		seen = seenBuf[:len(r.members)]
+	} else {
+		seen = make([]bool, len(r.members))
+	}
+	i, _ := slices.BinarySearch(r.hashes, pos)
+	for found, j := 0, 0; j < len(r.hashes) && found < n; i, j = i+1, j+1 {
+		if i == len(r.hashes) {
+			i = 0
+		}
+		o := r.owners[i]
+		if !seen[o] {
+			seen[o] = true
+			dst = append(dst, int(o))
+			found++
+		}
+	}
+	return dst
+}
+
 // Members returns the ring's members in the order given to New, with
 // weights of zero or less reported as 1. The caller owns the returned slice.
 func (r *Ring) Members() []Member {

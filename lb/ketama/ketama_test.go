@@ -383,3 +383,49 @@ func BenchmarkNew(b *testing.B) {
 		}
 	}
 }
+
+func TestAppendOrder(t *testing.T) {
+	names := hostNames(5)
+	members := []ketama.Member{
+		{Name: names[0], Weight: 1}, {Name: names[1], Weight: 3}, {Name: names[2]},
+		{Name: names[3], Weight: 2}, {Name: names[4]},
+	}
+	r := mustNew(t, members)
+	for i := range 2000 {
+		k := key(i)
+		for _, n := range []int{0, 1, 3, 5, 9} {
+			got := r.AppendOrder([]int{-1}, ketama.Point(k), n)
+			if got[0] != -1 {
+				t.Fatalf("AppendOrder overwrote dst[0]: %v", got)
+			}
+			var gotNames []string
+			for _, m := range got[1:] {
+				gotNames = append(gotNames, members[m].Name)
+			}
+			if want := r.LookupN(k, n); !slices.Equal(gotNames, want) {
+				t.Fatalf("AppendOrder(Point(%q), %d) = %q, LookupN = %q", k, n, gotNames, want)
+			}
+		}
+	}
+	// Another position starts the walk at the owner of that position.
+	for _, pos := range []uint32{0, 1 << 31, math.MaxUint32} {
+		got := r.AppendOrder(nil, pos, 1)
+		if len(got) != 1 {
+			t.Fatalf("AppendOrder(%d, 1) = %v, want one member", pos, got)
+		}
+	}
+	if got := mustNew(t, nil).AppendOrder(nil, 7, 3); len(got) != 0 {
+		t.Errorf("empty ring: AppendOrder = %v, want nothing", got)
+	}
+}
+
+func BenchmarkAppendOrder(b *testing.B) {
+	r := mustNew(b, named(hostNames(10)...))
+	b.ReportAllocs()
+	var buf [16]int
+	i := 0
+	for b.Loop() {
+		r.AppendOrder(buf[:0], ketama.Point(key(i%1024)), 10)
+		i++
+	}
+}

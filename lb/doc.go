@@ -162,6 +162,26 @@
 // HTTP/2 over TLS when the shard offers it in ALPN and HTTP/1.1 otherwise,
 // "h2c" HTTP/2 with prior knowledge over cleartext (for gRPC origins).
 //
+// # Connections
+//
+// Each shard has its own transport, and every connection it dials is
+// tracked (conns.go): dials and TLS handshakes by result, open
+// connections, and for HTTP/1 whether a request is using each one (httptrace
+// GotConn acquires, PutIdleConn releases). Config.MaxIdleConnsPerShard
+// zero (the default) sizes the idle pool by use: the transport's cap is a
+// ceiling (1024, or MaxConnsPerShard) and a trimmer per pool, stopped by
+// Close, closes every 10s the least recently used idle connections above
+// the peak in use over the last minute plus a quarter, so concurrency
+// above a fixed cap does not close and redial connections. A request that
+// takes a connection as it is trimmed writes nothing on it, and the
+// transport retries it on another.
+//
+// Config.Previous hands a running pool to its replacement (a reload): the
+// new pool takes over the transport, and the open connections, of each
+// shard whose name, URL and transport settings are unchanged, and the old
+// pool's Close leaves them open. A shard whose name and URL are unchanged
+// keeps its health (down, ejected, slow start) whatever the settings.
+//
 // # Responses
 //
 // A response is returned with the fields the origin sent and no others.
@@ -206,4 +226,8 @@
 // requests bounded loads sent past their key's shard, each shard's pending
 // and in-flight requests and circuit-breaker trips by limit, health checks
 // by result and the health of each checked shard.
+//
+// Connections (conns.go) are counted too: dials and TLS handshakes by
+// result, open and idle connections per shard, the idle pool's target size
+// and the idle connections the trimmer closed.
 package lb

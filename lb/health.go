@@ -320,7 +320,7 @@ func startHealthChecks(cfg *Config, shards []*shard, e *ejector) *healthChecker 
 		return nil
 	}
 	expect, _ := parseStatusRanges(cfg.HealthCheck.ExpectedStatus) // checked by setDefaults
-	t := newTransport(cfg)
+	t := newTransport(cfg, newConnStats(nil))                      // its own connections, out of the reuse series
 	t.DisableKeepAlives = true
 	t.MaxConnsPerHost = 0
 	t.ResponseHeaderTimeout = 0 // the check's Timeout bounds it all

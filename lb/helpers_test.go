@@ -61,7 +61,7 @@ func newPool(t *testing.T, cfg lb.Config) *lb.Pool {
 	if err != nil {
 		t.Fatalf("NewPool: %v", err)
 	}
-	t.Cleanup(p.CloseIdleConnections) // runs before the origins' Close
+	t.Cleanup(func() { p.Close() }) // runs before the origins' Close
 	return p
 }
 

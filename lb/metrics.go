@@ -32,6 +32,12 @@ import (
 //	edged_upstream_breaker_trips_total{pool,shard,limit} counter: tries not sent, the shard over a limit (pending, in_flight, connections)
 //	edged_upstream_health_checks_total{pool,shard,result} counter: active health checks, by result
 //	edged_upstream_healthy{pool,shard}                  gauge: 1, or 0 while the shard fails its health checks (pools with checks only)
+//	edged_upstream_dials_total{pool,shard,result}       counter: TCP dials, result="ok"/"error"
+//	edged_upstream_tls_handshakes_total{pool,shard,result} counter: TLS handshakes, result="ok"/"error"
+//	edged_upstream_open_connections{pool,shard}         gauge: connections open (every protocol)
+//	edged_upstream_idle_connections{pool,shard}         gauge: HTTP/1 connections no request is using
+//	edged_upstream_idle_pool_target{pool,shard}         gauge: connections the idle pool keeps (auto: peak use + 25%, or the cap)
+//	edged_upstream_idle_trimmed_total{pool,shard}       counter: idle connections closed by the trimmer
 type Metrics struct {
 	requests    *prometheus.CounterVec
 	connections *prometheus.CounterVec
@@ -45,6 +51,7 @@ type Metrics struct {
 	trips       *prometheus.CounterVec
 	load        *loadCollector
 	checks      *prometheus.CounterVec
+	conns       *connCollectors // dials, handshakes, open and idle connections (conns.go)
 }
 
 // durationBuckets spans 1ms to 30s, roughly ×2.5 per step.
@@ -116,6 +123,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.trips, m.load)
 		reg.MustRegister(m.checks)
 	}
+	m.conns = newConnCollectors(reg)
 	return m
 }
 

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/edged-proxy/edged/lb/ketama"
@@ -38,7 +39,10 @@ type Config struct {
 	Shards []Shard
 
 	// MaxIdleConnsPerShard caps the idle keep-alive connections kept per
-	// shard. Zero means 64.
+	// shard. Zero means auto (conns.go): the idle pool keeps what the
+	// shard used at most over the last minute, plus a quarter, up to
+	// MaxConnsPerShard when set and 1024, so that concurrency above a
+	// fixed cap does not close and redial connections.
 	MaxIdleConnsPerShard int
 
 	// MaxConnsPerShard caps the connections (dialling, active and idle) per
@@ -151,6 +155,17 @@ type Config struct {
 	// Metrics receives the pool's metrics. Nil means none are recorded.
 	Metrics *Metrics
 
+	// Previous is the pool this one replaces (a configuration reload), or
+	// nil. NewPool takes over the transport, and so the open connections,
+	// of each of its shards whose name and URL are unchanged when the
+	// settings a transport is built from (Protocol, TLS and its files'
+	// contents, TLSClientConfig, the timeouts and connection limits,
+	// MaxResponseHeaderBytes, Name and Metrics) are too; Previous's Close
+	// then leaves those connections open. A shard with the same name and
+	// URL also keeps its health: marked down, ejected, slow start and
+	// ejection history (takeover.go). Each shard is taken over once.
+	Previous *Pool
+
 	// Logger receives shard state changes. Nil means discard.
 	Logger *slog.Logger
 
@@ -162,7 +177,6 @@ type Config struct {
 
 // Config defaults, applied by NewPool to zero fields.
 const (
-	defaultMaxIdleConnsPerShard  = 64
 	defaultIdleConnTimeout       = 90 * time.Second
 	defaultDialTimeout           = 5 * time.Second
 	defaultResponseHeaderTimeout = 15 * time.Second
@@ -191,6 +205,10 @@ type Pool struct {
 	now     func() time.Time
 	logger  *slog.Logger
 	health  *healthChecker // nil without Config.HealthCheck
+
+	settings  transportSettings // what its shards' transports are built from
+	stopTrim  chan struct{}     // closed by Close; nil without auto idle sizing
+	closeOnce sync.Once
 }
 
 var _ http.RoundTripper = (*Pool)(nil)
@@ -199,7 +217,8 @@ var _ http.RoundTripper = (*Pool)(nil)
 // ring over the shards and one http.Transport per shard. The transports speak
 // HTTP/1.1, use no proxy and leave bodies compressed as the origin sent them.
 func NewPool(cfg Config) (*Pool, error) {
-	if err := cfg.setDefaults(); err != nil {
+	var err error
+	if err = cfg.setDefaults(); err != nil {
 		return nil, err
 	}
 	if len(cfg.Shards) == 0 {
@@ -214,6 +233,9 @@ func NewPool(cfg Config) (*Pool, error) {
 		metrics: cfg.Metrics.forPool(cfg.Name),
 		now:     cfg.Now,
 		logger:  cfg.Logger,
+	}
+	if p.settings, err = settingsOf(&cfg); err != nil {
+		return nil, err
 	}
 	tlsCfg, err := cfg.TLS.clientConfig(cfg.TLSClientConfig)
 	if err != nil {
@@ -233,7 +255,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		if _, dup := p.byName[name]; dup {
 			return nil, fmt.Errorf("lb: shard %d: duplicate shard name %q", i, name)
 		}
-		s := &shard{name: name, weight: max(sc.Weight, 1), scheme: u.Scheme, host: u.Host, transport: newTransport(&cfg),
+		s := &shard{name: name, weight: max(sc.Weight, 1), scheme: u.Scheme, host: u.Host,
 			limits: newLimits(&cfg), bodyIdle: max(cfg.BodyIdleTimeout, 0)}
 		p.byName[name] = s
 		p.shards = append(p.shards, s)
@@ -241,17 +263,28 @@ func NewPool(cfg Config) (*Pool, error) {
 		members = append(members, ketama.Member{Name: name, Weight: sc.Weight})
 	}
 	p.ejector = newEjector(cfg.Outlier, cfg.Name, p.shards, cfg.Now, cfg.Logger)
-	for _, s := range p.shards {
-		if cfg.HealthCheck.Enabled {
+	if cfg.HealthCheck.Enabled {
+		for _, s := range p.shards {
 			s.health = new(healthState)
 		}
-		s.metrics = cfg.Metrics.forShard(cfg.Name, s, p.ejector, cfg.Now)
 	}
 	ring, err := ketama.New(members)
 	if err != nil {
 		return nil, fmt.Errorf("lb: %w", err)
 	}
 	p.ring = ring
+	p.takeOver(cfg.Previous, &cfg) // gives every shard its transport
+	for _, s := range p.shards {
+		s.metrics = cfg.Metrics.forShard(cfg.Name, s, p.ejector, cfg.Now)
+	}
+	if cfg.MaxIdleConnsPerShard == 0 {
+		p.stopTrim = make(chan struct{})
+		go p.trimIdle(p.stopTrim)
+	} else {
+		for _, s := range p.shards {
+			s.conns.m.target(int64(cfg.MaxIdleConnsPerShard))
+		}
+	}
 	p.sel = newSelector(&cfg, ring, p.ups)
 	p.health = startHealthChecks(&cfg, p.shards, p.ejector) // last: nothing fails after
 	return p, nil
@@ -300,9 +333,6 @@ func (c *Config) setDefaults() error {
 	if err := c.HealthCheck.setDefaults(); err != nil {
 		return err
 	}
-	if c.MaxIdleConnsPerShard == 0 {
-		c.MaxIdleConnsPerShard = defaultMaxIdleConnsPerShard
-	}
 	if c.IdleConnTimeout == 0 {
 		c.IdleConnTimeout = defaultIdleConnTimeout
 	}
@@ -331,23 +361,49 @@ func (p *Pool) Pick(key string) string {
 	return p.ring.Lookup(key)
 }
 
-// CloseIdleConnections closes the idle connections of every shard. In-use
+// CloseIdleConnections closes the idle connections of every shard, except
+// shards whose transport a newer pool took over (Config.Previous). In-use
 // connections are not interrupted.
 func (p *Pool) CloseIdleConnections() {
 	for _, s := range p.shards {
-		s.transport.CloseIdleConnections()
+		if !s.handedOver.Load() {
+			s.transport.CloseIdleConnections()
+		}
 	}
 }
 
 // Close retires the pool: it stops the pool's background work (the health
-// checks, cancelling those in flight, and waiting for their goroutines to
-// end) and closes its idle connections. Requests in flight finish; the
-// pool stays usable, but a retired pool should not be given new requests.
-// Close is idempotent.
+// checks, cancelling those in flight and waiting for their goroutines to
+// end; the idle pool trimmer) and closes its idle connections, but not
+// those of shards a newer pool took over (Config.Previous). Requests in
+// flight finish; the pool stays usable, but a retired pool should not be
+// given new requests. Close is idempotent.
 func (p *Pool) Close() error {
 	p.health.stop()
+	p.closeOnce.Do(func() {
+		if p.stopTrim != nil {
+			close(p.stopTrim)
+		}
+	})
 	p.CloseIdleConnections()
 	return nil
+}
+
+// trimIdle runs the idle pool trimmer of every shard each idleTick until
+// stop is closed.
+func (p *Pool) trimIdle(stop <-chan struct{}) {
+	t := time.NewTicker(idleTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			for _, s := range p.shards {
+				s.conns.trim(now)
+			}
+		}
+	}
 }
 
 // Route is how Pool.Do routed one request.

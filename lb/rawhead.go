@@ -42,7 +42,8 @@ import (
 // of the last final response head read through it.
 type rawHeadConn struct {
 	net.Conn
-	limit int // a head longer than this is not followed (the transport fails it)
+	limit int          // a head longer than this is not followed (the transport fails it)
+	track *trackedConn // the TCP connection beneath, for use accounting (conns.go); nil in tests
 
 	mu       sync.Mutex
 	reading  bool   // since the last write, until a final head ends

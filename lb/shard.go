@@ -24,7 +24,12 @@ type shard struct {
 	host   string // host[:port]
 
 	transport *http.Transport
+	conns     *connStats    // the transport's connections (conns.go)
 	metrics   *shardMetrics // nil when the pool has no Metrics
+
+	// handedOver is set when a newer pool took over the transport
+	// (Config.Previous): this pool's Close leaves its connections open.
+	handedOver atomic.Bool
 
 	// downUntil is the unix-nano time before which picks skip the shard;
 	// zero or past means available.
@@ -77,8 +82,11 @@ func parseShardURL(raw string) (*url.URL, error) {
 // defaults applied. Its HTTP/1 connections are rawHeadConns (rawhead.go), so
 // that the Cache-Control Go invents can be told from the origin's; for that
 // it does the TLS handshake itself, offering the ALPN protocols the
-// transport would.
-func newTransport(cfg *Config) *http.Transport {
+// transport would. Every connection it dials is tracked in cs (conns.go),
+// which counts dials and handshakes. With cfg.MaxIdleConnsPerShard zero
+// (auto) its idle cap is the ceiling and the pool's trimmer sizes the idle
+// pool.
+func newTransport(cfg *Config, cs *connStats) *http.Transport {
 	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	maxHead := cmp.Or(cfg.MaxResponseHeaderBytes, 64<<10)
 	var protos http.Protocols
@@ -93,23 +101,42 @@ func newTransport(cfg *Config) *http.Transport {
 	default:
 		protos.SetHTTP1(true)
 	}
-	dial := dialer.DialContext
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := cs.dialed(dialer.DialContext(ctx, network, addr))
+		if err != nil {
+			return nil, err // not a nil *trackedConn in a non-nil net.Conn
+		}
+		return c, nil
+	}
 	var dialTLS func(ctx context.Context, network, addr string) (net.Conn, error)
 	if cfg.Protocol != "h2c" { // HTTP/2 invents nothing: h2c connections stay as dialled
 		limit := int(maxHead) + 4096 // the transport fails a longer head anyway
 		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
+			c, err := cs.dialed(dialer.DialContext(ctx, network, addr))
 			if err != nil {
 				return nil, err
 			}
-			return newRawHeadConn(c, limit), nil
+			c.setHTTP1()
+			rc := newRawHeadConn(c, limit)
+			rc.track = c
+			return rc, nil
 		}
 		dialTLS = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			tc, err := dialTLSShard(ctx, dialer, cfg.TLSClientConfig, cfg.TLSHandshakeTimeout, alpn, network, addr)
+			tc, track, err := dialTLSShard(ctx, dialer, cs, cfg.TLSClientConfig, cfg.TLSHandshakeTimeout, alpn, network, addr)
 			if err != nil || tc.ConnectionState().NegotiatedProtocol == "h2" {
 				return tc, err // HTTP/2 needs the *tls.Conn itself
 			}
-			return newRawHeadConn(tc, limit), nil
+			track.setHTTP1()
+			rc := newRawHeadConn(tc, limit)
+			rc.track = track
+			return rc, nil
+		}
+	}
+	idleCap := cfg.MaxIdleConnsPerShard
+	if idleCap == 0 {
+		idleCap = maxIdleCeiling
+		if cfg.MaxConnsPerShard > 0 {
+			idleCap = min(idleCap, cfg.MaxConnsPerShard)
 		}
 	}
 	return &http.Transport{
@@ -118,8 +145,8 @@ func newTransport(cfg *Config) *http.Transport {
 		DialContext:            dial,
 		DialTLSContext:         dialTLS,
 		TLSClientConfig:        cfg.TLSClientConfig, // used only where dialTLS is nil (h2c)
-		MaxIdleConns:           cfg.MaxIdleConnsPerShard,
-		MaxIdleConnsPerHost:    cfg.MaxIdleConnsPerShard,
+		MaxIdleConns:           idleCap,
+		MaxIdleConnsPerHost:    idleCap,
 		MaxConnsPerHost:        cfg.MaxConnsPerShard,
 		IdleConnTimeout:        cfg.IdleConnTimeout,
 		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
@@ -136,11 +163,12 @@ func newTransport(cfg *Config) *http.Transport {
 // dialer's (a *net.OpError "dial": failover applies), a handshake error
 // wrapped with the address and the name verified (not a dial error: the
 // shard was reached), so that the log line of a failed request says which
-// name was checked against which shard.
-func dialTLSShard(ctx context.Context, d *net.Dialer, base *tls.Config, timeout time.Duration, alpn []string, network, addr string) (*tls.Conn, error) {
-	raw, err := d.DialContext(ctx, network, addr)
+// name was checked against which shard. The TCP connection is tracked in cs,
+// which counts the dial and the handshake, and is returned with the TLS one.
+func dialTLSShard(ctx context.Context, d *net.Dialer, cs *connStats, base *tls.Config, timeout time.Duration, alpn []string, network, addr string) (*tls.Conn, *trackedConn, error) {
+	raw, err := cs.dialed(d.DialContext(ctx, network, addr))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg := &tls.Config{}
 	if base != nil {
@@ -153,11 +181,13 @@ func dialTLSShard(ctx context.Context, d *net.Dialer, base *tls.Config, timeout 
 	tc := tls.Client(raw, cfg)
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := tc.HandshakeContext(hctx); err != nil {
+	err = tc.HandshakeContext(hctx)
+	cs.m.handshake(err)
+	if err != nil {
 		raw.Close()
-		return nil, &tlsError{fmt.Errorf("TLS handshake with %s (server name %q): %w", addr, cfg.ServerName, err)}
+		return nil, nil, &tlsError{fmt.Errorf("TLS handshake with %s (server name %q): %w", addr, cfg.ServerName, err)}
 	}
-	return tc, nil
+	return tc, raw, nil
 }
 
 // tlsError is a failed TLS handshake with a shard: the "tls_error" reason
@@ -208,7 +238,11 @@ func (s *shard) roundTrip(req *http.Request, body io.ReadCloser) (*http.Response
 	// The connection the response comes from, to read its raw head
 	// (rawhead.go). A ClientTrace is composed in place by
 	// WithClientTrace, so each request needs its own.
+	// The HTTP/1 connection's use is tracked (conns.go): GotConn acquires
+	// it, and PutIdleConn, called from the transport's read loop, releases
+	// the acquisition it answers.
 	var conn atomic.Pointer[rawHeadConn]
+	var use atomic.Pointer[connUse]
 	sm := s.metrics
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
@@ -218,9 +252,17 @@ func (s *shard) roundTrip(req *http.Request, body io.ReadCloser) (*http.Response
 			}
 			if c, ok := info.Conn.(*rawHeadConn); ok {
 				conn.Store(c)
+				if c.track != nil {
+					use.Store(&connUse{c: c.track, gen: c.track.acquire()})
+				}
 			}
 			if sm != nil {
 				sm.gotConn(info.Reused)
+			}
+		},
+		PutIdleConn: func(err error) {
+			if u := use.Load(); u != nil && err == nil {
+				u.c.release(u.gen, time.Now())
 			}
 		},
 	})

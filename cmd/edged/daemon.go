@@ -305,7 +305,7 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 	}
 	d.cache = c
 	d.lbm = lb.NewMetrics(reg)
-	sites, pools, err := buildSites(cfg.Sites, d.lbm, d.log)
+	sites, pools, err := buildSites(cfg.Sites, d.lbm, d.log, nil)
 	if err != nil {
 		return err
 	}
@@ -517,8 +517,15 @@ func (d *daemon) succeeded() bool {
 }
 
 // buildSites makes the edge sites and their origin pools from the
-// configuration.
-func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger) ([]*edge.Site, []*lb.Pool, error) {
+// configuration. Each pool takes over the unchanged shards of the running
+// pool of the same name in prev (the site's name, or "site/pool" for a
+// rule pool; prev is nil at start), so their connections stay warm
+// (lb.Config.Previous).
+func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger, prev []*lb.Pool) ([]*edge.Site, []*lb.Pool, error) {
+	prevBySite := make(map[string]*lb.Pool, len(prev))
+	for _, p := range prev {
+		prevBySite[p.Name()] = p
+	}
 	var sites []*edge.Site
 	var pools []*lb.Pool
 	for i, s := range cfgSites {
@@ -526,7 +533,9 @@ func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger) ([
 			logger.Warn("origin TLS certificates are NOT verified: anyone on the path to the origins can read and change their traffic; remove insecure_skip_verify (use ca and server_name instead)",
 				"site", s.Name, "key", fmt.Sprintf("sites[%d].upstream.tls.insecure_skip_verify", i))
 		}
-		pool, err := lb.NewPool(poolConfig(s, lbm, logger))
+		pc := poolConfig(s, lbm, logger)
+		pc.Previous = prevBySite[s.Name]
+		pool, err := lb.NewPool(pc)
 		if err != nil {
 			for _, p := range pools {
 				p.Close()
@@ -536,7 +545,7 @@ func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger) ([
 		pools = append(pools, pool)
 		site := edgeSite(s, pool)
 		if site.Rules, err = compileRules(s); err == nil {
-			site.Pools, pools, err = rulePools(s, pools, lbm, logger)
+			site.Pools, pools, err = rulePools(s, pools, lbm, logger, prevBySite)
 		}
 		if err != nil {
 			for _, p := range pools {
@@ -889,7 +898,10 @@ func (d *daemon) reload() error {
 		d.log.Error("reload rejected: the running configuration stays", "err", err)
 		return err
 	}
-	sites, pools, err := buildSites(cfg.Sites, d.lbm, d.log)
+	d.mu.Lock()
+	running := d.pools
+	d.mu.Unlock()
+	sites, pools, err := buildSites(cfg.Sites, d.lbm, d.log, running)
 	if err != nil {
 		d.log.Error("reload rejected: the running configuration stays", "err", err)
 		return err
@@ -907,7 +919,7 @@ func (d *daemon) reload() error {
 	d.cfg.Sites = cfg.Sites
 	d.mu.Unlock()
 	for _, p := range old { // requests in flight keep using their pool
-		p.Close()
+		p.Close() // leaves open the connections the new pools took over
 	}
 	if cfg.Listen != d.cfg.Listen || cfg.Admin != d.cfg.Admin || cfg.TLS.Listen != d.cfg.TLS.Listen || cfg.Server != d.cfg.Server ||
 		cfg.Cache.Memory != d.cfg.Cache.Memory || cfg.Cache.Disk != d.cfg.Cache.Disk {

@@ -92,7 +92,7 @@ func ruleChecks(cfg *config.Config) []*config.Error {
 // rulePools builds a site's further origin pools (sites[].pools), each
 // from the site's configuration with its own origins and upstream keys,
 // its metrics labelled pool="SITE/POOL". They are appended to all.
-func rulePools(s config.Site, all []*lb.Pool, lbm *lb.Metrics, logger *slog.Logger) (map[string]edge.Pool, []*lb.Pool, error) {
+func rulePools(s config.Site, all []*lb.Pool, lbm *lb.Metrics, logger *slog.Logger, prev map[string]*lb.Pool) (map[string]edge.Pool, []*lb.Pool, error) {
 	if len(s.Pools) == 0 {
 		return nil, all, nil
 	}
@@ -100,7 +100,9 @@ func rulePools(s config.Site, all []*lb.Pool, lbm *lb.Metrics, logger *slog.Logg
 	for _, p := range s.Pools {
 		ps := s
 		ps.Name, ps.Origins, ps.Upstream = s.Name+"/"+p.Name, p.Origins, p.Upstream
-		pool, err := lb.NewPool(poolConfig(ps, lbm, logger))
+		pc := poolConfig(ps, lbm, logger)
+		pc.Previous = prev[ps.Name] // a reload keeps unchanged shards' connections
+		pool, err := lb.NewPool(pc)
 		if err != nil {
 			return nil, all, fmt.Errorf("pool %s: %w", p.Name, err)
 		}

@@ -92,7 +92,7 @@ func TestDefaultValues(t *testing.T) {
 			Methods:   []string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"},
 			Origins:   []config.Origin{{URL: "http://127.0.0.1:8081", Weight: 1, Name: "127.0.0.1:8081"}},
 			Upstream: config.Upstream{
-				MaxIdleConnsPerShard:    64,
+				MaxIdleConnsPerShard:    0, // auto
 				IdleConnTimeout:         config.Duration(90 * time.Second),
 				DialTimeout:             config.Duration(5 * time.Second),
 				ResponseHeaderTimeout:   config.Duration(15 * time.Second),

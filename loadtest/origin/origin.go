@@ -21,11 +21,13 @@
 package origin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -100,6 +102,11 @@ type Stats struct {
 	Paths map[string]int64 `json:"paths,omitempty"`
 	// PathsDropped counts requests whose path was not tracked (MaxPaths).
 	PathsDropped int64 `json:"paths_dropped,omitempty"`
+	// Connections counts the connections accepted, except those whose
+	// first request was to /__stats (the polls): a proxy's new
+	// connections, whether they carried a request or not. It counts only
+	// when the server's ConnContext is the Origin's (ConnContext).
+	Connections int64 `json:"connections"`
 }
 
 // Origin is the simulator's http.Handler. It is safe for concurrent use.
@@ -107,6 +114,7 @@ type Origin struct {
 	cfg Config
 
 	requests, bytes, failures atomic.Int64
+	conns                     atomic.Int64
 	inflight, maxInflight     atomic.Int64
 	mu                        sync.Mutex
 	paths                     map[string]int64
@@ -165,6 +173,7 @@ func (o *Origin) Stats(paths []string) Stats {
 		Failures:    o.failures.Load(),
 		Inflight:    o.inflight.Load(),
 		MaxInflight: o.maxInflight.Load(),
+		Connections: o.conns.Load(),
 		Paths:       map[string]int64{},
 	}
 	o.mu.Lock()
@@ -181,19 +190,43 @@ func (o *Origin) Stats(paths []string) Stats {
 	return s
 }
 
-// ResetStats zeroes all counters except Inflight.
+// ResetStats zeroes all counters except Inflight; connections accepted
+// before are not counted again.
 func (o *Origin) ResetStats() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.requests.Store(0)
 	o.bytes.Store(0)
 	o.failures.Store(0)
+	o.conns.Store(0)
 	o.maxInflight.Store(o.inflight.Load())
 	o.paths = map[string]int64{}
 	o.dropped = 0
 }
 
-func (o *Origin) count(path string) {
+// connKey is the context key of a connection's connMark.
+type connKey struct{}
+
+// connMark is set by the first request on a connection.
+type connMark struct{ seen atomic.Bool }
+
+// ConnContext is the http.Server ConnContext hook that counts accepted
+// connections (Stats.Connections): set Server.ConnContext to it.
+func (o *Origin) ConnContext(ctx context.Context, _ net.Conn) context.Context {
+	o.conns.Add(1)
+	return context.WithValue(ctx, connKey{}, new(connMark))
+}
+
+// firstRequest marks r's connection as having carried a request and
+// reports whether r is its first.
+func firstRequest(r *http.Request) bool {
+	m, ok := r.Context().Value(connKey{}).(*connMark)
+	return ok && m.seen.CompareAndSwap(false, true)
+}
+
+func (o *Origin) count(r *http.Request) {
+	path := r.URL.Path
+	firstRequest(r)
 	o.requests.Add(1)
 	n := o.inflight.Add(1)
 	for m := o.maxInflight.Load(); n > m && !o.maxInflight.CompareAndSwap(m, n); m = o.maxInflight.Load() {
@@ -210,6 +243,12 @@ func (o *Origin) count(path string) {
 // ServeHTTP serves /obj/{id}, GET /__stats and POST /__stats/reset.
 func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
+	case "/__stats", "/__stats/reset":
+		if firstRequest(r) {
+			o.conns.Add(-1) // a poll's connection is not a proxy's
+		}
+	}
+	switch r.URL.Path {
 	case "/__stats":
 		o.serveStats(w, r)
 		return
@@ -224,7 +263,7 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	o.count(r.URL.Path)
+	o.count(r)
 	defer o.inflight.Add(-1)
 	id, ok := strings.CutPrefix(r.URL.Path, "/obj/")
 	if !ok || id == "" {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -240,5 +242,54 @@ func TestFixed(t *testing.T) {
 	resp, body, err := get(t, srv.URL+"/anything")
 	if err != nil || string(body) != "hello" || resp.Header.Get("Cache-Control") != "public, max-age=60" {
 		t.Fatalf("Fixed: %v %q %v", err, body, resp.Header)
+	}
+}
+
+// Connections counts the connections accepted: a keep-alive client's
+// requests share one, a client without keep-alive opens one per request, a
+// connection that carries no request counts, and the polls of /__stats do
+// not.
+func TestStatsCountConnections(t *testing.T) {
+	o, err := origin.New(origin.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(o)
+	srv.Config.ConnContext = o.ConnContext
+	srv.Start()
+	t.Cleanup(srv.Close)
+	do := func(tr *http.Transport, n int) {
+		t.Helper()
+		client := &http.Client{Transport: tr}
+		for i := range n {
+			resp, err := client.Get(srv.URL + "/obj/c" + strconv.Itoa(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	keep := &http.Transport{}
+	defer keep.CloseIdleConnections()
+	do(keep, 5)
+	do(&http.Transport{DisableKeepAlives: true}, 3)
+	idle, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	// The server accepts in order: this request's connection comes after
+	// the unused one's.
+	do(&http.Transport{DisableKeepAlives: true}, 1)
+	stats(t, srv.URL+"/__stats")
+	s := stats(t, srv.URL+"/__stats")
+	if s.Requests != 9 || s.Connections != 6 {
+		t.Errorf("requests %d, connections %d; want 9 and 6", s.Requests, s.Connections)
+	}
+	o.ResetStats()
+	do(keep, 2) // the kept connection: not new since the reset
+	if s := o.Stats(nil); s.Requests != 2 || s.Connections != 0 {
+		t.Errorf("after reset: requests %d, connections %d; want 2 and 0", s.Requests, s.Connections)
 	}
 }

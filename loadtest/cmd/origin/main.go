@@ -43,7 +43,9 @@ parameters override the flags:
   fail=P         probability of an injected failure (see -fail-status, -fail-reset)
 
 GET /__stats (JSON, no-store) reports requests in total and per path, body
-bytes, injected failures and requests in flight; ?path=/obj/x (repeatable)
+bytes, injected failures, requests in flight and the connections accepted
+(but those of the polls themselves): a proxy's new connections, so its
+connection reuse is measured at the origin; ?path=/obj/x (repeatable)
 limits the per-path map to those paths. POST /__stats/reset zeroes them.
 
 With -fixed SIZE it instead answers every request with one fixed 200 response
@@ -115,6 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var h http.Handler
+	var connCtx func(context.Context, net.Conn) context.Context
 	if *fixed != "" {
 		n, err := sizemix.ParseSize(*fixed)
 		if err != nil {
@@ -146,7 +149,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		h = o
+		h, connCtx = o, o.ConnContext
 	}
 	if *logReqs {
 		inner := h
@@ -157,7 +160,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		})
 	}
 
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnContext: connCtx}
 	return serve(ctx, stdout, *listen, srv.Serve, func() error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

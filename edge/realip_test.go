@@ -426,3 +426,42 @@ func TestForwardedFromTrustedProxies(t *testing.T) {
 	}
 	e.wantClients(t, []string{"127.0.0.3", "203.0.113.9", "2001:db8::9", "127.0.0.2", "127.0.0.2"})
 }
+
+// The constructors refuse what they cannot honour, naming it.
+func TestRealIPConfigErrors(t *testing.T) {
+	c, err := cache.New(cache.Config{MaxBytes: 16 << 20, FillTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	for _, tc := range []struct {
+		name string
+		cfg  edge.Config
+		want string
+	}{
+		{"bad field", edge.Config{Cache: c, ClientIPHeader: "X-Real-IP"}, `ClientIPHeader must be X-Forwarded-For or Forwarded, got "X-Real-IP"`},
+		{"bad proxy", edge.Config{Cache: c, TrustedProxies: []string{"10.0.0.0/8", "ten"}}, `TrustedProxies[1]: invalid address or CIDR "ten"`},
+	} {
+		if _, err := edge.New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  edge.ProxyProtocol
+		want string
+	}{
+		{"unknown mode", edge.ProxyProtocol{Mode: "on"}, `unknown PROXY protocol mode "on"`},
+		{"optional trusting everyone", edge.ProxyProtocol{Mode: edge.ProxyProtocolOptional}, "optional needs trusted proxies"},
+		{"bad proxy", edge.ProxyProtocol{Mode: edge.ProxyProtocolRequired, Trusted: []string{"x"}}, `Trusted[0]: invalid address or CIDR "x"`},
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := edge.ListenProxyProtocol(ln, tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error with %q", tc.name, err, tc.want)
+		}
+		ln.Close()
+	}
+}

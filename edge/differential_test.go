@@ -79,6 +79,7 @@ var diffRules = []rules.Spec{
 	{Name: "deny", Match: rules.Match{Paths: []string{"/deny"}}, Respond: rules.Respond{Status: 403, Body: "no {path}"}},
 	{Name: "go", Match: rules.Match{Query: []string{"go"}}, Redirect: rules.Redirect{Status: 302, Location: "/{query.go}"}},
 	{Name: "skip", Match: rules.Match{Headers: []string{"X-Skip"}}, Cache: rules.Cache{Bypass: true}},
+	{Name: "client", Match: rules.Match{Clients: []string{"203.0.113.0/24"}}, Respond: rules.Respond{Status: 403, Body: "client {client_ip}"}},
 }
 
 // diffEdge is one edge stack of the differential test: its own cache,
@@ -108,7 +109,8 @@ func diffEdgeTB(t testing.TB, origin, mode string, now func() time.Time) (addr s
 	site := &edge.Site{Name: "d", Hosts: []string{"example.com", "*.example.com"}, Origin: pool}
 	withRules(t, diffRules...)(site)
 	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Metrics: m, Now: now,
-		StripResponseHeaders: []string{"Surrogate-Key"}, WriteTimeout: time.Minute})
+		StripResponseHeaders: []string{"Surrogate-Key"}, WriteTimeout: time.Minute,
+		TrustedProxies: []string{"127.0.0.0/8"}}) // the test's clients are trusted proxies
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +203,13 @@ func TestEdgeSameAnswersBothServers(t *testing.T) {
 		{"rule respond", get("/deny") + head("/deny"), []string{"GET", "HEAD"}},
 		{"rule redirect", get("/etag?go=big"), one},
 		{"rule bypass", get("/etag", "X-Skip: 1\r\n"), one},
+		{"forwarded client matched", get("/etag", "X-Forwarded-For: 203.0.113.9\r\n"), one},
+		{"forwarded client past trusted hops", get("/etag", "X-Forwarded-For: 198.51.100.1, 203.0.113.9, 127.0.0.9\r\n"), one},
+		{"forwarded client not matched", get("/etag", "X-Forwarded-For: 203.0.113.9, 198.51.100.1\r\n"), one},
+		{"forwarded client over lines", get("/etag", "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 127.0.0.5\r\n"), one},
+		{"forwarded client malformed", get("/etag", "X-Forwarded-For: 203.0.113.9, junk\r\n"), one},
+		{"forwarded client bracketed with port", get("/etag", "X-Forwarded-For: [2001:db8::1]:80, 203.0.113.7:8080\r\n"), one},
+		{"forwarded client over nine lines", get("/etag", "X-Forwarded-For: 203.0.113.9\r\n"+strings.Repeat("X-Forwarded-For: 127.0.0.5\r\n", 8)), one},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -238,6 +247,8 @@ func FuzzEdgeBothServers(f *testing.F) {
 		{"/r/x", ""},
 		{"/k?z=1&a=2", ""},
 		{"/etag?go=etag", "X-Skip: 1\r\n"},
+		{"/etag", "X-Forwarded-For: 1.2.3.4, 203.0.113.9, 127.0.0.2\r\n"},
+		{"/etag", "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: junk, 198.51.100.1\r\n"},
 	} {
 		f.Add(seed[0], seed[1])
 	}

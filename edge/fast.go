@@ -2,6 +2,7 @@ package edge
 
 import (
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,7 +80,11 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	if w.TLS() {
 		scheme = "https"
 	}
-	if site.Rules != nil && !fastRules(site, scheme, &fr, w.Head(), w.ClientIP) {
+	client, ok := h.fastClientIP(w)
+	if !ok {
+		return false
+	}
+	if site.Rules != nil && !fastRules(site, scheme, &fr, w.Head(), client) {
 		return false
 	}
 	res, ok := h.cache.Hit(rfc.NormalizeKey(scheme, fr.host, fr.path, fr.query))
@@ -116,7 +121,7 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 		b = append(b, enc.ctype...)
 	}
 	if h.fastHooks != nil {
-		r := FastRequest{Method: fr.method, Host: fr.host, Target: fr.target, Site: site, ClientIP: w.ClientIP(), head: w.Head()}
+		r := FastRequest{Method: fr.method, Host: fr.host, Target: fr.target, Site: site, ClientIP: client, head: w.Head()}
 		if b, ok = h.fastHooks.FastHit(&r, d.status, b); !ok {
 			return false
 		}
@@ -134,7 +139,7 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 		w.CloseAfter()
 	}
 
-	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: w.ClientIP(), Status: d.status, CacheResult: OutcomeHit, fast: fastLine{fr.method, fr.host, fr.target}}
+	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: client, Status: d.status, CacheResult: OutcomeHit, fast: fastLine{fr.method, fr.host, fr.target}}
 	h.armFast(w)
 	var err error
 	switch {
@@ -152,6 +157,36 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	s.Err = err
 	h.finishFast(&s)
 	return true
+}
+
+// fastClientIP is the client address of a fast-path request, found as
+// Handler.clientIP finds it, from the head's field lines; false (decline)
+// for a head with more lines of the field than it takes apart.
+func (h *Handler) fastClientIP(w *h1.FastWriter) (string, bool) {
+	peer := w.ClientIP()
+	if !h.realIP.Enabled() {
+		return peer, true
+	}
+	a, err := netip.ParseAddr(peer)
+	if err != nil || !h.realIP.Trusts(a) {
+		return peer, true
+	}
+	var arr [8]string
+	lines := arr[:0]
+	name := h.realIP.Field()
+	hd := w.Head()
+	for i := range hd.Fields {
+		if f := &hd.Fields[i]; f.Is(name) {
+			if len(lines) == len(arr) {
+				return "", false
+			}
+			lines = append(lines, unsafeString(f.Value))
+		}
+	}
+	if c := h.realIP.Client(a, lines); c != a.Unmap() {
+		return c.String(), true
+	}
+	return peer, true
 }
 
 // statusKeyFor is the key parameter of Cache-Status, when enabled.

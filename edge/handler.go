@@ -47,6 +47,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -55,6 +56,8 @@ import (
 
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/rfc"
+	"github.com/edged-proxy/edged/edge/realip"
+	"github.com/edged-proxy/edged/edge/rules"
 	"github.com/edged-proxy/edged/internal/httpx"
 )
 
@@ -95,6 +98,15 @@ type Config struct {
 	// leaves the edge (the daemon puts the purge tag fields here:
 	// Surrogate-Key, Cache-Tag). They stay stored.
 	StripResponseHeaders []string
+	// TrustedProxies are the proxies (CIDR prefixes or addresses) whose
+	// forwarded field names the client (Session.ClientIP), walked from
+	// the right as package realip says; none (the default) trusts no
+	// one: the client is the connection's peer.
+	TrustedProxies []string
+	// ClientIPHeader is the field trusted proxies name the client in:
+	// "X-Forwarded-For" (the default, also for "") or "Forwarded"
+	// (RFC 7239, its for= parameters).
+	ClientIPHeader string
 }
 
 // Handler is the edge's http.Handler.
@@ -113,6 +125,7 @@ type Handler struct {
 	purge        http.Handler
 	wsIdle       time.Duration
 	now          func() time.Time
+	realIP       realip.Resolver
 	// fastOK: the hooks let cache hits take the HTTP/1 loop's fast path
 	// (DefaultHooks, or FastHooks, then in fastHooks).
 	fastOK    bool
@@ -130,6 +143,10 @@ func New(cfg Config) (*Handler, error) {
 	case http.StatusMisdirectedRequest, http.StatusNotFound:
 	default:
 		return nil, fmt.Errorf("edge: UnknownHostStatus must be 421 or 404, got %d", cfg.UnknownHostStatus)
+	}
+	realIP, err := newResolver(cfg.TrustedProxies, cfg.ClientIPHeader)
+	if err != nil {
+		return nil, err
 	}
 	strip := canonical(cfg.StripResponseHeaders)
 	rt, err := newRouter(cfg.Sites, strip)
@@ -158,6 +175,7 @@ func New(cfg Config) (*Handler, error) {
 		purge:        cfg.PurgeHandler,
 		wsIdle:       cmp.Or(cfg.WebSocketIdleTimeout, 5*time.Minute),
 		now:          cfg.Now,
+		realIP:       realIP,
 	}
 	h.fastHooks, h.fastOK = cfg.Hooks.(FastHooks)
 	if _, ok := cfg.Hooks.(DefaultHooks); ok {
@@ -194,7 +212,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.draining.Load() && r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
 	}
-	*s = Session{Req: r, Start: h.now(), Scheme: "http", ClientIP: clientIP(r)}
+	*s = Session{Req: r, Start: h.now(), Scheme: "http", ClientIP: h.clientIP(r)}
 	if r.TLS != nil {
 		s.Scheme = "https"
 	}
@@ -499,8 +517,11 @@ func (h *Handler) originFields(hd http.Header, in *http.Request, s *Session) {
 		hd.Set("User-Agent", "") // keep Go's default User-Agent off
 	}
 	httpx.AppendValue(hd, "Via", httpx.Via(in.ProtoMajor, in.ProtoMinor))
-	if s.ClientIP != "" {
-		httpx.AppendValue(hd, "X-Forwarded-For", s.ClientIP)
+	// The chain as received, and the peer that connected (as a proxy
+	// appends its hop), not the client found in it: the origin can walk
+	// it as edged did, trusting edged.
+	if peer := peerIP(in); peer != "" {
+		httpx.AppendValue(hd, "X-Forwarded-For", peer)
 	}
 }
 
@@ -522,12 +543,52 @@ func setFetchFields(hd http.Header, f *cache.Fetch) {
 	}
 }
 
-func clientIP(r *http.Request) string {
+// peerIP is the address of the peer that connected (what PROXY protocol
+// said it was, on a listener that reads it), without the port.
+func peerIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// newResolver is the realip.Resolver of Config.TrustedProxies and
+// Config.ClientIPHeader.
+func newResolver(trusted []string, field string) (realip.Resolver, error) {
+	var r realip.Resolver
+	switch {
+	case field == "" || strings.EqualFold(field, realip.XForwardedFor):
+	case strings.EqualFold(field, realip.Forwarded):
+		r.Forwarded = true
+	default:
+		return r, fmt.Errorf("edge: ClientIPHeader must be %s or %s, got %q", realip.XForwardedFor, realip.Forwarded, field)
+	}
+	if len(trusted) > 0 {
+		set, err := rules.ParseAddrSet(trusted)
+		if err != nil {
+			return r, fmt.Errorf("edge: TrustedProxies%w", err)
+		}
+		r.Trusted = set
+	}
+	return r, nil
+}
+
+// clientIP is r's client address: the peer, or, when the peer is a
+// trusted proxy, the address the forwarded field gives (realip).
+func (h *Handler) clientIP(r *http.Request) string {
+	peer := peerIP(r)
+	if !h.realIP.Enabled() {
+		return peer
+	}
+	a, err := netip.ParseAddr(peer)
+	if err != nil || !h.realIP.Trusts(a) {
+		return peer
+	}
+	if c := h.realIP.Client(a, r.Header.Values(h.realIP.Field())); c != a.Unmap() {
+		return c.String()
+	}
+	return peer
 }
 
 // fail answers a request whose origin exchange failed: 504 for timeouts and

@@ -18,7 +18,11 @@ type Session struct {
 	Site *Site
 	// Scheme is "https" for requests that arrived over TLS, else "http".
 	Scheme string
-	// ClientIP is the peer address of the client connection.
+	// ClientIP is the client's address: the connection's peer (as PROXY
+	// protocol gives it, on a listener that reads it), or, when the peer
+	// is a trusted proxy (Config.RealIP), the address its forwarded field
+	// gives. The access log, the rules' client matchers and {client_ip}
+	// use it.
 	ClientIP string
 	// Start is when the request arrived.
 	Start time.Time

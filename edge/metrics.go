@@ -17,6 +17,7 @@ type Metrics struct {
 	rejected       *prometheus.CounterVec
 	refused        *prometheus.CounterVec
 	evicted        prometheus.Counter
+	proxyRejected  *prometheus.CounterVec
 	unused         prometheus.Counter
 	fast           prometheus.Counter
 	websockets     prometheus.Counter
@@ -46,6 +47,10 @@ func (m *Metrics) Refused(reason string) { m.refused.WithLabelValues(reason).Inc
 // Evicted counts a connection closed to make room for a newer one from
 // its address (ConnLimits.OnEvict).
 func (m *Metrics) Evicted() { m.evicted.Inc() }
+
+// ProxyRejected counts a connection closed for its PROXY protocol header
+// (ProxyProtocol.OnReject).
+func (m *Metrics) ProxyRejected(reason string) { m.proxyRejected.WithLabelValues(reason).Inc() }
 
 // Rejected counts a connection the strict reader refused (StrictConfig's
 // OnReject hook).
@@ -102,9 +107,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "edged_evicted_connections_total",
 			Help: "Client connections closed to make room for a newer one from the same address at server.max_conns_per_ip: the address's oldest connection that had not yet sent a complete request head.",
 		}),
+		proxyRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_proxy_protocol_rejected_total",
+			Help: "Client connections closed for their PROXY protocol header (server.proxy_protocol): untrusted, missing, invalid or timeout.",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.refused, m.evicted, m.websockets, m.websocketsOpen, m.unused, m.fast} {
+		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.refused, m.evicted, m.proxyRejected, m.websockets, m.websocketsOpen, m.unused, m.fast} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("edge: registering metrics: %w", err)
 			}

@@ -243,7 +243,7 @@ func (f headFields) Value(name string, i int) (string, bool) {
 // reports whether the fast path may still answer it: no rule matched, or
 // those that did change nothing a fresh hit's answer holds (they answer
 // at the edge, bypass the cache, change the key or the response fields).
-func fastRules(site *Site, scheme string, fr *fastReq, hd *strict.Head, clientIP func() string) bool {
+func fastRules(site *Site, scheme string, fr *fastReq, hd *strict.Head, clientIP string) bool {
 	set := site.Rules
 	if set == nil {
 		return true
@@ -251,7 +251,7 @@ func fastRules(site *Site, scheme string, fr *fastReq, hd *strict.Head, clientIP
 	in := rules.Input{Method: fr.method, Scheme: scheme, Host: ruleHost(scheme, fr.host),
 		Path: rfc.NormalizePath(fr.path), Query: fr.query, Fields: headFields{hd}}
 	if set.NeedsClient() {
-		in.Client, _ = netip.ParseAddr(clientIP())
+		in.Client, _ = netip.ParseAddr(clientIP)
 	}
 	var res rules.Result
 	if !set.Eval(&in, &res) {

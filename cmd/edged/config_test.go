@@ -57,10 +57,10 @@ func TestEveryKeyReachesItsPackage(t *testing.T) {
 // from cfg (without callbacks, metrics or loggers).
 func packageConfigs(cfg *config.Config) string {
 	opts, err := storageOptions(cfg.Cache.Disk, nil)
-	out := fmt.Sprintf("%+v\n%+v %v\n%+v\n%+v\n%+v\n%+v\n",
+	out := fmt.Sprintf("%+v\n%+v %v\n%+v\n%+v\n%+v\n%+v\n%+v\n",
 		cacheConfig(cfg, nil, nil, nil), opts, err,
 		handlerConfig(cfg, nil, nil, nil, nil, nil, nil), serverConfig(cfg.Server, nil, nil),
-		certsConfig(cfg.TLS, nil, nil), connLimits(cfg.Server, nil))
+		certsConfig(cfg.TLS, nil, nil), connLimits(cfg.Server, nil), proxyProtocol(cfg.Server, nil))
 	for _, s := range cfg.Sites {
 		out += fmt.Sprintf("%+v\n%+v\n", poolConfig(s, nil, nil), *edgeSite(s, nil))
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -417,14 +418,21 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 }
 
 // edgeListener opens the client-facing listener for role at addr with the
-// connection limits both client-facing listeners have. The edge server
-// stacks TLS and the strict HTTP/1 rules on it.
+// PROXY protocol reader (when server.proxy_protocol is on) and the
+// connection limits both client-facing listeners have, the reader below
+// the limits so that they count the addresses its headers name. The edge
+// server stacks TLS and the strict HTTP/1 rules on it.
 func (d *daemon) edgeListener(listen listenFunc, role, addr string) (net.Listener, error) {
 	ln, err := listen(role, addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s listener: %w", role, err)
 	}
-	return edge.LimitListener(ln, connLimits(d.cfg.Server, d.metrics)), nil
+	pln, err := edge.ListenProxyProtocol(ln, proxyProtocol(d.cfg.Server, d.metrics))
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("%s listener: %w", role, err)
+	}
+	return edge.LimitListener(pln, connLimits(d.cfg.Server, d.metrics)), nil
 }
 
 // reloadOnHangup reloads the configuration on each SIGHUP until ctx ends
@@ -607,6 +615,8 @@ func handlerConfig(cfg *config.Config, sites []*edge.Site, c *cache.Cache, m *ed
 		AccessLog:            access,
 		Logger:               logger,
 		WriteTimeout:         cfg.Server.WriteTimeout.Std(),
+		TrustedProxies:       cfg.Server.TrustedProxies,
+		ClientIPHeader:       cfg.Server.ClientIPHeader,
 	}
 }
 
@@ -632,6 +642,16 @@ func serverConfig(sv config.Server, m *edge.Metrics, logger *slog.Logger) edge.S
 		H2C:               sv.H2C,
 		Metrics:           m,
 	}
+}
+
+// proxyProtocol is the PROXY protocol reading of the edge listeners,
+// its rejections counted in m (nil: not counted).
+func proxyProtocol(sv config.Server, m *edge.Metrics) edge.ProxyProtocol {
+	pp := edge.ProxyProtocol{Mode: sv.ProxyProtocol, Trusted: sv.TrustedProxies, Timeout: sv.ProxyProtocolTimeout.Std()}
+	if m != nil {
+		pp.OnReject = m.ProxyRejected
+	}
+	return pp
 }
 
 // connLimits are the client connection limits of the edge listeners,
@@ -921,7 +941,7 @@ func (d *daemon) reload() error {
 	for _, p := range old { // requests in flight keep using their pool
 		p.Close() // leaves open the connections the new pools took over
 	}
-	if cfg.Listen != d.cfg.Listen || cfg.Admin != d.cfg.Admin || cfg.TLS.Listen != d.cfg.TLS.Listen || cfg.Server != d.cfg.Server ||
+	if cfg.Listen != d.cfg.Listen || cfg.Admin != d.cfg.Admin || cfg.TLS.Listen != d.cfg.TLS.Listen || !reflect.DeepEqual(cfg.Server, d.cfg.Server) ||
 		cfg.Cache.Memory != d.cfg.Cache.Memory || cfg.Cache.Disk != d.cfg.Cache.Disk {
 		d.log.Warn("reload: listener, server, memory or disk settings changed; they take effect at the next restart or upgrade")
 	}

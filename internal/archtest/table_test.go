@@ -30,7 +30,8 @@ const mod = "github.com/edged-proxy/edged"
 // loadtest/" is unimportable below. Rows constrain direct imports; as every
 // package below has a row, they bound what each may reach as well.
 var packageTable = []pkgRule{
-	{pkg: "edge", ours: []string{"cache", "cache/rfc", "edge/h1", "edge/rules", "edge/strict", "internal/..."}, anyOthers: true},
+	{pkg: "edge", ours: []string{"cache", "cache/rfc", "edge/h1", "edge/realip", "edge/rules", "edge/strict", "internal/..."}, anyOthers: true},
+	{pkg: "edge/realip"},
 	{pkg: "edge/rules"},
 	{pkg: "edge/strict"},
 	{pkg: "edge/h1", ours: []string{"edge/strict"}},

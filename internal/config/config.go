@@ -108,6 +108,22 @@ type Server struct {
 	// MaxConnsPerIP is the most client connections open at once from one
 	// address; 0 means no limit.
 	MaxConnsPerIP int `yaml:"max_conns_per_ip" default:"512" check:">=0"`
+	// TrustedProxies are the load balancers and proxies in front of edged
+	// (CIDRs): from them the client address is taken from
+	// ClientIPHeader, walked from the right past trusted hops, and they
+	// may send PROXY protocol headers. Empty trusts no one.
+	TrustedProxies []string `yaml:"trusted_proxies" kind:"cidr"`
+	// ClientIPHeader is the field trusted proxies name the client in:
+	// "X-Forwarded-For" or "Forwarded" (RFC 7239).
+	ClientIPHeader string `yaml:"client_ip_header" default:"X-Forwarded-For" check:"oneof=X-Forwarded-For|Forwarded"`
+	// ProxyProtocol reads a PROXY protocol header (v1 or v2) at the start
+	// of each connection of the edge listeners: "off", "optional" (from
+	// trusted proxies, when they send one; needs trusted_proxies) or
+	// "required" (every connection, from trusted proxies only when
+	// trusted_proxies is set).
+	ProxyProtocol string `yaml:"proxy_protocol" default:"off" check:"oneof=off|optional|required"`
+	// ProxyProtocolTimeout bounds the wait for the PROXY header.
+	ProxyProtocolTimeout Duration `yaml:"proxy_protocol_timeout" default:"5s" check:">0"`
 }
 
 // Cache configures the cache shared by all sites.

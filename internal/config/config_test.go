@@ -67,6 +67,9 @@ func TestDefaultValues(t *testing.T) {
 			MaxConnsPerIP:        512,
 			WebSocketIdleTimeout: config.Duration(5 * time.Minute),
 			HTTP1:                "edged",
+			ClientIPHeader:       "X-Forwarded-For",
+			ProxyProtocol:        "off",
+			ProxyProtocolTimeout: config.Duration(5 * time.Second),
 		},
 		Cache: config.Cache{
 			FillTimeout:        config.Duration(60 * time.Second),
@@ -456,6 +459,18 @@ func TestParseErrors(t *testing.T) {
 			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins: [{url: \"http://o:1\"}]\n    methods: [GET, HEAD, PURGE]\n",
 			want: `edged.yaml:5: sites[0].methods[2]: PURGE is answered by edged (purge.tokens, purge.allow_cidrs), never forwarded`,
 			line: 5, path: "sites[0].methods[2]",
+		},
+		{
+			name: "optional PROXY protocol without trusted proxies",
+			yaml: "server:\n  proxy_protocol: optional\nsites:\n  - name: a\n    hosts: [a]\n    origins: [{url: \"http://o:1\"}]\n",
+			want: `edged.yaml:2: server.proxy_protocol: optional needs server.trusted_proxies: any client could send a header naming its address`,
+			line: 2, path: "server.proxy_protocol",
+		},
+		{
+			name: "trusted proxy not a CIDR",
+			yaml: "server:\n  trusted_proxies: [10.0.0.0/8, 10.0.0.1]\nsites:\n  - name: a\n    hosts: [a]\n    origins: [{url: \"http://o:1\"}]\n",
+			want: `edged.yaml:2: server.trusted_proxies[1]: invalid CIDR "10.0.0.1"`,
+			line: 2, path: "server.trusted_proxies[1]",
 		},
 		{
 			name: "bad wildcard",

@@ -99,6 +99,9 @@ func (c *Config) validate() []*Error {
 	if m := &c.Cache.Memory; m.MaxObjectBytes > 0 && m.MaxObjectBytes > m.MaxBytes {
 		v.add("cache.memory.max_object_bytes", "must not exceed cache.memory.max_bytes (%s), got %s", m.MaxBytes, m.MaxObjectBytes)
 	}
+	if c.Server.ProxyProtocol == "optional" && len(c.Server.TrustedProxies) == 0 {
+		v.add("server.proxy_protocol", "optional needs server.trusted_proxies: any client could send a header naming its address")
+	}
 	v.purge(&c.Purge, c.Sites)
 	if t := &c.TLS; t.Listen != "" {
 		if len(t.Certificates) == 0 {

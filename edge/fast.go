@@ -82,7 +82,7 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	if site.Rules != nil && !fastRules(site, scheme, &fr, w.Head(), w.ClientIP) {
 		return false
 	}
-	res, ok := h.cache.Hit(rfc.NormalizeKey(scheme, fr.host, fr.path, fr.query))
+	res, ok := h.cache.Hit(rfc.NormalizeKey(scheme, fr.host, fr.path, fr.query), fr.ae)
 	if !ok {
 		return false
 	}
@@ -202,6 +202,7 @@ type fastLine struct{ method, host, target string }
 type fastReq struct {
 	method, host, target, path, query string
 	inm, ims, rng, ifRange            string
+	ae                                string // Accept-Encoding: picks a compressed variant
 }
 
 // parse takes the head apart, reporting false for anything the fast path
@@ -235,6 +236,8 @@ func (fr *fastReq) parse(hd *strict.Head) bool {
 			into = &fr.rng
 		case f.Is("If-Range"):
 			into = &fr.ifRange
+		case f.Is("Accept-Encoding"):
+			into = &fr.ae
 		case f.Is("Cache-Control"), f.Is("Pragma"), f.Is("Authorization"), f.Is("Upgrade"):
 			return false
 		default:

@@ -324,3 +324,31 @@ func BenchmarkCompressCorpus(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecompress is what storing only the compressed body would cost
+// each identity hit: decompressing the corpus's HTML page per request.
+//
+//	go test ./cache/coding -run '^$' -bench Decompress -count 6
+func BenchmarkDecompress(b *testing.B) {
+	src, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "doc/go_mem.html"))
+	if err != nil {
+		b.Skip("no corpus file in GOROOT")
+	}
+	c, err := coding.New(coding.Config{Enabled: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, cd := range []coding.Coding{coding.Br, coding.Zstd, coding.Gzip} {
+		z, err := c.Compress(cd, src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(cd.String(), func(b *testing.B) {
+			b.SetBytes(int64(len(src)))
+			b.ReportAllocs()
+			for b.Loop() {
+				decode(b, cd, z)
+			}
+		})
+	}
+}

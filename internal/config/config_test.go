@@ -119,6 +119,14 @@ func TestDefaultValues(t *testing.T) {
 				OwnTargetedHeaders: []string{"Edged-Cache-Control"},
 				TargetedHeaders:    []string{"CDN-Cache-Control", "Surrogate-Control"},
 			},
+			Compression: config.Compression{
+				Enabled: true,
+				Types: []string{"text/html", "text/css", "text/plain", "text/javascript", "text/xml", "text/markdown", "text/csv",
+					"application/javascript", "application/x-javascript", "application/json", "application/ld+json",
+					"application/manifest+json", "application/xml", "application/rss+xml", "application/atom+xml",
+					"application/wasm", "image/svg+xml", "image/x-icon", "font/ttf", "font/otf"},
+				MinBytes: 1 << 10, Codings: []string{"br", "zstd", "gzip"}, BrotliLevel: 5, ZstdLevel: 3, GzipLevel: 6,
+			},
 		}},
 	}
 	if !reflect.DeepEqual(c, want) {

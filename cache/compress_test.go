@@ -35,7 +35,7 @@ func (o *htmlOrigin) Send(out *http.Request, _ string) (*http.Response, string, 
 		ContentLength: int64(len(htmlBody)), Request: out}, "o", nil
 }
 
-func compressRequest(t *testing.T, o Origin, ae string) *Request {
+func compressRequest(t testing.TB, o Origin, ae string) *Request {
 	z, err := coding.New(coding.Config{Enabled: true})
 	if err != nil {
 		t.Fatal(err)

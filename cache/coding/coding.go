@@ -82,11 +82,9 @@ const qUnset = -1
 //     preference: RFC 9110 says it is acceptable, not how much);
 //   - an empty or absent field, a field naming nothing in have, and one
 //     excluding everything (identity;q=0 or *;q=0 with no coding in have
-//     acceptable) all give identity: edged never answers 406, since
-//     sending the unencoded representation is what a server does when it
-//     has no acceptable coding (§12.5.3: "the origin server SHOULD send a
-//     response without any content coding" for an empty field; for one
-//     that excludes identity too, 406 is allowed, not required).
+//     acceptable) all give identity: edged never answers 406, which
+//     §12.5.3 allows but does not require when identity is excluded too;
+//     the unencoded representation is the one every client decodes.
 //
 // Members with an invalid q-value are ignored. It does not allocate.
 func Negotiate(ae string, have Set) Coding {

@@ -459,6 +459,24 @@ func TestParseErrors(t *testing.T) {
 			line: 6, path: "sites[0].cache.targeted_headers[0]",
 		},
 		{
+			name: "an unknown compression coding",
+			yaml: "sites:\n  - name: a\n    hosts: [a.example]\n    origins: [{url: \"http://o:1\"}]\n    compression:\n      codings: [br, deflate]\n",
+			want: `edged.yaml:6: sites[0].compression.codings[1]: unknown coding "deflate": want br, zstd or gzip`,
+			line: 6, path: "sites[0].compression.codings[1]",
+		},
+		{
+			name: "a compression type with parameters",
+			yaml: "sites:\n  - name: a\n    hosts: [a.example]\n    origins: [{url: \"http://o:1\"}]\n    compression:\n      types: [\"text/html; charset=utf-8\"]\n",
+			want: `edged.yaml:6: sites[0].compression.types[0]: "text/html; charset=utf-8" is not a media type: want type/subtype or type/*, without parameters`,
+			line: 6, path: "sites[0].compression.types[0]",
+		},
+		{
+			name: "brotli level out of range",
+			yaml: "sites:\n  - name: a\n    hosts: [a.example]\n    origins: [{url: \"http://o:1\"}]\n    compression:\n      brotli_level: 12\n",
+			want: "edged.yaml:6: sites[0].compression.brotli_level: …",
+			line: 6, path: "sites[0].compression.brotli_level",
+		},
+		{
 			name: "max_object_bytes above max_bytes",
 			yaml: "cache:\n  memory:\n    max_bytes: 2MiB\n    max_object_bytes: 4MiB\n",
 			want: "edged.yaml:4: cache.memory.max_object_bytes: must not exceed cache.memory.max_bytes (2MiB), got 4MiB",

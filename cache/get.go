@@ -55,13 +55,17 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 		ttl := e.Lifetime - age
 		switch {
 		case dirs.Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache):
-			st = c.pickCoded(st, acceptEncoding(r.In.Header))
+			if e.Codings != 0 {
+				st = c.pickCoded(st, acceptEncoding(r.In.Header))
+			}
 			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl, Strip: e.NoCacheFields}); ok {
 				return res, nil
 			}
 			found, fwd = false, FwdURIMiss // it failed verification and is gone
 		case c.mayRevalidateLater(e, age, dirs):
-			st = c.pickCoded(st, acceptEncoding(r.In.Header))
+			if e.Codings != 0 {
+				st = c.pickCoded(st, acceptEncoding(r.In.Header))
+			}
 			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl, Detail: DetailStaleWhileRevalidate, Strip: e.NoCacheFields}); ok {
 				c.revalidateAsync(ctx, r, skey, e)
 				return res, nil

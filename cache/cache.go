@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edged-proxy/edged/cache/coding"
 	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/storage"
 )
@@ -245,6 +246,11 @@ type Request struct {
 	// RangeStart is the first byte the client's Range asks for, or -1
 	// (no Range, a suffix range, or several ranges).
 	RangeStart int64
+	// Compress compresses what the fill stores, when it applies, into
+	// variants served by Accept-Encoding (see compress.go); nil compresses
+	// nothing. Compressed variants already stored are served whatever it
+	// is.
+	Compress *coding.Compressor
 }
 
 // Fwd is why the origin was contacted for a response (RFC 9211 fwd).

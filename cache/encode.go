@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/edged-proxy/edged/cache/coding"
 )
 
 // The disk tier stores an entry's metadata as an opaque byte block; this is
@@ -15,7 +17,8 @@ import (
 //	uvarint  status
 //	varint   request time, response time, Date (unix ns; 0 = zero time)
 //	varint   Age value, lifetime, stale-while-revalidate, stale-if-error (ns)
-//	byte     flags: 1 heuristic, 2 no-cache, 4 must-revalidate, 8 Vary marker
+//	byte     flags: 1 heuristic, 2 no-cache, 4 must-revalidate, 8 Vary marker,
+//	         16, 32, 64: compressed variants stored (coding.Set << 4)
 //	uvarint  marker id
 //	uvarint  n, then n × (string name, string value)       Vary
 //	uvarint  n, then n × (string key, uvarint m, m × string) header
@@ -57,6 +60,7 @@ func encodeEntry(e *Entry) []byte {
 	if e.Marker {
 		flags |= 8
 	}
+	flags |= byte(e.Codings&0x7) << 4
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, e.MarkerID)
 	b = binary.AppendUvarint(b, uint64(len(e.Vary)))
@@ -198,6 +202,7 @@ func decodeEntry(b []byte) (*Entry, error) {
 	e.StaleIfError = time.Duration(d.varint())
 	flags := d.byte()
 	e.Heuristic, e.NoCache, e.MustRevalidate, e.Marker = flags&1 != 0, flags&2 != 0, flags&4 != 0, flags&8 != 0
+	e.Codings = coding.Set(flags>>4) & 0x7
 	e.MarkerID = d.uvarint(1<<64 - 1)
 	if n := d.uvarint(maxEncodedFields); n > 0 {
 		e.Vary, e.VaryValues = make([]string, 0, n), make([]string, 0, n)

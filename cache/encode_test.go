@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edged-proxy/edged/cache/coding"
 	"github.com/edged-proxy/edged/cache/rfc"
 )
 
@@ -19,6 +20,7 @@ func sampleEntry() *Entry {
 		Vary: []string{"Accept-Encoding"}, VaryValues: []string{"gzip"},
 		StaleWhileRevalidate: time.Minute, StaleIfError: time.Hour, Marker: true, MarkerID: 1 << 60,
 		Tags: []string{"product-1", "all"}, NoCacheFields: []string{"X-User", "X-Token"},
+		Codings: coding.Set(coding.Br | coding.Gzip),
 	}
 }
 
@@ -39,7 +41,7 @@ func TestEntryEncodingRoundTrip(t *testing.T) {
 			!reflect.DeepEqual(got.Vary, want.Vary) || !reflect.DeepEqual(got.VaryValues, want.VaryValues) ||
 			got.StaleWhileRevalidate != want.StaleWhileRevalidate || got.StaleIfError != want.StaleIfError ||
 			got.Marker != want.Marker || got.MarkerID != want.MarkerID || !reflect.DeepEqual(got.Tags, want.Tags) ||
-			!reflect.DeepEqual(got.NoCacheFields, want.NoCacheFields) {
+			!reflect.DeepEqual(got.NoCacheFields, want.NoCacheFields) || got.Codings != want.Codings {
 			t.Errorf("round trip:\n got %+v\nwant %+v", got, want)
 		}
 	}

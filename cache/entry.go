@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edged-proxy/edged/cache/coding"
 	"github.com/edged-proxy/edged/cache/rfc"
 )
 
@@ -57,6 +58,12 @@ type Entry struct {
 	// and VaryValues the normalized values the storing request had for them.
 	Vary       []string
 	VaryValues []string
+	// Codings are the compressed variants of this response stored beside
+	// it, each under codedKey(Key, coding) (see compress.go). Zero for
+	// a response not compressed by the cache, and for the compressed
+	// entries themselves.
+	Codings coding.Set
+	altKeys *codedKeys // the variants' keys, when Codings is not zero
 
 	// Memo is for whoever serves the entry to keep what it derives from
 	// it once (the edge's encoded response head); the cache never reads

@@ -94,7 +94,11 @@ func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Resp
 	}
 	e := newEntry(r, key, resp, nil, d, rfc.NewTiming(t.req, t.response, resp.Header), resp.ContentLength)
 	e.Tags = parseTags(resp.Header, c.tagHeaders)
-	if resp.ContentLength < 0 || resp.ContentLength > c.mem.maxObject {
+	// A body of unknown length that may be compressed is read whole first
+	// (compression needs all of it), and streamed only if it outgrows
+	// memory.
+	readFirst := resp.ContentLength < 0 && resp.StatusCode == http.StatusOK && r.Compress.Applies(resp.Header, c.mem.maxObject)
+	if resp.ContentLength > c.mem.maxObject || resp.ContentLength < 0 && !readFirst {
 		if c.startStream(f, skey, e, resp, out, t) {
 			return nil
 		}
@@ -106,6 +110,8 @@ func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Resp
 	}
 	body, err := readBody(resp, c.mem.maxObject)
 	switch {
+	case errors.Is(err, errTooLarge) && readFirst && c.startStream(f, skey, e, resp, out, t):
+		return nil
 	case errors.Is(err, errTooLarge):
 		c.m.fills.WithLabelValues("too_large").Inc()
 		c.publishLive(f, resp, out, "too-large") // resp.Body now starts over
@@ -116,7 +122,8 @@ func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Resp
 	c.m.fillTime.Observe(c.now().Sub(t.req).Seconds())
 	e.Body = body
 	e.Header.Set("Content-Length", itoa(int64(len(body))))
-	out.stored = c.storeFilled(e, t.start)
+	alts := c.compressFilled(r, e)
+	out.stored = c.storeFilled(e, t.start, alts)
 	f.publish(e, out)
 	return nil
 }
@@ -364,11 +371,17 @@ func readBody(resp *http.Response, limit int64) ([]byte, error) {
 	return body, nil
 }
 
-// storeFilled stores an entry filled into memory in every tier, unless an
-// invalidation overtook its fill, and reports whether any tier took it.
-func (c *Cache) storeFilled(e *Entry, start uint64) bool {
+// storeFilled stores an entry filled into memory in every tier, after its
+// compressed variants alts, unless an invalidation overtook its fill, and
+// reports whether any tier took it.
+func (c *Cache) storeFilled(e *Entry, start uint64, alts []*Entry) bool {
 	stored := false
-	if !c.unlessInvalidated(e, start, func() { stored = c.putAll(e, putFill, start) }) {
+	if !c.unlessInvalidated(e, start, func() {
+		for _, a := range alts {
+			c.putAll(a, putFill, start)
+		}
+		stored = c.putAll(e, putFill, start)
+	}) {
 		// Invalidated while in flight: answer the readers, store nothing.
 		c.m.fills.WithLabelValues("invalidated").Inc()
 		return false
@@ -431,7 +444,10 @@ func (c *Cache) refresh(r *Request, stale *Entry, resp *http.Response, t fillClo
 	e.NoCacheFields = d.NoCacheFields
 	e.StaleWhileRevalidate, e.StaleIfError = d.StaleWhileRevalidate, d.StaleIfError
 	stored := false
-	c.unlessInvalidated(&e, t.start, func() { stored = c.putAll(&e, putRefresh, t.start) })
+	c.unlessInvalidated(&e, t.start, func() {
+		c.refreshCoded(stale, &e, t.start)
+		stored = c.putAll(&e, putRefresh, t.start)
+	})
 	return &e, stored
 }
 

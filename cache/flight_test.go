@@ -213,7 +213,7 @@ func TestQualifiedNoCacheStrip(t *testing.T) {
 			t.Errorf("request %d: Strip %q, hit %v; want %q", i+1, res.Strip, res.Hit, want)
 		}
 	}
-	if res, ok := c.Hit("http://example.com/s"); ok {
+	if res, ok := c.Hit("http://example.com/s", ""); ok {
 		res.Body.Close()
 		t.Error("Hit served an entry with no-cache fields")
 	}

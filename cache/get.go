@@ -55,11 +55,17 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 		ttl := e.Lifetime - age
 		switch {
 		case dirs.Allows(e.Lifetime, age, e.MustRevalidate, e.NoCache):
+			if e.Codings != 0 {
+				st = c.pickCoded(st, acceptEncoding(r.In.Header))
+			}
 			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl, Strip: e.NoCacheFields}); ok {
 				return res, nil
 			}
 			found, fwd = false, FwdURIMiss // it failed verification and is gone
 		case c.mayRevalidateLater(e, age, dirs):
+			if e.Codings != 0 {
+				st = c.pickCoded(st, acceptEncoding(r.In.Header))
+			}
 			if res, ok := c.serve(&st, Result{Hit: true, Age: age, TTL: ttl, Detail: DetailStaleWhileRevalidate, Strip: e.NoCacheFields}); ok {
 				c.revalidateAsync(ctx, r, skey, e)
 				return res, nil
@@ -94,12 +100,12 @@ func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
 }
 
 // Hit looks key up for a server's fast path. It returns what Get returns
-// for a request without Cache-Control, Pragma or Authorization fields when
-// that is a fresh hit on an entry without Vary or fields to strip
-// (Result.Strip is always nil), and false otherwise: the caller then asks
-// Get, which decides every other case. The caller must Close the
-// result's Body.
-func (c *Cache) Hit(key string) (Result, bool) {
+// for a request without Cache-Control, Pragma or Authorization fields and
+// with the Accept-Encoding value acceptEncoding ("" for none) when that is
+// a fresh hit on an entry without Vary or fields to strip (Result.Strip
+// is always nil), and false otherwise: the caller then asks Get, which
+// decides every other case. The caller must Close the result's Body.
+func (c *Cache) Hit(key, acceptEncoding string) (Result, bool) {
 	st, ok := c.load(key, key)
 	if !ok {
 		return Result{}, false
@@ -110,6 +116,7 @@ func (c *Cache) Hit(key string) (Result, bool) {
 		st.close()
 		return Result{}, false
 	}
+	st = c.pickCoded(st, acceptEncoding)
 	return c.serve(&st, Result{Hit: true, Age: age, TTL: e.Lifetime - age})
 }
 
@@ -210,7 +217,7 @@ func (c *Cache) readAlong(f *flight, r *Request) (res Result, err error, ok bool
 		return Result{}, nil, false
 	}
 	c.m.coalesced.Inc()
-	res, err = c.answer(f, false, FwdURIMiss)
+	res, err = c.answer(f, r, false, FwdURIMiss)
 	return res, err, true
 }
 
@@ -246,12 +253,13 @@ func (c *Cache) fill(ctx context.Context, r *Request, skey string, fwd Fwd, stal
 		f.leave()
 		return c.fill(ctx, r, skey, fwd, stale, false)
 	}
-	return c.answer(f, led, fwd)
+	return c.answer(f, r, led, fwd)
 }
 
-// answer is a published flight's answer to one of its readers: its own
-// body cursor and the outcome, seen from the leader or a joiner.
-func (c *Cache) answer(f *flight, led bool, fwd Fwd) (Result, error) {
+// answer is a published flight's answer to one of its readers (r): its
+// own body cursor and the outcome, seen from the leader or a joiner; a
+// stored response's compressed variant when r accepts one.
+func (c *Cache) answer(f *flight, r *Request, led bool, fwd Fwd) (Result, error) {
 	body, err := f.body()
 	if err != nil {
 		return Result{}, err
@@ -276,7 +284,24 @@ func (c *Cache) answer(f *flight, led bool, fwd Fwd) (Result, error) {
 	}
 	res.Entry, res.Age = f.head, f.head.Age(c.now())
 	res.TTL = f.head.Lifetime - res.Age
+	if f.head.Codings != 0 {
+		c.answerCoded(&res, r)
+	}
 	return res, nil
+}
+
+// answerCoded replaces the identity entry of res with the compressed
+// variant r negotiates, when one is stored for the same response.
+func (c *Cache) answerCoded(res *Result, r *Request) {
+	id := stored{e: res.Entry}
+	alt := c.pickCoded(id, acceptEncoding(r.In.Header))
+	if alt.e == res.Entry {
+		return
+	}
+	if coded, ok := c.serve(&alt, *res); ok {
+		res.Body.Close()
+		*res = coded
+	}
 }
 
 // staleReasons are the reason labels of edged_cache_stale_on_error_total.

@@ -19,6 +19,10 @@ type metrics struct {
 	diskWrites    *prometheus.CounterVec
 	revalidations *prometheus.CounterVec
 	staleOnError  *prometheus.CounterVec
+	// compressed counts fill-time compressions by coding and result;
+	// compressSeconds is the CPU time they took.
+	compressed      *prometheus.CounterVec
+	compressSeconds prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store) (*metrics, error) {
@@ -52,6 +56,14 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store)
 			Name: "edged_cache_stale_on_error_total",
 			Help: "Requests answered with a stale stored response because the origin failed (each waiter of a failed fill counts), by reason: origin_error (500, 502, 503, 504), origin_unreachable (refused, reset, truncated), origin_timeout.",
 		}, []string{"reason"}),
+		compressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_cache_compressed_fills_total",
+			Help: "Filled responses compressed for storage beside the identity body, by coding (br, zstd, gzip) and result (stored; no_gain: less than a sixteenth smaller, not stored).",
+		}, []string{"coding", "result"}),
+		compressSeconds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edged_cache_compress_seconds_total",
+			Help: "Time spent compressing filled responses, all codings.",
+		}),
 		diskWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_disk_writes_total",
 			Help: "Background copies of memory-filled entries to the disk tier, by result (stored, error, skipped when all write slots were busy, invalidated).",
@@ -60,7 +72,7 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store)
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.fills, m.fillTime, m.coalesced, m.promotions, m.streamReaders, m.diskWrites, m.revalidations, m.staleOnError}
+	cs := []prometheus.Collector{m.fills, m.fillTime, m.coalesced, m.promotions, m.streamReaders, m.diskWrites, m.revalidations, m.staleOnError, m.compressed, m.compressSeconds}
 	if disk != nil {
 		cs = append(cs, newDiskCollector(disk))
 	}

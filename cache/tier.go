@@ -145,7 +145,7 @@ func (t memTier) remove(_ context.Context, sel *keySelector, now time.Time) (map
 	t.m.c.IterValues(func(e *Entry) bool {
 		if m := sel.matchEntry(e); m.any() {
 			hits = append(hits, e)
-			if !e.Marker {
+			if !e.Marker && !isCodedKey(e.Key) {
 				found[e.Key] = found[e.Key].merge(m)
 			}
 		}
@@ -196,6 +196,7 @@ func (t diskTier) getKey(key, primary string) (stored, bool) {
 		return stored{}, false
 	}
 	e.Key, e.Primary = key, primary
+	e.withCodedKeys()
 	if e.Marker {
 		obj.Close()
 		e.Key = primary
@@ -254,7 +255,7 @@ func (t diskTier) remove(ctx context.Context, sel *keySelector, now time.Time) (
 		}
 	}
 	for k := range found {
-		if isMarkerKey(k) { // a Vary marker is not an object to count
+		if isMarkerKey(k) || isCodedKey(k) { // a Vary marker, a compressed variant: not objects to count
 			delete(found, k)
 		}
 	}

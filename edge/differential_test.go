@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/cache/coding"
 	"github.com/edged-proxy/edged/edge"
 	"github.com/edged-proxy/edged/edge/rules"
 	"github.com/edged-proxy/edged/internal/testkit"
@@ -56,6 +57,10 @@ func diffOrigin(w http.ResponseWriter, r *http.Request) {
 		hd.Set("Content-Type", "text/plain")
 		hd.Set("Date", "Sat, 05 Dec 2026 10:00:00 GMT")
 		io.WriteString(w, "dated")
+	case "/html": // compressed by the edge into br, zstd and gzip
+		hd.Set("Content-Type", "text/html")
+		hd.Set("Etag", `"h1"`)
+		w.Write(page[:4096])
 	case "/empty":
 		hd.Set("Content-Type", "text/plain")
 	case "/unknown-status": // stored: a status edged does not recognise, with max-age
@@ -106,7 +111,7 @@ func diffEdgeTB(t testing.TB, origin, mode string, now func() time.Time) (addr s
 	if err != nil {
 		t.Fatal(err)
 	}
-	site := &edge.Site{Name: "d", Hosts: []string{"example.com", "*.example.com"}, Origin: pool}
+	site := &edge.Site{Name: "d", Hosts: []string{"example.com", "*.example.com"}, Origin: pool, Compression: coding.Config{Enabled: true}}
 	withRules(t, diffRules...)(site)
 	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Metrics: m, Now: now,
 		StripResponseHeaders: []string{"Surrogate-Key"}, WriteTimeout: time.Minute,
@@ -210,6 +215,15 @@ func TestEdgeSameAnswersBothServers(t *testing.T) {
 		{"forwarded client malformed", get("/etag", "X-Forwarded-For: 203.0.113.9, junk\r\n"), one},
 		{"forwarded client bracketed with port", get("/etag", "X-Forwarded-For: [2001:db8::1]:80, 203.0.113.7:8080\r\n"), one},
 		{"forwarded client over nine lines", get("/etag", "X-Forwarded-For: 203.0.113.9\r\n"+strings.Repeat("X-Forwarded-For: 127.0.0.5\r\n", 8)), one},
+		{"compressed fill and hits", get("/html", "Accept-Encoding: br\r\n") + get("/html", "Accept-Encoding: gzip\r\n") + get("/html", "Accept-Encoding: zstd\r\n") + get("/html"),
+			[]string{"GET", "GET", "GET", "GET"}},
+		{"compressed q-values", get("/html", "Accept-Encoding: br;q=0.1, gzip;q=0.9\r\n") + get("/html", "Accept-Encoding: *;q=0\r\n") + get("/html", "Accept-Encoding: identity\r\n"), []string{"GET", "GET", "GET"}},
+		{"compressed Accept-Encoding twice", get("/html", "Accept-Encoding: gzip;q=0.5\r\nAccept-Encoding: zstd\r\n"), one},
+		{"compressed HEAD", "HEAD /html HTTP/1.1\r\nHost: www.example.com\r\nAccept-Encoding: gzip\r\n\r\n", []string{"HEAD"}},
+		{"compressed Range", get("/html", "Accept-Encoding: zstd\r\nRange: bytes=5-20\r\n"), one},
+		{"compressed If-Range identity tag", get("/html", "Accept-Encoding: zstd\r\nRange: bytes=5-20\r\nIf-Range: \"h1\"\r\n"), one},
+		{"compressed If-None-Match identity tag", get("/html", "Accept-Encoding: br\r\nIf-None-Match: \"h1\"\r\n"), one},
+		{"compressed If-None-Match own tag", get("/html", "Accept-Encoding: br\r\nIf-None-Match: \"h1-br\"\r\n"), one},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -249,6 +263,8 @@ func FuzzEdgeBothServers(f *testing.F) {
 		{"/etag?go=etag", "X-Skip: 1\r\n"},
 		{"/etag", "X-Forwarded-For: 1.2.3.4, 203.0.113.9, 127.0.0.2\r\n"},
 		{"/etag", "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: junk, 198.51.100.1\r\n"},
+		{"/html", "Accept-Encoding: gzip, br;q=0.5\r\n"},
+		{"/html", "Accept-Encoding: zstd\r\nRange: bytes=1-9\r\n"},
 	} {
 		f.Add(seed[0], seed[1])
 	}

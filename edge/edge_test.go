@@ -41,6 +41,7 @@ func (o *origin) lastRequest() *http.Request { return o.Last() }
 type edgeOpts struct {
 	disk        bool                 // run with a disk tier in a temp dir
 	onDisk      func(*storage.Store) // receives that disk tier
+	store       *storage.Store       // a disk tier to use instead (another edge's: a restart)
 	rangeFwd    int64
 	verifyLimit int64
 	strip       []string
@@ -80,8 +81,8 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var disk *storage.Store
-	if opts.disk {
+	disk := opts.store
+	if opts.disk && disk == nil {
 		disk, err = storage.Open(storage.Options{Dir: tb.TempDir(), Fsync: storage.FsyncNever, MaxBytes: opts.diskMax})
 		if err != nil {
 			tb.Fatal(err)

@@ -87,7 +87,7 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	if site.Rules != nil && !fastRules(site, scheme, &fr, w.Head(), client) {
 		return false
 	}
-	res, ok := h.cache.Hit(rfc.NormalizeKey(scheme, fr.host, fr.path, fr.query))
+	res, ok := h.cache.Hit(rfc.NormalizeKey(scheme, fr.host, fr.path, fr.query), fr.ae)
 	if !ok {
 		return false
 	}
@@ -237,6 +237,7 @@ type fastLine struct{ method, host, target string }
 type fastReq struct {
 	method, host, target, path, query string
 	inm, ims, rng, ifRange            string
+	ae                                string // Accept-Encoding: picks a compressed variant
 }
 
 // parse takes the head apart, reporting false for anything the fast path
@@ -270,6 +271,8 @@ func (fr *fastReq) parse(hd *strict.Head) bool {
 			into = &fr.rng
 		case f.Is("If-Range"):
 			into = &fr.ifRange
+		case f.Is("Accept-Encoding"):
+			into = &fr.ae
 		case f.Is("Cache-Control"), f.Is("Pragma"), f.Is("Authorization"), f.Is("Upgrade"):
 			return false
 		default:

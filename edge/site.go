@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/cache/coding"
 	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge/rules"
 )
@@ -66,6 +67,10 @@ type Site struct {
 	// Pools are the site's further origin pools by name, which rules send
 	// requests to (rules.Spec.Origin); "default" is Origin.
 	Pools map[string]Pool
+	// Compression compresses storable responses once, when they are
+	// filled, into variants served by Accept-Encoding (package
+	// cache/coding). The zero value compresses nothing.
+	Compression coding.Config
 }
 
 // router finds the site serving a host: exact names first, then the longest
@@ -90,6 +95,8 @@ type siteRules struct {
 	unkeyed *fieldSet
 	// methods are the methods forwarded.
 	methods methodSet
+	// compress compresses the site's fills; nil: none.
+	compress *coding.Compressor
 }
 
 type suffixSite struct {
@@ -120,7 +127,11 @@ func newRouter(sites []*Site, strip []string) (*router, error) {
 		if s.UnkeyedHeaders != nil {
 			unkeyed = newFieldSet(s.UnkeyedHeaders)
 		}
-		r.rules[s] = &siteRules{drop: drop, unkeyed: unkeyed, methods: newMethodSet(slices.Clone(s.Methods))}
+		compress, err := coding.New(s.Compression)
+		if err != nil {
+			return nil, fmt.Errorf("edge: site %q: compression: %w", s.Name, err)
+		}
+		r.rules[s] = &siteRules{drop: drop, unkeyed: unkeyed, methods: newMethodSet(slices.Clone(s.Methods)), compress: compress}
 		for _, h := range s.Hosts {
 			h = strings.ToLower(h)
 			if prev, dup := seen[h]; dup {

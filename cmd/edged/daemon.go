@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/cache/coding"
 	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge"
 	"github.com/edged-proxy/edged/edge/certs"
@@ -862,7 +863,20 @@ func edgeSite(s config.Site, origin cache.Origin) *edge.Site {
 		NoWebSocket:         !s.WebSocket,
 		UnkeyedHeaders:      s.UnkeyedHeaders,
 		Methods:             s.Methods,
+		Compression:         compression(s.Compression),
 	}
+}
+
+// compression is the coding form of a site's compression keys: min_bytes
+// 0 means no minimum, which the Config spells as negative (its zero
+// value is the default, 1 KiB).
+func compression(c config.Compression) coding.Config {
+	minBytes := c.MinBytes.Int64()
+	if minBytes == 0 {
+		minBytes = -1
+	}
+	return coding.Config{Enabled: c.Enabled, Types: c.Types, MinBytes: minBytes, Codings: c.Codings,
+		BrotliLevel: c.BrotliLevel, ZstdLevel: c.ZstdLevel, GzipLevel: c.GzipLevel}
 }
 
 // staleIfError is the rfc.Policy form of a site's stale_if_error: 0

@@ -57,6 +57,9 @@ func newSizedOrigin(t *testing.T) *testkit.Origin {
 			return
 		}
 		w.Header().Set("Cache-Control", "public, max-age=3600")
+		// Objects, not text: compression (on by default) leaves them as
+		// sent, so the tests count their bytes and blob files alone.
+		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.Itoa(size))
 		b := body(r.URL.Path, size)
 		for len(b) > 0 { // in pieces, so that kills land mid-body

@@ -30,13 +30,14 @@ const mod = "github.com/edged-proxy/edged"
 // loadtest/" is unimportable below. Rows constrain direct imports; as every
 // package below has a row, they bound what each may reach as well.
 var packageTable = []pkgRule{
-	{pkg: "edge", ours: []string{"cache", "cache/rfc", "edge/h1", "edge/realip", "edge/rules", "edge/strict", "internal/..."}, anyOthers: true},
+	{pkg: "edge", ours: []string{"cache", "cache/coding", "cache/rfc", "edge/h1", "edge/realip", "edge/rules", "edge/strict", "internal/..."}, anyOthers: true},
 	{pkg: "edge/realip"},
 	{pkg: "edge/rules"},
 	{pkg: "edge/strict"},
 	{pkg: "edge/h1", ours: []string{"edge/strict"}},
 	{pkg: "edge/certs", others: []string{"github.com/prometheus"}},
-	{pkg: "cache", ours: []string{"storage", "internal/...", "cache/rfc", "purge/selector"}, anyOthers: true},
+	{pkg: "cache", ours: []string{"storage", "internal/...", "cache/coding", "cache/rfc", "purge/selector"}, anyOthers: true},
+	{pkg: "cache/coding", others: []string{"github.com/klauspost/compress", "github.com/andybalholm/brotli"}},
 	{pkg: "cache/rfc", others: []string{"github.com/pquerna/cachecontrol"}},
 	{pkg: "lb", ours: []string{"lb/ketama", "internal/..."}, anyOthers: true},
 	{pkg: "lb/ketama"},

@@ -298,6 +298,9 @@ type Site struct {
 	Upstream Upstream `yaml:"upstream"`
 	// Cache configures caching for this site.
 	Cache SiteCache `yaml:"cache"`
+	// Compression compresses the site's storable responses once, when
+	// they are filled, for clients that accept br, zstd or gzip.
+	Compression Compression `yaml:"compression"`
 	// Pools are further origin pools of the site, each with its own
 	// origins and upstream settings, that rules send requests to
 	// (rules[].origin); the site's own origins are the pool "default".
@@ -614,6 +617,30 @@ type SiteCache struct {
 	// KeepTargetedHeaders forwards the OwnTargetedHeaders fields to clients
 	// too. Off by default: they are removed, being meant for edged alone.
 	KeepTargetedHeaders bool `yaml:"keep_targeted_headers"`
+}
+
+// Compression configures a site's compression (docs/caching.md,
+// "Compression"): a storable 200 response of a listed type, not encoded by
+// the origin and without Cache-Control: no-transform, is compressed into
+// each of the codings when it is filled and stored beside the identity
+// body; each client gets the coding its Accept-Encoding prefers.
+type Compression struct {
+	// Enabled turns compression on.
+	Enabled bool `yaml:"enabled" default:"true"`
+	// Types are the media types compressed ("text/*" names every text
+	// type); parameters such as charset do not count.
+	Types []string `yaml:"types" default:"[text/html, text/css, text/plain, text/javascript, text/xml, text/markdown, text/csv, application/javascript, application/x-javascript, application/json, application/ld+json, application/manifest+json, application/xml, application/rss+xml, application/atom+xml, application/wasm, image/svg+xml, image/x-icon, font/ttf, font/otf]"`
+	// MinBytes is the smallest body compressed; 0 compresses any size.
+	MinBytes ByteSize `yaml:"min_bytes" default:"1KiB" check:">=0"`
+	// Codings are the codings produced and stored: br, zstd, gzip.
+	Codings []string `yaml:"codings" default:"[br, zstd, gzip]"`
+	// BrotliLevel is brotli's quality, 0 (fastest) to 11.
+	BrotliLevel int `yaml:"brotli_level" default:"5" check:"range=[0,11]"`
+	// ZstdLevel is zstd's level, 1 to 22, mapped to the encoder's four
+	// speeds (1: fastest, 2-5: default, 6-9: better, 10-22: best).
+	ZstdLevel int `yaml:"zstd_level" default:"3" check:"range=[1,22]"`
+	// GzipLevel is gzip's level, 1 (fastest) to 9.
+	GzipLevel int `yaml:"gzip_level" default:"6" check:"range=[1,9]"`
 }
 
 // DefaultYAML returns the embedded default configuration file, which spells

@@ -129,6 +129,14 @@ func TestDefaultValues(t *testing.T) {
 				OwnTargetedHeaders: []string{"Edged-Cache-Control"},
 				TargetedHeaders:    []string{"CDN-Cache-Control", "Surrogate-Control"},
 			},
+			Compression: config.Compression{
+				Enabled: true,
+				Types: []string{"text/html", "text/css", "text/plain", "text/javascript", "text/xml", "text/markdown", "text/csv",
+					"application/javascript", "application/x-javascript", "application/json", "application/ld+json",
+					"application/manifest+json", "application/xml", "application/rss+xml", "application/atom+xml",
+					"application/wasm", "image/svg+xml", "image/x-icon", "font/ttf", "font/otf"},
+				MinBytes: 1 << 10, Codings: []string{"br", "zstd", "gzip"}, BrotliLevel: 5, ZstdLevel: 3, GzipLevel: 6,
+			},
 		}},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -495,6 +503,24 @@ func TestParseErrors(t *testing.T) {
 			yaml: "sites:\n  - name: a\n    hosts: [a.example]\n    origins: [{url: \"http://o:1\"}]\n    cache:\n      targeted_headers: [edged-cache-control, CDN-Cache-Control]\n",
 			want: "edged.yaml:6: sites[0].cache.targeted_headers[0]: Edged-Cache-Control is also in own_targeted_headers: list edged's own fields (obeyed first, removed from responses) only there, and in targeted_headers the fields to obey after them and forward",
 			line: 6, path: "sites[0].cache.targeted_headers[0]",
+		},
+		{
+			name: "an unknown compression coding",
+			yaml: "sites:\n  - name: a\n    hosts: [a.example]\n    origins: [{url: \"http://o:1\"}]\n    compression:\n      codings: [br, deflate]\n",
+			want: `edged.yaml:6: sites[0].compression.codings[1]: unknown coding "deflate": want br, zstd or gzip`,
+			line: 6, path: "sites[0].compression.codings[1]",
+		},
+		{
+			name: "a compression type with parameters",
+			yaml: "sites:\n  - name: a\n    hosts: [a.example]\n    origins: [{url: \"http://o:1\"}]\n    compression:\n      types: [\"text/html; charset=utf-8\"]\n",
+			want: `edged.yaml:6: sites[0].compression.types[0]: "text/html; charset=utf-8" is not a media type: want type/subtype or type/*, without parameters`,
+			line: 6, path: "sites[0].compression.types[0]",
+		},
+		{
+			name: "brotli level out of range",
+			yaml: "sites:\n  - name: a\n    hosts: [a.example]\n    origins: [{url: \"http://o:1\"}]\n    compression:\n      brotli_level: 12\n",
+			want: "edged.yaml:6: sites[0].compression.brotli_level: …",
+			line: 6, path: "sites[0].compression.brotli_level",
 		},
 		{
 			name: "max_object_bytes above max_bytes",

@@ -177,7 +177,29 @@ func (v *validator) sites(sites []Site) {
 		v.upstreamTLS(p+".upstream.tls", &s.Upstream.TLS)
 		v.balance(p+".upstream", &s.Upstream)
 		v.targeted(p+".cache", &s.Cache)
+		v.compression(p+".compression", &s.Compression)
 		v.pools(p+".pools", s.Pools)
+	}
+}
+
+// compression checks a site's compression codings (known, each once) and
+// media types (type/subtype or type/*, without parameters).
+func (v *validator) compression(p string, c *Compression) {
+	seen := map[string]bool{}
+	for i, name := range c.Codings {
+		switch {
+		case name != "br" && name != "zstd" && name != "gzip":
+			v.add(p+".codings["+strconv.Itoa(i)+"]", "unknown coding %q: want br, zstd or gzip", name)
+		case seen[name]:
+			v.add(p+".codings["+strconv.Itoa(i)+"]", "%s is listed twice", name)
+		}
+		seen[name] = true
+	}
+	for i, t := range c.Types {
+		major, minor, ok := strings.Cut(t, "/")
+		if !ok || major == "" || minor == "" || strings.ContainsAny(t, " ;,\t") || major == "*" {
+			v.add(p+".types["+strconv.Itoa(i)+"]", "%q is not a media type: want type/subtype or type/*, without parameters", t)
+		}
 	}
 }
 

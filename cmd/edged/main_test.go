@@ -119,7 +119,13 @@ func TestDefaultConfigServesSampleOrigin(t *testing.T) {
 	if health != "ok\n" {
 		t.Errorf("/healthz = %q", health)
 	}
-	_, metrics := fetch(t, "http://"+l.Admin+"/metrics")
+	// A request is counted once its answer is written, which the client
+	// may see first: wait for the second one to be counted.
+	var metrics string
+	testkit.Poll(5*time.Second, func() bool {
+		_, metrics = fetch(t, "http://"+l.Admin+"/metrics")
+		return strings.Contains(metrics, `edged_requests_total{cache="hit",code="2xx",site="sample"} 1`)
+	})
 	for _, want := range []string{
 		`edged_requests_total{cache="hit",code="2xx",site="sample"} 1`,
 		`edged_requests_total{cache="miss",code="2xx",site="sample"} 1`,

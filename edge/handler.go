@@ -310,7 +310,7 @@ func (h *Handler) serveCached(st *requestState) {
 		RouteKey:   s.RouteKey,
 		Policy:     s.policy(),
 		RangeStart: rangeStart(s.Req),
-		Compress:   s.rules.compress,
+		Compress:   s.compressor(),
 	}
 	res, err := h.cache.Get(s.Req.Context(), &st.creq)
 	rw.endInterim()

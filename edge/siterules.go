@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/edged-proxy/edged/cache"
+	"github.com/edged-proxy/edged/cache/coding"
 	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge/rules"
 	"github.com/edged-proxy/edged/edge/strict"
@@ -177,6 +178,15 @@ func (s *Session) origin() (cache.Origin, string) {
 		}
 	}
 	return s.Site.Origin, s.Site.OriginHost
+}
+
+// compressor is what compresses the request's fill: the site's, unless a
+// rule says no_compress.
+func (s *Session) compressor() *coding.Compressor {
+	if s.rs.res.Cache.NoCompress {
+		return nil
+	}
+	return s.rules.compress
 }
 
 // policy is the caching policy of the request: the site's, with the

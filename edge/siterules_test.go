@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -160,5 +161,23 @@ func TestRuleMatchersOverListeners(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A rule's no_compress leaves its responses as the origin sent them, on
+// the fill and on hits, while the site compresses the others.
+func TestRuleNoCompress(t *testing.T) {
+	o := newOrigin(t, compressOrigin)
+	rulesOpt := withRules(t, rules.Spec{Name: "raw", Match: rules.Match{Paths: []string{"/page2"}}, Cache: rules.Cache{NoCompress: true}})
+	base, _ := newEdge(t, edgeOpts{site: func(s *edge.Site) { compressing(s); rulesOpt(s) }}, o)
+	for range 2 { // the fill, then a hit
+		resp, body := fetch(t, base, "GET", "/page2", "gzip, br")
+		if ce := resp.Header.Get("Content-Encoding"); ce != "" || !bytes.Equal(body, page) {
+			t.Errorf("/page2 under no_compress: Content-Encoding %q, %d bytes", ce, len(body))
+		}
+		resp, body = fetch(t, base, "GET", "/page", "gzip, br")
+		if ce := resp.Header.Get("Content-Encoding"); ce != "br" || !bytes.Equal(decoded(t, ce, body), page) {
+			t.Errorf("/page: Content-Encoding %q", ce)
+		}
 	}
 }

@@ -279,7 +279,7 @@ func (c *compiler) cacheAct(dst *cacheAct, sp *Cache) {
 	if sp.MinTTL > 0 && sp.MaxTTL > 0 && sp.MinTTL > sp.MaxTTL {
 		c.add("cache.min_ttl", "%s is above max_ttl %s", sp.MinTTL, sp.MaxTTL)
 	}
-	*dst = cacheAct{bypass: sp.Bypass, ttl: sp.TTL, minTTL: sp.MinTTL, maxTTL: sp.MaxTTL, defaultTTL: sp.DefaultTTL,
+	*dst = cacheAct{bypass: sp.Bypass, noCompress: sp.NoCompress, ttl: sp.TTL, minTTL: sp.MinTTL, maxTTL: sp.MaxTTL, defaultTTL: sp.DefaultTTL,
 		swr: sp.StaleWhileRevalidate, sie: sp.StaleIfError, browserTTL: sp.BrowserTTL}
 	for j, e := range sp.TTLByStatus {
 		st, d, ok := strings.Cut(e, ":")
@@ -309,7 +309,7 @@ func (c *compiler) cacheAct(dst *cacheAct, sp *Cache) {
 		ent.ttl = dur
 		dst.byStatus = append(dst.byStatus, ent)
 	}
-	dst.set = sp.Bypass || sp.TTL != 0 || sp.MinTTL != 0 || sp.MaxTTL != 0 || sp.DefaultTTL != 0 ||
+	dst.set = sp.Bypass || sp.NoCompress || sp.TTL != 0 || sp.MinTTL != 0 || sp.MaxTTL != 0 || sp.DefaultTTL != 0 ||
 		sp.StaleWhileRevalidate != 0 || sp.StaleIfError != 0 || sp.BrowserTTL != 0 || len(dst.byStatus) > 0
 }
 

@@ -113,7 +113,7 @@ func matchHost(hosts []string, host string) bool {
 // cacheAct is a compiled Cache; zero durations are unset.
 type cacheAct struct {
 	set                             bool
-	bypass                          bool
+	bypass, noCompress              bool
 	ttl, minTTL, maxTTL, defaultTTL time.Duration
 	swr, sie, browserTTL            time.Duration
 	byStatus                        []statusTTL
@@ -177,7 +177,7 @@ type Result struct {
 // Decision is the merged caching actions of the matching rules. Zero
 // durations are unset; Rule names the last rule that set any of them.
 type Decision struct {
-	Bypass                             bool
+	Bypass, NoCompress                 bool
 	TTL, MinTTL, MaxTTL, DefaultTTL    time.Duration
 	StaleWhileRevalidate, StaleIfError time.Duration
 	BrowserTTL                         time.Duration
@@ -221,6 +221,7 @@ func (s *Set) Eval(in *Input, res *Result) bool {
 func (d *Decision) merge(a *cacheAct, name string) {
 	d.Rule = name
 	d.Bypass = d.Bypass || a.bypass
+	d.NoCompress = d.NoCompress || a.noCompress
 	setDur(&d.TTL, a.ttl)
 	setDur(&d.MinTTL, a.minTTL)
 	setDur(&d.MaxTTL, a.maxTTL)

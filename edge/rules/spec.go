@@ -85,6 +85,9 @@ type Cache struct {
 	// Bypass sends matching requests around the cache: nothing is served
 	// from it and nothing stored.
 	Bypass bool
+	// NoCompress stores matching responses only as the origin sent them:
+	// the site's compression makes no compressed copies of them.
+	NoCompress bool
 	// TTL replaces the freshness lifetime of responses the cache may store,
 	// whatever the origin said (its Cache-Control max-age, s-maxage and
 	// Expires; no-store, private and Authorization still prevent storing).

@@ -371,6 +371,7 @@ type RuleMatch struct {
 // RuleCache is a rule's caching actions; zero durations are unset.
 type RuleCache struct {
 	Bypass               bool     `yaml:"bypass"`
+	NoCompress           bool     `yaml:"no_compress"`
 	TTL                  Duration `yaml:"ttl"`
 	MinTTL               Duration `yaml:"min_ttl"`
 	MaxTTL               Duration `yaml:"max_ttl"`

@@ -53,6 +53,8 @@ type edgeOpts struct {
 	reg         *prometheus.Registry            // receives the cache's metrics, for tests that wait on them
 	h2c         bool                            // the server takes HTTP/2 with prior knowledge too
 	listener    func(net.Listener) net.Listener // wraps the edge's listener
+	now         func() time.Time                // the edge's clock
+	metrics     *edge.Metrics
 }
 
 // newEdge starts a real edge listener in front of the origins and returns
@@ -103,7 +105,8 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 	if opts.site != nil {
 		opts.site(site)
 	}
-	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Hooks: opts.hooks, UnknownHostStatus: opts.unknown, StripResponseHeaders: opts.strip})
+	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Hooks: opts.hooks, UnknownHostStatus: opts.unknown, StripResponseHeaders: opts.strip,
+		Now: opts.now, Metrics: opts.metrics})
 	if err != nil {
 		tb.Fatal(err)
 	}

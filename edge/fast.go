@@ -12,6 +12,7 @@ import (
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge/h1"
+	"github.com/edged-proxy/edged/edge/rules"
 	"github.com/edged-proxy/edged/edge/strict"
 )
 
@@ -79,7 +80,12 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	if w.TLS() {
 		scheme = "https"
 	}
-	if site.Rules != nil && !fastRules(site, scheme, &fr, w.Head(), w.ClientIP) {
+	sr := rt.rules[site]
+	if (sr.lists.allow != nil || sr.lists.deny != nil) && !sr.lists.admits(clientAddr(w.ClientIP())) {
+		return false // the general path answers 403
+	}
+	var rres rules.Result
+	if site.Rules != nil && !fastRules(site, scheme, &fr, w.Head(), w.ClientIP, &rres) {
 		return false
 	}
 	res, ok := h.cache.Hit(rfc.NormalizeKey(scheme, fr.host, fr.path, fr.query))
@@ -88,7 +94,7 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	}
 	defer res.Body.Close()
 	e := res.Entry
-	enc := h.encoded(e, site, rt.rules[site].drop)
+	enc := h.encoded(e, site, sr.drop)
 	if enc == nil {
 		return false // no Content-Type stored: the general path sniffs one
 	}
@@ -118,6 +124,14 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	if h.fastHooks != nil {
 		r := FastRequest{Method: fr.method, Host: fr.host, Target: fr.target, Site: site, ClientIP: w.ClientIP(), head: w.Head()}
 		if b, ok = h.fastHooks.FastHit(&r, d.status, b); !ok {
+			return false
+		}
+	}
+	// Charged last, once nothing else can decline: a request over a limit
+	// goes to the general path uncharged, which refuses it with the same
+	// 429.
+	if sr.limits != nil {
+		if l, _ := overLimit(sr.limits, clientAddr(w.ClientIP()), &rres, start); l != nil {
 			return false
 		}
 	}

@@ -66,6 +66,17 @@ type Site struct {
 	// Pools are the site's further origin pools by name, which rules send
 	// requests to (rules.Spec.Origin); "default" is Origin.
 	Pools map[string]Pool
+	// AllowClients, when it holds any range, admits only the clients
+	// whose address (Session.ClientIP) it holds; DenyClients refuses
+	// those it holds, and wins over AllowClients. A refused request gets
+	// 403 before anything else is looked at (method, rules, hooks, the
+	// cache). Nil means no list.
+	AllowClients, DenyClients *rules.AddrSet
+	// RateLimit limits each client address's requests to the site (a
+	// token bucket per address); a request over it gets 429 with
+	// Retry-After. It is checked after the method and the rules, with
+	// the limits of the matching rules. The zero value limits nothing.
+	RateLimit rules.RateLimit
 }
 
 // router finds the site serving a host: exact names first, then the longest
@@ -77,6 +88,8 @@ type router struct {
 	// rules are what each site's requests need of it, derived once (the
 	// nil key: no site matched).
 	rules map[*Site]*siteRules
+	// limiters are the rate limits' buckets, for the next router.
+	limiters map[limiterKey]*limiter
 }
 
 // siteRules is what the router derives from a site for every request it
@@ -90,6 +103,10 @@ type siteRules struct {
 	unkeyed *fieldSet
 	// methods are the methods forwarded.
 	methods methodSet
+	// lists are the site's address lists.
+	lists clientLists
+	// limits are the site's rate limits and its rules'; nil if none.
+	limits []rateLimit
 }
 
 type suffixSite struct {
@@ -97,8 +114,14 @@ type suffixSite struct {
 	site   *Site
 }
 
-func newRouter(sites []*Site, strip []string) (*router, error) {
-	r := &router{exact: make(map[string]*Site), rules: map[*Site]*siteRules{nil: {drop: strip}}}
+// newRouter builds the router of sites; the rate limits it shares with
+// prev (nil at start) keep their buckets.
+func newRouter(sites []*Site, strip []string, prev *router) (*router, error) {
+	r := &router{exact: make(map[string]*Site), rules: map[*Site]*siteRules{nil: {drop: strip}}, limiters: map[limiterKey]*limiter{}}
+	var prevLimiters map[limiterKey]*limiter
+	if prev != nil {
+		prevLimiters = prev.limiters
+	}
 	defaultUnkeyed := newFieldSet(defaultUnkeyedHeaders[:])
 	seen := make(map[string]string)
 	for _, s := range sites {
@@ -120,7 +143,18 @@ func newRouter(sites []*Site, strip []string) (*router, error) {
 		if s.UnkeyedHeaders != nil {
 			unkeyed = newFieldSet(s.UnkeyedHeaders)
 		}
-		r.rules[s] = &siteRules{drop: drop, unkeyed: unkeyed, methods: newMethodSet(slices.Clone(s.Methods))}
+		if msg := rules.CheckRateLimit(s.RateLimit); msg != "" {
+			return nil, fmt.Errorf("edge: site %q: rate limit: %s", s.Name, msg)
+		}
+		sr := &siteRules{drop: drop, unkeyed: unkeyed, methods: newMethodSet(slices.Clone(s.Methods)),
+			limits: rateLimits(s, prevLimiters, r.limiters)}
+		if s.AllowClients.Len() > 0 {
+			sr.lists.allow = s.AllowClients
+		}
+		if s.DenyClients.Len() > 0 {
+			sr.lists.deny = s.DenyClients
+		}
+		r.rules[s] = sr
 		for _, h := range s.Hosts {
 			h = strings.ToLower(h)
 			if prev, dup := seen[h]; dup {

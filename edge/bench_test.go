@@ -144,11 +144,10 @@ func BenchmarkDiskHit1MiB(b *testing.B) {
 // site rate limit the client stays under, and with an address list of
 // 5,000 ranges: the limits' cost on the hit path.
 func BenchmarkHitHandlerRateLimit(b *testing.B) {
-	prefixes := make([]netip.Prefix, 5000)
-	for i := range prefixes {
-		prefixes[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)
+	deny := make([]string, 5000)
+	for i := range deny {
+		deny[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24).String()
 	}
-	deny := rules.NewAddrSet(prefixes)
 	for _, bc := range []struct {
 		name string
 		site func(*edge.Site)

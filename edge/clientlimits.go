@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -21,6 +22,24 @@ func clientAddr(ip string) netip.Addr {
 // clientLists are a site's address lists.
 type clientLists struct {
 	allow, deny *rules.AddrSet // nil: none
+}
+
+// newClientLists builds the lists from their entries; an empty list is
+// none.
+func newClientLists(allow, deny []string) (clientLists, error) {
+	var l clientLists
+	var err error
+	if len(allow) > 0 {
+		if l.allow, err = rules.ParseAddrSet(allow); err != nil {
+			return l, fmt.Errorf("AllowClients%w", err)
+		}
+	}
+	if len(deny) > 0 {
+		if l.deny, err = rules.ParseAddrSet(deny); err != nil {
+			return l, fmt.Errorf("DenyClients%w", err)
+		}
+	}
+	return l, nil
 }
 
 // admits reports whether the lists let the client in: not denied, and
@@ -114,7 +133,8 @@ func overLimit(limits []rateLimit, a netip.Addr, res *rules.Result, now time.Tim
 // refuseClient answers 403 when the site's address lists refuse the
 // client, and reports whether it did.
 func (h *Handler) refuseClient(rw *responseWriter, s *Session) bool {
-	if s.rules.lists.admits(clientAddr(s.ClientIP)) {
+	l := &s.rules.lists
+	if l.allow == nil && l.deny == nil || l.admits(clientAddr(s.ClientIP)) {
 		return false
 	}
 	s.CacheResult = OutcomeReject

@@ -64,18 +64,6 @@ func fetch(t *testing.T, c *http.Client, base, method, path string) answer {
 		fromCache: strings.Contains(resp.Header.Get("Cache-Status"), "; hit"), received: true}
 }
 
-func addrSet(t *testing.T, cidrs ...string) *rules.AddrSet {
-	t.Helper()
-	if cidrs == nil {
-		return nil
-	}
-	s, err := rules.ParseAddrSet(cidrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // Address lists, over a real listener, for clients at 127.0.0.1-3: deny
 // wins, a non-empty allow list admits only its ranges, a refused client
 // gets 403 with a short body and detail=denied on a hit too (the fast
@@ -109,7 +97,7 @@ func TestAddressLists(t *testing.T) {
 					t.Fatal(err)
 				}
 				base, _ := newEdge(t, edgeOpts{h2c: true, metrics: m, site: func(s *edge.Site) {
-					s.AllowClients, s.DenyClients = addrSet(t, tt.allow...), addrSet(t, tt.deny...)
+					s.AllowClients, s.DenyClients = tt.allow, tt.deny
 				}}, o)
 				denied := 0
 				for round := range 2 { // a miss or a hit, then a hit
@@ -167,7 +155,7 @@ func TestAddressListsReload(t *testing.T) {
 	}
 	for i, st := range steps {
 		ns := *site
-		ns.AllowClients, ns.DenyClients = addrSet(t, st.allow...), addrSet(t, st.deny...)
+		ns.AllowClients, ns.DenyClients = st.allow, st.deny
 		if err := h.(*edge.Handler).SetSites([]*edge.Site{&ns}); err != nil {
 			t.Fatal(err)
 		}

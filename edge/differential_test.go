@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -112,7 +111,7 @@ func diffEdgeTB(t testing.TB, origin, mode string, now func() time.Time) (addr s
 	// Sites that refuse the test's client: by its rate limit after two
 	// requests, and by their address list.
 	limited := &edge.Site{Name: "l", Hosts: []string{"limited.test"}, Origin: pool, RateLimit: rules.RateLimit{Rate: 1.0 / 3600, Burst: 2}}
-	denied := &edge.Site{Name: "n", Hosts: []string{"denied.test"}, Origin: pool, DenyClients: rules.NewAddrSet([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})}
+	denied := &edge.Site{Name: "n", Hosts: []string{"denied.test"}, Origin: pool, DenyClients: []string{"127.0.0.0/8"}}
 	h, err := edge.New(edge.Config{Sites: []*edge.Site{site, limited, denied}, Cache: c, Metrics: m, Now: now,
 		StripResponseHeaders: []string{"Surrogate-Key"}, WriteTimeout: time.Minute})
 	if err != nil {

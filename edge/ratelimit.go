@@ -59,13 +59,14 @@ type bucket struct {
 	tat    int64  // Unix nanoseconds at which the bucket is full again
 }
 
-// newLimiter returns the buckets of l, which must limit (l.Rate > 0).
+// newLimiter returns the buckets of l, which must limit (l.Rate > 0,
+// checked by rules.CheckRateLimit).
 func newLimiter(l rules.RateLimit) *limiter {
 	burst := l.Burst
 	if burst == 0 {
 		burst = max(1, int(math.Ceil(l.Rate)))
 	}
-	interval := max(int64(float64(time.Second)/l.Rate), 1)
+	interval := max(int64(float64(time.Second)/l.PerSecond()), 1)
 	capacity := l.MaxClients
 	if capacity == 0 {
 		capacity = defaultMaxClients

@@ -66,12 +66,14 @@ type Site struct {
 	// Pools are the site's further origin pools by name, which rules send
 	// requests to (rules.Spec.Origin); "default" is Origin.
 	Pools map[string]Pool
-	// AllowClients, when it holds any range, admits only the clients
-	// whose address (Session.ClientIP) it holds; DenyClients refuses
-	// those it holds, and wins over AllowClients. A refused request gets
-	// 403 before anything else is looked at (method, rules, hooks, the
-	// cache). Nil means no list.
-	AllowClients, DenyClients *rules.AddrSet
+	// AllowClients, when not empty, admits only the clients whose
+	// address (Session.ClientIP) it holds; DenyClients refuses those it
+	// holds, and wins over AllowClients. Entries are CIDR prefixes
+	// ("10.0.0.0/8", "2001:db8::/32") or single addresses, kept as a
+	// rules.AddrSet (a binary search, whatever their number). A refused
+	// request gets 403 before anything else is looked at (method, rules,
+	// hooks, the cache).
+	AllowClients, DenyClients []string
 	// RateLimit limits each client address's requests to the site (a
 	// token bucket per address); a request over it gets 429 with
 	// Retry-After. It is checked after the method and the rules, with
@@ -131,6 +133,7 @@ func newRouter(sites []*Site, strip []string, prev *router) (*router, error) {
 		if err := checkMethods(s.Methods); err != nil {
 			return nil, fmt.Errorf("edge: site %q: %w", s.Name, err)
 		}
+		var err error
 		drop := slices.Clone(strip)
 		if !s.KeepTargetedHeaders {
 			for _, name := range s.Policy.OwnTargeted() {
@@ -148,11 +151,8 @@ func newRouter(sites []*Site, strip []string, prev *router) (*router, error) {
 		}
 		sr := &siteRules{drop: drop, unkeyed: unkeyed, methods: newMethodSet(slices.Clone(s.Methods)),
 			limits: rateLimits(s, prevLimiters, r.limiters)}
-		if s.AllowClients.Len() > 0 {
-			sr.lists.allow = s.AllowClients
-		}
-		if s.DenyClients.Len() > 0 {
-			sr.lists.deny = s.DenyClients
+		if sr.lists, err = newClientLists(s.AllowClients, s.DenyClients); err != nil {
+			return nil, fmt.Errorf("edge: site %q: %w", s.Name, err)
 		}
 		r.rules[s] = sr
 		for _, h := range s.Hosts {

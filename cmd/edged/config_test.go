@@ -94,7 +94,7 @@ func change(path string, v reflect.Value) {
 	case reflect.Int, reflect.Int64:
 		v.SetInt(v.Int() + 7)
 	case reflect.Float64:
-		v.SetFloat(v.Float() / 2)
+		v.SetFloat(v.Float()/2 + 1) // 0 too
 	case reflect.String:
 		alt := map[string]string{"TLS.MinVersion": "1.3", "Cache.Disk.Fsync": "always", "Server.HTTP1": "net/http",
 			"Sites[0].Upstream.TLS.MinVersion": "1.3"}

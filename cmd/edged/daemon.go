@@ -742,6 +742,9 @@ func edgeSite(s config.Site, origin cache.Origin) *edge.Site {
 		NoWebSocket:         !s.WebSocket,
 		UnkeyedHeaders:      s.UnkeyedHeaders,
 		Methods:             s.Methods,
+		AllowClients:        s.Clients.Allow,
+		DenyClients:         s.Clients.Deny,
+		RateLimit:           rateLimit(s.RateLimit),
 	}
 }
 

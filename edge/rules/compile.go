@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"net/textproto"
 	"regexp"
@@ -464,14 +465,14 @@ func (c *compiler) respond(sp *Respond, groups int) *respondAct {
 // CheckRateLimit returns what is wrong with l, or "".
 func CheckRateLimit(l RateLimit) string {
 	switch {
-	case l.Rate < 0 || l.Rate != l.Rate:
-		return fmt.Sprintf("invalid rate %v: want requests per second, at least 0", l.Rate)
+	case l.Rate < 0 || l.Rate != l.Rate || math.IsInf(l.Rate, 0):
+		return fmt.Sprintf("invalid rate %v: want a number of requests, at least 0", l.Rate)
+	case l.Per < 0:
+		return fmt.Sprintf("invalid per %v: want a positive duration", l.Per)
 	case l.Burst < 0:
 		return fmt.Sprintf("invalid burst %d: want at least 0", l.Burst)
 	case l.MaxClients < 0:
 		return fmt.Sprintf("invalid max_clients %d: want at least 0", l.MaxClients)
-	case l.Rate == 0 && (l.Burst != 0 || l.MaxClients != 0):
-		return "burst and max_clients need a rate"
 	}
 	return ""
 }

@@ -48,11 +48,13 @@ type Spec struct {
 }
 
 // RateLimit is a token bucket per client address: Burst requests at
-// once, then one every 1/Rate seconds. The zero RateLimit limits nothing.
+// once, then Rate requests every Per. The zero RateLimit limits nothing.
 type RateLimit struct {
-	// Rate is the sustained rate, in requests per second; zero means no
+	// Rate is the sustained rate, in requests every Per; zero means no
 	// limit.
 	Rate float64
+	// Per is Rate's period; zero means a second.
+	Per time.Duration
 	// Burst is the bucket's size: how many requests a client with a
 	// full bucket may make at once. Zero means Rate rounded up (at least
 	// one).
@@ -66,6 +68,14 @@ type RateLimit struct {
 
 // IsZero reports whether l limits nothing.
 func (l RateLimit) IsZero() bool { return l.Rate == 0 }
+
+// PerSecond is the sustained rate in requests per second.
+func (l RateLimit) PerSecond() float64 {
+	if l.Per <= 0 {
+		return l.Rate
+	}
+	return l.Rate / l.Per.Seconds()
+}
 
 // Match is a rule's conditions. Each field set must match (and), and a
 // list matches when any of its entries does (or). Unset fields match

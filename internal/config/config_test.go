@@ -119,6 +119,7 @@ func TestDefaultValues(t *testing.T) {
 				OwnTargetedHeaders: []string{"Edged-Cache-Control"},
 				TargetedHeaders:    []string{"CDN-Cache-Control", "Surrogate-Control"},
 			},
+			RateLimit: config.RateLimit{Per: config.Duration(time.Second), MaxClients: 65536},
 		}},
 	}
 	if !reflect.DeepEqual(c, want) {

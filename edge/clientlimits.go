@@ -52,6 +52,21 @@ func (l *clientLists) admits(a netip.Addr) bool {
 	return l.allow == nil || l.allow.Contains(a)
 }
 
+// admitsFast is admits for the fast path, which computes the client
+// address (clientIP) only when there is a list.
+func (l *clientLists) admitsFast(clientIP func() string) bool {
+	return l.allow == nil && l.deny == nil || l.admits(clientAddr(clientIP()))
+}
+
+// underLimits charges a fast-path request to the limits, as overLimit
+// does, and reports whether it is under them. The fast path calls it
+// last, once nothing else can make it decline, so that a request is
+// charged once whichever path answers it.
+func underLimits(limits []rateLimit, clientIP func() string, res *rules.Result, now time.Time) bool {
+	l, _ := overLimit(limits, clientAddr(clientIP()), res, now)
+	return l == nil
+}
+
 // rateLimit is one rate limit of a site: its own (rule "", index -1) or a
 // rule's.
 type rateLimit struct {

@@ -81,7 +81,7 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 		scheme = "https"
 	}
 	sr := rt.rules[site]
-	if (sr.lists.allow != nil || sr.lists.deny != nil) && !sr.lists.admits(clientAddr(w.ClientIP())) {
+	if !sr.lists.admitsFast(w.ClientIP) {
 		return false // the general path answers 403
 	}
 	var rres rules.Result
@@ -127,13 +127,8 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 			return false
 		}
 	}
-	// Charged last, once nothing else can decline: a request over a limit
-	// goes to the general path uncharged, which refuses it with the same
-	// 429.
-	if sr.limits != nil {
-		if l, _ := overLimit(sr.limits, clientAddr(w.ClientIP()), &rres, start); l != nil {
-			return false
-		}
+	if sr.limits != nil && !underLimits(sr.limits, w.ClientIP, &rres, start) {
+		return false // uncharged: the general path refuses it with the same 429
 	}
 	b = append(b, "Age: "...)
 	b = rfc.AppendAgeValue(b, res.Age)

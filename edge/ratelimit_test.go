@@ -104,8 +104,10 @@ func TestLimiterBoundedUnderFlood(t *testing.T) {
 				t.Fatalf("MaxClients %d: new address %v refused", max, netip.AddrFrom4(b))
 			}
 		}
-		if n := l.clients(); n != capacity {
-			t.Errorf("MaxClients %d: %d clients tracked, want the capacity %d", max, n, capacity)
+		// Every set is all but surely full: 200,000 addresses over at
+		// most 8,192 sets of 8 is 24 a set on average.
+		if n := l.clients(); n > capacity || n < capacity*99/100 {
+			t.Errorf("MaxClients %d: %d clients tracked, want the capacity %d (at most, and nearly)", max, n, capacity)
 		}
 		if ok, _ := l.allow(heavy, t0, true); ok {
 			t.Errorf("MaxClients %d: the limited client was forgotten in the flood", max)

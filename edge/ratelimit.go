@@ -100,13 +100,15 @@ func (l *limiter) capacity() int { return len(l.shards) * len(l.shards[0].slots)
 // IPv6 ones by their /64 (one host usually holds a whole /64, so a key
 // per address would let it make its own buckets at will).
 func clientKey(a netip.Addr) (hi, lo uint64) {
-	a = a.Unmap()
-	b := a.As16()
-	hi, lo = binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
-	if a.Is6() {
-		lo = 0
+	if a.Is4In6() {
+		a = a.Unmap()
 	}
-	return hi, lo
+	if a.Is4() { // as the IPv4-mapped address: ::ffff:a.b.c.d
+		b := a.As4()
+		return 0, 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[:]))
+	}
+	b := a.As16()
+	return binary.BigEndian.Uint64(b[:8]), 0
 }
 
 // slot finds the client's set.

@@ -130,6 +130,19 @@ func BenchmarkLimiterAllow(b *testing.B) {
 			now = now.Add(time.Microsecond)
 		}
 	})
+	b.Run("site limit as a request pays it", func(b *testing.B) {
+		// What limitRate and the fast path do for a site with one limit:
+		// parse Session.ClientIP, find the limits that apply, charge.
+		limits := []rateLimit{{index: -1, lim: l}}
+		var res rules.Result
+		b.ReportAllocs()
+		for b.Loop() {
+			if lim, _ := overLimit(limits, clientAddr("192.0.2.1"), &res, now); lim != nil {
+				b.Fatal("refused")
+			}
+			now = now.Add(time.Microsecond)
+		}
+	})
 	b.Run("parse and allow, 4096 clients, parallel", func(b *testing.B) {
 		ips := make([]string, 4096)
 		for i := range ips {

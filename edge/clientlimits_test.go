@@ -298,3 +298,23 @@ func TestRuleAndSiteRateLimits(t *testing.T) {
 		}
 	}
 }
+
+// The address lists refuse PURGE too: a denied client cannot purge, even
+// on a listener where purging is disabled (405 for the others).
+func TestAddressListsRefusePurge(t *testing.T) {
+	o := newOrigin(t, cacheable("hot"))
+	base, _ := newEdge(t, edgeOpts{site: func(s *edge.Site) { s.DenyClients = []string{"127.0.0.2"} }}, o)
+	for _, tt := range []struct {
+		ip     string
+		status int
+		cs     string
+	}{
+		{"127.0.0.2", 403, "edged; fwd=bypass; detail=denied"},
+		{"127.0.0.1", 405, "edged; fwd=bypass; detail=purge-disabled"},
+	} {
+		a := fetch(t, clientFrom(t, tt.ip, false), base, "PURGE", "/hot")
+		if a.status != tt.status || a.cacheStatus != tt.cs {
+			t.Errorf("PURGE from %s: %d %q, want %d %q", tt.ip, a.status, a.cacheStatus, tt.status, tt.cs)
+		}
+	}
+}

@@ -4,9 +4,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/edge/rules"
 )
 
 // discardWriter is the cheapest possible http.ResponseWriter, so that the
@@ -130,6 +134,47 @@ func BenchmarkDiskHit1MiB(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					get()
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkHitHandlerRateLimit is BenchmarkHitHandler without and with a
+// site rate limit the client stays under, and with an address list of
+// 5,000 ranges: the limits' cost on the hit path.
+func BenchmarkHitHandlerRateLimit(b *testing.B) {
+	deny := make([]string, 5000)
+	for i := range deny {
+		deny[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24).String()
+	}
+	for _, bc := range []struct {
+		name string
+		site func(*edge.Site)
+	}{
+		{"none", nil},
+		{"site limit", func(s *edge.Site) { s.RateLimit = rules.RateLimit{Rate: 1e9, Burst: 1e9} }},
+		{"site limit and deny list", func(s *edge.Site) {
+			s.RateLimit = rules.RateLimit{Rate: 1e9, Burst: 1e9}
+			s.DenyClients = deny
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			o := httptest.NewServer(cacheable(strings.Repeat("x", 1024)))
+			b.Cleanup(o.Close)
+			_, h, _ := buildEdge(b, edgeOpts{site: bc.site}, o.URL)
+			warm := httptest.NewRequest("GET", "http://example.com/hot", nil)
+			h.ServeHTTP(httptest.NewRecorder(), warm)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req := httptest.NewRequest("GET", "http://example.com/hot", nil)
+				w := &discardWriter{h: make(http.Header, 16)}
+				for pb.Next() {
+					clear(w.h)
+					h.ServeHTTP(w, req)
+					if w.code != 200 {
+						b.Fatalf("status %d", w.code)
+					}
 				}
 			})
 		})

@@ -85,6 +85,7 @@ var diffRules = []rules.Spec{
 	{Name: "go", Match: rules.Match{Query: []string{"go"}}, Redirect: rules.Redirect{Status: 302, Location: "/{query.go}"}},
 	{Name: "skip", Match: rules.Match{Headers: []string{"X-Skip"}}, Cache: rules.Cache{Bypass: true}},
 	{Name: "client", Match: rules.Match{Clients: []string{"203.0.113.0/24"}}, Respond: rules.Respond{Status: 403, Body: "client {client_ip}"}},
+	{Name: "few", Match: rules.Match{Paths: []string{"/few"}}, RateLimit: rules.RateLimit{Rate: 1.0 / 3600, Burst: 2}},
 }
 
 // diffEdge is one edge stack of the differential test: its own cache,
@@ -113,7 +114,11 @@ func diffEdgeTB(t testing.TB, origin, mode string, now func() time.Time) (addr s
 	}
 	site := &edge.Site{Name: "d", Hosts: []string{"example.com", "*.example.com"}, Origin: pool, Compression: coding.Config{Enabled: true}}
 	withRules(t, diffRules...)(site)
-	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Metrics: m, Now: now,
+	// Sites that refuse the test's client: by its rate limit after two
+	// requests, and by their address list.
+	limited := &edge.Site{Name: "l", Hosts: []string{"limited.test"}, Origin: pool, RateLimit: rules.RateLimit{Rate: 1.0 / 3600, Burst: 2}}
+	denied := &edge.Site{Name: "n", Hosts: []string{"denied.test"}, Origin: pool, DenyClients: []string{"127.0.0.0/8"}}
+	h, err := edge.New(edge.Config{Sites: []*edge.Site{site, limited, denied}, Cache: c, Metrics: m, Now: now,
 		StripResponseHeaders: []string{"Surrogate-Key"}, WriteTimeout: time.Minute,
 		TrustedProxies: []string{"127.0.0.0/8"}}) // the test's clients are trusted proxies
 	if err != nil {
@@ -144,6 +149,7 @@ func TestEdgeSameAnswersBothServers(t *testing.T) {
 		return "GET " + path + " HTTP/1.1\r\nHost: www.example.com\r\n" + strings.Join(fields, "") + "\r\n"
 	}
 	head := func(path string) string { return "HEAD " + path + " HTTP/1.1\r\nHost: www.example.com\r\n\r\n" }
+	on := func(host, raw string) string { return strings.ReplaceAll(raw, "Host: www.example.com", "Host: "+host) }
 	one, two := []string{"GET"}, []string{"GET", "GET"}
 	cases := []struct {
 		name    string
@@ -224,6 +230,9 @@ func TestEdgeSameAnswersBothServers(t *testing.T) {
 		{"compressed If-Range identity tag", get("/html", "Accept-Encoding: zstd\r\nRange: bytes=5-20\r\nIf-Range: \"h1\"\r\n"), one},
 		{"compressed If-None-Match identity tag", get("/html", "Accept-Encoding: br\r\nIf-None-Match: \"h1\"\r\n"), one},
 		{"compressed If-None-Match own tag", get("/html", "Accept-Encoding: br\r\nIf-None-Match: \"h1-br\"\r\n"), one},
+		{"rule rate limit", get("/few") + get("/few") + get("/few") + head("/few"), []string{"GET", "GET", "GET", "HEAD"}},
+		{"site rate limit", on("limited.test", get("/etag")+get("/etag")+get("/etag")+head("/etag")), []string{"GET", "GET", "GET", "HEAD"}},
+		{"site deny list", on("denied.test", get("/etag")+head("/etag")), []string{"GET", "HEAD"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

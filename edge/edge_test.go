@@ -55,6 +55,8 @@ type edgeOpts struct {
 	h2c         bool                            // the server takes HTTP/2 with prior knowledge too
 	listener    func(net.Listener) net.Listener // wraps the edge's listener
 	trusted     []string                        // edge.Config.TrustedProxies
+	now         func() time.Time                // the edge's clock
+	metrics     *edge.Metrics
 }
 
 // newEdge starts a real edge listener in front of the origins and returns
@@ -105,7 +107,8 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 	if opts.site != nil {
 		opts.site(site)
 	}
-	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Hooks: opts.hooks, UnknownHostStatus: opts.unknown, StripResponseHeaders: opts.strip, TrustedProxies: opts.trusted})
+	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Hooks: opts.hooks, UnknownHostStatus: opts.unknown, StripResponseHeaders: opts.strip, TrustedProxies: opts.trusted,
+		Now: opts.now, Metrics: opts.metrics})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge/h1"
+	"github.com/edged-proxy/edged/edge/rules"
 	"github.com/edged-proxy/edged/edge/strict"
 )
 
@@ -80,20 +81,20 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	if w.TLS() {
 		scheme = "https"
 	}
-	client, ok := h.fastClientIP(w)
+	sr := rt.rules[site]
+	var rres rules.Result
+	client, ok := h.fastAdmit(w, site, sr, scheme, &fr, &rres)
 	if !ok {
 		return false
 	}
-	if site.Rules != nil && !fastRules(site, scheme, &fr, w.Head(), client) {
-		return false
-	}
+	clientIP := func() string { return client }
 	res, ok := h.cache.Hit(rfc.NormalizeKey(scheme, fr.host, fr.path, fr.query), fr.ae)
 	if !ok {
 		return false
 	}
 	defer res.Body.Close()
 	e := res.Entry
-	enc := h.encoded(e, site, rt.rules[site].drop)
+	enc := h.encoded(e, site, sr.drop)
 	if enc == nil {
 		return false // no Content-Type stored: the general path sniffs one
 	}
@@ -125,6 +126,9 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 		if b, ok = h.fastHooks.FastHit(&r, d.status, b); !ok {
 			return false
 		}
+	}
+	if sr.limits != nil && !underLimits(sr.limits, clientIP, &rres, start) {
+		return false // uncharged: the general path refuses it with the same 429
 	}
 	b = append(b, "Age: "...)
 	b = rfc.AppendAgeValue(b, res.Age)
@@ -231,6 +235,26 @@ func (h *Handler) finishFast(s *Session) {
 
 // fastLine is what the access log needs of a fast-path request.
 type fastLine struct{ method, host, target string }
+
+// fastAdmit decides, before the cache is asked, whether the fast path may
+// answer a request for site: it finds the client's address (behind trusted
+// proxies, the forwarded one), which the site's address lists must admit,
+// and evaluates the site's rules into rres, which must leave a hit alone.
+// A refusal is the general path's to answer.
+func (h *Handler) fastAdmit(w *h1.FastWriter, site *Site, sr *siteRules, scheme string, fr *fastReq, rres *rules.Result) (string, bool) {
+	client, ok := h.fastClientIP(w)
+	if !ok {
+		return "", false
+	}
+	clientIP := func() string { return client }
+	if !sr.lists.admitsFast(clientIP) {
+		return "", false // the general path answers 403
+	}
+	if site.Rules != nil && !fastRules(site, scheme, fr, w.Head(), clientIP, rres) {
+		return "", false
+	}
+	return client, true
+}
 
 // fastReq is what the fast path takes from a request head. Its strings
 // alias the connection buffer.

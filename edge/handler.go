@@ -149,7 +149,7 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	strip := canonical(cfg.StripResponseHeaders)
-	rt, err := newRouter(cfg.Sites, strip)
+	rt, err := newRouter(cfg.Sites, strip, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -191,9 +191,11 @@ func New(cfg Config) (*Handler, error) {
 func (h *Handler) Drain() { h.draining.Store(true) }
 
 // SetSites replaces the sites served, atomically: a request uses the set
-// it started with. It is how the daemon reloads its configuration.
+// it started with. It is how the daemon reloads its configuration. A rate
+// limit whose site, rule and settings are unchanged keeps its clients'
+// buckets; the others start empty (every client with a full bucket).
 func (h *Handler) SetSites(sites []*Site) error {
-	rt, err := newRouter(sites, h.strip)
+	rt, err := newRouter(sites, h.strip, h.sites.Load())
 	if err != nil {
 		return err
 	}
@@ -225,6 +227,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.Site, s.CacheResult = rt.match(r.Host), OutcomePurge
 		s.rules = rt.rules[s.Site]
 		s.drop = s.rules.drop
+		if s.Site != nil && h.refuseClient(rw, s) {
+			return
+		}
 		if h.purge == nil {
 			rw.plainError(http.StatusMethodNotAllowed, "edged; fwd=bypass; detail=purge-disabled", "purging is not enabled on this listener")
 			return
@@ -240,11 +245,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rw.plainError(h.unknownHost, "edged; fwd=bypass; detail=unknown-host", fmt.Sprintf("no site is configured for host %q", r.Host))
 		return
 	}
+	if h.refuseClient(rw, s) {
+		return
+	}
 	if !s.rules.methods.allows(r.Method) {
 		rw.rejectMethod(&s.rules.methods)
 		return
 	}
-	if h.evalRules(s) && h.answerRule(rw, s) {
+	matched := h.evalRules(s)
+	if h.limitRate(rw, s) || matched && h.answerRule(rw, s) {
 		return
 	}
 	if h.hooks.RequestFilter(s, rw) {

@@ -15,6 +15,8 @@ type Metrics struct {
 	duration       *prometheus.HistogramVec
 	invalidations  *prometheus.CounterVec
 	rejected       *prometheus.CounterVec
+	denied         *prometheus.CounterVec
+	limited        *prometheus.CounterVec
 	refused        *prometheus.CounterVec
 	evicted        prometheus.Counter
 	proxyRejected  *prometheus.CounterVec
@@ -99,6 +101,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "edged_websocket_connections_open",
 			Help: "WebSocket connections open now.",
 		}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_denied_total",
+			Help: "Requests answered 403 because the site's address lists (sites[].clients) refuse the client, by site.",
+		}, []string{"site"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_rate_limited_total",
+			Help: "Requests answered 429 because the client was over a rate limit, by site and rule (\"\" for the site's own sites[].rate_limit).",
+		}, []string{"site", "rule"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_refused_connections_total",
 			Help: "Client connections refused at accept because of server.max_conns (reason=total) or server.max_conns_per_ip (reason=per_ip).",
@@ -113,7 +123,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.refused, m.evicted, m.proxyRejected, m.websockets, m.websocketsOpen, m.unused, m.fast} {
+		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.denied, m.limited, m.refused, m.evicted, m.proxyRejected, m.websockets, m.websocketsOpen, m.unused, m.fast} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("edge: registering metrics: %w", err)
 			}

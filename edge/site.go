@@ -71,6 +71,19 @@ type Site struct {
 	// filled, into variants served by Accept-Encoding (package
 	// cache/coding). The zero value compresses nothing.
 	Compression coding.Config
+	// AllowClients, when not empty, admits only the clients whose
+	// address (Session.ClientIP) it holds; DenyClients refuses those it
+	// holds, and wins over AllowClients. Entries are CIDR prefixes
+	// ("10.0.0.0/8", "2001:db8::/32") or single addresses, kept as a
+	// rules.AddrSet (a binary search, whatever their number). A refused
+	// request gets 403 before anything else is looked at (method, rules,
+	// hooks, the cache).
+	AllowClients, DenyClients []string
+	// RateLimit limits each client address's requests to the site (a
+	// token bucket per address); a request over it gets 429 with
+	// Retry-After. It is checked after the method and the rules, with
+	// the limits of the matching rules. The zero value limits nothing.
+	RateLimit rules.RateLimit
 }
 
 // router finds the site serving a host: exact names first, then the longest
@@ -82,6 +95,8 @@ type router struct {
 	// rules are what each site's requests need of it, derived once (the
 	// nil key: no site matched).
 	rules map[*Site]*siteRules
+	// limiters are the rate limits' buckets, for the next router.
+	limiters map[limiterKey]*limiter
 }
 
 // siteRules is what the router derives from a site for every request it
@@ -97,6 +112,10 @@ type siteRules struct {
 	methods methodSet
 	// compress compresses the site's fills; nil: none.
 	compress *coding.Compressor
+	// lists are the site's address lists.
+	lists clientLists
+	// limits are the site's rate limits and its rules'; nil if none.
+	limits []rateLimit
 }
 
 type suffixSite struct {
@@ -104,8 +123,14 @@ type suffixSite struct {
 	site   *Site
 }
 
-func newRouter(sites []*Site, strip []string) (*router, error) {
-	r := &router{exact: make(map[string]*Site), rules: map[*Site]*siteRules{nil: {drop: strip}}}
+// newRouter builds the router of sites; the rate limits it shares with
+// prev (nil at start) keep their buckets.
+func newRouter(sites []*Site, strip []string, prev *router) (*router, error) {
+	r := &router{exact: make(map[string]*Site), rules: map[*Site]*siteRules{nil: {drop: strip}}, limiters: map[limiterKey]*limiter{}}
+	var prevLimiters map[limiterKey]*limiter
+	if prev != nil {
+		prevLimiters = prev.limiters
+	}
 	defaultUnkeyed := newFieldSet(defaultUnkeyedHeaders[:])
 	seen := make(map[string]string)
 	for _, s := range sites {
@@ -115,6 +140,7 @@ func newRouter(sites []*Site, strip []string) (*router, error) {
 		if err := checkMethods(s.Methods); err != nil {
 			return nil, fmt.Errorf("edge: site %q: %w", s.Name, err)
 		}
+		var err error
 		drop := slices.Clone(strip)
 		if !s.KeepTargetedHeaders {
 			for _, name := range s.Policy.OwnTargeted() {
@@ -131,7 +157,15 @@ func newRouter(sites []*Site, strip []string) (*router, error) {
 		if err != nil {
 			return nil, fmt.Errorf("edge: site %q: compression: %w", s.Name, err)
 		}
-		r.rules[s] = &siteRules{drop: drop, unkeyed: unkeyed, methods: newMethodSet(slices.Clone(s.Methods)), compress: compress}
+		if msg := rules.CheckRateLimit(s.RateLimit); msg != "" {
+			return nil, fmt.Errorf("edge: site %q: rate limit: %s", s.Name, msg)
+		}
+		sr := &siteRules{drop: drop, unkeyed: unkeyed, methods: newMethodSet(slices.Clone(s.Methods)), compress: compress,
+			limits: rateLimits(s, prevLimiters, r.limiters)}
+		if sr.lists, err = newClientLists(s.AllowClients, s.DenyClients); err != nil {
+			return nil, fmt.Errorf("edge: site %q: %w", s.Name, err)
+		}
+		r.rules[s] = sr
 		for _, h := range s.Hosts {
 			h = strings.ToLower(h)
 			if prev, dup := seen[h]; dup {

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 
@@ -50,7 +49,7 @@ func (h *Handler) evalRules(s *Session) bool {
 		Fields: rules.Header(r.Header),
 	}
 	if set.NeedsClient() {
-		in.Client, _ = netip.ParseAddr(s.ClientIP)
+		in.Client = clientAddr(s.ClientIP)
 	}
 	return set.Eval(in, &s.rs.res)
 }
@@ -77,7 +76,7 @@ func (s *Session) requestID() string {
 func (s *Session) ruleInput() {
 	in := &s.rs.in
 	if !in.Client.IsValid() {
-		in.Client, _ = netip.ParseAddr(s.ClientIP)
+		in.Client = clientAddr(s.ClientIP)
 	}
 	if in.RequestID == nil {
 		in.RequestID = s.requestID
@@ -249,11 +248,12 @@ func (f headFields) Value(name string, i int) (string, bool) {
 	return "", false
 }
 
-// fastRules evaluates the site's rules for a request on the fast path, and
-// reports whether the fast path may still answer it: no rule matched, or
-// those that did change nothing a fresh hit's answer holds (they answer
-// at the edge, bypass the cache, change the key or the response fields).
-func fastRules(site *Site, scheme string, fr *fastReq, hd *strict.Head, clientIP string) bool {
+// fastRules evaluates the site's rules for a request on the fast path,
+// into res, and reports whether the fast path may still answer it: no
+// rule matched, or those that did change nothing a fresh hit's answer
+// holds (they answer at the edge, bypass the cache, change the key or the
+// response fields). Their rate limits are the caller's to apply.
+func fastRules(site *Site, scheme string, fr *fastReq, hd *strict.Head, clientIP func() string, res *rules.Result) bool {
 	set := site.Rules
 	if set == nil {
 		return true
@@ -261,10 +261,9 @@ func fastRules(site *Site, scheme string, fr *fastReq, hd *strict.Head, clientIP
 	in := rules.Input{Method: fr.method, Scheme: scheme, Host: ruleHost(scheme, fr.host),
 		Path: rfc.NormalizePath(fr.path), Query: fr.query, Fields: headFields{hd}}
 	if set.NeedsClient() {
-		in.Client, _ = netip.ParseAddr(clientIP)
+		in.Client = clientAddr(clientIP())
 	}
-	var res rules.Result
-	if !set.Eval(&in, &res) {
+	if !set.Eval(&in, res) {
 		return true
 	}
 	return res.Terminal() == "" && !res.Cache.Bypass && res.KeyRule() == "" && !res.ChangesResponse() &&

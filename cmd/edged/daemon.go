@@ -864,6 +864,9 @@ func edgeSite(s config.Site, origin cache.Origin) *edge.Site {
 		UnkeyedHeaders:      s.UnkeyedHeaders,
 		Methods:             s.Methods,
 		Compression:         compression(s.Compression),
+		AllowClients:        s.Clients.Allow,
+		DenyClients:         s.Clients.Deny,
+		RateLimit:           rateLimit(s.RateLimit),
 	}
 }
 

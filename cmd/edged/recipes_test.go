@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -224,6 +225,32 @@ var recipeChecks = map[string]func(e *recipeEnv){
 		// The test's client is 127.0.0.1, outside the blocked ranges.
 		if a := e.get("/x"); a.status != http.StatusOK {
 			e.t.Errorf("a client outside the ranges got %d", a.status)
+		}
+	},
+	"login-rate-limit": func(e *recipeEnv) {
+		for i := range 5 {
+			if a := e.get("/login"); a.status != http.StatusOK {
+				e.t.Fatalf("try %d: %d, want 200", i+1, a.status)
+			}
+		}
+		a := e.get("/login")
+		ra, _ := strconv.Atoi(a.header.Get("Retry-After"))
+		if a.status != http.StatusTooManyRequests || ra < 1 || ra > 12 || a.header.Get("Cache-Status") != "edged; fwd=bypass; detail=rule:login" {
+			e.t.Errorf("sixth try: %d, Retry-After %q, Cache-Status %q; want 429, 1-12, detail=rule:login", a.status,
+				a.header.Get("Retry-After"), a.header.Get("Cache-Status"))
+		}
+		if a := e.get("/home"); a.status != http.StatusOK {
+			e.t.Errorf("another path: %d", a.status)
+		}
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+		other := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+		resp, err := other.Get("http://" + e.edge + "/login")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			e.t.Errorf("another address: %d, want 200", resp.StatusCode)
 		}
 	},
 	"status-ttls": func(e *recipeEnv) {

@@ -34,9 +34,15 @@ func ruleSpecs(in []config.Rule) []rules.Spec {
 			Redirect:        rules.Redirect{Status: r.Redirect.Status, Location: r.Redirect.Location},
 			Respond:         rules.Respond{Status: r.Respond.Status, Body: r.Respond.Body, ContentType: r.Respond.ContentType},
 			Origin:          r.Origin,
+			RateLimit:       rateLimit(r.RateLimit),
 		}
 	}
 	return out
+}
+
+// rateLimit is the rules form of a rate_limit (rate 0: none).
+func rateLimit(l config.RateLimit) rules.RateLimit {
+	return rules.RateLimit{Rate: l.Rate, Per: l.Per.Std(), Burst: l.Burst, MaxClients: l.MaxClients}
 }
 
 func headerOps(h config.RuleHeaders) rules.HeaderOps {

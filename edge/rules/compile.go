@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"net/textproto"
 	"regexp"
@@ -43,6 +44,17 @@ type Set struct {
 	respOps, reqOps bool
 	// client: some rule matches on the client address.
 	client bool
+	// limits are the rules' rate limits, in rule order.
+	limits []RuleLimit
+}
+
+// RuleLimit is the rate limit of one rule.
+type RuleLimit struct {
+	// Index is the rule's place in the Specs (Result.Matched), Name its
+	// name.
+	Index int
+	Name  string
+	Limit RateLimit
 }
 
 // rule is one compiled Spec.
@@ -76,6 +88,9 @@ func Compile(specs []Spec, opt Options) (*Set, error) {
 		s.respOps = s.respOps || r.respOps != nil
 		s.reqOps = s.reqOps || r.reqOps != nil
 		s.client = s.client || r.m.clients != nil || r.m.notClients != nil
+		if !specs[i].RateLimit.IsZero() {
+			s.limits = append(s.limits, RuleLimit{Index: i, Name: r.name, Limit: specs[i].RateLimit})
+		}
 	}
 	if len(c.errs) > 0 {
 		errs := make([]error, len(c.errs))
@@ -126,6 +141,9 @@ func (c *compiler) rule(i int, sp *Spec) *rule {
 	r.respond = c.respond(&sp.Respond, groups)
 	if r.redirect != nil && r.respond != nil {
 		c.add("respond", "a rule either redirects or responds, not both")
+	}
+	if msg := CheckRateLimit(sp.RateLimit); msg != "" {
+		c.add("rate_limit", "%s", msg)
 	}
 	if sp.Origin != "" {
 		found := false
@@ -442,4 +460,28 @@ func (c *compiler) respond(sp *Respond, groups int) *respondAct {
 	}
 	r.body = t
 	return r
+}
+
+// CheckRateLimit returns what is wrong with l, or "".
+func CheckRateLimit(l RateLimit) string {
+	switch {
+	case l.Rate < 0 || l.Rate != l.Rate || math.IsInf(l.Rate, 0):
+		return fmt.Sprintf("invalid rate %v: want a number of requests, at least 0", l.Rate)
+	case l.Per < 0:
+		return fmt.Sprintf("invalid per %v: want a positive duration", l.Per)
+	case l.Burst < 0:
+		return fmt.Sprintf("invalid burst %d: want at least 0", l.Burst)
+	case l.MaxClients < 0:
+		return fmt.Sprintf("invalid max_clients %d: want at least 0", l.MaxClients)
+	}
+	return ""
+}
+
+// RateLimits returns the rules' rate limits, in rule order; the caller
+// must not change the slice.
+func (s *Set) RateLimits() []RuleLimit {
+	if s == nil {
+		return nil
+	}
+	return s.limits
 }

@@ -341,3 +341,38 @@ func equalHeader(a, b http.Header) bool {
 	}
 	return true
 }
+
+// A rule's rate limit is checked at its key, and compiled ones are listed
+// with their rule's index and name.
+func TestRateLimitSpecs(t *testing.T) {
+	for _, tt := range []struct {
+		limit rules.RateLimit
+		err   string
+	}{
+		{rules.RateLimit{Rate: 5, Per: time.Minute, Burst: 10, MaxClients: 100}, ""},
+		{rules.RateLimit{}, ""},
+		{rules.RateLimit{Rate: -1}, "[1].rate_limit: invalid rate -1"},
+		{rules.RateLimit{Rate: 1, Per: -time.Second}, "[1].rate_limit: invalid per -1s"},
+		{rules.RateLimit{Rate: 1, Burst: -2}, "[1].rate_limit: invalid burst -2"},
+		{rules.RateLimit{Rate: 1, MaxClients: -3}, "[1].rate_limit: invalid max_clients -3"},
+	} {
+		set, err := rules.Compile([]rules.Spec{{Name: "first"}, {Name: "limited", RateLimit: tt.limit}}, rules.Options{})
+		switch {
+		case tt.err == "" && err != nil:
+			t.Errorf("%+v: %v", tt.limit, err)
+		case tt.err != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.err)):
+			t.Errorf("%+v: error %v, want %q", tt.limit, err, tt.err)
+		case tt.err == "" && !tt.limit.IsZero():
+			if got := set.RateLimits(); len(got) != 1 || got[0] != (rules.RuleLimit{Index: 1, Name: "limited", Limit: tt.limit}) {
+				t.Errorf("RateLimits() = %+v", got)
+			}
+		case tt.err == "":
+			if got := set.RateLimits(); got != nil {
+				t.Errorf("no limit: RateLimits() = %+v", got)
+			}
+		}
+	}
+	if got := (rules.RateLimit{Rate: 5, Per: time.Minute}).PerSecond(); got != 5.0/60 {
+		t.Errorf("5 a minute: %v a second", got)
+	}
+}

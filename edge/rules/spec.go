@@ -39,6 +39,42 @@ type Spec struct {
 	// Origin sends matching requests to the site's origin pool of this
 	// name instead of its default pool.
 	Origin string
+
+	// RateLimit limits how often each client may make a matching request;
+	// a request over the limit is answered 429 at the edge. Every
+	// matching rule's limit applies (each its own buckets), besides the
+	// site's.
+	RateLimit RateLimit
+}
+
+// RateLimit is a token bucket per client address: Burst requests at
+// once, then Rate requests every Per. The zero RateLimit limits nothing.
+type RateLimit struct {
+	// Rate is the sustained rate, in requests every Per; zero means no
+	// limit.
+	Rate float64
+	// Per is Rate's period; zero means a second.
+	Per time.Duration
+	// Burst is the bucket's size: how many requests a client with a
+	// full bucket may make at once. Zero means Rate rounded up (at least
+	// one).
+	Burst int
+	// MaxClients bounds the buckets kept (the addresses tracked at
+	// once); when full, the least recently limited address of a bucket's
+	// neighbourhood is forgotten, and starts again with a full bucket.
+	// Zero means 65536.
+	MaxClients int
+}
+
+// IsZero reports whether l limits nothing.
+func (l RateLimit) IsZero() bool { return l.Rate == 0 }
+
+// PerSecond is the sustained rate in requests per second.
+func (l RateLimit) PerSecond() float64 {
+	if l.Per <= 0 {
+		return l.Rate
+	}
+	return l.Rate / l.Per.Seconds()
 }
 
 // Match is a rule's conditions. Each field set must match (and), and a

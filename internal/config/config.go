@@ -301,6 +301,10 @@ type Site struct {
 	// Compression compresses the site's storable responses once, when
 	// they are filled, for clients that accept br, zstd or gzip.
 	Compression Compression `yaml:"compression"`
+	// Clients are the site's address lists, checked before anything else.
+	Clients SiteClients `yaml:"clients"`
+	// RateLimit limits each client address's requests to the site.
+	RateLimit RateLimit `yaml:"rate_limit"`
 	// Pools are further origin pools of the site, each with its own
 	// origins and upstream settings, that rules send requests to
 	// (rules[].origin); the site's own origins are the pool "default".
@@ -310,6 +314,30 @@ type Site struct {
 	// one overriding what an earlier one set; a redirect or respond ends
 	// evaluation (docs/rules.md).
 	Rules []Rule `yaml:"rules"`
+}
+
+// SiteClients are a site's address lists: a client the deny list holds
+// gets 403, and so does one a non-empty allow list does not hold.
+type SiteClients struct {
+	// Allow, when not empty, admits only these networks.
+	Allow []string `yaml:"allow" kind:"cidr"`
+	// Deny refuses these networks, even inside Allow.
+	Deny []string `yaml:"deny" kind:"cidr"`
+}
+
+// RateLimit is a token bucket per client address (IPv6: per /64): burst
+// requests at once, then rate per per; a request over it gets 429.
+type RateLimit struct {
+	// Rate is the requests allowed per Per, sustained; 0 means no limit.
+	Rate float64 `yaml:"rate" check:">=0"`
+	// Per is the period of Rate.
+	Per Duration `yaml:"per" default:"1s" check:">0"`
+	// Burst is how many requests a client may make at once; 0 means Rate
+	// rounded up.
+	Burst int `yaml:"burst" check:">=0"`
+	// MaxClients bounds the addresses tracked at once; beyond it the
+	// fullest bucket nearby is forgotten (that client starts again full).
+	MaxClients int `yaml:"max_clients" default:"65536" check:"min=1"`
 }
 
 // Pool is a named origin pool of a site, besides its default one.
@@ -351,6 +379,9 @@ type Rule struct {
 	// Origin sends matching requests to the site's pool of this name
 	// ("default": the site's own origins).
 	Origin string `yaml:"origin"`
+	// RateLimit limits how often each client address may make matching
+	// requests, in buckets of the rule's own.
+	RateLimit RateLimit `yaml:"rate_limit"`
 }
 
 // RuleMatch is a rule's conditions: every key set must hold, and a list

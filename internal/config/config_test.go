@@ -137,6 +137,7 @@ func TestDefaultValues(t *testing.T) {
 					"application/wasm", "image/svg+xml", "image/x-icon", "font/ttf", "font/otf"},
 				MinBytes: 1 << 10, Codings: []string{"br", "zstd", "gzip"}, BrotliLevel: 5, ZstdLevel: 3, GzipLevel: 6,
 			},
+			RateLimit: config.RateLimit{Per: config.Duration(time.Second), MaxClients: 65536},
 		}},
 	}
 	if !reflect.DeepEqual(c, want) {

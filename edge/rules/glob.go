@@ -77,15 +77,22 @@ func compileGlob(pattern string) glob {
 	return g
 }
 
+// match reports whether s matches g. The prefix case, the most common in
+// rules ("/static/*"), is small enough to be inlined.
 func (g *glob) match(s string) bool {
-	switch g.kind {
-	case globExact:
-		return s == g.lit
-	case globPrefix:
+	if g.kind == globPrefix {
 		// The prefix's last byte first: most paths a prefix rule sees
 		// differ there or earlier, and one byte is cheaper than a memequal.
 		n := len(g.lit)
 		return len(s) >= n && (n == 0 || s[n-1] == g.lit[n-1]) && s[:n] == g.lit
+	}
+	return g.matchOther(s)
+}
+
+func (g *glob) matchOther(s string) bool {
+	switch g.kind {
+	case globExact:
+		return s == g.lit
 	case globSuffix:
 		n := len(g.lit)
 		return len(s) >= n && (n == 0 || s[len(s)-1] == g.lit[n-1]) && s[len(s)-n:] == g.lit
@@ -99,6 +106,9 @@ func (g *glob) match(s string) bool {
 type globs []glob
 
 func (gs globs) match(s string) bool {
+	if len(gs) == 1 {
+		return gs[0].match(s)
+	}
 	for i := range gs {
 		if gs[i].match(s) {
 			return true

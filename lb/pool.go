@@ -384,10 +384,40 @@ func (p *Pool) Close() error {
 		if p.stopTrim != nil {
 			close(p.stopTrim)
 		}
+		go p.drainIdle()
 	})
 	p.CloseIdleConnections()
 	return nil
 }
+
+// drainIdle closes, after Close, the connections that requests in flight
+// at Close return to the retired pool's idle pools, as each shard's
+// requests finish, instead of leaving them open until the idle timeout.
+// It gives up after retireDrain.
+func (p *Pool) drainIdle() {
+	t := time.NewTicker(retireTick)
+	defer t.Stop()
+	deadline := time.Now().Add(retireDrain)
+	for range t.C {
+		busy := false
+		for _, s := range p.shards {
+			if s.inflight.Load() > 0 {
+				busy = true
+			}
+		}
+		p.CloseIdleConnections()
+		if !busy || time.Now().After(deadline) {
+			return
+		}
+	}
+}
+
+// A retired pool's connections in use when it was closed are closed as
+// they return, checked every retireTick for at most retireDrain.
+const (
+	retireTick  = 100 * time.Millisecond
+	retireDrain = 2 * time.Minute
+)
 
 // trimIdle runs the idle pool trimmer of every shard each idleTick until
 // stop is closed.

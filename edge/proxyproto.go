@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sync"
 	"syscall"
 	"time"
 
@@ -83,8 +82,7 @@ func ListenProxyProtocol(ln net.Listener, cfg ProxyProtocol) (net.Listener, erro
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 4096
 	}
-	l := &proxyListener{inner: ln, cfg: cfg, conns: make(chan net.Conn), done: make(chan struct{}),
-		pending: make(chan struct{}, cfg.MaxPending)}
+	l := &proxyListener{handoff: newHandoff(ln), cfg: cfg, pending: make(chan struct{}, cfg.MaxPending)}
 	if len(cfg.Trusted) > 0 {
 		set, err := rules.ParseAddrSet(cfg.Trusted)
 		if err != nil {
@@ -97,15 +95,10 @@ func ListenProxyProtocol(ln net.Listener, cfg ProxyProtocol) (net.Listener, erro
 }
 
 type proxyListener struct {
-	inner   net.Listener
+	handoff
 	cfg     ProxyProtocol
 	trusted *rules.AddrSet // nil: every peer
-	conns   chan net.Conn
-	done    chan struct{}
-	pending chan struct{} // a slot per header being read
-	once    sync.Once
-	mu      sync.Mutex
-	err     error // the inner listener's, once it failed
+	pending chan struct{}  // a slot per header being read
 }
 
 func (l *proxyListener) run() {
@@ -117,10 +110,7 @@ func (l *proxyListener) run() {
 		}
 		c, err := l.inner.Accept()
 		if err != nil {
-			l.mu.Lock()
-			l.err = err
-			l.mu.Unlock()
-			l.Close()
+			l.fail(err)
 			return
 		}
 		go l.serve(c)
@@ -138,11 +128,7 @@ func (l *proxyListener) serve(c net.Conn) {
 		}
 		return
 	}
-	select {
-	case l.conns <- out:
-	case <-l.done:
-		out.Close()
-	}
+	l.deliver(out)
 }
 
 // readHeader returns c as the servers above should see it, or why it is
@@ -199,31 +185,6 @@ func peerAddr(c net.Conn) netip.Addr {
 	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	return ap.Addr().Unmap()
 }
-
-func (l *proxyListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.err != nil {
-			return nil, l.err
-		}
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *proxyListener) Close() error {
-	var err error
-	l.once.Do(func() {
-		close(l.done)
-		err = l.inner.Close()
-	})
-	return err
-}
-
-func (l *proxyListener) Addr() net.Addr { return l.inner.Addr() }
 
 // proxiedConn is a connection whose PROXY header has been read: its
 // RemoteAddr is the header's source, and the bytes read past the header

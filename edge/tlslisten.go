@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,35 +33,26 @@ func listenTLS(ln net.Listener, cfg *tls.Config, handshakeTimeout, firstByte tim
 	if firstByte >= handshakeTimeout {
 		firstByte = 0
 	}
-	l := &tlsListener{inner: ln, cfg: cfg, wrap: wrapHTTP1, timeout: handshakeTimeout, firstByte: firstByte,
-		conns: make(chan net.Conn), done: make(chan struct{})}
+	l := &tlsListener{handoff: newHandoff(ln), cfg: cfg, wrap: wrapHTTP1, timeout: handshakeTimeout, firstByte: firstByte}
 	go l.run()
 	return l
 }
 
 type tlsListener struct {
-	inner   net.Listener
+	handoff
 	cfg     *tls.Config
 	wrap    func(*tls.Conn) net.Conn
 	timeout time.Duration
 	// firstByte, when set, bounds the wait for the handshake's first byte
 	// (shorter than timeout).
 	firstByte time.Duration
-	conns     chan net.Conn
-	done      chan struct{}
-	once      sync.Once
-	mu        sync.Mutex
-	err       error // the inner listener's, once it failed
 }
 
 func (l *tlsListener) run() {
 	for {
 		c, err := l.inner.Accept()
 		if err != nil {
-			l.mu.Lock()
-			l.err = err
-			l.mu.Unlock()
-			l.Close()
+			l.fail(err)
 			return
 		}
 		go l.handshake(c)
@@ -92,11 +82,7 @@ func (l *tlsListener) handshake(c net.Conn) {
 	} else if l.wrap != nil {
 		out = l.wrap(tc)
 	}
-	select {
-	case l.conns <- out:
-	case <-l.done:
-		out.Close()
-	}
+	l.deliver(out)
 }
 
 // firstByteConn lifts the first-byte read deadline when its first byte
@@ -118,31 +104,6 @@ func (c *firstByteConn) Read(p []byte) (int, error) {
 // NetConn returns the wrapped connection (strict.HeadMarkerOf looks
 // through it).
 func (c *firstByteConn) NetConn() net.Conn { return c.Conn }
-
-func (l *tlsListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.err != nil {
-			return nil, l.err
-		}
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *tlsListener) Close() error {
-	var err error
-	l.once.Do(func() {
-		close(l.done)
-		err = l.inner.Close()
-	})
-	return err
-}
-
-func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
 
 type connInfoKey struct{}
 

@@ -14,6 +14,7 @@
 //	status=N      answer with status N and a short text body instead of the object
 //	reset=after:N send the headers and N body bytes, then reset the connection
 //	fail=P        probability in [0,1] of an injected failure (Config.FailStatus or reset)
+//	text=1        a compressible text body (text/html; words in fixed slots) instead of bytes
 //
 // Bodies are a function of id and offset only (see Expected and Verifier),
 // ETags of id, size and version; Last-Modified is fixed. Conditional and range
@@ -322,12 +323,15 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
+	if p.text {
+		h.Set("Content-Type", "text/html; charset=utf-8")
+	}
 	h.Set("ETag", etag(id, p.size, p.version))
 	if p.cc != "" {
 		h.Set("Cache-Control", p.cc)
 	}
 	ow := &objectWriter{ResponseWriter: w, o: o, rate: p.rate, resetAfter: p.resetAfter, start: time.Now()}
-	http.ServeContent(ow, r, "", o.cfg.LastModified, &body{seed: seedOf(id), size: p.size})
+	http.ServeContent(ow, r, "", o.cfg.LastModified, &body{seed: seedOf(id), size: p.size, text: p.text})
 	ow.finish()
 }
 
@@ -341,6 +345,7 @@ type params struct {
 	status     int
 	resetAfter int64 // -1: none
 	fail       float64
+	text       bool
 }
 
 func (o *Origin) params(id string, q url.Values) (params, error) {
@@ -398,6 +403,7 @@ func (o *Origin) params(id string, q url.Values) (params, error) {
 			return p, err
 		}
 	}
+	p.text = q.Get("text") == "1"
 	if v := q.Get("fail"); v != "" {
 		if p.fail, err = strconv.ParseFloat(v, 64); err != nil || p.fail < 0 || p.fail > 1 {
 			return p, fmt.Errorf("bad fail probability %q", v)

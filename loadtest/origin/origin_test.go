@@ -2,6 +2,7 @@ package origin_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"io"
@@ -291,5 +292,49 @@ func TestStatsCountConnections(t *testing.T) {
 	do(keep, 2) // the kept connection: not new since the reset
 	if s := o.Stats(nil); s.Requests != 2 || s.Connections != 0 {
 		t.Errorf("after reset: requests %d, connections %d; want 2 and 0", s.Requests, s.Connections)
+	}
+}
+
+// text=1 serves compressible text/html whose bytes, like the binary
+// bodies', depend only on the id and the offset (ranges agree).
+func TestTextBodies(t *testing.T) {
+	o, err := origin.New(origin.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(o)
+	defer srv.Close()
+	get := func(hdr ...string) (*http.Response, []byte) {
+		req, _ := http.NewRequest("GET", srv.URL+"/obj/t1?size=20KiB&text=1", nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	resp, whole := get()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" || len(whole) != 20<<10 {
+		t.Fatalf("Content-Type %q, %d bytes", ct, len(whole))
+	}
+	_, part := get("Range", "bytes=1000-1999")
+	if !bytes.Equal(part, whole[1000:2000]) {
+		t.Error("a range differs from the same bytes of the whole body")
+	}
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(whole)
+	zw.Close()
+	if r := float64(z.Len()) / float64(len(whole)); r > 0.5 {
+		t.Errorf("text compresses to %.2f of its size, want well under half", r)
+	}
+	for _, c := range whole {
+		if c != ' ' && c != '\n' && (c < 'a' || c > 'z') {
+			t.Fatalf("byte %q in a text body", c)
+		}
 	}
 }

@@ -2,20 +2,12 @@ package edge_test
 
 import (
 	"bufio"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"testing"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/coding"
 	"github.com/edged-proxy/edged/edge"
-	"github.com/edged-proxy/edged/internal/logbuf"
-	"github.com/edged-proxy/edged/lb"
 )
 
 // BenchmarkCompressedHitServer is BenchmarkHitServer for a 20 KiB HTML
@@ -47,35 +39,13 @@ func BenchmarkCompressedHitServer(b *testing.B) {
 // compressedEdge is daemonEdge with compression on and the page as its
 // one object.
 func compressedEdge(b *testing.B) string {
-	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, addr := daemonEdgeFor(b, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("ETag", `"5b02e2c74be91827"`)
 		w.Write(page)
-	}))
-	b.Cleanup(o.Close)
-	pool, err := lb.NewPool(lb.Config{Name: "bench", Shards: []lb.Shard{{Name: "o", URL: o.URL, Weight: 1}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := cache.New(cache.Config{MaxBytes: 64 << 20, FillTimeout: time.Minute})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(c.Close)
-	m, err := edge.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
-	access := logbuf.New(io.Discard, 0, 0)
-	b.Cleanup(func() { access.Close() })
-	site := &edge.Site{Name: "bench", Hosts: []string{"*"}, Origin: pool, Compression: coding.Config{Enabled: true}}
-	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Metrics: m, AccessLog: access,
-		WriteTimeout: time.Minute, StripResponseHeaders: []string{"Surrogate-Key", "Cache-Tag"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return serve(b, h, m)
+	}, func(s *edge.Site) { s.Compression = coding.Config{Enabled: true} })
+	return addr
 }
 
 // runRaw sends req over conns keep-alive connections, one in flight on

@@ -58,14 +58,20 @@ func benchRules(b *testing.B) *rules.Set {
 // daemonEdgeRules is daemonEdgeSize with the site's rules set to set.
 func daemonEdgeRules(b *testing.B, size int, set *rules.Set) (http.Handler, string) {
 	body := strings.Repeat("x", size)
-	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return daemonEdgeFor(b, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("ETag", `"5b02e2c74be91827"`)
 		w.Header().Set("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT")
 		w.Header().Set("Accept-Ranges", "bytes")
 		io.WriteString(w, body)
-	}))
+	}, func(s *edge.Site) { s.Rules = set })
+}
+
+// daemonEdgeFor builds the edge as the daemon wires it (see daemonEdge) in
+// front of an origin serving with origin, its site adjusted by site.
+func daemonEdgeFor(b *testing.B, origin http.HandlerFunc, site func(*edge.Site)) (http.Handler, string) {
+	o := httptest.NewServer(origin)
 	b.Cleanup(o.Close)
 	pool, err := lb.NewPool(lb.Config{Name: "bench", Shards: []lb.Shard{{Name: "o", URL: o.URL, Weight: 1}}})
 	if err != nil {
@@ -82,8 +88,9 @@ func daemonEdgeRules(b *testing.B, size int, set *rules.Set) (http.Handler, stri
 	}
 	access := logbuf.New(io.Discard, 0, 0)
 	b.Cleanup(func() { access.Close() })
-	site := &edge.Site{Name: "bench", Hosts: []string{"*"}, Origin: pool, Rules: set}
-	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Metrics: m, AccessLog: access,
+	st := &edge.Site{Name: "bench", Hosts: []string{"*"}, Origin: pool}
+	site(st)
+	h, err := edge.New(edge.Config{Sites: []*edge.Site{st}, Cache: c, Metrics: m, AccessLog: access,
 		WriteTimeout: time.Minute, StripResponseHeaders: []string{"Surrogate-Key", "Cache-Tag"}})
 	if err != nil {
 		b.Fatal(err)

@@ -404,7 +404,8 @@ func (h *Handler) servePass(rw *responseWriter, s *Session) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		fwd = "edged; fwd=method; fwd-status="
 	}
-	cs := append([]byte(fwd), strconv.Itoa(resp.StatusCode)...)
+	var buf [96]byte
+	cs := strconv.AppendInt(append(buf[:0], fwd...), int64(resp.StatusCode), 10)
 	rw.writeLive(resp, cache.LiveBody(resp), string(appendRuleDetail(cs, s)))
 }
 
@@ -495,7 +496,7 @@ func (h *Handler) originRequest(ctx context.Context, s *Session, method string, 
 		out.Host = host
 	}
 	h.originFields(out.Header, in, s)
-	if s.rs.res.Any() {
+	if s.rs.res.ChangesRequest() {
 		s.ruleInput()
 		s.rs.res.ApplyRequest(out.Header, &s.rs.in)
 	}

@@ -217,8 +217,10 @@ func (w *responseWriter) filterResponse(status int, hd http.Header, stored bool)
 	if s.Site == nil {
 		return
 	}
-	if s.rs.res.Any() {
-		if stored {
+	// Only when a matched rule changes the response: completing the
+	// rules' input for templates costs an allocation.
+	if s.rs.res.ChangesResponse() {
+		if stored && s.rs.res.Cache.BrowserTTL > 0 {
 			if cc, ok := s.rs.res.BrowserCacheControl(strings.Join(hd["Cache-Control"], ", ")); ok {
 				hd["Cache-Control"] = []string{cc}
 				delete(hd, "Expires")

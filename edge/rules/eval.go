@@ -320,6 +320,20 @@ func (res *Result) ChangesResponse() bool {
 	return false
 }
 
+// ChangesRequest reports whether the matching rules change the origin
+// request's header (request_headers).
+func (res *Result) ChangesRequest() bool {
+	if res.set == nil || !res.set.reqOps {
+		return false
+	}
+	for _, r := range res.set.rules {
+		if r.reqOps != nil && res.Matched(r.index) {
+			return true
+		}
+	}
+	return false
+}
+
 // each calls f for the matching rules in order.
 func (res *Result) each(f func(r *rule)) {
 	if res.set == nil {

@@ -376,3 +376,20 @@ func TestRateLimitSpecs(t *testing.T) {
 		t.Errorf("5 a minute: %v a second", got)
 	}
 }
+
+// ChangesRequest and ChangesResponse say whether a matched rule changes a
+// header, so the edge completes the templates' input only then.
+func TestChangesRequestAndResponse(t *testing.T) {
+	s := compile(t,
+		rules.Spec{Name: "req", Match: rules.Match{Paths: []string{"/r"}}, RequestHeaders: rules.HeaderOps{Set: []string{"X-A: 1"}}},
+		rules.Spec{Name: "resp", Match: rules.Match{Paths: []string{"/s"}}, ResponseHeaders: rules.HeaderOps{Remove: []string{"Server"}}},
+		rules.Spec{Name: "ttl", Cache: rules.Cache{TTL: time.Minute}},
+	)
+	for path, want := range map[string][2]bool{"/r": {true, false}, "/s": {false, true}, "/t": {false, false}} {
+		var res rules.Result
+		s.Eval(input("GET", "http", "a", path, "", nil, ""), &res)
+		if got := [2]bool{res.ChangesRequest(), res.ChangesResponse()}; got != want {
+			t.Errorf("%s: ChangesRequest, ChangesResponse = %v, want %v", path, got, want)
+		}
+	}
+}

@@ -192,6 +192,21 @@ type Origin interface {
 	Send(out *http.Request, routeKey string) (resp *http.Response, upstream string, err error)
 }
 
+// PeerPrefix begins the upstream name an Origin returns when another cache
+// of the PoP (a peer owning the key) answered a fill instead of an origin
+// server: "peer:edged-b". The cache then asks Request.Replicas whether to
+// store the answer, and Result.Peer names the peer.
+const PeerPrefix = "peer:"
+
+// Replicas decides which answers of a peer a node keeps (Request.Replicas):
+// the keys hot at this node, so that the hottest objects are served
+// locally by every node of a PoP and the long tail is stored once.
+type Replicas interface {
+	// Admit records a fill of key answered by a peer and reports whether
+	// the answer is stored here.
+	Admit(key string) bool
+}
+
 // Fetch is what the cache asks of the origin request for one fill: the
 // fields that make it differ from the client's request.
 type Fetch struct {
@@ -251,6 +266,11 @@ type Request struct {
 	// nothing. Compressed variants already stored are served whatever it
 	// is.
 	Compress *coding.Compressor
+	// Replicas, when set, decides whether a storable answer from a peer
+	// (an upstream named with PeerPrefix) to a fill that is not a
+	// revalidation is stored; when it says no, the answer still goes to
+	// every reader of the fill, but no tier keeps it. Nil stores it.
+	Replicas Replicas
 }
 
 // Fwd is why the origin was contacted for a response (RFC 9211 fwd).
@@ -336,6 +356,9 @@ type Result struct {
 	// fill (or was last tried, with an error); empty for hits and joined
 	// fills.
 	Upstream string
+	// Peer names the peer of the PoP that answered the fill this request
+	// led or joined (its upstream without PeerPrefix); empty otherwise.
+	Peer string
 	// Age and TTL describe Entry at the time of the lookup; TTL is
 	// negative for a stale entry.
 	Age, TTL time.Duration

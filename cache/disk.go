@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -122,6 +123,41 @@ func (iv *invalidations) stale(e *Entry, start uint64) bool {
 		}
 	}
 	return false
+}
+
+// since reports whether an invalidation recorded at or after t covers the
+// primary key primary, a prefix of it, or one of tags.
+func (iv *invalidations) since(primary string, tags []string, t time.Time) bool {
+	iv.mu.Lock()
+	defer iv.mu.Unlock()
+	if v, ok := iv.keys[URLKey(primary)]; ok && !v.at.Before(t) {
+		return true
+	}
+	for i := len(iv.sels) - 1; i >= 0 && !iv.sels[i].at.Before(t); i-- {
+		s := iv.sels[i]
+		for _, p := range s.prefixes {
+			if strings.HasPrefix(primary, p) {
+				return true
+			}
+		}
+		for _, tag := range s.tags {
+			if slices.Contains(tags, tag) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// PurgedSince reports whether a purge or invalidation this node applied at
+// or after t covers the response stored under the primary key primary with
+// header h (its URL, a prefix or host of it, or a tag h names). A PoP
+// asks it of a peer's answer: when the peer's copy was fetched from the
+// origin before t, and a purge was applied here since, the peer may not
+// have applied that purge yet, and its copy must not be taken. Records
+// are kept for twice the fill timeout.
+func (c *Cache) PurgedSince(primary string, h http.Header, t time.Time) bool {
+	return c.inval.since(primary, parseTags(h, c.tagHeaders), t)
 }
 
 // expires is when e stops being fresh.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +56,9 @@ func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, st
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 	out := fillOutcome{fwdStatus: resp.StatusCode, upstream: upstream, validated: true}
+	if p, ok := strings.CutPrefix(upstream, PeerPrefix); ok {
+		out.peer = p
+	}
 	if stale != nil && c.revalidated(f, r, stale, resp, out, t, head) {
 		return
 	}
@@ -65,6 +69,11 @@ func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, st
 	if !d.Storable {
 		c.m.fills.WithLabelValues("not_storable").Inc()
 		c.publishLive(f, resp, out, d.Reason)
+		return
+	}
+	if out.peer != "" && stale == nil && r.Replicas != nil && !r.Replicas.Admit(r.Key) {
+		// Not hot here: the readers get the peer's answer, no tier keeps it.
+		c.fillTransient(f, r, resp, d, out, t)
 		return
 	}
 	if err := c.fillStorable(f, skey, r, resp, d, out, t); err != nil {
@@ -126,6 +135,29 @@ func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Resp
 	out.stored = c.storeFilled(e, t.start, alts)
 	f.publish(e, out)
 	return nil
+}
+
+// fillTransient publishes a storable answer without storing it: read
+// whole into memory and shared with every reader of f when it fits the
+// memory tier's object limit, otherwise passed to the leader alone.
+func (c *Cache) fillTransient(f *flight, r *Request, resp *http.Response, d rfc.Decision, out fillOutcome, t fillClock) {
+	c.m.fills.WithLabelValues("not_admitted").Inc()
+	if resp.ContentLength > c.mem.maxObject {
+		c.publishLive(f, resp, out, "not-admitted")
+		return
+	}
+	body, err := readBody(resp, c.mem.maxObject)
+	switch {
+	case errors.Is(err, errTooLarge):
+		c.publishLive(f, resp, out, "not-admitted") // resp.Body now starts over
+		return
+	case err != nil:
+		c.publishError(f, r, nil, fmt.Errorf("cache: reading %s from a peer: %w", r.Key, err), out.upstream)
+		return
+	}
+	e := newEntry(r, r.Key, resp, body, d, rfc.NewTiming(t.req, t.response, resp.Header), int64(len(body)))
+	e.Tags = parseTags(resp.Header, c.tagHeaders)
+	f.publish(e, out)
 }
 
 // send builds the origin request of a fill (a conditional one when stale

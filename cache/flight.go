@@ -59,6 +59,7 @@ type fillOutcome struct {
 	detail    Detail         // stale-if-error when the stale entry is served
 	notStored string         // why a live response was not stored
 	upstream  string         // the origin server that answered
+	peer      string         // the peer that answered instead (upstream without PeerPrefix)
 }
 
 // newFlight returns a flight holding its caller's reference.

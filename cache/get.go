@@ -268,7 +268,7 @@ func (c *Cache) answer(f *flight, r *Request, led bool, fwd Fwd) (Result, error)
 		c.m.streamReaders.Inc()
 	}
 	res := Result{Body: body, Hit: f.out.hit, Fwd: fwd, Stored: f.out.stored && led, Collapsed: !led,
-		FwdStatus: f.out.fwdStatus, Detail: f.out.detail, NotStored: f.out.notStored}
+		FwdStatus: f.out.fwdStatus, Detail: f.out.detail, NotStored: f.out.notStored, Peer: f.out.peer}
 	if res.Detail.StaleOnError() {
 		c.m.staleOnError.WithLabelValues(staleReasons[res.Detail]).Inc()
 	}
@@ -340,5 +340,9 @@ func (c *Cache) forwardRange(ctx context.Context, r *Request, fwd Fwd) (Result, 
 	c.m.fills.WithLabelValues("range_forwarded").Inc()
 	body := LiveBody(resp)
 	resp.Body = nil
-	return Result{Response: resp, Body: body, Fwd: fwd, NotStored: "range", FwdStatus: resp.StatusCode, Upstream: upstream}, nil
+	peer, _ := strings.CutPrefix(upstream, PeerPrefix)
+	if peer == upstream {
+		peer = ""
+	}
+	return Result{Response: resp, Body: body, Fwd: fwd, NotStored: "range", FwdStatus: resp.StatusCode, Upstream: upstream, Peer: peer}, nil
 }

@@ -133,7 +133,7 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	b = append(b, "Age: "...)
 	b = rfc.AppendAgeValue(b, res.Age)
 	b = append(b, "\r\nCache-Status: "...)
-	b = appendCacheStatus(b, &res, h.statusKeyFor(e))
+	b = appendCacheStatus(b, h.csName, &res, h.statusKeyFor(e))
 	b = append(b, "\r\n"...)
 	if !enc.hasDate {
 		b = appendDate(b, start)

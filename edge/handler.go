@@ -107,6 +107,14 @@ type Config struct {
 	// "X-Forwarded-For" (the default, also for "") or "Forwarded"
 	// (RFC 7239, its for= parameters).
 	ClientIPHeader string
+	// Cluster, when set, makes this node one of a PoP's caches: a miss
+	// for a key another peer owns asks that peer (peer.go), and this
+	// node's Cache-Status name is Cluster.Self(). Requests arriving on a
+	// peer listener (ServerConfig.Peer) are the other peers' fetches.
+	Cluster Cluster
+	// PeerToken, when set, is sent with every peer fetch and required of
+	// every request on a peer listener.
+	PeerToken string
 }
 
 // Handler is the edge's http.Handler.
@@ -130,6 +138,9 @@ type Handler struct {
 	// (DefaultHooks, or FastHooks, then in fastHooks).
 	fastOK    bool
 	fastHooks FastHooks
+	cluster   Cluster
+	peerToken string
+	csName    string // this cache's name in Cache-Status
 }
 
 // New returns a Handler built from cfg.
@@ -176,6 +187,12 @@ func New(cfg Config) (*Handler, error) {
 		wsIdle:       cmp.Or(cfg.WebSocketIdleTimeout, 5*time.Minute),
 		now:          cfg.Now,
 		realIP:       realIP,
+		cluster:      cfg.Cluster,
+		peerToken:    cfg.PeerToken,
+		csName:       "edged",
+	}
+	if cfg.Cluster != nil {
+		h.csName = cfg.Cluster.Self()
 	}
 	h.fastHooks, h.fastOK = cfg.Hooks.(FastHooks)
 	if _, ok := cfg.Hooks.(DefaultHooks); ok {
@@ -214,10 +231,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.draining.Load() && r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
 	}
-	*s = Session{Req: r, Start: h.now(), Scheme: "http", ClientIP: h.clientIP(r)}
+	scheme, from := "http", ""
 	if r.TLS != nil {
-		s.Scheme = "https"
+		scheme = "https"
 	}
+	if ci != nil && ci.peer {
+		from = r.Header.Get(PeerField)
+		var ok bool
+		if scheme, ok = h.peerIn(w, r); !ok {
+			return
+		}
+	}
+	*s = Session{Req: r, Start: h.now(), Scheme: scheme, ClientIP: h.clientIP(r), Peer: from}
 	*rw = responseWriter{ResponseWriter: w, s: s, h: h, conn: ci}
 	defer h.finish(s)
 	defer rw.endInterim() // no 1xx once the handler has returned
@@ -245,7 +270,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rw.plainError(h.unknownHost, "edged; fwd=bypass; detail=unknown-host", fmt.Sprintf("no site is configured for host %q", r.Host))
 		return
 	}
-	if h.refuseClient(rw, s) {
+	if s.Peer != "" {
+		// The asking node refused clients and charged rate limits, and
+		// it sends the answer on: its fields and rules apply there.
+		s.drop = nil
+	} else if h.refuseClient(rw, s) {
 		return
 	}
 	if !s.rules.methods.allows(r.Method) {
@@ -253,7 +282,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	matched := h.evalRules(s)
-	if h.limitRate(rw, s) || matched && h.answerRule(rw, s) {
+	if s.Peer == "" && h.limitRate(rw, s) || matched && h.answerRule(rw, s) {
 		return
 	}
 	if h.hooks.RequestFilter(s, rw) {
@@ -275,10 +304,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // requestState is everything one request needs, allocated once.
 type requestState struct {
-	s    Session
-	rw   responseWriter
-	creq cache.Request
-	h    *Handler
+	s     Session
+	rw    responseWriter
+	creq  cache.Request
+	h     *Handler
+	fetch cache.Fetch // the fill's, as NewOut was asked (a peer fetch repeats it)
+	pf    peerFill    // the fill's origin when a peer owns the key
 }
 
 var _ cache.OutBuilder = (*requestState)(nil)
@@ -292,6 +323,7 @@ func (st *requestState) NewOut(ctx context.Context, f cache.Fetch) (*http.Reques
 	if f.Head {
 		method = http.MethodHead
 	}
+	st.fetch = f
 	return st.h.originRequest(st.rw.armInterim(ctx), &st.s, method, &f, nil)
 }
 
@@ -321,6 +353,12 @@ func (h *Handler) serveCached(st *requestState) {
 		RangeStart: rangeStart(s.Req),
 		Compress:   s.compressor(),
 	}
+	if h.cluster != nil && s.Peer == "" {
+		if owner, ok := h.cluster.Owner(s.Key); ok {
+			st.pf = peerFill{st: st, owner: owner, origin: origin}
+			st.creq.Origin, st.creq.Replicas = &st.pf, h.cluster
+		}
+	}
 	res, err := h.cache.Get(s.Req.Context(), &st.creq)
 	rw.endInterim()
 	s.Shard = res.Upstream
@@ -345,7 +383,7 @@ func (h *Handler) serveCached(st *requestState) {
 	}
 	rw.stored = res.Stored
 	var buf [128]byte
-	rw.writeLive(res.Response, res.Body, string(appendRuleDetail(appendCacheStatus(buf[:0], &res, rw.statusKey()), s)))
+	rw.writeLive(res.Response, res.Body, string(appendRuleDetail(appendCacheStatus(buf[:0], h.csName, &res, rw.statusKey()), s)))
 }
 
 // forward sends the request around the cache to the site's origin (as
@@ -515,6 +553,7 @@ func (h *Handler) originRequest(ctx context.Context, s *Session, method string, 
 // originFields rewrites the cloned client header hd for the origin.
 func (h *Handler) originFields(hd http.Header, in *http.Request, s *Session) {
 	httpx.RemoveHopByHop(hd)
+	deletePeerFields(hd) // a client's never reach an origin
 	if headerHasToken(in.Header, "Te", "trailers") {
 		hd.Set("Te", "trailers") // the one TE value a proxy forwards (gRPC needs it)
 	}
@@ -668,7 +707,11 @@ func (h *Handler) finish(s *Session) {
 	if s.Status == 0 {
 		s.Status = http.StatusOK
 	}
-	if h.metrics != nil {
+	switch {
+	case h.metrics == nil:
+	case s.Peer != "":
+		h.metrics.observePeer(s)
+	default:
 		h.metrics.observe(s, d.Seconds())
 	}
 	h.hooks.Logging(s)

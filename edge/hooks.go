@@ -46,6 +46,9 @@ type Session struct {
 	Shard string
 	// Err is the error that ended the request, if any.
 	Err error
+	// Peer names the node of the PoP that asked, when the request is a
+	// peer fetch (it arrived on a peer listener); empty for clients.
+	Peer string
 
 	rs    ruleState  // what the site's rules decided
 	drop  []string   // response fields never sent to this request's client

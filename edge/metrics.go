@@ -24,6 +24,8 @@ type Metrics struct {
 	fast           prometheus.Counter
 	websockets     prometheus.Counter
 	websocketsOpen prometheus.Gauge
+	peerRequests   *prometheus.CounterVec
+	peerFallbacks  *prometheus.CounterVec
 
 	// series caches the per-request children by label values, so a
 	// request costs one lock-free lookup instead of three label hashes
@@ -117,13 +119,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "edged_evicted_connections_total",
 			Help: "Client connections closed to make room for a newer one from the same address at server.max_conns_per_ip: the address's oldest connection that had not yet sent a complete request head.",
 		}),
+		peerRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_peer_requests_total",
+			Help: "Peer fetches this node answered as a key's owner for another node of its PoP, by site and cache result (not counted in edged_requests_total, which counts client requests).",
+		}, []string{"site", "cache"}),
+		peerFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_peer_fallbacks_total",
+			Help: "Fills of keys a peer owns that asked the origin instead: the peer was unreachable, or its copy predated a purge applied here.",
+		}, []string{"reason"}),
 		proxyRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_proxy_protocol_rejected_total",
 			Help: "Client connections closed for their PROXY protocol header (server.proxy_protocol): untrusted, missing, invalid or timeout.",
 		}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.denied, m.limited, m.refused, m.evicted, m.proxyRejected, m.websockets, m.websocketsOpen, m.unused, m.fast} {
+		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.denied, m.limited, m.refused, m.evicted, m.proxyRejected, m.websockets, m.websocketsOpen, m.unused, m.fast, m.peerRequests, m.peerFallbacks} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("edge: registering metrics: %w", err)
 			}
@@ -167,4 +177,13 @@ func (m *Metrics) observe(s *Session, seconds float64) {
 	rs.requests.Inc()
 	rs.bytes.Add(float64(s.Bytes))
 	rs.duration.Observe(seconds)
+}
+
+// observePeer counts a peer fetch this node answered.
+func (m *Metrics) observePeer(s *Session) {
+	site := "_none"
+	if s.Site != nil {
+		site = s.Site.Name
+	}
+	m.peerRequests.WithLabelValues(site, string(s.CacheResult)).Inc()
 }

@@ -83,7 +83,7 @@ func (w *responseWriter) plainError(code int, cacheStatus, msg string) {
 	hd.Set("Content-Type", "text/plain; charset=utf-8")
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Cache-Control", "no-store")
-	hd.Set("Cache-Status", cacheStatus)
+	hd.Set("Cache-Status", w.h.named(cacheStatus))
 	body := strconv.Itoa(code) + " " + http.StatusText(code) + ": " + msg + "\n"
 	hd.Set("Content-Length", strconv.Itoa(len(body)))
 	w.filterResponse(code, hd, false)
@@ -97,12 +97,26 @@ func (w *responseWriter) plainError(code int, cacheStatus, msg string) {
 // when not empty, is added as the key parameter.
 func cacheStatus(res *cache.Result, key string) string {
 	var buf [96]byte
-	return string(appendCacheStatus(buf[:0], res, key))
+	return string(appendCacheStatus(buf[:0], "edged", res, key))
 }
 
-// appendCacheStatus appends cacheStatus(res, key) to b.
-func appendCacheStatus(b []byte, res *cache.Result, key string) []byte {
-	b = append(b, "edged; "...)
+// named renames a Cache-Status value the edge wrote as "edged; ..." to
+// this node's name, when it has another (Config.Cluster).
+func (h *Handler) named(cs string) string {
+	if h.csName == "edged" {
+		return cs
+	}
+	if rest, ok := strings.CutPrefix(cs, "edged;"); ok {
+		return h.csName + ";" + rest
+	}
+	return cs
+}
+
+// appendCacheStatus appends cacheStatus(res, key) to b, as the cache
+// named name.
+func appendCacheStatus(b []byte, name string, res *cache.Result, key string) []byte {
+	b = append(b, name...)
+	b = append(b, "; "...)
 	// A stale response served because the origin failed is a hit that
 	// also says what went forward and what came back: "hit; fwd=stale;
 	// fwd-status=503" (a departure from RFC 9211 §2.1: docs/caching.md).
@@ -115,7 +129,11 @@ func appendCacheStatus(b []byte, res *cache.Result, key string) []byte {
 			b = append(b, "; "...)
 		}
 		b = append(b, "fwd="...)
-		b = append(b, res.Fwd.String()...)
+		if res.Peer != "" {
+			b = append(b, "peer"...) // a peer of the PoP answered: its own member says how
+		} else {
+			b = append(b, res.Fwd.String()...)
+		}
 		if res.FwdStatus != 0 {
 			b = append(b, "; fwd-status="...)
 			b = strconv.AppendInt(b, int64(res.FwdStatus), 10)
@@ -205,7 +223,7 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 	var buf [128]byte
 	b := rfc.AppendAgeValue(buf[:0], res.Age)
 	ageLen := len(b)
-	b = appendCacheStatus(b, res, w.statusKey())
+	b = appendCacheStatus(b, w.h.csName, res, w.statusKey())
 	both := string(b)
 	w.vals[0], w.vals[1] = both[:ageLen], both[ageLen:]
 	hd["Age"] = w.vals[0:1:1]
@@ -217,6 +235,9 @@ func (w *responseWriter) writeEntry(res *cache.Result) {
 	}
 	if size < 0 {
 		delete(hd, "Content-Length") // still streaming in: chunked
+	}
+	if w.s.Peer != "" {
+		hd[peerAgeField] = []string{peerAge(e, w.h.now())}
 	}
 	switch status {
 	case http.StatusNotModified:
@@ -327,8 +348,8 @@ func (w *responseWriter) writeLive(resp *http.Response, body cache.Body, cs stri
 	httpx.RemoveHopByHop(resp.Header)
 	hd := w.Header()
 	httpx.CopyHeader(hd, resp.Header)
-	hd["Cache-Status"] = append(hd["Cache-Status"], cs) // after upstream members (RFC 9211 §2)
-	for name := range resp.Trailer {                    // announced now, sent after the body (gRPC status)
+	hd["Cache-Status"] = append(hd["Cache-Status"], w.h.named(cs)) // after upstream members (RFC 9211 §2)
+	for name := range resp.Trailer {                               // announced now, sent after the body (gRPC status)
 		hd.Add("Trailer", name)
 	}
 	w.dropFields(hd)

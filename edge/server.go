@@ -54,6 +54,10 @@ type ServerConfig struct {
 	// H2C accepts HTTP/2 with prior knowledge on cleartext connections
 	// (gRPC clients without TLS). HTTP/2 over TLS is always offered.
 	H2C bool
+	// Peer makes this the peer listener's server of a PoP node
+	// (Config.Cluster): its requests are the other nodes' peer fetches,
+	// answered on the general path.
+	Peer bool
 }
 
 // The values of ServerConfig.HTTP1.
@@ -112,11 +116,11 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 		ReadTimeout:       cfg.ReadTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		Logger:            cfg.ErrorLog,
-		ConnContext:       connContext,
+		ConnContext:       contextFor(cfg.Peer),
 		HTTP2:             s.h2.push,
 	}
 	s.loop.Strict.AllowH2C = cfg.H2C
-	if f, ok := h.(h1.Fast); ok { // the edge's Handler: cache hits answered in the loop
+	if f, ok := h.(h1.Fast); ok && !cfg.Peer { // the edge's Handler: cache hits answered in the loop
 		s.loop.Fast = f
 	}
 	if m := cfg.Metrics; m != nil {
@@ -207,7 +211,7 @@ func NewHTTPServer(h http.Handler, cfg ServerConfig) *http.Server {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ConnState:         strict.ConnState(waiting.track(countUnused(cfg.Metrics))), // hijacked connections leave the strict reader
-		ConnContext:       connContext,                                               // TLS state of strict-wrapped TLS connections
+		ConnContext:       contextFor(cfg.Peer),                                      // TLS state of strict-wrapped TLS connections
 		ErrorLog:          slog.NewLogLogger(cfg.ErrorLog.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(waiting.shutdown)

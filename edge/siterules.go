@@ -214,8 +214,8 @@ func (s *Session) policy() rfc.Policy {
 // the rules' browser TTL.
 func (w *responseWriter) filterResponse(status int, hd http.Header, stored bool) {
 	s := w.s
-	if s.Site == nil {
-		return
+	if s.Site == nil || s.Peer != "" {
+		return // a peer fetch's answer is filtered where it goes on to the client
 	}
 	// Only when a matched rule changes the response: completing the
 	// rules' input for templates costs an allocation.

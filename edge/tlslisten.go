@@ -121,6 +121,9 @@ type connInfo struct {
 	// Gather sends a response head and a large body in one writev (nil
 	// for TLS and when the reader is off).
 	gather *strict.Conn
+	// peer marks a connection of a peer listener (ServerConfig.Peer):
+	// its requests are other nodes' peer fetches.
+	peer bool
 }
 
 // connContext gives every connection its connInfo.
@@ -135,6 +138,22 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 		}
 	}
 	return context.WithValue(ctx, connInfoKey{}, ci)
+}
+
+// peerConnContext is connContext for a peer listener's connections.
+func peerConnContext(ctx context.Context, c net.Conn) context.Context {
+	ctx = connContext(ctx, c)
+	ctx.Value(connInfoKey{}).(*connInfo).peer = true
+	return ctx
+}
+
+// contextFor is the ConnContext of a server: peerConnContext for a peer
+// listener's.
+func contextFor(peer bool) func(context.Context, net.Conn) context.Context {
+	if peer {
+		return peerConnContext
+	}
+	return connContext
 }
 
 // connOf returns the connInfo of r's connection, or nil when r did not

@@ -55,6 +55,9 @@ type Config struct {
 	TLS TLS `yaml:"tls"`
 	// Purge configures the purge API and its fleet propagation.
 	Purge Purge `yaml:"purge"`
+	// Cluster makes this node one of the caches of a PoP (off unless
+	// cluster.listen is set).
+	Cluster Cluster `yaml:"cluster"`
 	// Sites lists the sites edged serves, matched by the request's Host.
 	// Empty by default (the daemon then adds a built-in sample origin). A
 	// host may appear in only one site.
@@ -224,6 +227,80 @@ type Purge struct {
 	Node string `yaml:"node"`
 	// NATS enables fleet-wide propagation when URL is set.
 	NATS PurgeNATS `yaml:"nats"`
+}
+
+// Cluster makes the edged nodes of a PoP one cache: each cache key has an
+// owner among the live nodes, a node that misses a key another owns asks
+// it over the peer listener, and keeps a copy only of what is hot at that
+// node (docs/operations.md, "Running a PoP").
+type Cluster struct {
+	// Listen is the host:port of the peer listener, where the other nodes'
+	// peer fetches arrive (cleartext HTTP/1.1: put it on the PoP's
+	// private network). "" (the default) runs this node alone.
+	Listen string `yaml:"listen" kind:"address"`
+	// Advertise is the host:port the other nodes reach the peer listener
+	// at; "" means listen, which must then name an address, not a
+	// wildcard.
+	Advertise string `yaml:"advertise" kind:"address"`
+	// Node is this node's name in the PoP and in Cache-Status; "" means
+	// purge.node, or else "edged-" and the host name. Names must be
+	// unique in the PoP.
+	Node string `yaml:"node"`
+	// Peers is a static list of the PoP's nodes (this one included); set,
+	// it replaces gossip: every listed node is taken as live unless it
+	// cannot be reached.
+	Peers []ClusterPeer `yaml:"peers"`
+	// Gossip configures membership over hashicorp/memberlist (SWIM), used
+	// when peers is empty.
+	Gossip ClusterGossip `yaml:"gossip"`
+	// SecretFile names a file holding a key of 16, 24 or 32 bytes,
+	// base64-encoded: it encrypts gossip and authenticates peer fetches.
+	// "" means neither (a private network is then the only protection).
+	SecretFile string `yaml:"secret_file"`
+	// HotThreshold: a node stores a copy of a key another node owns once
+	// it has missed it this many times within the last hot_window misses
+	// of such keys (a count-min sketch halved every hot_window misses).
+	HotThreshold int `yaml:"hot_threshold" default:"4" check:"range=[1,255]"`
+	// HotWindow is that window, in misses of keys other nodes own.
+	HotWindow int `yaml:"hot_window" default:"10000" check:"range=[16,16777216]"`
+	// BalanceFactor bounds each owner's in-flight peer fetches from this
+	// node to this factor times the mean (consistent hashing with bounded
+	// loads); the overflow goes to another node. 0 (the default) keeps
+	// every key with its owner.
+	BalanceFactor float64 `yaml:"balance_factor" check:">=0"`
+	// ConnectTimeout bounds connecting to a peer; a peer that cannot be
+	// reached is skipped (its keys go to the origin) for eject_for.
+	ConnectTimeout Duration `yaml:"connect_timeout" default:"1s" check:">0"`
+	// EjectFor is how long this node leaves out a peer it could not reach.
+	EjectFor Duration `yaml:"eject_for" default:"2s" check:">0"`
+}
+
+// ClusterPeer is one node of a static peer list.
+type ClusterPeer struct {
+	// Name is the node's cluster.node.
+	Name string `yaml:"name"`
+	// Address is the node's peer listener (its cluster.advertise).
+	Address string `yaml:"address" kind:"address"`
+}
+
+// ClusterGossip configures gossip membership (hashicorp/memberlist).
+type ClusterGossip struct {
+	// Listen is the host:port gossip binds, UDP and TCP.
+	Listen string `yaml:"listen" default:"0.0.0.0:7946" kind:"address"`
+	// Advertise is the host:port the other nodes gossip with; "" means
+	// listen, which must then name an address, not a wildcard.
+	Advertise string `yaml:"advertise" kind:"address"`
+	// Join lists gossip addresses of other nodes (any one that answers is
+	// enough); joining is retried every second until one does.
+	Join []string `yaml:"join"`
+	// ProbeInterval, ProbeTimeout and SuspicionMult set failure
+	// detection: a node that stops answering is declared dead after
+	// about probe_interval × (1 + suspicion_mult), 1.5 s by default.
+	ProbeInterval Duration `yaml:"probe_interval" default:"500ms" check:">0"`
+	ProbeTimeout  Duration `yaml:"probe_timeout" default:"250ms" check:">0"`
+	SuspicionMult int      `yaml:"suspicion_mult" default:"2" check:"range=[1,10]"`
+	// GossipInterval is how often membership news is sent to a few nodes.
+	GossipInterval Duration `yaml:"gossip_interval" default:"100ms" check:">0"`
 }
 
 // PurgeToken is one purge bearer token.

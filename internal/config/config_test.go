@@ -139,6 +139,11 @@ func TestDefaultValues(t *testing.T) {
 			},
 			RateLimit: config.RateLimit{Per: config.Duration(time.Second), MaxClients: 65536},
 		}},
+		Cluster: config.Cluster{
+			Gossip: config.ClusterGossip{Listen: "0.0.0.0:7946", ProbeInterval: config.Duration(500 * time.Millisecond),
+				ProbeTimeout: config.Duration(250 * time.Millisecond), SuspicionMult: 2, GossipInterval: config.Duration(100 * time.Millisecond)},
+			HotThreshold: 4, HotWindow: 10000, ConnectTimeout: config.Duration(time.Second), EjectFor: config.Duration(2 * time.Second),
+		},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Parse(minimal) =\n%+v\nwant\n%+v", c, want)
@@ -474,6 +479,24 @@ func TestParseErrors(t *testing.T) {
 			yaml: "server:\n  proxy_protocol: optional\nsites:\n  - name: a\n    hosts: [a]\n    origins: [{url: \"http://o:1\"}]\n",
 			want: `edged.yaml:2: server.proxy_protocol: optional needs server.trusted_proxies: any client could send a header naming its address`,
 			line: 2, path: "server.proxy_protocol",
+		},
+		{
+			name: "cluster on a wildcard without advertise",
+			yaml: "cluster:\n  listen: 0.0.0.0:7080\n  gossip:\n    listen: 10.0.0.1:7946\nsites:\n  - name: a\n    hosts: [a]\n    origins: [{url: \"http://o:1\"}]\n",
+			want: `edged.yaml:2: cluster.advertise: required when cluster.listen ("0.0.0.0:7080") is a wildcard address: the other nodes need one they can reach`,
+			line: 2, path: "cluster.advertise",
+		},
+		{
+			name: "cluster gossip on a wildcard without advertise",
+			yaml: "cluster:\n  listen: 10.0.0.1:7080\nsites:\n  - name: a\n    hosts: [a]\n    origins: [{url: \"http://o:1\"}]\n",
+			want: `edged.yaml:1: cluster.gossip.advertise: required when cluster.gossip.listen ("0.0.0.0:7946") is a wildcard address`,
+			line: 1, path: "cluster.gossip.advertise",
+		},
+		{
+			name: "cluster duplicate peer",
+			yaml: "cluster:\n  listen: 10.0.0.1:7080\n  peers:\n    - {name: a, address: 10.0.0.1:7080}\n    - {name: a, address: 10.0.0.2:7080}\nsites:\n  - name: a\n    hosts: [a]\n    origins: [{url: \"http://o:1\"}]\n",
+			want: `edged.yaml:5: cluster.peers[1].name: duplicate node name "a"`,
+			line: 5, path: "cluster.peers[1].name",
 		},
 		{
 			name: "trusted proxy not a CIDR",

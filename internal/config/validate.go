@@ -103,6 +103,7 @@ func (c *Config) validate() []*Error {
 		v.add("server.proxy_protocol", "optional needs server.trusted_proxies: any client could send a header naming its address")
 	}
 	v.purge(&c.Purge, c.Sites)
+	v.cluster(&c.Cluster, c)
 	if t := &c.TLS; t.Listen != "" {
 		if len(t.Certificates) == 0 {
 			v.add("tls.certificates", "required when tls.listen is set: list at least one cert/key pair")
@@ -484,4 +485,50 @@ func (v *validator) purge(pc *Purge, sites []Site) {
 			v.add("purge.nats.subject", "must be a subject prefix without spaces or wildcards, got %q", n.Subject)
 		}
 	}
+}
+
+// cluster checks the PoP settings, when cluster.listen is set.
+func (v *validator) cluster(cl *Cluster, c *Config) {
+	if cl.Listen == "" {
+		return
+	}
+	if cl.Advertise == "" && wildcardHost(cl.Listen) {
+		v.add("cluster.advertise", "required when cluster.listen (%q) is a wildcard address: the other nodes need one they can reach", cl.Listen)
+	}
+	for _, other := range []struct{ key, addr string }{{"listen", c.Listen}, {"admin.listen", c.Admin.Listen}} {
+		if other.addr == cl.Listen && !strings.HasSuffix(cl.Listen, ":0") {
+			v.add("cluster.listen", "must differ from %s (both are %q)", other.key, cl.Listen)
+		}
+	}
+	names := map[string]bool{}
+	for i, p := range cl.Peers {
+		path := "cluster.peers[" + strconv.Itoa(i) + "]"
+		switch {
+		case p.Name == "":
+			v.add(path+".name", "required")
+		case names[p.Name]:
+			v.add(path+".name", "duplicate node name %q", p.Name)
+		}
+		names[p.Name] = true
+		if p.Address == "" {
+			v.add(path+".address", "required")
+		}
+	}
+	if len(cl.Peers) == 0 && cl.Gossip.Advertise == "" && wildcardHost(cl.Gossip.Listen) {
+		v.add("cluster.gossip.advertise", "required when cluster.gossip.listen (%q) is a wildcard address", cl.Gossip.Listen)
+	}
+	if cl.Gossip.ProbeTimeout > cl.Gossip.ProbeInterval {
+		v.add("cluster.gossip.probe_timeout", "must not exceed cluster.gossip.probe_interval (%s), got %s", cl.Gossip.ProbeInterval, cl.Gossip.ProbeTimeout)
+	}
+}
+
+// wildcardHost reports whether the host of addr is empty or unspecified
+// (0.0.0.0, ::).
+func wildcardHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
 }

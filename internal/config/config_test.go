@@ -483,14 +483,14 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "cluster on a wildcard without advertise",
 			yaml: "cluster:\n  listen: 0.0.0.0:7080\n  gossip:\n    listen: 10.0.0.1:7946\nsites:\n  - name: a\n    hosts: [a]\n    origins: [{url: \"http://o:1\"}]\n",
-			want: `edged.yaml:2: cluster.advertise: required when cluster.listen ("0.0.0.0:7080") is a wildcard address: the other nodes need one they can reach`,
-			line: 2, path: "cluster.advertise",
+			want: `edged.yaml:2: cluster.listen: "0.0.0.0:7080" is a wildcard address: set cluster.advertise to the address the other nodes reach this one at`,
+			line: 2, path: "cluster.listen",
 		},
 		{
 			name: "cluster gossip on a wildcard without advertise",
 			yaml: "cluster:\n  listen: 10.0.0.1:7080\nsites:\n  - name: a\n    hosts: [a]\n    origins: [{url: \"http://o:1\"}]\n",
-			want: `edged.yaml:1: cluster.gossip.advertise: required when cluster.gossip.listen ("0.0.0.0:7946") is a wildcard address`,
-			line: 1, path: "cluster.gossip.advertise",
+			want: `edged.yaml:1: cluster.gossip.listen: "0.0.0.0:7946" is a wildcard address: set cluster.gossip.advertise to the address the other nodes gossip with`,
+			line: 1, path: "cluster.gossip.listen",
 		},
 		{
 			name: "cluster duplicate peer",

@@ -493,7 +493,7 @@ func (v *validator) cluster(cl *Cluster, c *Config) {
 		return
 	}
 	if cl.Advertise == "" && wildcardHost(cl.Listen) {
-		v.add("cluster.advertise", "required when cluster.listen (%q) is a wildcard address: the other nodes need one they can reach", cl.Listen)
+		v.add("cluster.listen", "%q is a wildcard address: set cluster.advertise to the address the other nodes reach this one at", cl.Listen)
 	}
 	for _, other := range []struct{ key, addr string }{{"listen", c.Listen}, {"admin.listen", c.Admin.Listen}} {
 		if other.addr == cl.Listen && !strings.HasSuffix(cl.Listen, ":0") {
@@ -515,7 +515,7 @@ func (v *validator) cluster(cl *Cluster, c *Config) {
 		}
 	}
 	if len(cl.Peers) == 0 && cl.Gossip.Advertise == "" && wildcardHost(cl.Gossip.Listen) {
-		v.add("cluster.gossip.advertise", "required when cluster.gossip.listen (%q) is a wildcard address", cl.Gossip.Listen)
+		v.add("cluster.gossip.listen", "%q is a wildcard address: set cluster.gossip.advertise to the address the other nodes gossip with", cl.Gossip.Listen)
 	}
 	if cl.Gossip.ProbeTimeout > cl.Gossip.ProbeInterval {
 		v.add("cluster.gossip.probe_timeout", "must not exceed cluster.gossip.probe_interval (%s), got %s", cl.Gossip.ProbeInterval, cl.Gossip.ProbeTimeout)

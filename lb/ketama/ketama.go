@@ -122,8 +122,17 @@ func New(members []Member) (*Ring, error) {
 
 // hash returns the ring position of key: the first 4 bytes of MD5(key),
 // little-endian, as libketama.
+// Keys up to 256 bytes are copied to the stack (a plain []byte(key) would
+// allocate past 32 bytes, and cache keys are usually longer): the lookup
+// runs on every miss.
 func hash(key string) uint32 {
-	sum := md5.Sum([]byte(key))
+	var buf [256]byte
+	var sum [md5.Size]byte
+	if len(key) <= len(buf) {
+		sum = md5.Sum(buf[:copy(buf[:], key)])
+	} else {
+		sum = md5.Sum([]byte(key))
+	}
 	return binary.LittleEndian.Uint32(sum[:4])
 }
 

@@ -246,3 +246,23 @@ func contextWithRelease(release <-chan struct{}) (context.Context, context.Cance
 }
 
 func strconvF(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// TestFetchKeepsConnectionsAcrossRebuilds: a ring rebuild (here, another
+// peer's ejection) keeps the staying peers' pools: no new connection.
+func TestFetchKeepsConnectionsAcrossRebuilds(t *testing.T) {
+	srv := newPeerServer(t, func(w http.ResponseWriter, r *http.Request) {})
+	c := newStatic(t, cluster.Config{Name: "a",
+		Static: []cluster.Member{{Name: "a"}, {Name: "b", Addr: srv.addr()}, {Name: "c", Addr: refusedAddr(t)}}})
+	if _, _, err := fetch(t, c, "b", "/1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := fetch(t, c, "c", "/1"); err == nil {
+		t.Fatal("fetch from a refusing peer succeeded")
+	}
+	if _, _, err := fetch(t, c, "b", "/2"); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.conns.Load(); n != 1 {
+		t.Errorf("b saw %d connections across c's ejection, want 1", n)
+	}
+}

@@ -119,6 +119,7 @@ type view struct {
 	byIndex []*peer          // by ring member index; nil at self
 	byName  map[string]*peer // every live peer, ejected ones too (Fetch)
 	recheck int64            // Unix ns when the earliest ejection ends; 0 when none
+	share   float64          // this node's fraction of the ring's hash space
 }
 
 // ErrUnknownPeer is returned by Fetch for a name that is not a live peer.
@@ -378,9 +379,14 @@ func (c *Cluster) applyLocked(now time.Time) *view {
 	if selfIndex >= 0 {
 		share = ring.Shares()[selfIndex]
 	}
+	v.share = share
 	c.metrics.ownerShare.Set(share)
 	return v
 }
+
+// OwnerShare is the fraction of the key space this node owns now (1 when
+// alone, 0 after Leave).
+func (c *Cluster) OwnerShare() float64 { return c.view.Load().share }
 
 // change applies a membership change: f edits c.members under c.mu, the
 // view is rebuilt, and OnChange sees the result.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,15 +178,16 @@ func (cfg *Config) setDefaults() error {
 	} else if err := cfg.Gossip.check(cfg.Addr); err != nil {
 		return err
 	}
-	for _, d := range []*struct {
-		v   *int
-		def int
-	}{{&cfg.HotWindow, defaultHotWindow}, {&cfg.HotThreshold, defaultHotThreshold}, {&cfg.MaxIdleConnsPerPeer, defaultMaxIdleConnsPerPeer}} {
-		if *d.v < 0 {
-			return fmt.Errorf("cluster: negative HotWindow, HotThreshold or MaxIdleConnsPerPeer")
+	for _, f := range []struct {
+		name string
+		v    *int
+		def  int
+	}{{"HotWindow", &cfg.HotWindow, defaultHotWindow}, {"HotThreshold", &cfg.HotThreshold, defaultHotThreshold}, {"MaxIdleConnsPerPeer", &cfg.MaxIdleConnsPerPeer, defaultMaxIdleConnsPerPeer}} {
+		if *f.v < 0 {
+			return fmt.Errorf("cluster: %s is negative", f.name)
 		}
-		if *d.v == 0 {
-			*d.v = d.def
+		if *f.v == 0 {
+			*f.v = f.def
 		}
 	}
 	setDuration(&cfg.ConnectTimeout, defaultConnectTimeout)
@@ -301,23 +303,14 @@ func (c *Cluster) Live() []Member {
 	return c.liveLocked()
 }
 
+// liveLocked is Live with c.mu held.
 func (c *Cluster) liveLocked() []Member {
 	out := make([]Member, 0, len(c.members))
 	for name, addr := range c.members {
 		out = append(out, Member{Name: name, Addr: addr})
 	}
-	slices.SortFunc(out, func(a, b Member) int { return cmpString(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // refresh rebuilds the view if an ejection it holds has ended, and returns
@@ -412,6 +405,7 @@ func (c *Cluster) notify() {
 	c.notifyLocked()
 }
 
+// notifyLocked is notify with c.notifyMu held.
 func (c *Cluster) notifyLocked() {
 	if c.cfg.OnChange != nil {
 		c.cfg.OnChange(c.Live())

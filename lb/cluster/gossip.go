@@ -159,6 +159,7 @@ func memberlistConfig(c *Cluster, g *Gossip) *memberlist.Config {
 	return mc
 }
 
+// orDuration is d, or def when d is zero or negative.
 func orDuration(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
@@ -209,8 +210,9 @@ func (g *gossip) shutdown() error {
 	return g.err
 }
 
-// GossipAddr returns the address memberlist is bound to (the port chosen
-// for port 0), or "" in static mode.
+// GossipAddr returns the host:port this node's gossip is advertised at,
+// with the port memberlist chose for port 0: the address another node
+// passes in Gossip.Join. It is "" in static mode.
 func (c *Cluster) GossipAddr() string {
 	if c.gossip == nil {
 		return ""

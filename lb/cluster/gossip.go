@@ -34,10 +34,10 @@ type Gossip struct {
 	// SecretKey, 16, 24 or 32 bytes, encrypts gossip (AES-GCM). nil means
 	// none.
 	SecretKey []byte
-	// ProbeInterval is how often a random member is probed. 0 means 500ms.
+	// ProbeInterval is how often a random member is probed. 0 means 400ms.
 	ProbeInterval time.Duration
 	// ProbeTimeout is how long a probe waits for its ack before probing
-	// indirectly. 0 means 250ms.
+	// indirectly. 0 means 200ms.
 	ProbeTimeout time.Duration
 	// GossipInterval is how often state changes are gossiped. 0 means
 	// 100ms.
@@ -51,8 +51,8 @@ type Gossip struct {
 // Gossip defaults: a crashed node is suspected at its first failed probe
 // and dead about a second later.
 const (
-	defaultProbeInterval  = 500 * time.Millisecond
-	defaultProbeTimeout   = 250 * time.Millisecond
+	defaultProbeInterval  = 400 * time.Millisecond
+	defaultProbeTimeout   = 200 * time.Millisecond
 	defaultGossipInterval = 100 * time.Millisecond
 	defaultSuspicionMult  = 2
 

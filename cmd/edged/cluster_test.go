@@ -422,3 +422,42 @@ func TestPoPSecretFileChecked(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Every series a PoP node exports is documented in docs/metrics.md (or,
+// for the purge series, docs/purge.md).
+func TestMetricsDocumented(t *testing.T) {
+	o := newSizedOrigin(t)
+	nodes := startPoP(t, 2, o.URL, "")
+	for i := range 10 {
+		for _, nd := range nodes {
+			fetchHost(t, "http://"+nd.l.Edge+fmt.Sprintf("/obj/doc%d-100", i), "cdn.example")
+		}
+	}
+	var docs string
+	for _, f := range []string{"metrics.md", "purge.md"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "docs", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs += string(b)
+	}
+	_, m := fetch(t, "http://"+nodes[0].l.Admin+"/metrics")
+	seen := map[string]bool{}
+	for line := range strings.SplitSeq(m, "\n") {
+		name, ok := strings.CutPrefix(line, "# TYPE ")
+		if !ok {
+			continue
+		}
+		name, _, _ = strings.Cut(name, " ")
+		if !strings.HasPrefix(name, "edged_") || seen[name] {
+			continue
+		}
+		seen[name] = true
+		if !strings.Contains(docs, "`"+name+"`") && !strings.Contains(docs, "`"+name+"{") {
+			t.Errorf("%s is exported but not documented in docs/metrics.md", name)
+		}
+	}
+	if len(seen) < 20 {
+		t.Fatalf("only %d edged_ series exported: %v", len(seen), seen)
+	}
+}

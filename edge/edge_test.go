@@ -29,7 +29,7 @@ type origin struct {
 	*testkit.Origin
 }
 
-func newOrigin(t *testing.T, h http.HandlerFunc) *origin {
+func newOrigin(t testing.TB, h http.HandlerFunc) *origin {
 	t.Helper()
 	return &origin{testkit.NewOrigin(t, h)}
 }

@@ -67,7 +67,7 @@ type peerNode struct {
 	reg      *prometheus.Registry
 }
 
-func newPeerNode(t *testing.T, name, originURL, token string, now func() time.Time) *peerNode {
+func newPeerNode(t testing.TB, name, originURL, token string, now func() time.Time) *peerNode {
 	t.Helper()
 	pool, err := lb.NewPool(lb.Config{Name: "test", Shards: []lb.Shard{{Name: "o", URL: originURL, Weight: 1}}})
 	if err != nil {
@@ -141,7 +141,7 @@ func peerGet(t *testing.T, base, path string, fields ...string) (*http.Response,
 	return resp, string(b)
 }
 
-func cacheableOrigin(t *testing.T) *origin {
+func cacheableOrigin(t testing.TB) *origin {
 	var n atomic.Int32
 	return newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		v := n.Add(1)
@@ -444,5 +444,45 @@ func TestPeerConcurrentMissesCoalesce(t *testing.T) {
 	wg.Wait()
 	if got := n.Load(); got != 1 {
 		t.Fatalf("origin fetches = %d, want 1", got)
+	}
+}
+
+// BenchmarkPeerHit compares a hit through a peer (the owner's hit, one
+// loopback hop, not kept here) with a local hit, one client request at a
+// time: the difference is what the hop costs.
+func BenchmarkPeerHit(b *testing.B) {
+	o := newOrigin(b, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(make([]byte, 1024))
+	})
+	for _, tc := range []struct {
+		name  string
+		owner string
+	}{{"local", "edged-a"}, {"peer", "edged-b"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			a := newPeerNode(b, "edged-a", o.URL, "", nil)
+			p := newPeerNode(b, "edged-b", o.URL, "", nil)
+			pop(a, p)
+			a.cluster.setOwner(tc.owner)
+			p.cluster.setOwner(tc.owner)
+			tr := &http.Transport{MaxIdleConnsPerHost: 4}
+			defer tr.CloseIdleConnections()
+			get := func() {
+				req, _ := http.NewRequest(http.MethodGet, a.client+"/bench", nil)
+				req.Host = "example.com"
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			get()
+			b.ResetTimer()
+			for b.Loop() {
+				get()
+			}
+		})
 	}
 }

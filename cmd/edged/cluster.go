@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -119,7 +120,7 @@ func clusterChecks(cfg *config.Config) []*config.Error {
 
 // clusterConfig is the lb/cluster configuration of cfg.Cluster, for the
 // peer listener advertised at peerAddr.
-func clusterConfig(cfg *config.Config, name, peerAddr string, secret []byte, reg prometheus.Registerer, d *daemon) cluster.Config {
+func clusterConfig(cfg *config.Config, name, peerAddr string, secret []byte, reg prometheus.Registerer, logger *slog.Logger, onChange func([]cluster.Member)) cluster.Config {
 	cc := cfg.Cluster
 	out := cluster.Config{
 		Name:           name,
@@ -132,14 +133,8 @@ func clusterConfig(cfg *config.Config, name, peerAddr string, secret []byte, reg
 		ResponseHeaderTimeout: cfg.Cache.FillTimeout.Std(),
 		EjectFor:              cc.EjectFor.Std(),
 		Registerer:            reg,
-		Logger:                d.log.With("component", "cluster"),
-		OnChange: func(live []cluster.Member) {
-			names := make([]string, len(live))
-			for i, m := range live {
-				names[i] = m.Name
-			}
-			d.log.Info("PoP membership changed", "members", names)
-		},
+		Logger:                logger,
+		OnChange:              onChange,
 	}
 	if len(cc.Peers) > 0 {
 		for _, p := range cc.Peers {
@@ -188,7 +183,14 @@ func (d *daemon) joinCluster(peerAddr string) error {
 	if err != nil {
 		return fmt.Errorf("cluster.secret_file: %w", err)
 	}
-	c, err := cluster.New(clusterConfig(d.cfg, d.cluster.name, peerAddr, secret, d.reg, d))
+	onChange := func(live []cluster.Member) {
+		names := make([]string, len(live))
+		for i, m := range live {
+			names[i] = m.Name
+		}
+		d.log.Info("PoP membership changed", "members", names)
+	}
+	c, err := cluster.New(clusterConfig(d.cfg, d.cluster.name, peerAddr, secret, d.reg, d.log.With("component", "cluster"), onChange))
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}

@@ -28,7 +28,10 @@ func TestEveryKeyReachesItsPackage(t *testing.T) {
 	// to open the disk tier) and the purge keys newPurger passes to
 	// purge.Config.
 	direct := []string{"Listen", "Admin.Listen", "TLS.Listen", "Log.Level", "Log.Access", "Server.ShutdownTimeout",
-		"Cache.Disk.Enabled", "Purge.Tokens", "Purge.AllowCIDRs", "Purge.Node", "Purge.NATS."}
+		"Cache.Disk.Enabled", "Purge.Tokens", "Purge.AllowCIDRs", "Purge.Node", "Purge.NATS.",
+		// The peer listener, what it advertises, and the secret file (read
+		// at start) are the daemon's too.
+		"Cluster.Listen", "Cluster.Advertise", "Cluster.SecretFile"}
 	want := packageConfigs(newBase())
 	var paths []string
 	leaves(reflect.ValueOf(newBase()).Elem(), "", func(path string, _ reflect.Value) { paths = append(paths, path) })
@@ -64,7 +67,10 @@ func packageConfigs(cfg *config.Config) string {
 	for _, s := range cfg.Sites {
 		out += fmt.Sprintf("%+v\n%+v\n", poolConfig(s, nil, nil), *edgeSite(s, nil))
 	}
-	return out
+	cc := clusterConfig(cfg, nodeName(cfg), "", nil, nil, nil, nil)
+	gossip := cc.Gossip
+	cc.Gossip = nil
+	return out + fmt.Sprintf("%+v\n%+v\n", cc, gossip)
 }
 
 // leaves calls fn for every value of the struct v that holds no keys of

@@ -116,6 +116,18 @@ func pop(nodes ...*peerNode) {
 	}
 }
 
+// ownedByB starts nodes edged-a and edged-b of one PoP in front of
+// originURL, both taking edged-b for the owner of every key.
+func ownedByB(t *testing.T, originURL string, now func() time.Time) (a, b *peerNode) {
+	t.Helper()
+	a = newPeerNode(t, "edged-a", originURL, "", now)
+	b = newPeerNode(t, "edged-b", originURL, "", now)
+	pop(a, b)
+	a.cluster.setOwner("edged-b")
+	b.cluster.setOwner("edged-b")
+	return a, b
+}
+
 // get sends a GET for path on example.com to base with the fields given
 // ("Name: value"), and returns the response and its body.
 func peerGet(t *testing.T, base, path string, fields ...string) (*http.Response, string) {
@@ -155,11 +167,7 @@ func cacheableOrigin(t testing.TB) *origin {
 
 func TestPeerFetchAsksTheOwnerOnce(t *testing.T) {
 	o := cacheableOrigin(t)
-	a := newPeerNode(t, "edged-a", o.URL, "", nil)
-	b := newPeerNode(t, "edged-b", o.URL, "", nil)
-	pop(a, b)
-	a.cluster.setOwner("edged-b")
-	b.cluster.setOwner("edged-b")
+	a, b := ownedByB(t, o.URL, nil)
 
 	resp, body := peerGet(t, a.client, "/x")
 	if resp.StatusCode != 200 || body != "body /x v1" {
@@ -207,11 +215,7 @@ func TestPeerFetchAsksTheOwnerOnce(t *testing.T) {
 
 func TestPeerReplicaWhenHot(t *testing.T) {
 	o := cacheableOrigin(t)
-	a := newPeerNode(t, "edged-a", o.URL, "", nil)
-	b := newPeerNode(t, "edged-b", o.URL, "", nil)
-	pop(a, b)
-	a.cluster.setOwner("edged-b")
-	b.cluster.setOwner("edged-b")
+	a, _ := ownedByB(t, o.URL, nil)
 	a.cluster.hot.Store(true)
 	resp, _ := peerGet(t, a.client, "/hot")
 	if cs := resp.Header.Values("Cache-Status"); len(cs) != 2 || !strings.Contains(cs[1], "fwd=peer; fwd-status=200; stored") {
@@ -246,11 +250,7 @@ func TestPeerHopIsTransparent(t *testing.T) {
 		w.Header().Set("Vary", "Accept-Language")
 		io.WriteString(w, "0123456789abcdef")
 	})
-	a := newPeerNode(t, "edged-a", o.URL, "", nil)
-	b := newPeerNode(t, "edged-b", o.URL, "", nil)
-	pop(a, b)
-	a.cluster.setOwner("edged-b")
-	b.cluster.setOwner("edged-b")
+	a, b := ownedByB(t, o.URL, nil)
 	cases := []struct {
 		name   string
 		fields []string
@@ -369,11 +369,7 @@ func TestPeerCopyOlderThanALocalPurgeIsRefused(t *testing.T) {
 	var clock atomic.Int64 // the PoP's clock, in nanoseconds from now
 	base := time.Now()
 	now := func() time.Time { return base.Add(time.Duration(clock.Load())) }
-	a := newPeerNode(t, "edged-a", o.URL, "", now)
-	b := newPeerNode(t, "edged-b", o.URL, "", now)
-	pop(a, b)
-	a.cluster.setOwner("edged-b")
-	b.cluster.setOwner("edged-b")
+	a, _ := ownedByB(t, o.URL, now)
 	a.cluster.hot.Store(true)
 	if _, body := peerGet(t, a.client, "/p"); body != "body /p v1" {
 		t.Fatal(body)

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"github.com/edged-proxy/edged/internal/testkit"
 )
 
@@ -277,15 +275,7 @@ func TestPoPPurgeReachesReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a NATS server and a PoP")
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
+	ns := startNATS(t)
 	o := newSizedOrigin(t)
 	var nodes []*popNode
 	join := ""

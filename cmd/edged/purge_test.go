@@ -126,15 +126,7 @@ func TestPurgeFleet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a NATS server and three nodes")
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
+	ns := startNATS(t)
 	o := newSizedOrigin(t)
 	type node struct {
 		l    listening
@@ -195,6 +187,22 @@ func TestPurgeFleet(t *testing.T) {
 			t.Errorf("%s lost an object the purge did not name", n.l.Edge)
 		}
 	}
+}
+
+// startNATS runs a NATS server with JetStream on a loopback port until the
+// test ends.
+func startNATS(t *testing.T) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	return ns
 }
 
 func TestPurgeCLI(t *testing.T) {

@@ -204,10 +204,10 @@ func (ks *ketamaSelector) bound(key string, order []*Upstream, accepted int, eli
 	if fits(order[0]) {
 		return 0
 	}
-	h := keyHash(key)
+	h := ketama.KeyHash(key)
 	var jumpBuf [1]int
 	for attempt := 1; attempt <= len(order); attempt++ {
-		j := ks.ring.AppendOrder(jumpBuf[:0], jumpPoint(h, attempt), 1)
+		j := ks.ring.AppendOrder(jumpBuf[:0], ketama.JumpPoint(h, attempt), 1)
 		if len(j) == 0 || !elig[j[0]] {
 			continue
 		}
@@ -229,28 +229,6 @@ func (ks *ketamaSelector) bound(key string, order []*Upstream, accepted int, eli
 		}
 	}
 	return best
-}
-
-// keyHash is FNV-1a of key, for deriving overflow jumps.
-func keyHash(key string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(key); i++ {
-		h ^= uint64(key[i])
-		h *= 1099511628211
-	}
-	return h
-}
-
-// jumpPoint is the ring position of the attempt-th overflow jump of a key
-// hashing to h: fmix64 (MurmurHash3) of h stepped by the golden ratio.
-func jumpPoint(h uint64, attempt int) uint32 {
-	x := h + uint64(attempt)*0x9e3779b97f4a7c15
-	x ^= x >> 33
-	x *= 0xff51afd7ed558ccd
-	x ^= x >> 33
-	x *= 0xc4ceb9fe1a85ec53
-	x ^= x >> 33
-	return uint32(x >> 32)
 }
 
 // eligible returns the shards a request may be sent to now, in config

@@ -47,6 +47,11 @@ type listening struct {
 	TLS string
 	// Sample is the built-in sample origin's address, or "".
 	Sample string
+	// Peer is the peer listener's address, or "" when the node runs alone.
+	Peer string
+	// Gossip is the gossip membership's address, or "" (alone, a static
+	// peer list, or not joined yet after an upgrade).
+	Gossip string
 }
 
 // run is the whole daemon: flags, configuration, wiring, serving until ctx
@@ -131,6 +136,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 func startupChecks(cfg *config.Config) []*config.Error {
 	errs := append(originTLSChecks(cfg), ruleChecks(cfg)...)
 	errs = append(errs, healthCheckChecks(cfg)...)
+	errs = append(errs, clusterChecks(cfg)...)
 	if te, ok := errors.AsType[*purge.TokenError](purge.CheckTokens(purgeTokens(cfg))); ok {
 		errs = append(errs, &config.Error{Path: fmt.Sprintf("purge.tokens[%d].token", te.Index), Msg: te.Msg})
 	}
@@ -251,6 +257,9 @@ type daemon struct {
 	adminSrv *http.Server
 	sample   *http.Server
 	sampleLn net.Listener
+	reg      *prometheus.Registry
+	cluster  *clusterRef  // nil when the node runs alone
+	peerSrv  *edge.Server // the peer listener's server; nil when alone
 }
 
 // newDaemon wires the packages together from cfg, adding the built-in
@@ -301,6 +310,7 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.reg = reg
 	c, err := cache.New(cacheConfig(cfg, d.disk, reg, d.log))
 	if err != nil {
 		return err
@@ -320,7 +330,19 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 	if err != nil {
 		return err
 	}
-	h, err = edge.New(handlerConfig(cfg, sites, c, d.metrics, d.purger.MethodHandler(), access, d.log))
+	hcfg := handlerConfig(cfg, sites, c, d.metrics, d.purger.MethodHandler(), access, d.log)
+	if cfg.Cluster.Listen != "" {
+		secret, err := readClusterSecret(cfg.Cluster.SecretFile)
+		if err != nil {
+			return fmt.Errorf("cluster.secret_file: %w", err)
+		}
+		d.cluster = &clusterRef{name: nodeName(cfg)}
+		hcfg.Cluster, hcfg.PeerToken = d.cluster, peerToken(secret)
+		if cfg.Purge.NATS.URL == "" {
+			d.log.Warn("cluster without purge.nats: a purge reaches only the node that receives it, not the other nodes' copies")
+		}
+	}
+	h, err = edge.New(hcfg)
 	if err != nil {
 		return err
 	}
@@ -328,6 +350,13 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 	srvCfg := serverConfig(cfg.Server, d.metrics, d.log)
 	if d.edgeSrv, err = edge.NewServer(h, srvCfg); err != nil {
 		return err
+	}
+	if d.cluster != nil {
+		peerCfg := srvCfg
+		peerCfg.Peer, peerCfg.H2C = true, false
+		if d.peerSrv, err = edge.NewServer(h, peerCfg); err != nil {
+			return err
+		}
 	}
 	if cfg.TLS.Listen != "" {
 		if d.certs, err = certs.New(certsConfig(cfg.TLS, reg, d.log)); err != nil {
@@ -337,13 +366,15 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 			return err
 		}
 	}
-	d.adminSrv = adminServer(reg, d.purger)
+	d.adminSrv = adminServer(reg, d.purger, d.clusterStatus)
 	return nil
 }
 
-// adminServer serves /metrics, /healthz, the purge API and pprof.
-func adminServer(reg *prometheus.Registry, purger http.Handler) *http.Server {
+// adminServer serves /metrics, /healthz, the purge API, the PoP's status
+// (/cluster) and pprof.
+func adminServer(reg *prometheus.Registry, purger http.Handler, cluster http.HandlerFunc) *http.Server {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /cluster", cluster)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("/purge", purger)
 	mux.Handle("/purge/", purger)
@@ -379,7 +410,7 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 		edgeLn.Close()
 		return fmt.Errorf("admin listener: %w", err)
 	}
-	errc := make(chan error, 3)
+	errc := make(chan error, 5)
 	serveOn := func(name string, serve func(net.Listener) error, ln net.Listener) {
 		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("%s: %w", name, err)
@@ -400,6 +431,24 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 		defer stopWatch()
 		go d.certs.Watch(wctx, 0)
 		go d.rotateTicketKeys(wctx)
+	}
+	peerLn, err := d.listenPeer(listen)
+	if err != nil {
+		edgeLn.Close()
+		adminLn.Close()
+		return err
+	}
+	if peerLn != nil {
+		l.Peer = peerLn.Addr().String()
+		go serveOn("peer", d.peerSrv.Serve, peerLn)
+		if err := d.startCluster(ctx, l.Peer); err != nil {
+			edgeLn.Close()
+			adminLn.Close()
+			return err
+		}
+		if c := d.cluster.c.Load(); c != nil {
+			l.Gossip = c.GossipAddr()
+		}
 	}
 	stopReload := d.reloadOnHangup(ctx)
 	defer stopReload()
@@ -465,7 +514,7 @@ func (d *daemon) announce(ctx context.Context, l listening, ready func(listening
 	for i, s := range d.cfg.Sites {
 		sites[i] = s.Name + "=" + strings.Join(s.Hosts, ",")
 	}
-	d.log.Info("edged listening", "edge", l.Edge, "tls", l.TLS, "admin", l.Admin, "http1", d.cfg.Server.HTTP1, "sample_origin", l.Sample, "sites", sites)
+	d.log.Info("edged listening", "edge", l.Edge, "tls", l.TLS, "admin", l.Admin, "peer", l.Peer, "gossip", l.Gossip, "http1", d.cfg.Server.HTTP1, "sample_origin", l.Sample, "sites", sites)
 	if ready != nil {
 		ready(l)
 	}
@@ -486,6 +535,7 @@ func (d *daemon) announce(ctx context.Context, l listening, ready func(listening
 // when a server failed, in which case no successor is waited for.
 func (d *daemon) shutdown(clean bool) {
 	sdnotify.Stopping()
+	d.leaveCluster() // the other nodes stop asking this one before its listeners close
 	if clean && d.succeeded() {
 		// The successor has the listeners: keep answering for a moment,
 		// each response closing its connection, so that keep-alive clients
@@ -500,6 +550,9 @@ func (d *daemon) shutdown(clean bool) {
 	sctx, cancel := context.WithTimeout(context.Background(), d.cfg.Server.ShutdownTimeout.Std())
 	defer cancel()
 	serr := errors.Join(d.edgeSrv.Shutdown(sctx), d.adminSrv.Shutdown(sctx))
+	if d.peerSrv != nil {
+		serr = errors.Join(serr, d.peerSrv.Shutdown(sctx))
+	}
 	if d.tlsSrv != nil {
 		serr = errors.Join(serr, d.tlsSrv.Shutdown(sctx))
 	}
@@ -1025,6 +1078,7 @@ func (d *daemon) close() {
 	for _, p := range d.pools {
 		p.Close()
 	}
+	d.closeCluster()
 	if d.cache != nil {
 		d.cache.Close() // waits for pending disk writes
 	}

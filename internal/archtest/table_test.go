@@ -41,6 +41,7 @@ var packageTable = []pkgRule{
 	{pkg: "cache/rfc", others: []string{"github.com/pquerna/cachecontrol"}},
 	{pkg: "lb", ours: []string{"lb/ketama", "internal/..."}, anyOthers: true},
 	{pkg: "lb/ketama"},
+	{pkg: "lb/cluster", ours: []string{"lb/ketama", "internal/..."}, others: []string{"github.com/prometheus", "github.com/hashicorp/memberlist"}},
 	{pkg: "storage", others: []string{"go.etcd.io/bbolt"}, neverReach: []string{"net/http"}},
 	{pkg: "loadtest/...", ours: []string{"loadtest/..."}},
 	{pkg: "internal/config", anyOthers: true},

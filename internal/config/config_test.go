@@ -140,8 +140,8 @@ func TestDefaultValues(t *testing.T) {
 			RateLimit: config.RateLimit{Per: config.Duration(time.Second), MaxClients: 65536},
 		}},
 		Cluster: config.Cluster{
-			Gossip: config.ClusterGossip{Listen: "0.0.0.0:7946", ProbeInterval: config.Duration(500 * time.Millisecond),
-				ProbeTimeout: config.Duration(250 * time.Millisecond), SuspicionMult: 2, GossipInterval: config.Duration(100 * time.Millisecond)},
+			Gossip: config.ClusterGossip{Listen: "0.0.0.0:7946", ProbeInterval: config.Duration(400 * time.Millisecond),
+				ProbeTimeout: config.Duration(200 * time.Millisecond), SuspicionMult: 2, GossipInterval: config.Duration(100 * time.Millisecond)},
 			HotThreshold: 4, HotWindow: 10000, ConnectTimeout: config.Duration(time.Second), EjectFor: config.Duration(2 * time.Second),
 		},
 	}

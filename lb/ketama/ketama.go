@@ -122,8 +122,17 @@ func New(members []Member) (*Ring, error) {
 
 // hash returns the ring position of key: the first 4 bytes of MD5(key),
 // little-endian, as libketama.
+// Keys up to 256 bytes are copied to the stack (a plain []byte(key) would
+// allocate past 32 bytes, and cache keys are usually longer): the lookup
+// runs on every miss.
 func hash(key string) uint32 {
-	sum := md5.Sum([]byte(key))
+	var buf [256]byte
+	var sum [md5.Size]byte
+	if len(key) <= len(buf) {
+		sum = md5.Sum(buf[:copy(buf[:], key)])
+	} else {
+		sum = md5.Sum([]byte(key))
+	}
 	return binary.LittleEndian.Uint32(sum[:4])
 }
 
@@ -176,6 +185,34 @@ func (r *Ring) LookupN(key string, n int) []string {
 // from.
 func Point(key string) uint32 { return hash(key) }
 
+// KeyHash is the 64-bit FNV-1a hash of key, independent of the ring's MD5
+// placement: the seed JumpPoint derives a key's overflow positions from.
+func KeyHash(key string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// JumpPoint returns the ring position of the attempt-th (1, 2, ...)
+// overflow jump of a key whose KeyHash is h: fmix64 (MurmurHash3's
+// finalizer) of h stepped by attempt times the 64-bit golden ratio, high 32
+// bits. Bounded-load callers (package lb's ketama policy, lb/cluster) send a
+// key whose owner is full to the owner of the first such position with
+// room: an overloaded member's keys spread over the others rather than onto
+// its ring successor, and each key overflows to the same place every time.
+func JumpPoint(h uint64, attempt int) uint32 {
+	x := h + uint64(attempt)*0x9e3779b97f4a7c15
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return uint32(x >> 32)
+}
+
 // AppendOrder appends to dst the indexes, in the members passed to New, of up
 // to n distinct members in ring order from the first point at or after pos
 // (wrapping around), and returns the extended slice. With pos = Point(key)
@@ -209,6 +246,28 @@ func (r *Ring) AppendOrder(dst []int, pos uint32, n int) []int {
 		}
 	}
 	return dst
+}
+
+// Shares returns, for each member in the order given to New, the fraction
+// of the 32-bit hash space it owns: the arcs ending at its points (a point
+// owns the hashes after the previous point up to its own). The shares sum
+// to 1; an empty ring returns nil. The caller owns the returned slice.
+func (r *Ring) Shares() []float64 {
+	if r == nil || len(r.hashes) == 0 {
+		return nil
+	}
+	arcs := make([]uint64, len(r.members))
+	prev := uint64(r.hashes[len(r.hashes)-1]) // the first point's arc wraps past the largest
+	for i, h := range r.hashes {
+		arc := (uint64(h) - prev) & (1<<32 - 1)
+		arcs[r.owners[i]] += arc
+		prev = uint64(h)
+	}
+	out := make([]float64, len(arcs))
+	for i, a := range arcs {
+		out[i] = float64(a) / (1 << 32)
+	}
+	return out
 }
 
 // Members returns the ring's members in the order given to New, with

@@ -429,3 +429,56 @@ func BenchmarkAppendOrder(b *testing.B) {
 		i++
 	}
 }
+
+// TestJumpPoint pins the overflow jumps: the same key and attempt always give
+// the same position, and successive attempts spread over the ring.
+func TestJumpPoint(t *testing.T) {
+	h := ketama.KeyHash("example.com/a")
+	if h != ketama.KeyHash("example.com/a") || h == ketama.KeyHash("example.com/b") {
+		t.Fatal("KeyHash is not a function of the key alone")
+	}
+	seen := map[uint32]bool{}
+	for attempt := 1; attempt <= 8; attempt++ {
+		p := ketama.JumpPoint(h, attempt)
+		if p != ketama.JumpPoint(h, attempt) {
+			t.Fatalf("attempt %d: JumpPoint not deterministic", attempt)
+		}
+		seen[p] = true
+	}
+	if len(seen) != 8 {
+		t.Errorf("8 attempts gave %d distinct positions, want 8", len(seen))
+	}
+}
+
+// TestShares checks the hash-space shares against sampled lookups: they sum
+// to 1, one member owns everything, and each share is near the fraction of
+// keys the member owns.
+func TestShares(t *testing.T) {
+	one, _ := ketama.New([]ketama.Member{{Name: "a"}})
+	if got := one.Shares(); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("one member: Shares() = %v, want [1]", got)
+	}
+	members := []ketama.Member{{Name: "a"}, {Name: "b", Weight: 2}, {Name: "c"}}
+	r, err := ketama.New(members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shares := r.Shares()
+	sum := 0.0
+	for _, s := range shares {
+		sum += s
+	}
+	if math.Abs(sum-1) > 1e-9 {
+		t.Errorf("shares sum to %v, want 1", sum)
+	}
+	const keys = 40000
+	counts := map[string]int{}
+	for i := range keys {
+		counts[r.Lookup(strconv.Itoa(i))]++
+	}
+	for i, m := range members {
+		if got := float64(counts[m.Name]) / keys; math.Abs(got-shares[i]) > 0.02 {
+			t.Errorf("%s: share %.3f, sampled %.3f", m.Name, shares[i], got)
+		}
+	}
+}

@@ -25,6 +25,7 @@ type balancer struct {
 	mu        sync.Mutex
 	downUntil map[string]time.Time
 	conns     map[net.Conn]struct{}
+	open      map[string]int // proxied connections per backend
 	closed    bool
 	wg        sync.WaitGroup
 }
@@ -48,6 +49,7 @@ func newBalancer(backends []string) (*balancer, error) {
 		intn:      rand.IntN,
 		downUntil: map[string]time.Time{},
 		conns:     map[net.Conn]struct{}{},
+		open:      map[string]int{},
 	}
 	b.wg.Go(b.serve)
 	return b, nil
@@ -132,18 +134,26 @@ func (b *balancer) markDown(addr string) {
 	b.mu.Unlock()
 }
 
-// connect dials backends in random order until one answers.
-func (b *balancer) connect() (net.Conn, error) {
+// openTo is the number of proxied connections to backend addr now.
+func (b *balancer) openTo(addr string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.open[addr]
+}
+
+// connect dials backends in random order until one answers, and returns
+// the connection and the backend's address.
+func (b *balancer) connect() (net.Conn, string, error) {
 	tried := map[string]bool{}
 	for {
 		a := b.pick(tried)
 		if a == "" {
-			return nil, errors.New("balancer: no backend reachable")
+			return nil, "", errors.New("balancer: no backend reachable")
 		}
 		tried[a] = true
 		s, err := b.dial(a)
 		if err == nil {
-			return s, nil
+			return s, a, nil
 		}
 		b.markDown(a)
 	}
@@ -154,7 +164,7 @@ func (b *balancer) connect() (net.Conn, error) {
 func (b *balancer) proxy(c net.Conn) {
 	defer b.untrack(c)
 	defer c.Close()
-	s, err := b.connect()
+	s, addr, err := b.connect()
 	if err != nil {
 		return
 	}
@@ -162,6 +172,14 @@ func (b *balancer) proxy(c net.Conn) {
 		s.Close()
 		return
 	}
+	b.mu.Lock()
+	b.open[addr]++
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.open[addr]--
+		b.mu.Unlock()
+	}()
 	defer b.untrack(s)
 	defer s.Close()
 	done := make(chan struct{}, 2)

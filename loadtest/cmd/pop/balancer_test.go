@@ -152,6 +152,9 @@ func TestBalancerCloseEndsConnections(t *testing.T) {
 	if _, err := c.Read(buf); err != nil {
 		t.Fatal(err)
 	}
+	if n := lb.openTo(a.Listener.Addr().String()); n != 1 {
+		t.Errorf("openTo = %d with one connection proxied, want 1", n)
+	}
 	done := make(chan error, 1)
 	go func() { done <- lb.Close() }()
 	select {

@@ -385,12 +385,22 @@ type killResult struct {
 	// SampleKeys were checked; VictimOwned of them were owned by the
 	// victim; Moved changed owner; MovedOnlyVictims says Moved is exactly
 	// the victim's keys.
-	SampleKeys       int          `json:"sample_keys"`
-	VictimOwned      int          `json:"victim_owned"`
-	Moved            int          `json:"moved"`
-	MovedOnlyVictims bool         `json:"moved_exactly_victims"`
-	Note             string       `json:"note,omitempty"`
-	Result           *load.Result `json:"load"`
+	SampleKeys       int    `json:"sample_keys"`
+	VictimOwned      int    `json:"victim_owned"`
+	Moved            int    `json:"moved"`
+	MovedOnlyVictims bool   `json:"moved_exactly_victims"`
+	Note             string `json:"note,omitempty"`
+	// BrokenConns is the number of client connections the balancer had
+	// open to the victim when it was killed: each ends with it, and a
+	// request in flight on one fails unless the client retries it (Go's
+	// http.Transport retries a GET whose reused connection closes before
+	// any response byte).
+	BrokenConns int `json:"broken_connections"`
+	// Fallbacks is edged_peer_fallbacks_total summed over the survivors:
+	// misses for the victim's keys sent to the origin before it was
+	// declared dead.
+	Fallbacks float64      `json:"peer_fallbacks"`
+	Result    *load.Result `json:"load"`
 }
 
 // owners asks n for the owner of each sample key.
@@ -490,6 +500,7 @@ func (e *env) killRun(run int) (killResult, error) {
 		<-ch
 		return r, e.ctx.Err()
 	}
+	r.BrokenConns = lb.openTo(victim.edge)
 	killed := time.Now()
 	victim.kill()
 	e.logf("kill: killed %s (SIGKILL)", victim.name)
@@ -511,6 +522,13 @@ func (e *env) killRun(run int) (killResult, error) {
 	if !res.FirstError.IsZero() {
 		r.FirstError = num(res.FirstError.Sub(killed).Seconds())
 		r.LastError = num(res.LastError.Sub(killed).Seconds())
+	}
+	for _, n := range survivors {
+		if m, err := n.metrics("edged_peer_fallbacks_total"); err == nil {
+			for _, v := range m {
+				r.Fallbacks += v
+			}
+		}
 	}
 	after, err := agreedOwners(survivors, keys)
 	if err != nil {

@@ -290,8 +290,8 @@ func runs[T any](n int, f func(int) (T, error), out *[]T) error {
 
 func writeWorkload(w io.Writer, o options) {
 	fmt.Fprintf(w, "## PoP scenarios\n\n")
-	fmt.Fprintf(w, "Workload: %d keys × sizes %s = %s working set = %.2f × M (M = %s per node; one node in (a) gets 3×M = %s);"+
+	fmt.Fprintf(w, "Workload: %d keys × sizes %s = %.1f MiB working set = %.2f × M (M = %s per node; one node in (a) gets 3×M = %s);"+
 		" Zipf s=%g; Host %s; %d run(s), medians [ranges].\n",
-		o.keys, o.sizes, sizemix.FormatSize(o.workingSet), float64(o.workingSet)/float64(o.mem),
+		o.keys, o.sizes, float64(o.workingSet)/(1<<20), float64(o.workingSet)/float64(o.mem),
 		sizemix.FormatSize(o.mem), sizemix.FormatSize(3*o.mem), o.zipf, host, o.runs)
 }

@@ -73,9 +73,9 @@ type hitRow struct {
 	P50           float64 `json:"p50_ms"`
 	P99           float64 `json:"p99_ms"`
 	Errors        int64   `json:"errors"`
-	// PeerFetches and Replicas are summed over the nodes' metrics (PoP
-	// only): edged_cluster_peer_fetches_total and the admitted
-	// edged_cluster_replica_admissions_total.
+	// PeerFetches and Replicas are the increase over the measured phase,
+	// summed over the nodes (PoP only), of edged_cluster_peer_fetches_total
+	// and of edged_cluster_replica_admissions_total{result="admitted"}.
 	PeerFetches float64      `json:"peer_fetches,omitempty"`
 	Replicas    float64      `json:"replicas_admitted,omitempty"`
 	Skipped     string       `json:"skipped,omitempty"`
@@ -136,6 +136,7 @@ func (e *env) hitOne(run int, s hitSetup) (hitRow, error) {
 		return row, err
 	}
 	before := e.originRequests()
+	fetches0, replicas0 := clusterCounters(p.nodes)
 	cfg := e.loadConfig(lb.Addr(), e.opt.conc, uint64(2000+run))
 	cfg.Requests, cfg.Duration, cfg.Label = e.opt.requests, e.opt.duration, s.label
 	res, err := load.Run(e.ctx, cfg)
@@ -149,23 +150,31 @@ func (e *env) hitOne(run int, s hitSetup) (hitRow, error) {
 	row.Errors = res.ErrorCount()
 	row.Result = res
 	if s.cluster {
-		for _, n := range p.nodes {
-			if m, err := n.metrics("edged_cluster_peer_fetches_total"); err == nil {
-				for _, v := range m {
-					row.PeerFetches += v
-				}
+		fetches, replicas := clusterCounters(p.nodes)
+		row.PeerFetches, row.Replicas = fetches-fetches0, replicas-replicas0
+	}
+	e.logf("hit %s: %d requests, %d origin fetches, hit ratio %.4f, %.0f req/s", s.label, row.Requests, row.OriginFetches, row.HitRatio, row.RPS)
+	return row, nil
+}
+
+// clusterCounters sums the peer fetches sent and the replicas admitted
+// over nodes' metrics so far; nodes without them count 0.
+func clusterCounters(nodes []*node) (fetches, replicas float64) {
+	for _, n := range nodes {
+		if m, err := n.metrics("edged_cluster_peer_fetches_total"); err == nil {
+			for _, v := range m {
+				fetches += v
 			}
-			if m, err := n.metrics("edged_cluster_replica_admissions_total"); err == nil {
-				for k, v := range m {
-					if strings.Contains(k, `result="admit`) {
-						row.Replicas += v
-					}
+		}
+		if m, err := n.metrics("edged_cluster_replica_admissions_total"); err == nil {
+			for k, v := range m {
+				if strings.Contains(k, `result="admitted"`) {
+					replicas += v
 				}
 			}
 		}
 	}
-	e.logf("hit %s: %d requests, %d origin fetches, hit ratio %.4f, %.0f req/s", s.label, row.Requests, row.OriginFetches, row.HitRatio, row.RPS)
-	return row, nil
+	return fetches, replicas
 }
 
 // ---- cold ----

@@ -8,6 +8,10 @@
 //   - loadtest/load: load generator (closed and open loop, uniform or Zipf
 //     keys, size mixes, HDR-style latency histogram, hit ratio from
 //     Cache-Status); loadtest/cmd/load runs it.
+//   - loadtest/cmd/pop: the PoP scenarios (issue 19): edged nodes behind a
+//     built-in L4 balancer, hit ratio against one node, cold-object
+//     coalescing across nodes, local against peer hit latency, a node
+//     killed under load.
 //   - loadtest/sizemix: byte sizes and weighted size mixes shared by both.
 //   - loadtest/compare: a bash script that runs edged, Varnish and nginx side
 //     by side in front of the same origin simulator.

@@ -81,6 +81,16 @@ type Config struct {
 	ProgressEvery time.Duration
 	// Label names the run in its Result.
 	Label string
+	// Host, if set, is every request's Host header in place of the URL's
+	// host (which still decides where to connect): nodes behind a balancer
+	// then all see, and key their caches by, the same host. "" sends the
+	// URL's host.
+	Host string
+	// Class, if set, names the class of each complete response (called after
+	// its body was read; "" puts it in no class); Result.Classes then holds
+	// a count and a latency summary per class, e.g. local against peer hits.
+	// It is called from every worker at once and must be safe for that.
+	Class func(*http.Response) string
 }
 
 // template is a parsed Config.URL.
@@ -250,6 +260,24 @@ type workerStats struct {
 	errs                  [numErrKinds]int64
 	status                map[int]int64
 	lastErr               [numErrKinds]string
+	classes               map[string]*Histogram
+	// firstErrAt and lastErrAt are when the first and last failure ended.
+	firstErrAt, lastErrAt time.Time
+}
+
+// newWorkerStats returns an empty tally.
+func newWorkerStats() *workerStats {
+	return &workerStats{status: map[int]int64{}, classes: map[string]*Histogram{}}
+}
+
+// failedAt notes a failure that ended at t.
+func (s *workerStats) failedAt(t time.Time) {
+	if s.firstErrAt.IsZero() || t.Before(s.firstErrAt) {
+		s.firstErrAt = t
+	}
+	if t.After(s.lastErrAt) {
+		s.lastErrAt = t
+	}
 }
 
 func (s *workerStats) merge(o *workerStats) {
@@ -267,6 +295,16 @@ func (s *workerStats) merge(o *workerStats) {
 	}
 	for k, v := range o.status {
 		s.status[k] += v
+	}
+	for k, h := range o.classes {
+		if s.classes[k] == nil {
+			s.classes[k] = new(Histogram)
+		}
+		s.classes[k].Merge(h)
+	}
+	if !o.firstErrAt.IsZero() {
+		s.failedAt(o.firstErrAt)
+		s.failedAt(o.lastErrAt)
 	}
 }
 
@@ -325,7 +363,7 @@ func (r *runner) phase(ctx context.Context, name string, d time.Duration, n int6
 	r.live.reset()
 	stats := make([]*workerStats, r.cfg.Concurrency)
 	for i := range stats {
-		stats[i] = &workerStats{status: map[int]int64{}}
+		stats[i] = newWorkerStats()
 	}
 	start := time.Now()
 	stopCtx, cancel := context.WithDeadline(ctx, start.Add(d))
@@ -368,7 +406,7 @@ func (r *runner) phase(ctx context.Context, name string, d time.Duration, n int6
 	close(progDone)
 	progWG.Wait()
 
-	total := &workerStats{status: map[int]int64{}}
+	total := newWorkerStats()
 	for _, s := range stats {
 		total.merge(s)
 	}
@@ -436,6 +474,9 @@ func (r *runner) do(ctx context.Context, s *workerStats, buf []byte, key uint64,
 		r.fail(s, errOther, err)
 		return buf
 	}
+	if r.cfg.Host != "" {
+		req.Host = r.cfg.Host
+	}
 	resp, err := r.rt.RoundTrip(req)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -463,6 +504,16 @@ func (r *runner) do(ctx context.Context, s *workerStats, buf []byte, key uint64,
 		return buf
 	}
 	s.hist.RecordDuration(lat)
+	if r.cfg.Class != nil {
+		if c := r.cfg.Class(resp); c != "" {
+			h := s.classes[c]
+			if h == nil {
+				h = new(Histogram)
+				s.classes[c] = h
+			}
+			h.RecordDuration(lat)
+		}
+	}
 	s.bytes += nbytes
 	s.status[resp.StatusCode]++
 	r.live.done.Add(1)
@@ -481,12 +532,15 @@ func (r *runner) do(ctx context.Context, s *workerStats, buf []byte, key uint64,
 		}
 	case c >= 500:
 		s.errs[errStatus5xx]++
+		s.failedAt(time.Now())
 		r.live.errs.Add(1)
 	case c >= 400:
 		s.errs[errStatus4xx]++
+		s.failedAt(time.Now())
 		r.live.errs.Add(1)
 	default:
 		s.errs[errStatusOther]++
+		s.failedAt(time.Now())
 		r.live.errs.Add(1)
 	}
 	return buf
@@ -495,6 +549,7 @@ func (r *runner) do(ctx context.Context, s *workerStats, buf []byte, key uint64,
 func (r *runner) fail(s *workerStats, kind int, err error) {
 	s.errs[kind]++
 	s.lastErr[kind] = err.Error()
+	s.failedAt(time.Now())
 	r.live.done.Add(1)
 	r.live.errs.Add(1)
 }

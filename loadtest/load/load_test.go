@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -179,4 +180,74 @@ func mustMix(t *testing.T, s string) sizemix.Mix {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestHostClassAndErrorTimes checks Config.Host, the per-class latencies of
+// Config.Class and the times of the first and last failure.
+func TestHostClassAndErrorTimes(t *testing.T) {
+	var hosts sync.Map
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hosts.Store(r.Host, true)
+		id := strings.TrimPrefix(r.URL.Path, "/obj/")
+		if id == "3" {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Cache-Status", "node-"+id+"; hit")
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	start := time.Now()
+	res, err := load.Run(context.Background(), load.Config{
+		URL:         srv.URL + "/obj/{id}",
+		Host:        "pop.test",
+		Keys:        4,
+		Requests:    200,
+		Concurrency: 2,
+		Class: func(r *http.Response) string {
+			if r.StatusCode != http.StatusOK {
+				return ""
+			}
+			if strings.HasPrefix(r.Header.Get("Cache-Status"), "node-0") {
+				return "zero"
+			}
+			return "other"
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now()
+	hosts.Range(func(k, _ any) bool {
+		if k != "pop.test" {
+			t.Errorf("request with Host %q, want pop.test", k)
+		}
+		return true
+	})
+	zero, other := res.Classes["zero"], res.Classes["other"]
+	if len(res.Classes) != 2 || zero.Responses == 0 || other.Responses == 0 ||
+		zero.Responses+other.Responses+res.Errors["status_5xx"] != res.Requests {
+		t.Errorf("classes %+v, 5xx %d, of %d requests", res.Classes, res.Errors["status_5xx"], res.Requests)
+	}
+	if zero.Latency.P50 <= 0 || zero.Latency.P50 > zero.Latency.Max {
+		t.Errorf("class latency out of order: %+v", zero.Latency)
+	}
+	if res.FirstError.Before(start) || res.LastError.Before(res.FirstError) || res.LastError.After(end) {
+		t.Errorf("errors from %v to %v, run from %v to %v", res.FirstError, res.LastError, start, end)
+	}
+	var table bytes.Buffer
+	res.WriteTable(&table)
+	if !strings.Contains(table.String(), "class zero") {
+		t.Errorf("table lacks the classes:\n%s", table.String())
+	}
+
+	// Without failures the error times stay zero, and absent from JSON.
+	res, err = load.Run(context.Background(), load.Config{URL: srv.URL + "/obj/0", Requests: 3, Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(res)
+	if !res.FirstError.IsZero() || bytes.Contains(b, []byte("first_error")) || res.Classes != nil {
+		t.Errorf("clean run: first error %v, classes %v, JSON %s", res.FirstError, res.Classes, b)
+	}
 }

@@ -62,6 +62,32 @@ type Result struct {
 	// could not be sent because all workers were busy.
 	Unsent      int64 `json:"unsent,omitempty"`
 	Interrupted bool  `json:"interrupted,omitempty"`
+	// FirstError and LastError are when the first and the last failed
+	// request (of any kind in Errors) ended; zero without errors.
+	FirstError time.Time `json:"first_error,omitzero"`
+	LastError  time.Time `json:"last_error,omitzero"`
+	// Classes holds, per class Config.Class named, the complete responses
+	// of that class and their latency; absent without Config.Class.
+	Classes map[string]Class `json:"classes,omitempty"`
+}
+
+// Class is the share of a run's responses in one class of Config.Class.
+type Class struct {
+	Responses int64   `json:"responses"`
+	Latency   Latency `json:"latency_ms"`
+}
+
+// summary summarises h in milliseconds.
+func summary(h *Histogram) Latency {
+	return Latency{
+		Min:  ms(float64(h.Min())),
+		Mean: ms(h.Mean()),
+		P50:  ms(float64(h.Quantile(0.50))),
+		P90:  ms(float64(h.Quantile(0.90))),
+		P99:  ms(float64(h.Quantile(0.99))),
+		P999: ms(float64(h.Quantile(0.999))),
+		Max:  ms(float64(h.Max())),
+	}
 }
 
 func ms(ns float64) float64 { return ns / float64(time.Millisecond) }
@@ -87,15 +113,15 @@ func (r *runner) result(s *workerStats, elapsed time.Duration, unsent int64, int
 		Status:       map[string]int64{},
 		Unsent:       unsent,
 		Interrupted:  interrupted,
-		Latency: Latency{
-			Min:  ms(float64(s.hist.Min())),
-			Mean: ms(s.hist.Mean()),
-			P50:  ms(float64(s.hist.Quantile(0.50))),
-			P90:  ms(float64(s.hist.Quantile(0.90))),
-			P99:  ms(float64(s.hist.Quantile(0.99))),
-			P999: ms(float64(s.hist.Quantile(0.999))),
-			Max:  ms(float64(s.hist.Max())),
-		},
+		Latency:      summary(&s.hist),
+		FirstError:   s.firstErrAt,
+		LastError:    s.lastErrAt,
+	}
+	if r.cfg.Class != nil {
+		res.Classes = map[string]Class{}
+		for c, h := range s.classes {
+			res.Classes[c] = Class{Responses: int64(h.Count()), Latency: summary(h)}
+		}
 	}
 	if r.cfg.Rate > 0 {
 		res.Mode, res.Rate = "open", r.cfg.Rate
@@ -190,6 +216,15 @@ func (r *Result) WriteTable(w io.Writer) error {
 	slices.Sort(samples)
 	for _, k := range samples {
 		fmt.Fprintf(tw, "  last %s\t%s\n", k, r.ErrorSamples[k])
+	}
+	classes := make([]string, 0, len(r.Classes))
+	for c := range r.Classes {
+		classes = append(classes, c)
+	}
+	slices.Sort(classes)
+	for _, c := range classes {
+		cl := r.Classes[c]
+		fmt.Fprintf(tw, "class %s\t%d responses\tp50 %.3f\tp99 %.3f\tmax %.3f\tmean %.3f\n", c, cl.Responses, cl.Latency.P50, cl.Latency.P99, cl.Latency.Max, cl.Latency.Mean)
 	}
 	if r.Unsent > 0 {
 		fmt.Fprintf(tw, "unsent\t%d requests fell due but never went out (all workers busy)\n", r.Unsent)

@@ -73,6 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "`SEED` of the key sequence")
 	fs.DurationVar(&cfg.Timeout, "timeout", 0, "per-request timeout including the body (default 10s)")
 	fs.BoolVar(&cfg.Verify, "verify", false, "check each 200 body against the origin simulator's deterministic bytes (id = last path segment)")
+	fs.StringVar(&cfg.Host, "host", "", "send `HOST` as every request's Host header (the URL still decides where to connect)")
 	fs.StringVar(&cfg.Label, "label", "", "`NAME` of the run in the table and JSON")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	jsonOut := fs.String("json", "", "write the results as JSON to `FILE` ('-' for stdout instead of the table)")

@@ -80,6 +80,7 @@ type options struct {
 	latencyKeys              int
 	latencyRequests          int64
 	sampleKeys               int
+	hot                      int // cluster.hot_threshold of the hit scenario's PoP; 0: edged's default
 }
 
 var allScenarios = []string{"hit", "cold", "latency", "kill"}
@@ -115,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 15*time.Second, "time bound of each measured phase")
 	fs.Int64Var(&o.requests, "requests", 30000, "`N` requests of each measured phase of the hit scenario")
 	fs.DurationVar(&o.killDuration, "kill-duration", 15*time.Second, "length of the kill scenario's load (the kill comes at 5s)")
+	fs.IntVar(&o.hot, "hot", 0, "cluster.hot_threshold `N` of the hit scenario's PoP (0: edged's default; 255: no replicas)")
 	fs.IntVar(&o.runs, "runs", 1, "repeat each scenario `N` times and report medians [ranges]")
 	list := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated `LIST` of hit, cold, latency, kill")
 	fs.StringVar(&o.jsonOut, "json", "", "also write every run's figures as JSON to `FILE`")

@@ -118,7 +118,7 @@ func (e *env) hitRun(run int) ([]hitRow, error) {
 func (e *env) hitOne(run int, s hitSetup) (hitRow, error) {
 	row := hitRow{Label: s.label, Cluster: s.cluster}
 	e.logf("hit %s: starting %d node(s)", s.label, s.nodes)
-	p, err := startPoP(e.ctx, e.bin, e.dir, s.nodes, nodeConfig{MemBytes: s.mem, OriginURL: e.originURL, Cluster: s.cluster})
+	p, err := startPoP(e.ctx, e.bin, e.dir, s.nodes, nodeConfig{MemBytes: s.mem, OriginURL: e.originURL, Cluster: s.cluster, HotThreshold: e.opt.hot})
 	if err != nil {
 		return row, err
 	}

@@ -482,3 +482,27 @@ func BenchmarkPeerHit(b *testing.B) {
 		})
 	}
 }
+
+// Age counts from the owner's fill across the hop, and on a replica.
+func TestPeerAgeAcrossTheHop(t *testing.T) {
+	o := cacheableOrigin(t)
+	var clock atomic.Int64
+	base := time.Now()
+	now := func() time.Time { return base.Add(time.Duration(clock.Load())) }
+	a, b := ownedByB(t, o.URL, now)
+	a.cluster.hot.Store(true)
+	peerGet(t, b.client, "/age") // the owner's copy, at 0 s
+	clock.Add(int64(30 * time.Second))
+	resp, _ := peerGet(t, a.client, "/age")
+	if got := resp.Header.Get("Age"); got != "30" {
+		t.Errorf("Age through the peer = %q, want 30", got)
+	}
+	if cs := resp.Header.Values("Cache-Status"); len(cs) != 2 || !strings.HasSuffix(cs[1], "; stored; ttl=270") {
+		t.Errorf("Cache-Status = %q, want the replica stored with 270 s left", cs)
+	}
+	clock.Add(int64(10 * time.Second))
+	resp, _ = peerGet(t, a.client, "/age")
+	if got := resp.Header.Get("Age"); got != "40" {
+		t.Errorf("Age of the replica = %q, want 40", got)
+	}
+}

@@ -48,6 +48,15 @@ func newOpsMetrics(reg prometheus.Registerer, now time.Time) *opsMetrics {
 	return m
 }
 
+// registerDiskBudget exports cache.disk.max_bytes, so that dashboards and
+// alerts can set edged_disk_bytes against it.
+func registerDiskBudget(reg prometheus.Registerer, maxBytes int64) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "edged_disk_max_bytes",
+		Help: "The disk tier's budget (cache.disk.max_bytes).",
+	}, func() float64 { return float64(maxBytes) }))
+}
+
 // reloaded counts one reload that ended with err.
 func (m *opsMetrics) reloaded(err error, now time.Time) {
 	if err != nil {

@@ -312,6 +312,9 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.reg = reg
 	d.ops = newOpsMetrics(reg, time.Now())
+	if cfg.Cache.Disk.Enabled {
+		registerDiskBudget(reg, cfg.Cache.Disk.MaxBytes.Int64())
+	}
 	c, err := cache.New(cacheConfig(cfg, d.disk, reg, d.log))
 	if err != nil {
 		return err

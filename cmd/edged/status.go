@@ -166,7 +166,7 @@ func (sp *statusPage) collect(now time.Time) (*statusData, error) {
 	}
 	if _, ok := fams["edged_disk_bytes"]; ok {
 		out.Disk = &tierStatus{
-			Bytes: single(fams, "edged_disk_bytes"), MaxBytes: float64(sp.d.cfg.Cache.Disk.MaxBytes.Int64()),
+			Bytes: single(fams, "edged_disk_bytes"), MaxBytes: single(fams, "edged_disk_max_bytes"),
 			Objects: single(fams, "edged_disk_objects"), Evictions: single(fams, "edged_disk_evictions_total"),
 		}
 	}

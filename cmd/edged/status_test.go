@@ -251,3 +251,15 @@ func fetchOrIgnore(url, host string) {
 		resp.Body.Close()
 	}
 }
+
+// In a PoP, /status.json lists the live members.
+func TestStatusJSONInPoP(t *testing.T) {
+	o := newSizedOrigin(t)
+	nodes := startPoP(t, 2, o.URL, "")
+	for _, nd := range nodes {
+		d := statusJSON(t, nd.l.Admin)
+		if d.Cluster == nil || d.Cluster.Node != nd.name || fmt.Sprint(d.Cluster.Members) != "[pop-a pop-b]" {
+			t.Errorf("%s: cluster %+v, want node %s of [pop-a pop-b]", nd.name, d.Cluster, nd.name)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -174,10 +175,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 
 	// The screenshot: a few polls in (virtual time), so the chart has lines.
-	dir := os.Getenv("EDGED_ARTIFACTS")
-	if dir == "" {
-		dir = t.ArtifactDir() // kept with go test -artifacts
-	}
+	dir := artifactDir(t)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +197,20 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Fatalf("screenshot %s: %v (%d bytes)", shot, err, sizeOf(fi))
 	}
 	t.Logf("status page screenshot: %s", shot)
+}
+
+// artifactDir is where a test keeps files for people to look at:
+// $EDGED_ARTIFACTS (.ci/run sets it), else go test's own artefact directory
+// with -artifacts, else $TMPDIR/edged-artifacts: a stable path, kept after
+// the test.
+func artifactDir(t *testing.T) string {
+	if dir := os.Getenv("EDGED_ARTIFACTS"); dir != "" {
+		return dir
+	}
+	if f := flag.Lookup("test.artifacts"); f != nil && f.Value.String() == "true" {
+		return t.ArtifactDir()
+	}
+	return filepath.Join(os.TempDir(), "edged-artifacts")
 }
 
 func sizeOf(fi os.FileInfo) int64 {

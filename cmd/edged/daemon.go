@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -260,6 +259,7 @@ type daemon struct {
 	reg      *prometheus.Registry
 	cluster  *clusterRef  // nil when the node runs alone
 	peerSrv  *edge.Server // the peer listener's server; nil when alone
+	ops      *opsMetrics  // reloads, open client connections
 }
 
 // newDaemon wires the packages together from cfg, adding the built-in
@@ -311,6 +311,10 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.reg = reg
+	d.ops = newOpsMetrics(reg, time.Now())
+	if cfg.Cache.Disk.Enabled {
+		registerDiskBudget(reg, cfg.Cache.Disk.MaxBytes.Int64())
+	}
 	c, err := cache.New(cacheConfig(cfg, d.disk, reg, d.log))
 	if err != nil {
 		return err
@@ -366,13 +370,14 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 			return err
 		}
 	}
-	d.adminSrv = adminServer(reg, d.purger, d.clusterStatus)
+	d.adminSrv = adminServer(reg, d.purger, d.clusterStatus, d.guardedPages)
 	return nil
 }
 
 // adminServer serves /metrics, /healthz, the purge API, the PoP's status
-// (/cluster) and pprof.
-func adminServer(reg *prometheus.Registry, purger http.Handler, cluster http.HandlerFunc) *http.Server {
+// (/cluster), and what guarded adds (the status page and pprof, as
+// admin.status and admin.pprof say).
+func adminServer(reg *prometheus.Registry, purger http.Handler, cluster http.HandlerFunc, guarded func(*http.ServeMux)) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /cluster", cluster)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -383,10 +388,7 @@ func adminServer(reg *prometheus.Registry, purger http.Handler, cluster http.Han
 		w.Header().Set("Cache-Control", "no-store")
 		io.WriteString(w, "ok\n")
 	})
-	// Profiling for operators; the admin listener is loopback by default.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	guarded(mux)
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 }
 
@@ -477,6 +479,7 @@ func (d *daemon) edgeListener(listen listenFunc, role, addr string) (net.Listene
 	if err != nil {
 		return nil, fmt.Errorf("%s listener: %w", role, err)
 	}
+	ln = edge.CountConns(ln, &d.ops.openConns)
 	pln, err := edge.ListenProxyProtocol(ln, proxyProtocol(d.cfg.Server, d.metrics))
 	if err != nil {
 		ln.Close()
@@ -495,7 +498,7 @@ func (d *daemon) reloadOnHangup(ctx context.Context) (stop func()) {
 		for {
 			select {
 			case <-hup:
-				d.reload()
+				d.ops.reloaded(d.reload(), time.Now())
 			case <-hctx.Done():
 				return
 			}
@@ -1011,9 +1014,9 @@ func (d *daemon) reload() error {
 	for _, p := range old { // requests in flight keep using their pool
 		p.Close() // leaves open the connections the new pools took over
 	}
-	if cfg.Listen != d.cfg.Listen || cfg.Admin != d.cfg.Admin || cfg.TLS.Listen != d.cfg.TLS.Listen || !reflect.DeepEqual(cfg.Server, d.cfg.Server) ||
+	if cfg.Listen != d.cfg.Listen || !reflect.DeepEqual(cfg.Admin, d.cfg.Admin) || cfg.TLS.Listen != d.cfg.TLS.Listen || !reflect.DeepEqual(cfg.Server, d.cfg.Server) ||
 		cfg.Cache.Memory != d.cfg.Cache.Memory || cfg.Cache.Disk != d.cfg.Cache.Disk {
-		d.log.Warn("reload: listener, server, memory or disk settings changed; they take effect at the next restart or upgrade")
+		d.log.Warn("reload: listener, admin, server, memory or disk settings changed; they take effect at the next restart or upgrade")
 	}
 	d.log.Info("configuration reloaded", "sites", len(sites))
 	return nil

@@ -69,6 +69,26 @@ type Admin struct {
 	// Listen is the host:port of the admin listener. It must differ from
 	// Config.Listen.
 	Listen string `yaml:"listen" default:"127.0.0.1:9090" kind:"address"`
+	// Status serves the status page (GET /) and its data (GET
+	// /status.json). Like pprof it answers only loopback clients unless
+	// Tokens are set, then only clients presenting one.
+	Status bool `yaml:"status" default:"true"`
+	// Pprof serves Go's profiler under /debug/pprof/ (off by default),
+	// guarded as Status is.
+	Pprof bool `yaml:"pprof"`
+	// Tokens are the bearer tokens (also accepted as a Basic password, for
+	// browsers) that open the status page and pprof to any client. Empty:
+	// loopback clients only. /metrics, /healthz and the purge API (with
+	// its own purge.tokens) do not use them.
+	Tokens []AdminToken `yaml:"tokens"`
+}
+
+// AdminToken is one bearer token of the admin listener's guarded pages.
+type AdminToken struct {
+	// Name identifies the token in logs (never the value). Required.
+	Name string `yaml:"name"`
+	// Token is the secret. Required, at least 16 characters.
+	Token string `yaml:"token"`
 }
 
 // Server holds the timeouts and limits of the edge HTTP server.

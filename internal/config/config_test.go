@@ -53,7 +53,7 @@ func TestDefaultValues(t *testing.T) {
 	}
 	want := &config.Config{
 		Listen:            "127.0.0.1:8080",
-		Admin:             config.Admin{Listen: "127.0.0.1:9090"},
+		Admin:             config.Admin{Listen: "127.0.0.1:9090", Status: true},
 		UnknownHostStatus: 421,
 		Server: config.Server{
 			ReadHeaderTimeout:    config.Duration(10 * time.Second),
@@ -759,6 +759,11 @@ func TestValidate(t *testing.T) {
 			`admin.listen: invalid port "http" in address "localhost:http": want a number from 0 to 65535`},
 		{"same listeners", func(c *config.Config) { c.Admin.Listen = c.Listen },
 			`admin.listen: must differ from listen (both are "127.0.0.1:8080")`},
+		{"short admin token", func(c *config.Config) { c.Admin.Tokens = []config.AdminToken{{Name: "a", Token: "short"}} },
+			`admin.tokens[0].token: must be at least 16 characters`},
+		{"duplicate admin token name", func(c *config.Config) {
+			c.Admin.Tokens = []config.AdminToken{{Name: "a", Token: "0123456789abcdef"}, {Name: "a", Token: "fedcba9876543210"}}
+		}, `admin.tokens[1].name: duplicate token name "a"`},
 		{"origin flag", func(c *config.Config) {
 			c.Sites = []config.Site{config.NewSite("default", []string{"*"}, "http://127.0.0.1:8081")}
 		}, ""},

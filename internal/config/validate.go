@@ -103,6 +103,7 @@ func (c *Config) validate() []*Error {
 		v.add("server.proxy_protocol", "optional needs server.trusted_proxies: any client could send a header naming its address")
 	}
 	v.purge(&c.Purge, c.Sites)
+	v.adminTokens(c.Admin.Tokens)
 	v.cluster(&c.Cluster, c)
 	if t := &c.TLS; t.Listen != "" {
 		if len(t.Certificates) == 0 {

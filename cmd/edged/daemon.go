@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/coding"
@@ -258,8 +259,9 @@ type daemon struct {
 	sample   *http.Server
 	sampleLn net.Listener
 	reg      *prometheus.Registry
-	cluster  *clusterRef  // nil when the node runs alone
-	peerSrv  *edge.Server // the peer listener's server; nil when alone
+	cluster  *clusterRef              // nil when the node runs alone
+	peerSrv  *edge.Server             // the peer listener's server; nil when alone
+	tracing  *sdktrace.TracerProvider // nil with tracing off (tracing.go)
 }
 
 // newDaemon wires the packages together from cfg, adding the built-in
@@ -311,7 +313,12 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.reg = reg
-	c, err := cache.New(cacheConfig(cfg, d.disk, reg, d.log))
+	if err := d.startTracing(); err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	ccfg := cacheConfig(cfg, d.disk, reg, d.log)
+	ccfg.Tracer = d.tracer("cache")
+	c, err := cache.New(ccfg)
 	if err != nil {
 		return err
 	}
@@ -331,6 +338,7 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 		return err
 	}
 	hcfg := handlerConfig(cfg, sites, c, d.metrics, d.purger.MethodHandler(), access, d.log)
+	hcfg.Tracer = d.tracer("edge")
 	if cfg.Cluster.Listen != "" {
 		secret, err := readClusterSecret(cfg.Cluster.SecretFile)
 		if err != nil {
@@ -1088,6 +1096,7 @@ func (d *daemon) close() {
 		}
 	}
 	d.closeSample()
+	d.stopTracing()
 }
 
 // openDisk opens the disk tier.

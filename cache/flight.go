@@ -51,9 +51,10 @@ type flight struct {
 	live   io.ReadCloser   // live body (leader only); nil once taken or closed
 
 	// With tracing on (Config.Tracer): the fill's span, set by the fill
-	// before it publishes, and the requests that joined before the head
-	// was published.
-	span   trace.SpanContext
+	// before it publishes (a pointer, so that a flight without tracing
+	// stays as small as before), and the requests that joined before the
+	// head was published.
+	span   *trace.SpanContext
 	joined atomic.Int32
 }
 

@@ -50,8 +50,8 @@ func (c *Cache) tracedGet(ctx context.Context, r *Request) (Result, error) {
 // linkFill links the lookup span in ctx to the span of the fill f that
 // the lookup joined.
 func linkFill(ctx context.Context, f *flight) {
-	if f.span.IsValid() {
-		trace.SpanFromContext(ctx).AddLink(trace.Link{SpanContext: f.span,
+	if f.span != nil && f.span.IsValid() {
+		trace.SpanFromContext(ctx).AddLink(trace.Link{SpanContext: *f.span,
 			Attributes: []attribute.KeyValue{attribute.String("edged.link", "joined fill")}})
 	}
 }
@@ -64,7 +64,8 @@ func linkFill(ctx context.Context, f *flight) {
 func (c *Cache) startFill(ctx context.Context, f *flight, r *Request, stale *Entry, head bool) (context.Context, func()) {
 	ctx, span := c.tracer.Start(ctx, "cache fill", trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(attribute.Bool("edged.fill.revalidation", stale != nil)))
-	f.span = span.SpanContext()
+	sc := span.SpanContext()
+	f.span = &sc
 	return ctx, func() {
 		if !span.IsRecording() {
 			span.End()

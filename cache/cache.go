@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/edged-proxy/edged/cache/coding"
 	"github.com/edged-proxy/edged/cache/rfc"
@@ -66,6 +67,11 @@ type Config struct {
 	// entries to the disk tier; when all are busy a copy is skipped. Zero
 	// means 16.
 	WriteBehind int
+	// Tracer, when set, records a span for each Get (the lookup, child of
+	// the span in Get's context) and one for each origin fill a flight
+	// leads (trace.go). Nil (the default) traces nothing and costs
+	// nothing.
+	Tracer trace.Tracer
 }
 
 // Cache is a shared HTTP cache. It is safe for concurrent use.
@@ -88,6 +94,7 @@ type Cache struct {
 	tagHeaders    []string
 	m             *metrics
 	fillTimeout   time.Duration
+	tracer        trace.Tracer // nil: tracing off
 	log           *slog.Logger
 	now           func() time.Time
 }
@@ -146,6 +153,7 @@ func New(cfg Config) (*Cache, error) {
 		tagHeaders:  cfg.TagHeaders,
 		m:           m,
 		fillTimeout: cfg.FillTimeout,
+		tracer:      cfg.Tracer,
 		log:         cfg.Logger,
 		now:         cfg.Now,
 	}

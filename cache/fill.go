@@ -24,6 +24,11 @@ import (
 // is set (§4.3.5: the body is not fetched). It publishes the head and body
 // to every reader of f and stores what may be stored.
 func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, stale *Entry, head bool) {
+	if c.tracer != nil {
+		var end func()
+		ctx, end = c.startFill(ctx, f, r, stale, head)
+		defer end()
+	}
 	defer func() {
 		if p := recover(); p != nil && !f.published() {
 			f.publish(nil, fillOutcome{err: fmt.Errorf("cache: fill of %s panicked: %v", r.Key, p)})

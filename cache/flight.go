@@ -5,6 +5,9 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/edged-proxy/edged/storage"
 )
@@ -46,6 +49,13 @@ type flight struct {
 	obj    *storage.Object // disk object body
 	stream *stream         // disk stream body
 	live   io.ReadCloser   // live body (leader only); nil once taken or closed
+
+	// With tracing on (Config.Tracer): the fill's span, set by the fill
+	// before it publishes (a pointer, so that a flight without tracing
+	// stays as small as before), and the requests that joined before the
+	// head was published.
+	span   *trace.SpanContext
+	joined atomic.Int32
 }
 
 // fillOutcome is what a fill reports about itself to each of its readers.

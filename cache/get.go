@@ -47,6 +47,14 @@ func (st *stored) close() {
 // shared by every waiter, each of which may stop waiting without
 // cancelling it.
 func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
+	if c.tracer != nil {
+		return c.tracedGet(ctx, r)
+	}
+	return c.get(ctx, r)
+}
+
+// get is Get without its span.
+func (c *Cache) get(ctx context.Context, r *Request) (Result, error) {
 	dirs := rfc.ParseRequestDirectives(r.In.Header)
 	skey, st, found, fwd := c.find(r)
 	if found {
@@ -237,10 +245,16 @@ func (c *Cache) fill(ctx context.Context, r *Request, skey string, fwd Fwd, stal
 		go c.lead(ctx, f, skey, r, stale, stale != nil && r.In.Method == http.MethodHead)
 	} else {
 		c.m.coalesced.Inc() // counted on joining: the event tests wait on
+		if c.tracer != nil {
+			f.joined.Add(1)
+		}
 	}
 	if err := f.wait(ctx); err != nil {
 		f.leave()
 		return Result{Fwd: fwd}, err
+	}
+	if !led && c.tracer != nil {
+		linkFill(ctx, f)
 	}
 	switch {
 	case f.out.err != nil:

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/rfc"
@@ -57,6 +58,7 @@ type edgeOpts struct {
 	trusted     []string                        // edge.Config.TrustedProxies
 	now         func() time.Time                // the edge's clock
 	metrics     *edge.Metrics
+	tracer      trace.Tracer // the edge's and the cache's (trace_test.go)
 }
 
 // newEdge starts a real edge listener in front of the origins and returns
@@ -98,7 +100,7 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 	if opts.reg != nil {
 		reg = opts.reg
 	}
-	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: time.Minute, Disk: disk, RangeForwardOffset: opts.rangeFwd, VerifyLimit: opts.verifyLimit, Registerer: reg})
+	c, err := cache.New(cache.Config{MaxBytes: max(opts.cacheBytes, 64<<20), MaxObjectBytes: opts.maxObject, FillTimeout: time.Minute, Disk: disk, RangeForwardOffset: opts.rangeFwd, VerifyLimit: opts.verifyLimit, Registerer: reg, Tracer: opts.tracer})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -108,7 +110,7 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 		opts.site(site)
 	}
 	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Hooks: opts.hooks, UnknownHostStatus: opts.unknown, StripResponseHeaders: opts.strip, TrustedProxies: opts.trusted,
-		Now: opts.now, Metrics: opts.metrics})
+		Now: opts.now, Metrics: opts.metrics, Tracer: opts.tracer})
 	if err != nil {
 		tb.Fatal(err)
 	}

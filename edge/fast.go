@@ -72,6 +72,13 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	if !fr.parse(w.Head()) {
 		return false
 	}
+	var arrived time.Time
+	if h.tracer != nil {
+		if fastTraced(w) {
+			return false // the general path continues the caller's trace
+		}
+		arrived = h.now()
+	}
 	rt := h.sites.Load()
 	site := rt.match(fr.host)
 	if site == nil || site.CacheDisabled {
@@ -104,19 +111,7 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	if _, isMem := res.Body.(bytesBody); !isMem && d.n > sendChunk && d.body && fr.method != http.MethodHead {
 		return false // copyFrom re-arms the write timeout per chunk; one deadline would cut a slow, moving download
 	}
-	b := w.Buffer()
-	b = append(b, "HTTP/1."...)
-	b = append(b, byte('0'+w.Head().Minor))
-	b = append(b, ' ')
-	b = strconv.AppendInt(b, int64(d.status), 10)
-	b = append(b, ' ')
-	if text := http.StatusText(d.status); text != "" {
-		b = append(b, text...)
-	} else { // a status edged does not recognise, stored with explicit freshness
-		b = append(b, "status code "...)
-		b = strconv.AppendInt(b, int64(d.status), 10)
-	}
-	b = append(b, "\r\n"...)
+	b := appendStatusLine(w.Buffer(), w.Head().Minor, d.status)
 	b = append(b, enc.fields...)
 	if d.status != http.StatusNotModified {
 		b = append(b, enc.ctype...)
@@ -160,7 +155,26 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 	}
 	s.Err = err
 	h.finishFast(&s)
+	if h.tracer != nil {
+		h.fastSpan(w, &fr, &s, arrived, start)
+	}
 	return true
+}
+
+// appendStatusLine appends the status line of an HTTP/1.minor answer.
+func appendStatusLine(b []byte, minor, status int) []byte {
+	b = append(b, "HTTP/1."...)
+	b = append(b, byte('0'+minor))
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	if text := http.StatusText(status); text != "" {
+		b = append(b, text...)
+	} else { // a status edged does not recognise, stored with explicit freshness
+		b = append(b, "status code "...)
+		b = strconv.AppendInt(b, int64(status), 10)
+	}
+	return append(b, "\r\n"...)
 }
 
 // fastClientIP is the client address of a fast-path request, found as

@@ -54,6 +54,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/rfc"
 	"github.com/edged-proxy/edged/edge/realip"
@@ -115,6 +117,11 @@ type Config struct {
 	// PeerToken, when set, is sent with every peer fetch and required of
 	// every request on a peer listener.
 	PeerToken string
+	// Tracer, when set, records a server span for every request and sends
+	// the trace to origins and peers (trace.go); give the Cache the same
+	// provider's tracer. Nil (the default) traces nothing, and a client's
+	// traceparent then reaches the origin unchanged.
+	Tracer trace.Tracer
 }
 
 // Handler is the edge's http.Handler.
@@ -140,7 +147,8 @@ type Handler struct {
 	fastHooks FastHooks
 	cluster   Cluster
 	peerToken string
-	csName    string // this cache's name in Cache-Status
+	csName    string       // this cache's name in Cache-Status
+	tracer    trace.Tracer // nil: tracing off
 }
 
 // New returns a Handler built from cfg.
@@ -190,6 +198,7 @@ func New(cfg Config) (*Handler, error) {
 		cluster:      cfg.Cluster,
 		peerToken:    cfg.PeerToken,
 		csName:       "edged",
+		tracer:       cfg.Tracer,
 	}
 	if cfg.Cluster != nil {
 		h.csName = cfg.Cluster.Self()
@@ -226,6 +235,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// request.
 	st := &requestState{}
 	s, rw := &st.s, &st.rw
+	var span trace.Span
+	if h.tracer != nil {
+		r, span = h.startSpan(r)
+	}
 	ci := connOf(r)
 	restoreTLS(r, ci)
 	if h.draining.Load() && r.ProtoMajor == 1 {
@@ -242,7 +255,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	*s = Session{Req: r, Start: h.now(), Scheme: scheme, ClientIP: h.clientIP(r), Peer: from}
+	*s = Session{Req: r, Start: h.now(), Scheme: scheme, ClientIP: h.clientIP(r), Peer: from, span: span}
 	*rw = responseWriter{ResponseWriter: w, s: s, h: h, conn: ci}
 	defer h.finish(s)
 	defer rw.endInterim() // no 1xx once the handler has returned
@@ -541,6 +554,9 @@ func (h *Handler) originRequest(ctx context.Context, s *Session, method string, 
 	if fetch != nil {
 		setFetchFields(out.Header, fetch)
 	}
+	if h.tracer != nil {
+		injectTrace(ctx, out.Header)
+	}
 	if prepare != nil {
 		prepare(out)
 	}
@@ -717,6 +733,9 @@ func (h *Handler) finish(s *Session) {
 	h.hooks.Logging(s)
 	if h.access != nil {
 		writeAccess(h.access, s, now, d)
+	}
+	if s.span != nil {
+		endSpan(s.span, s)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/edged-proxy/edged/cache/rfc"
 )
 
@@ -54,6 +56,7 @@ type Session struct {
 	drop  []string   // response fields never sent to this request's client
 	rules *siteRules // the router's rules for Site
 	fast  fastLine   // the request line of a fast-path answer (Req is nil then)
+	span  trace.Span // the server span (general path, tracing on); nil otherwise
 }
 
 // Hooks are the programmable phases of a request, in the spirit of

@@ -117,6 +117,9 @@ func (h *Handler) peerRequest(ctx context.Context, s *Session, f *cache.Fetch) *
 	if h.peerToken != "" {
 		hd[peerTokenField] = []string{h.peerToken}
 	}
+	if h.tracer != nil {
+		injectTrace(ctx, hd) // the owner continues the trace
+	}
 	if _, ok := hd["User-Agent"]; !ok {
 		hd["User-Agent"] = []string{""} // keep Go's default User-Agent off
 	}

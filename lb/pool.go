@@ -510,7 +510,11 @@ func (p *Pool) Do(req *http.Request, key string) (*http.Response, Route, error) 
 				return nil, rt, fmt.Errorf("lb: shard %s: recreating request body: %w", s.name, err)
 			}
 		}
-		resp, err := s.roundTrip(req, body)
+		tctx, span := startTry(ctx, req, s, rt.Attempts)
+		resp, err := s.roundTrip(tctx, req, body, span != nil)
+		if span != nil {
+			endTry(span, resp, err)
+		}
 		if lim := overLimit(err); lim != "" {
 			// Circuit breaking (breaker.go): not sent, not the shard's
 			// failure. A try that gave up waiting for a connection may

@@ -210,15 +210,16 @@ func (s *shard) markDown(now, until time.Time) bool {
 	return now.UnixNano() >= old
 }
 
-// roundTrip sends a clone of req, with body as its body, to the shard. A
+// roundTrip sends a clone of req, with body as its body and ctx (req's
+// context, or a child carrying the try's span) as its context, to the
+// shard; traced sends ctx's span context to the origin (traceparent). A
 // try over one of the shard's limits is not sent: it fails at once with an
 // *overLimitError (breaker.go).
-func (s *shard) roundTrip(req *http.Request, body io.ReadCloser) (*http.Response, error) {
+func (s *shard) roundTrip(ctx context.Context, req *http.Request, body io.ReadCloser, traced bool) (*http.Response, error) {
 	if lim := s.acquire(); lim != "" {
 		return nil, &overLimitError{shard: s.name, limit: lim}
 	}
 	pd := &pendingDone{pending: &s.pending}
-	ctx := req.Context()
 	// The try's own context, cancelled when it ends, for the timeouts
 	// the transport has none for: the connection wait at
 	// MaxConnsPerShard and body idle (timeouts.go).
@@ -268,6 +269,9 @@ func (s *shard) roundTrip(req *http.Request, body io.ReadCloser) (*http.Response
 	})
 	out := req.Clone(ctx)
 	out.Body = body
+	if traced {
+		injectTrace(ctx, out.Header)
+	}
 	out.URL.Scheme = s.scheme
 	out.URL.Host = s.host
 	// out.Host stays as the caller set it: the caller decides the Host header.

@@ -70,6 +70,7 @@ func packageConfigs(cfg *config.Config) string {
 	cc := clusterConfig(cfg, nodeName(cfg), "", nil, nil, nil, nil)
 	gossip := cc.Gossip
 	cc.Gossip = nil
+	out += fmt.Sprintf("%+v\n", tracingSettings(cfg.Tracing))
 	return out + fmt.Sprintf("%+v\n%+v\n", cc, gossip)
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/cache/coding"
@@ -257,9 +258,10 @@ type daemon struct {
 	sample   *http.Server
 	sampleLn net.Listener
 	reg      *prometheus.Registry
-	cluster  *clusterRef  // nil when the node runs alone
-	peerSrv  *edge.Server // the peer listener's server; nil when alone
-	ops      *opsMetrics  // reloads, open client connections
+	cluster  *clusterRef              // nil when the node runs alone
+	peerSrv  *edge.Server             // the peer listener's server; nil when alone
+	ops      *opsMetrics              // reloads, open client connections
+	tracing  *sdktrace.TracerProvider // nil with tracing off (tracing.go)
 }
 
 // newDaemon wires the packages together from cfg, adding the built-in
@@ -315,7 +317,12 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 	if cfg.Cache.Disk.Enabled {
 		registerDiskBudget(reg, cfg.Cache.Disk.MaxBytes.Int64())
 	}
-	c, err := cache.New(cacheConfig(cfg, d.disk, reg, d.log))
+	if err := d.startTracing(); err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	ccfg := cacheConfig(cfg, d.disk, reg, d.log)
+	ccfg.Tracer = d.tracer("cache")
+	c, err := cache.New(ccfg)
 	if err != nil {
 		return err
 	}
@@ -335,6 +342,7 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 		return err
 	}
 	hcfg := handlerConfig(cfg, sites, c, d.metrics, d.purger.MethodHandler(), access, d.log)
+	hcfg.Tracer = d.tracer("edge")
 	if cfg.Cluster.Listen != "" {
 		secret, err := readClusterSecret(cfg.Cluster.SecretFile)
 		if err != nil {
@@ -1091,6 +1099,7 @@ func (d *daemon) close() {
 		}
 	}
 	d.closeSample()
+	d.stopTracing()
 }
 
 // openDisk opens the disk tier.

@@ -30,16 +30,16 @@ const mod = "github.com/edged-proxy/edged"
 // loadtest/" is unimportable below. Rows constrain direct imports; as every
 // package below has a row, they bound what each may reach as well.
 var packageTable = []pkgRule{
-	{pkg: "edge", ours: []string{"cache", "cache/coding", "cache/rfc", "edge/h1", "edge/realip", "edge/rules", "edge/strict", "internal/..."}, anyOthers: true},
+	{pkg: "edge", ours: []string{"cache", "cache/coding", "cache/rfc", "edge/h1", "edge/realip", "edge/rules", "edge/strict", "internal/..."}, anyOthers: true, neverReach: otelSDK},
 	{pkg: "edge/realip"},
 	{pkg: "edge/rules"},
 	{pkg: "edge/strict"},
 	{pkg: "edge/h1", ours: []string{"edge/strict"}},
 	{pkg: "edge/certs", others: []string{"github.com/prometheus"}},
-	{pkg: "cache", ours: []string{"storage", "internal/...", "cache/coding", "cache/rfc", "purge/selector"}, anyOthers: true},
+	{pkg: "cache", ours: []string{"storage", "internal/...", "cache/coding", "cache/rfc", "purge/selector"}, anyOthers: true, neverReach: otelSDK},
 	{pkg: "cache/coding", others: []string{"github.com/klauspost/compress", "github.com/andybalholm/brotli"}},
 	{pkg: "cache/rfc", others: []string{"github.com/pquerna/cachecontrol"}},
-	{pkg: "lb", ours: []string{"lb/ketama", "internal/..."}, anyOthers: true},
+	{pkg: "lb", ours: []string{"lb/ketama", "internal/..."}, anyOthers: true, neverReach: otelSDK},
 	{pkg: "lb/ketama"},
 	{pkg: "lb/cluster", ours: []string{"lb/ketama", "internal/..."}, others: []string{"github.com/prometheus", "github.com/hashicorp/memberlist"}},
 	{pkg: "storage", others: []string{"go.etcd.io/bbolt"}, neverReach: []string{"net/http"}},
@@ -55,6 +55,11 @@ var packageTable = []pkgRule{
 	{pkg: "purge/fleet", ours: []string{"purge", "purge/selector"}, others: []string{"github.com/nats-io"}},
 	{pkg: "purge/purgetest", ours: []string{"purge", "purge/selector"}},
 }
+
+// otelSDK is OpenTelemetry's SDK and exporter: edge, cache and lb trace
+// through the API (go.opentelemetry.io/otel/trace) and are given a tracer;
+// only cmd/edged builds the provider, batching and export.
+var otelSDK = []string{"go.opentelemetry.io/otel/sdk/trace", "go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"}
 
 // unimportable lists the edged trees that no package outside them imports.
 var unimportable = []string{"cmd/...", "loadtest/...", "internal/testkit", "purge/purgetest"}

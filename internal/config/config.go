@@ -58,6 +58,9 @@ type Config struct {
 	// Cluster makes this node one of the caches of a PoP (off unless
 	// cluster.listen is set).
 	Cluster Cluster `yaml:"cluster"`
+	// Tracing exports OpenTelemetry traces over OTLP/HTTP (off by
+	// default).
+	Tracing Tracing `yaml:"tracing"`
 	// Sites lists the sites edged serves, matched by the request's Host.
 	// Empty by default (the daemon then adds a built-in sample origin). A
 	// host may appear in only one site.

@@ -144,6 +144,7 @@ func TestDefaultValues(t *testing.T) {
 				ProbeTimeout: config.Duration(200 * time.Millisecond), SuspicionMult: 2, GossipInterval: config.Duration(100 * time.Millisecond)},
 			HotThreshold: 4, HotWindow: 10000, ConnectTimeout: config.Duration(time.Second), EjectFor: config.Duration(2 * time.Second),
 		},
+		Tracing: config.Tracing{Endpoint: "http://127.0.0.1:4318", SampleRatio: 0.01, ServiceName: "edged"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Parse(minimal) =\n%+v\nwant\n%+v", c, want)
@@ -330,6 +331,24 @@ func TestParseErrors(t *testing.T) {
 			yaml: "sites:\n  - name: a\n    hosts: [a]\n    origins:\n      - url: http://o:1\n    upstream:\n      policy: random\n",
 			want: "edged.yaml:7: sites[0].upstream.policy: must be one of ketama, round_robin, least_conn, p2c_ewma; got \"random\"",
 			line: 7, path: "sites[0].upstream.policy",
+		},
+		{
+			name: "tracing: endpoint without scheme",
+			yaml: "tracing:\n  enabled: true\n  endpoint: collector:4318\n",
+			want: "edged.yaml:3: tracing.endpoint: want an http or https URL…",
+			line: 3, path: "tracing.endpoint",
+		},
+		{
+			name: "tracing: sample_ratio above 1",
+			yaml: "tracing:\n  sample_ratio: 1.5\n",
+			want: "edged.yaml:2: tracing.sample_ratio: …",
+			line: 2, path: "tracing.sample_ratio",
+		},
+		{
+			name: "tracing: header without a colon",
+			yaml: "tracing:\n  enabled: true\n  headers: [\"Authorization Bearer x\"]\n",
+			want: "edged.yaml:3: tracing.headers[0]: want \"Name: value\"…",
+			line: 3, path: "tracing.headers[0]",
 		},
 		{
 			name: "upstream: hash_balance_factor below 1",

@@ -105,6 +105,7 @@ func (c *Config) validate() []*Error {
 	v.purge(&c.Purge, c.Sites)
 	v.adminTokens(c.Admin.Tokens)
 	v.cluster(&c.Cluster, c)
+	v.tracing(&c.Tracing)
 	if t := &c.TLS; t.Listen != "" {
 		if len(t.Certificates) == 0 {
 			v.add("tls.certificates", "required when tls.listen is set: list at least one cert/key pair")

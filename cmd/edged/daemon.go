@@ -82,6 +82,10 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 	if err != nil {
 		return err
 	}
+	if o.version {
+		printVersion(stdout)
+		return nil
+	}
 	if o.checkConfig != "" {
 		cfg, err := config.Load(o.checkConfig, startupChecks)
 		if err != nil {
@@ -310,6 +314,7 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(buildInfoGauge())
 	d.reg = reg
 	c, err := cache.New(cacheConfig(cfg, d.disk, reg, d.log))
 	if err != nil {

@@ -540,8 +540,9 @@ type Origin struct {
 // means one origin.
 type Upstream struct {
 	// MaxIdleConnsPerShard caps the idle keep-alive connections kept per
-	// origin; 0 (the default) sizes each shard's idle pool from its peak
-	// use over the last minute, up to max_conns_per_shard and 1024.
+	// shard; 0 (the default) means automatic: each shard's idle pool keeps
+	// the last minute's peak of connections in use plus a quarter, up to
+	// max_conns_per_shard (when set) and 1024.
 	MaxIdleConnsPerShard int `yaml:"max_idle_conns_per_shard" check:">=0"`
 	// MaxConnsPerShard caps all connections (dialing, active, idle) per
 	// origin; 0 means unlimited.

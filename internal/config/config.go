@@ -338,6 +338,28 @@ type PurgeNATS struct {
 	// RetryInterval is how often reconnects, setup and pending publishes
 	// are retried.
 	RetryInterval Duration `yaml:"retry_interval" default:"1s"`
+	// CredsFile is a NATS credentials file (a user JWT and its nkey seed,
+	// as nsc writes them); "" means none.
+	CredsFile string `yaml:"creds_file"`
+	// NkeyFile is a file holding a user nkey seed (SU...); "" means none.
+	// Not with CredsFile.
+	NkeyFile string `yaml:"nkey_file"`
+	// TLS configures TLS to the NATS servers.
+	TLS PurgeNATSTLS `yaml:"tls"`
+}
+
+// PurgeNATSTLS is the client side of TLS to NATS. Setting any file makes
+// the connection use TLS; with none, TLS is used when the URL is tls:// or
+// the server requires it, verified against the system roots.
+type PurgeNATSTLS struct {
+	// CA is a PEM file of the CAs that sign the servers' certificates,
+	// instead of the system roots; "" means the system roots.
+	CA string `yaml:"ca"`
+	// Cert is a PEM client certificate chain for servers that verify
+	// clients; "" means none. Requires Key.
+	Cert string `yaml:"cert"`
+	// Key is Cert's PEM private key file.
+	Key string `yaml:"key"`
 }
 
 // Site is one set of host names served from one set of origins.

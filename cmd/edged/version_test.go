@@ -80,3 +80,17 @@ func TestHealthcheck(t *testing.T) {
 		})
 	}
 }
+
+// -h names the subcommands and says what each signal does.
+func TestUsageText(t *testing.T) {
+	var out strings.Builder
+	_, err := parseFlags([]string{"-h"}, &out)
+	if err == nil {
+		t.Fatal("-h: no error")
+	}
+	for _, want := range []string{"edged -version", "edged healthcheck", "SIGHUP reloads the configuration file"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("-h does not say %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -103,9 +103,14 @@ func TestUnitKeepsWhatEdgedNeeds(t *testing.T) {
 			t.Errorf("edged.service lacks %q", strings.TrimSpace(want))
 		}
 	}
-	for _, never := range []string{"PrivateNetwork=true", "PrivateUsers=true", "IPAddressDeny=any"} {
-		if strings.Contains(string(b), never) {
-			t.Errorf("edged.service sets %s: edged could not reach origins or bind its ports", never)
+	for never, why := range map[string]string{
+		"PrivateNetwork=true": "edged could not reach origins",
+		"PrivateUsers=true":   "CAP_NET_BIND_SERVICE would not bind :80 in the host's network",
+		"IPAddressDeny=any":   "edged could not reach origins",
+		"ProcSubset=pid":      "the process collector reads /proc/stat for process_start_time_seconds",
+	} {
+		if strings.Contains(string(b), "\n"+never) {
+			t.Errorf("edged.service sets %s: %s", never, why)
 		}
 	}
 }

@@ -36,7 +36,6 @@ import (
 	"github.com/edged-proxy/edged/internal/sdnotify"
 	"github.com/edged-proxy/edged/lb"
 	"github.com/edged-proxy/edged/purge"
-	"github.com/edged-proxy/edged/purge/fleet"
 	"github.com/edged-proxy/edged/storage"
 )
 
@@ -81,6 +80,10 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if o.version {
+		printVersion(stdout)
+		return nil
 	}
 	if o.checkConfig != "" {
 		cfg, err := config.Load(o.checkConfig, startupChecks)
@@ -132,11 +135,14 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 // takes them (duplicate values, whitespace), every TLS certificate and
 // key loaded as the certificate store does (when tls.listen is set, as
 // starting does), the origin TLS files (originTLSChecks) and the health
-// checks (healthCheckChecks); each problem is reported at its key.
+// checks (healthCheckChecks), the cluster secret (clusterChecks) and the
+// NATS credential and TLS files (natsChecks); each problem is reported at
+// its key.
 func startupChecks(cfg *config.Config) []*config.Error {
 	errs := append(originTLSChecks(cfg), ruleChecks(cfg)...)
 	errs = append(errs, healthCheckChecks(cfg)...)
 	errs = append(errs, clusterChecks(cfg)...)
+	errs = append(errs, natsChecks(cfg)...)
 	if te, ok := errors.AsType[*purge.TokenError](purge.CheckTokens(purgeTokens(cfg))); ok {
 		errs = append(errs, &config.Error{Path: fmt.Sprintf("purge.tokens[%d].token", te.Index), Msg: te.Msg})
 	}
@@ -194,6 +200,7 @@ func loadConfig(o *options) (*config.Config, error) {
 			checks = append(checks, originTLSChecks, ruleChecks)
 			checks = append(checks, healthCheckChecks)
 		}
+		checks = append(checks, natsChecks)
 		var err error
 		if cfg, err = config.Load(o.config, checks...); err != nil {
 			return nil, err
@@ -312,6 +319,7 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(buildInfoGauge())
 	d.reg = reg
 	d.ops = newOpsMetrics(reg, time.Now())
 	if cfg.Cache.Disk.Enabled {
@@ -1144,11 +1152,7 @@ func newPurger(cfg *config.Config, c *cache.Cache, siteOf func(string) string, r
 		pc.AllowCIDRs = append(pc.AllowCIDRs, p)
 	}
 	if n := cfg.Purge.NATS; n.URL != "" {
-		pc.JoinFleet = fleet.Config{
-			URL: n.URL, Stream: n.Stream, Subject: n.Subject, ReceiptBucket: n.ReceiptBucket,
-			MaxAge: n.MaxAge.Std(), Replicas: n.Replicas, MaxPending: n.MaxPending,
-			ConnectTimeout: n.ConnectTimeout.Std(), PublishTimeout: n.PublishTimeout.Std(), RetryInterval: n.RetryInterval.Std(),
-		}.Join
+		pc.JoinFleet = fleetConfig(n).Join
 	}
 	p, err := purge.New(pc)
 	if err != nil {

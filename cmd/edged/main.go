@@ -28,6 +28,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "purge" {
 		os.Exit(runPurgeCLI(os.Args[2:], os.Stdout, os.Stderr))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		os.Exit(runHealthcheck(os.Args[2:], os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var upg upgrader
@@ -84,6 +87,7 @@ type options struct {
 	tlsListen   string
 	certFile    string
 	keyFile     string
+	version     bool
 	set         map[string]bool // flags given on the command line
 }
 
@@ -96,6 +100,8 @@ Usage:
   edged -config edged.yaml [flags]    run a configuration file; flags win over it
   edged -check-config edged.yaml      validate a configuration file and exit
   edged purge -h                      purge content from a running edged (see docs/purge.md)
+  edged healthcheck [-url URL]        exit 0 if a running edged's /healthz answers 200 (containers)
+  edged -version                      print the version, commit, build date and Go version
 
 Flags:
 `
@@ -117,10 +123,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.keyFile, "key", "", "PEM private key `FILE` for -cert")
 	fs.StringVar(&o.purgeToken, "purge-token", "", "accept bearer `TOKEN` for purges, valid for all sites (also $EDGED_PURGE_TOKEN)")
 	fs.StringVar(&o.data, "data", "", "disk-tier data `DIR` (overrides cache.disk.path; default: the user's cache directory + /edged)")
+	fs.BoolVar(&o.version, "version", false, "print the version, commit, build date and Go version, and exit")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)
 		fs.PrintDefaults()
-		fmt.Fprint(fs.Output(), "\nThe admin listener serves /metrics (Prometheus) and /healthz. Signals: SIGINT or SIGTERM drains and exits; SIGHUP reloads the TLS certificates.\n")
+		fmt.Fprint(fs.Output(), "\nThe admin listener serves /metrics (Prometheus) and /healthz. Signals: SIGINT or SIGTERM drains and exits; SIGHUP reloads the configuration file (flags still win) and the TLS certificates; SIGUSR2 upgrades to the binary now at this path (docs/operations.md).\n")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -361,6 +361,28 @@ type PurgeNATS struct {
 	// RetryInterval is how often reconnects, setup and pending publishes
 	// are retried.
 	RetryInterval Duration `yaml:"retry_interval" default:"1s"`
+	// CredsFile is a NATS credentials file (a user JWT and its nkey seed,
+	// as nsc writes them); "" means none.
+	CredsFile string `yaml:"creds_file"`
+	// NkeyFile is a file holding a user nkey seed (SU...); "" means none.
+	// Not with CredsFile.
+	NkeyFile string `yaml:"nkey_file"`
+	// TLS configures TLS to the NATS servers.
+	TLS PurgeNATSTLS `yaml:"tls"`
+}
+
+// PurgeNATSTLS is the client side of TLS to NATS. Setting any file makes
+// the connection use TLS; with none, TLS is used when the URL is tls:// or
+// the server requires it, verified against the system roots.
+type PurgeNATSTLS struct {
+	// CA is a PEM file of the CAs that sign the servers' certificates,
+	// instead of the system roots; "" means the system roots.
+	CA string `yaml:"ca"`
+	// Cert is a PEM client certificate chain for servers that verify
+	// clients; "" means none. Requires Key.
+	Cert string `yaml:"cert"`
+	// Key is Cert's PEM private key file.
+	Key string `yaml:"key"`
 }
 
 // Site is one set of host names served from one set of origins.
@@ -563,8 +585,9 @@ type Origin struct {
 // means one origin.
 type Upstream struct {
 	// MaxIdleConnsPerShard caps the idle keep-alive connections kept per
-	// origin; 0 (the default) sizes each shard's idle pool from its peak
-	// use over the last minute, up to max_conns_per_shard and 1024.
+	// shard; 0 (the default) means automatic: each shard's idle pool keeps
+	// the last minute's peak of connections in use plus a quarter, up to
+	// max_conns_per_shard (when set) and 1024.
 	MaxIdleConnsPerShard int `yaml:"max_idle_conns_per_shard" check:">=0"`
 	// MaxConnsPerShard caps all connections (dialing, active, idle) per
 	// origin; 0 means unlimited.

@@ -73,8 +73,22 @@ type Config struct {
 	// published. A purge accepted when it is full is applied locally only
 	// and answered with fleet state "failed". Default 10000.
 	MaxPending int
-	// Options are extra NATS connection options (credentials, TLS, ...),
-	// applied after edged's own.
+	// CredsFile is a NATS credentials file (a user JWT and its nkey seed,
+	// as `nsc` writes them) for servers in operator mode. Read at Join and
+	// again at each reconnection. "" means none.
+	CredsFile string
+	// NkeyFile is a file holding a user nkey seed (SU...), for servers
+	// that list users by nkey. Not with CredsFile. "" means none.
+	NkeyFile string
+	// CAFile is a PEM file of the CAs that sign the NATS server's
+	// certificate, replacing the system's roots. Setting it (or CertFile)
+	// makes the connection use TLS.
+	CAFile string
+	// CertFile and KeyFile are the client certificate chain and its key
+	// (PEM), for servers that verify clients; both or neither.
+	CertFile, KeyFile string
+	// Options are extra NATS connection options, applied after edged's own
+	// and those the fields above make.
 	Options []nats.Option
 }
 
@@ -171,6 +185,10 @@ func newFleet(l purge.Local, cfg Config) (*fleet, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
+	auth, err := cfg.authOptions()
+	if err != nil {
+		return nil, err
+	}
 	f := &fleet{l: l, cfg: cfg, subj: cfg.Subject + ".cmd", kick: make(chan struct{}, 1)}
 	log := l.Logger.With("component", "purge-fleet", "node", l.Node)
 	opts := []nats.Option{
@@ -182,6 +200,12 @@ func newFleet(l purge.Local, cfg Config) (*fleet, error) {
 		// No buffering while disconnected: a publish fails at once and the
 		// purge is queued as pending instead of vanishing in a buffer.
 		nats.ReconnectBufSize(-1),
+		// Keep retrying after an authorization error too: fixing the
+		// server's users must not need an edged restart.
+		nats.IgnoreAuthErrorAbort(),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("NATS error", "error", err)
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("disconnected from NATS", "error", err)
 		}),
@@ -194,7 +218,8 @@ func newFleet(l purge.Local, cfg Config) (*fleet, error) {
 			f.poke()
 		}),
 	}
-	nc, err := nats.Connect(cfg.URL, append(opts, cfg.Options...)...)
+	opts = append(append(opts, auth...), cfg.Options...)
+	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("purge: NATS %s: %w", cfg.URL, err)
 	}
@@ -264,6 +289,11 @@ func (f *fleet) ready() bool {
 
 func (f *fleet) setup() error {
 	if !f.nc.IsConnected() {
+		// The last connection error says why: refused, a TLS
+		// verification failure, an authorization violation.
+		if err := f.nc.LastError(); err != nil {
+			return fmt.Errorf("%w: %w", errNotConnected, err)
+		}
 		return errNotConnected
 	}
 	ctx, cancel := context.WithTimeout(f.ctx, 2*f.cfg.PublishTimeout)

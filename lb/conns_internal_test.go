@@ -101,6 +101,11 @@ func TestTrimmerFollowsPeakUse(t *testing.T) {
 	if burst < 8 {
 		t.Fatalf("the burst opened %d connections; the test needs more", burst)
 	}
+	// On a loaded machine the transport may dial more connections than
+	// were ever in use at once (dials that lose the race to a released
+	// connection): those are surplus from the start. What the window must
+	// keep is the burst's peak use.
+	peakUse := cs.peak.Load()
 	now := time.Now()
 	for i := range idleSlots + 1 {
 		now = now.Add(idleTick)
@@ -109,8 +114,8 @@ func TestTrimmerFollowsPeakUse(t *testing.T) {
 		}
 		n := cs.trim(now)
 		switch {
-		case i < idleSlots && n != 0:
-			t.Fatalf("tick %d: trimmed %d connections while the burst is in the window", i, n)
+		case i < idleSlots && cs.open.Load() < peakUse:
+			t.Fatalf("tick %d: trimmed %d connections, leaving %d open while the burst's peak use of %d is in the window", i, n, cs.open.Load(), peakUse)
 		case i == idleSlots && n == 0:
 			t.Fatalf("tick %d: nothing trimmed once the burst left the window", i)
 		}

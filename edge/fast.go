@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"cmp"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -143,7 +144,8 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 		w.CloseAfter()
 	}
 
-	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: client, Status: d.status, CacheResult: OutcomeHit, fast: fastLine{fr.method, fr.host, fr.target}}
+	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: client, Status: d.status, CacheResult: OutcomeHit,
+		fast: fastLine{method: fr.method, host: fr.host, target: fr.target, ua: fr.ua, referer: fr.referer, rule: rres.Cache.Rule, minor: uint8(w.Head().Minor)}}
 	h.armFast(w)
 	var err error
 	switch {
@@ -159,7 +161,7 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 		}
 	}
 	s.Err = err
-	h.finishFast(&s)
+	h.finishFast(&s, w, fr.reqID)
 	return true
 }
 
@@ -220,21 +222,35 @@ func (h *Handler) armFast(w *h1.FastWriter) {
 }
 
 // finishFast records a fast-path answer as finish records any other
-// (without the Logging phase, which needs an http.Request).
-func (h *Handler) finishFast(s *Session) {
+// (without the Logging phase, which needs an http.Request); clientID is
+// the request's X-Request-ID field.
+func (h *Handler) finishFast(s *Session, w *h1.FastWriter, clientID string) {
 	now := h.now()
 	d := now.Sub(s.Start)
 	if h.metrics != nil {
 		h.metrics.observe(s, d.Seconds())
 		h.metrics.fast.Inc()
 	}
-	if h.access != nil {
-		writeAccess(h.access, s, now, d)
+	if h.access != nil && h.sampled(s) {
+		s.id.set(clientID, h.ids)
+		if s.Scheme == "https" {
+			if ci, _ := w.Context().Value(connInfoKey{}).(*connInfo); ci != nil && ci.tls != nil {
+				s.fast.tls = ci.tls.Version
+			}
+		}
+		h.accessFmt.write(h.access, s, now, d)
 	}
 }
 
-// fastLine is what the access log needs of a fast-path request.
-type fastLine struct{ method, host, target string }
+// fastLine is what the access log needs of a fast-path request; its
+// strings alias the connection's buffer.
+type fastLine struct {
+	method, host, target string
+	ua, referer          string
+	rule                 string // the rule that set the hit's caching
+	minor                uint8  // HTTP/1.minor
+	tls                  uint16 // the TLS version; 0 for none
+}
 
 // fastAdmit decides, before the cache is asked, whether the fast path may
 // answer a request for site: it finds the client's address (behind trusted
@@ -262,6 +278,7 @@ type fastReq struct {
 	method, host, target, path, query string
 	inm, ims, rng, ifRange            string
 	ae                                string // Accept-Encoding: picks a compressed variant
+	ua, referer, reqID                string // for the access log: the first of each field
 }
 
 // parse takes the head apart, reporting false for anything the fast path
@@ -299,6 +316,15 @@ func (fr *fastReq) parse(hd *strict.Head) bool {
 			into = &fr.ae
 		case f.Is("Cache-Control"), f.Is("Pragma"), f.Is("Authorization"), f.Is("Upgrade"):
 			return false
+		case f.Is("User-Agent"):
+			fr.ua = cmp.Or(fr.ua, unsafeString(f.Value))
+			continue
+		case f.Is("Referer"):
+			fr.referer = cmp.Or(fr.referer, unsafeString(f.Value))
+			continue
+		case f.Is(RequestIDField):
+			fr.reqID = cmp.Or(fr.reqID, unsafeString(f.Value))
+			continue
 		default:
 			continue
 		}

@@ -54,6 +54,8 @@ type Session struct {
 	drop  []string   // response fields never sent to this request's client
 	rules *siteRules // the router's rules for Site
 	fast  fastLine   // the request line of a fast-path answer (Req is nil then)
+	id    requestID  // see RequestID
+	up    upstreamTiming
 }
 
 // Hooks are the programmable phases of a request, in the spirit of
@@ -79,7 +81,8 @@ type Hooks interface {
 	// write into the existing value slices, which may be shared with the
 	// stored entry.
 	ResponseFilter(s *Session, status int, h http.Header)
-	// Logging runs after the response has been sent.
+	// Logging runs after the response has been sent. s.RequestID() is
+	// the ID the access log and the origin got.
 	Logging(s *Session)
 }
 

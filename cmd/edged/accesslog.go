@@ -162,12 +162,18 @@ func accessLogChecks(cfg *config.Config) []*config.Error {
 	return errs
 }
 
-// durationsAsText renders time.Duration attributes as Go writes them
-// ("1.5s"), not as slog's JSON handler does (integer nanoseconds): the
-// daemon's log is read by people first. Use as HandlerOptions.ReplaceAttr.
+// durationsAsText renders time.Duration (and config.Duration) attributes
+// as Go writes them ("1.5s"), not as slog's JSON handler does (integer
+// nanoseconds): the daemon's log is read by people first. Use as
+// HandlerOptions.ReplaceAttr.
 func durationsAsText(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() == slog.KindDuration {
+	switch a.Value.Kind() {
+	case slog.KindDuration:
 		return slog.String(a.Key, a.Value.Duration().String())
+	case slog.KindAny:
+		if d, ok := a.Value.Any().(config.Duration); ok {
+			return slog.String(a.Key, d.String())
+		}
 	}
 	return a
 }

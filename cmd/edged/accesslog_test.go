@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edged-proxy/edged/internal/config"
 	"github.com/edged-proxy/edged/internal/testkit"
 )
 
@@ -161,16 +162,17 @@ func TestAccessLogConfig(t *testing.T) {
 func TestDaemonLogDurations(t *testing.T) {
 	var b bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&b, &slog.HandlerOptions{ReplaceAttr: durationsAsText}))
-	logger.Info("x", "timeout", 1500*time.Millisecond, slog.Group("g", "d", 2*time.Minute), "n", 3)
+	logger.Info("x", "timeout", 1500*time.Millisecond, slog.Group("g", "d", 2*time.Minute), "n", 3, "c", config.Duration(250*time.Millisecond))
 	var rec struct {
 		Timeout string
 		G       struct{ D string }
 		N       int
+		C       string
 	}
 	if err := json.Unmarshal(b.Bytes(), &rec); err != nil {
 		t.Fatal(err)
 	}
-	if rec.Timeout != "1.5s" || rec.G.D != "2m0s" || rec.N != 3 {
+	if rec.Timeout != "1.5s" || rec.G.D != "2m0s" || rec.N != 3 || rec.C != "250ms" {
 		t.Errorf("got %s", b.String())
 	}
 }

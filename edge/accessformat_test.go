@@ -27,7 +27,7 @@ func fixedSessions() (miss, hit *Session) {
 	gen := &idGen{prefix: "00ff00ff00ff00ff-"}
 	gen.n.Store(0x1a1)
 	hit = &Session{Site: &Site{Name: "www"}, Status: 304, CacheResult: OutcomeHit, ClientIP: "2001:db8::1",
-		fast: fastLine{method: "HEAD", host: "img.example.com", target: "/i.png", rule: "images", minor: 0}}
+		fast: &fastLine{method: "HEAD", host: "img.example.com", target: "/i.png", rule: "images", minor: 0}}
 	hit.id.set("not sane", gen)
 	return miss, hit
 }

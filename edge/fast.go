@@ -144,8 +144,8 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 		w.CloseAfter()
 	}
 
-	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: client, Status: d.status, CacheResult: OutcomeHit,
-		fast: fastLine{method: fr.method, host: fr.host, target: fr.target, ua: fr.ua, referer: fr.referer, rule: rres.Cache.Rule, minor: uint8(w.Head().Minor)}}
+	fl := fastLine{method: fr.method, host: fr.host, target: fr.target, ua: fr.ua, referer: fr.referer, rule: rres.Cache.Rule, minor: uint8(w.Head().Minor)}
+	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: client, Status: d.status, CacheResult: OutcomeHit, fast: &fl}
 	h.armFast(w)
 	var err error
 	switch {

@@ -176,3 +176,26 @@ func TestDaemonLogDurations(t *testing.T) {
 		t.Errorf("got %s", b.String())
 	}
 }
+
+// A rule returns the request ID to clients where wanted: the same ID the
+// origin got and the log has.
+func TestRequestIDReturnedByRule(t *testing.T) {
+	var originSaw atomic.Value
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		originSaw.Store(r.Header.Get("X-Request-Id"))
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, "ok")
+	}))
+	defer o.Close()
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	cfg := writeConfig(t, fmt.Sprintf("log:\n  access_file: %s\n  access_fields: [request_id]\nsites:\n  - name: s\n    hosts: [\"*\"]\n    origins:\n      - url: %s\n"+
+		"    rules:\n      - name: ids\n        response_headers:\n          set: [\"X-Request-ID: {request_id}\"]\n", logPath, o.URL))
+	l, _, stop := runDaemon(t, "-config", cfg)
+	resp, _ := fetchHost(t, "http://"+l.Edge+"/x", "cdn.example")
+	stop()
+	id := resp.Header.Get("X-Request-Id")
+	b, _ := os.ReadFile(logPath)
+	if id == "" || originSaw.Load() != id || string(b) != `{"request_id":"`+id+`"}`+"\n" {
+		t.Errorf("client got %q, origin %q, log %q", id, originSaw.Load(), b)
+	}
+}

@@ -21,13 +21,13 @@ func fixedSessions() (miss, hit *Session) {
 		Shard: "10.0.0.7:8080", ClientIP: "192.0.2.10", Peer: "edged-b"}
 	miss.id.set("req-42", nil)
 	miss.up.status.Store(200)
-	miss.up.header.Store(int64(1500 * time.Microsecond))
+	miss.up.header.Store(1500)
 	miss.up.total.Store(int64(3250 * time.Microsecond))
 
 	gen := &idGen{prefix: "00ff00ff00ff00ff-"}
 	gen.n.Store(0x1a1)
 	hit = &Session{Site: &Site{Name: "www"}, Status: 304, CacheResult: OutcomeHit, ClientIP: "2001:db8::1",
-		fast: &fastLine{method: "HEAD", host: "img.example.com", target: "/i.png", rule: "images", minor: 0}}
+		fast: fastLine{method: "HEAD", host: "img.example.com", target: "/i.png", rule: "images", minor: 0}}
 	hit.id.set("not sane", gen)
 	return miss, hit
 }

@@ -171,7 +171,7 @@ func (f *accessFormat) line(b []byte, s *Session, now time.Time, d time.Duration
 // appendLogField appends the JSON value of field fd of s; false when the
 // field is optional and has no value for s.
 func appendLogField(b []byte, fd logField, s *Session, now time.Time, d time.Duration) ([]byte, bool) {
-	fr := s.fast
+	fr := &s.fast
 	switch fd {
 	case fTime:
 		b = append(b, '"')
@@ -243,7 +243,7 @@ func appendLogField(b []byte, fd logField, s *Session, now time.Time, d time.Dur
 		if s.up.status.Load() == 0 {
 			return b, false
 		}
-		b = appendMillis(b, time.Duration(s.up.header.Load()))
+		b = appendMillis(b, time.Duration(s.up.header.Load())*time.Microsecond)
 	case fUpstreamTime:
 		t := s.up.total.Load()
 		if t == 0 {
@@ -271,7 +271,7 @@ func appendCombined(b []byte, s *Session, now time.Time) []byte {
 	b = append(b, " - - ["...)
 	b = now.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
 	b = append(b, `] "`...)
-	if fr := s.fast; s.Req == nil {
+	if fr := &s.fast; s.Req == nil {
 		b = appendNginxEscaped(b, fr.method, "")
 		b = append(b, ' ')
 		b = appendNginxEscaped(b, fr.target, "")
@@ -346,10 +346,10 @@ var fieldNames = [...]string{fieldUserAgent: "User-Agent", fieldReferer: "Refere
 // fieldReferer), or "".
 func (s *Session) requestField(i int) string {
 	if s.Req == nil {
-		if i == fieldUserAgent {
-			return s.fast.ua
+		if s.fast.head == nil {
+			return ""
 		}
-		return s.fast.referer
+		return unsafeString(s.fast.head.Get(fieldNames[i]))
 	}
 	if v := s.Req.Header[fieldNames[i]]; len(v) > 0 {
 		return v[0]

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"cmp"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -144,8 +143,8 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 		w.CloseAfter()
 	}
 
-	fl := fastLine{method: fr.method, host: fr.host, target: fr.target, ua: fr.ua, referer: fr.referer, rule: rres.Cache.Rule, minor: uint8(w.Head().Minor)}
-	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: client, Status: d.status, CacheResult: OutcomeHit, fast: &fl}
+	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: client, Status: d.status, CacheResult: OutcomeHit,
+		fast: fastLine{method: fr.method, host: fr.host, target: fr.target, rule: rres.Cache.Rule, head: w.Head(), minor: uint8(w.Head().Minor)}}
 	h.armFast(w)
 	var err error
 	switch {
@@ -161,7 +160,7 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 		}
 	}
 	s.Err = err
-	h.finishFast(&s, w, fr.reqID)
+	h.finishFast(&s, w)
 	return true
 }
 
@@ -222,9 +221,8 @@ func (h *Handler) armFast(w *h1.FastWriter) {
 }
 
 // finishFast records a fast-path answer as finish records any other
-// (without the Logging phase, which needs an http.Request); clientID is
-// the request's X-Request-ID field.
-func (h *Handler) finishFast(s *Session, w *h1.FastWriter, clientID string) {
+// (without the Logging phase, which needs an http.Request).
+func (h *Handler) finishFast(s *Session, w *h1.FastWriter) {
 	now := h.now()
 	d := now.Sub(s.Start)
 	if h.metrics != nil {
@@ -232,7 +230,7 @@ func (h *Handler) finishFast(s *Session, w *h1.FastWriter, clientID string) {
 		h.metrics.fast.Inc()
 	}
 	if h.access != nil && h.sampled(s) {
-		s.id.set(clientID, h.ids)
+		s.id.set(unsafeString(w.Head().Get(RequestIDField)), h.ids)
 		if s.Scheme == "https" {
 			if ci, _ := w.Context().Value(connInfoKey{}).(*connInfo); ci != nil && ci.tls != nil {
 				s.fast.tls = ci.tls.Version
@@ -246,10 +244,10 @@ func (h *Handler) finishFast(s *Session, w *h1.FastWriter, clientID string) {
 // strings alias the connection's buffer.
 type fastLine struct {
 	method, host, target string
-	ua, referer          string
-	rule                 string // the rule that set the hit's caching
-	minor                uint8  // HTTP/1.minor
-	tls                  uint16 // the TLS version; 0 for none
+	rule                 string       // the rule that set the hit's caching
+	head                 *strict.Head // the request's fields (User-Agent, Referer)
+	minor                uint8        // HTTP/1.minor
+	tls                  uint16       // the TLS version; 0 for none
 }
 
 // fastAdmit decides, before the cache is asked, whether the fast path may
@@ -278,7 +276,6 @@ type fastReq struct {
 	method, host, target, path, query string
 	inm, ims, rng, ifRange            string
 	ae                                string // Accept-Encoding: picks a compressed variant
-	ua, referer, reqID                string // for the access log: the first of each field
 }
 
 // parse takes the head apart, reporting false for anything the fast path
@@ -316,15 +313,6 @@ func (fr *fastReq) parse(hd *strict.Head) bool {
 			into = &fr.ae
 		case f.Is("Cache-Control"), f.Is("Pragma"), f.Is("Authorization"), f.Is("Upgrade"):
 			return false
-		case f.Is("User-Agent"):
-			fr.ua = cmp.Or(fr.ua, unsafeString(f.Value))
-			continue
-		case f.Is("Referer"):
-			fr.referer = cmp.Or(fr.referer, unsafeString(f.Value))
-			continue
-		case f.Is(RequestIDField):
-			fr.reqID = cmp.Or(fr.reqID, unsafeString(f.Value))
-			continue
 		default:
 			continue
 		}

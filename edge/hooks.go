@@ -53,7 +53,7 @@ type Session struct {
 	rs    ruleState  // what the site's rules decided
 	drop  []string   // response fields never sent to this request's client
 	rules *siteRules // the router's rules for Site
-	fast  *fastLine  // the request line of a fast-path answer (Req is nil then)
+	fast  fastLine   // the request line of a fast-path answer (Req is nil then)
 	id    requestID  // see RequestID
 	up    upstreamTiming
 }

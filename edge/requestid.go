@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -91,7 +92,7 @@ func (s *Session) RequestID() string {
 // the client), so the fields are atomic.
 type upstreamTiming struct {
 	status atomic.Int32 // the origin's status; 0: not contacted (a hit, a joined fill)
-	header atomic.Int64 // time to response headers, in ns
+	header atomic.Int32 // time to response headers, in µs (up to 35 minutes)
 	total  atomic.Int64 // time to the body's last byte read so far, in ns
 }
 
@@ -104,7 +105,7 @@ func (t *upstreamTiming) send(o cache.Origin, out *http.Request, routeKey string
 		return resp, upstream, err
 	}
 	d := time.Since(start)
-	t.header.Store(int64(d))
+	t.header.Store(int32(min(d.Microseconds(), math.MaxInt32)))
 	t.total.Store(int64(d))
 	t.status.Store(int32(resp.StatusCode))
 	if resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil && resp.Body != http.NoBody {

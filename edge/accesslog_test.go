@@ -10,6 +10,13 @@ import (
 	"time"
 )
 
+// defaultFormat is the default JSON access-log format.
+var defaultFormat, _ = newAccessFormat("", nil)
+
+func accessLine(b []byte, s *Session, now time.Time, d time.Duration) []byte {
+	return defaultFormat.line(b, s, now, d)
+}
+
 func TestAccessLineIsJSON(t *testing.T) {
 	r := httptest.NewRequest("GET", "/p?q=\"x\"&y=%00", nil)
 	r.Host = "ex\x01ample.com\xff"
@@ -27,7 +34,7 @@ func TestAccessLineIsJSON(t *testing.T) {
 		"time": "2023-11-14T22:13:20.000000005Z", "level": "INFO", "msg": "access", "method": "GET",
 		"host": "ex\x01ample.com\ufffd", "path": "/p?q=\"x\"&y=%00", "status": 200.0, "bytes": 42.0,
 		"cache": "hit", "site": "s\\1", "shard": "o1", "client": "127.0.0.1", "duration_ms": 1.5,
-		"err": "bad \"thing\"\n",
+		"err": "bad \"thing\"\n", "proto": "HTTP/1.1", "user_agent": "", "referer": "", "request_id": "",
 	}
 	for k, v := range want {
 		if got[k] != v {

@@ -59,6 +59,10 @@ type edgeOpts struct {
 	now         func() time.Time                // the edge's clock
 	metrics     *edge.Metrics
 	tracer      trace.Tracer // the edge's and the cache's (trace_test.go)
+	access      io.Writer    // edge.Config.AccessLog, with the three below
+	accessFmt   string
+	fields      []string
+	sample      float64
 }
 
 // newEdge starts a real edge listener in front of the origins and returns
@@ -110,7 +114,7 @@ func buildEdge(tb testing.TB, opts edgeOpts, urls ...string) (string, http.Handl
 		opts.site(site)
 	}
 	h, err := edge.New(edge.Config{Sites: []*edge.Site{site}, Cache: c, Hooks: opts.hooks, UnknownHostStatus: opts.unknown, StripResponseHeaders: opts.strip, TrustedProxies: opts.trusted,
-		Now: opts.now, Metrics: opts.metrics, Tracer: opts.tracer})
+		Now: opts.now, Metrics: opts.metrics, Tracer: opts.tracer, AccessLog: opts.access, AccessFormat: opts.accessFmt, AccessFields: opts.fields, AccessSample: opts.sample})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -138,7 +138,8 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 		w.CloseAfter()
 	}
 
-	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: client, Status: d.status, CacheResult: OutcomeHit, fast: fastLine{fr.method, fr.host, fr.target}}
+	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: client, Status: d.status, CacheResult: OutcomeHit,
+		fast: fastLine{method: fr.method, host: fr.host, target: fr.target, rule: rres.Cache.Rule, head: w.Head(), minor: uint8(w.Head().Minor)}}
 	h.armFast(w)
 	var err error
 	switch {
@@ -154,7 +155,7 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 		}
 	}
 	s.Err = err
-	h.finishFast(&s)
+	h.finishFast(&s, w)
 	if h.tracer != nil {
 		h.fastSpan(w, &fr, &s, arrived, start)
 	}
@@ -235,20 +236,33 @@ func (h *Handler) armFast(w *h1.FastWriter) {
 
 // finishFast records a fast-path answer as finish records any other
 // (without the Logging phase, which needs an http.Request).
-func (h *Handler) finishFast(s *Session) {
+func (h *Handler) finishFast(s *Session, w *h1.FastWriter) {
 	now := h.now()
 	d := now.Sub(s.Start)
 	if h.metrics != nil {
 		h.metrics.observe(s, d.Seconds())
 		h.metrics.fast.Inc()
 	}
-	if h.access != nil {
-		writeAccess(h.access, s, now, d)
+	if h.access != nil && h.sampled(s) {
+		s.id.set(unsafeString(w.Head().Get(RequestIDField)), h.ids)
+		if s.Scheme == "https" {
+			if ci, _ := w.Context().Value(connInfoKey{}).(*connInfo); ci != nil && ci.tls != nil {
+				s.fast.tls = ci.tls.Version
+			}
+		}
+		h.accessFmt.write(h.access, s, now, d)
 	}
 }
 
-// fastLine is what the access log needs of a fast-path request.
-type fastLine struct{ method, host, target string }
+// fastLine is what the access log needs of a fast-path request; its
+// strings alias the connection's buffer.
+type fastLine struct {
+	method, host, target string
+	rule                 string       // the rule that set the hit's caching
+	head                 *strict.Head // the request's fields (User-Agent, Referer)
+	minor                uint8        // HTTP/1.minor
+	tls                  uint16       // the TLS version; 0 for none
+}
 
 // fastAdmit decides, before the cache is asked, whether the fast path may
 // answer a request for site: it finds the client's address (behind trusted

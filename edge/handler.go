@@ -45,6 +45,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -76,10 +77,21 @@ type Config struct {
 	Hooks Hooks
 	// Metrics receives request series; nil records none.
 	Metrics *Metrics
-	// AccessLog receives one JSON line per request (one Write each; give
-	// it a buffered writer); nil writes none. The fields are listed in
+	// AccessLog receives one line per request (one Write each; give it a
+	// buffered writer); nil writes none. The fields are listed in
 	// docs/metrics.md.
 	AccessLog io.Writer
+	// AccessFormat is the access log's format: AccessJSON ("" too) or
+	// AccessCombined.
+	AccessFormat string
+	// AccessFields are the fields of a JSON line, by JSON key
+	// (AccessFieldNames), in order; none means every field, with slog's
+	// "level" and "msg" (the default line).
+	AccessFields []string
+	// AccessSample is the fraction of requests logged, in (0, 1]; 0 means
+	// 1 (every request). Requests answered with a status of 500 or more,
+	// or ended by an error, are always logged.
+	AccessSample float64
 	// Logger receives operational errors; nil discards them.
 	Logger *slog.Logger
 	// WriteTimeout bounds each write to a client (it is re-armed per
@@ -133,6 +145,9 @@ type Handler struct {
 	hooks        Hooks
 	metrics      *Metrics
 	access       io.Writer
+	accessFmt    *accessFormat
+	sampleBelow  uint64 // log a request when a random uint64 is below it; 0: log all
+	ids          *idGen
 	log          *slog.Logger
 	writeTimeout time.Duration
 	statusKey    bool
@@ -175,6 +190,18 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Hooks == nil {
 		cfg.Hooks = DefaultHooks{}
 	}
+	afmt, err := newAccessFormat(cfg.AccessFormat, cfg.AccessFields)
+	if err != nil {
+		return nil, err
+	}
+	var sampleBelow uint64
+	switch p := cfg.AccessSample; {
+	case p == 0 || p == 1:
+	case p > 0 && p < 1:
+		sampleBelow = uint64(p*(1<<63)) << 1
+	default:
+		return nil, fmt.Errorf("edge: AccessSample must be in (0, 1], got %v", p)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -187,6 +214,9 @@ func New(cfg Config) (*Handler, error) {
 		hooks:        cfg.Hooks,
 		metrics:      cfg.Metrics,
 		access:       cfg.AccessLog,
+		accessFmt:    afmt,
+		sampleBelow:  sampleBelow,
+		ids:          newIDGen(),
 		log:          cfg.Logger,
 		writeTimeout: cfg.WriteTimeout,
 		statusKey:    cfg.CacheStatusKey,
@@ -256,6 +286,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	*s = Session{Req: r, Start: h.now(), Scheme: scheme, ClientIP: h.clientIP(r), Peer: from, span: span}
+	var clientID string
+	if v := r.Header[RequestIDField]; len(v) > 0 {
+		clientID = v[0]
+	}
+	s.id.set(clientID, h.ids)
 	*rw = responseWriter{ResponseWriter: w, s: s, h: h, conn: ci}
 	defer h.finish(s)
 	defer rw.endInterim() // no 1xx once the handler has returned
@@ -323,6 +358,7 @@ type requestState struct {
 	h     *Handler
 	fetch cache.Fetch // the fill's, as NewOut was asked (a peer fetch repeats it)
 	pf    peerFill    // the fill's origin when a peer owns the key
+	to    timedOrigin // the fill's origin, timed into s.up
 }
 
 var _ cache.OutBuilder = (*requestState)(nil)
@@ -372,6 +408,8 @@ func (h *Handler) serveCached(st *requestState) {
 			st.creq.Origin, st.creq.Replicas = &st.pf, h.cluster
 		}
 	}
+	st.to = timedOrigin{o: st.creq.Origin, t: &s.up}
+	st.creq.Origin = &st.to
 	res, err := h.cache.Get(s.Req.Context(), &st.creq)
 	rw.endInterim()
 	s.Shard = res.Upstream
@@ -409,7 +447,7 @@ func (h *Handler) forward(ctx context.Context, s *Session, method string, prepar
 		return nil, err
 	}
 	origin, _ := s.origin()
-	resp, upstream, err := origin.Send(out, s.RouteKey)
+	resp, upstream, err := s.up.send(origin, out, s.RouteKey)
 	s.Shard = upstream
 	return resp, err
 }
@@ -583,6 +621,7 @@ func (h *Handler) originFields(hd http.Header, in *http.Request, s *Session) {
 		hd.Set("User-Agent", "") // keep Go's default User-Agent off
 	}
 	httpx.AppendValue(hd, "Via", httpx.Via(in.ProtoMajor, in.ProtoMinor))
+	hd[RequestIDField] = []string{s.RequestID()} // the client's, when sane; else replaced
 	// The chain as received, and the peer that connected (as a proxy
 	// appends its hop), not the client found in it: the origin can walk
 	// it as edged did, trusting edged.
@@ -731,12 +770,18 @@ func (h *Handler) finish(s *Session) {
 		h.metrics.observe(s, d.Seconds())
 	}
 	h.hooks.Logging(s)
-	if h.access != nil {
-		writeAccess(h.access, s, now, d)
+	if h.access != nil && h.sampled(s) {
+		h.accessFmt.write(h.access, s, now, d)
 	}
 	if s.span != nil {
 		endSpan(s.span, s)
 	}
+}
+
+// sampled reports whether s is logged under Config.AccessSample: every
+// request when it is 1, else a random share of them and every error.
+func (h *Handler) sampled(s *Session) bool {
+	return h.sampleBelow == 0 || s.Status >= 500 || s.Err != nil || rand.Uint64() < h.sampleBelow
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

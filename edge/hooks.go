@@ -57,6 +57,8 @@ type Session struct {
 	rules *siteRules // the router's rules for Site
 	fast  fastLine   // the request line of a fast-path answer (Req is nil then)
 	span  trace.Span // the server span (general path, tracing on); nil otherwise
+	id    requestID  // see RequestID
+	up    upstreamTiming
 }
 
 // Hooks are the programmable phases of a request, in the spirit of
@@ -82,7 +84,8 @@ type Hooks interface {
 	// write into the existing value slices, which may be shared with the
 	// stored entry.
 	ResponseFilter(s *Session, status int, h http.Header)
-	// Logging runs after the response has been sent.
+	// Logging runs after the response has been sent. s.RequestID() is
+	// the ID the access log and the origin got.
 	Logging(s *Session)
 }
 

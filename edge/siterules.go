@@ -1,8 +1,6 @@
 package edge
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
 	"strconv"
 	"strings"
@@ -26,9 +24,8 @@ type Pool struct {
 
 // ruleState is what the rules decided for one request.
 type ruleState struct {
-	in        rules.Input
-	res       rules.Result
-	requestID string
+	in  rules.Input
+	res rules.Result
 }
 
 // evalRules evaluates the site's rules for the request of s. It reports
@@ -60,17 +57,6 @@ func ruleHost(scheme, host string) string {
 	return stripPort(rfc.NormalizeHost(scheme, host))
 }
 
-// requestID returns the request's ID for {request_id}, made on first use:
-// 16 random hex digits.
-func (s *Session) requestID() string {
-	if s.rs.requestID == "" {
-		var b [8]byte
-		rand.Read(b[:])
-		s.rs.requestID = hex.EncodeToString(b[:])
-	}
-	return s.rs.requestID
-}
-
 // ruleInput completes the rules' input for templates: the client address
 // (parsed for matching only when a rule matches on it) and the request ID.
 func (s *Session) ruleInput() {
@@ -79,7 +65,7 @@ func (s *Session) ruleInput() {
 		in.Client = clientAddr(s.ClientIP)
 	}
 	if in.RequestID == nil {
-		in.RequestID = s.requestID
+		in.RequestID = s.RequestID
 	}
 }
 

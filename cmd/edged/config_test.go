@@ -27,7 +27,7 @@ func TestEveryKeyReachesItsPackage(t *testing.T) {
 	// Keys the daemon uses itself (listeners, logging, shutdown, whether
 	// to open the disk tier) and the purge keys newPurger passes to
 	// purge.Config.
-	direct := []string{"Listen", "Admin.", "TLS.Listen", "Log.Level", "Log.Access", "Server.ShutdownTimeout",
+	direct := []string{"Listen", "Admin.", "TLS.Listen", "Log.Level", "Log.Access", "Log.AccessFile", "Server.ShutdownTimeout",
 		"Cache.Disk.Enabled", "Purge.Tokens", "Purge.AllowCIDRs", "Purge.Node", "Purge.NATS.",
 		// The peer listener, what it advertises, and the secret file (read
 		// at start) are the daemon's too.

@@ -31,7 +31,6 @@ import (
 	"github.com/edged-proxy/edged/edge"
 	"github.com/edged-proxy/edged/edge/certs"
 	"github.com/edged-proxy/edged/internal/config"
-	"github.com/edged-proxy/edged/internal/logbuf"
 	"github.com/edged-proxy/edged/internal/sampleorigin"
 	"github.com/edged-proxy/edged/internal/sdnotify"
 	"github.com/edged-proxy/edged/lb"
@@ -106,15 +105,14 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, ready
 	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
 		return fmt.Errorf("log level: %w", err)
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	var access io.Writer
-	if cfg.Log.Access {
-		// Buffered: one write system call per 64 KiB or 200 ms, not per
-		// request.
-		buf := logbuf.New(stdout, 0, 0)
-		defer buf.Close()
-		access = buf
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}))
+	al, err := openAccessLog(cfg.Log, stdout)
+	if err != nil {
+		return err
 	}
+	defer al.close()
+	defer al.reopenOnUSR1(ctx, logger)()
+	access := al.writer()
 	// A process that takes over from another one cannot open the data
 	// directory while the old one holds it: it serves from memory and
 	// attaches the disk tier once the old process has exited.
@@ -143,6 +141,7 @@ func startupChecks(cfg *config.Config) []*config.Error {
 	errs = append(errs, healthCheckChecks(cfg)...)
 	errs = append(errs, clusterChecks(cfg)...)
 	errs = append(errs, natsChecks(cfg)...)
+	errs = append(errs, accessLogChecks(cfg)...)
 	if te, ok := errors.AsType[*purge.TokenError](purge.CheckTokens(purgeTokens(cfg))); ok {
 		errs = append(errs, &config.Error{Path: fmt.Sprintf("purge.tokens[%d].token", te.Index), Msg: te.Msg})
 	}
@@ -198,7 +197,7 @@ func loadConfig(o *options) (*config.Config, error) {
 		var checks []config.Check
 		if !o.set["origin"] { // -origin replaces the file's sites
 			checks = append(checks, originTLSChecks, ruleChecks)
-			checks = append(checks, healthCheckChecks)
+			checks = append(checks, healthCheckChecks, accessLogChecks)
 		}
 		checks = append(checks, natsChecks)
 		var err error
@@ -686,6 +685,9 @@ func handlerConfig(cfg *config.Config, sites []*edge.Site, c *cache.Cache, m *ed
 		Cache:                c,
 		Metrics:              m,
 		AccessLog:            access,
+		AccessFormat:         cfg.Log.AccessFormat,
+		AccessFields:         cfg.Log.AccessFields,
+		AccessSample:         cfg.Log.AccessSample,
 		Logger:               logger,
 		WriteTimeout:         cfg.Server.WriteTimeout.Std(),
 		TrustedProxies:       cfg.Server.TrustedProxies,

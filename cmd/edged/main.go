@@ -127,7 +127,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)
 		fs.PrintDefaults()
-		fmt.Fprint(fs.Output(), "\nThe admin listener serves /metrics (Prometheus) and /healthz. Signals: SIGINT or SIGTERM drains and exits; SIGHUP reloads the configuration file (flags still win) and the TLS certificates; SIGUSR2 upgrades to the binary now at this path (docs/operations.md).\n")
+		fmt.Fprint(fs.Output(), "\nThe admin listener serves /metrics (Prometheus) and /healthz. Signals: SIGINT or SIGTERM drains and exits; SIGHUP reloads the configuration file (flags still win) and the TLS certificates; SIGUSR1 reopens log.access_file (for logrotate); SIGUSR2 upgrades to the binary now at this path (docs/operations.md).\n")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

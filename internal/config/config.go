@@ -206,8 +206,20 @@ type Disk struct {
 type Log struct {
 	// Level is the minimum level logged.
 	Level string `yaml:"level" default:"info" check:"oneof=debug|info|warn|error"`
-	// Access turns on one JSON access-log line per request on stdout.
+	// Access turns on one access-log line per request.
 	Access bool `yaml:"access" default:"true"`
+	// AccessFormat is the access log's format: "json" (one object per
+	// line) or "combined" (nginx's default combined format, byte for byte).
+	AccessFormat string `yaml:"access_format" default:"json" check:"oneof=json|combined"`
+	// AccessFields are the fields of a json line, in order (names as in
+	// docs/metrics.md); none means every field, with slog's level and msg.
+	AccessFields []string `yaml:"access_fields"`
+	// AccessFile is the file the access log is appended to, reopened on
+	// SIGUSR1 (logrotate); "" means standard output.
+	AccessFile string `yaml:"access_file"`
+	// AccessSample is the fraction of requests logged; answers with a
+	// status of 500 or more, and failed requests, are always logged.
+	AccessSample float64 `yaml:"access_sample" default:"1" check:"range=(0,1]"`
 }
 
 // TLS configures the TLS edge listener: certificates chosen by SNI,

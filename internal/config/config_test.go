@@ -77,7 +77,7 @@ func TestDefaultValues(t *testing.T) {
 			Memory:             config.Memory{MaxBytes: 256 << 20, MaxObjectBytes: 8 << 20},
 			Disk:               config.Disk{Enabled: true, MaxBytes: 10 << 30, Fsync: "never"},
 		},
-		Log: config.Log{Level: "info", Access: true},
+		Log: config.Log{Level: "info", Access: true, AccessFormat: "json", AccessSample: 1},
 		TLS: config.TLS{MinVersion: "1.2"},
 		Purge: config.Purge{
 			TagHeaders:      []string{"Surrogate-Key", "Cache-Tag"},

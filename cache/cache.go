@@ -364,6 +364,10 @@ type Result struct {
 	// fill (or was last tried, with an error); empty for hits and joined
 	// fills.
 	Upstream string
+	// Tier is the index of the tier a hit was found in: 0 the memory
+	// tier, 1 the disk tier (a small disk object is read into memory and
+	// promoted, but it still counts as the disk's hit).
+	Tier int
 	// Peer names the peer of the PoP that answered the fill this request
 	// led or joined (its upstream without PeerPrefix); empty otherwise.
 	Peer string

@@ -172,7 +172,7 @@ func isMarkerKey(k string) bool { return strings.IndexByte(k, 0) == len(k)-1 }
 // dropped the object and the request is a miss.
 func (c *Cache) serve(st *stored, res Result) (Result, bool) {
 	e := st.e
-	res.Entry = e
+	res.Entry, res.Tier = e, st.tier
 	obj := st.obj
 	if obj == nil {
 		res.Body = (*memBody)(&e.Body)

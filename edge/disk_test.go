@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/storage"
 )
 
@@ -329,4 +331,40 @@ func TestDiskFailureDuringFillStillServes(t *testing.T) {
 		t.Errorf("after the failed store: %q, %d bytes", resp.Header.Get("Cache-Status"), len(body))
 	}
 	waitFor(t, func() bool { return store.Stats().Objects == 0 })
+}
+
+// Hits count their body bytes by the tier that held them: an object small
+// enough for memory is a memory hit, one over the memory tier's object
+// limit a disk hit, on both HTTP/1 paths.
+func TestHitBytesByTier(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := edge.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := objectOrigin(t, 1<<20, 0, false)
+	base, _ := newEdge(t, edgeOpts{disk: true, maxObject: 4096, metrics: m}, o)
+	for _, p := range []string{"/obj/300", "/obj/20000"} {
+		get(t, base, "GET", "example.com", p)
+		waitFor(t, func() bool {
+			r, _ := get(t, base, "HEAD", "example.com", p)
+			return strings.HasPrefix(r.Header.Get("Cache-Status"), "edged; hit")
+		})
+	}
+	bytes := func(tier string) float64 {
+		v, _ := testkit.Metric(t, reg, "edged_hit_bytes_total", "tier", tier)
+		return v
+	}
+	disk := bytes("disk")
+	get(t, base, "GET", "example.com", "/obj/20000", "Cache-Control", "max-age=3600") // general path
+	get(t, base, "GET", "example.com", "/obj/20000")                                  // fast path on edged's loop
+	// Metrics are recorded once the response is written: wait for them.
+	waitFor(t, func() bool { return bytes("disk")-disk == 40000 })
+	// The small object is a disk hit until the memory tier has taken it
+	// (its admission is asynchronous), then a memory hit.
+	waitFor(t, func() bool {
+		mem := bytes("memory")
+		get(t, base, "GET", "example.com", "/obj/300")
+		return testkit.Poll(time.Second, func() bool { return bytes("memory")-mem == 300 })
+	})
 }

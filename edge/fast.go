@@ -138,7 +138,7 @@ func (h *Handler) ServeFast(w *h1.FastWriter) bool {
 		w.CloseAfter()
 	}
 
-	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: client, Status: d.status, CacheResult: OutcomeHit,
+	s := Session{Site: site, Start: start, Scheme: scheme, ClientIP: client, Status: d.status, CacheResult: OutcomeHit, tier: uint8(res.Tier) + 1,
 		fast: fastLine{method: fr.method, host: fr.host, target: fr.target, rule: rres.Cache.Rule, head: w.Head(), minor: uint8(w.Head().Minor)}}
 	h.armFast(w)
 	var err error

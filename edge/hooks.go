@@ -59,6 +59,7 @@ type Session struct {
 	span  trace.Span // the server span (general path, tracing on); nil otherwise
 	id    requestID  // see RequestID
 	up    upstreamTiming
+	tier  uint8 // for a hit, 1 + the cache tier that held it (cache.Result.Tier); 0 otherwise
 }
 
 // Hooks are the programmable phases of a request, in the spirit of

@@ -26,6 +26,8 @@ type Metrics struct {
 	websocketsOpen prometheus.Gauge
 	peerRequests   *prometheus.CounterVec
 	peerFallbacks  *prometheus.CounterVec
+	hitBytes       *prometheus.CounterVec
+	tierBytes      [2]prometheus.Counter // hitBytes' children by Session.tier-1: memory, disk
 
 	// series caches the per-request children by label values, so a
 	// request costs one lock-free lookup instead of three label hashes
@@ -127,13 +129,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "edged_peer_fallbacks_total",
 			Help: "Fills of keys a peer owns that asked the origin instead: the peer was unreachable, or its copy predated a purge applied here.",
 		}, []string{"reason"}),
+		hitBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_hit_bytes_total",
+			Help: "Response body bytes of cache hits, by the tier that held them (memory, disk).",
+		}, []string{"tier"}),
 		proxyRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_proxy_protocol_rejected_total",
 			Help: "Client connections closed for their PROXY protocol header (server.proxy_protocol): untrusted, missing, invalid or timeout.",
 		}, []string{"reason"}),
 	}
+	m.tierBytes = [2]prometheus.Counter{m.hitBytes.WithLabelValues("memory"), m.hitBytes.WithLabelValues("disk")}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.denied, m.limited, m.refused, m.evicted, m.proxyRejected, m.websockets, m.websocketsOpen, m.unused, m.fast, m.peerRequests, m.peerFallbacks} {
+		for _, c := range []prometheus.Collector{m.requests, m.bytes, m.duration, m.invalidations, m.rejected, m.denied, m.limited, m.refused, m.evicted, m.proxyRejected, m.websockets, m.websocketsOpen, m.unused, m.fast, m.peerRequests, m.peerFallbacks, m.hitBytes} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("edge: registering metrics: %w", err)
 			}
@@ -176,6 +183,9 @@ func (m *Metrics) observe(s *Session, seconds float64) {
 	rs := v.(*requestSeries)
 	rs.requests.Inc()
 	rs.bytes.Add(float64(s.Bytes))
+	if s.tier != 0 {
+		m.tierBytes[s.tier-1].Add(float64(s.Bytes))
+	}
 	rs.duration.Observe(seconds)
 }
 

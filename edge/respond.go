@@ -204,6 +204,9 @@ func (w *responseWriter) dropFields(hd http.Header) {
 func (w *responseWriter) writeEntry(res *cache.Result) {
 	e := res.Entry
 	defer res.Body.Close()
+	if res.Hit {
+		w.s.tier = uint8(res.Tier) + 1
+	}
 	req := w.s.Req
 	size := res.Body.Size()
 	// The status is decided from the stored header before the response

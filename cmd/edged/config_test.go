@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -147,5 +149,27 @@ func TestStaleIfErrorZeroDisables(t *testing.T) {
 		if got := p.Evaluate(&http.Request{Method: http.MethodGet, Header: http.Header{}}, resp).StaleIfError; got != tc.want {
 			t.Errorf("stale_if_error %v: the policy gives a window of %v, want %v", tc.set, got, tc.want)
 		}
+	}
+}
+
+// checkConfigAt checks that -check-config and starting both accept file
+// (want "") or both fail with an error that begins with file and then want
+// (":LINE: key.path: message").
+func checkConfigAt(t *testing.T, file, want string) {
+	t.Helper()
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-check-config", file}, &out, &out, nil)
+	if want == "" {
+		if err != nil {
+			t.Errorf("-check-config: %v", err)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), file+want) {
+		t.Errorf("-check-config: %v; want %q", err, file+want)
+	}
+	_, err = loadConfig(&options{config: file, set: map[string]bool{}})
+	if err == nil || !strings.Contains(err.Error(), file+want) {
+		t.Errorf("starting: %v; want %q", err, file+want)
 	}
 }

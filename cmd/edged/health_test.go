@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -102,21 +100,7 @@ func TestCheckConfigHealthCheck(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			file := writeConfig(t, healthSite("http://127.0.0.1:1", "http://127.0.0.1:2", c.keys))
-			var out bytes.Buffer
-			err := run(context.Background(), []string{"-check-config", file}, &out, &out, nil)
-			if c.want == "" {
-				if err != nil {
-					t.Errorf("-check-config: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), file+c.want) {
-				t.Errorf("-check-config: %v; want %q", err, file+c.want)
-			}
-			_, err = loadConfig(&options{config: file, set: map[string]bool{}})
-			if err == nil || !strings.Contains(err.Error(), file+c.want) {
-				t.Errorf("starting: %v; want %q", err, file+c.want)
-			}
+			checkConfigAt(t, file, c.want)
 		})
 	}
 }

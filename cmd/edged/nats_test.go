@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -50,21 +49,7 @@ func TestCheckConfigNATSFiles(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			file := writeConfig(t, natsConfig("nats://127.0.0.1:1", c.extra))
-			var out bytes.Buffer
-			err := run(context.Background(), []string{"-check-config", file}, &out, &out, nil)
-			if c.want == "" {
-				if err != nil {
-					t.Errorf("-check-config: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), file+c.want) {
-				t.Errorf("-check-config: %v; want %q", err, file+c.want)
-			}
-			_, err = loadConfig(&options{config: file, set: map[string]bool{}})
-			if err == nil || !strings.Contains(err.Error(), file+c.want) {
-				t.Errorf("starting: %v; want %q", err, file+c.want)
-			}
+			checkConfigAt(t, file, c.want)
 		})
 	}
 	// Without purge.nats.url the files are not read.

@@ -7,15 +7,20 @@ import "strconv"
 func (v *validator) adminTokens(tokens []AdminToken) {
 	seen := make(map[string]bool)
 	for i, t := range tokens {
-		p := "admin.tokens[" + strconv.Itoa(i) + "]"
-		if t.Name == "" {
-			v.add(p+".name", "required")
-		} else if seen[t.Name] {
-			v.add(p+".name", "duplicate token name %q", t.Name)
-		}
-		seen[t.Name] = true
-		if len(t.Token) < 16 {
-			v.add(p+".token", "must be at least 16 characters")
-		}
+		v.token("admin.tokens["+strconv.Itoa(i)+"]", t.Name, t.Token, seen)
+	}
+}
+
+// token checks one named bearer token at path p: a name, unique among
+// seen, and a secret of at least 16 characters.
+func (v *validator) token(p, name, secret string, seen map[string]bool) {
+	if name == "" {
+		v.add(p+".name", "required")
+	} else if seen[name] {
+		v.add(p+".name", "duplicate token name %q", name)
+	}
+	seen[name] = true
+	if len(secret) < 16 {
+		v.add(p+".token", "must be at least 16 characters")
 	}
 }

@@ -463,15 +463,7 @@ func (v *validator) purge(pc *Purge, sites []Site) {
 	seen := make(map[string]bool)
 	for i, t := range pc.Tokens {
 		p := "purge.tokens[" + strconv.Itoa(i) + "]"
-		if t.Name == "" {
-			v.add(p+".name", "required")
-		} else if seen[t.Name] {
-			v.add(p+".name", "duplicate token name %q", t.Name)
-		}
-		seen[t.Name] = true
-		if len(t.Token) < 16 {
-			v.add(p+".token", "must be at least 16 characters")
-		}
+		v.token(p, t.Name, t.Token, seen)
 		for j, s := range t.Sites {
 			if len(sites) > 0 && !siteNames[s] {
 				v.add(p+".sites["+strconv.Itoa(j)+"]", "no site is named %q", s)

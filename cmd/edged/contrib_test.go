@@ -383,7 +383,7 @@ func TestContribDashboardModel(t *testing.T) {
 	}
 	walk(d.Panels)
 	// The views the issue asks for, by title.
-	for _, want := range []string{"Requests by site", "Hit ratio by site", "Bytes served by cache result", "Origin requests by shard",
+	for _, want := range []string{"Requests by site", "Hit ratio by site", "Bytes served by tier", "Origin requests by shard",
 		"Origin errors by shard", "Request latency (arrival to last byte)", "Request latency heatmap", "Coalescing", "Purge rate",
 		"Purge propagation lag", "Disk tier fill", "Evictions", "Certificate expiry (days left)", "Cluster members", "Peer fetches",
 		"Peer fallbacks to origin"} {

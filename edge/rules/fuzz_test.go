@@ -62,12 +62,13 @@ func FuzzGlob(f *testing.F) {
 }
 
 // cookieRef is the reference reading of a Cookie line: split at ';',
-// trim, split at the first '='.
+// trim optional whitespace (SP and HTAB, RFC 9110 §5.6.3: not Unicode
+// space, nor form feed), split at the first '='.
 func cookieRef(line, name string) (string, bool) {
 	for _, pair := range strings.Split(line, ";") {
-		n, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
-		if ok && strings.TrimSpace(n) == name {
-			v = strings.TrimSpace(v)
+		n, v, ok := strings.Cut(strings.Trim(pair, " \t"), "=")
+		if ok && strings.Trim(n, " \t") == name {
+			v = strings.Trim(v, " \t")
 			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 				v = v[1 : len(v)-1]
 			}

@@ -104,7 +104,7 @@ func cookieIn(line, name string) (string, bool) {
 		if end := strings.IndexByte(v, ';'); end >= 0 {
 			v = v[:end]
 		}
-		v = strings.TrimSpace(v)
+		v = strings.Trim(v, " \t") // optional whitespace: SP and HTAB only, as around the name
 		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 			v = v[1 : len(v)-1]
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/edged-proxy/edged/storage"
@@ -127,7 +128,8 @@ func (c *Cache) warmUp(opts WarmOptions, stop <-chan struct{}) (res WarmResult) 
 	keys := d.Hottest(opts.Budget, c.mem.maxObject, int(min(opts.Budget/64+1, 1<<22)))
 	var read int64 // body bytes read, for the rate
 	res.Stopped = "done"
-	for _, key := range keys {
+	batch := make([]warmItem, warmReaders)
+	for len(keys) > 0 {
 		select {
 		case <-stop:
 			res.Stopped = "closed"
@@ -137,19 +139,51 @@ func (c *Cache) warmUp(opts WarmOptions, stop <-chan struct{}) (res WarmResult) 
 			return res
 		default:
 		}
-		e, n, err := c.warmRead(d, key)
-		if errors.Is(err, storage.ErrClosed) {
-			res.Stopped = "closed"
-			return res
+		// Read a few objects at once: a small read is mostly open, fstat
+		// and close, which overlap; they are copied in order.
+		n := min(len(keys), warmReaders)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				batch[i].e, batch[i].n, batch[i].err = c.warmRead(d, keys[i])
+			}()
 		}
-		read += n
-		if e == nil {
-			continue
+		wg.Wait()
+		keys = keys[n:]
+		for _, it := range batch[:n] {
+			if stopped := c.warmCopy(it, &res, &read, opts, start, stop, deadline.C); stopped != "" {
+				res.Stopped = stopped
+				return res
+			}
 		}
+	}
+	return res
+}
+
+// warmReaders is how many disk objects a warm start reads at once.
+const warmReaders = 4
+
+// warmItem is one object a warm start read.
+type warmItem struct {
+	e   *Entry
+	n   int64
+	err error
+}
+
+// warmCopy copies what a warm start read into memory, counts it in res
+// and paces the reads; it returns why the warm start must stop, or "".
+func (c *Cache) warmCopy(it warmItem, res *WarmResult, read *int64, opts WarmOptions, start time.Time, stop <-chan struct{}, deadline <-chan time.Time) string {
+	if errors.Is(it.err, storage.ErrClosed) {
+		return "closed"
+	}
+	*read += it.n
+	e := it.e
+	if e != nil {
 		cost := e.cost()
 		if res.Bytes+cost > opts.Budget {
-			res.Stopped = "budget"
-			return res
+			return "budget"
 		}
 		if c.beforePromote != nil {
 			c.beforePromote()
@@ -162,25 +196,25 @@ func (c *Cache) warmUp(opts WarmOptions, stop <-chan struct{}) (res WarmResult) 
 			c.m.warmObjects.Inc()
 			c.m.warmBytes.Add(float64(cost))
 		}
-		if opts.Rate > 0 {
-			// Pace: no faster than Rate on average since the start.
-			if wait := time.Duration(float64(read)/float64(opts.Rate)*float64(time.Second)) - time.Since(start); wait > 0 {
-				t := time.NewTimer(wait)
-				select {
-				case <-t.C:
-				case <-stop:
-					t.Stop()
-					res.Stopped = "closed"
-					return res
-				case <-deadline.C:
-					t.Stop()
-					res.Stopped = "timeout"
-					return res
-				}
-			}
-		}
 	}
-	return res
+	if opts.Rate <= 0 {
+		return ""
+	}
+	// Pace: no faster than Rate on average since the start.
+	wait := time.Duration(float64(*read)/float64(opts.Rate)*float64(time.Second)) - time.Since(start)
+	if wait <= 0 {
+		return ""
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return ""
+	case <-stop:
+		return "closed"
+	case <-deadline:
+		return "timeout"
+	}
 }
 
 // warmRead reads the disk object under key into an entry as the memory

@@ -52,9 +52,10 @@ type warmState struct {
 // first, and returns at once; the channel receives the result when it
 // stops. Requests are served meanwhile as usual. Each body is verified
 // against its checksums, as every disk read is. A copy never replaces an
-// entry already in memory (a fill stored meanwhile is newer), and one that
-// an invalidation or purge recorded since the warm start began would bring
-// back is dropped (the same gate as any promotion: see promote). Reads
+// entry already in memory (a fill stored meanwhile is newer), and one
+// that a recorded invalidation or purge covers is dropped, whether the
+// purge came before or after its disk read (the gate of any promotion:
+// see promote), so a purge during warm-up is never undone. Reads
 // leave the disk tier's recency order alone. Close stops it. A cache warms
 // once: a later call (or one after Close) returns Stopped "already".
 func (c *Cache) WarmStart(opts WarmOptions) <-chan WarmResult {

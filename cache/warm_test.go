@@ -211,3 +211,48 @@ func TestWarmStartRaces(t *testing.T) {
 		})
 	}
 }
+
+// A Vary marker is warmed with its variants, so a request for a variant
+// is a memory hit.
+func TestWarmStartVary(t *testing.T) {
+	const primary = "http://example.com/v"
+	d, err := storage.Open(storage.Options{Dir: t.TempDir(), Fsync: storage.FsyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { d.WaitRecovery(); d.Close() }()
+	marker := &Entry{Key: primary, Primary: primary, Status: http.StatusOK, Header: http.Header{}, // as fill.go makes one
+		Marker: true, MarkerID: 7, Vary: []string{"Accept-Language"}}
+	if err := (diskTier{s: d}).writeMarker(marker); err != nil {
+		t.Fatal(err)
+	}
+	req := httptestRequest(primary, "Accept-Language", "fr")
+	vkey := variantKey(marker, req.Header)
+	diskEntry(t, d, vkey, []byte("bonjour")).Vary = marker.Vary
+
+	c, err := New(Config{Disk: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if res := <-c.WarmStart(WarmOptions{Rate: -1}); res.Objects != 2 {
+		t.Fatalf("warm start: %+v, want the marker and the variant", res)
+	}
+	if m, ok := c.mem.get(primary); !ok || !m.Marker {
+		t.Fatalf("memory holds %+v under the primary key, want the marker", m)
+	}
+	if v, ok := c.mem.get(vkey); !ok || v.Primary != primary || string(v.Body) != "bonjour" {
+		t.Fatalf("memory holds %+v under the variant key", v)
+	}
+	res, err := c.Get(context.Background(), &Request{Key: primary, In: req, RangeStart: -1})
+	if err != nil || !res.Hit || res.Tier != 0 {
+		t.Fatalf("a request for the variant: hit %v in tier %d, err %v; want a memory hit", res.Hit, res.Tier, err)
+	}
+	res.Body.Close()
+}
+
+func httptestRequest(url, name, value string) *http.Request {
+	r, _ := http.NewRequest("GET", url, nil)
+	r.Header.Set(name, value)
+	return r
+}

@@ -80,9 +80,13 @@ type Cache struct {
 	tiers   atomic.Pointer[[]tier] // lookup order; AttachDisk appends
 	reg     prometheus.Registerer
 	flights flightTable
-	attach  sync.Mutex // serializes AttachDisk
-	inval   invalidations
-	gate    sync.RWMutex // orders stores against invalidations: see unlessInvalidated
+	attach  sync.Mutex // serializes AttachDisk; guards warm, warmClosed
+	// warm is the running or finished warm start; warmClosed is set by
+	// Close, after which none starts.
+	warm       *warmState
+	warmClosed bool
+	inval      invalidations
+	gate       sync.RWMutex // orders stores against invalidations: see unlessInvalidated
 	// beforePromote, when set (tests only), runs between a disk-tier read
 	// and its copy into memory.
 	beforePromote func()
@@ -185,6 +189,7 @@ func (c *Cache) AttachDisk(d *storage.Store) error {
 // Close waits for pending disk writes and releases the memory tier. Fills
 // still streaming finish on their own (bounded by FillTimeout).
 func (c *Cache) Close() {
+	c.stopWarm()
 	c.writers.Wait()
 	c.mem.close()
 }

@@ -17,6 +17,9 @@ type memoryTier struct {
 	closed    bool
 	c         *ristretto.Cache[string, *Entry]
 	maxObject int64
+	// keyLocks order a set against a setIfAbsent of the same key, so a
+	// warm-start copy never lands over an entry a fill stored meanwhile.
+	keyLocks  [64]sync.Mutex
 	evictions atomic.Uint64
 	rejects   atomic.Uint64
 }
@@ -54,9 +57,42 @@ func (m *memoryTier) set(e *Entry) bool {
 	if m.closed {
 		return false
 	}
+	mu := m.keyLock(e.Key)
+	mu.Lock()
+	defer mu.Unlock()
 	m.c.Set(e.Key, e, cost)
 	m.c.Wait()
 	return true
+}
+
+// setIfAbsent is set unless the tier holds an entry under e's key.
+func (m *memoryTier) setIfAbsent(e *Entry) bool {
+	cost := e.cost()
+	if cost > m.maxObject {
+		return false
+	}
+	m.closeMu.RLock()
+	defer m.closeMu.RUnlock()
+	if m.closed {
+		return false
+	}
+	mu := m.keyLock(e.Key)
+	mu.Lock()
+	defer mu.Unlock()
+	if _, ok := m.c.Get(e.Key); ok {
+		return false
+	}
+	m.c.Set(e.Key, e, cost)
+	m.c.Wait()
+	return true
+}
+
+func (m *memoryTier) keyLock(key string) *sync.Mutex {
+	var h uint32 = 2166136261 // FNV-1a
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint32(key[i])) * 16777619
+	}
+	return &m.keyLocks[h%uint32(len(m.keyLocks))]
 }
 
 func (m *memoryTier) del(key string) {

@@ -23,6 +23,9 @@ type metrics struct {
 	// compressSeconds is the CPU time they took.
 	compressed      *prometheus.CounterVec
 	compressSeconds prometheus.Counter
+	// warm start (warm.go)
+	warmObjects, warmBytes prometheus.Counter
+	warmSeconds            prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store) (*metrics, error) {
@@ -64,6 +67,18 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store)
 			Name: "edged_cache_compress_seconds_total",
 			Help: "Time spent compressing filled responses, all codings.",
 		}),
+		warmObjects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edged_disk_warm_start_objects_total",
+			Help: "Disk objects (and Vary markers) the warm start after a restart copied into the memory tier.",
+		}),
+		warmBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edged_disk_warm_start_bytes_total",
+			Help: "Memory-tier bytes (bodies, headers and per-item overhead) the warm start after a restart filled.",
+		}),
+		warmSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edged_disk_warm_start_seconds",
+			Help: "How long the last warm start took, from its start until it stopped (done, budget, timeout or shutdown); 0 until one has finished.",
+		}),
 		diskWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_disk_writes_total",
 			Help: "Background copies of memory-filled entries to the disk tier, by result (stored, error, skipped when all write slots were busy, invalidated).",
@@ -72,7 +87,7 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store)
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.fills, m.fillTime, m.coalesced, m.promotions, m.streamReaders, m.diskWrites, m.revalidations, m.staleOnError, m.compressed, m.compressSeconds}
+	cs := []prometheus.Collector{m.fills, m.fillTime, m.coalesced, m.promotions, m.streamReaders, m.diskWrites, m.revalidations, m.staleOnError, m.compressed, m.compressSeconds, m.warmObjects, m.warmBytes, m.warmSeconds}
 	if disk != nil {
 		cs = append(cs, newDiskCollector(disk))
 	}

@@ -124,3 +124,24 @@ func (l *lru) pickVictims(need int64, max, expiredWindow int, now int64) []victi
 	}
 	return out
 }
+
+// hottest lists keys from the most recently used down, skipping entries
+// larger than maxObject, until their sizes would exceed budget or limit
+// keys are listed, scanning at most scan entries.
+func (l *lru) hottest(budget, maxObject int64, limit, scan int) []string {
+	var out []string
+	var got int64
+	i := 0
+	for e := l.root.next; e != &l.root && len(out) < limit && i < scan; e = e.next {
+		i++
+		if e.size > maxObject {
+			continue
+		}
+		if got+e.size > budget {
+			break
+		}
+		got += e.size
+		out = append(out, e.key)
+	}
+	return out
+}

@@ -51,7 +51,13 @@ type Object struct {
 // entry whose blob is missing or has the wrong size, yields ErrNotFound (the
 // broken entry is dropped and counted in Stats.SizeMismatches). Get records
 // the access in memory only; access times reach the index in batches.
-func (s *Store) Get(key string) (*Object, error) {
+func (s *Store) Get(key string) (*Object, error) { return s.get(key, true) }
+
+// Peek is Get without recording an access: a reader that is not a client
+// (the cache's warm start) leaves the recency order as it found it.
+func (s *Store) Peek(key string) (*Object, error) { return s.get(key, false) }
+
+func (s *Store) get(key string, touch bool) (*Object, error) {
 	if err := s.begin(); err != nil {
 		return nil, err
 	}
@@ -78,9 +84,11 @@ func (s *Store) Get(key string) (*Object, error) {
 			}
 		}
 		if err == nil && size == r.size {
-			s.mu.Lock()
-			s.lru.touch(key, s.now().UnixNano())
-			s.mu.Unlock()
+			if touch {
+				s.mu.Lock()
+				s.lru.touch(key, s.now().UnixNano())
+				s.mu.Unlock()
+			}
 			return &Object{
 				Meta: Meta{
 					Key: r.key, Header: r.header, Size: r.size,

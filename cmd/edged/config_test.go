@@ -73,6 +73,8 @@ func packageConfigs(cfg *config.Config) string {
 	gossip := cc.Gossip
 	cc.Gossip = nil
 	out += fmt.Sprintf("%+v\n", tracingSettings(cfg.Tracing))
+	wo, warm := warmOptions(cfg.Cache.Disk)
+	out += fmt.Sprintf("%+v %v\n", wo, warm)
 	return out + fmt.Sprintf("%+v\n%+v\n", cc, gossip)
 }
 

@@ -334,6 +334,9 @@ func (d *daemon) build(access io.Writer, deferDisk bool) error {
 		return err
 	}
 	d.cache = c
+	if d.disk != nil {
+		d.warmStart()
+	}
 	d.lbm = lb.NewMetrics(reg)
 	sites, pools, err := buildSites(cfg.Sites, d.lbm, d.log, nil)
 	if err != nil {
@@ -1064,6 +1067,7 @@ func (d *daemon) attachDiskAfterParent(ctx context.Context) {
 	}
 	d.disk = disk
 	d.log.Info("upgrade: disk tier attached")
+	d.warmStart()
 }
 
 // rotateTicketKeys rotates the TLS session-ticket keys twice a day.

@@ -200,6 +200,17 @@ type Disk struct {
 	// do: a cache may lose objects, never serve wrong ones, and fsyncs on
 	// every miss cost miss latency (measured in docs/operations.md).
 	Fsync string `yaml:"fsync" default:"never" check:"oneof=always|never"`
+	// WarmStart copies the most recently used disk objects that fit the
+	// memory tier (up to half its budget) into memory in the background
+	// after a start, so a restarted node does not start cold in memory.
+	// Requests are served meanwhile.
+	WarmStart bool `yaml:"warm_start" default:"true"`
+	// WarmStartTimeout bounds the warm start; what it has not copied by
+	// then is promoted by requests as usual.
+	WarmStartTimeout Duration `yaml:"warm_start_timeout" default:"10s" check:">0"`
+	// WarmStartRate bounds the warm start's disk reads, in bytes per
+	// second; 0 means unlimited.
+	WarmStartRate ByteSize `yaml:"warm_start_rate" default:"50MiB" check:">=0"`
 }
 
 // Log configures logging.

@@ -200,6 +200,13 @@ type Disk struct {
 	// do: a cache may lose objects, never serve wrong ones, and fsyncs on
 	// every miss cost miss latency (measured in docs/operations.md).
 	Fsync string `yaml:"fsync" default:"never" check:"oneof=always|never"`
+	// Admission decides which fills go to disk: "second-hit" (an object's
+	// second request within the doorkeeper's window), "always" or "off"
+	// (nothing new is written). Measured in docs/benchmarks.md.
+	Admission string `yaml:"admission" default:"second-hit" check:"oneof=always|second-hit|off"`
+	// AdmitLargerThan: with second-hit, bodies larger than this (and
+	// streamed bodies of unknown length) go to disk on their first request.
+	AdmitLargerThan ByteSize `yaml:"admit_larger_than" default:"1MiB" check:">=0"`
 }
 
 // Log configures logging.

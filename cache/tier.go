@@ -32,12 +32,12 @@ type tier interface {
 type putKind uint8
 
 const (
-	putFill    putKind = iota // a new response, body in e.Body
+	putFill putKind = iota // a new response, body in e.Body
 	// putFillMemory is a new response the disk tier's doorkeeper did not
 	// admit: for the memory tier only.
 	putFillMemory
-	putPromote                // a copy of what a lower tier holds
-	putRefresh                // new metadata (a 304) for the body the tier holds
+	putPromote // a copy of what a lower tier holds
+	putRefresh // new metadata (a 304) for the body the tier holds
 )
 
 // tierList returns the cache's tiers, in lookup order.

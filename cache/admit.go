@@ -122,10 +122,14 @@ func (c *Cache) admitOnHit(e *Entry) {
 		return
 	}
 	c.m.admissions.WithLabelValues(string(admitted)).Inc()
+	main := p.main
+	if e.Key == p.key {
+		main = e // the current copy: a 304 or a soft purge may have replaced the fill's
+	}
 	for _, a := range p.alts {
 		c.writeBehind(d, a, p.start)
 	}
-	c.writeBehind(d, p.main, p.start)
+	c.writeBehind(d, main, p.start)
 }
 
 // diskStore returns the disk tier's store, or nil.

@@ -361,8 +361,8 @@ func (c *Cache) publishLive(f *flight, resp *http.Response, out fillOutcome, rea
 }
 
 // startStream starts writing e's body to the disk tier while the flight's
-// readers read it, and publishes f; false when there is no disk tier or it
-// cannot take the object.
+// readers read it, and publishes f; false when there is no disk tier, its
+// doorkeeper does not admit the object (admit.go) or it cannot take it.
 func (c *Cache) startStream(f *flight, skey string, e *Entry, resp *http.Response, out fillOutcome, t fillClock) bool {
 	d := c.streamTier()
 	if d == nil || c.door.mode == AdmitOff {

@@ -67,6 +67,22 @@ type Config struct {
 	// entries to the disk tier; when all are busy a copy is skipped. Zero
 	// means 16.
 	WriteBehind int
+	// DiskAdmission decides which fills the disk tier takes: "always"
+	// (every storable fill; "" means this), "second-hit" (an object's
+	// second request within DiskAdmitWindow requests, counted on fills and
+	// on memory hits; larger bodies, see DiskAdmitLargerThan, at once) or
+	// "off" (nothing new; what is on disk is still served). Objects not
+	// admitted are served to every waiter of their fill and kept in
+	// memory as ristretto admits them.
+	DiskAdmission string
+	// DiskAdmitLargerThan: with "second-hit", bodies larger than this, and
+	// streamed ones of unknown length, are admitted on their first
+	// request. Zero means 1 MiB.
+	DiskAdmitLargerThan int64
+	// DiskAdmitWindow is how many counted requests the doorkeeper
+	// remembers: its counters are halved every DiskAdmitWindow requests.
+	// Zero means 1<<20.
+	DiskAdmitWindow int
 	// Tracer, when set, records a span for each Get (the lookup, child of
 	// the span in Get's context) and one for each origin fill a flight
 	// leads (trace.go). Nil (the default) traces nothing and costs
@@ -97,6 +113,7 @@ type Cache struct {
 	rangeFwd      int64
 	tagHeaders    []string
 	m             *metrics
+	door          *doorkeeper // the disk tier's admission (admit.go)
 	fillTimeout   time.Duration
 	tracer        trace.Tracer // nil: tracing off
 	log           *slog.Logger
@@ -122,6 +139,18 @@ func New(cfg Config) (*Cache, error) {
 	}
 	if cfg.TagHeaders == nil {
 		cfg.TagHeaders = []string{"Surrogate-Key", "Cache-Tag"}
+	}
+	if cfg.DiskAdmitLargerThan == 0 {
+		cfg.DiskAdmitLargerThan = 1 << 20
+	}
+	if cfg.DiskAdmitWindow == 0 {
+		cfg.DiskAdmitWindow = 1 << 20
+	}
+	// A body memory cannot hold is admitted at once: otherwise no tier
+	// would keep it, nor share it with the fill's waiters.
+	door, err := newDoorkeeper(cfg.DiskAdmission, min(cfg.DiskAdmitLargerThan, cfg.MaxObjectBytes), cfg.DiskAdmitWindow)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.RangeForwardOffset == 0 {
 		cfg.RangeForwardOffset = 16 << 20
@@ -156,6 +185,7 @@ func New(cfg Config) (*Cache, error) {
 		rangeFwd:    cfg.RangeForwardOffset,
 		tagHeaders:  cfg.TagHeaders,
 		m:           m,
+		door:        door,
 		fillTimeout: cfg.FillTimeout,
 		tracer:      cfg.Tracer,
 		log:         cfg.Logger,

@@ -64,6 +64,9 @@ type Entry struct {
 	// entries themselves.
 	Codings coding.Set
 	altKeys *codedKeys // the variants' keys, when Codings is not zero
+	// pending is set on a memory entry the disk tier did not admit yet
+	// (admit.go).
+	pending *pendingDisk
 
 	// Memo is for whoever serves the entry to keep what it derives from
 	// it once (the edge's encoded response head); the cache never reads

@@ -361,11 +361,17 @@ func (c *Cache) publishLive(f *flight, resp *http.Response, out fillOutcome, rea
 }
 
 // startStream starts writing e's body to the disk tier while the flight's
-// readers read it, and publishes f; false when there is no disk tier or it
-// cannot take the object.
+// readers read it, and publishes f; false when there is no disk tier, its
+// doorkeeper does not admit the object (admit.go) or it cannot take it.
 func (c *Cache) startStream(f *flight, skey string, e *Entry, resp *http.Response, out fillOutcome, t fillClock) bool {
 	d := c.streamTier()
-	if d == nil {
+	if d == nil || c.door.mode == AdmitOff {
+		return false
+	}
+	if !c.admitDisk(e, resp.ContentLength, t.start, nil) {
+		// Not admitted (a size rule above the memory tier's object limit):
+		// as if there were no disk tier.
+		e.pending = nil
 		return false
 	}
 	w, err := d.create(e.Key)
@@ -412,12 +418,15 @@ func readBody(resp *http.Response, limit int64) ([]byte, error) {
 // compressed variants alts, unless an invalidation overtook its fill, and
 // reports whether any tier took it.
 func (c *Cache) storeFilled(e *Entry, start uint64, alts []*Entry) bool {
-	stored := false
+	stored, how := false, putFill
+	if !c.admitDisk(e, int64(len(e.Body)), start, alts) {
+		how = putFillMemory // not admitted to disk (yet: see admitOnHit)
+	}
 	if !c.unlessInvalidated(e, start, func() {
 		for _, a := range alts {
-			c.putAll(a, putFill, start)
+			c.putAll(a, how, start)
 		}
-		stored = c.putAll(e, putFill, start)
+		stored = c.putAll(e, how, start)
 	}) {
 		// Invalidated while in flight: answer the readers, store nothing.
 		c.m.fills.WithLabelValues("invalidated").Inc()

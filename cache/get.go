@@ -175,6 +175,7 @@ func (c *Cache) serve(st *stored, res Result) (Result, bool) {
 	res.Entry, res.Tier = e, st.tier
 	obj := st.obj
 	if obj == nil {
+		c.admitOnHit(e)
 		res.Body = (*memBody)(&e.Body)
 		return res, true
 	}

@@ -17,6 +17,7 @@ type metrics struct {
 	promotions    prometheus.Counter
 	streamReaders prometheus.Counter
 	diskWrites    *prometheus.CounterVec
+	admissions    *prometheus.CounterVec
 	revalidations *prometheus.CounterVec
 	staleOnError  *prometheus.CounterVec
 	// compressed counts fill-time compressions by coding and result;
@@ -43,6 +44,10 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store)
 			Name: "edged_cache_coalesced_waiters_total",
 			Help: "Requests that joined another request's in-flight origin fetch instead of fetching themselves (counted when they join).",
 		}),
+		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edged_disk_admissions_total",
+			Help: "Disk-tier admission decisions on storable fills (and on memory hits of objects waiting for admission), by result: admitted (second request within the window, or admission always), rejected (kept in memory only), large (larger than cache.disk.admit_larger_than, or streamed: admitted at once).",
+		}, []string{"result"}),
 		promotions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edged_disk_promotions_total",
 			Help: "Disk-tier hits on objects small enough for memory that were copied into the memory tier.",
@@ -87,7 +92,7 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store)
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.fills, m.fillTime, m.coalesced, m.promotions, m.streamReaders, m.diskWrites, m.revalidations, m.staleOnError, m.compressed, m.compressSeconds, m.warmObjects, m.warmBytes, m.warmSeconds}
+	cs := []prometheus.Collector{m.fills, m.fillTime, m.coalesced, m.promotions, m.streamReaders, m.diskWrites, m.admissions, m.revalidations, m.staleOnError, m.compressed, m.compressSeconds, m.warmObjects, m.warmBytes, m.warmSeconds}
 	if disk != nil {
 		cs = append(cs, newDiskCollector(disk))
 	}

@@ -32,9 +32,12 @@ type tier interface {
 type putKind uint8
 
 const (
-	putFill    putKind = iota // a new response, body in e.Body
-	putPromote                // a copy of what a lower tier holds
-	putRefresh                // new metadata (a 304) for the body the tier holds
+	putFill putKind = iota // a new response, body in e.Body
+	// putFillMemory is a new response the disk tier's doorkeeper did not
+	// admit: for the memory tier only.
+	putFillMemory
+	putPromote // a copy of what a lower tier holds
+	putRefresh // new metadata (a 304) for the body the tier holds
 )
 
 // tierList returns the cache's tiers, in lookup order.
@@ -209,6 +212,8 @@ func (t diskTier) put(e *Entry, how putKind, start uint64) bool {
 	switch {
 	case how == putPromote:
 		return false // it came from here
+	case how == putFillMemory:
+		return false // not admitted (admit.go)
 	case e.Marker:
 		if err := t.writeMarker(e); err != nil {
 			t.c.warnDisk("disk tier: storing a Vary marker failed", "key", e.Primary, "err", err)

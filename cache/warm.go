@@ -96,15 +96,6 @@ func (c *Cache) stopWarm() {
 	}
 }
 
-func (c *Cache) diskStore() *storage.Store {
-	for _, t := range c.tierList() {
-		if d, ok := t.(diskTier); ok {
-			return d.s
-		}
-	}
-	return nil
-}
-
 func (c *Cache) warmUp(opts WarmOptions, stop <-chan struct{}) (res WarmResult) {
 	if opts.Budget <= 0 {
 		opts.Budget = c.mem.c.MaxCost() / 2

@@ -652,15 +652,26 @@ func buildSites(cfgSites []config.Site, lbm *lb.Metrics, logger *slog.Logger, pr
 // cacheConfig is the cache's configuration.
 func cacheConfig(cfg *config.Config, disk *storage.Store, reg prometheus.Registerer, logger *slog.Logger) cache.Config {
 	return cache.Config{
-		Disk:               disk,
-		RangeForwardOffset: rangeForward(cfg.Cache.RangeForwardOffset.Int64()),
-		TagHeaders:         cfg.Purge.TagHeaders,
-		MaxBytes:           cfg.Cache.Memory.MaxBytes.Int64(),
-		MaxObjectBytes:     cfg.Cache.Memory.MaxObjectBytes.Int64(),
-		FillTimeout:        cfg.Cache.FillTimeout.Std(),
-		Registerer:         reg,
-		Logger:             logger,
+		Disk:                disk,
+		RangeForwardOffset:  rangeForward(cfg.Cache.RangeForwardOffset.Int64()),
+		TagHeaders:          cfg.Purge.TagHeaders,
+		DiskAdmission:       cfg.Cache.Disk.Admission,
+		DiskAdmitLargerThan: diskAdmitLargerThan(cfg.Cache.Disk.AdmitLargerThan.Int64()),
+		MaxBytes:            cfg.Cache.Memory.MaxBytes.Int64(),
+		MaxObjectBytes:      cfg.Cache.Memory.MaxObjectBytes.Int64(),
+		FillTimeout:         cfg.Cache.FillTimeout.Std(),
+		Registerer:          reg,
+		Logger:              logger,
 	}
+}
+
+// diskAdmitLargerThan maps the configuration's "0 = every body is larger"
+// to the cache's value for it (the cache reads 0 as its default).
+func diskAdmitLargerThan(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // rangeForward maps the configuration's "0 = never forward" to the cache's

@@ -85,10 +85,15 @@ func writeConfig(t *testing.T, yaml string) string {
 // they take the streaming disk path.
 const smallMemory = "cache:\n  memory:\n    max_object_bytes: 64KiB\n"
 
+// alwaysAdmit, appended to a cache section, writes every fill to disk (the
+// default, second-hit, writes on the second request): for tests of what
+// the disk keeps rather than of what it admits.
+const alwaysAdmit = "  disk:\n    admission: always\n"
+
 func TestRestartKeepsCacheWarm(t *testing.T) {
 	o := newSizedOrigin(t)
 	data := t.TempDir()
-	cfg := writeConfig(t, smallMemory)
+	cfg := writeConfig(t, smallMemory+alwaysAdmit)
 	paths := []string{"/obj/a-1000", "/obj/b-50000", "/obj/c-300000", "/obj/d-3000000"}
 
 	l, _, stop := runDaemon(t, "-config", cfg, "-origin", o.URL, "-data", data)
@@ -169,7 +174,7 @@ func TestCorruptBlobsServedFromOrigin(t *testing.T) {
 	o := newSizedOrigin(t)
 	data := t.TempDir()
 	paths := []string{"/obj/x-20000", "/obj/y-20000"}
-	l, _, stop := runDaemon(t, "-origin", o.URL, "-data", data)
+	l, _, stop := runDaemon(t, "-config", writeConfig(t, "cache:\n"+alwaysAdmit), "-origin", o.URL, "-data", data)
 	for _, p := range paths {
 		fetchHost(t, "http://"+l.Edge+p, "cdn.example")
 	}

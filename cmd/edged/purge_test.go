@@ -97,7 +97,7 @@ func TestPurgeSurvivesCrash(t *testing.T) {
 	}
 	o := newSizedOrigin(t)
 	data := t.TempDir()
-	cfg := writeConfig(t, "log:\n  access: false\n")
+	cfg := writeConfig(t, "log:\n  access: false\ncache:\n"+alwaysAdmit)
 	args := []string{"-config", cfg, "-origin", o.URL, "-data", data, "-purge-token", testToken}
 	c := startChild(t, args...)
 	fetchHost(t, "http://"+c.edge+"/obj/k-5000", "cdn.example")

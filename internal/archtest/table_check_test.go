@@ -80,6 +80,7 @@ func TestPackageTableCanFail(t *testing.T) {
 		{"internal/sampleorigin imports edged", edges([2]string{"internal/sampleorigin", "internal/httpx"}), []string{"internal/sampleorigin imports internal/httpx"}},
 		{"internal/logbuf imports edged", edges([2]string{"internal/logbuf", "internal/httpx"}), []string{"internal/logbuf imports internal/httpx"}},
 		{"internal/sdnotify imports edged", edges([2]string{"internal/sdnotify", "internal/httpx"}), []string{"internal/sdnotify imports internal/httpx"}},
+		{"internal/sketch imports edged", edges([2]string{"internal/sketch", "internal/httpx"}), []string{"internal/sketch imports internal/httpx"}},
 		{"cmd/edged imports everything", edges([2]string{"cmd/edged", "storage"}, [2]string{"cmd/edged", "purge"}, [2]string{"cmd/edged", "lb"}), nil},
 		{"purge imports NATS", edges([2]string{"purge", "github.com/nats-io/nats.go"}), []string{"purge imports github.com/nats-io/nats.go"}},
 		{"purge imports its fleet", edges([2]string{"purge", "purge/fleet"}), []string{"purge imports purge/fleet"}},

@@ -49,6 +49,7 @@ var packageTable = []pkgRule{
 	{pkg: "internal/sampleorigin", anyOthers: true},
 	{pkg: "internal/logbuf", anyOthers: true},
 	{pkg: "internal/sdnotify", anyOthers: true},
+	{pkg: "internal/sketch"},
 	{pkg: "internal/testkit", others: []string{"github.com/prometheus"}},
 	{pkg: "purge", ours: []string{"purge/selector"}, others: []string{"github.com/prometheus"}},
 	{pkg: "purge/selector"},

@@ -75,7 +75,7 @@ func TestDefaultValues(t *testing.T) {
 			FillTimeout:        config.Duration(60 * time.Second),
 			RangeForwardOffset: 16 << 20,
 			Memory:             config.Memory{MaxBytes: 256 << 20, MaxObjectBytes: 8 << 20},
-			Disk: config.Disk{Enabled: true, MaxBytes: 10 << 30, Fsync: "never",
+			Disk: config.Disk{Enabled: true, MaxBytes: 10 << 30, Fsync: "never", Admission: "always", AdmitLargerThan: 1 << 20,
 				WarmStart: true, WarmStartTimeout: config.Duration(10 * time.Second), WarmStartRate: 50 << 20},
 		},
 		Log: config.Log{Level: "info", Access: true, AccessFormat: "json", AccessSample: 1},

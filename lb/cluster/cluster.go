@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edged-proxy/edged/internal/sketch"
 	"github.com/edged-proxy/edged/lb/ketama"
 )
 
@@ -100,7 +101,7 @@ type Cluster struct {
 	now     func() time.Time
 	log     *slog.Logger
 	metrics *metrics
-	sketch  *sketch
+	sketch  *sketch.Sketch
 
 	view atomic.Pointer[view] // the ring Owner reads; rebuilt under mu
 
@@ -138,7 +139,7 @@ func New(cfg Config) (*Cluster, error) {
 		now:     cfg.Now,
 		log:     cfg.Logger,
 		metrics: newMetrics(cfg.Registerer),
-		sketch:  newSketch(cfg.HotWindow, cfg.HotThreshold),
+		sketch:  sketch.New(cfg.HotWindow),
 		members: map[string]string{},
 		peers:   map[string]*peer{},
 	}

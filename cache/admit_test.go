@@ -1,0 +1,178 @@
+package cache
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edged-proxy/edged/internal/testkit"
+	"github.com/edged-proxy/edged/storage"
+)
+
+// sizeOrigin answers /name-N with N bytes of 'x', cacheable for an hour,
+// after gate (when set) opens.
+type sizeOrigin struct {
+	gate *testkit.Gate
+	sent atomic.Int32
+}
+
+func (o *sizeOrigin) Send(out *http.Request, _ string) (*http.Response, string, error) {
+	o.sent.Add(1)
+	if o.gate != nil && !o.gate.Wait(out.Context()) {
+		return nil, "o", out.Context().Err()
+	}
+	p := out.URL.Path
+	n, _ := strconv.Atoi(p[strings.LastIndexByte(p, '-')+1:])
+	return &http.Response{StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Cache-Control": {"max-age=3600"}}, Body: io.NopCloser(strings.NewReader(strings.Repeat("x", n))),
+		ContentLength: int64(n), Request: out}, "o", nil
+}
+
+// admitCache is a cache with a disk tier in a temporary directory and
+// the admission given; bodies above larger bytes are "large".
+func admitCache(t *testing.T, mode string, larger int64) (*Cache, *storage.Store, *prometheus.Registry) {
+	t.Helper()
+	disk, err := storage.Open(storage.Options{Dir: t.TempDir(), Fsync: storage.FsyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { disk.Close() })
+	reg := prometheus.NewRegistry()
+	c, err := New(Config{Disk: disk, DiskAdmission: mode, DiskAdmitLargerThan: larger, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, disk, reg
+}
+
+// get requests path and reads its body whole.
+func get(t *testing.T, c *Cache, o Origin, path string) Result {
+	t.Helper()
+	res, err := c.Get(context.Background(), flightRequest(o, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(res.Body.NewReader(0, -1))
+	res.Body.Close()
+	if err != nil || len(b) != int(res.Body.Size()) {
+		t.Fatalf("%s: read %d bytes of %d, err %v", path, len(b), res.Body.Size(), err)
+	}
+	return res
+}
+
+// onDisk reports whether the disk tier holds path, once the write-behind
+// copies started so far have landed.
+func onDisk(t *testing.T, c *Cache, d *storage.Store, path string) bool {
+	t.Helper()
+	c.writers.Wait()
+	obj, err := d.Get("http://example.com" + path)
+	if err != nil {
+		return false
+	}
+	obj.Close()
+	return true
+}
+
+func TestDiskAdmission(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		mode     string
+		path     string
+		requests int
+		onDisk   bool
+		results  map[string]float64 // edged_disk_admissions_total by result
+	}{
+		{"second-hit, one request: memory only", AdmitSecondHit, "/a-100", 1, false, map[string]float64{"rejected": 1}},
+		{"second-hit, a memory hit admits", AdmitSecondHit, "/a-100", 2, true, map[string]float64{"rejected": 1, "admitted": 1}},
+		{"second-hit, later hits count no more", AdmitSecondHit, "/a-100", 5, true, map[string]float64{"rejected": 1, "admitted": 1}},
+		{"second-hit, larger than the size rule: at once", AdmitSecondHit, "/b-5000", 1, true, map[string]float64{"large": 1}},
+		{"always", AdmitAlways, "/a-100", 1, true, map[string]float64{"admitted": 1}},
+		{"off never writes", AdmitOff, "/a-100", 3, false, map[string]float64{"rejected": 1}},
+		{"off never writes, large either", AdmitOff, "/b-5000", 3, false, map[string]float64{"rejected": 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, d, reg := admitCache(t, tc.mode, 1000)
+			o := &sizeOrigin{}
+			for i := range tc.requests {
+				if res := get(t, c, o, tc.path); res.Hit != (i > 0) {
+					t.Fatalf("request %d: hit %v", i+1, res.Hit)
+				}
+			}
+			if got := onDisk(t, c, d, tc.path); got != tc.onDisk {
+				t.Errorf("on disk %v, want %v", got, tc.onDisk)
+			}
+			if n := o.sent.Load(); n != 1 {
+				t.Errorf("origin asked %d times, want 1 (the rest are memory hits)", n)
+			}
+			for _, res := range []string{"admitted", "rejected", "large"} {
+				got, _ := testkit.Metric(t, reg, "edged_disk_admissions_total", "result", res)
+				if got != tc.results[res] {
+					t.Errorf("admissions{result=%q} = %v, want %v", res, got, tc.results[res])
+				}
+			}
+		})
+	}
+}
+
+// A fill the doorkeeper rejects is still shared by every waiter of its
+// flight, with one origin fetch, and written nowhere but memory.
+func TestNotAdmittedServedToAllWaiters(t *testing.T) {
+	c, d, reg := admitCache(t, AdmitSecondHit, 1<<20)
+	o := &sizeOrigin{gate: testkit.NewGate(t)}
+	const clients = 8
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() { get(t, c, o, "/w-2000") })
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		n, _ := testkit.Metric(t, reg, "edged_cache_coalesced_waiters_total")
+		return n == clients-1
+	}, "every client but the leader joining the fill")
+	o.gate.Open()
+	wg.Wait()
+	if n := o.sent.Load(); n != 1 {
+		t.Errorf("origin asked %d times, want 1", n)
+	}
+	if onDisk(t, c, d, "/w-2000") {
+		t.Error("a first-request object was written to disk")
+	}
+	if _, ok := c.mem.get("http://example.com/w-2000"); !ok {
+		t.Error("the object is not in memory")
+	}
+}
+
+// The doorkeeper forgets: a request counts for about one window of
+// counted requests, then the next one is a first request again.
+func TestDoorkeeperForgets(t *testing.T) {
+	d, err := newDoorkeeper(AdmitSecondHit, 1000, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.admit("a", 10); got != rejected {
+		t.Fatalf("first request: %s", got)
+	}
+	for range 1023 { // the window's other requests: its counters are halved
+		d.seen.Add("b")
+	}
+	if got := d.admit("a", 10); got != rejected {
+		t.Fatalf("request after the window: %s, want rejected (forgotten)", got)
+	}
+	if got := d.admit("a", 10); got != admitted {
+		t.Fatalf("second request within the window: %s, want admitted", got)
+	}
+	if got := d.admit("big", -1); got != large {
+		t.Fatalf("unknown length: %s, want large", got)
+	}
+	if _, err := newDoorkeeper("sometimes", 0, 1); err == nil {
+		t.Error("an unknown admission was accepted")
+	}
+}

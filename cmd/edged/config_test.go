@@ -107,7 +107,7 @@ func change(path string, v reflect.Value) {
 	case reflect.Float64:
 		v.SetFloat(v.Float()/2 + 1) // 0 (a bound off) changes too
 	case reflect.String:
-		alt := map[string]string{"TLS.MinVersion": "1.3", "Cache.Disk.Fsync": "always", "Cache.Disk.Admission": "always", "Server.HTTP1": "net/http",
+		alt := map[string]string{"TLS.MinVersion": "1.3", "Cache.Disk.Fsync": "always", "Cache.Disk.Admission": "second-hit", "Server.HTTP1": "net/http",
 			"Sites[0].Upstream.TLS.MinVersion": "1.3"}
 		if a, ok := alt[path]; ok {
 			v.SetString(a)

@@ -166,11 +166,14 @@ func TestReloadKeepsConnectionsWarm(t *testing.T) {
 		t.Fatalf("the reload to the new origin did not happen:\n%s", out.String())
 	}
 	drive(t, l.Edge, "keep.example", "/b/", 50, 4)
-	if got := keep.accepted.Load(); got != accepted {
-		t.Errorf("unchanged site: its origin accepted %d connections after the reload, want the %d from before", got, accepted)
+	// Warm: the connections from before carry the new pool's requests. A
+	// drive at concurrency 4 that happened to need only 3 before may need
+	// one more now (seen in CI under load); a cold pool dials them all.
+	if got := keep.accepted.Load(); got > accepted+1 {
+		t.Errorf("unchanged site: its origin accepted %d connections after the reload, want the %d from before (one more at most)", got, accepted)
 	}
-	if got := newConns(); got != counted {
-		t.Errorf("unchanged site: %v new connections counted after the reload, want the %v from before", got, counted)
+	if got := newConns(); got > counted+1 {
+		t.Errorf("unchanged site: %v new connections counted after the reload, want the %v from before (one more at most)", got, counted)
 	}
 	if after.accepted.Load() == 0 {
 		t.Errorf("changed site: no connection to its new origin")

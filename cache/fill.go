@@ -60,10 +60,7 @@ func (c *Cache) lead(ctx context.Context, f *flight, skey string, r *Request, st
 		return
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
-	out := fillOutcome{fwdStatus: resp.StatusCode, upstream: upstream, validated: true}
-	if p, ok := strings.CutPrefix(upstream, PeerPrefix); ok {
-		out.peer = p
-	}
+	out := fillOutcome{fwdStatus: resp.StatusCode, upstream: upstream, validated: true, peer: peerOf(upstream)}
 	if stale != nil && c.revalidated(f, r, stale, resp, out, t, head) {
 		return
 	}
@@ -567,6 +564,15 @@ func (b *cancelBody) Close() error {
 type readCloser struct {
 	io.Reader
 	io.Closer
+}
+
+// peerOf is the peer an upstream name (Origin.Send's) names, or "" when
+// it is not a peer of the PoP (PeerPrefix).
+func peerOf(upstream string) string {
+	if p, ok := strings.CutPrefix(upstream, PeerPrefix); ok {
+		return p
+	}
+	return ""
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -363,9 +363,5 @@ func (c *Cache) forwardRange(ctx context.Context, r *Request, fwd Fwd) (Result, 
 	c.m.fills.WithLabelValues("range_forwarded").Inc()
 	body := LiveBody(resp)
 	resp.Body = nil
-	peer, _ := strings.CutPrefix(upstream, PeerPrefix)
-	if peer == upstream {
-		peer = ""
-	}
-	return Result{Response: resp, Body: body, Fwd: fwd, NotStored: "range", FwdStatus: resp.StatusCode, Upstream: upstream, Peer: peer}, nil
+	return Result{Response: resp, Body: body, Fwd: fwd, NotStored: "range", FwdStatus: resp.StatusCode, Upstream: upstream, Peer: peerOf(upstream)}, nil
 }

@@ -47,26 +47,13 @@ func (m *memoryTier) get(key string) (*Entry, bool) { return m.c.Get(key) }
 
 // set offers e to the tier and waits until the admission decision is applied,
 // so that the next lookup sees it. It returns false if e is too large.
-func (m *memoryTier) set(e *Entry) bool {
-	cost := e.cost()
-	if cost > m.maxObject {
-		return false
-	}
-	m.closeMu.RLock()
-	defer m.closeMu.RUnlock()
-	if m.closed {
-		return false
-	}
-	mu := m.keyLock(e.Key)
-	mu.Lock()
-	defer mu.Unlock()
-	m.c.Set(e.Key, e, cost)
-	m.c.Wait()
-	return true
-}
+func (m *memoryTier) set(e *Entry) bool { return m.put(e, false) }
 
 // setIfAbsent is set unless the tier holds an entry under e's key.
-func (m *memoryTier) setIfAbsent(e *Entry) bool {
+func (m *memoryTier) setIfAbsent(e *Entry) bool { return m.put(e, true) }
+
+// put is set, or setIfAbsent when ifAbsent is set, under e's key lock.
+func (m *memoryTier) put(e *Entry, ifAbsent bool) bool {
 	cost := e.cost()
 	if cost > m.maxObject {
 		return false
@@ -79,8 +66,10 @@ func (m *memoryTier) setIfAbsent(e *Entry) bool {
 	mu := m.keyLock(e.Key)
 	mu.Lock()
 	defer mu.Unlock()
-	if _, ok := m.c.Get(e.Key); ok {
-		return false
+	if ifAbsent {
+		if _, ok := m.c.Get(e.Key); ok {
+			return false
+		}
 	}
 	m.c.Set(e.Key, e, cost)
 	m.c.Wait()

@@ -187,7 +187,7 @@ func (c *Cache) serve(st *stored, res Result) (Result, bool) {
 		res.Body = (*memBody)(&e.Body)
 		return res, true
 	}
-	if obj.Size() <= c.verifyLimit {
+	if obj.Size() <= c.verifyLimit && !obj.Packed() { // a packed body has no file to send
 		if err := obj.Verify(); err != nil {
 			obj.Close()
 			c.log.Warn("disk object failed verification", "key", e.Key, "err", err)

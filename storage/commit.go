@@ -24,6 +24,7 @@ type groupCommit struct {
 
 type commitReq struct {
 	fn   func(*bolt.Tx) error
+	seg  *segment          // a segment to sync before the transaction (FsyncAlways), or nil
 	done chan commitResult // buffered(1)
 }
 
@@ -32,8 +33,14 @@ type commitResult struct {
 	lead bool // the receiver must now commit the pending queue
 }
 
-func (s *Store) groupUpdate(fn func(*bolt.Tx) error) error {
-	req := &commitReq{fn: fn, done: make(chan commitResult, 1)}
+func (s *Store) groupUpdate(fn func(*bolt.Tx) error) error { return s.groupUpdateSync(nil, fn) }
+
+// groupUpdateSync is groupUpdate for a commit that names a body packed in
+// seg: under FsyncAlways the leader syncs the segments of its batch (each
+// once) before the transaction, so the index never names a body that a
+// power loss could take back. The caller keeps seg pinned meanwhile.
+func (s *Store) groupUpdateSync(seg *segment, fn func(*bolt.Tx) error) error {
+	req := &commitReq{fn: fn, seg: seg, done: make(chan commitResult, 1)}
 	s.gcMu.Lock()
 	s.gc.pending = append(s.gc.pending, req)
 	if s.gc.running {
@@ -64,6 +71,9 @@ func (s *Store) groupUpdate(fn func(*bolt.Tx) error) error {
 // runBatch commits the requests' functions in one transaction, dropping and
 // failing any function that returns an error (or panics) and retrying the rest.
 func (s *Store) runBatch(batch []*commitReq) {
+	if s.opts.Fsync == FsyncAlways {
+		batch = s.syncSegments(batch)
+	}
 	for len(batch) > 0 {
 		failed := -1
 		var ferr error
@@ -95,4 +105,33 @@ func safeCall(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
 		}
 	}()
 	return fn(tx)
+}
+
+// syncSegments fsyncs each segment the batch's bodies were written to, once,
+// and fails the requests whose segment could not be synced.
+func (s *Store) syncSegments(batch []*commitReq) []*commitReq {
+	var synced map[*segment]error
+	out := batch[:0]
+	for _, r := range batch {
+		if r.seg == nil {
+			out = append(out, r)
+			continue
+		}
+		if synced == nil {
+			synced = make(map[*segment]error)
+		}
+		err, done := synced[r.seg]
+		if !done {
+			if err = r.seg.f.Sync(); err != nil {
+				err = fmt.Errorf("storage: fsync segment: %w", err)
+			}
+			synced[r.seg] = err
+		}
+		if err != nil {
+			r.done <- commitResult{err: err}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }

@@ -2,9 +2,12 @@ package storage
 
 import (
 	"bytes"
+	"cmp"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -23,7 +26,8 @@ func CheckConsistency(t testing.TB, dir string) {
 		return
 	}
 	defer db.Close()
-	ids := map[string]string{} // blob path → key
+	ids := map[string]string{}         // blob or segment path → (a) key
+	regions := map[string][][3]int64{} // segment path → bodies [off, end)
 	tagRows := map[string]bool{}
 	wantRows := map[string]bool{}
 	err = db.View(func(tx *bolt.Tx) error {
@@ -40,18 +44,33 @@ func CheckConsistency(t testing.TB, dir string) {
 			if r.key != string(k) {
 				t.Errorf("consistency: record key %q under %q", r.key, k)
 			}
-			p := filepath.Join(dir, "blobs", layout.blobRel(r.id))
-			fi, err := os.Stat(p)
-			switch {
-			case err != nil:
-				t.Errorf("consistency: %q: blob: %v", k, err)
-			case fi.Size() != r.size:
-				t.Errorf("consistency: %q: blob size %d, record %d", k, fi.Size(), r.size)
+			if r.seg != 0 {
+				p := filepath.Join(dir, "segments", fmt.Sprintf("%016x", r.seg))
+				fi, err := os.Stat(p)
+				switch {
+				case err != nil:
+					t.Errorf("consistency: %q: segment: %v", k, err)
+				case fi.Size() < r.off+r.size:
+					t.Errorf("consistency: %q: segment %s ends at %d, body at %d", k, p, fi.Size(), r.off+r.size)
+				}
+				ids[p] = string(k)
+				if r.size > 0 {
+					regions[p] = append(regions[p], [3]int64{r.off, r.off + r.size})
+				}
+			} else {
+				p := filepath.Join(dir, "blobs", layout.blobRel(r.id))
+				fi, err := os.Stat(p)
+				switch {
+				case err != nil:
+					t.Errorf("consistency: %q: blob: %v", k, err)
+				case fi.Size() != r.size:
+					t.Errorf("consistency: %q: blob size %d, record %d", k, fi.Size(), r.size)
+				}
+				if other, dup := ids[p]; dup {
+					t.Errorf("consistency: %q and %q share blob %s", k, other, p)
+				}
+				ids[p] = string(k)
 			}
-			if other, dup := ids[p]; dup {
-				t.Errorf("consistency: %q and %q share blob %s", k, other, p)
-			}
-			ids[p] = string(k)
 			for _, tag := range r.tags {
 				wantRows[string(tagRow(tag, r.key))] = true
 			}
@@ -77,6 +96,22 @@ func CheckConsistency(t testing.TB, dir string) {
 			t.Errorf("consistency: missing tag row %q", r)
 		}
 	}
+	for p, rs := range regions {
+		slices.SortFunc(rs, func(a, b [3]int64) int { return cmp.Compare(a[0], b[0]) })
+		for i := 1; i < len(rs); i++ {
+			if rs[i][0] < rs[i-1][1] {
+				t.Errorf("consistency: segment %s: bodies [%d,%d) and [%d,%d) overlap", p, rs[i-1][0], rs[i-1][1], rs[i][0], rs[i][1])
+			}
+		}
+	}
+	filepath.WalkDir(filepath.Join(dir, "segments"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if _, ok := ids[p]; !ok {
+				t.Errorf("consistency: segment %s holds no indexed body", p)
+			}
+		}
+		return nil
+	})
 	filepath.WalkDir(filepath.Join(dir, "blobs"), func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			if _, ok := ids[p]; !ok {
@@ -90,13 +125,26 @@ func CheckConsistency(t testing.TB, dir string) {
 	}
 }
 
-// BlobPath returns where the blob of key's current version lives (whitebox).
+// BlobPath returns where the blob of key's current version lives (whitebox),
+// or for a packed body its segment file.
 func BlobPath(s *Store, key string) string {
 	r, err := s.lookup(key)
 	if err != nil {
 		return ""
 	}
+	if r.seg != 0 {
+		return s.segmentPath(r.seg)
+	}
 	return s.blobPath(r.id)
+}
+
+// BodyOffset returns where key's body starts in the file BlobPath names.
+func BodyOffset(s *Store, key string) int64 {
+	r, err := s.lookup(key)
+	if err != nil {
+		return -1
+	}
+	return r.off
 }
 
 // BulkLoad writes n index records of empty objects (and their empty blob

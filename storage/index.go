@@ -112,6 +112,7 @@ func (s *Store) initIndex() error {
 			if err := meta.Put(keyIDBase, binary.BigEndian.AppendUint64(nil, uint64(s.now().Unix()))); err != nil {
 				return err
 			}
+			s.freshIndex = true
 		}
 		if v := meta.Get(keyFormat); len(v) != 1 || v[0] != formatVersion {
 			return errors.Join(errUnreadableIndex, fmt.Errorf("unsupported index format %v", v))
@@ -147,6 +148,8 @@ func (s *Store) loadIndex() error {
 	var bad [][]byte
 	var ents []*entry
 	var total int64
+	segOf := make(map[*entry]uint64) // packed entries' segment ids
+	segEnd := make(map[uint64]int64) // the farthest body end each segment's entries name
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketObjects).ForEach(func(k, v []byte) error {
 			r, err := decodeRecord(v)
@@ -154,11 +157,16 @@ func (s *Store) loadIndex() error {
 				bad = append(bad, append([]byte(nil), k...))
 				return nil
 			}
-			ents = append(ents, &entry{
+			e := &entry{
 				key: r.key, id: r.id, size: r.size,
 				atime: timeToNanos(r.atime), expires: timeToNanos(r.expires),
-			})
+			}
+			ents = append(ents, e)
 			total += r.size
+			if r.seg != 0 {
+				segOf[e] = r.seg
+				segEnd[r.seg] = max(segEnd[r.seg], r.off+r.size)
+			}
 			return nil
 		})
 	})
@@ -196,5 +204,22 @@ func (s *Store) loadIndex() error {
 		s.lru.pushBack(e)
 	}
 	s.lru.bytes = total
+	// Segments named by entries, sealed (a run never appends to an earlier
+	// run's segment). Their files are opened on first read.
+	for id, end := range segEnd {
+		seg := newSegment(id)
+		seg.sealed, seg.fileSize = true, 0
+		if fi, err := os.Stat(s.segmentPath(id)); err == nil {
+			seg.fileSize = fi.Size()
+		}
+		seg.written = max(seg.fileSize, end) // bodies past fileSize are dropped by recovery
+		s.lru.segs[id] = seg
+		s.lru.dead += seg.written
+	}
+	for _, e := range ents {
+		if id, ok := segOf[e]; ok {
+			s.lru.joinSegment(e, s.lru.segs[id])
+		}
+	}
 	return nil
 }

@@ -32,7 +32,7 @@ func blobDirs(t *testing.T, dir string) int {
 // layout's mkdir per object showed as 9% of CPU under a Zipf fill load).
 func TestNewStoreGroupsBlobs(t *testing.T) {
 	dir := t.TempDir()
-	s := openStore(t, fast(dir))
+	s := openStore(t, blobsOnly(dir))
 	for i := range 300 {
 		put(t, s, fmt.Sprintf("k%d", i), body(100, uint64(i)))
 	}
@@ -45,7 +45,7 @@ func TestNewStoreGroupsBlobs(t *testing.T) {
 // its blobs are found where they were written, across restarts.
 func TestOldIndexKeepsSpreadLayout(t *testing.T) {
 	dir := t.TempDir()
-	s, err := storage.Open(fast(dir))
+	s, err := storage.Open(blobsOnly(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestOldIndexKeepsSpreadLayout(t *testing.T) {
 	}
 	db.Close()
 
-	s, err = storage.Open(fast(dir))
+	s, err = storage.Open(blobsOnly(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestOldIndexKeepsSpreadLayout(t *testing.T) {
 	if n := blobDirs(t, dir); n != 40 {
 		t.Errorf("40 blobs in %d directories, want 40 (spread layout)", n)
 	}
-	s = openStore(t, fast(dir)) // checks consistency, with the layout, on cleanup
+	s = openStore(t, blobsOnly(dir)) // checks consistency, with the layout, on cleanup
 	s.WaitRecovery()
 	for k, b := range want {
 		mustGet(t, s, k, b)

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -43,6 +44,8 @@ type Object struct {
 	s         *Store
 	id        uint64
 	f         *os.File
+	seg       *segment // a packed body's segment (f is its shared descriptor), or nil
+	base      int64    // the body's offset in f
 	blockSize int64
 	crcs      []uint32
 }
@@ -75,6 +78,19 @@ func (s *Store) get(key string, touch bool) (*Object, error) {
 		if err != nil {
 			return nil, err
 		}
+		if r.seg != 0 {
+			o, err := s.getPacked(r, touch)
+			if o != nil || err != nil {
+				return o, err
+			}
+			if n, err := s.dropBroken(r, -1); n > 0 || err != nil {
+				return nil, cmp.Or(err, ErrNotFound)
+			}
+			if attempt >= 3 {
+				return nil, ErrNotFound
+			}
+			continue
+		}
 		f, err := os.Open(s.blobPath(r.id))
 		var size int64 = -1
 		if err == nil {
@@ -106,20 +122,53 @@ func (s *Store) get(key string, touch bool) (*Object, error) {
 		// Missing or wrong size. If the entry still names this blob it is
 		// broken: drop it. Otherwise a newer version replaced it while we
 		// looked; try again.
-		n, rerr := s.removeEntries([]victim{{key, r.id}})
-		if rerr != nil {
-			return nil, rerr
-		}
-		if n > 0 {
-			s.sizeMismatches.Add(1)
-			s.log.Warn("storage: blob missing or wrong size; entry dropped",
-				"key", key, "id", r.id, "want", r.size, "got", size)
-			return nil, ErrNotFound
+		if n, err := s.dropBroken(r, size); n > 0 || err != nil {
+			return nil, cmp.Or(err, ErrNotFound)
 		}
 		if attempt >= 3 {
 			return nil, ErrNotFound
 		}
 	}
+}
+
+// dropBroken drops key's entry if it still names r's version, whose body is
+// missing or short (got is the blob's size, -1 if unknown). It returns how
+// many entries it dropped (0: a newer version replaced r meanwhile).
+func (s *Store) dropBroken(r *record, got int64) (int, error) {
+	n, err := s.removeEntries([]victim{{key: r.key, id: r.id}})
+	if n > 0 {
+		s.sizeMismatches.Add(1)
+		s.log.Warn("storage: body missing or short; entry dropped",
+			"key", r.key, "id", r.id, "segment", r.seg, "want", r.size, "got", got)
+	}
+	return n, err
+}
+
+// getPacked opens the packed body r names. It returns nil (and no error)
+// when the segment is gone or ends before the body does.
+func (s *Store) getPacked(r *record, touch bool) (*Object, error) {
+	seg, err := s.acquireSegment(r.seg)
+	if seg == nil || err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	ok := r.off+r.size <= min(seg.written, seg.fileSize)
+	if ok && touch {
+		s.lru.touch(r.key, s.now().UnixNano())
+	}
+	f := seg.f
+	s.mu.Unlock()
+	if !ok {
+		s.releaseSegment(seg)
+		return nil, nil
+	}
+	return &Object{
+		Meta: Meta{
+			Key: r.key, Header: r.header, Size: r.size,
+			Stored: r.stored, Expires: r.expires, Tags: r.tags,
+		},
+		s: s, id: r.id, f: f, seg: seg, base: r.off, blockSize: r.blockSize, crcs: r.crcs,
+	}, nil
 }
 
 // lookup reads and decodes key's record. An undecodable record is dropped.
@@ -168,17 +217,31 @@ func (o *Object) Size() int64 { return o.Meta.Size }
 
 // File returns the open blob, for sendfile-style copying after Verify. The
 // caller must not close it (use Object.Close) and should read it with
-// ReadAt or an io.SectionReader, as the offset is shared.
-func (o *Object) File() *os.File { return o.f }
+// ReadAt or an io.SectionReader, as the offset is shared. A body packed in
+// a segment has no file of its own: File returns nil, and it is read with
+// NewReader.
+func (o *Object) File() *os.File {
+	if o.seg != nil {
+		return nil
+	}
+	return o.f
+}
 
-// Close closes the blob file. Idempotent.
+// Packed reports whether the body is packed in a segment file.
+func (o *Object) Packed() bool { return o.seg != nil }
+
+// Close closes the blob file (or releases the segment). Idempotent.
 func (o *Object) Close() error {
 	if o.f == nil {
 		return nil
 	}
-	err := o.f.Close()
+	f := o.f
 	o.f = nil
-	return err
+	if o.seg != nil {
+		o.s.releaseSegment(o.seg)
+		return nil
+	}
+	return f.Close()
 }
 
 // Verify reads every block and checks its CRC32C. On a mismatch (or a short
@@ -204,7 +267,7 @@ func (o *Object) readBlock(i int, buf []byte) ([]byte, error) {
 	start := int64(i) * o.blockSize
 	n := min(o.blockSize, o.Meta.Size-start)
 	b := buf[:n]
-	if _, err := o.f.ReadAt(b, start); err != nil {
+	if _, err := o.f.ReadAt(b, o.base+start); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, o.corrupt(i, "short read")
 		}
@@ -223,7 +286,7 @@ func (o *Object) corrupt(block int, why string) error {
 	o.s.checksumFailures.Add(1)
 	s.log.Error("storage: corrupt blob; entry dropped", "key", o.Meta.Key, "id", o.id, "block", block, "why", why)
 	if s.begin() == nil {
-		if _, err := s.removeEntries([]victim{{o.Meta.Key, o.id}}); err != nil {
+		if _, err := s.removeEntries([]victim{{key: o.Meta.Key, id: o.id}}); err != nil {
 			s.log.Error("storage: dropping corrupt entry", "err", err)
 		}
 		s.end()

@@ -6,9 +6,18 @@ import (
 	"time"
 )
 
-// recordVersion is the first byte of every encoded index record. Bump it when
-// the layout changes; decodeRecord rejects versions it does not know.
-const recordVersion = 1
+// Record versions, the first byte of every encoded index record. Bump it
+// when the layout changes; decodeRecord rejects versions it does not know.
+const (
+	// recordVersion is a body in its own blob file. Records of such bodies
+	// keep this version, so a binary from before packing still reads them.
+	recordVersion = 1
+	// recordPacked is a body packed in a segment file: v1 plus the segment
+	// id and the body's offset in it, right after the id. A binary from
+	// before packing drops such records as undecodable (a miss, never a
+	// wrong body).
+	recordPacked = 2
+)
 
 // BlockSize is the checksum block size: the body is checksummed in blocks of
 // this many bytes (the last block may be shorter), so a reader can verify as it
@@ -32,7 +41,9 @@ type record struct {
 	key       string
 	header    []byte
 	size      int64
-	id        uint64 // blob id; names blobs/xx/yy/<id>
+	id        uint64 // version id; names blobs/xx/yy/<id> when seg is 0
+	seg       uint64 // segment id of a packed body, 0 for a blob file
+	off       int64  // offset of a packed body in its segment
 	blockSize int64
 	crcs      []uint32 // CRC32C (Castagnoli) per block
 	stored    time.Time
@@ -47,12 +58,21 @@ type record struct {
 // bytes, size, id, block size, block count and the little-endian CRCs, stored,
 // expires and access time as zigzag varint Unix nanoseconds (0 = zero time),
 // then the tag count and uvarint-length-prefixed tags. Nothing may follow.
+// v2 (a packed body) has the segment id and offset as uvarints after the id.
 func encodeRecord(dst []byte, r *record) []byte {
-	dst = append(dst, recordVersion)
+	if r.seg != 0 {
+		dst = append(dst, recordPacked)
+	} else {
+		dst = append(dst, recordVersion)
+	}
 	dst = appendBytes(dst, []byte(r.key))
 	dst = appendBytes(dst, r.header)
 	dst = binary.AppendUvarint(dst, uint64(r.size))
 	dst = binary.AppendUvarint(dst, r.id)
+	if r.seg != 0 {
+		dst = binary.AppendUvarint(dst, r.seg)
+		dst = binary.AppendUvarint(dst, uint64(r.off))
+	}
 	dst = binary.AppendUvarint(dst, uint64(r.blockSize))
 	dst = binary.AppendUvarint(dst, uint64(len(r.crcs)))
 	for _, c := range r.crcs {
@@ -145,7 +165,7 @@ func (d *decoder) bytes(what string, max uint64) []byte {
 // decodeRecord parses an encoded record. It never panics: malformed input of
 // any kind yields an error wrapping errBadRecord.
 func decodeRecord(b []byte) (*record, error) {
-	if len(b) == 0 || b[0] != recordVersion {
+	if len(b) == 0 || b[0] != recordVersion && b[0] != recordPacked {
 		return nil, errors.Join(errBadRecord, errors.New("unknown version"))
 	}
 	d := &decoder{b: b[1:]}
@@ -155,6 +175,14 @@ func decodeRecord(b []byte) (*record, error) {
 	r.header = d.bytes("header", 1<<31)
 	size := d.uvarint("size")
 	r.id = d.uvarint("id")
+	if b[0] == recordPacked {
+		r.seg = d.uvarint("segment")
+		off := d.uvarint("offset")
+		if d.err == nil && (r.seg == 0 || off > 1<<62) {
+			return nil, errors.Join(errBadRecord, errors.New("segment or offset out of range"))
+		}
+		r.off = int64(off)
+	}
 	bs := d.uvarint("block size")
 	nblocks := d.uvarint("block count")
 	if d.err != nil {

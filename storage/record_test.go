@@ -15,10 +15,17 @@ func sampleRecord() *record {
 	}
 }
 
+func packedRecord() *record {
+	r := sampleRecord()
+	r.seg, r.off = 0x6574000000000007, 5<<20
+	return r
+}
+
 func TestRecordRoundTrip(t *testing.T) {
 	for _, r := range []*record{
 		sampleRecord(),
 		{key: "k", blockSize: BlockSize}, // empty body, zero times, no tags
+		packedRecord(),
 	} {
 		got, err := decodeRecord(encodeRecord(nil, r))
 		if err != nil {
@@ -58,6 +65,8 @@ func TestDecodeRecordRejects(t *testing.T) {
 		"huge key len":  {recordVersion, 0xff, 0xff, 0xff, 0xff, 0x0f},
 		"wrong nblocks": encodeRecord(nil, &record{key: "k", size: 10, blockSize: BlockSize}),
 		"zero blocksz":  encodeRecord(nil, &record{key: "k"}),
+		"packed, seg 0": append([]byte{recordPacked}, good[1:]...),
+		"packed trunc":  encodeRecord(nil, packedRecord())[:20],
 	}
 	for name, b := range cases {
 		if _, err := decodeRecord(b); !errors.Is(err, errBadRecord) {
@@ -69,6 +78,7 @@ func TestDecodeRecordRejects(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	f.Add(encodeRecord(nil, sampleRecord()))
 	f.Add(encodeRecord(nil, &record{key: "k", blockSize: BlockSize}))
+	f.Add(encodeRecord(nil, packedRecord()))
 	f.Add([]byte{recordVersion, 1, 'k', 0, 0, 0, 1, 0, 0, 0, 0, 0})
 	f.Add([]byte{recordVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {

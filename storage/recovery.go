@@ -51,23 +51,41 @@ func (s *Store) stopping() bool {
 func (s *Store) dropBrokenEntries() bool {
 	type ent struct {
 		victim
-		size int64
+		size, off int64
 	}
 	var ents []ent
 	if !s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketObjects).ForEach(func(k, v []byte) error {
 			if r, err := decodeRecord(v); err == nil {
-				ents = append(ents, ent{victim{r.key, r.id}, r.size})
+				ents = append(ents, ent{victim{key: r.key, id: r.id, seg: r.seg}, r.size, r.off})
 			}
 			return nil
 		})
 	}) {
 		return false
 	}
+	// A packed body is broken when its segment file is missing or ends
+	// before it does (a torn segment after a power loss with FsyncNever);
+	// segment sizes are read once each.
+	segSize := make(map[uint64]int64)
 	var bad []victim
 	for i, e := range ents {
 		if i%1024 == 0 && s.stopping() {
 			return false
+		}
+		if e.seg != 0 {
+			size, ok := segSize[e.seg]
+			if !ok {
+				size = -1
+				if fi, err := os.Stat(s.segmentPath(e.seg)); err == nil {
+					size = fi.Size()
+				}
+				segSize[e.seg] = size
+			}
+			if e.off+e.size > size {
+				bad = append(bad, e.victim)
+			}
+			continue
 		}
 		fi, err := os.Stat(s.blobPath(e.id))
 		if err != nil || fi.Size() != e.size {
@@ -92,6 +110,30 @@ func (s *Store) dropBrokenEntries() bool {
 	return true
 }
 
+// deleteOrphanSegments deletes the files under segments/ that are not
+// segments of the store: those of an earlier run that no entry named at
+// Open (the shadow index knows every segment an entry names), and names
+// that are not segment ids. This run's segments have ids at or above
+// idBase<<32 and are never touched.
+func (s *Store) deleteOrphanSegments() {
+	for _, f := range s.segmentFiles() {
+		if f.ok {
+			if f.id >= s.idBase<<32 {
+				continue
+			}
+			s.mu.Lock()
+			_, known := s.lru.segs[f.id]
+			s.mu.Unlock()
+			if known {
+				continue
+			}
+		}
+		if err := os.Remove(f.path); err == nil {
+			s.recoveryOrphans.Add(1)
+		}
+	}
+}
+
 // blobFile is a file found under blobs/ by listBlobFiles.
 type blobFile struct {
 	path string
@@ -103,6 +145,7 @@ type blobFile struct {
 // that no entry names (listing the files first, then reading the referenced
 // ids) and that are not fresh. It reports whether recovery may go on.
 func (s *Store) deleteOrphanBlobs() bool {
+	s.deleteOrphanSegments()
 	files, ok := s.listBlobFiles()
 	if !ok {
 		return false

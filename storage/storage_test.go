@@ -129,6 +129,11 @@ func collect(iter func(func(string) bool)) []string {
 
 func fast(dir string) storage.Options { return storage.Options{Dir: dir, Fsync: storage.FsyncNever} }
 
+// blobsOnly is fast without packing: every body in a file of its own.
+func blobsOnly(dir string) storage.Options {
+	return storage.Options{Dir: dir, Fsync: storage.FsyncNever, PackBelow: -1}
+}
+
 func TestRoundTrip(t *testing.T) {
 	for _, n := range []int{0, 1, storage.BlockSize - 1, storage.BlockSize, storage.BlockSize + 1, 3*storage.BlockSize + 17} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
@@ -148,10 +153,15 @@ func TestRoundTrip(t *testing.T) {
 				!m.Stored.Equal(clk.Now()) || !m.Expires.Equal(exp) || !slices.Equal(m.Tags, []string{"a", "z"}) {
 				t.Errorf("meta = %+v", m)
 			}
-			// File gives the raw blob for sendfile.
-			raw, err := io.ReadAll(io.NewSectionReader(o.File(), 0, o.Size()))
-			if err != nil || !bytes.Equal(raw, b) {
-				t.Errorf("File: %d bytes, %v", len(raw), err)
+			// File gives the raw blob for sendfile; a packed body has none.
+			if wantPacked := n <= storage.BlockSize; o.Packed() != wantPacked || wantPacked != (o.File() == nil) {
+				t.Errorf("packed %v, File %v; want packed %v", o.Packed(), o.File(), wantPacked)
+			}
+			if !o.Packed() {
+				raw, err := io.ReadAll(io.NewSectionReader(o.File(), 0, o.Size()))
+				if err != nil || !bytes.Equal(raw, b) {
+					t.Errorf("File: %d bytes, %v", len(raw), err)
+				}
 			}
 			if st := s.Stats(); st.Objects != 1 || st.Bytes != int64(n) {
 				t.Errorf("stats = %+v", st)
@@ -491,7 +501,7 @@ func TestRestart(t *testing.T) {
 
 func TestRecovery(t *testing.T) {
 	dir := t.TempDir()
-	s, err := storage.Open(fast(dir))
+	s, err := storage.Open(blobsOnly(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,7 +517,7 @@ func TestRecovery(t *testing.T) {
 	os.WriteFile(orphan, []byte("orphan"), 0o644)
 	os.WriteFile(filepath.Join(dir, "tmp", "garbage"), []byte("garbage"), 0o644)
 
-	s = openStore(t, fast(dir))
+	s = openStore(t, blobsOnly(dir))
 	if ents, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(ents) != 0 {
 		t.Errorf("tmp/ not cleaned at Open: %v", ents)
 	}
@@ -553,7 +563,7 @@ func TestRecoveryConcurrentCommits(t *testing.T) {
 func TestGetSizeMismatch(t *testing.T) {
 	for _, damage := range []string{"truncate", "remove"} {
 		t.Run(damage, func(t *testing.T) {
-			s := openStore(t, fast(""))
+			s := openStore(t, blobsOnly(""))
 			put(t, s, "k", body(1000, 1))
 			p := storage.BlobPath(s, "k")
 			if damage == "truncate" {

@@ -76,6 +76,13 @@ type Options struct {
 	// the index; 0 means 30s, negative disables the background flusher
 	// (FlushAccess and Close still flush).
 	AccessFlushInterval time.Duration
+	// PackBelow: bodies of at most this many bytes are packed into shared
+	// segment files instead of a file each; 0 means 256 KiB, negative
+	// turns packing off. It is capped at a quarter of SegmentBytes, and
+	// packing is off when MaxBytes holds fewer than 16 segments.
+	PackBelow int64
+	// SegmentBytes is the size of a segment file; 0 means 8 MiB.
+	SegmentBytes int64
 }
 
 // Stats is a snapshot of the store's counters. The cache package turns it
@@ -90,6 +97,12 @@ type Stats struct {
 	RecoveryDeletedOrphans int64 // blob files recovery deleted because no entry named them
 	RecoveryDone           bool  // background recovery has finished
 	MovedAsideIndex        bool  // index.db was unreadable and was renamed aside at Open
+	Segments               int64 // segment files holding packed bodies
+	SegmentBytes           int64 // bytes in segment files, live and dead
+	DeadBytes              int64 // segment bytes no entry names, waiting for compaction
+	Compactions            int64 // segments compacted (their live bodies moved on)
+	Relocated              int64 // bodies compaction moved
+	SegmentsDeleted        int64 // segment files deleted (emptied by eviction, purge, overwrite or compaction)
 }
 
 const (
@@ -159,9 +172,17 @@ type Store struct {
 	dirsMade     sync.Map  // "xx/yy" → struct{}: blob dirs known to exist
 	blocks       sync.Pool // *[]byte of BlockSize, for verifying reads
 
+	// Packing (segment.go): bodies up to packBelow bytes (0: none) go into
+	// the active segment, rotated at segmentBytes under rotateMu.
+	packBelow, segmentBytes int64
+	rotateMu                sync.Mutex
+	active                  *segment // guarded by mu
+
 	evictions, checksumFailures, sizeMismatches atomic.Int64
 	recoveryDropped, recoveryOrphans            atomic.Int64
+	compactions, relocated, segmentsDeleted     atomic.Int64
 	movedAside                                  bool
+	freshIndex                                  bool // Open created index.db's buckets
 }
 
 // Open opens or creates the store in opts.Dir.
@@ -188,6 +209,12 @@ func Open(opts Options) (*Store, error) {
 	if opts.AccessFlushInterval == 0 {
 		opts.AccessFlushInterval = defaultFlushInterval
 	}
+	if opts.SegmentBytes <= 0 {
+		opts.SegmentBytes = defaultSegmentBytes
+	}
+	if opts.PackBelow == 0 {
+		opts.PackBelow = defaultPackBelow
+	}
 	s := &Store{
 		opts:         opts,
 		dir:          opts.Dir,
@@ -198,6 +225,12 @@ func Open(opts Options) (*Store, error) {
 		writers:      make(map[*Writer]struct{}),
 		fresh:        make(map[uint64]struct{}),
 		recoveryDone: make(chan struct{}),
+		segmentBytes: opts.SegmentBytes,
+	}
+	if opts.PackBelow > 0 && opts.MaxBytes >= packMinSegments*opts.SegmentBytes {
+		s.packBelow = min(opts.PackBelow, opts.SegmentBytes/4)
+	} else {
+		s.packBelow = -1
 	}
 	s.blocks.New = func() any { b := make([]byte, BlockSize); return &b }
 	if s.log == nil {
@@ -206,7 +239,7 @@ func Open(opts Options) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	for _, d := range []string{s.dir, filepath.Join(s.dir, "blobs"), filepath.Join(s.dir, "tmp")} {
+	for _, d := range []string{s.dir, filepath.Join(s.dir, "blobs"), filepath.Join(s.dir, "tmp"), filepath.Join(s.dir, "segments")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("storage: %w", err)
 		}
@@ -219,6 +252,17 @@ func Open(opts Options) (*Store, error) {
 	if err := cleanDir(filepath.Join(s.dir, "tmp")); err != nil {
 		s.db.Close()
 		return nil, fmt.Errorf("storage: cleaning tmp: %w", err)
+	}
+	// A fresh index names no segment: any segment file is left from an
+	// index that was moved aside or removed, and its id could collide with
+	// this run's (ids of a fresh index start at the clock).
+	if s.freshIndex {
+		ents, _ := os.ReadDir(filepath.Join(s.dir, "segments"))
+		if err := cleanDir(filepath.Join(s.dir, "segments")); err != nil {
+			s.db.Close()
+			return nil, fmt.Errorf("storage: cleaning segments: %w", err)
+		}
+		s.recoveryOrphans.Add(int64(len(ents)))
 	}
 	s.bg.Add(1)
 	go s.runRecovery()
@@ -265,6 +309,21 @@ func (s *Store) Close() error {
 	s.bg.Wait()
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
+	s.mu.Lock()
+	if s.active != nil {
+		s.active.sealed = true // an empty one is deleted here
+		s.lru.maybeEmptied(s.active)
+		s.active = nil
+	}
+	emptied := s.takeEmptiedLocked()
+	for _, seg := range s.lru.segs {
+		if seg.f != nil && seg.refs == 1 { // Objects still open keep theirs
+			seg.f.Close()
+			seg.f = nil
+		}
+	}
+	s.mu.Unlock()
+	s.deleteSegments(emptied)
 	ferr := s.flushAccess()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("storage: closing index: %w", err)
@@ -300,6 +359,16 @@ func (s *Store) Stats() Stats {
 	default:
 	}
 	st.MovedAsideIndex = s.movedAside
+	s.mu.Lock()
+	st.Segments = int64(len(s.lru.segs))
+	for _, seg := range s.lru.segs {
+		st.SegmentBytes += seg.written
+	}
+	st.DeadBytes = s.lru.dead
+	s.mu.Unlock()
+	st.Compactions = s.compactions.Load()
+	st.Relocated = s.relocated.Load()
+	st.SegmentsDeleted = s.segmentsDeleted.Load()
 	return st
 }
 
@@ -326,6 +395,16 @@ func (s *Store) blobPath(id uint64) string {
 	return filepath.Join(s.dir, "blobs", s.blobRel(id))
 }
 
+// freeVersion releases the body of a version the index no longer names:
+// a blob file is deleted; a packed body's segment is deleted if that was
+// its last body (the shadow index has counted it dead already).
+func (s *Store) freeVersion(id, seg uint64) {
+	if seg == 0 {
+		s.removeBlob(id)
+	}
+	s.reapSegments()
+}
+
 // removeBlob deletes a blob file; a missing file is fine. Readers that have
 // it open keep reading (Unix unlink semantics).
 func (s *Store) removeBlob(id uint64) {
@@ -345,13 +424,10 @@ func (s *Store) Delete(key string) error {
 	mu := s.stripe(key)
 	mu.Lock()
 	defer mu.Unlock()
-	var oldID uint64
+	var old *record
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		oldID = 0
-		old, err := deleteRecord(tx, key, 0)
-		if old != nil {
-			oldID = old.id
-		}
+		var err error
+		old, err = deleteRecord(tx, key, 0)
 		return err
 	})
 	if err != nil {
@@ -360,8 +436,8 @@ func (s *Store) Delete(key string) error {
 	s.mu.Lock()
 	s.lru.remove(key, 0)
 	s.mu.Unlock()
-	if oldID != 0 {
-		s.removeBlob(oldID)
+	if old != nil {
+		s.freeVersion(old.id, old.seg)
 	}
 	return nil
 }
@@ -431,7 +507,7 @@ func (s *Store) removeEntries(vs []victim) (int, error) {
 				return err
 			}
 			if r != nil {
-				removed = append(removed, victim{key: v.key, id: r.id})
+				removed = append(removed, victim{key: v.key, id: r.id, seg: r.seg})
 			}
 		}
 		return nil
@@ -445,8 +521,11 @@ func (s *Store) removeEntries(vs []victim) (int, error) {
 	}
 	s.mu.Unlock()
 	for _, v := range removed {
-		s.removeBlob(v.id)
+		if v.seg == 0 {
+			s.removeBlob(v.id)
+		}
 	}
+	s.reapSegments()
 	return len(removed), nil
 }
 
@@ -456,10 +535,24 @@ func (s *Store) removeEntries(vs []victim) (int, error) {
 func (s *Store) evict() {
 	s.evictMu.Lock()
 	defer s.evictMu.Unlock()
+	stuck := false      // a compaction failed to empty its segment: evict instead
 	for range 1 << 16 { // bounded: each round removes or the state changed
 		s.mu.Lock()
-		over := s.lru.bytes - s.opts.MaxBytes
+		// Dead bytes in segments take disk space like live ones; beyond
+		// their allowance the segment with the most is compacted first
+		// (which frees them without evicting anything).
+		over := s.lru.bytes + s.lru.dead - s.opts.MaxBytes
 		var vs []victim
+		if over > 0 && s.lru.dead > s.opts.MaxBytes/deadFraction && !stuck {
+			if seg := s.mostDeadLocked(); seg != nil {
+				s.mu.Unlock()
+				s.compact(seg)
+				s.mu.Lock()
+				stuck = !seg.dropped
+				s.mu.Unlock()
+				continue
+			}
+		}
 		if over > 0 {
 			vs = s.lru.pickVictims(over, evictBatch, expiredWindow, s.now().UnixNano())
 		}
@@ -576,7 +669,7 @@ func (s *Store) UpdateMeta(key string, header []byte, expires time.Time) error {
 		return fmt.Errorf("storage: update meta: %w", err)
 	}
 	s.mu.Lock()
-	s.lru.set(key, updated.id, updated.size, s.now().UnixNano(), timeToNanos(updated.expires))
+	s.lru.set(key, updated.id, s.lru.segs[updated.seg], updated.size, s.now().UnixNano(), timeToNanos(updated.expires))
 	s.mu.Unlock()
 	return nil
 }

@@ -52,8 +52,13 @@ type Writer struct {
 	written atomic.Int64
 	aborted atomic.Bool // state == wAborted, readable without mu
 
-	fmu sync.RWMutex // guards f against Close while ReadAt uses it
+	fmu sync.RWMutex // guards f and buf against Close while ReadAt uses them
 	f   *os.File
+	// buffered: the body is kept in buf, to be packed into a segment at
+	// Commit, until it outgrows the store's PackBelow; then it is spilled
+	// to a file in tmp/ like a large body's.
+	buffered bool
+	buf      []byte
 }
 
 // Create starts writing a new version of key in tmp/. The version gets a
@@ -67,16 +72,16 @@ func (s *Store) Create(key string) (*Writer, error) {
 		return nil, err
 	}
 	defer s.end()
-	n := s.idSeq.Add(1)
-	if n >= 1<<32 {
-		return nil, errors.New("storage: blob id range of this run exhausted; reopen the store")
-	}
-	id := s.idBase<<32 | n
-	f, err := os.OpenFile(filepath.Join(s.dir, "tmp", fmt.Sprintf("%016x", id)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	id, err := s.newID()
 	if err != nil {
-		return nil, fmt.Errorf("storage: create: %w", err)
+		return nil, err
 	}
-	w := &Writer{s: s, key: key, id: id, f: f}
+	w := &Writer{s: s, key: key, id: id, buffered: s.packBelow > 0}
+	if !w.buffered {
+		if w.f, err = w.createTmp(); err != nil {
+			return nil, err
+		}
+	}
 	s.mu.Lock()
 	s.writers[w] = struct{}{}
 	s.mu.Unlock()
@@ -95,6 +100,19 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if off+int64(len(p)) > w.s.opts.MaxBytes {
 		return 0, ErrTooLarge
 	}
+	if w.buffered {
+		if off+int64(len(p)) <= w.s.packBelow {
+			w.fmu.Lock()
+			w.buf = append(w.buf, p...)
+			w.fmu.Unlock()
+			w.sum(p)
+			w.written.Store(off + int64(len(p)))
+			return len(p), nil
+		}
+		if err := w.spill(); err != nil {
+			return 0, err
+		}
+	}
 	n, err := w.f.WriteAt(p, off)
 	w.sum(p[:n])
 	w.written.Store(off + int64(n))
@@ -102,6 +120,32 @@ func (w *Writer) Write(p []byte) (int, error) {
 		return n, fmt.Errorf("storage: write: %w", err)
 	}
 	return n, nil
+}
+
+// createTmp creates the writer's file in tmp/.
+func (w *Writer) createTmp() (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(w.s.dir, "tmp", fmt.Sprintf("%016x", w.id)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("storage: create: %w", err)
+	}
+	return f, nil
+}
+
+// spill moves a buffered body that outgrew PackBelow to a file in tmp/.
+func (w *Writer) spill() error {
+	f, err := w.createTmp()
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(w.buf, 0); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("storage: write: %w", err)
+	}
+	w.fmu.Lock()
+	w.f, w.buffered, w.buf = f, false, nil
+	w.fmu.Unlock()
+	return nil
 }
 
 func (w *Writer) stateErr() error {
@@ -150,6 +194,17 @@ func (w *Writer) ReadAt(p []byte, off int64) (int, error) {
 	}
 	w.fmu.RLock()
 	defer w.fmu.RUnlock()
+	if w.buffered {
+		avail := w.written.Load() - off
+		if avail <= 0 {
+			return 0, io.EOF
+		}
+		n := copy(p, w.buf[off:off+avail])
+		if n < len(p) {
+			return n, io.EOF
+		}
+		return n, nil
+	}
 	if w.f == nil {
 		if w.aborted.Load() {
 			return 0, ErrAborted
@@ -205,21 +260,45 @@ func (w *Writer) Commit(meta Meta) (err error) {
 	defer s.end()
 
 	rec := w.indexRecord(meta, size, s.now())
-	enc := encodeRecord(nil, rec)
-	if err := w.publishBlob(); err != nil {
-		return err
-	}
-	old, err := s.indexVersion(rec, enc)
-	if err != nil {
-		s.removeBlob(w.id)
-		return err
+	var old *record
+	if w.buffered {
+		if old, err = w.commitPacked(rec); err != nil {
+			return err
+		}
+	} else {
+		enc := encodeRecord(nil, rec)
+		if err := w.publishBlob(); err != nil {
+			return err
+		}
+		if old, err = s.indexVersion(rec, enc, nil); err != nil {
+			s.removeBlob(w.id)
+			return err
+		}
 	}
 	if old != nil && old.id != w.id {
-		s.removeBlob(old.id)
+		s.freeVersion(old.id, old.seg)
 	}
 	w.state = wCommitted
 	s.evict()
 	return nil
+}
+
+// commitPacked appends the buffered body to the active segment and names
+// it in the index. The body is written (and, under FsyncAlways, synced by
+// the group commit) before the index transaction, into a region no other
+// commit ever writes, so an index entry names either nothing or this body.
+func (w *Writer) commitPacked(rec *record) (*record, error) {
+	s := w.s
+	seg, off, err := s.reserve(rec.size)
+	if err != nil {
+		return nil, err
+	}
+	defer s.unpin(seg)
+	if _, err := seg.f.WriteAt(w.buf, off); err != nil {
+		return nil, fmt.Errorf("storage: writing segment: %w", err)
+	}
+	rec.seg, rec.off = seg.id, off
+	return s.indexVersion(rec, encodeRecord(nil, rec), seg)
 }
 
 // checkMeta rejects a commit whose meta disagrees with the size written
@@ -293,11 +372,11 @@ func (w *Writer) publishBlob() error {
 // then in the eviction index, both under the key's stripe lock. It returns
 // the record it replaced, if any; the caller deletes that blob, and on error
 // its own.
-func (s *Store) indexVersion(rec *record, enc []byte) (old *record, err error) {
+func (s *Store) indexVersion(rec *record, enc []byte, seg *segment) (old *record, err error) {
 	mu := s.stripe(rec.key)
 	mu.Lock()
 	defer mu.Unlock()
-	err = s.groupUpdate(func(tx *bolt.Tx) error {
+	err = s.groupUpdateSync(seg, func(tx *bolt.Tx) error {
 		var err error
 		if old, err = deleteRecord(tx, rec.key, 0); err != nil {
 			return err
@@ -317,7 +396,7 @@ func (s *Store) indexVersion(rec *record, enc []byte) (old *record, err error) {
 		return nil, fmt.Errorf("storage: committing index: %w", err)
 	}
 	s.mu.Lock()
-	s.lru.set(rec.key, rec.id, rec.size, rec.atime.UnixNano(), timeToNanos(rec.expires))
+	s.lru.set(rec.key, rec.id, seg, rec.size, rec.atime.UnixNano(), timeToNanos(rec.expires))
 	s.mu.Unlock()
 	return old, nil
 }
@@ -373,6 +452,7 @@ func (w *Writer) abortLocked() {
 	w.state = wAborted
 	w.aborted.Store(true)
 	w.fmu.Lock()
+	w.buffered, w.buf = false, nil
 	if w.f != nil {
 		name := w.f.Name()
 		w.f.Close()
@@ -403,6 +483,11 @@ func (w *Writer) Close() error {
 	w.closed = true
 	w.fmu.Lock()
 	defer w.fmu.Unlock()
+	if w.buffered {
+		w.buffered, w.buf = false, nil
+		w.forget()
+		return nil
+	}
 	if w.f != nil {
 		err := w.f.Close()
 		w.f = nil

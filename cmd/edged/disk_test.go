@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,28 +173,60 @@ func blobFiles(t *testing.T, data string) []string {
 // A flipped byte and a truncated blob are both noticed, counted, and the
 // client gets the origin's bytes instead.
 func TestCorruptBlobsServedFromOrigin(t *testing.T) {
+	// 300 kB bodies have a blob file each; 20 kB bodies are packed in one
+	// segment file, where the damage is done to one body and the file is
+	// cut inside the other.
+	for _, size := range []int{300_000, 20_000} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) { corruptBodiesServedFromOrigin(t, size) })
+	}
+}
+
+func corruptBodiesServedFromOrigin(t *testing.T, size int) {
 	o := newSizedOrigin(t)
 	data := t.TempDir()
-	paths := []string{"/obj/x-20000", "/obj/y-20000"}
+	paths := []string{fmt.Sprintf("/obj/x-%d", size), fmt.Sprintf("/obj/y-%d", size)}
 	l, _, stop := runDaemon(t, "-config", writeConfig(t, "cache:\n"+alwaysAdmit), "-origin", o.URL, "-data", data)
 	for _, p := range paths {
 		fetchHost(t, "http://"+l.Edge+p, "cdn.example")
 	}
 	stop() // waits for the write-behind copies
 
+	// Where each body is: its own file, or an offset in a segment.
 	files := blobFiles(t, data)
-	if len(files) != 2 {
-		t.Fatalf("%d blob files, want 2", len(files))
+	segs, _ := filepath.Glob(filepath.Join(data, "segments", "*"))
+	type place struct {
+		file string
+		off  int
 	}
-	b, err := os.ReadFile(files[0])
+	var places []place
+	if size > 256<<10 {
+		if len(files) != 2 || len(segs) != 0 {
+			t.Fatalf("%d blob files and %d segments, want 2 and 0", len(files), len(segs))
+		}
+		places = []place{{files[0], 0}, {files[1], 0}}
+	} else {
+		if len(files) != 0 || len(segs) != 1 {
+			t.Fatalf("%d blob files and %d segments, want 0 and 1", len(files), len(segs))
+		}
+		b, _ := os.ReadFile(segs[0])
+		for _, p := range paths {
+			places = append(places, place{segs[0], bytes.Index(b, body(p, size))})
+		}
+		if places[0].off < 0 || places[1].off < 0 {
+			t.Fatal("bodies not found in the segment")
+		}
+		slices.SortFunc(places, func(a, b place) int { return a.off - b.off })
+	}
+	f, err := os.OpenFile(places[0].file, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[len(b)/2] ^= 0xff
-	if err := os.WriteFile(files[0], b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(files[1], 1000); err != nil {
+	flip := []byte{0}
+	f.ReadAt(flip, int64(places[0].off+size/2))
+	flip[0] ^= 0xff
+	f.WriteAt(flip, int64(places[0].off+size/2))
+	f.Close()
+	if err := os.Truncate(places[1].file, int64(places[1].off+1000)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -200,7 +234,7 @@ func TestCorruptBlobsServedFromOrigin(t *testing.T) {
 	defer stop()
 	for _, p := range paths {
 		resp, got := fetchHost(t, "http://"+l.Edge+p, "cdn.example")
-		if got != string(body(p, 20000)) {
+		if got != string(body(p, size)) {
 			t.Errorf("%s: served corrupt bytes", p)
 		}
 		if strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit") {
@@ -214,10 +248,10 @@ func TestCorruptBlobsServedFromOrigin(t *testing.T) {
 	if !strings.Contains(metrics, "edged_disk_checksum_failures_total 1") {
 		t.Error("the flipped byte was not counted as a checksum failure")
 	}
-	// The truncated blob is caught by start-up recovery or, if a request
+	// The truncated body is caught by start-up recovery or, if a request
 	// beats it, by the size check on read: either counts it once.
 	if metricValue(t, metrics, "edged_disk_size_mismatches_total")+metricValue(t, metrics, "edged_disk_recovery_dropped_entries_total") != 1 {
-		t.Error("the truncated blob was not counted once")
+		t.Error("the truncated body was not counted once")
 	}
 }
 
@@ -383,11 +417,26 @@ func crashRecovery(t *testing.T, fsync string) {
 		}
 		obj.Close()
 	}
-	if st := s.Stats(); st.ChecksumFailures != 0 || st.SizeMismatches != 0 {
+	st := s.Stats()
+	if st.ChecksumFailures != 0 || st.SizeMismatches != 0 {
 		t.Errorf("stats after recovery: %+v", st)
 	}
-	if files := blobFiles(t, data); len(files) != len(keys) {
-		t.Errorf("%d blob files for %d index entries", len(files), len(keys))
+	// Every file is a body's: one blob file per unpacked body, and the
+	// segment files the store knows (each holding at least one body).
+	unpacked := 0
+	for _, k := range keys {
+		if obj, err := s.Get(k); err == nil {
+			if !obj.Packed() {
+				unpacked++
+			}
+			obj.Close()
+		}
+	}
+	if files := blobFiles(t, data); len(files) != unpacked {
+		t.Errorf("%d blob files for %d unpacked bodies", len(files), unpacked)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(data, "segments", "*")); int64(len(segs)) != st.Segments || st.Segments == 0 {
+		t.Errorf("%d segment files, the store knows %d (want some: bodies under 256 KiB are packed)", len(segs), st.Segments)
 	}
 	if len(keys) == 0 {
 		t.Error("nothing was stored")

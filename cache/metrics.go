@@ -144,6 +144,12 @@ var diskSeries = []struct {
 	{"edged_disk_recovery_dropped_entries_total", "Index entries the start-up recovery dropped (blob missing, wrong size, undecodable).", true, func(s storage.Stats) float64 { return float64(s.RecoveryDroppedEntries) }},
 	{"edged_disk_recovery_deleted_orphans_total", "Blob files the start-up recovery deleted because no index entry named them.", true, func(s storage.Stats) float64 { return float64(s.RecoveryDeletedOrphans) }},
 	{"edged_disk_recovery_done", "1 once the start-up recovery has finished.", false, func(s storage.Stats) float64 { return b2f(s.RecoveryDone) }},
+	{"edged_disk_segments", "Segment files holding packed small bodies.", false, func(s storage.Stats) float64 { return float64(s.Segments) }},
+	{"edged_disk_segment_bytes", "Bytes in segment files, bodies in use and dead.", false, func(s storage.Stats) float64 { return float64(s.SegmentBytes) }},
+	{"edged_disk_dead_bytes", "Bytes in segment files that no object uses any more (evicted, purged or replaced bodies), waiting for their segment to be deleted or compacted; they count against cache.disk.max_bytes.", false, func(s storage.Stats) float64 { return float64(s.DeadBytes) }},
+	{"edged_disk_compactions_total", "Segments compacted: their remaining bodies moved to the current segment so the segment could be deleted.", true, func(s storage.Stats) float64 { return float64(s.Compactions) }},
+	{"edged_disk_relocated_total", "Bodies compaction moved to another segment (its write amplification).", true, func(s storage.Stats) float64 { return float64(s.Relocated) }},
+	{"edged_disk_segments_deleted_total", "Segment files deleted because no object used them any more.", true, func(s storage.Stats) float64 { return float64(s.SegmentsDeleted) }},
 	{"edged_disk_index_moved_aside", "1 if the index was unreadable at start and was moved aside (the node started with an empty disk tier).", false, func(s storage.Stats) float64 { return b2f(s.MovedAsideIndex) }},
 }
 

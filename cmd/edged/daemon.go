@@ -995,7 +995,12 @@ func storageOptions(dc config.Disk, logger *slog.Logger) (storage.Options, error
 	if dc.Fsync == "never" {
 		fsync = storage.FsyncNever
 	}
-	return storage.Options{Dir: dir, MaxBytes: dc.MaxBytes.Int64(), Fsync: fsync, Logger: logger}, nil
+	pack := dc.PackBelow.Int64()
+	if pack == 0 {
+		pack = -1 // storage's zero value is its default
+	}
+	return storage.Options{Dir: dir, MaxBytes: dc.MaxBytes.Int64(), Fsync: fsync, Logger: logger,
+		PackBelow: pack, SegmentBytes: dc.SegmentBytes.Int64()}, nil
 }
 
 // reload re-reads the configuration file (flags still win) and, if it is

@@ -220,6 +220,13 @@ type Disk struct {
 	// AdmitLargerThan: with second-hit, bodies larger than this (and
 	// streamed bodies of unknown length) go to disk on their first request.
 	AdmitLargerThan ByteSize `yaml:"admit_larger_than" default:"1MiB" check:">=0"`
+	// PackBelow: bodies of at most this many bytes are packed into shared
+	// segment files (one append, no file of their own); 0 turns packing
+	// off. Capped at a quarter of segment_bytes; packing is off when
+	// max_bytes holds fewer than 16 segments.
+	PackBelow ByteSize `yaml:"pack_below" default:"256KiB" check:"range=[0,16MiB]"`
+	// SegmentBytes is the size of one segment file.
+	SegmentBytes ByteSize `yaml:"segment_bytes" default:"8MiB" check:"range=[1MiB,256MiB]"`
 }
 
 // Log configures logging.

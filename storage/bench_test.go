@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/edged-proxy/edged/storage"
 )
@@ -140,5 +141,44 @@ func BenchmarkGet1KiB(b *testing.B) {
 			b.Fatal(err)
 		}
 		o.Close()
+	}
+}
+
+// BenchmarkOpenPacked is a restart with n small packed objects on disk
+// (4 KiB bodies, 300-byte headers, 8 MiB segments): open-ms is how long
+// Open takes (the node serves once it returns), recovery-ms how long the
+// background recovery takes after it. One iteration per reported run; the
+// store is built once, outside the timer. Run with -benchtime=1x:
+//
+//	go test -run XXX -bench OpenPacked -benchtime 1x ./storage
+func BenchmarkOpenPacked(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			dir := b.TempDir()
+			storage.BulkLoadPacked(b, dir, n, 4096, 8<<20, 300, func(i int) string {
+				return fmt.Sprintf("https://www.example.com/assets/img/%08d.jpg", i)
+			})
+			var ms runtime.MemStats
+			b.ResetTimer()
+			for b.Loop() {
+				start := time.Now()
+				s, err := storage.Open(fast(dir))
+				if err != nil {
+					b.Fatal(err)
+				}
+				opened := time.Since(start)
+				s.WaitRecovery()
+				recovered := time.Since(start) - opened
+				st := s.Stats()
+				if st.Objects != int64(n) || st.RecoveryDroppedEntries != 0 {
+					b.Fatalf("stats = %+v", st)
+				}
+				runtime.ReadMemStats(&ms)
+				b.ReportMetric(float64(opened.Milliseconds()), "open-ms")
+				b.ReportMetric(float64(recovered.Milliseconds()), "recovery-ms")
+				b.ReportMetric(float64(ms.HeapInuse)/float64(n), "heap-B/object")
+				s.Close()
+			}
+		})
 	}
 }

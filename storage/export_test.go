@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -179,6 +180,66 @@ func BulkLoad(tb testing.TB, dir string, n int, keyf func(i int) string) {
 	})
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// BulkLoadPacked writes n index records of packed bodies of size bytes
+// each (with their segment files, segBytes each, filled with the bodies)
+// straight into a closed store's directory, for recovery benchmarks where n
+// real commits would be too slow. Keys are keyf(i); headers are hdr bytes.
+func BulkLoadPacked(tb testing.TB, dir string, n, size, segBytes, hdr int, keyf func(i int) string) {
+	tb.Helper()
+	s, err := Open(Options{Dir: dir, Fsync: FsyncNever})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.WaitRecovery()
+	now := time.Now()
+	b := bytes.Repeat([]byte("b"), size)
+	crc := crc32.Checksum(b, castagnoli)
+	header := bytes.Repeat([]byte("h"), hdr)
+	perSeg := segBytes / size
+	var seg *os.File
+	var segID uint64
+	const batch = 50_000
+	for start := 0; start < n; start += batch {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			objs := tx.Bucket(bucketObjects)
+			for i := start; i < min(start+batch, n); i++ {
+				if i%perSeg == 0 {
+					if seg != nil {
+						seg.Close()
+					}
+					segID = s.idBase<<32 | s.idSeq.Add(1)
+					if seg, err = os.Create(s.segmentPath(segID)); err != nil {
+						return err
+					}
+					if err := seg.Truncate(int64(perSeg * size)); err != nil {
+						return err
+					}
+				}
+				off := int64(i%perSeg) * int64(size)
+				if _, err := seg.WriteAt(b, off); err != nil {
+					return err
+				}
+				r := &record{key: keyf(i), header: header, size: int64(size), id: s.idBase<<32 | s.idSeq.Add(1),
+					seg: segID, off: off, blockSize: BlockSize, crcs: []uint32{crc},
+					stored: now, expires: now.Add(time.Hour), atime: now.Add(time.Duration(i))}
+				if err := objs.Put([]byte(r.key), encodeRecord(nil, r)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if seg != nil {
+		seg.Close()
 	}
 	if err := s.Close(); err != nil {
 		tb.Fatal(err)

@@ -151,8 +151,9 @@ func (s *Store) loadIndex() error {
 	segOf := make(map[*entry]uint64) // packed entries' segment ids
 	segEnd := make(map[uint64]int64) // the farthest body end each segment's entries name
 	err := s.db.View(func(tx *bolt.Tx) error {
+		r := new(record)
 		return tx.Bucket(bucketObjects).ForEach(func(k, v []byte) error {
-			r, err := decodeRecord(v)
+			err := decodeShadow(r, v)
 			if err != nil || r.key != string(k) {
 				bad = append(bad, append([]byte(nil), k...))
 				return nil

@@ -162,46 +162,78 @@ func (d *decoder) bytes(what string, max uint64) []byte {
 	return out
 }
 
+// skip passes over the next length-prefixed field without copying it.
+func (d *decoder) skip(what string, max uint64) {
+	n := d.uvarint(what)
+	if d.err != nil {
+		return
+	}
+	if n > uint64(len(d.b)) || n > max {
+		d.fail(what)
+		return
+	}
+	d.b = d.b[n:]
+}
+
 // decodeRecord parses an encoded record. It never panics: malformed input of
 // any kind yields an error wrapping errBadRecord.
 func decodeRecord(b []byte) (*record, error) {
+	r := &record{}
+	return r, decodeInto(r, b, true)
+}
+
+// decodeShadow is decodeRecord for the shadow index loaded at Open: it
+// checks the same structure but keeps only key, size, ids, offset and
+// times (no header, checksums or tags are copied), so a restart with
+// millions of records allocates little besides the shadow itself.
+func decodeShadow(r *record, b []byte) error {
+	*r = record{}
+	return decodeInto(r, b, false)
+}
+
+func decodeInto(r *record, b []byte, full bool) error {
 	if len(b) == 0 || b[0] != recordVersion && b[0] != recordPacked {
-		return nil, errors.Join(errBadRecord, errors.New("unknown version"))
+		return errors.Join(errBadRecord, errors.New("unknown version"))
 	}
 	d := &decoder{b: b[1:]}
-	r := &record{}
 	key := d.bytes("key", maxKeyLen)
 	r.key = string(key)
-	r.header = d.bytes("header", 1<<31)
+	if full {
+		r.header = d.bytes("header", 1<<31)
+	} else {
+		d.skip("header", 1<<31)
+	}
 	size := d.uvarint("size")
 	r.id = d.uvarint("id")
 	if b[0] == recordPacked {
 		r.seg = d.uvarint("segment")
 		off := d.uvarint("offset")
 		if d.err == nil && (r.seg == 0 || off > 1<<62) {
-			return nil, errors.Join(errBadRecord, errors.New("segment or offset out of range"))
+			return errors.Join(errBadRecord, errors.New("segment or offset out of range"))
 		}
 		r.off = int64(off)
 	}
 	bs := d.uvarint("block size")
 	nblocks := d.uvarint("block count")
 	if d.err != nil {
-		return nil, d.err
+		return d.err
 	}
 	if size > 1<<62 {
-		return nil, errors.Join(errBadRecord, errors.New("size out of range"))
+		return errors.Join(errBadRecord, errors.New("size out of range"))
 	}
 	if bs == 0 || bs > 1<<30 {
-		return nil, errors.Join(errBadRecord, errors.New("block size out of range"))
+		return errors.Join(errBadRecord, errors.New("block size out of range"))
 	}
 	r.size, r.blockSize = int64(size), int64(bs)
 	if want := (size + bs - 1) / bs; nblocks != want {
-		return nil, errors.Join(errBadRecord, errors.New("block count does not match size"))
+		return errors.Join(errBadRecord, errors.New("block count does not match size"))
 	}
 	if nblocks > uint64(len(d.b))/4 {
-		return nil, errors.Join(errBadRecord, errors.New("truncated checksums"))
+		return errors.Join(errBadRecord, errors.New("truncated checksums"))
 	}
-	if nblocks > 0 {
+	if !full {
+		d.b = d.b[4*nblocks:]
+	} else if nblocks > 0 {
 		r.crcs = make([]uint32, nblocks)
 		for i := range r.crcs {
 			r.crcs[i] = binary.LittleEndian.Uint32(d.b[4*i:])
@@ -213,25 +245,29 @@ func decodeRecord(b []byte) (*record, error) {
 	r.atime = nanosToTime(d.varint("atime"))
 	ntags := d.uvarint("tag count")
 	if d.err != nil {
-		return nil, d.err
+		return d.err
 	}
 	if ntags > uint64(len(d.b)) { // every tag needs at least its length byte
-		return nil, errors.Join(errBadRecord, errors.New("tag count out of range"))
+		return errors.Join(errBadRecord, errors.New("tag count out of range"))
 	}
-	if ntags > 0 {
+	if ntags > 0 && full {
 		r.tags = make([]string, 0, ntags)
-		for range ntags {
+	}
+	for range ntags {
+		if full {
 			r.tags = append(r.tags, string(d.bytes("tag", maxTagLen)))
+		} else {
+			d.skip("tag", maxTagLen)
 		}
 	}
 	if d.err != nil {
-		return nil, d.err
+		return d.err
 	}
 	if len(d.b) != 0 {
-		return nil, errors.Join(errBadRecord, errors.New("trailing bytes"))
+		return errors.Join(errBadRecord, errors.New("trailing bytes"))
 	}
 	if r.key == "" {
-		return nil, errors.Join(errBadRecord, errors.New("empty key"))
+		return errors.Join(errBadRecord, errors.New("empty key"))
 	}
-	return r, nil
+	return nil
 }

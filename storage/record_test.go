@@ -83,8 +83,16 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add([]byte{recordVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRecord(b)
+		var sh record
+		if serr := decodeShadow(&sh, b); (serr == nil) != (err == nil) {
+			t.Fatalf("decodeRecord: %v; decodeShadow: %v", err, serr)
+		}
 		if err != nil {
 			return
+		}
+		if sh.key != r.key || sh.size != r.size || sh.id != r.id || sh.seg != r.seg || sh.off != r.off ||
+			!sh.atime.Equal(r.atime) || !sh.expires.Equal(r.expires) || !sh.stored.Equal(r.stored) {
+			t.Fatalf("decodeShadow disagrees: %+v, %+v", sh, r)
 		}
 		again, err := decodeRecord(encodeRecord(nil, r))
 		if err != nil {

@@ -51,41 +51,45 @@ func (s *Store) stopping() bool {
 func (s *Store) dropBrokenEntries() bool {
 	type ent struct {
 		victim
-		size, off int64
+		size int64
 	}
+	// A packed body is broken when its segment file is missing or ends
+	// before it does (a torn segment after a power loss with FsyncNever);
+	// each segment's size is read once, and packed entries are checked as
+	// they are read. Blob entries are collected and their files checked
+	// outside the transaction.
+	segSize := make(map[uint64]int64)
 	var ents []ent
+	var bad []victim
 	if !s.view(func(tx *bolt.Tx) error {
+		r := new(record)
 		return tx.Bucket(bucketObjects).ForEach(func(k, v []byte) error {
-			if r, err := decodeRecord(v); err == nil {
-				ents = append(ents, ent{victim{key: r.key, id: r.id, seg: r.seg}, r.size, r.off})
+			if decodeShadow(r, v) != nil {
+				return nil
+			}
+			if r.seg == 0 {
+				ents = append(ents, ent{victim{key: r.key, id: r.id}, r.size})
+				return nil
+			}
+			size, ok := segSize[r.seg]
+			if !ok {
+				size = -1
+				if fi, err := os.Stat(s.segmentPath(r.seg)); err == nil {
+					size = fi.Size()
+				}
+				segSize[r.seg] = size
+			}
+			if r.off+r.size > size {
+				bad = append(bad, victim{key: r.key, id: r.id, seg: r.seg})
 			}
 			return nil
 		})
 	}) {
 		return false
 	}
-	// A packed body is broken when its segment file is missing or ends
-	// before it does (a torn segment after a power loss with FsyncNever);
-	// segment sizes are read once each.
-	segSize := make(map[uint64]int64)
-	var bad []victim
 	for i, e := range ents {
 		if i%1024 == 0 && s.stopping() {
 			return false
-		}
-		if e.seg != 0 {
-			size, ok := segSize[e.seg]
-			if !ok {
-				size = -1
-				if fi, err := os.Stat(s.segmentPath(e.seg)); err == nil {
-					size = fi.Size()
-				}
-				segSize[e.seg] = size
-			}
-			if e.off+e.size > size {
-				bad = append(bad, e.victim)
-			}
-			continue
 		}
 		fi, err := os.Stat(s.blobPath(e.id))
 		if err != nil || fi.Size() != e.size {
@@ -152,8 +156,9 @@ func (s *Store) deleteOrphanBlobs() bool {
 	}
 	refs := make(map[uint64]struct{})
 	if !s.view(func(tx *bolt.Tx) error {
+		r := new(record)
 		return tx.Bucket(bucketObjects).ForEach(func(k, v []byte) error {
-			if r, err := decodeRecord(v); err == nil {
+			if decodeShadow(r, v) == nil && r.seg == 0 {
 				refs[r.id] = struct{}{}
 			}
 			return nil

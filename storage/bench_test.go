@@ -51,21 +51,31 @@ func BenchmarkGet1MiB(b *testing.B) {
 	})
 }
 
-// BenchmarkCommit64KiB is Create + Write 64 KiB + Commit of a new key.
+// BenchmarkCommit64KiB is Create + Write 64 KiB + Commit of a new key,
+// packed into a segment (the default for bodies up to 256 KiB) or in a
+// blob file of its own.
 func BenchmarkCommit64KiB(b *testing.B) {
 	data := body(64<<10, 1)
-	for _, bc := range []struct {
+	type bench struct {
 		name     string
 		fsync    storage.FsyncPolicy
 		parallel bool
-	}{
-		{"FsyncAlways", storage.FsyncAlways, false},
-		{"FsyncNever", storage.FsyncNever, false},
-		{"FsyncAlwaysParallel", storage.FsyncAlways, true},
-		{"FsyncNeverParallel", storage.FsyncNever, true},
-	} {
+		pack     int64
+	}
+	var benches []bench
+	for _, mode := range []struct {
+		name string
+		pack int64
+	}{{"packed", 0}, {"blob", -1}} {
+		benches = append(benches,
+			bench{"FsyncAlways/" + mode.name, storage.FsyncAlways, false, mode.pack},
+			bench{"FsyncNever/" + mode.name, storage.FsyncNever, false, mode.pack},
+			bench{"FsyncAlwaysParallel/" + mode.name, storage.FsyncAlways, true, mode.pack},
+			bench{"FsyncNeverParallel/" + mode.name, storage.FsyncNever, true, mode.pack})
+	}
+	for _, bc := range benches {
 		b.Run(bc.name, func(b *testing.B) {
-			s := openStore(b, storage.Options{Fsync: bc.fsync})
+			s := openStore(b, storage.Options{Fsync: bc.fsync, PackBelow: bc.pack})
 			var seq atomic.Int64
 			commit := func() {
 				w, err := s.Create(fmt.Sprint("https://example.com/obj/", seq.Add(1)))

@@ -317,10 +317,8 @@ func (s *Store) Close() error {
 	}
 	emptied := s.takeEmptiedLocked()
 	for _, seg := range s.lru.segs {
-		if seg.f != nil && seg.refs == 1 { // Objects still open keep theirs
-			seg.f.Close()
-			seg.f = nil
-		}
+		seg.dropped = true // nothing acquires it any more
+		s.unrefLocked(seg) // the store's reference: Objects still open keep the file
 	}
 	s.mu.Unlock()
 	s.deleteSegments(emptied)

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,28 +17,47 @@ import (
 // format; openIndex moves such a file aside.
 var errUnreadableIndex = errors.New("storage: unreadable index")
 
-// openIndex opens index.db, moving it aside once if it is unreadable, then
-// loads the in-memory eviction index.
+// openIndex opens index.db, moving it aside once if it is unreadable (or if
+// an earlier run found it unreadable while loading it: the marker file).
 func (s *Store) openIndex() error {
 	path := filepath.Join(s.dir, "index.db")
-	err := s.tryOpenIndex(path)
+	var err error
+	if _, merr := os.Stat(path + unreadableMarker); merr == nil {
+		err = errors.Join(errUnreadableIndex, errors.New("an earlier run could not read it"))
+	} else {
+		err = s.tryOpenIndex(path)
+	}
 	if errors.Is(err, errUnreadableIndex) {
-		aside := fmt.Sprintf("%s.corrupt-%d", path, s.now().Unix())
-		for i := 1; ; i++ {
-			if _, serr := os.Lstat(aside); errors.Is(serr, fs.ErrNotExist) {
-				break
-			}
-			aside = fmt.Sprintf("%s.corrupt-%d.%d", path, s.now().Unix(), i)
+		if err := s.moveAside(path, err); err != nil {
+			return err
 		}
-		if rerr := os.Rename(path, aside); rerr != nil {
-			return fmt.Errorf("storage: moving unreadable index aside: %w (after %w)", rerr, err)
-		}
-		s.log.Error("storage: INDEX UNREADABLE, moved aside; starting with an empty cache",
-			"index", path, "moved_to", aside, "err", err)
-		s.movedAside = true
 		err = s.tryOpenIndex(path)
 	}
 	return err
+}
+
+// unreadableMarker, appended to index.db's path, names the file a run
+// writes when it finds the index unreadable after Open returned: the next
+// Open moves the index aside.
+const unreadableMarker = ".unreadable"
+
+// moveAside renames an unreadable index.db out of the way, logging why.
+func (s *Store) moveAside(path string, cause error) error {
+	aside := fmt.Sprintf("%s.corrupt-%d", path, s.now().Unix())
+	for i := 1; ; i++ {
+		if _, serr := os.Lstat(aside); errors.Is(serr, fs.ErrNotExist) {
+			break
+		}
+		aside = fmt.Sprintf("%s.corrupt-%d.%d", path, s.now().Unix(), i)
+	}
+	if rerr := os.Rename(path, aside); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		return fmt.Errorf("storage: moving unreadable index aside: %w (after %w)", rerr, cause)
+	}
+	os.Remove(path + unreadableMarker)
+	s.log.Error("storage: INDEX UNREADABLE, moved aside; starting with an empty cache",
+		"index", path, "moved_to", aside, "err", cause)
+	s.movedAside = true
+	return nil
 }
 
 // tryOpenIndex opens, validates and loads the index at path. Corruption of
@@ -69,10 +89,7 @@ func (s *Store) tryOpenIndex(path string) (err error) {
 		}
 	}()
 	s.db = db
-	if err := s.initIndex(); err != nil {
-		return err
-	}
-	return s.loadIndex()
+	return s.initIndex()
 }
 
 // openBolt is bolt.Open with panics (possible on garbage that passes the
@@ -142,37 +159,49 @@ func (s *Store) initIndex() error {
 	})
 }
 
-// loadIndex fills the in-memory eviction index from the objects bucket,
+// loaded is what loadIndex read from the index, before it is merged.
+type loaded struct {
+	ents   []*entry
+	segIDs []uint64 // segIDs[i]: the segment of ents[i]'s body, 0 for a blob
+	segEnd map[uint64]int64
+	segLen map[uint64]int64 // segment file sizes (0: missing)
+}
+
+// loadIndex reads the objects bucket for the in-memory shadow index,
 // dropping undecodable records (their blobs become orphans for recovery).
-func (s *Store) loadIndex() error {
+// It touches no shared state: mergeShadow installs the result. It stops
+// early (with errStopped) when Close is called.
+func (s *Store) loadIndex() (*loaded, error) {
 	var bad [][]byte
-	var ents []*entry
-	var total int64
-	segOf := make(map[*entry]uint64) // packed entries' segment ids
-	segEnd := make(map[uint64]int64) // the farthest body end each segment's entries name
+	l := &loaded{segEnd: make(map[uint64]int64), segLen: make(map[uint64]int64)}
+	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		r := new(record)
 		return tx.Bucket(bucketObjects).ForEach(func(k, v []byte) error {
+			if n++; n%(64<<10) == 0 && s.stopping() {
+				return errStopped
+			}
 			err := decodeShadow(r, v)
 			if err != nil || r.key != string(k) {
 				bad = append(bad, append([]byte(nil), k...))
 				return nil
 			}
-			e := &entry{
+			l.ents = append(l.ents, &entry{
 				key: r.key, id: r.id, size: r.size,
 				atime: timeToNanos(r.atime), expires: timeToNanos(r.expires),
-			}
-			ents = append(ents, e)
-			total += r.size
+			})
+			l.segIDs = append(l.segIDs, r.seg)
 			if r.seg != 0 {
-				segOf[e] = r.seg
-				segEnd[r.seg] = max(segEnd[r.seg], r.off+r.size)
+				l.segEnd[r.seg] = max(l.segEnd[r.seg], r.off+r.size)
 			}
 			return nil
 		})
 	})
 	if err != nil {
-		return errors.Join(errUnreadableIndex, err)
+		if errors.Is(err, errStopped) {
+			return nil, err
+		}
+		return nil, errors.Join(errUnreadableIndex, err)
 	}
 	if len(bad) > 0 {
 		s.log.Warn("storage: dropping undecodable index records", "count", len(bad))
@@ -185,42 +214,86 @@ func (s *Store) loadIndex() error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("storage: dropping bad records: %w", err)
+			return nil, fmt.Errorf("storage: dropping bad records: %w", err)
 		}
 		s.recoveryDropped.Add(int64(len(bad)))
 	}
-	// Most recent first, then append in order: front = most recent.
-	slices.SortFunc(ents, func(a, b *entry) int {
-		switch {
-		case a.atime > b.atime:
-			return -1
-		case a.atime < b.atime:
-			return 1
-		}
-		return 0
-	})
-	s.lru.m = make(map[string]*entry, len(ents))
-	for _, e := range ents {
-		s.lru.m[e.key] = e
-		s.lru.pushBack(e)
-	}
-	s.lru.bytes = total
-	// Segments named by entries, sealed (a run never appends to an earlier
-	// run's segment). Their files are opened on first read.
-	for id, end := range segEnd {
-		seg := newSegment(id)
-		seg.sealed, seg.fileSize = true, 0
+	for id := range l.segEnd {
 		if fi, err := os.Stat(s.segmentPath(id)); err == nil {
-			seg.fileSize = fi.Size()
+			l.segLen[id] = fi.Size()
 		}
-		seg.written = max(seg.fileSize, end) // bodies past fileSize are dropped by recovery
+	}
+	// Most recent first, so that appending in order puts the most recent
+	// at the front.
+	idx := make([]int32, len(l.ents))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(a, b int32) int { return cmp.Compare(l.ents[b].atime, l.ents[a].atime) })
+	ents, segIDs := make([]*entry, len(idx)), make([]uint64, len(idx))
+	for i, j := range idx {
+		ents[i], segIDs[i] = l.ents[j], l.segIDs[j]
+	}
+	l.ents, l.segIDs = ents, segIDs
+	return l, nil
+}
+
+// mergeShadow installs what loadIndex read into the shadow index, in
+// chunks so that requests are not held up for the whole of a large index.
+// Keys committed or removed since Open are newer than what was read and
+// are skipped. Segments of earlier runs are sealed (a run never appends to
+// them); those that readers registered meanwhile (provisionLocked) are
+// completed. Segments left without entries are deleted at the end.
+func (s *Store) mergeShadow(l *loaded) bool {
+	const chunk = 16 << 10
+	for start := 0; start < len(l.ents); start += chunk {
+		if s.stopping() {
+			return false
+		}
+		s.mu.Lock()
+		for i := start; i < min(start+chunk, len(l.ents)); i++ {
+			e := l.ents[i]
+			if _, ok := s.lru.m[e.key]; ok {
+				continue
+			}
+			if _, ok := s.lru.gone[e.key]; ok {
+				continue
+			}
+			s.lru.m[e.key] = e
+			s.lru.pushBack(e)
+			s.lru.bytes += e.size
+			if id := l.segIDs[i]; id != 0 {
+				s.lru.joinSegment(e, s.segmentForLoadLocked(id, l.segLen[id], l.segEnd[id]))
+			}
+		}
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	s.lru.loading, s.lru.gone = false, nil
+	for _, seg := range s.lru.segs {
+		s.lru.maybeEmptied(seg)
+	}
+	emptied := s.takeEmptiedLocked()
+	s.mu.Unlock()
+	s.deleteSegments(emptied)
+	return true
+}
+
+// segmentForLoadLocked returns the segment id, registering it (sealed, of
+// an earlier run) if this is its first mention, and makes sure its size
+// covers end, the farthest body the index names in it.
+func (s *Store) segmentForLoadLocked(id uint64, fileSize, end int64) *segment {
+	seg := s.lru.segs[id]
+	if seg == nil {
+		seg = newSegment(id)
+		seg.sealed, seg.fileSize = true, fileSize
 		s.lru.segs[id] = seg
-		s.lru.dead += seg.written
 	}
-	for _, e := range ents {
-		if id, ok := segOf[e]; ok {
-			s.lru.joinSegment(e, s.lru.segs[id])
-		}
+	// Bodies past the file's end are dropped by recovery; until then they
+	// count as written so that dead = written - live stays >= 0.
+	if w := max(seg.fileSize, end); w > seg.written {
+		s.lru.dead += w - seg.written
+		seg.written = w
 	}
-	return nil
+	return seg
 }

@@ -29,6 +29,13 @@ type lru struct {
 	segs    map[uint64]*segment
 	dead    int64
 	emptied []*segment // sealed segments that lost their last entry; the store deletes them
+
+	// While the index is loaded in the background (loading), keys removed
+	// meanwhile are remembered in gone, so that the load does not bring
+	// them back, and no segment is deleted (the load may still add entries
+	// to it).
+	loading bool
+	gone    map[string]struct{}
 }
 
 func newLRU() *lru {
@@ -81,6 +88,9 @@ func (l *lru) set(key string, id uint64, seg *segment, size, atime, expires int6
 
 // remove deletes key if its entry names version id (id 0 matches any).
 func (l *lru) remove(key string, id uint64) bool {
+	if l.loading {
+		l.gone[key] = struct{}{}
+	}
 	e := l.m[key]
 	if e == nil || (id != 0 && e.id != id) {
 		return false
@@ -150,7 +160,7 @@ func (l *lru) detach(e *entry) *segment {
 // maybeEmptied queues seg for deletion when nothing can still name it: it
 // is sealed, holds no entry and no commit into it is in flight.
 func (l *lru) maybeEmptied(seg *segment) {
-	if seg.sealed && seg.count == 0 && seg.pending == 0 && !seg.dropped {
+	if seg.sealed && seg.count == 0 && seg.pending == 0 && !seg.dropped && !l.loading {
 		seg.dropped = true
 		delete(l.segs, seg.id)
 		l.dead -= seg.written - seg.live

@@ -69,6 +69,7 @@ func (s *Store) get(key string, touch bool) (*Object, error) {
 	// index transaction.
 	s.mu.Lock()
 	_, known := s.lru.m[key]
+	known = known || s.lru.loading // until loaded, ask the index
 	s.mu.Unlock()
 	if !known {
 		return nil, ErrNotFound

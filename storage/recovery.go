@@ -2,6 +2,8 @@ package storage
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,15 +12,16 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// runRecovery runs once per Open in the background: it drops entries whose blob
-// is missing or has the wrong size, deletes blob files no entry names, and
-// removes tag rows that point at nothing. It stops early on Close.
-//
 // Orphan safety: blob files are listed before the index is read, so a blob
 // indexed before that read is seen as referenced; a blob renamed in after
 // the read was registered in s.fresh by Commit before its rename, and fresh
 // ids are never deleted.
-func (s *Store) runRecovery() {
+// runLoad loads the shadow index in the background (Open waits for it up
+// to LoadWait), evicts if the store is over budget, then runs recovery.
+// An index that turns out unreadable (bbolt fails or panics reading it)
+// fails the store: every operation returns ErrUnreadable, and a marker
+// file makes the next Open move the index aside.
+func (s *Store) runLoad() {
 	defer s.bg.Done()
 	defer func() {
 		s.mu.Lock()
@@ -26,6 +29,49 @@ func (s *Store) runRecovery() {
 		s.mu.Unlock()
 		close(s.recoveryDone)
 	}()
+	start := time.Now()
+	l, err := s.loadSafely()
+	if err == nil && s.mergeShadow(l) {
+		close(s.loaded)
+		s.log.Info("storage: index loaded", "objects", len(l.ents), "took", time.Since(start))
+		if s.begin() == nil {
+			s.evict()
+			s.end()
+		}
+		s.recover()
+		return
+	}
+	if errors.Is(err, errUnreadableIndex) {
+		s.failed.Store(true)
+		s.log.Error("storage: INDEX UNREADABLE while loading it; the disk tier is off until the next start, which moves it aside", "err", err)
+		if werr := os.WriteFile(filepath.Join(s.dir, "index.db"+unreadableMarker), []byte(err.Error()+"\n"), 0o644); werr != nil {
+			s.log.Error("storage: writing the unreadable-index marker", "err", werr)
+		}
+	} else if err != nil && !errors.Is(err, errStopped) {
+		s.log.Error("storage: loading the index", "err", err)
+	}
+	close(s.loaded)
+}
+
+// loadSafely is loadIndex with a panic (bbolt on some corrupt pages) turned
+// into errUnreadableIndex.
+func (s *Store) loadSafely() (l *loaded, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			l, err = nil, errors.Join(errUnreadableIndex, fmt.Errorf("panic reading index: %v", p))
+		}
+	}()
+	if err := s.begin(); err != nil {
+		return nil, errStopped
+	}
+	defer s.end()
+	return s.loadIndex()
+}
+
+// recover runs once per Open, after the load: it drops entries whose body
+// is missing or short, deletes blob and segment files no entry names, and
+// removes tag rows that point at nothing. It stops early on Close.
+func (s *Store) recover() {
 	start := time.Now()
 	if !s.dropBrokenEntries() || !s.deleteOrphanBlobs() || !s.deleteDanglingTags() {
 		return

@@ -166,7 +166,7 @@ func (s *Store) unpin(seg *segment) {
 // opened). The caller releases it with releaseSegment.
 func (s *Store) acquireSegment(id uint64) (*segment, error) {
 	s.mu.Lock()
-	seg := s.lru.segs[id]
+	seg := s.segmentOfLocked(id)
 	if seg == nil || seg.dropped {
 		s.mu.Unlock()
 		return nil, nil
@@ -193,6 +193,25 @@ func (s *Store) acquireSegment(id uint64) (*segment, error) {
 		nf.Close() // another reader opened it first
 	}
 	return seg, nil
+}
+
+// segmentOfLocked returns segment id. While the index is being loaded, a
+// segment of an earlier run that the load has not reached yet is
+// registered here, from its file (a reader or a revalidation got to it
+// first); nil if the file is missing.
+func (s *Store) segmentOfLocked(id uint64) *segment {
+	if id == 0 {
+		return nil
+	}
+	seg := s.lru.segs[id]
+	if seg != nil || !s.lru.loading {
+		return seg
+	}
+	fi, err := os.Stat(s.segmentPath(id))
+	if err != nil {
+		return nil
+	}
+	return s.segmentForLoadLocked(id, fi.Size(), 0)
 }
 
 func (s *Store) releaseSegment(seg *segment) {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/edged-proxy/edged/storage"
 )
@@ -319,5 +320,110 @@ func TestPackedRestart(t *testing.T) {
 	put(t, s, "a", body(3000, 3))
 	if n := len(segmentFiles(t, dir)); n != 1 {
 		t.Errorf("%d segment files, want 1", n)
+	}
+}
+
+// With LoadWait < 0 Open returns before the in-memory index is loaded:
+// gets, overwrites, deletes and meta updates made while it loads are
+// served from the index and win over what the load read, and the load
+// brings back nothing that was removed meanwhile.
+func TestBackgroundLoad(t *testing.T) {
+	dir := t.TempDir()
+	const n = 30_000
+	key := func(i int) string { return fmt.Sprintf("https://example.com/k%06d", i) }
+	storage.BulkLoadPacked(t, dir, n, 100, 64<<10, 50, key)
+	opts := packing(dir)
+	opts.LoadWait = -1
+	opts.MaxBytes = 1 << 30
+	s := openStore(t, opts)
+	old := bytes.Repeat([]byte("b"), 100)
+	loadedEarly := s.Stats().Loaded
+	for i := 0; i < n; i += 1000 {
+		switch i / 1000 % 4 {
+		case 0:
+			mustGet(t, s, key(i), old)
+		case 1:
+			put(t, s, key(i), keyed(key(i), 700))
+		case 2:
+			if err := s.Delete(key(i)); err != nil {
+				t.Fatal(err)
+			}
+		case 3:
+			if err := s.UpdateMeta(key(i), []byte("new header"), time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.WaitRecovery()
+	st := s.Stats()
+	deleted := 0
+	for i := 0; i < n; i += 1000 {
+		if i/1000%4 == 2 {
+			deleted++
+		}
+	}
+	if st.Objects != int64(n-deleted) || !st.Loaded {
+		t.Errorf("objects = %d, want %d; %+v", st.Objects, n-deleted, st)
+	}
+	var want int64
+	for i := range n {
+		switch {
+		case i%1000 != 0 || i/1000%4 == 0 || i/1000%4 == 3:
+			want += 100
+		case i/1000%4 == 1:
+			want += 700
+		}
+	}
+	if st.Bytes != want {
+		t.Errorf("bytes = %d, want %d", st.Bytes, want)
+	}
+	for i := 0; i < n; i += 1000 {
+		switch i / 1000 % 4 {
+		case 1:
+			mustGet(t, s, key(i), keyed(key(i), 700))
+		case 2:
+			wantNotFound(t, s, key(i))
+		case 3:
+			o, err := s.Get(key(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(o.Meta.Header) != "new header" {
+				t.Errorf("%s: header %q", key(i), o.Meta.Header)
+			}
+			o.Close()
+		}
+	}
+	t.Logf("loaded before the first get: %v", loadedEarly)
+}
+
+// A marker left by a run that found the index unreadable while loading it
+// makes the next Open move the index aside.
+func TestUnreadableMarker(t *testing.T) {
+	dir := t.TempDir()
+	s, err := storage.Open(packing(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, "k", body(100, 1))
+	s.Close()
+	if err := os.WriteFile(filepath.Join(dir, "index.db.unreadable"), []byte("test"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, packing(dir))
+	s.WaitRecovery()
+	if st := s.Stats(); !st.MovedAsideIndex || st.Objects != 0 {
+		t.Errorf("stats = %+v", st)
+	}
+	wantNotFound(t, s, "k")
+	if _, err := os.Stat(filepath.Join(dir, "index.db.unreadable")); !os.IsNotExist(err) {
+		t.Errorf("marker still there: %v", err)
+	}
+	aside, _ := filepath.Glob(filepath.Join(dir, "index.db.corrupt-*"))
+	for _, a := range aside {
+		os.Remove(a)
+	}
+	if len(aside) != 1 {
+		t.Errorf("moved-aside files: %q", aside)
 	}
 }

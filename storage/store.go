@@ -36,7 +36,14 @@ var (
 	// ErrInUse means another process (or another Store in this process)
 	// holds the data directory's index lock.
 	ErrInUse = errors.New("storage: data directory is in use")
+	// ErrUnreadable means the index turned out unreadable while it was
+	// loaded in the background; the store refuses everything until the
+	// next Open, which moves the index aside.
+	ErrUnreadable = errors.New("storage: index unreadable; moved aside at the next start")
 )
+
+// errStopped ends background work that Close interrupted.
+var errStopped = errors.New("storage: stopped")
 
 // FsyncPolicy says how hard Commit works to make a blob durable.
 type FsyncPolicy int
@@ -83,6 +90,11 @@ type Options struct {
 	PackBelow int64
 	// SegmentBytes is the size of a segment file; 0 means 8 MiB.
 	SegmentBytes int64
+	// LoadWait bounds how long Open waits for the in-memory index to be
+	// loaded from index.db; 0 means 1s, negative does not wait. What is not
+	// loaded by then is loaded in the background while the store serves:
+	// Get reads the index directly, eviction waits for the load.
+	LoadWait time.Duration
 }
 
 // Stats is a snapshot of the store's counters. The cache package turns it
@@ -95,6 +107,7 @@ type Stats struct {
 	SizeMismatches         int64 // objects dropped by Get because the blob was missing or the wrong size
 	RecoveryDroppedEntries int64 // index entries dropped at Open/recovery (blob missing, wrong size, undecodable)
 	RecoveryDeletedOrphans int64 // blob files recovery deleted because no entry named them
+	Loaded                 bool  // the in-memory index has been loaded from index.db
 	RecoveryDone           bool  // background recovery has finished
 	MovedAsideIndex        bool  // index.db was unreadable and was renamed aside at Open
 	Segments               int64 // segment files holding packed bodies
@@ -109,6 +122,7 @@ const (
 	defaultMaxBytes      = 10 << 30
 	defaultOpenTimeout   = 5 * time.Second
 	defaultFlushInterval = 30 * time.Second
+	defaultLoadWait      = time.Second
 	formatVersion        = 1
 	numStripes           = 256
 	evictBatch           = 256  // victims removed per bbolt transaction
@@ -168,6 +182,8 @@ type Store struct {
 	writers map[*Writer]struct{}
 	fresh   map[uint64]struct{} // blob ids renamed in while recovery runs; nil after
 
+	loaded       chan struct{} // closed once the shadow index is loaded (or loading failed)
+	failed       atomic.Bool   // loading found the index unreadable
 	recoveryDone chan struct{}
 	dirsMade     sync.Map  // "xx/yy" → struct{}: blob dirs known to exist
 	blocks       sync.Pool // *[]byte of BlockSize, for verifying reads
@@ -215,6 +231,9 @@ func Open(opts Options) (*Store, error) {
 	if opts.PackBelow == 0 {
 		opts.PackBelow = defaultPackBelow
 	}
+	if opts.LoadWait == 0 {
+		opts.LoadWait = defaultLoadWait
+	}
 	s := &Store{
 		opts:         opts,
 		dir:          opts.Dir,
@@ -225,6 +244,7 @@ func Open(opts Options) (*Store, error) {
 		writers:      make(map[*Writer]struct{}),
 		fresh:        make(map[uint64]struct{}),
 		recoveryDone: make(chan struct{}),
+		loaded:       make(chan struct{}),
 		segmentBytes: opts.SegmentBytes,
 	}
 	if opts.PackBelow > 0 && opts.MaxBytes >= packMinSegments*opts.SegmentBytes {
@@ -264,8 +284,32 @@ func Open(opts Options) (*Store, error) {
 		}
 		s.recoveryOrphans.Add(int64(len(ents)))
 	}
+	s.lru.loading, s.lru.gone = true, make(map[string]struct{})
 	s.bg.Add(1)
-	go s.runRecovery()
+	go s.runLoad()
+	if s.opts.LoadWait > 0 {
+		t := time.NewTimer(s.opts.LoadWait)
+		select {
+		case <-s.loaded:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if s.failed.Load() {
+		// Found unreadable while Open waited: move it aside now and
+		// start over with an empty index.
+		<-s.recoveryDone
+		s.db.Close()
+		if err := s.moveAside(filepath.Join(s.dir, "index.db"), ErrUnreadable); err != nil {
+			return nil, err
+		}
+		opts.LoadWait = -1
+		st, err := Open(opts)
+		if st != nil {
+			st.movedAside = true
+		}
+		return st, err
+	}
 	if s.opts.AccessFlushInterval > 0 {
 		s.bg.Add(1)
 		go s.flushLoop()
@@ -336,7 +380,21 @@ func (s *Store) begin() error {
 		s.closeMu.RUnlock()
 		return ErrClosed
 	}
+	if s.failed.Load() {
+		s.closeMu.RUnlock()
+		return ErrUnreadable
+	}
 	return nil
+}
+
+// isLoaded reports whether the shadow index has been loaded.
+func (s *Store) isLoaded() bool {
+	select {
+	case <-s.loaded:
+		return true
+	default:
+		return false
+	}
 }
 
 func (s *Store) end() { s.closeMu.RUnlock() }
@@ -356,6 +414,7 @@ func (s *Store) Stats() Stats {
 		st.RecoveryDone = true
 	default:
 	}
+	st.Loaded = s.isLoaded() && !s.failed.Load()
 	st.MovedAsideIndex = s.movedAside
 	s.mu.Lock()
 	st.Segments = int64(len(s.lru.segs))
@@ -531,6 +590,9 @@ func (s *Store) removeEntries(vs []victim) (int, error) {
 // the coldest) until the total is within MaxBytes. The caller must hold
 // begin/end and no stripe.
 func (s *Store) evict() {
+	if !s.isLoaded() {
+		return // the load evicts when it is done
+	}
 	s.evictMu.Lock()
 	defer s.evictMu.Unlock()
 	stuck := false      // a compaction failed to empty its segment: evict instead
@@ -667,7 +729,7 @@ func (s *Store) UpdateMeta(key string, header []byte, expires time.Time) error {
 		return fmt.Errorf("storage: update meta: %w", err)
 	}
 	s.mu.Lock()
-	s.lru.set(key, updated.id, s.lru.segs[updated.seg], updated.size, s.now().UnixNano(), timeToNanos(updated.expires))
+	s.lru.set(key, updated.id, s.segmentOfLocked(updated.seg), updated.size, s.now().UnixNano(), timeToNanos(updated.expires))
 	s.mu.Unlock()
 	return nil
 }

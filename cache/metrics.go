@@ -143,6 +143,7 @@ var diskSeries = []struct {
 	{"edged_disk_size_mismatches_total", "Disk objects dropped on read because the blob file was missing or had the wrong size.", true, func(s storage.Stats) float64 { return float64(s.SizeMismatches) }},
 	{"edged_disk_recovery_dropped_entries_total", "Index entries the start-up recovery dropped (blob missing, wrong size, undecodable).", true, func(s storage.Stats) float64 { return float64(s.RecoveryDroppedEntries) }},
 	{"edged_disk_recovery_deleted_orphans_total", "Blob files the start-up recovery deleted because no index entry named them.", true, func(s storage.Stats) float64 { return float64(s.RecoveryDeletedOrphans) }},
+	{"edged_disk_loaded", "1 once the disk tier's in-memory index is loaded from index.db (until then hits are looked up in the index and nothing is evicted).", false, func(s storage.Stats) float64 { return b2f(s.Loaded) }},
 	{"edged_disk_recovery_done", "1 once the start-up recovery has finished.", false, func(s storage.Stats) float64 { return b2f(s.RecoveryDone) }},
 	{"edged_disk_segments", "Segment files holding packed small bodies.", false, func(s storage.Stats) float64 { return float64(s.Segments) }},
 	{"edged_disk_segment_bytes", "Bytes in segment files, bodies in use and dead.", false, func(s storage.Stats) float64 { return float64(s.SegmentBytes) }},

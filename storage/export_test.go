@@ -245,3 +245,19 @@ func BulkLoadPacked(tb testing.TB, dir string, n, size, segBytes, hdr int, keyf 
 		tb.Fatal(err)
 	}
 }
+
+// ForgetFreelist leaves a closed store's index as a crash would: without
+// the free page list a clean close writes, so the next Open scans it.
+func ForgetFreelist(tb testing.TB, dir string) {
+	tb.Helper()
+	db, err := bolt.Open(filepath.Join(dir, "index.db"), 0o644, &bolt.Options{NoFreelistSync: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyClosed) }); err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		tb.Fatal(err)
+	}
+}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -91,7 +92,7 @@ type Options struct {
 	// SegmentBytes is the size of a segment file; 0 means 8 MiB.
 	SegmentBytes int64
 	// LoadWait bounds how long Open waits for the in-memory index to be
-	// loaded from index.db; 0 means 1s, negative does not wait. What is not
+	// loaded from index.db; 0 means 500ms, negative does not wait. What is not
 	// loaded by then is loaded in the background while the store serves:
 	// Get reads the index directly, eviction waits for the load.
 	LoadWait time.Duration
@@ -122,7 +123,7 @@ const (
 	defaultMaxBytes      = 10 << 30
 	defaultOpenTimeout   = 5 * time.Second
 	defaultFlushInterval = 30 * time.Second
-	defaultLoadWait      = time.Second
+	defaultLoadWait      = 500 * time.Millisecond
 	formatVersion        = 1
 	numStripes           = 256
 	evictBatch           = 256  // victims removed per bbolt transaction
@@ -136,6 +137,7 @@ var (
 	keyFormat     = []byte("format")
 	keyIDBase     = []byte("idbase")
 	keyLayout     = []byte("layout")
+	keyClosed     = []byte("closed") // Unix time of the last clean close
 )
 
 // Blob directory layouts (meta key "layout"; absent means layoutSpread).
@@ -367,6 +369,18 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	s.deleteSegments(emptied)
 	ferr := s.flushAccess()
+	// The index runs with NoFreelistSync (a commit does not write bbolt's
+	// list of free pages), so opening it after a crash scans every page
+	// (1.2 s for a 1 GB index of a million objects). The last commit of
+	// a clean close writes the list, and the next Open reads it instead.
+	if !s.failed.Load() {
+		s.db.NoFreelistSync = false
+		if err := s.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keyClosed, binary.BigEndian.AppendUint64(nil, uint64(s.now().Unix())))
+		}); err != nil {
+			s.log.Warn("storage: writing the free page list at close", "err", err)
+		}
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("storage: closing index: %w", err)
 	}
@@ -428,6 +442,10 @@ func (s *Store) Stats() Stats {
 	st.SegmentsDeleted = s.segmentsDeleted.Load()
 	return st
 }
+
+// WaitLoaded blocks until the in-memory index has been loaded (or loading
+// stopped: Close, or an unreadable index).
+func (s *Store) WaitLoaded() { <-s.loaded }
 
 // WaitRecovery blocks until the background recovery started by Open has
 // finished (or was stopped by Close).

@@ -284,11 +284,16 @@ func (o *Object) readBlock(i int, buf []byte) ([]byte, error) {
 // returns ErrCorrupt.
 func (o *Object) corrupt(block int, why string) error {
 	s := o.s
-	o.s.checksumFailures.Add(1)
-	s.log.Error("storage: corrupt blob; entry dropped", "key", o.Meta.Key, "id", o.id, "block", block, "why", why)
+	// Counted and logged once per version: readers that found the same
+	// bad block concurrently (a request and the warm start) drop it once.
 	if s.begin() == nil {
-		if _, err := s.removeEntries([]victim{{key: o.Meta.Key, id: o.id}}); err != nil {
+		n, err := s.removeEntries([]victim{{key: o.Meta.Key, id: o.id}})
+		if err != nil {
 			s.log.Error("storage: dropping corrupt entry", "err", err)
+		}
+		if n > 0 {
+			s.checksumFailures.Add(1)
+			s.log.Error("storage: corrupt body; entry dropped", "key", o.Meta.Key, "id", o.id, "segment", o.seg != nil, "block", block, "why", why)
 		}
 		s.end()
 	}

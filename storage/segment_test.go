@@ -427,3 +427,29 @@ func TestUnreadableMarker(t *testing.T) {
 		t.Errorf("moved-aside files: %q", aside)
 	}
 }
+
+// Two readers that find the same bad block drop the entry once and count
+// one failure (a request racing the warm start counted two).
+func TestCorruptionCountedOnce(t *testing.T) {
+	for _, opts := range []storage.Options{packing(""), blobsOnly("")} {
+		s := openStore(t, opts)
+		put(t, s, "k", body(8000, 1))
+		flipByte(t, storage.BlobPath(s, "k"), storage.BodyOffset(s, "k")+10)
+		a, err := s.Get("k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := s.Get("k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Verify() == nil || b.Verify() == nil {
+			t.Fatal("damage not detected")
+		}
+		a.Close()
+		b.Close()
+		if st := s.Stats(); st.ChecksumFailures != 1 {
+			t.Errorf("packed=%v: %d checksum failures, want 1", opts.PackBelow >= 0, st.ChecksumFailures)
+		}
+	}
+}

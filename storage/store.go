@@ -218,49 +218,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("storage: Options.Dir is required")
 	}
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = defaultMaxBytes
-	}
-	if opts.OpenTimeout <= 0 {
-		opts.OpenTimeout = defaultOpenTimeout
-	}
-	if opts.AccessFlushInterval == 0 {
-		opts.AccessFlushInterval = defaultFlushInterval
-	}
-	if opts.SegmentBytes <= 0 {
-		opts.SegmentBytes = defaultSegmentBytes
-	}
-	if opts.PackBelow == 0 {
-		opts.PackBelow = defaultPackBelow
-	}
-	if opts.LoadWait == 0 {
-		opts.LoadWait = defaultLoadWait
-	}
-	s := &Store{
-		opts:         opts,
-		dir:          opts.Dir,
-		log:          opts.Logger,
-		now:          opts.Now,
-		stop:         make(chan struct{}),
-		lru:          newLRU(),
-		writers:      make(map[*Writer]struct{}),
-		fresh:        make(map[uint64]struct{}),
-		recoveryDone: make(chan struct{}),
-		loaded:       make(chan struct{}),
-		segmentBytes: opts.SegmentBytes,
-	}
-	if opts.PackBelow > 0 && opts.MaxBytes >= packMinSegments*opts.SegmentBytes {
-		s.packBelow = min(opts.PackBelow, opts.SegmentBytes/4)
-	} else {
-		s.packBelow = -1
-	}
-	s.blocks.New = func() any { b := make([]byte, BlockSize); return &b }
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
+	s := newStore(withDefaults(opts))
 	for _, d := range []string{s.dir, filepath.Join(s.dir, "blobs"), filepath.Join(s.dir, "tmp"), filepath.Join(s.dir, "segments")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("storage: %w", err)
@@ -269,22 +227,9 @@ func Open(opts Options) (*Store, error) {
 	if err := s.openIndex(); err != nil {
 		return nil, err
 	}
-	// Only now, holding the index lock, is it safe to clear tmp/: a live
-	// process using this directory would have made openIndex fail.
-	if err := cleanDir(filepath.Join(s.dir, "tmp")); err != nil {
+	if err := s.cleanLeftovers(); err != nil {
 		s.db.Close()
-		return nil, fmt.Errorf("storage: cleaning tmp: %w", err)
-	}
-	// A fresh index names no segment: any segment file is left from an
-	// index that was moved aside or removed, and its id could collide with
-	// this run's (ids of a fresh index start at the clock).
-	if s.freshIndex {
-		ents, _ := os.ReadDir(filepath.Join(s.dir, "segments"))
-		if err := cleanDir(filepath.Join(s.dir, "segments")); err != nil {
-			s.db.Close()
-			return nil, fmt.Errorf("storage: cleaning segments: %w", err)
-		}
-		s.recoveryOrphans.Add(int64(len(ents)))
+		return nil, err
 	}
 	s.lru.loading, s.lru.gone = true, make(map[string]struct{})
 	s.bg.Add(1)
@@ -317,6 +262,78 @@ func Open(opts Options) (*Store, error) {
 		go s.flushLoop()
 	}
 	return s, nil
+}
+
+// withDefaults fills in the zero fields of opts that have defaults.
+func withDefaults(opts Options) Options {
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = defaultMaxBytes
+	}
+	if opts.OpenTimeout <= 0 {
+		opts.OpenTimeout = defaultOpenTimeout
+	}
+	if opts.AccessFlushInterval == 0 {
+		opts.AccessFlushInterval = defaultFlushInterval
+	}
+	if opts.SegmentBytes <= 0 {
+		opts.SegmentBytes = defaultSegmentBytes
+	}
+	if opts.PackBelow == 0 {
+		opts.PackBelow = defaultPackBelow
+	}
+	if opts.LoadWait == 0 {
+		opts.LoadWait = defaultLoadWait
+	}
+	return opts
+}
+
+// newStore returns a store for opts (defaults filled in), not yet open.
+func newStore(opts Options) *Store {
+	s := &Store{
+		opts:         opts,
+		dir:          opts.Dir,
+		log:          opts.Logger,
+		now:          opts.Now,
+		stop:         make(chan struct{}),
+		lru:          newLRU(),
+		writers:      make(map[*Writer]struct{}),
+		fresh:        make(map[uint64]struct{}),
+		recoveryDone: make(chan struct{}),
+		loaded:       make(chan struct{}),
+		segmentBytes: opts.SegmentBytes,
+		packBelow:    -1,
+	}
+	if opts.PackBelow > 0 && opts.MaxBytes >= packMinSegments*opts.SegmentBytes {
+		s.packBelow = min(opts.PackBelow, opts.SegmentBytes/4)
+	}
+	s.blocks.New = func() any { b := make([]byte, BlockSize); return &b }
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+// cleanLeftovers empties tmp/ (and segments/ for a fresh index). Only once
+// the index lock is held is that safe: a live process using this directory
+// would have made openIndex fail.
+func (s *Store) cleanLeftovers() error {
+	if err := cleanDir(filepath.Join(s.dir, "tmp")); err != nil {
+		return fmt.Errorf("storage: cleaning tmp: %w", err)
+	}
+	// A fresh index names no segment: any segment file is left from an
+	// index that was moved aside or removed, and its id could collide with
+	// this run's (ids of a fresh index start at the clock).
+	if s.freshIndex {
+		ents, _ := os.ReadDir(filepath.Join(s.dir, "segments"))
+		if err := cleanDir(filepath.Join(s.dir, "segments")); err != nil {
+			return fmt.Errorf("storage: cleaning segments: %w", err)
+		}
+		s.recoveryOrphans.Add(int64(len(ents)))
+	}
+	return nil
 }
 
 // cleanDir removes everything inside dir, keeping dir.

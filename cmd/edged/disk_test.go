@@ -246,7 +246,7 @@ func corruptBodiesServedFromOrigin(t *testing.T, size int) {
 	}
 	_, metrics := fetch(t, "http://"+l.Admin+"/metrics")
 	if !strings.Contains(metrics, "edged_disk_checksum_failures_total 1") {
-		t.Error("the flipped byte was not counted as a checksum failure")
+		t.Errorf("the flipped byte was not counted as a checksum failure:\n%s", grepLines(metrics, "edged_disk_"))
 	}
 	// The truncated body is caught by start-up recovery or, if a request
 	// beats it, by the size check on read: either counts it once.
@@ -441,4 +441,15 @@ func crashRecovery(t *testing.T, fsync string) {
 	if len(keys) == 0 {
 		t.Error("nothing was stored")
 	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for line := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -189,7 +189,7 @@ func (c *Cache) writeBehind(d *storage.Store, e *Entry, start uint64) {
 			return
 		}
 		defer w.Close()
-		if _, err := w.Write(e.Body); err != nil {
+		if _, err := w.WriteShared(e.Body); err != nil { // e.Body is never modified
 			w.Abort()
 			c.m.diskWrites.WithLabelValues("error").Inc()
 			return

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -204,7 +203,7 @@ func (c *Cache) serve(st *stored, res Result) (Result, bool) {
 // it and promotes e to the tiers above the one it came from. It reports
 // false when verification failed (the store has dropped the object).
 func (c *Cache) readIntoMemory(e *Entry, obj *storage.Object, above []tier) bool {
-	body, err := io.ReadAll(obj.NewReader(0, obj.Size()))
+	body, err := obj.ReadAll()
 	obj.Close()
 	if err != nil {
 		c.log.Warn("disk object failed verification", "key", e.Key, "err", err)

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"errors"
-	"io"
 	"strings"
 	"sync"
 	"time"
@@ -241,7 +240,7 @@ func (c *Cache) warmRead(d *storage.Store, key string) (*Entry, int64, error) {
 		return e, 0, nil
 	}
 	size := obj.Size()
-	body, err := io.ReadAll(obj.NewReader(0, size))
+	body, err := obj.ReadAll()
 	obj.Close()
 	if err != nil {
 		// A failed checksum: the store has dropped the object.

@@ -362,3 +362,12 @@ func (r *blockReader) release() {
 		r.bp, r.block = nil, nil
 	}
 }
+
+// ReadAll reads the whole body, verified, into one buffer of its size.
+func (o *Object) ReadAll() ([]byte, error) {
+	body := make([]byte, o.Meta.Size)
+	if _, err := io.ReadFull(o.NewReader(0, o.Meta.Size), body); err != nil {
+		return nil, err
+	}
+	return body, nil
+}

@@ -453,3 +453,28 @@ func TestCorruptionCountedOnce(t *testing.T) {
 		}
 	}
 }
+
+// WriteShared keeps a small body by reference and never writes into it.
+func TestWriteShared(t *testing.T) {
+	s := openStore(t, packing(""))
+	b := body(5000, 3)
+	orig := bytes.Clone(b)
+	w, err := s.Create("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteShared(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("tail")); err != nil { // appends to a copy
+		t.Fatal(err)
+	}
+	if err := w.Commit(storage.Meta{Size: 5004}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if !bytes.Equal(b, orig) {
+		t.Fatal("WriteShared wrote into the caller's bytes")
+	}
+	mustGet(t, s, "k", append(orig, "tail"...))
+}

@@ -122,6 +122,26 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// WriteShared is Write for a caller that will not modify p until Close: a
+// whole small body that will be packed is kept by reference, not copied
+// (the cache's write-behind copies bodies it already holds in memory).
+// Later writes append to a copy, never into p.
+func (w *Writer) WriteShared(p []byte) (int, error) {
+	w.mu.Lock()
+	if w.buffered && w.written.Load() == 0 && w.state == wWriting && !w.closed &&
+		int64(len(p)) <= w.s.packBelow && int64(len(p)) <= w.s.opts.MaxBytes {
+		w.fmu.Lock()
+		w.buf = p[:len(p):len(p)]
+		w.fmu.Unlock()
+		w.sum(p)
+		w.written.Store(int64(len(p)))
+		w.mu.Unlock()
+		return len(p), nil
+	}
+	w.mu.Unlock()
+	return w.Write(p)
+}
+
 // createTmp creates the writer's file in tmp/.
 func (w *Writer) createTmp() (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(w.s.dir, "tmp", fmt.Sprintf("%016x", w.id)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)

@@ -45,6 +45,7 @@ func (c *Cache) Invalidate(key string) {
 	if _, err := c.remove(context.Background(), &keySelector{urlKeys: []string{key}, keysOnly: true}); err != nil {
 		c.warnDisk("invalidation failed", "key", key, "err", err)
 	}
+	c.invalidateSlices(key)
 }
 
 // remove records the invalidation sel makes (first, so that fills already
@@ -124,10 +125,13 @@ func (ks *keySelector) matchEntry(e *Entry) match {
 const KeyExtraSep = "\x01"
 
 // URLKey returns the URL part of a primary key: key without the part that
-// begins with KeyExtraSep, if any.
+// begins with KeyExtraSep, if any, or with a NUL (a slice's key, which is
+// the primary key of its own lookups: sliceKey).
 func URLKey(key string) string {
-	if i := strings.IndexByte(key, KeyExtraSep[0]); i >= 0 {
-		return key[:i]
+	for i := 0; i < len(key); i++ {
+		if key[i] <= KeyExtraSep[0] {
+			return key[:i]
+		}
 	}
 	return key
 }

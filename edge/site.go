@@ -79,6 +79,11 @@ type Site struct {
 	// request gets 403 before anything else is looked at (method, rules,
 	// hooks, the cache).
 	AllowClients, DenyClients []string
+	// Slice, when positive, serves the site's cacheable GET and HEAD
+	// requests from slices of this many bytes, each fetched from the
+	// origin with a Range request and stored on its own (cache.Request.Slice,
+	// docs/caching.md "Slices"). Zero (the default) serves whole objects.
+	Slice int64
 	// RateLimit limits each client address's requests to the site (a
 	// token bucket per address); a request over it gets 429 with
 	// Retry-After. It is checked after the method and the rules, with

@@ -401,7 +401,7 @@ func (h *Handler) serveCached(st *requestState) {
 		Policy:     s.policy(),
 		RangeStart: rangeStart(s.Req),
 		Compress:   s.compressor(),
-		Slice:      s.Site.Slice,
+		Slice:      s.slice(),
 		Site:       s.Site.Name,
 	}
 	if h.cluster != nil && s.Peer == "" {

@@ -162,6 +162,9 @@ func newRouter(sites []*Site, strip []string, prev *router) (*router, error) {
 		if err != nil {
 			return nil, fmt.Errorf("edge: site %q: compression: %w", s.Name, err)
 		}
+		if s.Slice != 0 && (s.Slice < rules.MinSlice || s.Slice > rules.MaxSlice) {
+			return nil, fmt.Errorf("edge: site %q: slice %d bytes: want 256KiB to 64MiB", s.Name, s.Slice)
+		}
 		if msg := rules.CheckRateLimit(s.RateLimit); msg != "" {
 			return nil, fmt.Errorf("edge: site %q: rate limit: %s", s.Name, msg)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/edged-proxy/edged/cache"
 	"github.com/edged-proxy/edged/edge"
+	"github.com/edged-proxy/edged/edge/rules"
 	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/purge/selector"
 	"github.com/edged-proxy/edged/storage"
@@ -70,7 +71,7 @@ func wantGen(t *testing.T, got []byte, v, off int64) {
 }
 
 // sliceOrigin serves synthetic objects: /MODE/SIZE, SIZE bytes of the
-// current version. MODE "range" honours Range (http.ServeContent, strong
+// current version. MODE "range" (or any other not below) honours Range (http.ServeContent, strong
 // ETag "vN"); "norange" always answers 200 with the whole body; "weak"
 // has a weak ETag; "novalid" has no validator at all. It records the
 // Range of every request.
@@ -107,7 +108,7 @@ func (o *sliceOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=600")
 	w.Header().Set("Surrogate-Key", "big "+parts[0])
 	switch parts[0] {
-	case "range":
+	default: // "range", and any other
 		w.Header().Set("ETag", fmt.Sprintf(`"v%d"`, v))
 	case "weak":
 		w.Header().Set("ETag", fmt.Sprintf(`W/"v%d"`, v))
@@ -604,5 +605,38 @@ func TestSliceDiskRestart(t *testing.T) {
 	}
 	if got := o.rangesOf(path); len(got) != 0 {
 		t.Errorf("the origin served %q after the restart", got)
+	}
+}
+
+// A rule slices some paths of a site that does not slice, and no_slice
+// serves some paths of a sliced site whole.
+func TestSliceRule(t *testing.T) {
+	const slice = 256 << 10
+	for _, tc := range []struct {
+		name      string
+		siteSlice int64
+		spec      rules.Spec
+		sliced    map[string]bool
+	}{
+		{"slice /range/*", 0, rules.Spec{Name: "video", Match: rules.Match{Paths: []string{"/range/*"}}, Cache: rules.Cache{Slice: slice}},
+			map[string]bool{"/range/600000": true, "/other/600000": false}},
+		{"no_slice /other/*", slice, rules.Spec{Name: "whole", Match: rules.Match{Paths: []string{"/other/*"}}, Cache: rules.Cache{NoSlice: true}},
+			map[string]bool{"/range/600000": true, "/other/600000": false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			set, err := rules.Compile([]rules.Spec{tc.spec}, rules.Options{Origins: []string{"default"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := newSliceOrigin(t)
+			base, _ := newEdge(t, edgeOpts{site: func(s *edge.Site) { s.Slice, s.Rules = tc.siteSlice, set }}, o.origin)
+			for path, sliced := range tc.sliced {
+				resp, body := sliceGet(t, base, "GET", path, "Range", "bytes=300000-300009")
+				wantGen(t, body, 1, 300000)
+				if got := strings.Contains(resp.Header.Get("Cache-Status"), "detail=slices"); got != sliced || resp.StatusCode != 206 {
+					t.Errorf("%s: %d, Cache-Status %q, want sliced %v", path, resp.StatusCode, resp.Header.Get("Cache-Status"), sliced)
+				}
+			}
+		})
 	}
 }

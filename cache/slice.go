@@ -566,6 +566,9 @@ func (c *Cache) dropSlices(key string, idx []int64) {
 // discardSlices removes every slice of the object key in its version
 // rec but slice keep.
 func (c *Cache) discardSlices(key string, rec sliceRecord, keep int64) {
+	if rec.size <= 0 {
+		return
+	}
 	var idx []int64
 	for i := int64(0); i*rec.size < rec.total; i++ {
 		if i != keep {
@@ -580,7 +583,7 @@ func (c *Cache) discardSlices(key string, rec sliceRecord, keep int64) {
 // own key from memory.
 func (c *Cache) invalidateSlices(key string) {
 	rec, ok := c.slices.forget(key)
-	if !ok {
+	if !ok || rec.size <= 0 {
 		return
 	}
 	for _, t := range c.tierList() {

@@ -640,3 +640,28 @@ func TestSliceRule(t *testing.T) {
 		})
 	}
 }
+
+// In a PoP, a slice fill goes to the key's owner with its Range, and the
+// owner answers it from its own slices: the origin serves each slice
+// once for the PoP.
+func TestSlicePeerHop(t *testing.T) {
+	const slice = 256 << 10
+	path := "/range/1000000"
+	o := newSliceOrigin(t)
+	a := newPeerNodeSite(t, "edged-a", o.URL, "", nil, slicing(slice))
+	b := newPeerNodeSite(t, "edged-b", o.URL, "", nil, slicing(slice))
+	pop(a, b)
+	a.cluster.setOwner("edged-b")
+	b.cluster.setOwner("edged-b")
+	for i, base := range []string{a.client, b.client, a.client} {
+		resp, body := sliceGet(t, base, "GET", path, "Range", "bytes=300000-300099")
+		if resp.StatusCode != 206 || len(body) != 100 {
+			t.Fatalf("request %d: %d with %d bytes", i+1, resp.StatusCode, len(body))
+		}
+		wantGen(t, body, 1, 300000)
+		t.Logf("request %d: Cache-Status %q", i+1, resp.Header.Values("Cache-Status"))
+	}
+	if got := o.rangesOf(path); len(got) != 1 || got[0] != "bytes=262144-524287" {
+		t.Errorf("the origin served %q, want slice 1 once", got)
+	}
+}

@@ -665,3 +665,51 @@ func TestSlicePeerHop(t *testing.T) {
 		t.Errorf("the origin served %q, want slice 1 once", got)
 	}
 }
+
+// BenchmarkSliceRange is a 1 MiB range at 2 GiB of a 4 GiB object with
+// 1 MiB slices: a miss (each iteration a slice not stored yet: one origin
+// range fetch, the origin generating its bytes) and a hit.
+func BenchmarkSliceRange(b *testing.B) {
+	const size, slice = 4 << 30, 1 << 20
+	path := fmt.Sprintf("/range/%d", int64(size))
+	o := newSliceOrigin(b)
+	base, _, _ := buildEdge(b, edgeOpts{site: slicing(slice), cacheBytes: 256 << 20}, o.URL)
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	var getFrom func(base string, off int64)
+	get := func(off int64) { getFrom(base, off) }
+	getFrom = func(base string, off int64) {
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Host = "example.com"
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+slice-1))
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != slice || resp.StatusCode != 206 {
+			b.Fatalf("%d, %d bytes, %v", resp.StatusCode, n, err)
+		}
+	}
+	var next int64
+	b.Run("origin", func(b *testing.B) { // the origin alone, for scale
+		b.SetBytes(slice)
+		for b.Loop() {
+			getFrom(o.URL, 2<<30)
+		}
+	})
+	b.Run("miss", func(b *testing.B) {
+		b.SetBytes(slice)
+		for b.Loop() {
+			get(2<<30 + next*slice)
+			next++
+		}
+	})
+	b.Run("hit", func(b *testing.B) {
+		b.SetBytes(slice)
+		get(2 << 30)
+		for b.Loop() {
+			get(2 << 30)
+		}
+	})
+}

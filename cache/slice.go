@@ -203,7 +203,7 @@ const maxSliceRecords = 1 << 16
 func newSliceState(reg prometheus.Registerer) (*sliceState, error) {
 	s := &sliceState{records: make(map[string]sliceRecord), fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "edged_slice_fetches_total",
-		Help: "Slices of sliced objects a request needed (cache.slice), by site and result: hit (stored, no origin contact), origin (fetched or revalidated from the origin or a peer), changed (another ETag or length than the object's stored slices: all discarded), unsliceable (the origin's answer could not be a slice: served the normal way), error.",
+		Help: "Slices of sliced objects a request needed (cache.slice), by site and result: hit (stored, no origin contact), origin (fetched or revalidated from the origin or a peer), collapsed (joined another request's fetch of the slice), changed (another ETag or length than the object's stored slices: all discarded), unsliceable (the origin's answer could not be a slice: served the normal way), error.",
 	}, []string{"site", "result"})}
 	if reg != nil {
 		if err := reg.Register(s.fetches); err != nil {
@@ -541,9 +541,12 @@ func (b *sliceBody) fetch(i int64) (*slice, error) {
 	}
 	cr, _ := ParseContentRange(s.hdr.Get("Content-Range"))
 	s.etag, s.total, s.hit = s.hdr.Get("Etag"), cr.Total, res.Hit
-	if res.Hit {
+	switch {
+	case res.Hit:
 		c.slices.fetches.WithLabelValues(site, "hit").Inc()
-	} else {
+	case res.Collapsed:
+		c.slices.fetches.WithLabelValues(site, "collapsed").Inc()
+	default:
 		c.slices.fetches.WithLabelValues(site, "origin").Inc()
 	}
 	return s, nil

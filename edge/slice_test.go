@@ -412,6 +412,12 @@ func TestSliceCoalesced(t *testing.T) {
 	if got := o.rangesOf(path); len(got) != 1 || got[0] != "bytes=2097152-3145727" {
 		t.Errorf("the origin served %q, want slice 2 once", got)
 	}
+	if n := metricValue(t, reg, "edged_slice_fetches_total", "site", "test", "result", "origin"); n != 1 {
+		t.Errorf("edged_slice_fetches_total{result=origin} = %v, want 1", n)
+	}
+	if n := metricValue(t, reg, "edged_slice_fetches_total", "site", "test", "result", "collapsed"); n != clients-1 {
+		t.Errorf("edged_slice_fetches_total{result=collapsed} = %v, want %d", n, clients-1)
+	}
 }
 
 // The object changes between two slices. A stored slice of the old

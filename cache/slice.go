@@ -340,12 +340,12 @@ func (c *Cache) slicedResult(r *Request, b *sliceBody, head *slice) Result {
 	switch {
 	case all:
 		res.Hit = true
+	case head.res.Fwd == FwdStale || head.res.Fwd == FwdRequest:
+		res.Fwd = head.res.Fwd // stored, but the first slice had to be revalidated
 	case stored:
 		res.Fwd = FwdPartial
-	case head.res.Fwd != FwdNone:
-		res.Fwd = head.res.Fwd
 	default:
-		res.Fwd = FwdURIMiss
+		res.Fwd = cmpFwd(head.res.Fwd)
 	}
 	return res
 }

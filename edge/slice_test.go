@@ -73,13 +73,15 @@ func wantGen(t *testing.T, got []byte, v, off int64) {
 // sliceOrigin serves synthetic objects: /MODE/SIZE, SIZE bytes of the
 // current version. MODE "range" (or any other not below) honours Range (http.ServeContent, strong
 // ETag "vN"); "norange" always answers 200 with the whole body; "weak"
-// has a weak ETag; "novalid" has no validator at all. It records the
+// has a weak ETag; "novalid" has no validator at all; "nocr" answers a
+// Range with a 206 without Content-Range. It records the
 // Range of every request.
 type sliceOrigin struct {
 	*origin
 	version atomic.Int64
 	mu      sync.Mutex
 	ranges  []string // "path range", in arrival order
+	revals  []string // "range if-none-match" of the conditional requests
 }
 
 func newSliceOrigin(t testing.TB) *sliceOrigin {
@@ -102,6 +104,9 @@ func (o *sliceOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	o.mu.Lock()
 	o.ranges = append(o.ranges, r.URL.Path+" "+r.Header.Get("Range"))
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		o.revals = append(o.revals, r.Header.Get("Range")+" "+inm)
+	}
 	o.mu.Unlock()
 	v := o.version.Load()
 	g := &genReader{v: v, size: size}
@@ -113,6 +118,13 @@ func (o *sliceOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	case "weak":
 		w.Header().Set("ETag", fmt.Sprintf(`W/"v%d"`, v))
 	case "novalid":
+	case "nocr": // a 206 without Content-Range
+		w.Header().Set("ETag", fmt.Sprintf(`"v%d"`, v))
+		if r.Header.Get("Range") != "" {
+			w.WriteHeader(http.StatusPartialContent)
+			io.CopyN(w, g, min(size, 1000))
+			return
+		}
 	case "norange":
 		w.Header().Set("ETag", fmt.Sprintf(`"v%d"`, v))
 		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
@@ -474,12 +486,43 @@ func TestSliceChangedETag(t *testing.T) {
 	wantGen(t, body, 3, 0)
 }
 
+// A request that must revalidate revalidates each slice it reads with
+// its Range and ETag: 304s refresh them, and the body is the stored one.
+func TestSliceRevalidation(t *testing.T) {
+	const slice = 256 << 10
+	const size = 2*slice + 10
+	path := fmt.Sprintf("/range/%d", size)
+	o := newSliceOrigin(t)
+	base, _ := newEdge(t, edgeOpts{site: slicing(slice)}, o.origin)
+	sliceGet(t, base, "GET", path)
+	o.rangesOf(path)
+	resp, body := sliceGet(t, base, "GET", path, "Cache-Control", "max-age=0")
+	if resp.StatusCode != 200 || len(body) != size {
+		t.Fatalf("%d with %d bytes", resp.StatusCode, len(body))
+	}
+	wantGen(t, body, 1, 0)
+	o.mu.Lock()
+	revals := o.revals
+	o.mu.Unlock()
+	want := []string{`bytes=0-262143 "v1"`, `bytes=262144-524287 "v1"`, `bytes=524288-786431 "v1"`}
+	if strings.Join(revals, ", ") != strings.Join(want, ", ") {
+		t.Errorf("conditional requests %q, want %q", revals, want)
+	}
+	if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "fwd=request; fwd-status=304") {
+		t.Errorf("Cache-Status %q", cs)
+	}
+	// Refreshed: the next plain request is a hit.
+	if resp, _ := sliceGet(t, base, "GET", path); !strings.HasPrefix(resp.Header.Get("Cache-Status"), "edged; hit") {
+		t.Errorf("after the revalidation: Cache-Status %q", resp.Header.Get("Cache-Status"))
+	}
+}
+
 // Origins whose answers cannot be slices are served the normal way:
 // one that ignores Range, one with a weak ETag, one with no validator.
 func TestSliceUnsliceable(t *testing.T) {
 	const slice = 256 << 10
 	const size = 600000
-	for _, mode := range []string{"norange", "weak", "novalid"} {
+	for _, mode := range []string{"norange", "weak", "novalid", "nocr"} {
 		t.Run(mode, func(t *testing.T) {
 			path := fmt.Sprintf("/%s/%d", mode, size)
 			o := newSliceOrigin(t)
@@ -505,6 +548,31 @@ func TestSliceUnsliceable(t *testing.T) {
 				t.Errorf("the origin served %q, want a slice attempt and one whole fill", got)
 			}
 		})
+	}
+}
+
+// An empty object (the origin answers slice 0 with 416) is served the
+// normal way; an object smaller than a slice is one slice.
+func TestSliceSmallObjects(t *testing.T) {
+	const slice = 256 << 10
+	o := newSliceOrigin(t)
+	base, _ := newEdge(t, edgeOpts{site: slicing(slice)}, o.origin)
+	for i := range 2 {
+		resp, body := sliceGet(t, base, "GET", "/range/0")
+		if resp.StatusCode != 200 || len(body) != 0 || strings.Contains(resp.Header.Get("Cache-Status"), "slices") {
+			t.Fatalf("empty, request %d: %d with %d bytes, Cache-Status %q", i+1, resp.StatusCode, len(body), resp.Header.Get("Cache-Status"))
+		}
+		resp, body = sliceGet(t, base, "GET", "/range/1000")
+		if resp.StatusCode != 200 || len(body) != 1000 || resp.Header.Get("Content-Length") != "1000" || resp.Header.Get("Content-Range") != "" {
+			t.Fatalf("small, request %d: %d with %d bytes, Content-Range %q", i+1, resp.StatusCode, len(body), resp.Header.Get("Content-Range"))
+		}
+		wantGen(t, body, 1, 0)
+	}
+	if got := o.rangesOf("/range/0"); len(got) != 2 || got[0] != "bytes=0-262143" || got[1] != "" {
+		t.Errorf("empty: the origin served %q, want a slice attempt (416) and one whole fill", got)
+	}
+	if got := o.rangesOf("/range/1000"); len(got) != 1 || got[0] != "bytes=0-262143" {
+		t.Errorf("small: the origin served %q, want slice 0 once", got)
 	}
 }
 

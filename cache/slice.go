@@ -429,7 +429,9 @@ var errPastEnd = errors.New("cache: slice past the end of the object")
 
 // sliceBody is the body of a sliced response: the object's bytes, read
 // slice by slice, each found stored or fetched (coalesced per slice) as
-// the reader reaches it. It holds at most one slice's body open.
+// the reader reaches it. It holds at most two slices' bodies open: the
+// first slice's until it is read, and the one being read. ctx is kept
+// for the reads because Body's methods take none.
 type sliceBody struct {
 	c    *Cache
 	ctx  context.Context // the client's: its slice fills are detached as any

@@ -305,6 +305,25 @@ func TestSliceRanges(t *testing.T) {
 	}
 }
 
+// A HEAD miss fetches one slice, not the object, and answers with the
+// object's length.
+func TestSliceHeadMiss(t *testing.T) {
+	const slice = 256 << 10
+	path := "/range/700000"
+	o := newSliceOrigin(t)
+	base, _ := newEdge(t, edgeOpts{site: slicing(slice)}, o.origin)
+	resp, body := sliceGet(t, base, "HEAD", path)
+	if resp.StatusCode != 200 || len(body) != 0 || resp.Header.Get("Content-Length") != "700000" || resp.Header.Get("Etag") != `"v1"` {
+		t.Fatalf("HEAD: %d, Content-Length %q, ETag %q", resp.StatusCode, resp.Header.Get("Content-Length"), resp.Header.Get("Etag"))
+	}
+	if got := o.rangesOf(path); len(got) != 1 || got[0] != "bytes=0-262143" {
+		t.Errorf("the origin served %q, want slice 0 (with GET)", got)
+	}
+	if m := o.Last().Method; m != "GET" {
+		t.Errorf("the slice was asked with %s", m)
+	}
+}
+
 // Conditional requests are answered from the slices' metadata.
 func TestSliceConditionals(t *testing.T) {
 	const slice = 256 << 10

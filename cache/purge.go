@@ -42,10 +42,11 @@ func (c *Cache) Purge(ctx context.Context, sel selector.Selector) (PurgeCounts, 
 // of key already in flight still answers its waiters but is not stored.
 // Every Vary variant of key goes with it.
 func (c *Cache) Invalidate(key string) {
+	slices := c.sliceKeysOf(key) // before the disk tier forgets them
 	if _, err := c.remove(context.Background(), &keySelector{urlKeys: []string{key}, keysOnly: true}); err != nil {
 		c.warnDisk("invalidation failed", "key", key, "err", err)
 	}
-	c.invalidateSlices(key)
+	c.invalidateSlices(slices)
 }
 
 // remove records the invalidation sel makes (first, so that fills already

@@ -583,20 +583,35 @@ func (c *Cache) discardSlices(key string, rec sliceRecord, keep int64) {
 	c.dropSlices(key, idx)
 }
 
-// invalidateSlices removes from memory the slices of the object key, an
-// invalidation of which removed its disk keys (by prefix) but only its
-// own key from memory.
-func (c *Cache) invalidateSlices(key string) {
-	rec, ok := c.slices.forget(key)
-	if !ok || rec.size <= 0 {
-		return
-	}
-	for _, t := range c.tierList() {
-		if m, ok := t.(memTier); ok {
-			for i := int64(0); i*rec.size < rec.total; i++ {
-				m.m.del(sliceKey(key, i))
-			}
+// sliceKeysOf returns the keys the slices of the object key may be held
+// under in memory, for an invalidation, which removes the object's disk
+// keys by prefix but only its own key from memory: every slice of the
+// version recorded, and the slice keys (Vary variants included) the
+// disk tier holds, which the warm start may have copied into memory
+// before any request recorded the object.
+func (c *Cache) sliceKeysOf(key string) []string {
+	var keys []string
+	if rec, ok := c.slices.forget(key); ok && rec.size > 0 {
+		for i := int64(0); i*rec.size < rec.total; i++ {
+			keys = append(keys, sliceKey(key, i))
 		}
+	}
+	prefix := key + "\x00\x03"
+	for _, t := range c.tierList() {
+		if d, ok := t.(diskTier); ok {
+			d.s.KeysWithPrefix(prefix, func(k string) bool {
+				keys = append(keys, k)
+				return true
+			})
+		}
+	}
+	return keys
+}
+
+// invalidateSlices removes keys (sliceKeysOf's) from the memory tier.
+func (c *Cache) invalidateSlices(keys []string) {
+	for _, k := range keys {
+		c.mem.del(k)
 	}
 }
 

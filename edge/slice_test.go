@@ -806,3 +806,42 @@ func BenchmarkSliceRange(b *testing.B) {
 		}
 	})
 }
+
+// After a restart the warm start copies slices from disk into memory; an
+// unsafe request before any request for the object still invalidates
+// them in both tiers.
+func TestSliceInvalidatedAfterRestart(t *testing.T) {
+	const slice = 256 << 10
+	path := "/range/600000"
+	dir := t.TempDir()
+	o := newSliceOrigin(t)
+	store, err := storage.Open(storage.Options{Dir: dir, Fsync: storage.FsyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := newEdge(t, edgeOpts{site: slicing(slice), store: store}, o.origin)
+	sliceGet(t, first, "GET", path)
+	waitFor(t, func() bool { return store.Stats().Objects == 3 })
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	store, err = storage.Open(storage.Options{Dir: dir, Fsync: storage.FsyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	base, c := newEdge(t, edgeOpts{site: slicing(slice), store: store}, o.origin)
+	if res := <-c.WarmStart(cache.WarmOptions{Rate: -1}); res.Objects != 3 {
+		t.Fatalf("the warm start copied %+v, want the 3 slices", res)
+	}
+	o.rangesOf(path)
+	sliceGet(t, base, "POST", path)
+	resp, body := sliceGet(t, base, "GET", path)
+	wantGen(t, body, 1, 0)
+	if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "fwd=uri-miss") {
+		t.Errorf("after the POST: Cache-Status %q", cs)
+	}
+	if got := o.rangesOf(path); len(got) != 4 { // the POST, then 3 slices
+		t.Errorf("after the POST the origin served %q, want all 3 slices again", got)
+	}
+}

@@ -129,10 +129,11 @@ const KeyExtraSep = "\x01"
 // begins with KeyExtraSep, if any, or with a NUL (a slice's key, which is
 // the primary key of its own lookups: sliceKey).
 func URLKey(key string) string {
-	for i := 0; i < len(key); i++ {
-		if key[i] <= KeyExtraSep[0] {
-			return key[:i]
-		}
+	if i := strings.IndexByte(key, 0); i >= 0 {
+		key = key[:i]
+	}
+	if i := strings.IndexByte(key, KeyExtraSep[0]); i >= 0 {
+		key = key[:i]
 	}
 	return key
 }

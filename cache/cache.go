@@ -114,6 +114,7 @@ type Cache struct {
 	tagHeaders    []string
 	m             *metrics
 	door          *doorkeeper // the disk tier's admission (admit.go)
+	slices        *sliceState // sliced objects (slice.go)
 	fillTimeout   time.Duration
 	tracer        trace.Tracer // nil: tracing off
 	log           *slog.Logger
@@ -167,6 +168,10 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	slices, err := newSliceState(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	mem, err := newMemoryTier(cfg.MaxBytes, cfg.MaxObjectBytes)
 	if err != nil {
 		return nil, err
@@ -186,6 +191,7 @@ func New(cfg Config) (*Cache, error) {
 		tagHeaders:  cfg.TagHeaders,
 		m:           m,
 		door:        door,
+		slices:      slices,
 		fillTimeout: cfg.FillTimeout,
 		tracer:      cfg.Tracer,
 		log:         cfg.Logger,
@@ -265,6 +271,11 @@ type Fetch struct {
 	// forwards instead of filling, whose answer goes to this client alone.
 	// Otherwise a fill asks for the whole representation, without them.
 	PassConditionals bool
+	// Range, when set, is the Range field of a slice fill ("bytes=A-B",
+	// see Request.Slice), which asks for the identity coding
+	// (Accept-Encoding: identity): slices are byte ranges of one
+	// representation. It goes with the validators of a revalidation.
+	Range string
 }
 
 // OutBuilder builds the request a miss sends to the origin (Request.Out):
@@ -309,6 +320,15 @@ type Request struct {
 	// nothing. Compressed variants already stored are served whatever it
 	// is.
 	Compress *coding.Compressor
+	// Slice, when positive, serves the request from fixed-size slices of
+	// the object (slice.go, docs/caching.md "Slices"): each Slice bytes,
+	// fetched with a Range request and stored as an entry of its own. It
+	// applies to GET and HEAD; zero serves whole objects.
+	Slice int64
+	// Site names the request's site in the slice metric; may be empty.
+	Site string
+	// slice is set on the request of one slice fill (slice.go).
+	slice *sliceSpec
 	// Replicas, when set, decides whether a storable answer from a peer
 	// (an upstream named with PeerPrefix) to a fill that is not a
 	// revalidation is stored; when it says no, the answer still goes to
@@ -326,9 +346,10 @@ const (
 	FwdVaryMiss            // stored, but not for this request's Vary values
 	FwdStale               // stored and stale
 	FwdRequest             // stored and fresh, but the request asked for a fresh answer
+	FwdPartial             // a sliced object: some of the slices it needs were stored, others fetched
 )
 
-var fwdNames = [...]string{"", "uri-miss", "vary-miss", "stale", "request"}
+var fwdNames = [...]string{"", "uri-miss", "vary-miss", "stale", "request", "partial"}
 
 // String is the RFC 9211 token.
 func (f Fwd) String() string { return fwdNames[f] }
@@ -345,16 +366,17 @@ const (
 	DetailOriginError                 // the origin answered 500, 502, 503 or 504
 	DetailOriginUnreachable           // no complete answer: refused, reset, truncated
 	DetailOriginTimeout               // the origin did not answer within the fill timeout
+	DetailSlices                      // a sliced object, served from its slices (slice.go)
 )
 
-var detailNames = [...]string{"", "stale-while-revalidate", "origin-error", "origin-unreachable", "origin-timeout"}
+var detailNames = [...]string{"", "stale-while-revalidate", "origin-error", "origin-unreachable", "origin-timeout", "slices"}
 
 // String is the Cache-Status detail token.
 func (d Detail) String() string { return detailNames[d] }
 
 // StaleOnError reports whether d says a stale response was served because
 // the origin failed.
-func (d Detail) StaleOnError() bool { return d >= DetailOriginError }
+func (d Detail) StaleOnError() bool { return d >= DetailOriginError && d <= DetailOriginTimeout }
 
 // Result is how a request was answered.
 type Result struct {

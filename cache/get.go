@@ -46,6 +46,9 @@ func (st *stored) close() {
 // shared by every waiter, each of which may stop waiting without
 // cancelling it.
 func (c *Cache) Get(ctx context.Context, r *Request) (Result, error) {
+	if r.Slice > 0 && (r.In.Method == http.MethodGet || r.In.Method == http.MethodHead) {
+		return c.getSliced(ctx, r)
+	}
 	if c.tracer != nil {
 		return c.tracedGet(ctx, r)
 	}

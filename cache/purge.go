@@ -42,9 +42,11 @@ func (c *Cache) Purge(ctx context.Context, sel selector.Selector) (PurgeCounts, 
 // of key already in flight still answers its waiters but is not stored.
 // Every Vary variant of key goes with it.
 func (c *Cache) Invalidate(key string) {
+	slices := c.sliceKeysOf(key) // before the disk tier forgets them
 	if _, err := c.remove(context.Background(), &keySelector{urlKeys: []string{key}, keysOnly: true}); err != nil {
 		c.warnDisk("invalidation failed", "key", key, "err", err)
 	}
+	c.invalidateSlices(slices)
 }
 
 // remove records the invalidation sel makes (first, so that fills already
@@ -124,10 +126,14 @@ func (ks *keySelector) matchEntry(e *Entry) match {
 const KeyExtraSep = "\x01"
 
 // URLKey returns the URL part of a primary key: key without the part that
-// begins with KeyExtraSep, if any.
+// begins with KeyExtraSep, if any, or with a NUL (a slice's key, which is
+// the primary key of its own lookups: sliceKey).
 func URLKey(key string) string {
+	if i := strings.IndexByte(key, 0); i >= 0 {
+		key = key[:i]
+	}
 	if i := strings.IndexByte(key, KeyExtraSep[0]); i >= 0 {
-		return key[:i]
+		key = key[:i]
 	}
 	return key
 }

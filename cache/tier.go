@@ -148,8 +148,8 @@ func (t memTier) remove(_ context.Context, sel *keySelector, now time.Time) (map
 	t.m.c.IterValues(func(e *Entry) bool {
 		if m := sel.matchEntry(e); m.any() {
 			hits = append(hits, e)
-			if !e.Marker && !isCodedKey(e.Key) {
-				found[e.Key] = found[e.Key].merge(m)
+			if k := countedKey(e.Key); !e.Marker && !isCodedKey(k) {
+				found[k] = found[k].merge(m)
 			}
 		}
 		return false
@@ -259,9 +259,12 @@ func (t diskTier) remove(ctx context.Context, sel *keySelector, now time.Time) (
 			errs = append(errs, err)
 		}
 	}
-	for k := range found {
+	for k, m := range found {
 		if isMarkerKey(k) || isCodedKey(k) { // a Vary marker, a compressed variant: not objects to count
 			delete(found, k)
+		} else if obj := countedKey(k); obj != k { // a slice counts as its object
+			delete(found, k)
+			found[obj] = found[obj].merge(m)
 		}
 	}
 	return found, errors.Join(errs...)

@@ -401,6 +401,8 @@ func (h *Handler) serveCached(st *requestState) {
 		Policy:     s.policy(),
 		RangeStart: rangeStart(s.Req),
 		Compress:   s.compressor(),
+		Slice:      s.slice(),
+		Site:       s.Site.Name,
 	}
 	if h.cluster != nil && s.Peer == "" {
 		if owner, ok := h.cluster.Owner(s.Key); ok {
@@ -639,6 +641,10 @@ func setFetchFields(hd http.Header, f *cache.Fetch) {
 	}
 	for _, name := range conditionalFields {
 		hd.Del(name)
+	}
+	if f.Range != "" { // a slice (cache.Request.Slice)
+		hd.Set("Range", f.Range)
+		hd.Set("Accept-Encoding", "identity")
 	}
 	if f.ETag != "" {
 		hd.Set("If-None-Match", f.ETag)

@@ -69,6 +69,12 @@ type peerNode struct {
 
 func newPeerNode(t testing.TB, name, originURL, token string, now func() time.Time) *peerNode {
 	t.Helper()
+	return newPeerNodeSite(t, name, originURL, token, now, nil)
+}
+
+// newPeerNodeSite is newPeerNode with site, when set, adjusting the site.
+func newPeerNodeSite(t testing.TB, name, originURL, token string, now func() time.Time, site func(*edge.Site)) *peerNode {
+	t.Helper()
 	pool, err := lb.NewPool(lb.Config{Name: "test", Shards: []lb.Shard{{Name: "o", URL: originURL, Weight: 1}}})
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +86,9 @@ func newPeerNode(t testing.TB, name, originURL, token string, now func() time.Ti
 	}
 	t.Cleanup(c.Close)
 	s := &edge.Site{Name: "test", Hosts: []string{"example.com"}, Origin: pool}
+	if site != nil {
+		site(s)
+	}
 	m, err := edge.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)

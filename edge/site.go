@@ -79,6 +79,11 @@ type Site struct {
 	// request gets 403 before anything else is looked at (method, rules,
 	// hooks, the cache).
 	AllowClients, DenyClients []string
+	// Slice, when positive, serves the site's cacheable GET and HEAD
+	// requests from slices of this many bytes, each fetched from the
+	// origin with a Range request and stored on its own (cache.Request.Slice,
+	// docs/caching.md "Slices"). Zero (the default) serves whole objects.
+	Slice int64
 	// RateLimit limits each client address's requests to the site (a
 	// token bucket per address); a request over it gets 429 with
 	// Retry-After. It is checked after the method and the rules, with
@@ -156,6 +161,9 @@ func newRouter(sites []*Site, strip []string, prev *router) (*router, error) {
 		compress, err := coding.New(s.Compression)
 		if err != nil {
 			return nil, fmt.Errorf("edge: site %q: compression: %w", s.Name, err)
+		}
+		if s.Slice != 0 && (s.Slice < rules.MinSlice || s.Slice > rules.MaxSlice) {
+			return nil, fmt.Errorf("edge: site %q: slice %d bytes: want 256KiB to 64MiB", s.Name, s.Slice)
 		}
 		if msg := rules.CheckRateLimit(s.RateLimit); msg != "" {
 			return nil, fmt.Errorf("edge: site %q: rate limit: %s", s.Name, msg)

@@ -174,6 +174,18 @@ func (s *Session) compressor() *coding.Compressor {
 	return s.rules.compress
 }
 
+// slice is the slice size of the request (cache.Request.Slice): the
+// site's, unless a rule says otherwise.
+func (s *Session) slice() int64 {
+	switch d := &s.rs.res.Cache; {
+	case d.NoSlice:
+		return 0
+	case d.Slice > 0:
+		return d.Slice
+	}
+	return s.Site.Slice
+}
+
 // policy is the caching policy of the request: the site's, with the
 // rules' caching actions.
 func (s *Session) policy() rfc.Policy {

@@ -947,6 +947,7 @@ func edgeSite(s config.Site, origin cache.Origin) *edge.Site {
 			TargetedHeaders:      s.Cache.TargetedHeaders,
 		},
 		KeepTargetedHeaders: s.Cache.KeepTargetedHeaders,
+		Slice:               s.Cache.Slice.Int64(),
 		MaxBodyBytes:        s.MaxBodyBytes.Int64(),
 		NoWebSocket:         !s.WebSocket,
 		UnkeyedHeaders:      s.UnkeyedHeaders,

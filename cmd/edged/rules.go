@@ -23,7 +23,7 @@ func ruleSpecs(in []config.Rule) []rules.Spec {
 			Match: rules.Match{Hosts: m.Hosts, Paths: m.Paths, PathRegex: m.PathRegex, Methods: m.Methods,
 				Query: m.Query, Headers: m.Headers, Cookies: m.Cookies, Clients: m.Clients, NotClients: m.NotClients,
 				Scheme: m.Scheme},
-			Cache: rules.Cache{Bypass: c.Bypass, NoCompress: c.NoCompress, TTL: c.TTL.Std(), MinTTL: c.MinTTL.Std(), MaxTTL: c.MaxTTL.Std(),
+			Cache: rules.Cache{Bypass: c.Bypass, NoCompress: c.NoCompress, Slice: c.Slice.Int64(), NoSlice: c.NoSlice, TTL: c.TTL.Std(), MinTTL: c.MinTTL.Std(), MaxTTL: c.MaxTTL.Std(),
 				DefaultTTL: c.DefaultTTL.Std(), TTLByStatus: c.TTLByStatus,
 				StaleWhileRevalidate: c.StaleWhileRevalidate.Std(), StaleIfError: c.StaleIfError.Std(),
 				BrowserTTL: c.BrowserTTL.Std()},

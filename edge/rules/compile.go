@@ -282,6 +282,13 @@ func (c *compiler) prefixes(key string, in []string) *AddrSet {
 	return NewAddrSet(out)
 }
 
+// MinSlice and MaxSlice bound a slice size (Cache.Slice), as they bound a
+// site's cache.slice.
+const (
+	MinSlice = 256 << 10
+	MaxSlice = 64 << 20
+)
+
 func (c *compiler) cacheAct(dst *cacheAct, sp *Cache) {
 	for _, d := range []struct {
 		key string
@@ -297,7 +304,10 @@ func (c *compiler) cacheAct(dst *cacheAct, sp *Cache) {
 	if sp.MinTTL > 0 && sp.MaxTTL > 0 && sp.MinTTL > sp.MaxTTL {
 		c.add("cache.min_ttl", "%s is above max_ttl %s", sp.MinTTL, sp.MaxTTL)
 	}
-	*dst = cacheAct{bypass: sp.Bypass, noCompress: sp.NoCompress, ttl: sp.TTL, minTTL: sp.MinTTL, maxTTL: sp.MaxTTL, defaultTTL: sp.DefaultTTL,
+	if sp.Slice != 0 && (sp.Slice < MinSlice || sp.Slice > MaxSlice) {
+		c.add("cache.slice", "%d bytes: want 256KiB to 64MiB", sp.Slice)
+	}
+	*dst = cacheAct{bypass: sp.Bypass, noCompress: sp.NoCompress, noSlice: sp.NoSlice, slice: sp.Slice, ttl: sp.TTL, minTTL: sp.MinTTL, maxTTL: sp.MaxTTL, defaultTTL: sp.DefaultTTL,
 		swr: sp.StaleWhileRevalidate, sie: sp.StaleIfError, browserTTL: sp.BrowserTTL}
 	for j, e := range sp.TTLByStatus {
 		st, d, ok := strings.Cut(e, ":")
@@ -327,7 +337,7 @@ func (c *compiler) cacheAct(dst *cacheAct, sp *Cache) {
 		ent.ttl = dur
 		dst.byStatus = append(dst.byStatus, ent)
 	}
-	dst.set = sp.Bypass || sp.NoCompress || sp.TTL != 0 || sp.MinTTL != 0 || sp.MaxTTL != 0 || sp.DefaultTTL != 0 ||
+	dst.set = sp.Bypass || sp.NoCompress || sp.NoSlice || sp.Slice != 0 || sp.TTL != 0 || sp.MinTTL != 0 || sp.MaxTTL != 0 || sp.DefaultTTL != 0 ||
 		sp.StaleWhileRevalidate != 0 || sp.StaleIfError != 0 || sp.BrowserTTL != 0 || len(dst.byStatus) > 0
 }
 

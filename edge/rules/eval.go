@@ -113,7 +113,8 @@ func matchHost(hosts []string, host string) bool {
 // cacheAct is a compiled Cache; zero durations are unset.
 type cacheAct struct {
 	set                             bool
-	bypass, noCompress              bool
+	bypass, noCompress, noSlice     bool
+	slice                           int64
 	ttl, minTTL, maxTTL, defaultTTL time.Duration
 	swr, sie, browserTTL            time.Duration
 	byStatus                        []statusTTL
@@ -177,7 +178,8 @@ type Result struct {
 // Decision is the merged caching actions of the matching rules. Zero
 // durations are unset; Rule names the last rule that set any of them.
 type Decision struct {
-	Bypass, NoCompress                 bool
+	Bypass, NoCompress, NoSlice        bool
+	Slice                              int64 // 0: unset
 	TTL, MinTTL, MaxTTL, DefaultTTL    time.Duration
 	StaleWhileRevalidate, StaleIfError time.Duration
 	BrowserTTL                         time.Duration
@@ -222,6 +224,10 @@ func (d *Decision) merge(a *cacheAct, name string) {
 	d.Rule = name
 	d.Bypass = d.Bypass || a.bypass
 	d.NoCompress = d.NoCompress || a.noCompress
+	d.NoSlice = d.NoSlice || a.noSlice
+	if a.slice > 0 {
+		d.Slice = a.slice
+	}
 	setDur(&d.TTL, a.ttl)
 	setDur(&d.MinTTL, a.minTTL)
 	setDur(&d.MaxTTL, a.maxTTL)

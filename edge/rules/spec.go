@@ -124,6 +124,12 @@ type Cache struct {
 	// NoCompress stores matching responses only as the origin sent them:
 	// the site's compression makes no compressed copies of them.
 	NoCompress bool
+	// Slice, when positive, serves matching requests from slices of this
+	// many bytes (the site's cache.slice for them); NoSlice serves them
+	// whole, and wins over Slice. A later rule's Slice overrides an
+	// earlier one's.
+	Slice   int64
+	NoSlice bool
 	// TTL replaces the freshness lifetime of responses the cache may store,
 	// whatever the origin said (its Cache-Control max-age, s-maxage and
 	// Expires; no-store, private and Authorization still prevent storing).

@@ -565,6 +565,8 @@ type RuleMatch struct {
 type RuleCache struct {
 	Bypass               bool     `yaml:"bypass"`
 	NoCompress           bool     `yaml:"no_compress"`
+	Slice                ByteSize `yaml:"slice" check:"range=[256KiB,64MiB] if=slice"`
+	NoSlice              bool     `yaml:"no_slice"`
 	TTL                  Duration `yaml:"ttl"`
 	MinTTL               Duration `yaml:"min_ttl"`
 	MaxTTL               Duration `yaml:"max_ttl"`
@@ -812,6 +814,11 @@ type SiteCache struct {
 	// KeepTargetedHeaders forwards the OwnTargetedHeaders fields to clients
 	// too. Off by default: they are removed, being meant for edged alone.
 	KeepTargetedHeaders bool `yaml:"keep_targeted_headers"`
+	// Slice, when not 0, serves the site's cacheable GET and HEAD requests
+	// from slices of this size, each fetched with a Range request and
+	// stored on its own (docs/caching.md, "Slices"); 0 serves whole
+	// objects.
+	Slice ByteSize `yaml:"slice" check:"range=[256KiB,64MiB] if=slice"`
 }
 
 // Compression configures a site's compression (docs/caching.md,

@@ -103,9 +103,29 @@ func TestZeroDowntimeUpgrade(t *testing.T) {
 	if ok.Load() == before {
 		t.Error("no request succeeded after the old process exited")
 	}
-	// The new process took the disk tier over: the warm object is a hit.
+	// The new process took the disk tier over and warmed its memory from
+	// it: the warm object, which no request asked of the new process, was
+	// copied into memory by the warm start, and is a hit.
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		_, m := fetch(t, "http://"+c.admin+"/metrics")
+		return metricValue(t, m, "edged_disk_warm_start_seconds") > 0
+	}, "the new process's warm start to finish")
+	_, m := fetch(t, "http://"+c.admin+"/metrics")
+	if n := metricValue(t, m, "edged_disk_warm_start_objects_total"); n < 1 {
+		t.Errorf("the new process's warm start copied %v objects, want the warm one at least", n)
+	}
+	diskBytes := func(m string) float64 {
+		if !strings.Contains(m, `edged_hit_bytes_total{tier="disk"} `) {
+			return 0 // no disk hit yet
+		}
+		return metricValue(t, m, `edged_hit_bytes_total{tier="disk"}`)
+	}
+	before = int64(diskBytes(m)) // the load has stopped: only our request from here
 	if !testkit.Poll(10*time.Second, func() bool { return isHit(t, c.edge, "/obj/warm-4000") }) {
 		t.Fatal("the new process never served the old disk tier's object")
+	}
+	if _, m = fetch(t, "http://"+c.admin+"/metrics"); int64(diskBytes(m)) != before {
+		t.Errorf("the warm object came from disk (%v disk hit bytes, %d before): the warm start did not copy it", diskBytes(m), before)
 	}
 	if failed.Load() == 0 {
 		t.Logf("%d requests across the upgrade, none failed", ok.Load())

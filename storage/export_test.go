@@ -261,3 +261,11 @@ func ForgetFreelist(tb testing.TB, dir string) {
 		tb.Fatal(err)
 	}
 }
+
+// SetEvictedHook makes f run whenever an evictor, still holding the
+// eviction lock, has found the store within budget; restore undoes it.
+// Not for parallel tests.
+func SetEvictedHook(f func()) (restore func()) {
+	evictedHook = f
+	return func() { evictedHook = nil }
+}

@@ -192,8 +192,9 @@ type victim struct {
 
 // pickVictims chooses entries whose sizes add up to at least need bytes,
 // at most max of them. Within the expiredWindow coldest entries, ones already
-// expired at now go first; then plain least-recently-used order.
-func (l *lru) pickVictims(need int64, max, expiredWindow int, now int64) []victim {
+// expired at now go first; then plain least-recently-used order, which
+// goes on past need while the next entry still fits within need+slack.
+func (l *lru) pickVictims(need, slack int64, max, expiredWindow int, now int64) []victim {
 	var out []victim
 	var picked map[*entry]bool
 	var got int64
@@ -209,7 +210,10 @@ func (l *lru) pickVictims(need int64, max, expiredWindow int, now int64) []victi
 			got += e.size
 		}
 	}
-	for e := l.root.prev; e != &l.root && got < need && len(out) < max; e = e.prev {
+	for e := l.root.prev; e != &l.root && len(out) < max; e = e.prev {
+		if got >= need && got+e.size > need+slack {
+			break
+		}
 		if picked[e] {
 			continue
 		}

@@ -681,6 +681,111 @@ func TestCorruptIndex(t *testing.T) {
 	}
 }
 
+// TestEvictionLowWater: a full store evicts past the excess, by whole
+// objects within MaxBytes/256, so the next commits find room without an
+// eviction transaction each (the write-behind of a full disk tier).
+func TestEvictionLowWater(t *testing.T) {
+	const maxBytes, size = 1 << 20, 1000 // slack 4096: four objects, not five
+	clk := newClock()
+	s, err := storage.Open(storage.Options{Dir: t.TempDir(), MaxBytes: maxBytes, PackBelow: -1, Now: clk.Now, Fsync: storage.FsyncNever, AccessFlushInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	n := maxBytes / size
+	for i := range n {
+		clk.Advance(time.Millisecond)
+		put(t, s, fmt.Sprintf("k%04d", i), body(size, uint64(i)))
+	}
+	if st := s.Stats(); st.Evictions != 0 {
+		t.Fatalf("evicted %d objects within the budget", st.Evictions)
+	}
+	put(t, s, "over", body(size, 1)) // 424 bytes over
+	st := s.Stats()
+	if st.Evictions != 4 || st.Bytes != int64(n+1-4)*size {
+		t.Fatalf("one object over: evicted %d (%d bytes left), want 4: the excess and three more within the slack", st.Evictions, st.Bytes)
+	}
+	for i := range 3 { // the room the slack made
+		put(t, s, fmt.Sprintf("more%d", i), body(size, 2))
+	}
+	if st := s.Stats(); st.Evictions != 4 {
+		t.Errorf("commits into the freed room evicted %d more", st.Evictions-4)
+	}
+	for i := range 4 { // the coldest went
+		wantNotFound(t, s, fmt.Sprintf("k%04d", i))
+	}
+	mustGet(t, s, fmt.Sprintf("k%04d", 4), body(size, 4))
+}
+
+// TestEvictionConcurrentWithinBudget: commits that find eviction running
+// do not wait for it; the evictor looks again when it lets go, so once
+// every commit has returned the store is within MaxBytes.
+func TestEvictionConcurrentWithinBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts storage.Options
+	}{
+		{"blobs", storage.Options{Fsync: storage.FsyncNever, MaxBytes: 256 << 10, PackBelow: -1}},
+		{"packed", storage.Options{Fsync: storage.FsyncNever, MaxBytes: 1 << 20, SegmentBytes: 64 << 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := tc.opts
+			opts.Dir = t.TempDir()
+			s := openStore(t, opts)
+			var wg sync.WaitGroup
+			for g := range 8 {
+				wg.Go(func() {
+					for i := range 150 {
+						put(t, s, fmt.Sprintf("g%d-%d", g, i), body(1000+(g*977+i*131)%9000, uint64(i)))
+					}
+				})
+			}
+			wg.Wait()
+			st := s.Stats()
+			if st.Evictions == 0 {
+				t.Fatalf("nothing evicted: %+v", st)
+			}
+			if st.Bytes+st.DeadBytes > opts.MaxBytes {
+				t.Errorf("after the commits: %d stored + %d dead bytes, over the budget of %d", st.Bytes, st.DeadBytes, opts.MaxBytes)
+			}
+		})
+	}
+}
+
+// TestEvictionCommitDuringEviction: a commit that pushes the store over
+// budget while another commit's eviction is finishing does not wait for it
+// and does not evict; the evictor sees its bytes when it looks again, and
+// the store ends within budget.
+func TestEvictionCommitDuringEviction(t *testing.T) {
+	const maxBytes, size = 256 << 10, 1000
+	s := openStore(t, storage.Options{Dir: t.TempDir(), Fsync: storage.FsyncNever, MaxBytes: maxBytes, PackBelow: -1})
+	n := maxBytes / size
+	for i := range n {
+		put(t, s, fmt.Sprint("k", i), body(size, uint64(i)))
+	}
+	holding, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	defer storage.SetEvictedHook(func() {
+		once.Do(func() { close(holding); <-release }) // the first evictor, done, still holding the lock
+	})()
+	done := make(chan struct{})
+	go func() { put(t, s, "first", body(size, 1)); close(done) }() // over: evicts, then holds
+	<-holding
+	evicted := s.Stats().Evictions
+	for i := range 4 * (maxBytes / 256 / size) { // more than the slack made room for
+		put(t, s, fmt.Sprint("during", i), body(size, 2)) // returns without waiting for the evictor
+	}
+	st := s.Stats()
+	if st.Evictions != evicted || st.Bytes <= maxBytes {
+		t.Fatalf("commits during the eviction: %d more evicted, %d bytes; want none evicted and over the %d budget", st.Evictions-evicted, st.Bytes, maxBytes)
+	}
+	close(release)
+	<-done
+	if st := s.Stats(); st.Bytes > maxBytes {
+		t.Errorf("after the evictor let go: %d bytes, over the budget of %d: it did not look again", st.Bytes, maxBytes)
+	}
+}
+
 func TestEvictionLRU(t *testing.T) {
 	dir := t.TempDir()
 	clk := newClock()

@@ -126,8 +126,14 @@ const (
 	defaultLoadWait      = 500 * time.Millisecond
 	formatVersion        = 1
 	numStripes           = 256
-	evictBatch           = 256  // victims removed per bbolt transaction
-	expiredWindow        = 1024 // coldest entries scanned for expired ones
+	evictBatch           = 256 // victims removed per bbolt transaction
+	// evictSlackDiv sets eviction's low-water mark: once over MaxBytes it
+	// frees up to MaxBytes/evictSlackDiv more than the excess (whole
+	// objects that fit in that slack, coldest first), so one index
+	// transaction makes room for the next fills instead of every commit
+	// of a full store paying its own (serialized) eviction transaction.
+	evictSlackDiv = 256
+	expiredWindow = 1024 // coldest entries scanned for expired ones
 )
 
 var (
@@ -622,14 +628,43 @@ func (s *Store) removeEntries(vs []victim) (int, error) {
 }
 
 // evict removes least recently accessed objects (expired ones first among
-// the coldest) until the total is within MaxBytes. The caller must hold
-// begin/end and no stripe.
+// the coldest) until the total is within MaxBytes, and then down to the
+// low-water mark (MaxBytes/evictSlackDiv below it) in the same round. The
+// caller must hold begin/end and no stripe.
+//
+// One commit evicts at a time and the others do not wait for it: a commit
+// that finds eviction running leaves its bytes to the evictor, which looks
+// at the total again after it lets go (so bytes committed while it ran
+// are not left over the budget). Waiting would hold the cache's write-behind
+// slots behind one eviction or compaction, and a full disk tier would skip
+// the fills that queue behind them.
 func (s *Store) evict() {
 	if !s.isLoaded() {
 		return // the load evicts when it is done
 	}
-	s.evictMu.Lock()
-	defer s.evictMu.Unlock()
+	for s.overBudget() && s.evictMu.TryLock() {
+		under := s.evictLocked()
+		s.evictMu.Unlock()
+		if !under {
+			return // nothing left to evict, or an error was logged
+		}
+	}
+}
+
+// evictedHook, when set (by tests, before any store is opened), runs when
+// an evictor finds the store within budget, still holding evictMu.
+var evictedHook func()
+
+// overBudget reports whether the stored and dead bytes exceed MaxBytes.
+func (s *Store) overBudget() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lru.bytes+s.lru.dead > s.opts.MaxBytes
+}
+
+// evictLocked is evict's work under evictMu. It reports whether it left
+// the store within MaxBytes.
+func (s *Store) evictLocked() bool {
 	stuck := false      // a compaction failed to empty its segment: evict instead
 	for range 1 << 16 { // bounded: each round removes or the state changed
 		s.mu.Lock()
@@ -637,8 +672,14 @@ func (s *Store) evict() {
 		// their allowance the segment with the most is compacted first
 		// (which frees them without evicting anything).
 		over := s.lru.bytes + s.lru.dead - s.opts.MaxBytes
-		var vs []victim
-		if over > 0 && s.lru.dead > s.opts.MaxBytes/deadFraction && !stuck {
+		if over <= 0 {
+			s.mu.Unlock()
+			if evictedHook != nil {
+				evictedHook()
+			}
+			return true
+		}
+		if s.lru.dead > s.opts.MaxBytes/deadFraction && !stuck {
 			if seg := s.mostDeadLocked(); seg != nil {
 				s.mu.Unlock()
 				s.compact(seg)
@@ -648,20 +689,19 @@ func (s *Store) evict() {
 				continue
 			}
 		}
-		if over > 0 {
-			vs = s.lru.pickVictims(over, evictBatch, expiredWindow, s.now().UnixNano())
-		}
+		vs := s.lru.pickVictims(over, s.opts.MaxBytes/evictSlackDiv, evictBatch, expiredWindow, s.now().UnixNano())
 		s.mu.Unlock()
 		if len(vs) == 0 {
-			return
+			return false
 		}
 		n, err := s.removeEntries(vs)
 		s.evictions.Add(int64(n))
 		if err != nil {
 			s.log.Error("storage: eviction failed", "err", err)
-			return
+			return false
 		}
 	}
+	return false
 }
 
 // Keys calls fn for every indexed key in key order until fn returns false.

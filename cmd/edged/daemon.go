@@ -657,6 +657,7 @@ func cacheConfig(cfg *config.Config, disk *storage.Store, reg prometheus.Registe
 		TagHeaders:          cfg.Purge.TagHeaders,
 		DiskAdmission:       cfg.Cache.Disk.Admission,
 		DiskAdmitLargerThan: diskAdmitLargerThan(cfg.Cache.Disk.AdmitLargerThan.Int64()),
+		DiskAdmitWindow:     cfg.Cache.Disk.AdmitWindow,
 		MaxBytes:            cfg.Cache.Memory.MaxBytes.Int64(),
 		MaxObjectBytes:      cfg.Cache.Memory.MaxObjectBytes.Int64(),
 		FillTimeout:         cfg.Cache.FillTimeout.Std(),

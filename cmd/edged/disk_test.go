@@ -88,8 +88,8 @@ func writeConfig(t *testing.T, yaml string) string {
 const smallMemory = "cache:\n  memory:\n    max_object_bytes: 64KiB\n"
 
 // alwaysAdmit, appended to a cache section, writes every fill to disk (the
-// default, second-hit, writes on the second request): for tests of what
-// the disk keeps rather than of what it admits.
+// default, stated where a test depends on it rather than on what the disk
+// admits).
 const alwaysAdmit = "  disk:\n    admission: always\n"
 
 func TestRestartKeepsCacheWarm(t *testing.T) {

@@ -75,7 +75,7 @@ func TestDefaultValues(t *testing.T) {
 			FillTimeout:        config.Duration(60 * time.Second),
 			RangeForwardOffset: 16 << 20,
 			Memory:             config.Memory{MaxBytes: 256 << 20, MaxObjectBytes: 8 << 20},
-			Disk: config.Disk{Enabled: true, MaxBytes: 10 << 30, Fsync: "never", Admission: "always", AdmitLargerThan: 1 << 20,
+			Disk: config.Disk{Enabled: true, MaxBytes: 10 << 30, Fsync: "never", Admission: "always", AdmitLargerThan: 1 << 20, AdmitWindow: 1 << 20,
 				WarmStart: true, WarmStartTimeout: config.Duration(10 * time.Second), WarmStartRate: 50 << 20,
 				PackBelow: 256 << 10, SegmentBytes: 8 << 20},
 		},
@@ -672,6 +672,12 @@ func TestParseErrors(t *testing.T) {
 			yaml: "server:\n  max_header_bytes: 512B\n",
 			want: `edged.yaml:2: server.max_header_bytes: must be between 1KiB and 16MiB, got 512B`,
 			line: 2, path: "server.max_header_bytes",
+		},
+		{
+			name: "admit_window too small",
+			yaml: "cache:\n  disk:\n    admit_window: 10\n",
+			want: `edged.yaml:3: cache.disk.admit_window: must be between 1024 and 16777216, got 10`,
+			line: 3, path: "cache.disk.admit_window",
 		},
 		{
 			name: "zero idle timeout",

@@ -405,8 +405,12 @@ func (h *Handler) serveCached(st *requestState) {
 		Site:       s.Site.Name,
 	}
 	if h.cluster != nil && s.Peer == "" {
-		if owner, ok := h.cluster.Owner(s.Key); ok {
-			st.pf = peerFill{st: st, owner: owner, origin: origin}
+		owner, ok := h.cluster.Owner(s.Key)
+		if sliced := st.creq.Slice > 0; ok || sliced {
+			if !ok {
+				owner = ""
+			}
+			st.pf = peerFill{st: st, owner: owner, sliced: sliced, origin: origin}
 			st.creq.Origin, st.creq.Replicas = &st.pf, h.cluster
 		}
 	}

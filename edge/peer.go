@@ -57,29 +57,47 @@ func deletePeerFields(hd http.Header) {
 // peerFill is the cache.Origin of a fill whose key a peer owns: it asks
 // the owner, and the site's origin when the owner cannot be reached or
 // answers with a copy a purge applied here has overtaken.
+//
+// On a sliced site each slice has an owner of its own (sliceOwnerKey), so
+// the slices of one large object spread over the PoP as nginx's slice
+// module behind a consistent hash spreads them: peerFill is then the
+// origin of every fill of the request, and a slice this node owns goes to
+// the site's origin.
 type peerFill struct {
 	st     *requestState
-	owner  string
+	owner  string // the key's owner; "" when this node owns it
+	sliced bool
 	origin cache.Origin
 }
+
+// sliceOwnerKey is the key whose owner fills the slice of key asked with
+// Range rng ("bytes=A-B", the same on every node for a given slice size).
+func sliceOwnerKey(key, rng string) string { return key + "\x00" + rng }
 
 // Send implements cache.Origin.
 func (p *peerFill) Send(out *http.Request, routeKey string) (*http.Response, string, error) {
 	st := p.st
 	h := st.h
+	owner := p.owner
+	if p.sliced && st.fetch.Range != "" {
+		owner, _ = h.cluster.Owner(sliceOwnerKey(st.s.Key, st.fetch.Range))
+	}
+	if owner == "" {
+		return p.origin.Send(out, routeKey) // this node's own key or slice
+	}
 	req := h.peerRequest(out.Context(), &st.s, &st.fetch)
 	start := h.now()
-	resp, err := h.cluster.Fetch(p.owner, req)
+	resp, err := h.cluster.Fetch(owner, req)
 	if err != nil {
 		h.peerFallback("unreachable")
-		h.log.Debug("peer fetch failed; asking the origin", "peer", p.owner, "key", st.s.Key, "err", err)
+		h.log.Debug("peer fetch failed; asking the origin", "peer", owner, "key", st.s.Key, "err", err)
 		return p.origin.Send(out, routeKey)
 	}
 	if resp.Header.Get(PeerField) == peerRefused {
 		// Misconfigured (a token differs): the owner took nothing.
 		resp.Body.Close()
 		h.peerFallback("refused")
-		h.log.Warn("peer refused a peer fetch; asking the origin", "peer", p.owner, "status", resp.StatusCode)
+		h.log.Warn("peer refused a peer fetch; asking the origin", "peer", owner, "status", resp.StatusCode)
 		return p.origin.Send(out, routeKey)
 	}
 	age, _ := strconv.ParseInt(resp.Header.Get(peerAgeField), 10, 64)
@@ -96,7 +114,7 @@ func (p *peerFill) Send(out *http.Request, routeKey string) (*http.Response, str
 	}
 	deletePeerFields(resp.Header)
 	dropLastVia(resp.Header) // the owner's: this node adds its own, as if it had filled
-	return resp, cache.PeerPrefix + p.owner, nil
+	return resp, cache.PeerPrefix + owner, nil
 }
 
 // peerRequest builds the request a fill sends to the peer owning its key

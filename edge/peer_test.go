@@ -26,12 +26,14 @@ import (
 // the peers' listeners (package lb/cluster, tested with the real
 // membership engine in cmd/edged, does the same over gossip).
 type testCluster struct {
-	self   string
-	owner  atomic.Pointer[string]
-	addrs  map[string]string // peer name → peer listener address
-	hot    atomic.Bool       // Admit's answer
-	admits atomic.Int32
-	tr     *http.Transport
+	self  string
+	owner atomic.Pointer[string]
+	// ownerOf, when set, names each key's owner instead of owner.
+	ownerOf atomic.Pointer[func(string) string]
+	addrs   map[string]string // peer name → peer listener address
+	hot     atomic.Bool       // Admit's answer
+	admits  atomic.Int32
+	tr      *http.Transport
 }
 
 func newTestCluster(self string) *testCluster {
@@ -42,11 +44,17 @@ func newTestCluster(self string) *testCluster {
 
 func (c *testCluster) setOwner(name string) { c.owner.Store(&name) }
 func (c *testCluster) Self() string         { return c.self }
-func (c *testCluster) Owner(string) (string, bool) {
+func (c *testCluster) Owner(key string) (string, bool) {
 	o := *c.owner.Load()
+	if f := c.ownerOf.Load(); f != nil {
+		o = (*f)(key)
+	}
 	return o, o != c.self
 }
-func (c *testCluster) Admit(string) bool { c.admits.Add(1); return c.hot.Load() }
+
+// setOwnerOf makes f decide every key's owner (over setOwner's).
+func (c *testCluster) setOwnerOf(f func(key string) string) { c.ownerOf.Store(&f) }
+func (c *testCluster) Admit(string) bool                    { c.admits.Add(1); return c.hot.Load() }
 func (c *testCluster) Fetch(peer string, req *http.Request) (*http.Response, error) {
 	addr, ok := c.addrs[peer]
 	if !ok {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -843,5 +844,46 @@ func TestSliceInvalidatedAfterRestart(t *testing.T) {
 	}
 	if got := o.rangesOf(path); len(got) != 4 { // the POST, then 3 slices
 		t.Errorf("after the POST the origin served %q, want all 3 slices again", got)
+	}
+}
+
+// In a PoP each slice has an owner of its own, so one large object's
+// slices spread over the nodes: a node fills the slices it owns from the
+// origin and asks the owners of the others, and the origin serves each
+// slice once for the PoP whichever node the client asks.
+func TestSlicesSpreadOverPoP(t *testing.T) {
+	const slice = 256 << 10
+	path := "/range/1000000"
+	o := newSliceOrigin(t)
+	a := newPeerNodeSite(t, "edged-a", o.URL, "", nil, slicing(slice))
+	b := newPeerNodeSite(t, "edged-b", o.URL, "", nil, slicing(slice))
+	pop(a, b)
+	owner := func(key string) string { // slice 0 is a's, the others and whole keys b's
+		if strings.HasSuffix(key, "\x00bytes=0-262143") {
+			return "edged-a"
+		}
+		return "edged-b"
+	}
+	a.cluster.setOwnerOf(owner)
+	b.cluster.setOwnerOf(owner)
+	for i, base := range []string{a.client, b.client, a.client} {
+		resp, body := sliceGet(t, base, "GET", path, "Range", "bytes=200000-599999") // slices 0, 1 and 2
+		if resp.StatusCode != 206 || len(body) != 400000 {
+			t.Fatalf("request %d: %d with %d bytes", i+1, resp.StatusCode, len(body))
+		}
+		wantGen(t, body, 1, 200000)
+	}
+	got := o.rangesOf(path)
+	slices.Sort(got)
+	if want := []string{"bytes=0-262143", "bytes=262144-524287", "bytes=524288-786431"}; !slices.Equal(got, want) {
+		t.Errorf("the origin served %q, want each of the three slices once", got)
+	}
+	// b filled slices 1 and 2 for a (misses it answered as their owner,
+	// once each); a answered b's request for slice 0 from its own store.
+	if n, _ := testkit.Metric(t, b.reg, "edged_peer_requests_total", "cache", "miss"); n != 2 {
+		t.Errorf("b filled %v slices as their owner, want 2", n)
+	}
+	if n, _ := testkit.Metric(t, a.reg, "edged_peer_requests_total", "cache", "hit"); n < 1 {
+		t.Errorf("a answered %v peer fetches from its store, want slice 0 at least once", n)
 	}
 }

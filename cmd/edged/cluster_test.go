@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -454,5 +457,65 @@ func TestMetricsDocumented(t *testing.T) {
 	}
 	if len(seen) < 20 {
 		t.Fatalf("only %d edged_ series exported: %v", len(seen), seen)
+	}
+}
+
+// A PoP on real gossip serving a sliced site: the slices of one large
+// object are owned across the nodes (each by the owner of its own ring
+// key), and the origin serves each slice once for the PoP whichever node
+// the clients ask.
+func TestPoPSlicesSpread(t *testing.T) {
+	const size, nSlices = 4 << 20, 16 // 256 KiB slices
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i*7 + i>>11)
+	}
+	var mu sync.Mutex
+	ranges := map[string]int{}
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ranges[r.Header.Get("Range")]++
+		mu.Unlock()
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+	}))
+	defer o.Close()
+	site := fmt.Sprintf("sites:\n  - name: s\n    hosts: [\"*\"]\n    origins:\n      - url: %s\n    cache:\n      slice: 256KiB\n", o.URL)
+	var nodes []*popNode
+	join := ""
+	for _, name := range []string{"pop-a", "pop-b"} {
+		l, _, stop := runDaemon(t, "-config", writeConfig(t, clusterYAML(name, join, site)))
+		t.Cleanup(stop)
+		nodes = append(nodes, &popNode{name: name, l: l, stop: stop})
+		join = cmp.Or(join, l.Gossip)
+	}
+	for _, nd := range nodes {
+		waitMembers(t, nd.l.Admin, len(nodes))
+	}
+	for _, nd := range nodes {
+		resp, b := fetchHost(t, "http://"+nd.l.Edge+"/big", "cdn.example")
+		if resp.StatusCode != 200 || b != string(data) {
+			t.Fatalf("%s: %d with %d bytes, want the %d-byte object", nd.name, resp.StatusCode, len(b), size)
+		}
+	}
+	mu.Lock()
+	if len(ranges) != nSlices {
+		t.Errorf("the origin was asked for %d different ranges, want the %d slices: %v", len(ranges), nSlices, ranges)
+	}
+	for rng, n := range ranges {
+		if n != 1 {
+			t.Errorf("the origin served %q %d times, want once for the PoP", rng, n)
+		}
+	}
+	mu.Unlock()
+	// pop-b filled the slices it owns for pop-a's request; pop-a answered
+	// pop-b's request for the slices it owns from its own store.
+	for i, c := range []string{"hit", "miss"} {
+		_, m := fetch(t, "http://"+nodes[i].l.Admin+"/metrics")
+		if n := metricOr0(m, `edged_peer_requests_total{cache="`+c+`",site="s"}`); n == 0 || n == nSlices {
+			t.Errorf("%s answered %v of the %d slices as their owner (%s): the slices are not spread", nodes[i].name, n, nSlices, c)
+		}
 	}
 }

@@ -176,3 +176,85 @@ func TestDoorkeeperForgets(t *testing.T) {
 		t.Error("an unknown admission was accepted")
 	}
 }
+
+// versionOrigin answers every path with "v" and its version, cacheable
+// for an hour.
+type versionOrigin struct{ v atomic.Int32 }
+
+func (o *versionOrigin) Send(out *http.Request, _ string) (*http.Response, string, error) {
+	b := "v" + strconv.Itoa(int(o.v.Load()))
+	return &http.Response{StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Cache-Control": {"max-age=3600"}}, Body: io.NopCloser(strings.NewReader(b)),
+		ContentLength: int64(len(b)), Request: out}, "o", nil
+}
+
+// A newer version filled into memory but not written to disk (not
+// admitted, or its write-behind skipped) drops the disk tier's older
+// one: once memory let the newer go, the older, still fresh by its own
+// headers, must not be found on disk and served again.
+func TestSupersededDiskVersionDropped(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode string
+		busy bool // every write-behind slot taken
+	}{
+		{"not admitted", AdmitOff, false},
+		{"write-behind skipped", AdmitAlways, true},
+		{"written", AdmitAlways, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			disk, err := storage.Open(storage.Options{Dir: dir, Fsync: storage.FsyncNever})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer disk.Close()
+			o := &versionOrigin{}
+			o.v.Store(1)
+			first, err := New(Config{Disk: disk, DiskAdmission: AdmitAlways, Registerer: prometheus.NewRegistry()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			get(t, first, o, "/p")
+			if !onDisk(t, first, disk, "/p") {
+				t.Fatal("v1 not on disk")
+			}
+			first.Close()
+
+			c, err := New(Config{Disk: disk, DiskAdmission: tc.mode, WriteBehind: 1, Registerer: prometheus.NewRegistry()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if tc.busy {
+				c.writeSlots <- struct{}{}
+				defer func() { <-c.writeSlots }()
+			}
+			o.v.Store(2)
+			r := flightRequest(o, "/p")
+			r.In.Header.Set("Cache-Control", "no-cache") // the client asks past the stored v1
+			res, err := c.Get(context.Background(), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body.NewReader(0, -1))
+			res.Body.Close()
+			if string(b) != "v2" {
+				t.Fatalf("the refetch answered %q, want v2", b)
+			}
+			c.writers.Wait()
+			obj, err := disk.Get("http://example.com/p")
+			if err != nil {
+				if tc.name == "written" {
+					t.Fatalf("v2 not on disk: %v", err)
+				}
+				return // the older version is gone: nothing stale to find
+			}
+			defer obj.Close()
+			got, _ := obj.ReadAll()
+			if e, derr := decodeEntry(obj.Meta.Header); derr != nil || string(got) != "v2" {
+				t.Errorf("disk holds %q (entry %v, %v) after v2 was filled: the superseded version stayed", got, e != nil, derr)
+			}
+		})
+	}
+}

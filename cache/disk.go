@@ -178,6 +178,7 @@ func (c *Cache) writeBehind(d *storage.Store, e *Entry, start uint64) {
 	case c.writeSlots <- struct{}{}:
 	default:
 		c.m.diskWrites.WithLabelValues("skipped").Inc()
+		dropSuperseded(d, e.Key)
 		return
 	}
 	c.writers.Add(1)
@@ -327,4 +328,15 @@ func (c *Cache) warnDisk(msg string, args ...any) {
 	c.diskErr.last, c.diskErr.suppressed = now, 0
 	c.diskErr.mu.Unlock()
 	c.log.Warn(msg, append(args, "suppressed_since_last", n)...)
+}
+
+// dropSuperseded deletes the disk tier's version of key, if it has one,
+// when a newer version filled into memory will not be written there
+// (write-behind skipped, or not admitted): otherwise, once memory evicted
+// the newer one, the older would be found on disk and served again,
+// while still fresh by its own headers.
+func dropSuperseded(d *storage.Store, key string) {
+	if d.MayHave(key) {
+		d.Delete(key)
+	}
 }

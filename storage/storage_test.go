@@ -1039,3 +1039,20 @@ func TestDeleteKeysAndUpdateMeta(t *testing.T) {
 		t.Errorf("%d tagged keys, %d objects left, want 500", len(left), s.Stats().Objects)
 	}
 }
+
+// MayHave answers from the in-memory index: true for a stored key, false
+// for one never stored or deleted (once the index is loaded).
+func TestMayHave(t *testing.T) {
+	s := openStore(t, storage.Options{Dir: t.TempDir(), Fsync: storage.FsyncNever})
+	s.WaitLoaded()
+	put(t, s, "k", body(100, 1))
+	if !s.MayHave("k") || s.MayHave("absent") {
+		t.Fatalf("MayHave: k %v, absent %v", s.MayHave("k"), s.MayHave("absent"))
+	}
+	if err := s.Delete("k"); err != nil {
+		t.Fatal(err)
+	}
+	if s.MayHave("k") {
+		t.Error("MayHave is true for a deleted key")
+	}
+}

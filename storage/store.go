@@ -540,6 +540,20 @@ func (s *Store) Delete(key string) error {
 	return nil
 }
 
+// MayHave reports whether key may have a version in the store: false
+// only when the in-memory index, once loaded, has no entry for it. It
+// costs a map lookup, no index transaction, so a caller can skip a Delete
+// of what is not there.
+func (s *Store) MayHave(key string) bool {
+	if !s.isLoaded() {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.lru.m[key]
+	return ok
+}
+
 // deleteRecord removes key's record and tag rows inside tx if its blob id is
 // id (0 matches any). It returns the removed record, or nil. An undecodable
 // record is removed too (with nil returned).

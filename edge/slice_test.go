@@ -735,16 +735,23 @@ func TestSliceRule(t *testing.T) {
 	}
 }
 
+// slicedPoP is a slice origin and two peer nodes of one PoP in front of
+// it, slicing at 256 KiB.
+func slicedPoP(t *testing.T) (*sliceOrigin, *peerNode, *peerNode) {
+	t.Helper()
+	o := newSliceOrigin(t)
+	a := newPeerNodeSite(t, "edged-a", o.URL, "", nil, slicing(256<<10))
+	b := newPeerNodeSite(t, "edged-b", o.URL, "", nil, slicing(256<<10))
+	pop(a, b)
+	return o, a, b
+}
+
 // In a PoP, a slice fill goes to the key's owner with its Range, and the
 // owner answers it from its own slices: the origin serves each slice
 // once for the PoP.
 func TestSlicePeerHop(t *testing.T) {
-	const slice = 256 << 10
 	path := "/range/1000000"
-	o := newSliceOrigin(t)
-	a := newPeerNodeSite(t, "edged-a", o.URL, "", nil, slicing(slice))
-	b := newPeerNodeSite(t, "edged-b", o.URL, "", nil, slicing(slice))
-	pop(a, b)
+	o, a, b := slicedPoP(t)
 	a.cluster.setOwner("edged-b")
 	b.cluster.setOwner("edged-b")
 	for i, base := range []string{a.client, b.client, a.client} {
@@ -852,12 +859,8 @@ func TestSliceInvalidatedAfterRestart(t *testing.T) {
 // origin and asks the owners of the others, and the origin serves each
 // slice once for the PoP whichever node the client asks.
 func TestSlicesSpreadOverPoP(t *testing.T) {
-	const slice = 256 << 10
 	path := "/range/1000000"
-	o := newSliceOrigin(t)
-	a := newPeerNodeSite(t, "edged-a", o.URL, "", nil, slicing(slice))
-	b := newPeerNodeSite(t, "edged-b", o.URL, "", nil, slicing(slice))
-	pop(a, b)
+	o, a, b := slicedPoP(t)
 	owner := func(key string) string { // slice 0 is a's, the others and whole keys b's
 		if strings.HasSuffix(key, "\x00bytes=0-262143") {
 			return "edged-a"

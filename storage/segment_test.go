@@ -338,6 +338,10 @@ func TestBackgroundLoad(t *testing.T) {
 	s := openStore(t, opts)
 	old := bytes.Repeat([]byte("b"), 100)
 	loadedEarly := s.Stats().Loaded
+	// MayHave answers from the index file while the load runs.
+	if !s.MayHave(key(7)) || s.MayHave("https://example.com/absent") {
+		t.Errorf("MayHave while loading (loaded %v): stored %v, absent %v", s.Stats().Loaded, s.MayHave(key(7)), s.MayHave("https://example.com/absent"))
+	}
 	for i := 0; i < n; i += 1000 {
 		switch i / 1000 % 4 {
 		case 0:

@@ -540,13 +540,22 @@ func (s *Store) Delete(key string) error {
 	return nil
 }
 
-// MayHave reports whether key may have a version in the store: false
-// only when the in-memory index, once loaded, has no entry for it. It
-// costs a map lookup, no index transaction, so a caller can skip a Delete
-// of what is not there.
+// MayHave reports whether key may have a version in the store, so a
+// caller can skip a Delete of what is not there. It costs a map lookup in
+// the in-memory index, or while that loads a read of the index (no write
+// transaction); a version committed concurrently may or may not be seen.
 func (s *Store) MayHave(key string) bool {
 	if !s.isLoaded() {
-		return true
+		if s.begin() != nil {
+			return false // closed: there is nothing to delete from
+		}
+		defer s.end()
+		found := true // an unreadable index: let the Delete find out
+		s.db.View(func(tx *bolt.Tx) error {
+			found = tx.Bucket(bucketObjects).Get([]byte(key)) != nil
+			return nil
+		})
+		return found
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

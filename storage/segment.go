@@ -3,7 +3,6 @@ package storage
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -109,6 +108,21 @@ func (s *Store) reserve(n int64) (*segment, int64, error) {
 	emptied := s.takeEmptiedLocked()
 	s.mu.Unlock()
 	s.deleteSegments(emptied)
+	return seg, off, nil
+}
+
+// appendPacked reserves room for body in the active segment and writes
+// it there. The segment stays pinned: the caller unpins it once its index
+// commit is done.
+func (s *Store) appendPacked(body []byte) (*segment, int64, error) {
+	seg, off, err := s.reserve(int64(len(body)))
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, err := seg.f.WriteAt(body, off); err != nil {
+		s.unpin(seg)
+		return nil, 0, fmt.Errorf("storage: writing segment: %w", err)
+	}
 	return seg, off, nil
 }
 
@@ -325,8 +339,7 @@ func (s *Store) relocate(seg *segment, key string, id uint64) error {
 		return err
 	}
 	o := &Object{Meta: Meta{Key: key, Size: r.size}, s: s, id: r.id, seg: seg, base: r.off, f: seg.f, blockSize: r.blockSize, crcs: r.crcs}
-	body := make([]byte, r.size)
-	_, err = io.ReadFull(o.NewReader(0, r.size), body)
+	body, err := o.ReadAll()
 	s.releaseSegment(seg)
 	if errors.Is(err, ErrCorrupt) {
 		return nil // dropped
@@ -334,14 +347,11 @@ func (s *Store) relocate(seg *segment, key string, id uint64) error {
 	if err != nil {
 		return err
 	}
-	to, off, err := s.reserve(r.size)
+	to, off, err := s.appendPacked(body)
 	if err != nil {
 		return err
 	}
 	defer s.unpin(to)
-	if _, err := to.f.WriteAt(body, off); err != nil {
-		return fmt.Errorf("storage: writing segment: %w", err)
-	}
 	nr := *r
 	if nr.id, err = s.newID(); err != nil {
 		return err

@@ -674,8 +674,8 @@ func (s *Store) evict() {
 	}
 }
 
-// evictedHook, when set (by tests, before any store is opened), runs when
-// an evictor finds the store within budget, still holding evictMu.
+// evictedHook, when set (by tests, while no eviction runs), runs when an
+// evictor finds the store within budget, still holding evictMu.
 var evictedHook func()
 
 // overBudget reports whether the stored and dead bytes exceed MaxBytes.

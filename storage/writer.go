@@ -309,14 +309,11 @@ func (w *Writer) Commit(meta Meta) (err error) {
 // commit ever writes, so an index entry names either nothing or this body.
 func (w *Writer) commitPacked(rec *record) (*record, error) {
 	s := w.s
-	seg, off, err := s.reserve(rec.size)
+	seg, off, err := s.appendPacked(w.buf)
 	if err != nil {
 		return nil, err
 	}
 	defer s.unpin(seg)
-	if _, err := seg.f.WriteAt(w.buf, off); err != nil {
-		return nil, fmt.Errorf("storage: writing segment: %w", err)
-	}
 	rec.seg, rec.off = seg.id, off
 	return s.indexVersion(rec, encodeRecord(nil, rec), seg)
 }

@@ -178,13 +178,22 @@ func TestDoorkeeperForgets(t *testing.T) {
 }
 
 // versionOrigin answers every path with "v" and its version, cacheable
-// for an hour.
-type versionOrigin struct{ v atomic.Int32 }
+// for an hour, with etag as its ETag when set.
+type versionOrigin struct {
+	v    atomic.Int32
+	sent atomic.Int32
+	etag string
+}
 
 func (o *versionOrigin) Send(out *http.Request, _ string) (*http.Response, string, error) {
+	o.sent.Add(1)
 	b := "v" + strconv.Itoa(int(o.v.Load()))
+	h := http.Header{"Cache-Control": {"max-age=3600"}}
+	if o.etag != "" {
+		h.Set("ETag", o.etag)
+	}
 	return &http.Response{StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: http.Header{"Cache-Control": {"max-age=3600"}}, Body: io.NopCloser(strings.NewReader(b)),
+		Header: h, Body: io.NopCloser(strings.NewReader(b)),
 		ContentLength: int64(len(b)), Request: out}, "o", nil
 }
 
@@ -254,6 +263,80 @@ func TestSupersededDiskVersionDropped(t *testing.T) {
 			got, _ := obj.ReadAll()
 			if e, derr := decodeEntry(obj.Meta.Header); derr != nil || string(got) != "v2" {
 				t.Errorf("disk holds %q (entry %v, %v) after v2 was filled: the superseded version stayed", got, e != nil, derr)
+			}
+		})
+	}
+}
+
+// A newer version that memory drops before its write-behind has landed
+// must not let the older version on disk, still fresh by its own
+// headers, be served after it: a fill of a changed representation drops
+// the disk's version before it enters memory, and the next request is
+// filled again. A refill of the same representation (same ETag) keeps
+// the disk copy, which is then served without asking the origin.
+func TestChangedDiskVersionDroppedBeforeNewerServed(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		etag    string // the origin's ETag for every version; "" sends none
+		want    string // the answer after memory dropped v2, its copy pending
+		fetches int32  // origin requests in all
+	}{
+		{"changed, no validators", "", "v3", 3},
+		{"same ETag", `"same"`, "v1", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			disk, err := storage.Open(storage.Options{Dir: dir, Fsync: storage.FsyncNever})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer disk.Close()
+			o := &versionOrigin{etag: tc.etag}
+			o.v.Store(1)
+			first, err := New(Config{Disk: disk, Registerer: prometheus.NewRegistry()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			get(t, first, o, "/p")
+			if !onDisk(t, first, disk, "/p") {
+				t.Fatal("v1 not on disk")
+			}
+			first.Close()
+
+			c, err := New(Config{Disk: disk, Registerer: prometheus.NewRegistry()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			started, release := make(chan struct{}, 4), make(chan struct{})
+			c.beforeWriteBehind = func() { started <- struct{}{}; <-release }
+			read := func(r *Request) string {
+				t.Helper()
+				res, err := c.Get(context.Background(), r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer res.Body.Close()
+				b, _ := io.ReadAll(res.Body.NewReader(0, -1))
+				return string(b)
+			}
+			o.v.Store(2)
+			r := flightRequest(o, "/p")
+			r.In.Header.Set("Cache-Control", "no-cache") // the client asks past the stored v1
+			if got := read(r); got != "v2" {
+				t.Fatalf("the refetch answered %q, want v2", got)
+			}
+			<-started // v2's copy to disk is under way, and held
+			c.mem.del("http://example.com/p")
+			o.v.Store(3)
+			got := read(flightRequest(o, "/p"))
+			close(release)
+			c.writers.Wait()
+			if got != tc.want {
+				t.Errorf("after memory let v2 go, its disk copy pending: answered %q, want %q", got, tc.want)
+			}
+			if n := o.sent.Load(); n != tc.fetches {
+				t.Errorf("origin asked %d times, want %d", n, tc.fetches)
 			}
 		})
 	}

@@ -119,6 +119,10 @@ type Cache struct {
 	tracer        trace.Tracer // nil: tracing off
 	log           *slog.Logger
 	now           func() time.Time
+
+	// beforeWriteBehind, when set (tests only), runs as a write-behind
+	// copy starts.
+	beforeWriteBehind func()
 }
 
 // New returns a Cache built from cfg.

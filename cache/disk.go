@@ -184,6 +184,9 @@ func (c *Cache) writeBehind(d *storage.Store, e *Entry, start uint64) {
 	c.writers.Add(1)
 	go func() {
 		defer func() { <-c.writeSlots; c.writers.Done() }()
+		if c.beforeWriteBehind != nil {
+			c.beforeWriteBehind()
+		}
 		w, err := d.Create(e.Key)
 		if err != nil {
 			c.m.diskWrites.WithLabelValues("error").Inc()
@@ -339,4 +342,46 @@ func dropSuperseded(d *storage.Store, key string) {
 	if d.MayHave(key) {
 		d.Delete(key)
 	}
+}
+
+// dropChanged deletes the disk tier's version of e's key when it holds a
+// different representation than e (see sameRepresentation), before e
+// enters memory. Otherwise the disk's older version, still fresh by its
+// own headers, could be served after e was: memory may evict e, or its
+// admission refuse it, before e's write-behind lands (milliseconds), or
+// e may never be written (skipped, not admitted). Until e lands, requests
+// then miss and are filled again, coalesced as usual. A refill of the same
+// representation (the common case: an expired object refetched unchanged)
+// keeps the disk copy, and a first fill costs a map lookup.
+func dropChanged(d *storage.Store, e *Entry) {
+	if !d.MayHave(e.Key) {
+		return
+	}
+	obj, err := d.Peek(e.Key)
+	if err != nil {
+		return // gone, or unreadable: nothing older will be served
+	}
+	old, derr := decodeEntry(obj.Meta.Header)
+	size := obj.Meta.Size
+	obj.Close()
+	if derr == nil && sameRepresentation(old, size, e) {
+		return
+	}
+	d.Delete(e.Key)
+}
+
+// sameRepresentation reports whether a stored entry (of body size size)
+// and a new fill e are the same representation, as far as their
+// validators tell: the same status and ETag; without ETags, the same
+// Last-Modified and length. Without either there is no telling, and the
+// answer is no.
+func sameRepresentation(old *Entry, size int64, e *Entry) bool {
+	if old.Status != e.Status || old.Marker {
+		return false
+	}
+	if et := e.Header.Get("ETag"); et != "" || old.Header.Get("ETag") != "" {
+		return et == old.Header.Get("ETag")
+	}
+	lm := e.Header.Get("Last-Modified")
+	return lm != "" && lm == old.Header.Get("Last-Modified") && size == int64(len(e.Body))
 }

@@ -450,6 +450,12 @@ func (c *Cache) storeFilled(e *Entry, start uint64, alts []*Entry) bool {
 	if !c.admitDisk(e, int64(len(e.Body)), start, alts) {
 		how = putFillMemory // not admitted to disk (yet: see admitOnHit)
 	}
+	if d := c.diskStore(); d != nil {
+		for _, a := range alts {
+			dropChanged(d, a)
+		}
+		dropChanged(d, e)
+	}
 	if !c.unlessInvalidated(e, start, func() {
 		for _, a := range alts {
 			c.putAll(a, how, start)

@@ -205,7 +205,7 @@ func TestSupersededDiskVersionDropped(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mode string
-		busy bool // every write-behind slot taken
+		busy bool // the write-behind queue full
 	}{
 		{"not admitted", AdmitOff, false},
 		{"write-behind skipped", AdmitAlways, true},
@@ -236,8 +236,10 @@ func TestSupersededDiskVersionDropped(t *testing.T) {
 			}
 			defer c.Close()
 			if tc.busy {
-				c.writeSlots <- struct{}{}
-				defer func() { <-c.writeSlots }()
+				if !c.writeQ.take(0) {
+					t.Fatal("the write queue is full before the test")
+				}
+				defer c.writeQ.done(0)
 			}
 			o.v.Store(2)
 			r := flightRequest(o, "/p")

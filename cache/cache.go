@@ -63,10 +63,14 @@ type Config struct {
 	// TagHeaders are the response fields purge tags are read from. Nil
 	// means Surrogate-Key and Cache-Tag.
 	TagHeaders []string
-	// WriteBehind bounds the concurrent background copies of memory-filled
-	// entries to the disk tier; when all are busy a copy is skipped. Zero
-	// means 16.
+	// WriteBehind bounds the background copies of memory-filled entries to
+	// the disk tier pending at once; beyond it, or beyond
+	// WriteBehindBytes, a copy is skipped. Zero means 1024.
 	WriteBehind int
+	// WriteBehindBytes bounds the body bytes those pending copies hold in
+	// memory (a body memory did not keep is held only by its copy). Zero
+	// means 64 MiB.
+	WriteBehindBytes int64
 	// DiskAdmission decides which fills the disk tier takes: "always"
 	// (every storable fill; "" means this), "second-hit" (an object's
 	// second request within DiskAdmitWindow requests, counted on fills and
@@ -107,7 +111,8 @@ type Cache struct {
 	// and its copy into memory.
 	beforePromote func()
 	diskErr       diskErrors
-	writeSlots    chan struct{}
+	writeQ        writeQueue
+	writeBatch    batchWindow
 	writers       sync.WaitGroup
 	verifyLimit   int64
 	rangeFwd      int64
@@ -140,7 +145,10 @@ func New(cfg Config) (*Cache, error) {
 		cfg.VerifyLimit = 32 << 20
 	}
 	if cfg.WriteBehind == 0 {
-		cfg.WriteBehind = 16
+		cfg.WriteBehind = 1024
+	}
+	if cfg.WriteBehindBytes == 0 {
+		cfg.WriteBehindBytes = 64 << 20
 	}
 	if cfg.TagHeaders == nil {
 		cfg.TagHeaders = []string{"Surrogate-Key", "Cache-Tag"}
@@ -189,7 +197,8 @@ func New(cfg Config) (*Cache, error) {
 		mem:         mem,
 		reg:         cfg.Registerer,
 		inval:       invalidations{ttl: 2 * cfg.FillTimeout},
-		writeSlots:  make(chan struct{}, cfg.WriteBehind),
+		writeQ:      writeQueue{maxN: cfg.WriteBehind, maxBytes: cfg.WriteBehindBytes},
+		writeBatch:  batchWindow{linger: writeBatchLinger, max: writeBatchMax},
 		verifyLimit: cfg.VerifyLimit,
 		rangeFwd:    cfg.RangeForwardOffset,
 		tagHeaders:  cfg.TagHeaders,

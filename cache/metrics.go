@@ -151,6 +151,7 @@ var diskSeries = []struct {
 	{"edged_disk_compactions_total", "Segments compacted: their remaining bodies moved to the current segment so the segment could be deleted.", true, func(s storage.Stats) float64 { return float64(s.Compactions) }},
 	{"edged_disk_relocated_total", "Bodies compaction moved to another segment (its write amplification).", true, func(s storage.Stats) float64 { return float64(s.Relocated) }},
 	{"edged_disk_segments_deleted_total", "Segment files deleted because no object used them any more.", true, func(s storage.Stats) float64 { return float64(s.SegmentsDeleted) }},
+	{"edged_disk_index_commits_total", "Index transactions that stored objects; each names every object whose commit was waiting for it, so stored writes per transaction is the batching.", true, func(s storage.Stats) float64 { return float64(s.IndexCommits) }},
 	{"edged_disk_index_moved_aside", "1 if the index was unreadable at start and was moved aside (the node started with an empty disk tier).", false, func(s storage.Stats) float64 { return b2f(s.MovedAsideIndex) }},
 }
 

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -17,33 +18,56 @@ import (
 // Like bbolt's Batch, fn may run more than once (when another fn in the same
 // transaction fails, the transaction is retried without it), so it must be
 // idempotent and publish side effects only after groupUpdate returns.
+//
+// A batched commit (Writer.CommitBatched: a copy no client waits for) may
+// also make the leader wait: a leader whose batch holds only batched
+// commits waits up to batchLinger before its transaction, so that batched
+// commits released together (the cache's write-behind window) but
+// scheduled one by one on a busy machine still share it. The wait ends
+// early when any other commit arrives, when maxBatch are pending, or when
+// the store closes.
 type groupCommit struct {
 	running bool
 	pending []*commitReq
+	wake    chan struct{} // set while a leader waits; closing it ends the wait
 }
 
 type commitReq struct {
-	fn   func(*bolt.Tx) error
-	seg  *segment          // a segment to sync before the transaction (FsyncAlways), or nil
-	done chan commitResult // buffered(1)
+	fn      func(*bolt.Tx) error
+	seg     *segment          // a segment to sync before the transaction (FsyncAlways), or nil
+	batched bool              // may wait for others to share its transaction
+	done    chan commitResult // buffered(1)
 }
+
+const (
+	// batchLinger bounds a leader's wait for batched commits.
+	batchLinger = 2 * time.Millisecond
+	// maxBatch pending commits end the wait.
+	maxBatch = 256
+)
 
 type commitResult struct {
 	err  error
 	lead bool // the receiver must now commit the pending queue
 }
 
-func (s *Store) groupUpdate(fn func(*bolt.Tx) error) error { return s.groupUpdateSync(nil, fn) }
+func (s *Store) groupUpdate(fn func(*bolt.Tx) error) error { return s.groupUpdateSync(nil, false, fn) }
 
 // groupUpdateSync is groupUpdate for a commit that names a body packed in
 // seg: under FsyncAlways the leader syncs the segments of its batch (each
 // once) before the transaction, so the index never names a body that a
 // power loss could take back. The caller keeps seg pinned meanwhile.
-func (s *Store) groupUpdateSync(seg *segment, fn func(*bolt.Tx) error) error {
-	req := &commitReq{fn: fn, seg: seg, done: make(chan commitResult, 1)}
+// A batched commit may wait for others to share its transaction (see
+// groupCommit).
+func (s *Store) groupUpdateSync(seg *segment, batched bool, fn func(*bolt.Tx) error) error {
+	req := &commitReq{fn: fn, seg: seg, batched: batched, done: make(chan commitResult, 1)}
 	s.gcMu.Lock()
 	s.gc.pending = append(s.gc.pending, req)
 	if s.gc.running {
+		if s.gc.wake != nil && (!batched || len(s.gc.pending) >= maxBatch) {
+			close(s.gc.wake)
+			s.gc.wake = nil
+		}
 		s.gcMu.Unlock()
 		res := <-req.done
 		if !res.lead {
@@ -52,6 +76,22 @@ func (s *Store) groupUpdateSync(seg *segment, fn func(*bolt.Tx) error) error {
 		s.gcMu.Lock() // we lead now; running stays true
 	}
 	s.gc.running = true
+	if s.lingerLocked() {
+		wake := make(chan struct{})
+		s.gc.wake = wake
+		s.gcMu.Unlock()
+		t := time.NewTimer(batchLinger)
+		select {
+		case <-t.C:
+		case <-wake:
+		case <-s.stop:
+		}
+		t.Stop()
+		s.gcMu.Lock()
+		if s.gc.wake == wake {
+			s.gc.wake = nil
+		}
+	}
 	batch := s.gc.pending
 	s.gc.pending = nil
 	s.gcMu.Unlock()
@@ -68,6 +108,21 @@ func (s *Store) groupUpdateSync(seg *segment, fn func(*bolt.Tx) error) error {
 	return (<-req.done).err
 }
 
+// lingerLocked reports whether the leader should wait for more batched
+// commits: every pending one is batched, fewer than maxBatch are pending,
+// and the store is not closing. Called with gcMu held.
+func (s *Store) lingerLocked() bool {
+	if len(s.gc.pending) >= maxBatch || s.stopping() {
+		return false
+	}
+	for _, r := range s.gc.pending {
+		if !r.batched {
+			return false
+		}
+	}
+	return true
+}
+
 // runBatch commits the requests' functions in one transaction, dropping and
 // failing any function that returns an error (or panics) and retrying the rest.
 func (s *Store) runBatch(batch []*commitReq) {
@@ -77,6 +132,7 @@ func (s *Store) runBatch(batch []*commitReq) {
 	for len(batch) > 0 {
 		failed := -1
 		var ferr error
+		s.indexCommits.Add(1)
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			for i, r := range batch {
 				if err := safeCall(r.fn, tx); err != nil {

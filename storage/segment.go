@@ -362,7 +362,7 @@ func (s *Store) relocate(seg *segment, key string, id uint64) error {
 	mu.Lock()
 	defer mu.Unlock()
 	moved := false
-	err = s.groupUpdateSync(to, func(tx *bolt.Tx) error {
+	err = s.groupUpdateSync(to, false, func(tx *bolt.Tx) error {
 		moved = false
 		objs := tx.Bucket(bucketObjects)
 		v := objs.Get([]byte(key))

@@ -117,6 +117,7 @@ type Stats struct {
 	Compactions            int64 // segments compacted (their live bodies moved on)
 	Relocated              int64 // bodies compaction moved
 	SegmentsDeleted        int64 // segment files deleted (emptied by eviction, purge, overwrite or compaction)
+	IndexCommits           int64 // index transactions of the group commit (each may name many objects)
 }
 
 const (
@@ -182,8 +183,9 @@ type Store struct {
 	stripes [numStripes]sync.Mutex
 	evictMu sync.Mutex
 
-	gcMu sync.Mutex // guards gc
-	gc   groupCommit
+	gcMu         sync.Mutex // guards gc
+	gc           groupCommit
+	indexCommits atomic.Int64
 
 	mu      sync.Mutex // guards everything below
 	lru     *lru
@@ -463,6 +465,7 @@ func (s *Store) Stats() Stats {
 	st.Compactions = s.compactions.Load()
 	st.Relocated = s.relocated.Load()
 	st.SegmentsDeleted = s.segmentsDeleted.Load()
+	st.IndexCommits = s.indexCommits.Load()
 	return st
 }
 

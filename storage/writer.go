@@ -59,6 +59,10 @@ type Writer struct {
 	// to a file in tmp/ like a large body's.
 	buffered bool
 	buf      []byte
+	// pseg and poff: where Prepare wrote the buffered body (pseg pinned
+	// until Commit or Abort takes it over); nil before.
+	pseg *segment
+	poff int64
 }
 
 // Create starts writing a new version of key in tmp/. The version gets a
@@ -96,6 +100,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if err := w.stateErr(); err != nil {
 		return 0, err
 	}
+	if w.pseg != nil {
+		return 0, errors.New("storage: write after Prepare")
+	}
 	off := w.written.Load()
 	if off+int64(len(p)) > w.s.opts.MaxBytes {
 		return 0, ErrTooLarge
@@ -128,7 +135,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 // Later writes append to a copy, never into p.
 func (w *Writer) WriteShared(p []byte) (int, error) {
 	w.mu.Lock()
-	if w.buffered && w.written.Load() == 0 && w.state == wWriting && !w.closed &&
+	if w.buffered && w.written.Load() == 0 && w.state == wWriting && !w.closed && w.pseg == nil &&
 		int64(len(p)) <= w.s.packBelow && int64(len(p)) <= w.s.opts.MaxBytes {
 		w.fmu.Lock()
 		w.buf = p[:len(p):len(p)]
@@ -258,7 +265,15 @@ func (w *Writer) ReadAt(p []byte, off int64) (int, error) {
 // the store is over MaxBytes. Any failure aborts the version. When two
 // versions of a key are committed concurrently, the later index commit wins
 // and the other's blob is deleted.
-func (w *Writer) Commit(meta Meta) (err error) {
+func (w *Writer) Commit(meta Meta) error { return w.commit(meta, false) }
+
+// CommitBatched is Commit for a copy no client waits for (the cache's
+// write-behind): its index transaction may wait up to 2 ms for other
+// batched commits to share it (see groupCommit); any other commit, or
+// Close, ends the wait.
+func (w *Writer) CommitBatched(meta Meta) error { return w.commit(meta, true) }
+
+func (w *Writer) commit(meta Meta, batched bool) (err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.stateErr(); err != nil {
@@ -282,7 +297,7 @@ func (w *Writer) Commit(meta Meta) (err error) {
 	rec := w.indexRecord(meta, size, s.now())
 	var old *record
 	if w.buffered {
-		if old, err = w.commitPacked(rec); err != nil {
+		if old, err = w.commitPacked(rec, batched); err != nil {
 			return err
 		}
 	} else {
@@ -290,7 +305,7 @@ func (w *Writer) Commit(meta Meta) (err error) {
 		if err := w.publishBlob(); err != nil {
 			return err
 		}
-		if old, err = s.indexVersion(rec, enc, nil); err != nil {
+		if old, err = s.indexVersion(rec, enc, nil, batched); err != nil {
 			s.removeBlob(w.id)
 			return err
 		}
@@ -307,15 +322,19 @@ func (w *Writer) Commit(meta Meta) (err error) {
 // it in the index. The body is written (and, under FsyncAlways, synced by
 // the group commit) before the index transaction, into a region no other
 // commit ever writes, so an index entry names either nothing or this body.
-func (w *Writer) commitPacked(rec *record) (*record, error) {
+func (w *Writer) commitPacked(rec *record, batched bool) (*record, error) {
 	s := w.s
-	seg, off, err := s.appendPacked(w.buf)
-	if err != nil {
-		return nil, err
+	seg, off := w.pseg, w.poff
+	if seg == nil {
+		var err error
+		if seg, off, err = s.appendPacked(w.buf); err != nil {
+			return nil, err
+		}
 	}
+	w.pseg = nil // its pin is ours to release now
 	defer s.unpin(seg)
 	rec.seg, rec.off = seg.id, off
-	return s.indexVersion(rec, encodeRecord(nil, rec), seg)
+	return s.indexVersion(rec, encodeRecord(nil, rec), seg, batched)
 }
 
 // checkMeta rejects a commit whose meta disagrees with the size written
@@ -389,11 +408,11 @@ func (w *Writer) publishBlob() error {
 // then in the eviction index, both under the key's stripe lock. It returns
 // the record it replaced, if any; the caller deletes that blob, and on error
 // its own.
-func (s *Store) indexVersion(rec *record, enc []byte, seg *segment) (old *record, err error) {
+func (s *Store) indexVersion(rec *record, enc []byte, seg *segment, batched bool) (old *record, err error) {
 	mu := s.stripe(rec.key)
 	mu.Lock()
 	defer mu.Unlock()
-	err = s.groupUpdateSync(seg, func(tx *bolt.Tx) error {
+	err = s.groupUpdateSync(seg, batched, func(tx *bolt.Tx) error {
 		var err error
 		if old, err = deleteRecord(tx, rec.key, 0); err != nil {
 			return err
@@ -452,6 +471,36 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// Prepare writes a body that Commit would pack into a segment there now,
+// so that Commit only names it in the index: the cache's write-behind
+// prepares its copies one by one and then commits them together, in few
+// index transactions. Nothing may be written after it. A prepared body
+// that is never committed is dead bytes in its segment, reclaimed like
+// those of a replaced one. For a body in a file of its own (larger than
+// PackBelow) it does nothing.
+func (w *Writer) Prepare() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.stateErr(); err != nil {
+		return err
+	}
+	if !w.buffered || w.pseg != nil {
+		return nil
+	}
+	s := w.s
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.end()
+	seg, off, err := s.appendPacked(w.buf)
+	if err != nil {
+		w.abortLocked()
+		return err
+	}
+	w.pseg, w.poff = seg, off
+	return nil
+}
+
 // Abort discards the version: it closes and removes the temporary file.
 // Readers using ReadAt get ErrAborted. Abort is idempotent, and a no-op after
 // a successful Commit (so `defer w.Abort()` is a safe pattern).
@@ -468,6 +517,10 @@ func (w *Writer) Abort() error {
 func (w *Writer) abortLocked() {
 	w.state = wAborted
 	w.aborted.Store(true)
+	if w.pseg != nil {
+		w.s.unpin(w.pseg)
+		w.pseg = nil
+	}
 	w.fmu.Lock()
 	w.buffered, w.buf = false, nil
 	if w.f != nil {

@@ -86,7 +86,7 @@ func newMetrics(reg prometheus.Registerer, mem *memoryTier, disk *storage.Store)
 		}),
 		diskWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edged_disk_writes_total",
-			Help: "Background copies of memory-filled entries to the disk tier, by result (stored, error, skipped when all write slots were busy, invalidated).",
+			Help: "Background copies of memory-filled entries to the disk tier, by result (stored, error, skipped when the write-behind queue was full, invalidated).",
 		}, []string{"result"}),
 	}
 	if reg == nil {

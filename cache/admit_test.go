@@ -197,6 +197,28 @@ func (o *versionOrigin) Send(out *http.Request, _ string) (*http.Response, strin
 		ContentLength: int64(len(b)), Request: out}, "o", nil
 }
 
+// diskWithV1 is a disk tier in a temporary directory holding version 1 of
+// /p from o, stored by a cache that is closed again; o's version is 1.
+func diskWithV1(t *testing.T, o *versionOrigin) *storage.Store {
+	t.Helper()
+	disk, err := storage.Open(storage.Options{Dir: t.TempDir(), Fsync: storage.FsyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { disk.Close() })
+	o.v.Store(1)
+	first, err := New(Config{Disk: disk, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get(t, first, o, "/p")
+	if !onDisk(t, first, disk, "/p") {
+		t.Fatal("v1 not on disk")
+	}
+	first.Close()
+	return disk
+}
+
 // A newer version filled into memory but not written to disk (not
 // admitted, or its write-behind skipped) drops the disk tier's older
 // one: once memory let the newer go, the older, still fresh by its own
@@ -212,23 +234,8 @@ func TestSupersededDiskVersionDropped(t *testing.T) {
 		{"written", AdmitAlways, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			disk, err := storage.Open(storage.Options{Dir: dir, Fsync: storage.FsyncNever})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer disk.Close()
 			o := &versionOrigin{}
-			o.v.Store(1)
-			first, err := New(Config{Disk: disk, DiskAdmission: AdmitAlways, Registerer: prometheus.NewRegistry()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			get(t, first, o, "/p")
-			if !onDisk(t, first, disk, "/p") {
-				t.Fatal("v1 not on disk")
-			}
-			first.Close()
+			disk := diskWithV1(t, o)
 
 			c, err := New(Config{Disk: disk, DiskAdmission: tc.mode, WriteBehind: 1, Registerer: prometheus.NewRegistry()})
 			if err != nil {
@@ -287,23 +294,8 @@ func TestChangedDiskVersionDroppedBeforeNewerServed(t *testing.T) {
 		{"same ETag", `"same"`, "v1", 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			disk, err := storage.Open(storage.Options{Dir: dir, Fsync: storage.FsyncNever})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer disk.Close()
 			o := &versionOrigin{etag: tc.etag}
-			o.v.Store(1)
-			first, err := New(Config{Disk: disk, Registerer: prometheus.NewRegistry()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			get(t, first, o, "/p")
-			if !onDisk(t, first, disk, "/p") {
-				t.Fatal("v1 not on disk")
-			}
-			first.Close()
+			disk := diskWithV1(t, o)
 
 			c, err := New(Config{Disk: disk, Registerer: prometheus.NewRegistry()})
 			if err != nil {

@@ -1,9 +1,14 @@
 package lb_test
 
 import (
+	"bufio"
+	"bytes"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -47,6 +52,78 @@ func BenchmarkPoolDo(b *testing.B) {
 					resp.Body.Close()
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkOriginRoundTrip puts the pool's exchange (net/http's transport:
+// a write loop and a read loop goroutine per connection, a hand-off to
+// each per request) next to the least a client can do on the same kept-
+// alive connection: write the request, read the head and the body in the
+// caller's goroutine. The gap is what an origin client on edged's own
+// HTTP/1 code could save per fill (docs/benchmarks.md, cold ramp). The
+// minimal client is a ceiling for the measurement only: it parses nothing
+// but Content-Length.
+func BenchmarkOriginRoundTrip(b *testing.B) {
+	for _, size := range []int{1 << 10, 50 << 10} {
+		body := strings.Repeat("x", size)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			io.WriteString(w, body)
+		}))
+		b.Cleanup(srv.Close)
+		b.Run(fmt.Sprintf("%dKiB/pool", size>>10), func(b *testing.B) {
+			p, err := lb.NewPool(lb.Config{Shards: []lb.Shard{{URL: srv.URL}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(p.CloseIdleConnections)
+			req, _ := http.NewRequest("GET", srv.URL+"/obj", nil)
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				resp, _, err := p.Do(req, "k")
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+		b.Run(fmt.Sprintf("%dKiB/minimal", size>>10), func(b *testing.B) {
+			c, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { c.Close() })
+			br := bufio.NewReaderSize(c, 64<<10)
+			req := []byte("GET /obj HTTP/1.1\r\nHost: origin\r\n\r\n")
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				if _, err := c.Write(req); err != nil {
+					b.Fatal(err)
+				}
+				n := int64(-1)
+				for {
+					line, err := br.ReadSlice('\n')
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(line) <= 2 {
+						break
+					}
+					if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
+						n, _ = strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+					}
+				}
+				if n < 0 {
+					b.Fatal("no Content-Length")
+				}
+				if _, err := br.Discard(int(n)); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }

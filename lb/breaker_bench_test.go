@@ -2,7 +2,6 @@ package lb_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edged-proxy/edged/internal/testkit"
 	"github.com/edged-proxy/edged/lb"
 )
 
@@ -62,8 +62,8 @@ func BenchmarkPoolDo(b *testing.B) {
 // alive connection: write the request, read the head and the body in the
 // caller's goroutine. The gap is what an origin client on edged's own
 // HTTP/1 code could save per fill (docs/benchmarks.md, cold ramp). The
-// minimal client is a ceiling for the measurement only: it parses nothing
-// but Content-Length.
+// minimal client (testkit.RoundTrips) is a ceiling for the measurement
+// only: it parses nothing but Content-Length.
 func BenchmarkOriginRoundTrip(b *testing.B) {
 	for _, size := range []int{1 << 10, 50 << 10} {
 		body := strings.Repeat("x", size)
@@ -97,33 +97,8 @@ func BenchmarkOriginRoundTrip(b *testing.B) {
 			}
 			b.Cleanup(func() { c.Close() })
 			br := bufio.NewReaderSize(c, 64<<10)
-			req := []byte("GET /obj HTTP/1.1\r\nHost: origin\r\n\r\n")
-			b.ReportAllocs()
 			b.SetBytes(int64(size))
-			for b.Loop() {
-				if _, err := c.Write(req); err != nil {
-					b.Fatal(err)
-				}
-				n := int64(-1)
-				for {
-					line, err := br.ReadSlice('\n')
-					if err != nil {
-						b.Fatal(err)
-					}
-					if len(line) <= 2 {
-						break
-					}
-					if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
-						n, _ = strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
-					}
-				}
-				if n < 0 {
-					b.Fatal("no Content-Length")
-				}
-				if _, err := br.Discard(int(n)); err != nil {
-					b.Fatal(err)
-				}
-			}
+			testkit.RoundTrips(b, c, br, []byte("GET /obj HTTP/1.1\r\nHost: origin\r\n\r\n"))
 		})
 	}
 }

@@ -2,7 +2,6 @@ package h1_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edged-proxy/edged/edge/h1"
+	"github.com/edged-proxy/edged/internal/testkit"
 )
 
 // benchServe serves h with h1 on 127.0.0.1 and returns one keep-alive
@@ -37,37 +37,6 @@ func benchServe(b *testing.B, h http.HandlerFunc) (net.Conn, *bufio.Reader) {
 	return c, bufio.NewReaderSize(c, 16<<10)
 }
 
-// roundTrips sends req b.N times on c, one at a time, reading each
-// response (framed by Content-Length) to its end. The client allocates
-// nothing, so allocs/op are the server's.
-func roundTrips(b *testing.B, c net.Conn, br *bufio.Reader, req []byte) {
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		n := -1
-		for {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				b.Fatal(err)
-			}
-			if len(line) <= 2 {
-				break
-			}
-			if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
-				n = 0
-				for _, d := range bytes.TrimSpace(v) {
-					n = n*10 + int(d-'0')
-				}
-			}
-		}
-		if _, err := br.Discard(n); err != nil || n < 0 {
-			b.Fatalf("body of %d: %v", n, err)
-		}
-	}
-}
-
 var benchBody = []byte(strings.Repeat("x", 1024))
 
 // BenchmarkHit is a cache hit as the loop sees it: a GET answered from
@@ -77,7 +46,7 @@ func BenchmarkHit(b *testing.B) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(benchBody)
 	})
-	roundTrips(b, c, br, []byte("GET /hot HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\n\r\n"))
+	testkit.RoundTrips(b, c, br, []byte("GET /hot HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\n\r\n"))
 }
 
 // BenchmarkMiss is a GET whose handler derives a context with a timeout
@@ -93,7 +62,7 @@ func BenchmarkMiss(b *testing.B) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(benchBody)
 	})
-	roundTrips(b, c, br, []byte("GET /cold HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\n\r\n"))
+	testkit.RoundTrips(b, c, br, []byte("GET /cold HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\n\r\n"))
 }
 
 // BenchmarkChunkedUpload posts 64 KiB in 4 KiB chunks to a handler that
@@ -115,5 +84,5 @@ func BenchmarkChunkedUpload(b *testing.B) {
 	}
 	req.WriteString("0\r\n\r\n")
 	b.SetBytes(16 * 4096)
-	roundTrips(b, c, br, []byte(req.String()))
+	testkit.RoundTrips(b, c, br, []byte(req.String()))
 }

@@ -171,7 +171,7 @@ func (e *Entry) meta(size int64) storage.Meta {
 
 // writeQueue bounds the write-behind: the copies pending at once, by
 // count and by the body bytes they keep alive. Copies commit in batches
-// (storage's CommitBatched waits up to 20 ms for others to share its index
+// (each waits in a 20 ms batchWindow for others to share its index
 // transaction), so many are pending at once by design; a copy that finds
 // the queue full is skipped, and an object memory then drops is one the
 // origin serves again.
@@ -262,7 +262,7 @@ func (c *Cache) writeBehind(d *storage.Store, e *Entry, start uint64) {
 	size := int64(len(e.Body))
 	if !c.writeQ.take(size) {
 		c.m.diskWrites.WithLabelValues("skipped").Inc()
-		dropSuperseded(d, e.Key)
+		dropOlder(d, e, false)
 		return
 	}
 	c.writers.Add(1)
@@ -425,39 +425,32 @@ func (c *Cache) warnDisk(msg string, args ...any) {
 	c.log.Warn(msg, append(args, "suppressed_since_last", n)...)
 }
 
-// dropSuperseded deletes the disk tier's version of key, if it has one,
-// when a newer version filled into memory will not be written there
-// (write-behind skipped, or not admitted): otherwise, once memory evicted
-// the newer one, the older would be found on disk and served again,
-// while still fresh by its own headers.
-func dropSuperseded(d *storage.Store, key string) {
-	if d.MayHave(key) {
-		d.Delete(key)
-	}
-}
-
-// dropChanged deletes the disk tier's version of e's key when it holds a
-// different representation than e (see sameRepresentation), before e
-// enters memory. Otherwise the disk's older version, still fresh by its
-// own headers, could be served after e was: memory may evict e, or its
-// admission refuse it, before e's write-behind lands (milliseconds), or
-// e may never be written (skipped, not admitted). Until e lands, requests
-// then miss and are filled again, coalesced as usual. A refill of the same
-// representation (the common case: an expired object refetched unchanged)
-// keeps the disk copy, and a first fill costs a map lookup.
-func dropChanged(d *storage.Store, e *Entry) {
+// dropOlder deletes the disk tier's version of e's key, if it has one,
+// when e will not be written there (not admitted to disk, or its
+// write-behind skipped) or holds a different representation (see
+// sameRepresentation). Otherwise the disk's older version, still fresh by
+// its own headers, could be served after e was: memory may evict e, or its
+// admission refuse it, before e's write-behind lands (milliseconds), or e
+// may never reach disk. Fills call it before e enters memory; requests in
+// the window then miss and are filled again, coalesced as usual. A written
+// refill of the same representation (the common case: an expired object
+// refetched unchanged) keeps the disk copy, and a first fill costs a map
+// lookup.
+func dropOlder(d *storage.Store, e *Entry, written bool) {
 	if !d.MayHave(e.Key) {
 		return
 	}
-	obj, err := d.Peek(e.Key)
-	if err != nil {
-		return // gone, or unreadable: nothing older will be served
-	}
-	old, derr := decodeEntry(obj.Meta.Header)
-	size := obj.Meta.Size
-	obj.Close()
-	if derr == nil && sameRepresentation(old, size, e) {
-		return
+	if written {
+		obj, err := d.Peek(e.Key)
+		if err != nil {
+			return // gone, or unreadable: nothing older will be served
+		}
+		old, derr := decodeEntry(obj.Meta.Header)
+		size := obj.Meta.Size
+		obj.Close()
+		if derr == nil && sameRepresentation(old, size, e) {
+			return
+		}
 	}
 	d.Delete(e.Key)
 }

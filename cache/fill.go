@@ -452,9 +452,9 @@ func (c *Cache) storeFilled(e *Entry, start uint64, alts []*Entry) bool {
 	}
 	if d := c.diskStore(); d != nil {
 		for _, a := range alts {
-			dropChanged(d, a)
+			dropOlder(d, a, how == putFill)
 		}
-		dropChanged(d, e)
+		dropOlder(d, e, how == putFill)
 	}
 	if !c.unlessInvalidated(e, start, func() {
 		for _, a := range alts {

@@ -212,11 +212,8 @@ func (t diskTier) put(e *Entry, how putKind, start uint64) bool {
 	switch {
 	case how == putPromote:
 		return false // it came from here
-	case how == putFillMemory: // not admitted (admit.go)
-		if !e.Marker {
-			dropSuperseded(t.s, e.Key)
-		}
-		return false
+	case how == putFillMemory:
+		return false // not admitted (admit.go); storeFilled dropped the older version
 	case e.Marker:
 		if err := t.writeMarker(e); err != nil {
 			t.c.warnDisk("disk tier: storing a Vary marker failed", "key", e.Primary, "err", err)

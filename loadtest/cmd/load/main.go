@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -75,6 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.Verify, "verify", false, "check each 200 body against the origin simulator's deterministic bytes (id = last path segment)")
 	fs.StringVar(&cfg.Host, "host", "", "send `HOST` as every request's Host header (the URL still decides where to connect)")
 	fs.StringVar(&cfg.Label, "label", "", "`NAME` of the run in the table and JSON")
+	split := fs.Bool("split", false, "also report latency per cache outcome (hit, miss, unknown; see Classify) as classes")
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	jsonOut := fs.String("json", "", "write the results as JSON to `FILE` ('-' for stdout instead of the table)")
 	if err := fs.Parse(args); err != nil {
@@ -89,6 +91,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if !*quiet {
 		cfg.Progress = stderr
+	}
+	if *split {
+		cfg.Class = func(r *http.Response) string { return load.Classify(r.Header).String() }
 	}
 	res, err := load.Run(ctx, cfg)
 	if err != nil {

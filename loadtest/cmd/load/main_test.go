@@ -7,10 +7,12 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/edged-proxy/edged/loadtest/load"
@@ -59,5 +61,44 @@ func TestRunWritesTableAndJSON(t *testing.T) {
 	var res load.Result
 	if err := json.Unmarshal(b, &res); err != nil || res.OK != 40 {
 		t.Errorf("JSON %v: ok %d\n%s", err, res.OK, b)
+	}
+}
+
+// TestSplitReportsLatencyPerCacheOutcome: -split adds a class per outcome
+// that Classify reads, counting every classified response once.
+func TestSplitReportsLatencyPerCacheOutcome(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%4 == 0 {
+			w.Header().Set("Cache-Status", "edged; fwd=uri-miss")
+		} else {
+			w.Header().Set("Cache-Status", "edged; hit")
+		}
+		io.WriteString(w, "x")
+	}))
+	defer srv.Close()
+	for _, split := range []bool{false, true} {
+		args := []string{"-url", srv.URL + "/obj/{id}", "-requests", "40", "-c", "1", "-quiet", "-json", "-"}
+		if split {
+			args = append(args, "-split")
+		}
+		var stdout bytes.Buffer
+		if err := run(context.Background(), args, &stdout, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		var res load.Result
+		if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+			t.Fatal(err)
+		}
+		if !split {
+			if len(res.Classes) != 0 {
+				t.Errorf("without -split: classes %v", res.Classes)
+			}
+			continue
+		}
+		hit, miss := res.Classes["hit"], res.Classes["miss"]
+		if hit.Responses != res.Hits || miss.Responses != res.Misses || hit.Responses+miss.Responses != 40 || miss.Responses == 0 {
+			t.Errorf("-split: classes %+v, hits %d misses %d", res.Classes, res.Hits, res.Misses)
+		}
 	}
 }

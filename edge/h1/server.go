@@ -56,14 +56,28 @@ type Server struct {
 	Unused func()
 
 	// Test hooks: a request's context starts watching its connection; the
-	// watcher's read returned.
+	// watcher's read returned; the watcher's delay (watchDelay when zero,
+	// none when negative).
 	onWatch     func()
 	onWatchRead func(n int, err error)
+	watchAfter  time.Duration
 
 	mu       sync.Mutex
 	lns      map[net.Listener]struct{}
 	conns    map[*conn]struct{}
 	shutting atomic.Bool
+}
+
+// watchDelay is the watcher's delay (watch.go's watchDelay unless a test
+// set watchAfter).
+func (s *Server) watchDelay() time.Duration {
+	switch {
+	case s.watchAfter > 0:
+		return s.watchAfter
+	case s.watchAfter < 0:
+		return 0
+	}
+	return watchDelay
 }
 
 const (
@@ -421,15 +435,22 @@ func (c *conn) serveRequest() (keep bool) {
 	*req = *req.WithContext(&w.ctx) // the same *Request, which the body gives its trailers
 	defer w.ctx.cancel()            // the request is over: its context ends, as in net/http
 	ok := c.runHandler(w, req)
-	w.ctx.end()
 	if !ok {
+		w.ctx.end()
 		return false
 	}
-	if w.hijacked {
+	if w.hijacked { // Hijack stopped the watcher
 		c.hijacked = true
 		return false
 	}
-	if err := w.finish(); err != nil {
+	// The response's last bytes go out before a watcher is stopped: the
+	// client need not wait for that hand-off (a wake-up of the watcher's
+	// goroutine and one back). finish writes, the watcher reads; neither
+	// touches what the other does (the read buffer is the watcher's until
+	// end returns).
+	err = w.finish()
+	w.ctx.end()
+	if err != nil {
 		return false
 	}
 	keep = !w.closeAfter && c.drainBody()

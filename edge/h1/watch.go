@@ -44,7 +44,16 @@ type requestContext struct {
 	watched  bool          // the one watch of this request was considered
 	stopping bool          // end is stopping the watcher with a past deadline
 	stop     chan struct{} // closed when the watcher returns; nil when none runs
+	delay    *time.Timer   // the watcher's start, while it waits (watchDelay)
 }
+
+// watchDelay is how long a request waits, once it asked for Done and its
+// body is read, before the watcher starts. Most requests that ask (a cache
+// miss waiting on its fill) are answered well within it, and then no
+// goroutine, read or deadline is spent on a client that did not leave;
+// one that waits longer (a slow origin, a long poll) notices a client that
+// left at most this late, which is nothing against the wait it frees.
+const watchDelay = 50 * time.Millisecond
 
 var _ context.Context = (*requestContext)(nil)
 
@@ -122,6 +131,27 @@ func (x *requestContext) watchLocked() {
 		return
 	}
 	x.watched = true
+	if d := x.c.s.watchDelay(); d > 0 {
+		x.delay = time.AfterFunc(d, x.delayed)
+		return
+	}
+	x.startLocked()
+}
+
+// delayed starts the watcher when its delay ran out, unless the request
+// ended or was cancelled meanwhile.
+func (x *requestContext) delayed() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.delay == nil || x.ended || x.cancelled.Load() {
+		return
+	}
+	x.delay = nil
+	x.startLocked()
+}
+
+// startLocked starts the watcher. x.mu must be held.
+func (x *requestContext) startLocked() {
 	c := x.c
 	if c.r < c.w {
 		return
@@ -163,6 +193,10 @@ func (x *requestContext) watch(stop chan struct{}) {
 func (x *requestContext) end() {
 	x.mu.Lock()
 	x.ended = true
+	if x.delay != nil {
+		x.delay.Stop() // a start that fired meanwhile sees ended
+		x.delay = nil
+	}
 	stop := x.stop
 	x.stop = nil
 	x.stopping = stop != nil

@@ -7,14 +7,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// watchServer serves h on 127.0.0.1 and counts the watchers started; reads
-// (if not nil) receives the byte count of every watcher read.
+// watchServer serves h on 127.0.0.1 and counts the watchers started, which
+// start without delay; reads (if not nil) receives the byte count of every
+// watcher read.
 func watchServer(t *testing.T, h http.HandlerFunc, reads chan int) (addr string, watchers *atomic.Int32) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -22,7 +24,7 @@ func watchServer(t *testing.T, h http.HandlerFunc, reads chan int) (addr string,
 		t.Fatal(err)
 	}
 	watchers = new(atomic.Int32)
-	srv := &Server{Handler: h, onWatch: func() { watchers.Add(1) }}
+	srv := &Server{Handler: h, onWatch: func() { watchers.Add(1) }, watchAfter: -1}
 	if reads != nil {
 		srv.onWatchRead = func(n int, _ error) { reads <- n }
 	}
@@ -316,5 +318,106 @@ func TestContextUnderConnContext(t *testing.T) {
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	if s := <-got; s != "conn conn context canceled" {
 		t.Errorf("got %q", s)
+	}
+}
+
+// A watcher starts only once its request waited watchDelay: a request
+// answered sooner starts none, one that waits longer gets one and learns
+// that its client left.
+func TestWatcherDelayed(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		delay    time.Duration
+		wait     bool // the handler waits for its context to end
+		watchers int32
+	}{
+		{"answered within the delay", time.Hour, false, 0},
+		{"waits past the delay", time.Millisecond, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var watchers atomic.Int32
+			waiting := make(chan struct{}, 1)
+			got := make(chan error, 1)
+			srv := &Server{watchAfter: tc.delay, onWatch: func() { watchers.Add(1) },
+				Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					done := r.Context().Done()
+					if !tc.wait {
+						io.WriteString(w, "quick")
+						return
+					}
+					waiting <- struct{}{}
+					select {
+					case <-done:
+						got <- r.Context().Err()
+					case <-time.After(10 * time.Second):
+						got <- errors.New("not cancelled")
+					}
+				})}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go srv.Serve(ln)
+			t.Cleanup(func() { srv.Close() })
+			c, br := dial(t, ln.Addr().String())
+			if !tc.wait {
+				for range 3 {
+					io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+					if st, body := readBody(t, br); st != 200 || body != "quick" {
+						t.Fatalf("got %d %q", st, body)
+					}
+				}
+			} else {
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+				<-waiting
+				c.Close()
+				if err := <-got; !errors.Is(err, context.Canceled) {
+					t.Fatalf("the handler's context: %v", err)
+				}
+			}
+			if n := watchers.Load(); n != tc.watchers {
+				t.Errorf("%d watchers started, want %d", n, tc.watchers)
+			}
+		})
+	}
+}
+
+// The response's last bytes reach the client before a running watcher is
+// stopped: stopping it is not on the client's path. The watcher's stop
+// waits here until the client has the whole response.
+func TestResponseSentBeforeWatcherStops(t *testing.T) {
+	received := make(chan struct{})
+	srv := &Server{watchAfter: -1,
+		onWatchRead: func(n int, err error) {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			}
+			select {
+			case <-received:
+			case <-time.After(5 * time.Second):
+				t.Error("the watcher was stopped before the response was sent")
+			}
+		},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Context().Done()
+			io.WriteString(w, "body")
+		})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c, br := dial(t, ln.Addr().String())
+	for range 2 {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+		if st, body := readBody(t, br); st != 200 || body != "body" {
+			t.Fatalf("got %d %q", st, body)
+		}
+		select {
+		case received <- struct{}{}:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the watcher never stopped")
+		}
 	}
 }

@@ -447,7 +447,8 @@ func (c *conn) serveRequest() (keep bool) {
 	// client need not wait for that hand-off (a wake-up of the watcher's
 	// goroutine and one back). finish writes, the watcher reads; neither
 	// touches what the other does (the read buffer is the watcher's until
-	// end returns).
+	// end returns). No watcher starts once the handler returned.
+	w.ctx.seal()
 	err = w.finish()
 	w.ctx.end()
 	if err != nil {

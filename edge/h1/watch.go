@@ -187,6 +187,20 @@ func (x *requestContext) watch(stop chan struct{}) {
 	x.cancel()
 }
 
+// seal ends the request for watching: no watcher starts after it (a Done
+// from another goroutine once the handler returned), while one already
+// running goes on until end. It is called when the handler returns, before
+// the response's last bytes are written.
+func (x *requestContext) seal() {
+	x.mu.Lock()
+	x.ended = true
+	if x.delay != nil {
+		x.delay.Stop() // a start that fired meanwhile sees ended
+		x.delay = nil
+	}
+	x.mu.Unlock()
+}
+
 // end stops watching for good, waiting for a running watcher to return:
 // then the connection and its buffer are the caller's again, with no read
 // deadline. It is called when the handler returns or hijacks.

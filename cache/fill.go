@@ -139,7 +139,9 @@ func (c *Cache) fillStorable(f *flight, skey string, r *Request, resp *http.Resp
 	}
 	c.m.fillTime.Observe(c.now().Sub(t.req).Seconds())
 	e.Body = body
-	e.Header.Set("Content-Length", itoa(int64(len(body))))
+	if resp.ContentLength < 0 { // else newEntry set it, and readBody checked it
+		e.Header = withField(e.Header, "Content-Length", itoa(int64(len(body)))) // e is not shared yet
+	}
 	alts := c.compressFilled(r, e)
 	out.stored = c.storeFilled(e, t.start, alts)
 	f.publish(e, out)
@@ -549,16 +551,7 @@ func (c *Cache) marker(primary string, names []string) *Entry {
 // newEntry builds the stored form of resp under key. size is the body
 // length, or -1 when it is not known yet (a streaming fill).
 func newEntry(r *Request, key string, resp *http.Response, body []byte, d rfc.Decision, t rfc.Timing, size int64) *Entry {
-	hdr := resp.Header.Clone()
-	httpx.RemoveHopByHop(hdr)
-	hdr.Del("Age") // recomputed on every use from Timing
-	// Set once here rather than on every hit.
-	if size >= 0 {
-		hdr.Set("Content-Length", itoa(size))
-	} else {
-		hdr.Del("Content-Length")
-	}
-	httpx.AppendValue(hdr, "Via", httpx.Via(resp.ProtoMajor, resp.ProtoMinor))
+	hdr := storedHeader(resp.Header, size, httpx.Via(resp.ProtoMajor, resp.ProtoMinor))
 	names, _ := parseVary(resp.Header)
 	values := make([]string, len(names))
 	for i, n := range names {
@@ -582,6 +575,78 @@ func newEntry(r *Request, key string, resp *http.Response, body []byte, d rfc.De
 		VaryValues:           values,
 		Memo:                 new(Memo),
 	}
+}
+
+// storedHeader is the header an entry stores of an origin's src: without
+// the hop-by-hop fields and Age (recomputed on every use from Timing), with
+// Content-Length set to size once here rather than on every hit (none when
+// size < 0: not known yet), and with via appended to Via. It is built in
+// one pass into a map made for exactly its fields, with one array holding
+// every value: the header lives as long as the entry, and a clone that
+// then gained Via grew its map to twice its fields once they passed a map
+// group (8), about 700 bytes of slack an object (TestMemoryCostMatchesHeap).
+func storedHeader(src http.Header, size int64, via string) http.Header {
+	conn := src["Connection"]
+	keep := func(k string) bool {
+		switch k {
+		case "Age", "Content-Length", "Via":
+			return false
+		}
+		return !httpx.IsHopByHop(k, conn)
+	}
+	prior := src["Via"]
+	if httpx.IsHopByHop("Via", conn) {
+		prior = nil
+	}
+	n, nv := 1, 1 // Via
+	if size >= 0 {
+		n, nv = n+1, nv+1
+	}
+	for k, vv := range src {
+		if keep(k) {
+			n, nv = n+1, nv+len(vv)
+		}
+	}
+	h := make(http.Header, n)
+	sv := make([]string, nv)
+	for k, vv := range src {
+		if keep(k) {
+			c := copy(sv, vv)
+			h[k], sv = sv[:c:c], sv[c:]
+		}
+	}
+	if size >= 0 {
+		sv[0] = itoa(size)
+		h["Content-Length"], sv = sv[:1:1], sv[1:]
+	}
+	if len(prior) > 0 {
+		via = strings.Join(prior, ", ") + ", " + via
+	}
+	sv[0] = via
+	h["Via"] = sv[:1:1]
+	return h
+}
+
+// withField returns h with the field name (canonical) set to the single
+// value v: h itself, its value replaced in place, when it has the field
+// with one value; otherwise a copy made for one more field, sharing h's
+// values (h must not be used after). It never assigns to h: Go 1.26 grows
+// a map of 8 fields into a table of 16 slots (400 bytes to 1,100) on any
+// assignment, even one that replaces a value (internal/runtime/maps,
+// PutSlot).
+func withField(h http.Header, name, v string) http.Header {
+	if vv := h[name]; len(vv) == 1 {
+		vv[0] = v
+		return h
+	}
+	h2 := make(http.Header, len(h)+1)
+	for k, vv := range h {
+		if k != name {
+			h2[k] = vv
+		}
+	}
+	h2[name] = []string{v}
+	return h2
 }
 
 // asWhole is resp as the storage policy judges it: a slice's 206 (which

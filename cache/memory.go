@@ -54,10 +54,10 @@ func (m *memoryTier) setIfAbsent(e *Entry) bool { return m.put(e, true) }
 
 // put is set, or setIfAbsent when ifAbsent is set, under e's key lock.
 func (m *memoryTier) put(e *Entry, ifAbsent bool) bool {
-	cost := e.cost()
-	if cost > m.maxObject {
+	if e.size() > m.maxObject {
 		return false
 	}
+	cost := e.cost()
 	m.closeMu.RLock()
 	defer m.closeMu.RUnlock()
 	if m.closed {

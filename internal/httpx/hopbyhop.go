@@ -37,6 +37,25 @@ func RemoveHopByHop(h http.Header) {
 	}
 }
 
+// IsHopByHop reports whether the field name (canonical) is hop-by-hop in a
+// message whose Connection field values are connection: a fixed one, or one
+// the Connection field names. It is RemoveHopByHop's rule for one name.
+func IsHopByHop(name string, connection []string) bool {
+	for _, h := range hopHeaders {
+		if name == h {
+			return true
+		}
+	}
+	for _, v := range connection {
+		for token := range strings.SplitSeq(v, ",") {
+			if token = textproto.TrimString(token); token != "" && textproto.CanonicalMIMEHeaderKey(token) == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // CopyHeader adds every value of src to dst.
 func CopyHeader(dst, src http.Header) {
 	for k, vv := range src {

@@ -472,6 +472,7 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	}
 	stopReload := d.reloadOnHangup(ctx)
 	defer stopReload()
+	go d.followMemoryLimit(ctx, d.cfg.Cache.Memory.MaxBytes.Int64())
 	if d.sample != nil {
 		l.Sample = d.sampleLn.Addr().String()
 		go serveOn("sample origin", d.sample.Serve, d.sampleLn)
@@ -1196,13 +1197,62 @@ func cacheInvalidator(c *cache.Cache) purge.Invalidator {
 
 // setMemoryLimit gives the Go runtime a soft memory limit of the memory
 // tier's budget plus 256 MiB for everything else (connections, buffers,
-// the disk index), so the heap does not grow to twice the cache before the
-// collector runs. GOMEMLIMIT, when set, wins.
+// the disk index of a fresh start), so the heap does not grow to twice the
+// cache before the collector runs; followMemoryLimit then adds the disk
+// index's heap as it grows. GOMEMLIMIT, when set, wins.
 func setMemoryLimit(cfg *config.Config, logger *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	limit := cfg.Cache.Memory.MaxBytes.Int64() + 256<<20
+	limit := memoryLimit(cfg.Cache.Memory.MaxBytes.Int64(), 0)
 	debug.SetMemoryLimit(limit)
 	logger.Debug("soft memory limit set", "bytes", limit)
+}
+
+// memoryLimit is the soft memory limit for a memory tier of memBytes (its
+// budget is the heap its entries take: cache.Entry.cost) and a disk tier
+// of diskObjects, whose in-memory index (recency order, key, tags) takes
+// diskObjectHeap bytes an object: without it a disk of small objects
+// (10 million, 2.5 GiB of index) would pin the heap at the limit and keep
+// the collector running, its CPU capped at half the process's.
+func memoryLimit(memBytes, diskObjects int64) int64 {
+	return memBytes + diskObjects*diskObjectHeap + 256<<20
+}
+
+// diskObjectHeap bounds the disk index's heap per object, above the 163
+// to 220 bytes storage's benchmarks measure (BenchmarkIndexMemory100k,
+// BenchmarkOpenPacked), for keys longer than theirs.
+const diskObjectHeap = 256
+
+// memoryLimitEvery is how often followMemoryLimit looks at the disk tier.
+var memoryLimitEvery = 10 * time.Second
+
+// followMemoryLimit keeps the soft memory limit at memoryLimit for the
+// disk tier's object count, checked every memoryLimitEvery, until ctx
+// ends. GOMEMLIMIT, when set, wins.
+func (d *daemon) followMemoryLimit(ctx context.Context, memBytes int64) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	t := time.NewTicker(memoryLimitEvery)
+	defer t.Stop()
+	last := memoryLimit(memBytes, 0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.mu.Lock()
+		disk := d.disk
+		d.mu.Unlock()
+		var objects int64
+		if disk != nil {
+			objects = disk.Stats().Objects
+		}
+		if limit := memoryLimit(memBytes, objects); limit != last {
+			debug.SetMemoryLimit(limit)
+			last = limit
+		}
+	}
 }

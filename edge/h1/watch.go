@@ -193,12 +193,17 @@ func (x *requestContext) watch(stop chan struct{}) {
 // the response's last bytes are written.
 func (x *requestContext) seal() {
 	x.mu.Lock()
+	x.sealLocked()
+	x.mu.Unlock()
+}
+
+// sealLocked is seal with x.mu held.
+func (x *requestContext) sealLocked() {
 	x.ended = true
 	if x.delay != nil {
 		x.delay.Stop() // a start that fired meanwhile sees ended
 		x.delay = nil
 	}
-	x.mu.Unlock()
 }
 
 // end stops watching for good, waiting for a running watcher to return:
@@ -206,11 +211,7 @@ func (x *requestContext) seal() {
 // deadline. It is called when the handler returns or hijacks.
 func (x *requestContext) end() {
 	x.mu.Lock()
-	x.ended = true
-	if x.delay != nil {
-		x.delay.Stop() // a start that fired meanwhile sees ended
-		x.delay = nil
-	}
+	x.sealLocked()
 	stop := x.stop
 	x.stop = nil
 	x.stopping = stop != nil

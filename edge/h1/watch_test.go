@@ -39,6 +39,19 @@ func watchServer(t *testing.T, h http.HandlerFunc, reads chan int) (addr string,
 	return ln.Addr().String(), watchers
 }
 
+// serveOn serves srv on a new loopback listener until the test ends and
+// returns a connection to it.
+func serveOn(t *testing.T, srv *Server) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return dial(t, ln.Addr().String())
+}
+
 func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
@@ -308,13 +321,7 @@ func TestContextUnderConnContext(t *testing.T) {
 			}
 		}),
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	c, _ := dial(t, ln.Addr().String())
+	c, _ := serveOn(t, srv)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	if s := <-got; s != "conn conn context canceled" {
 		t.Errorf("got %q", s)
@@ -353,13 +360,7 @@ func TestWatcherDelayed(t *testing.T) {
 						got <- errors.New("not cancelled")
 					}
 				})}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go srv.Serve(ln)
-			t.Cleanup(func() { srv.Close() })
-			c, br := dial(t, ln.Addr().String())
+			c, br := serveOn(t, srv)
 			if !tc.wait {
 				for range 3 {
 					io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
@@ -402,13 +403,7 @@ func TestResponseSentBeforeWatcherStops(t *testing.T) {
 			r.Context().Done()
 			io.WriteString(w, "body")
 		})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	c, br := dial(t, ln.Addr().String())
+	c, br := serveOn(t, srv)
 	for range 2 {
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 		if st, body := readBody(t, br); st != 200 || body != "body" {

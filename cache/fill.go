@@ -586,16 +586,16 @@ func newEntry(r *Request, key string, resp *http.Response, body []byte, d rfc.De
 // then gained Via grew its map to twice its fields once they passed a map
 // group (8), about 700 bytes of slack an object (TestMemoryCostMatchesHeap).
 func storedHeader(src http.Header, size int64, via string) http.Header {
-	conn := src["Connection"]
+	hop := httpx.HopByHop(src["Connection"])
 	keep := func(k string) bool {
 		switch k {
 		case "Age", "Content-Length", "Via":
 			return false
 		}
-		return !httpx.IsHopByHop(k, conn)
+		return !hop(k)
 	}
 	prior := src["Via"]
-	if httpx.IsHopByHop("Via", conn) {
+	if hop("Via") {
 		prior = nil
 	}
 	n, nv := 1, 1 // Via

@@ -3,8 +3,10 @@
 package httpx
 
 import (
+	"iter"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 )
 
@@ -25,35 +27,40 @@ var hopHeaders = [...]string{
 // RemoveHopByHop deletes from h the fixed hop-by-hop fields and every field
 // named in its Connection header. h is modified in place.
 func RemoveHopByHop(h http.Header) {
-	for _, v := range h["Connection"] {
-		for name := range strings.SplitSeq(v, ",") {
-			if name = textproto.TrimString(name); name != "" {
-				h.Del(name)
-			}
-		}
+	for name := range connectionNames(h["Connection"]) {
+		h.Del(name)
 	}
 	for _, name := range hopHeaders {
 		h.Del(name)
 	}
 }
 
-// IsHopByHop reports whether the field name (canonical) is hop-by-hop in a
-// message whose Connection field values are connection: a fixed one, or one
-// the Connection field names. It is RemoveHopByHop's rule for one name.
-func IsHopByHop(name string, connection []string) bool {
-	for _, h := range hopHeaders {
-		if name == h {
-			return true
-		}
+// HopByHop returns RemoveHopByHop's rule for a message whose Connection
+// field values are connection: whether a field name (canonical) is one of
+// the fixed hop-by-hop fields or one that Connection names. The names are
+// parsed once, for a caller that asks about every field.
+func HopByHop(connection []string) func(name string) bool {
+	var named []string
+	for name := range connectionNames(connection) {
+		named = append(named, textproto.CanonicalMIMEHeaderKey(name))
 	}
-	for _, v := range connection {
-		for token := range strings.SplitSeq(v, ",") {
-			if token = textproto.TrimString(token); token != "" && textproto.CanonicalMIMEHeaderKey(token) == name {
-				return true
+	return func(name string) bool {
+		return slices.Contains(hopHeaders[:], name) || slices.Contains(named, name)
+	}
+}
+
+// connectionNames yields the field names the Connection field values
+// list, as written.
+func connectionNames(connection []string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, v := range connection {
+			for name := range strings.SplitSeq(v, ",") {
+				if name = textproto.TrimString(name); name != "" && !yield(name) {
+					return
+				}
 			}
 		}
 	}
-	return false
 }
 
 // CopyHeader adds every value of src to dst.

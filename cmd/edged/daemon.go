@@ -472,7 +472,16 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	}
 	stopReload := d.reloadOnHangup(ctx)
 	defer stopReload()
-	go d.followMemoryLimit(ctx, d.cfg.Cache.Memory.MaxBytes.Int64())
+	// The follower ends before serve returns (and so before the disk tier
+	// is closed), and reads memoryLimitEvery here, once, so that no
+	// goroutine of this daemon is left running when the next one starts.
+	followCtx, stopFollow := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func(every time.Duration) {
+		defer close(followed)
+		d.followMemoryLimit(followCtx, d.cfg.Cache.Memory.MaxBytes.Int64(), every)
+	}(memoryLimitEvery)
+	defer func() { stopFollow(); <-followed }()
 	if d.sample != nil {
 		l.Sample = d.sampleLn.Addr().String()
 		go serveOn("sample origin", d.sample.Serve, d.sampleLn)
@@ -1228,13 +1237,13 @@ const diskObjectHeap = 256
 var memoryLimitEvery = 10 * time.Second
 
 // followMemoryLimit keeps the soft memory limit at memoryLimit for the
-// disk tier's object count, checked every memoryLimitEvery, until ctx
-// ends. GOMEMLIMIT, when set, wins.
-func (d *daemon) followMemoryLimit(ctx context.Context, memBytes int64) {
+// disk tier's object count, checked every interval, until ctx ends.
+// GOMEMLIMIT, when set, wins.
+func (d *daemon) followMemoryLimit(ctx context.Context, memBytes int64, every time.Duration) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	t := time.NewTicker(memoryLimitEvery)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	last := memoryLimit(memBytes, 0)
 	for {

@@ -477,10 +477,10 @@ func (d *daemon) serve(ctx context.Context, ready func(listening)) error {
 	// goroutine of this daemon is left running when the next one starts.
 	followCtx, stopFollow := context.WithCancel(ctx)
 	followed := make(chan struct{})
-	go func(every time.Duration) {
+	go func(memBytes int64, every time.Duration) {
 		defer close(followed)
-		d.followMemoryLimit(followCtx, d.cfg.Cache.Memory.MaxBytes.Int64(), every)
-	}(memoryLimitEvery)
+		d.followMemoryLimit(followCtx, memBytes, every)
+	}(d.cfg.Cache.Memory.MaxBytes.Int64(), memoryLimitEvery)
 	defer func() { stopFollow(); <-followed }()
 	if d.sample != nil {
 		l.Sample = d.sampleLn.Addr().String()

@@ -3,7 +3,6 @@ package lb_test
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -40,19 +39,12 @@ func testOrigin(t *testing.T, name string) *httptest.Server {
 	return srv
 }
 
-// deadURL returns the URL of a port that was just listened on and closed, so
-// dialling it is refused.
+// deadURL returns the URL of a loopback port that refuses connections
+// for the rest of the test (testkit.RefusedAddr: held, so an origin the
+// test starts next cannot be given it).
 func deadURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + addr
+	return "http://" + testkit.RefusedAddr(t)
 }
 
 func newPool(t *testing.T, cfg lb.Config) *lb.Pool {

@@ -181,12 +181,7 @@ func TestShardFailoverThroughConfig(t *testing.T) {
 		io.WriteString(w, "live "+r.URL.Path)
 	}))
 	defer live.Close()
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadURL := "http://" + dead.Addr().String()
-	dead.Close()
+	deadURL := "http://" + testkit.RefusedAddr(t)
 
 	cfg := fmt.Sprintf(`sites:
   - name: shop

@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/edged-proxy/edged/internal/testkit"
 )
 
 func TestVersionFlag(t *testing.T) {
@@ -51,12 +52,7 @@ func TestHealthcheck(t *testing.T) {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 	}))
 	defer down.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := testkit.RefusedAddr(t)
 	for _, tc := range []struct {
 		name    string
 		args    []string

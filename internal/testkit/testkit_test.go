@@ -2,10 +2,13 @@ package testkit_test
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -249,5 +252,23 @@ func TestMetric(t *testing.T) {
 	// A selector matching two series is an error, not the first one.
 	if !fails(t, func(tb testing.TB) { testkit.Metric(tb, reg, "things_total", "outcome", "ok") }) {
 		t.Error("an ambiguous selector did not fail the test")
+	}
+}
+
+// RefusedAddr refuses connections, and keeps the port: a listener cannot
+// be opened on it, which a closed listener's port would allow.
+func TestRefusedAddr(t *testing.T) {
+	addr := testkit.RefusedAddr(t)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err == nil {
+		c.Close()
+		t.Fatalf("a connection to %s was accepted", addr)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial %s: %v, want connection refused", addr, err)
+	}
+	if ln, err := net.Listen("tcp", addr); err == nil {
+		ln.Close()
+		t.Errorf("a listener was opened on %s while it is held", addr)
 	}
 }

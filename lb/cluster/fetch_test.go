@@ -100,16 +100,11 @@ func TestFetch(t *testing.T) {
 	}
 }
 
-// refusedAddr returns a 127.0.0.1 address nothing listens on.
+// refusedAddr returns a 127.0.0.1 address that refuses connections for
+// the rest of the test (testkit.RefusedAddr).
 func refusedAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return testkit.RefusedAddr(t)
 }
 
 // fakeClock is a settable Config.Now.

@@ -245,12 +245,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // With NATS never reachable, purges are applied locally, queued up to
 // MaxPending, then reported failed; Close reports what never left.
 func TestFleetUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := testkit.RefusedAddr(t) // nothing listens there
 	rec := &purgetest.Recorder{}
 	p, err := purge.New(purge.Config{
 		Node: "lonely", Invalidator: rec, Tokens: []purge.Token{{Value: allToken, Name: "ops"}}, Logger: quietLogger(),

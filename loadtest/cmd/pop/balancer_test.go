@@ -7,18 +7,16 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/edged-proxy/edged/internal/testkit"
 )
 
-// closedPort returns a loopback address nothing listens on.
+// closedPort returns a loopback address that refuses connections for the
+// rest of the test (testkit.RefusedAddr: held, so a backend started next
+// cannot be given it).
 func closedPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return testkit.RefusedAddr(t)
 }
 
 func backend(t *testing.T, name string) *httptest.Server {

@@ -143,7 +143,7 @@ func (x *requestContext) watchLocked() {
 func (x *requestContext) delayed() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.delay == nil || x.ended || x.cancelled.Load() {
+	if x.delay == nil || x.cancelled.Load() { // nil: sealed meanwhile
 		return
 	}
 	x.delay = nil
@@ -201,7 +201,7 @@ func (x *requestContext) seal() {
 func (x *requestContext) sealLocked() {
 	x.ended = true
 	if x.delay != nil {
-		x.delay.Stop() // a start that fired meanwhile sees ended
+		x.delay.Stop() // a start that fired meanwhile finds delay nil
 		x.delay = nil
 	}
 }
